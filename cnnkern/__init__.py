@@ -1,0 +1,43 @@
+"""cnnkern: hand-written CNN kernels with pluggable backends and a small Keras-style model layer.
+
+``import cnnkern`` needs only NumPy; the compiled extension, Numba and CuPy are loaded when their backend
+is first asked for. See :mod:`cnnkern.ops` for the kernels, :mod:`cnnkern.layers` and
+:mod:`cnnkern.models` for the model layer.
+"""
+
+from . import backends, ops
+from .backends import available, set_backend
+from .errors import BackendUnavailableError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "available",
+    "backends",
+    "get_backend",
+    "ops",
+    "set_backend",
+    "show_config",
+]
+
+
+def get_backend(name=None):
+    """The backend object for ``name`` (None: the current default)."""
+    return backends.resolve(name)
+
+
+def show_config(file=None):
+    """Print each backend, whether it can run here (or why not) and its details (SIMD path, threads...)."""
+    from .info import config_text
+
+    print(config_text(), file=file)
+
+
+def __getattr__(name):
+    # layers, models, datasets are imported on first use so that `import cnnkern` stays light
+    if name in ("layers", "models", "datasets", "optimizers", "callbacks"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'cnnkern' has no attribute {name!r}")

@@ -1,0 +1,121 @@
+"""The kernel interface every backend implements (DESIGN.md §2).
+
+A backend is a subclass of :class:`Backend` with one method per kernel. The front door
+(:mod:`cnnkern.ops`) validates and normalises every argument before calling a method, so a kernel may
+assume:
+
+* arrays are of the backend's kind (``self.array_module``: ``"numpy"`` or ``"cupy"``), C-contiguous, of
+  one dtype from ``self.dtypes`` shared by all floating arguments; ``labels`` and ``argmax`` are int64;
+* ``stride``/``dilation``/``kernel_size`` are ``(h, w)`` tuples of ints >= 1;
+* conv ``padding`` is ``(top, bottom, left, right)`` (asymmetric after ``'same'``), pool ``padding``
+  is ``(ph, pw)`` with ``p <= k // 2``;
+* every output dimension is >= 1, ``groups`` divides both channel counts, labels are in range;
+* ``b`` (conv, dense) may be ``None``; in the optimizers ``velocity`` is ``None`` iff ``momentum == 0``.
+
+Outputs are new arrays (backward writes, never accumulates into caller buffers); the optimizer updates
+and batch norm's running statistics are the only in-place writes. Output sizes come from
+:mod:`cnnkern.shapes`. ``softmax_cross_entropy_forward`` returns the loss as a 0-d array of the logits'
+dtype (``float(loss)`` gives the number).
+
+Methods not overridden raise ``NotImplementedError`` naming the backend and the kernel: a kernel a backend
+lacks is an error, never a detour to another backend.
+"""
+
+KERNELS = (
+    "conv2d_forward",
+    "conv2d_backward",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "avgpool2d_forward",
+    "avgpool2d_backward",
+    "batchnorm2d_forward",
+    "batchnorm2d_backward",
+    "dense_forward",
+    "dense_backward",
+    "activation_forward",
+    "activation_backward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+    "sgd_update",
+    "adam_update",
+)
+
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
+
+
+class Backend:
+    """Base of every backend: name, supported dtypes, array kind, and the kernel methods."""
+
+    name = "base"
+    dtypes = ("float32",)
+    array_module = "numpy"
+
+    def info(self):
+        """Extra lines for ``cnnkern info`` (SIMD path, threads, devices...)."""
+        return {}
+
+    def synchronize(self):
+        """Wait for queued work (a no-op on the CPU backends)."""
+
+    def _missing(self, kernel):
+        raise NotImplementedError(f"the {self.name!r} backend has no kernel {kernel!r}")
+
+    # conv: x (N,C,H,W), w (K,C/g,R,S), b (K,) | None -> y (N,K,P,Q)
+    def conv2d_forward(self, x, w, b=None, *, stride, padding, dilation, groups):
+        self._missing("conv2d_forward")
+
+    # dy (N,K,P,Q), x, w -> (dx | None, dw | None, db | None)
+    def conv2d_backward(self, dy, x, w, *, stride, padding, dilation, groups, need_dx, need_dw, need_db):
+        self._missing("conv2d_backward")
+
+    # x (N,C,H,W) -> (y (N,C,P,Q), argmax int64 (N,C,P,Q) flat index into the unpadded H*W plane)
+    def maxpool2d_forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
+        self._missing("maxpool2d_forward")
+
+    # dy (N,C,P,Q), argmax (N,C,P,Q), x_shape (N,C,H,W) -> dx (N,C,H,W)
+    def maxpool2d_backward(self, dy, argmax, x_shape):
+        self._missing("maxpool2d_backward")
+
+    def avgpool2d_forward(self, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
+        self._missing("avgpool2d_forward")
+
+    def avgpool2d_backward(self, dy, x_shape, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
+        self._missing("avgpool2d_backward")
+
+    # x (N,C,H,W), gamma/beta/running_* (C,) -> (y, mean (C,), invstd (C,))
+    def batchnorm2d_forward(self, x, gamma, beta, running_mean, running_var, *, training, momentum, eps):
+        self._missing("batchnorm2d_forward")
+
+    # -> (dx (N,C,H,W), dgamma (C,), dbeta (C,))
+    def batchnorm2d_backward(self, dy, x, gamma, mean, invstd, *, training):
+        self._missing("batchnorm2d_backward")
+
+    # x (N,in), w (out,in), b (out,) | None -> y (N,out)
+    def dense_forward(self, x, w, b=None):
+        self._missing("dense_forward")
+
+    # -> (dx (N,in) | None, dw (out,in), db (out,) | None)
+    def dense_backward(self, dy, x, w, *, need_dx, need_db):
+        self._missing("dense_backward")
+
+    # any shape; kind in ACTIVATIONS
+    def activation_forward(self, x, kind, *, alpha):
+        self._missing("activation_forward")
+
+    def activation_backward(self, dy, y, kind, *, alpha):
+        self._missing("activation_backward")
+
+    # logits (N,C), labels int64 (N,) -> (loss 0-d, probs (N,C))
+    def softmax_cross_entropy_forward(self, logits, labels):
+        self._missing("softmax_cross_entropy_forward")
+
+    def softmax_cross_entropy_backward(self, probs, labels):
+        self._missing("softmax_cross_entropy_backward")
+
+    # in place on param (and velocity); all arrays the same shape
+    def sgd_update(self, param, grad, velocity, *, lr, momentum, nesterov, weight_decay):
+        self._missing("sgd_update")
+
+    # in place on param, m, v; eps_mode 'torch' (eps after bias correction) or 'keras' (before)
+    def adam_update(self, param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
+        self._missing("adam_update")

@@ -1,0 +1,71 @@
+"""The C++ SIMD backend: thin wrapper over the compiled extension :mod:`cnnkern._cpp`.
+
+Every ``_cpp`` function has exactly the signature of the :class:`~cnnkern.backends.base.Backend` method of
+the same name (same positional arrays, same keywords, tuples for stride/padding/...), so each method here
+is a direct call. The extension releases the GIL around computation and picks its SIMD path at import
+(``CNNKERN_SIMD=scalar|avx2|avx512`` forces one).
+"""
+
+from .base import KERNELS, Backend
+
+_IMPORT_ERROR = None
+try:
+    from .. import _cpp
+except Exception as exc:  # ImportError, or RuntimeError from a bad CNNKERN_SIMD
+    _cpp = None
+    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+def probe():
+    if _cpp is None:
+        return (
+            f"cnnkern._cpp failed to import ({_IMPORT_ERROR}); reinstall with a C++17 compiler present: "
+            "pip install --force-reinstall --no-deps cnnkern"
+        )
+    missing = [k for k in KERNELS if not hasattr(_cpp, k)]
+    if missing:
+        return f"cnnkern._cpp lacks kernels {', '.join(missing)} (stale build: reinstall cnnkern)"
+    return None
+
+
+def _forward(kernel):
+    def method(self, *args, **kwargs):
+        return getattr(_cpp, kernel)(*args, **kwargs)
+
+    method.__name__ = kernel
+    method.__doc__ = f"``_cpp.{kernel}``; see Backend.{kernel}."
+    return method
+
+
+class CppBackend(Backend):
+    name = "cpp"
+    dtypes = ("float32",)
+    array_module = "numpy"
+
+    def info(self):
+        return {
+            "simd": _cpp.simd(),
+            "supported": ",".join(_cpp.supported_simd()),
+            "threads": _cpp.num_threads(),
+        }
+
+    @staticmethod
+    def simd():
+        return _cpp.simd()
+
+    @staticmethod
+    def set_simd(path):
+        """Switch the SIMD path at run time ('scalar', 'avx2', 'avx512'); the CPU must support it."""
+        _cpp.set_simd(path)
+
+    @staticmethod
+    def supported_simd():
+        return list(_cpp.supported_simd())
+
+
+for _k in KERNELS:
+    setattr(CppBackend, _k, _forward(_k))
+
+
+def create():
+    return CppBackend()

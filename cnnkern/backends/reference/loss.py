@@ -1,0 +1,21 @@
+"""Reference softmax cross-entropy: logits (N,C), labels int64 (N,) -> mean loss, probs (N,C)."""
+
+import numpy as np
+
+
+def softmax_cross_entropy_forward(logits, labels):
+    """log_softmax = x − max − log Σ exp(x − max); loss = −mean(log_softmax[n, label_n])."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    logsum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_probs = shifted - logsum
+    n = logits.shape[0]
+    loss = -log_probs[np.arange(n), labels].sum() / n
+    return np.asarray(loss, dtype=logits.dtype), np.exp(log_probs)
+
+
+def softmax_cross_entropy_backward(probs, labels):
+    n = probs.shape[0]
+    d = probs.copy()
+    d[np.arange(n), labels] -= 1
+    d /= n
+    return d

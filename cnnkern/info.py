@@ -1,0 +1,31 @@
+"""Text for ``cnnkern info`` and :func:`cnnkern.show_config`."""
+
+import os
+import platform
+import sys
+
+from . import backends
+
+
+def config_text():
+    import numpy
+
+    lines = [
+        f"cnnkern {__import__('cnnkern').__version__}  python {sys.version.split()[0]}  numpy {numpy.__version__}"
+        f"  {platform.machine()}",
+        f"CNNKERN_BACKEND={os.environ.get('CNNKERN_BACKEND', '')!r}  CNNKERN_SIMD="
+        f"{os.environ.get('CNNKERN_SIMD', '')!r}",
+    ]
+    for name in backends.NAMES:
+        reason = backends.probe(name)
+        if reason is None:
+            details = backends.get(name).info()
+            extra = "  ".join(f"{k}={v}" for k, v in details.items())
+            lines.append(f"  {name:<10} available   {extra}".rstrip())
+        else:
+            lines.append(f"  {name:<10} unavailable: {reason}")
+    try:
+        lines.append(f"default backend: {backends.current().name}")
+    except Exception as exc:
+        lines.append(f"default backend: error: {exc}")
+    return "\n".join(lines)

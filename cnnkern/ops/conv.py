@@ -1,0 +1,66 @@
+"""conv2d at the front door: x (N,C,H,W), w (K,C/groups,R,S), b (K,) -> y (N,K,P,Q)."""
+
+from .. import shapes
+from ..backends import resolve
+from . import check
+
+
+def _geometry(x, w, stride, padding, dilation, groups):
+    """Check the conv arguments against x and w; return (stride, padding4, dilation, groups, (P, Q))."""
+    stride = check.pair("stride", stride, minimum=1)
+    dilation = check.pair("dilation", dilation, minimum=1)
+    groups = check.integer("groups", groups, minimum=1)
+    n, c, h, wd = x.shape
+    k, cg, r, s = w.shape
+    if c % groups or k % groups:
+        raise ValueError(f"groups={groups} must divide both input channels C={c} (x {tuple(x.shape)}) "
+                         f"and output channels K={k} (w {tuple(w.shape)})")
+    if cg != c // groups:
+        raise ValueError(f"w must have shape (K, C/groups, R, S) = ({k}, {c // groups}, R, S) for x {tuple(x.shape)} "
+                         f"and groups={groups}, got {tuple(w.shape)}")
+    if isinstance(padding, str):
+        if padding == "valid":
+            pad = (0, 0, 0, 0)
+        elif padding == "same":
+            pad = shapes.same_padding(h, r, stride[0], dilation[0]) + shapes.same_padding(wd, s, stride[1], dilation[1])
+        else:
+            raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    else:
+        ph, pw = check.pair("padding", padding, minimum=0)
+        pad = (ph, ph, pw, pw)
+    p = shapes.conv_out(h, r, stride[0], pad[0], pad[1], dilation[0])
+    q = shapes.conv_out(wd, s, stride[1], pad[2], pad[3], dilation[1])
+    if p < 1 or q < 1:
+        raise ValueError(f"conv2d output would be empty: x {tuple(x.shape)}, kernel {r}x{s}, stride {stride}, "
+                         f"padding {pad}, dilation {dilation} give {p}x{q}")
+    return stride, pad, dilation, groups, (p, q)
+
+
+def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, backend=None):
+    """Cross-correlation with zero padding, PyTorch's conv2d. Returns y (N,K,P,Q).
+
+    stride, dilation: int or (sh, sw); padding: int, (ph, pw), 'valid' or 'same' ('same' with stride > 1 pads
+    like TensorFlow so that P = ceil(H/sh)).
+    """
+    be = resolve(backend)
+    x = check.array("x", x, be, ndim=4)
+    w = check.array("w", w, be, ndim=4, dtype=x.dtype.name)
+    stride, pad, dilation, groups, _ = _geometry(x, w, stride, padding, dilation, groups)
+    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype.name)
+    if b is not None:
+        check.shape_is("b", b, (w.shape[0],), "one bias per output channel")
+    return be.conv2d_forward(x, w, b, stride=stride, padding=pad, dilation=dilation, groups=groups)
+
+
+def conv2d_backward(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1, need_dx=True, need_dw=True,
+                    need_db=True, backend=None):
+    """Gradients of conv2d_forward: (dx, dw, db), None where not asked for. dy is dL/dy (N,K,P,Q)."""
+    be = resolve(backend)
+    x = check.array("x", x, be, ndim=4)
+    w = check.array("w", w, be, ndim=4, dtype=x.dtype.name)
+    dy = check.array("dy", dy, be, ndim=4, dtype=x.dtype.name)
+    stride, pad, dilation, groups, (p, q) = _geometry(x, w, stride, padding, dilation, groups)
+    check.shape_is("dy", dy, (x.shape[0], w.shape[0], p, q), "the conv2d output shape")
+    return be.conv2d_backward(dy, x, w, stride=stride, padding=pad, dilation=dilation, groups=groups,
+                              need_dx=check.flag("need_dx", need_dx), need_dw=check.flag("need_dw", need_dw),
+                              need_db=check.flag("need_db", need_db))

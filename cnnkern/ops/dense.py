@@ -1,0 +1,31 @@
+"""Dense (fully connected) at the front door: x (N,in), w (out,in), b (out,) -> y (N,out)."""
+
+from ..backends import resolve
+from . import check
+
+
+def _check(x, w, be):
+    x = check.array("x", x, be, ndim=2)
+    w = check.array("w", w, be, ndim=2, dtype=x.dtype.name)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(f"w must have shape (out, {x.shape[1]}) for x {tuple(x.shape)}, got {tuple(w.shape)}")
+    return x, w
+
+
+def dense_forward(x, w, b=None, *, backend=None):
+    """y = x·wᵀ + b."""
+    be = resolve(backend)
+    x, w = _check(x, w, be)
+    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype.name)
+    if b is not None:
+        check.shape_is("b", b, (w.shape[0],), "one bias per output")
+    return be.dense_forward(x, w, b)
+
+
+def dense_backward(dy, x, w, *, need_dx=True, need_db=True, backend=None):
+    """Returns (dx, dw, db): dx = dy·w, dw = dyᵀ·x, db = Σₙ dy; None where not asked for."""
+    be = resolve(backend)
+    x, w = _check(x, w, be)
+    dy = check.array("dy", dy, be, ndim=2, dtype=x.dtype.name)
+    check.shape_is("dy", dy, (x.shape[0], w.shape[0]), "(N, out)")
+    return be.dense_backward(dy, x, w, need_dx=check.flag("need_dx", need_dx), need_db=check.flag("need_db", need_db))

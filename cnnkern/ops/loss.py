@@ -1,0 +1,21 @@
+"""Softmax cross-entropy at the front door: logits (N,C), labels int (N,)."""
+
+from ..backends import resolve
+from . import check
+
+
+def softmax_cross_entropy_forward(logits, labels, *, backend=None):
+    """Returns (loss, probs): the mean cross-entropy (0-d array) and softmax(logits) (N,C), computed stably
+    through log_softmax = x - max - log Σ exp(x - max)."""
+    be = resolve(backend)
+    logits = check.array("logits", logits, be, ndim=2)
+    labels = check.labels("labels", labels, be, logits.shape[0], logits.shape[1])
+    return be.softmax_cross_entropy_forward(logits, labels)
+
+
+def softmax_cross_entropy_backward(probs, labels, *, backend=None):
+    """d(mean loss)/d logits = (probs - onehot(labels)) / N."""
+    be = resolve(backend)
+    probs = check.array("probs", probs, be, ndim=2)
+    labels = check.labels("labels", labels, be, probs.shape[0], probs.shape[1])
+    return be.softmax_cross_entropy_backward(probs, labels)

@@ -1,0 +1,31 @@
+"""Output-size arithmetic shared by the front door and every backend (DESIGN.md §3)."""
+
+
+def conv_out(length, k, stride, pad_lo, pad_hi, dilation):
+    """conv2d output length along one dim: ``(L + p_lo + p_hi - (d(k-1)+1)) // s + 1``."""
+    return (length + pad_lo + pad_hi - (dilation * (k - 1) + 1)) // stride + 1
+
+
+def same_padding(length, k, stride, dilation):
+    """('same') padding (lo, hi) along one dim.
+
+    stride 1 (PyTorch): ``K-1`` in total, the extra one at the end.
+    stride > 1 (PyTorch refuses it; we follow TensorFlow): pad so that ``out = ceil(L/s)``, i.e. a total of
+    ``max((ceil(L/s)-1)*s + K - L, 0)``, the extra one at the end.
+    """
+    keff = dilation * (k - 1) + 1
+    if stride == 1:
+        total = keff - 1
+    else:
+        out = -(-length // stride)
+        total = max((out - 1) * stride + keff - length, 0)
+    return total // 2, total - total // 2
+
+
+def pool_out(length, k, stride, pad, dilation, ceil_mode):
+    """Pool output length along one dim (PyTorch's rule, including the ceil_mode correction)."""
+    num = length + 2 * pad - dilation * (k - 1) - 1 + (stride - 1 if ceil_mode else 0)
+    out = num // stride + 1
+    if ceil_mode and (out - 1) * stride >= length + pad:
+        out -= 1
+    return out

@@ -1,0 +1,41 @@
+"""Build of cnnkern's C++ extension ``cnnkern._cpp``.
+
+Portable code only: the AVX2 and AVX-512 micro-kernels live in their own translation units
+(``csrc/*_avx2.cpp``, ``csrc/*_avx512.cpp``) that enable those instruction sets with ``#pragma GCC target``
+and are only called after a run-time CPU check, so the wheel runs on any x86-64 (and builds elsewhere
+with the scalar path alone). No ``-march=native``, no ``-ffast-math``: IEEE NaN semantics are part of
+the kernel contract.
+
+The extension is optional: if it fails to build, ``pip install`` still installs the pure-Python
+package and the ``cpp`` backend's probe reports why it cannot load.
+"""
+
+import glob
+import os
+import platform
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+sources = sorted(glob.glob("csrc/*.cpp"))
+is_x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+if not is_x86:
+    sources = [s for s in sources if not (s.endswith("_avx2.cpp") or s.endswith("_avx512.cpp"))]
+
+args = ["-O3", "-fno-math-errno", "-fvisibility=hidden", "-Wall", "-Wno-unknown-pragmas"]
+macros = [("CNNKERN_X86", "1")] if is_x86 else []
+if os.environ.get("CNNKERN_DEBUG_BUILD"):
+    args = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+
+ext = Pybind11Extension(
+    "cnnkern._cpp",
+    sources,
+    include_dirs=["csrc"],
+    cxx_std=17,
+    extra_compile_args=args,
+    extra_link_args=["-pthread"] + (["-fsanitize=address,undefined"] if os.environ.get("CNNKERN_DEBUG_BUILD") else []),
+    define_macros=macros,
+    optional=not os.environ.get("CNNKERN_REQUIRE_CPP"),
+)
+
+setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})
