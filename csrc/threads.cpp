@@ -32,11 +32,16 @@ class Pool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
+  // Waits for a job in flight (another Python thread may be inside a kernel, the GIL released) before
+  // replacing the workers.
   void resize(int n) {
+    for (bool idle = false; !busy_.compare_exchange_weak(idle, true); idle = false) std::this_thread::yield();
     stop();
     std::lock_guard<std::mutex> g(mu_);
     quit_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(i); });
+    // A new worker must only see jobs posted after it starts: it begins at the current generation.
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, g0 = generation_] { loop(i, g0); });
+    busy_.store(false);
   }
 
   // Runs task(t) for t in [0, nt) with t = 0 on the calling thread.
@@ -61,8 +66,7 @@ class Pool {
   }
 
  private:
-  void loop(int id) {
-    uint64_t seen = 0;
+  void loop(int id, uint64_t seen) {
     for (;;) {
       const std::function<void(int)>* task;
       {

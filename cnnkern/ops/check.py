@@ -51,7 +51,7 @@ def array(name, a, backend, *, ndim=None, dtype=None, writable=False, allow_empt
     if writable:
         if not a.flags.c_contiguous:
             raise ValueError(f"{name} is updated in place and must be C-contiguous, got strides {a.strides}")
-        if not a.flags.writeable:
+        if not getattr(a.flags, "writeable", True):  # CuPy flags lack 'writeable': always writable
             raise ValueError(f"{name} is updated in place and must be writable")
         return a
     if not a.flags.c_contiguous:

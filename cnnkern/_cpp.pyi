@@ -1,0 +1,178 @@
+"""Type stub of the compiled extension ``cnnkern._cpp`` (csrc/*.cpp), the C++ SIMD backend.
+
+Every kernel has exactly the signature of the :class:`cnnkern.backends.base.Backend` method of the same
+name, in the canonical forms the front door (:mod:`cnnkern.ops`) passes: float32 C-contiguous arrays (a
+float64 array is refused with ``TypeError``), ``(h, w)`` tuples for stride / dilation / kernel_size, conv
+padding as ``(top, bottom, left, right)``, pool padding as ``(ph, pw)``. Outputs are new arrays; only the
+optimizer updates and batch norm's running statistics write in place. The GIL is released while a kernel
+computes.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+# --- run-time settings (module.cpp) -------------------------------------------------------------------
+
+def simd() -> str:
+    """The SIMD path in use: 'scalar', 'avx2' or 'avx512' (CNNKERN_SIMD forces one at import)."""
+
+def set_simd(path: str) -> None:
+    """Switch the SIMD path; RuntimeError if this CPU cannot run it, ValueError for an unknown name."""
+
+def supported_simd() -> list[str]:
+    """The SIMD paths this CPU can run, from 'scalar' up."""
+
+def num_threads() -> int:
+    """Threads of the kernel thread pool (CNNKERN_NUM_THREADS, default: the CPUs this process may use)."""
+
+def set_num_threads(n: int) -> None: ...
+
+# --- conv (conv.cpp: im2col + packed SGEMM; conv_direct.cpp: depthwise forward) -------------------------
+
+def conv2d_forward(
+    x: F32,
+    w: F32,
+    b: F32 | None = None,
+    *,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> F32:
+    """x (N,C,H,W), w (K,C/groups,R,S), b (K,) | None -> y (N,K,P,Q); cross-correlation, zero padding."""
+
+def conv2d_backward(
+    dy: F32,
+    x: F32,
+    w: F32,
+    *,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    need_dx: bool,
+    need_dw: bool,
+    need_db: bool,
+) -> tuple[F32 | None, F32 | None, F32 | None]:
+    """dy (N,K,P,Q), x, w -> (dx (N,C,H,W), dw (K,C/groups,R,S), db (K,)), None where not needed."""
+
+# --- dense (dense.cpp: packed SGEMM) --------------------------------------------------------------------
+
+def dense_forward(x: F32, w: F32, b: F32 | None = None) -> F32:
+    """x (N,in), w (out,in), b (out,) | None -> y (N,out) = x w^T + b."""
+
+def dense_backward(dy: F32, x: F32, w: F32, *, need_dx: bool, need_db: bool) -> tuple[F32 | None, F32, F32 | None]:
+    """dy (N,out), x, w -> (dx (N,in) | None, dw (out,in), db (out,) | None)."""
+
+# --- pooling (pool.cpp) ---------------------------------------------------------------------------------
+
+def maxpool2d_forward(
+    x: F32,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+) -> tuple[F32, I64]:
+    """x (N,C,H,W) -> (y (N,C,P,Q), argmax int64 (N,C,P,Q): flat index into the unpadded H*W plane)."""
+
+def maxpool2d_backward(dy: F32, argmax: I64, x_shape: Sequence[int]) -> F32:
+    """dy (N,C,P,Q), argmax (N,C,P,Q), x_shape (N,C,H,W) -> dx (N,C,H,W)."""
+
+def avgpool2d_forward(
+    x: F32,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> F32:
+    """x (N,C,H,W) -> y (N,C,P,Q)."""
+
+def avgpool2d_backward(
+    dy: F32,
+    x_shape: Sequence[int],
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> F32:
+    """dy (N,C,P,Q), x_shape (N,C,H,W) -> dx (N,C,H,W)."""
+
+# --- batch norm (batchnorm.cpp) -------------------------------------------------------------------------
+
+def batchnorm2d_forward(
+    x: F32,
+    gamma: F32,
+    beta: F32,
+    running_mean: F32,
+    running_var: F32,
+    *,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> tuple[F32, F32, F32]:
+    """x (N,C,H,W), gamma, beta, running_mean, running_var (C,) -> (y, mean (C,), invstd (C,)).
+
+    training: batch statistics, running_mean / running_var updated in place; eval: the running ones.
+    """
+
+def batchnorm2d_backward(
+    dy: F32, x: F32, gamma: F32, mean: F32, invstd: F32, *, training: bool
+) -> tuple[F32, F32, F32]:
+    """dy, x (N,C,H,W), gamma, mean, invstd (C,) -> (dx, dgamma (C,), dbeta (C,))."""
+
+# --- activations (activation.cpp) -----------------------------------------------------------------------
+
+def activation_forward(x: F32, kind: str, *, alpha: float) -> F32:
+    """y = act(x), any shape; kind: 'relu', 'leaky_relu', 'sigmoid', 'tanh'."""
+
+def activation_backward(dy: F32, y: F32, kind: str, *, alpha: float) -> F32:
+    """dx from dy and the forward OUTPUT y."""
+
+# --- loss (loss.cpp) ------------------------------------------------------------------------------------
+
+def softmax_cross_entropy_forward(logits: F32, labels: I64) -> tuple[F32, F32]:
+    """logits (N,C), labels int64 (N,) -> (mean loss as a 0-d array, probs (N,C))."""
+
+def softmax_cross_entropy_backward(probs: F32, labels: I64) -> F32:
+    """probs (N,C), labels (N,) -> dlogits (N,C) = (probs - onehot) / N."""
+
+# --- optimizers (optim.cpp), in place -------------------------------------------------------------------
+
+def sgd_update(
+    param: F32,
+    grad: F32,
+    velocity: F32 | None,
+    *,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> None:
+    """param (and velocity) updated in place as PyTorch's SGD; velocity is None iff momentum == 0."""
+
+def adam_update(
+    param: F32,
+    grad: F32,
+    m: F32,
+    v: F32,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    eps_mode: str,
+) -> None:
+    """param, m, v updated in place: one Adam step t = step >= 1; eps_mode 'torch' or 'keras'."""

@@ -1,0 +1,226 @@
+"""The Numba backend: every kernel as ``@njit(parallel=True, cache=True)`` loops on NumPy arrays.
+
+Kernels live in one file per family (conv, pool, batchnorm, dense, activation, loss, optim; the GEMM that
+conv and dense share in gemm.py). Each file holds the compiled loops (``_name``) and one plain Python
+function per kernel, named like the Backend method, that allocates the outputs and calls them. Importing
+this package does not import Numba; :func:`create` does. A kernel compiles on its first call per dtype
+(seconds, once per machine: ``cache=True`` keeps the machine code in ``__pycache__`` next to the sources,
+or under ``NUMBA_CACHE_DIR``); :func:`warmup` does that up front and reports the cost. No kernel uses
+fastmath, so IEEE NaN/inf rules hold (DESIGN.md §3). Threads: Numba's pool (``NUMBA_NUM_THREADS``).
+"""
+
+import importlib
+import importlib.util
+import time
+
+import numpy as np
+
+from ..base import KERNELS, Backend
+
+MIN_NUMBA = (0, 58)
+_FAMILIES = ("gemm", "conv", "pool", "batchnorm", "dense", "activation", "loss", "optim")
+
+
+def probe():
+    """None if Numba can run the kernels here, else why not and how to fix it."""
+    if importlib.util.find_spec("numba") is None:
+        return "numba not installed: pip install cnnkern[numba]"
+    try:
+        import numba
+    except Exception as exc:  # a broken numba (e.g. built for another NumPy) must not break the registry
+        return f"numba failed to import ({type(exc).__name__}: {exc}): pip install --upgrade numba"
+    version = tuple(int(part) for part in numba.__version__.split(".")[:2])
+    if version < MIN_NUMBA:
+        need = ".".join(map(str, MIN_NUMBA))
+        return f"numba {numba.__version__} is older than {need}: pip install 'numba>={need}'"
+    return None
+
+
+def create():
+    return NumbaBackend()
+
+
+class NumbaBackend(Backend):
+    """Numba kernels on NumPy arrays, float32 and float64."""
+
+    name = "numba"
+    dtypes = ("float32", "float64")
+    array_module = "numpy"
+
+    def __init__(self):
+        self._k = {family: importlib.import_module(f"{__name__}.{family}") for family in _FAMILIES}
+
+    def _dispatchers(self):
+        """Every compiled-loop function of the kernel modules (the Numba dispatchers)."""
+        from numba.core.registry import CPUDispatcher
+
+        return [
+            obj
+            for module in self._k.values()
+            for obj in vars(module).values()
+            if isinstance(obj, CPUDispatcher) and obj.__module__ == module.__name__
+        ]
+
+    def info(self):
+        import numba
+
+        # the parallel loops are the ones called from Python; helpers (the GEMM tile, ...) compile inside them
+        dispatchers = [d for d in self._dispatchers() if d.targetoptions.get("parallel")]
+        done = sum(1 for d in dispatchers if d.signatures)
+        return {
+            "numba": numba.__version__,
+            "threads": numba.get_num_threads(),
+            "compiled": f"{done}/{len(dispatchers)}",  # loops compiled or loaded in this process
+        }
+
+    def conv2d_forward(self, x, w, b=None, *, stride, padding, dilation, groups):
+        return self._k["conv"].conv2d_forward(x, w, b, stride, padding, dilation, groups)
+
+    def conv2d_backward(self, dy, x, w, *, stride, padding, dilation, groups, need_dx, need_dw, need_db):
+        return self._k["conv"].conv2d_backward(
+            dy, x, w, stride, padding, dilation, groups, need_dx, need_dw, need_db
+        )
+
+    def maxpool2d_forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
+        return self._k["pool"].maxpool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
+
+    def maxpool2d_backward(self, dy, argmax, x_shape):
+        return self._k["pool"].maxpool2d_backward(dy, argmax, x_shape)
+
+    def avgpool2d_forward(self, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
+        return self._k["pool"].avgpool2d_forward(
+            x, kernel_size, stride, padding, ceil_mode, count_include_pad
+        )
+
+    def avgpool2d_backward(self, dy, x_shape, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
+        return self._k["pool"].avgpool2d_backward(
+            dy, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad
+        )
+
+    def batchnorm2d_forward(self, x, gamma, beta, running_mean, running_var, *, training, momentum, eps):
+        return self._k["batchnorm"].batchnorm2d_forward(
+            x, gamma, beta, running_mean, running_var, training, momentum, eps
+        )
+
+    def batchnorm2d_backward(self, dy, x, gamma, mean, invstd, *, training):
+        return self._k["batchnorm"].batchnorm2d_backward(dy, x, gamma, mean, invstd, training)
+
+    def dense_forward(self, x, w, b=None):
+        return self._k["dense"].dense_forward(x, w, b)
+
+    def dense_backward(self, dy, x, w, *, need_dx, need_db):
+        return self._k["dense"].dense_backward(dy, x, w, need_dx, need_db)
+
+    def activation_forward(self, x, kind, *, alpha):
+        return self._k["activation"].activation_forward(x, kind, alpha)
+
+    def activation_backward(self, dy, y, kind, *, alpha):
+        return self._k["activation"].activation_backward(dy, y, kind, alpha)
+
+    def softmax_cross_entropy_forward(self, logits, labels):
+        return self._k["loss"].softmax_cross_entropy_forward(logits, labels)
+
+    def softmax_cross_entropy_backward(self, probs, labels):
+        return self._k["loss"].softmax_cross_entropy_backward(probs, labels)
+
+    def sgd_update(self, param, grad, velocity, *, lr, momentum, nesterov, weight_decay):
+        self._k["optim"].sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
+
+    def adam_update(self, param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
+        self._k["optim"].adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, eps_mode)
+
+
+def _warmup_calls(be, dtype):
+    """One closure per kernel, on tiny inputs that reach every compiled loop (both conv paths, bias and
+    none, batch norm training and eval, sgd with and without momentum). Run in KERNELS order: each
+    backward uses what its forward (run just before) saved, so every compile is charged to its kernel."""
+    rng = np.random.default_rng(0)
+
+    def rand(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    conv = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    pointwise = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+    pool = dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False)
+    avg = dict(pool, count_include_pad=True)
+    x, w, b, w1, dy = rand(2, 2, 4, 4), rand(3, 2, 3, 3), rand(3), rand(3, 2, 1, 1), rand(2, 3, 4, 4)
+    gamma, beta, mean, var = rand(2), rand(2), rand(2), np.abs(rand(2)) + 1
+    logits, labels = rand(3, 4), np.array([0, 3, 1], np.int64)
+    p, g, s1, s2 = rand(5), rand(5), np.zeros(5, dtype), np.zeros(5, dtype)
+    saved = {}
+
+    def save(key, value):
+        saved[key] = value
+        return value
+
+    return {
+        "conv2d_forward": lambda: (
+            be.conv2d_forward(x, w, b, **conv),
+            be.conv2d_forward(x, w1, None, **pointwise),
+        ),
+        "conv2d_backward": lambda: (
+            be.conv2d_backward(dy, x, w, need_dx=True, need_dw=True, need_db=True, **conv),
+            be.conv2d_backward(dy, x, w1, need_dx=True, need_dw=True, need_db=False, **pointwise),
+        ),
+        "maxpool2d_forward": lambda: save("max", be.maxpool2d_forward(x, dilation=(1, 1), **pool)),
+        "maxpool2d_backward": lambda: be.maxpool2d_backward(saved["max"][0], saved["max"][1], x.shape),
+        "avgpool2d_forward": lambda: save("avg", be.avgpool2d_forward(x, **avg)),
+        "avgpool2d_backward": lambda: be.avgpool2d_backward(saved["avg"], x.shape, **avg),
+        "batchnorm2d_forward": lambda: (
+            save(
+                "bn", be.batchnorm2d_forward(x, gamma, beta, mean, var, training=True, momentum=0.1, eps=1e-5)
+            ),
+            be.batchnorm2d_forward(x, gamma, beta, mean, var, training=False, momentum=0.1, eps=1e-5),
+        ),
+        "batchnorm2d_backward": lambda: (
+            be.batchnorm2d_backward(x, x, gamma, saved["bn"][1], saved["bn"][2], training=True),
+            be.batchnorm2d_backward(x, x, gamma, saved["bn"][1], saved["bn"][2], training=False),
+        ),
+        "dense_forward": lambda: be.dense_forward(logits, rand(2, 4), rand(2)),
+        "dense_backward": lambda: be.dense_backward(
+            rand(3, 2), logits, rand(2, 4), need_dx=True, need_db=True
+        ),
+        "activation_forward": lambda: be.activation_forward(x, "relu", alpha=0.01),
+        "activation_backward": lambda: be.activation_backward(x, x, "relu", alpha=0.01),
+        "softmax_cross_entropy_forward": lambda: save("ce", be.softmax_cross_entropy_forward(logits, labels)),
+        "softmax_cross_entropy_backward": lambda: be.softmax_cross_entropy_backward(saved["ce"][1], labels),
+        "sgd_update": lambda: (
+            be.sgd_update(p, g, None, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0),
+            be.sgd_update(p, g, s1, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0),
+        ),
+        "adam_update": lambda: be.adam_update(
+            p,
+            g,
+            s1,
+            s2,
+            step=1,
+            lr=1e-3,
+            beta1=0.9,
+            beta2=0.999,
+            eps=1e-8,
+            weight_decay=0.0,
+            eps_mode="torch",
+        ),
+    }
+
+
+def warmup(dtypes=("float32",)):
+    """Compile (or load from the cache) every kernel for each dtype by calling it once on tiny inputs.
+
+    Returns ``{kernel: seconds}`` in KERNELS order, the seconds summed over ``dtypes``: the compile cost on
+    a cold cache, the cache-load cost on a warm one, and (negligibly) the tiny call itself.
+    """
+    from .. import get
+
+    be = get("numba")
+    for dtype in dtypes:
+        if dtype not in be.dtypes:
+            raise ValueError(f"dtypes must be drawn from {be.dtypes}, got {dtype!r}")
+    seconds = dict.fromkeys(KERNELS, 0.0)
+    for dtype in dtypes:
+        calls = _warmup_calls(be, np.dtype(dtype))
+        for kernel in KERNELS:
+            start = time.perf_counter()
+            calls[kernel]()
+            seconds[kernel] += time.perf_counter() - start
+    return seconds

@@ -1,0 +1,58 @@
+"""Softmax cross-entropy with integer labels, mean over the batch.
+
+logits (N,C), labels int64 (N,) -> loss 0-d (logits dtype), probs (N,C); backward probs, labels -> dlogits.
+Per row: m = max (NaN wins), lse = m + log(sum exp(x - m)), loss_n = lse - x[label], probs = exp(x - m)/sum.
+Rows run in parallel; the batch mean sums the per-row losses in float64.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def _forward(logits, labels, row_loss, probs):
+    N, C = logits.shape
+    for n in prange(N):
+        row = logits[n]
+        out = probs[n]
+        m = row[0]
+        for j in range(1, C):
+            v = row[j]
+            if v > m or math.isnan(v):
+                m = v
+        s = 0.0
+        for j in range(C):
+            e = math.exp(row[j] - m)
+            out[j] = e
+            s += e
+        for j in range(C):
+            out[j] = out[j] / s
+        row_loss[n] = m + math.log(s) - row[labels[n]]
+
+
+@njit(parallel=True, cache=True)
+def _backward(probs, labels, dlogits):
+    """dlogits = (probs - onehot(labels)) / N."""
+    N, C = probs.shape
+    for n in prange(N):
+        src = probs[n]
+        dst = dlogits[n]
+        for j in range(C):
+            dst[j] = src[j] / N
+        dst[labels[n]] = (src[labels[n]] - 1) / N
+
+
+def softmax_cross_entropy_forward(logits, labels):
+    N = logits.shape[0]
+    row_loss = np.empty(N, np.float64)
+    probs = np.empty_like(logits)
+    _forward(logits, labels, row_loss, probs)
+    return np.array(row_loss.sum() / N, dtype=logits.dtype), probs
+
+
+def softmax_cross_entropy_backward(probs, labels):
+    dlogits = np.empty_like(probs)
+    _backward(probs, labels, dlogits)
+    return dlogits

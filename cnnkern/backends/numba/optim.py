@@ -1,0 +1,62 @@
+"""Optimizer updates, in place over the flat parameter (PyTorch's forms); scalars in float64, each element
+computed in float64 and rounded once to the array dtype.
+
+param, grad, velocity | m, v: same shape and dtype.
+  sgd:  g = grad + wd*param; momentum: vel = mu*vel + g; g = g + mu*vel (nesterov) or vel; param -= lr*g
+  adam: g = grad + wd*param; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2
+        torch: param -= (lr/(1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+        keras: param -= (lr*sqrt(1-b2^t)/(1-b1^t)) * m / (sqrt(v) + eps)   (eps before the bias correction)
+"""
+
+import math
+
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def _sgd_plain(param, grad, lr, weight_decay):
+    for i in prange(param.size):
+        param[i] = param[i] - lr * (grad[i] + weight_decay * param[i])
+
+
+@njit(parallel=True, cache=True)
+def _sgd_momentum(param, grad, velocity, lr, momentum, nesterov, weight_decay):
+    for i in prange(param.size):
+        g = grad[i] + weight_decay * param[i]
+        vel = momentum * velocity[i] + g
+        velocity[i] = vel
+        step = g + momentum * vel if nesterov else vel
+        param[i] = param[i] - lr * step
+
+
+@njit(parallel=True, cache=True)
+def _adam(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, keras):
+    bias1 = 1.0 - beta1**step
+    bias2_sqrt = math.sqrt(1.0 - beta2**step)
+    for i in prange(param.size):
+        g = grad[i] + weight_decay * param[i]
+        mi = beta1 * m[i] + (1.0 - beta1) * g
+        vi = beta2 * v[i] + (1.0 - beta2) * g * g
+        m[i] = mi
+        v[i] = vi
+        if keras:
+            param[i] = param[i] - (lr * bias2_sqrt / bias1) * mi / (math.sqrt(vi) + eps)
+        else:
+            param[i] = param[i] - (lr / bias1) * mi / (math.sqrt(vi) / bias2_sqrt + eps)
+
+
+def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
+    if velocity is None:
+        _sgd_plain(param.reshape(-1), grad.reshape(-1), float(lr), float(weight_decay))
+    else:
+        _sgd_momentum(
+            param.reshape(-1), grad.reshape(-1), velocity.reshape(-1), float(lr), float(momentum),
+            bool(nesterov), float(weight_decay),
+        )  # fmt: skip
+
+
+def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
+    _adam(
+        param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), float(lr), float(beta1),
+        float(beta2), float(eps), float(weight_decay), int(step), eps_mode == "keras",
+    )  # fmt: skip

@@ -1,0 +1,236 @@
+"""``cnnkern bench``: the classic CNN's training step and inference, and each of its layers' kernels, on
+every backend and on PyTorch, timed in one process, interleaved; a table (median, IQR, min-max, GFLOP/s,
+GB/s, % of the FMA peak estimate, time ratio to PyTorch), optionally a JSON file of the raw samples and a
+bar chart. ``--profile`` prints a per-kernel breakdown of the cpp training step instead.
+
+Modules: :mod:`.shapes` (named layer shapes and their FLOP/byte counts), :mod:`.kernels` and :mod:`.steps`
+(the workloads), :mod:`.timing` (interleaved measurement), :mod:`.peak` (FMA peak estimate),
+:mod:`.runner` (a whole run), :mod:`.profile` (the breakdown), :mod:`.report` (table, JSON, plot). Only
+argument parsing lives here, so that ``cnnkern --help`` stays light.
+"""
+
+import argparse
+import sys
+
+__all__ = ["add_bench", "run_bench"]
+
+QUICK = {"repeat": 5, "target_s": 0.005, "profile_steps": 5}
+FULL = {"repeat": 15, "target_s": 0.02, "profile_steps": 20}
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _names(text):
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_bench(subparsers):
+    p = subparsers.add_parser(
+        "bench",
+        help="time the training step, inference and every layer's kernels against PyTorch",
+        description="Time the classic CNN's training step and inference, and each of its layers' kernels "
+        "(plus two ResNet-like convolutions), on every available backend and on PyTorch when "
+        "installed, in one process, interleaved. Each result is checked against the reference "
+        "before it is timed. Ratios compare medians from this run only.",
+    )
+    p.add_argument(
+        "--backends",
+        type=_names,
+        default=None,
+        metavar="LIST",
+        help="comma list of cpp, numba, cuda, reference, torch, or 'all' (default: every available "
+        "backend but reference, the NumPy specification, plus torch when installed)",
+    )
+    p.add_argument(
+        "--batch",
+        type=_int_list,
+        default=None,
+        metavar="B[,B...]",
+        help="batch sizes of the classic CNN (default 32,128; --quick: 32)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"interleaved samples per candidate (default {FULL['repeat']}; --quick {QUICK['repeat']})",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short run: batch 32, fewer and shorter samples, the current SIMD path only, no "
+        "ResNet-like convolutions",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads for every backend and for PyTorch (default: the usable cores)",
+    )
+    p.add_argument(
+        "--simd",
+        type=_names,
+        default=None,
+        metavar="LIST",
+        help="the cpp SIMD paths to time, or 'all' (default all the CPU supports; --quick: the current one)",
+    )
+    p.add_argument(
+        "--only",
+        choices=("all", "steps", "kernels"),
+        default="all",
+        help="time the training step and inference, or the kernels, or both (default)",
+    )
+    p.add_argument("--plot", metavar="PNG", help="save a bar chart (needs matplotlib)")
+    p.add_argument("--json", metavar="PATH", help="save raw samples and metadata as JSON")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the comparison: per-kernel breakdown of the cpp training step",
+    )
+    p.set_defaults(run=run_bench)
+
+
+def _settings(args, parser):
+    """Validate the command line against this machine (exit 2 before any work if it cannot be honoured)."""
+    from .. import backends, torch_ref
+    from .runner import Settings, default_threads
+
+    have_torch = torch_ref.torch_version() is not None
+    if args.backends is None:
+        names = [n for n in backends.available() if n != "reference"] + (["torch"] if have_torch else [])
+    elif args.backends == ["all"]:
+        names = backends.available() + (["torch"] if have_torch else [])
+    else:
+        names = args.backends
+    for name in names:
+        if name == "torch":
+            if not have_torch:
+                parser.error('torch is not installed: pip install "cnnkern[torch]"')
+        elif name not in backends.NAMES:
+            parser.error(
+                f"--backends: unknown backend {name!r}; choose from {', '.join(backends.NAMES + ('torch',))}"
+            )
+        elif backends.probe(name) is not None:
+            parser.error(f"backend {name!r} is unavailable: {backends.probe(name)}")
+    if args.profile and "cpp" not in names:
+        parser.error(
+            "--profile breaks down the cpp training step, but the cpp backend is not selected or "
+            f"unavailable ({backends.probe('cpp')})"
+        )
+    if args.profile and (args.plot or args.only != "all"):
+        parser.error("--plot and --only apply to the comparison, not to --profile")
+    if args.simd is not None and "cpp" not in names:
+        parser.error("--simd selects the cpp backend's SIMD paths, but the cpp backend is not selected")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.repeat is not None and args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error('--plot needs matplotlib, which is not installed: pip install "cnnkern[plot]"')
+    simd = []
+    if "cpp" in names:
+        cpp = backends.get("cpp")
+        supported = cpp.supported_simd()
+        if args.simd is None:
+            simd = [cpp.simd()] if args.quick else supported
+        elif args.simd == ["all"]:
+            simd = supported
+        else:
+            simd = args.simd
+            for path in simd:
+                if path not in supported:
+                    parser.error(f"--simd: this CPU cannot run {path!r}; it supports {', '.join(supported)}")
+    mode = QUICK if args.quick else FULL
+    return Settings(
+        backends=[n for n in names if n != "torch"],
+        torch="torch" in names,
+        simd=simd,
+        batches=args.batch or ([32] if args.quick else [32, 128]),
+        repeat=args.repeat or mode["repeat"],
+        target_s=mode["target_s"],
+        threads=args.threads or default_threads(),
+        resnet=not args.quick,
+        kernels=args.only in ("all", "kernels"),
+        steps=args.only in ("all", "steps"),
+        quick=args.quick,
+    )
+
+
+def run_bench(args, parser):
+    """Entry point of ``cnnkern bench`` (see :func:`add_bench`). Exit status 1 if a result was wrong."""
+    settings = _settings(args, parser)
+    from . import report, runner
+
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "command_parsers")}
+    if args.profile:
+        from .. import backends
+        from .profile import profile_step
+
+        runner.apply_threads(settings.threads, settings.backends, settings.torch)
+        cpp = backends.get("cpp")
+        default = cpp.simd()
+        steps = QUICK["profile_steps"] if args.quick else FULL["profile_steps"]
+        profiles = []
+        try:
+            for path in settings.simd if args.simd else [default]:
+                cpp.set_simd(path)
+                for b in settings.batches:
+                    print(
+                        f"profiling the cpp ({path}) training step at batch {b} ({steps} steps)...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    profiles.append(profile_step(cpp, b, steps=steps, seed=settings.seed))
+                    print(report.profile_table(profiles[-1]) + "\n")
+        finally:
+            cpp.set_simd(default)
+        if args.json:
+            report.write_json(
+                {
+                    "meta": {
+                        "options": options,
+                        "threads": settings.threads,
+                        "machine": runner.machine(),
+                        "versions": runner.versions(settings),
+                    },
+                    "profile": profiles,
+                },
+                args.json,
+            )
+            print(f"saved {args.json}")
+        return 0
+    data = runner.run(settings, options=options)
+    print(report.table(data))
+    if args.json:
+        report.write_json(data, args.json)
+        print(f"saved {args.json}")
+    if args.plot:
+        report.plot(data, args.plot)
+        print(f"saved {args.plot}")
+    failed = [
+        (r["label"], n, c["status"])
+        for r in data["results"]
+        for n, c in r["candidates"].items()
+        if c["status"] != "ok"
+    ]
+    if failed:
+        print(
+            f"{len(failed)} candidate(s) not timed because their result was wrong or they failed:",
+            file=sys.stderr,
+        )
+        for label, name, status in failed:
+            print(f"  {label}: {name}: {status}", file=sys.stderr)
+        return 1
+    return 0

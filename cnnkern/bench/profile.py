@@ -1,0 +1,161 @@
+"""Per-kernel breakdown of the classic CNN's training step (``cnnkern bench --profile``).
+
+The step runs through the model layer exactly as in the benchmark, on a :class:`TimedBackend`: a Backend
+that forwards every kernel call to the real one and adds the call's wall time (after ``synchronize``) to
+the (kernel, layer) it belongs to. The layer is recognised from the argument shapes (:mod:`.shapes` knows
+the classic CNN's). What the step costs beyond the kernels (front-door validation, the model layer, Python)
+is the step's wall time minus the kernels' sum, reported as its own row.
+
+The timer costs about a microsecond per call (perf_counter twice, a dict update), some 40 calls per step.
+"""
+
+import time
+from collections import defaultdict
+
+from ..backends.base import KERNELS, Backend
+from . import shapes as S
+from .steps import classic_batch, classic_weights
+
+
+def _key_shape(kernel, args):
+    """The shape that identifies the layer of a kernel call (the layer's input, or its output for the
+    activation backward), or None."""
+    pick = {
+        "conv2d_forward": 0,
+        "conv2d_backward": 1,
+        "maxpool2d_forward": 0,
+        "dense_forward": 0,
+        "dense_backward": 1,
+        "activation_forward": 0,
+        "activation_backward": 1,
+        "softmax_cross_entropy_forward": 0,
+        "softmax_cross_entropy_backward": 0,
+    }
+    if kernel == "maxpool2d_backward":
+        return tuple(args[2])
+    if kernel in pick and len(args) > pick[kernel]:
+        return tuple(args[pick[kernel]].shape)
+    return None
+
+
+def layer_table(batch):
+    """{(kernel, key shape): (layer name, FLOPs, bytes)} for every kernel call of the classic CNN's step."""
+    table = {}
+    for spec in S.classic_layers(batch).values():
+        if isinstance(spec, S.Conv):
+            shape, kernels = (spec.n, spec.c, spec.h, spec.w), ("conv2d_forward", "conv2d_backward")
+        elif isinstance(spec, S.Pool):
+            shape, kernels = (spec.n, spec.c, spec.h, spec.w), ("maxpool2d_forward", "maxpool2d_backward")
+        elif isinstance(spec, S.Dense):
+            shape, kernels = (spec.n, spec.fin), ("dense_forward", "dense_backward")
+        elif isinstance(spec, S.Elementwise):
+            shape, kernels = tuple(spec.shape), ("activation_forward", "activation_backward")
+        elif isinstance(spec, S.Loss):
+            shape, kernels = (
+                (spec.n, spec.classes),
+                ("softmax_cross_entropy_forward", "softmax_cross_entropy_backward"),
+            )
+        else:
+            continue
+        table[(kernels[0], shape)] = (spec.name, spec.forward_flops(), spec.forward_bytes())
+        table[(kernels[1], shape)] = (spec.name, spec.backward_flops(), spec.backward_bytes())
+    return table
+
+
+class TimedBackend(Backend):
+    """Wraps a Backend; every kernel call is timed and attributed to ``(kernel, key shape)``."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.dtypes = inner.dtypes
+        self.array_module = inner.array_module
+        self.records = defaultdict(lambda: [0, 0.0])  # (kernel, key shape) -> [calls, seconds]
+        self.adam_values = 0  # parameter values updated, for Adam's byte and FLOP counts
+
+    def info(self):
+        return self.inner.info()
+
+    def synchronize(self):
+        self.inner.synchronize()
+
+    def reset(self):
+        self.records.clear()
+        self.adam_values = 0
+
+
+def _timed(kernel):
+    def method(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = getattr(self.inner, kernel)(*args, **kwargs)
+        self.inner.synchronize()
+        seconds = time.perf_counter() - start
+        rec = self.records[(kernel, _key_shape(kernel, args))]
+        rec[0] += 1
+        rec[1] += seconds
+        if kernel == "adam_update":
+            self.adam_values += int(args[0].size)
+        return out
+
+    method.__name__ = kernel
+    return method
+
+
+for _k in KERNELS:
+    setattr(TimedBackend, _k, _timed(_k))
+
+
+def profile_step(backend, batch, steps=20, warmup=3, seed=0):
+    """Run ``steps`` training steps of the classic CNN through the model layer on ``backend`` (a Backend)
+    and return the breakdown: rows (layer, kernel, calls/step, s/step, FLOPs/step, bytes/step) and the step
+    time. Per-step figures are totals over the steps divided by ``steps``."""
+    from .steps import _model
+
+    timed = TimedBackend(backend)
+    model = _model(timed, classic_weights(seed))
+    images, labels = classic_batch(batch, seed)
+
+    def step():
+        model.train_on_batch(images, labels)
+
+    for _ in range(warmup):
+        step()
+    timed.reset()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    step_s = (time.perf_counter() - start) / steps
+
+    known = layer_table(batch)
+    rows = []
+    for (kernel, shape), (calls, seconds) in timed.records.items():
+        if kernel == "adam_update":
+            layer, flops, nbytes = "adam", 12 * timed.adam_values, 7 * S.F32 * timed.adam_values
+        elif (kernel, shape) in known:
+            layer, flops, nbytes = known[(kernel, shape)]
+            flops, nbytes = flops * calls, nbytes * calls
+        else:
+            layer, flops, nbytes = f"shape {shape}", None, None
+        rows.append(
+            {
+                "layer": layer,
+                "kernel": kernel,
+                "calls": calls / steps,
+                "seconds": seconds / steps,
+                "flops": None if flops is None else flops / steps,
+                "bytes": None if nbytes is None else nbytes / steps,
+            }
+        )
+    order = {name: i for i, name in enumerate(S.classic_layers(batch))}
+    rows.sort(key=lambda r: (order.get(r["layer"], len(order)), "backward" in r["kernel"], r["kernel"]))
+    kernels_s = sum(r["seconds"] for r in rows)
+    return {
+        "backend": backend.name,
+        "info": {k: str(v) for k, v in backend.info().items()},
+        "batch": batch,
+        "steps": steps,
+        "step_s": step_s,
+        "kernels_s": kernels_s,
+        "outside_s": step_s - kernels_s,
+        "rows": rows,
+    }

@@ -1,0 +1,226 @@
+"""The benchmark run: settings, candidates per workload, the check, the interleaved timing, the records.
+
+A record (one per workload) holds, per candidate, the raw samples (seconds per call) and what the report
+derives from them: median, quartiles, min, max, GFLOP/s, GB/s, % of the FMA peak estimate, and the ratio of
+its median time to PyTorch's (NCHW, and channels_last where PyTorch ran both) from the same run. A candidate
+whose first result disagrees with the reference is not timed; its record holds the reason instead.
+"""
+
+import datetime
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from .. import backends
+from . import kernels, peak, steps, timing
+
+TORCH = "torch"
+TORCH_FORMAT_NAMES = {"nchw": "torch", "channels_last": "torch/cl"}
+
+
+@dataclass
+class Settings:
+    backends: list  # cnnkern backend names to time
+    torch: bool  # PyTorch as a peer
+    simd: list  # the cpp backend's SIMD paths to time
+    batches: list = field(default_factory=lambda: [32, 128])
+    repeat: int = 15
+    target_s: float = 0.02  # length of one sample
+    threads: int = 1
+    resnet: bool = True  # the two ResNet-like convolutions
+    kernels: bool = True  # each layer's kernels
+    steps: bool = True  # training step and inference
+    quick: bool = False  # shorter peak measurement
+    seed: int = 0
+
+
+def default_threads():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def apply_threads(n, backend_names, with_torch):
+    """Give the cpp and numba backends (those named) and PyTorch (``with_torch``) ``n`` threads each; return
+    what each reports afterwards."""
+    out = {}
+    if "cpp" in backend_names:
+        from ..backends import cpp
+
+        # The pool starts at its first use, sized by CNNKERN_NUM_THREADS; resize only if it differs
+        # (the extension exposes its thread controls as _cpp.num_threads / set_num_threads).
+        os.environ["CNNKERN_NUM_THREADS"] = str(n)
+        if cpp._cpp.num_threads() != n:
+            cpp._cpp.set_num_threads(n)
+        out["cpp"] = cpp._cpp.num_threads()
+    if "numba" in backend_names:
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(n))  # the pool's size, if numba is not loaded yet
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        out["numba"] = numba.get_num_threads()
+    if with_torch:
+        from .. import torch_ref
+
+        torch_ref.set_threads(n)
+        out["torch"] = torch_ref.require_torch().get_num_threads()
+    return out
+
+
+def workloads(settings):
+    """The workloads of a run, in the order they are run and reported."""
+    out = []
+    if settings.steps:
+        out += [steps.TrainStep(b, settings.seed) for b in settings.batches]
+        out += [steps.Inference(b, settings.seed) for b in settings.batches]
+    if settings.kernels:
+        for b in settings.batches:
+            out += kernels.classic_workloads(b, settings.seed)
+        if settings.resnet:
+            out += kernels.resnet_workloads(settings.seed)
+    return out
+
+
+def candidates(workload, settings):
+    """(name, bind, before) per candidate: bind() gives the callable, before() restores the SIMD path."""
+    out = []
+    for name in settings.backends:
+        be = backends.get(name)
+        if name == "cpp":
+            for path in settings.simd:
+                out.append(
+                    (f"cpp/{path}", lambda be=be: workload.bind(be), lambda be=be, p=path: be.set_simd(p))
+                )
+        else:
+            out.append((name, lambda be=be: workload.bind(be), None))
+    if settings.torch:
+        for fmt in workload.torch_formats:
+            out.append((TORCH_FORMAT_NAMES[fmt], lambda fmt=fmt: workload.bind_torch(fmt), None))
+    return out
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "node": platform.node(),
+        "system": f"{platform.system()} {platform.release()}",
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "usable_cpus": default_threads(),
+    }
+
+
+def versions(settings):
+    import numpy
+
+    from .. import __version__
+
+    out = {"python": sys.version.split()[0], "numpy": numpy.__version__, "cnnkern": __version__}
+    if settings.torch:
+        from .. import torch_ref
+
+        out["torch"] = torch_ref.torch_version()
+    if "numba" in settings.backends:
+        import numba
+
+        out["numba"] = numba.__version__
+    return out
+
+
+def _derive(record, peak_gflops):
+    """Add GFLOP/s, GB/s, % of peak and the ratios to PyTorch to every timed candidate of a record."""
+    cands = record["candidates"]
+    for c in cands.values():
+        if c["status"] != "ok":
+            continue
+        med = c["median_s"]
+        c["gflops"] = record["flops"] / med / 1e9 if record["flops"] else None
+        c["gbs"] = record["bytes"] / med / 1e9 if record["bytes"] else None
+        c["pct_peak"] = 100 * c["gflops"] / peak_gflops if c["gflops"] and peak_gflops else None
+        for peer, key in (("torch", "vs_torch"), ("torch/cl", "vs_torch_cl")):
+            ref = cands.get(peer)
+            c[key] = med / ref["median_s"] if ref and ref["status"] == "ok" else None
+
+
+def measure_workload(workload, settings, peak_gflops, log):
+    """Check each candidate once, time the ones that pass (interleaved), return the record."""
+    timed = []
+    record = {
+        "kernel": workload.kernel,
+        "label": workload.label,
+        "flops": workload.flops,
+        "bytes": workload.bytes,
+        "candidates": {},
+    }
+    for name, bind, before in candidates(workload, settings):
+        try:
+            if before is not None:
+                before()
+            fn = bind()
+            problem = workload.verify(fn)
+        except Exception as exc:  # a kernel a backend lacks, or one that raises: reported, never hidden
+            problem = f"error: {type(exc).__name__}: {exc}"
+        if problem:
+            record["candidates"][name] = {"status": f"not timed: {problem}"}
+            log(f"    {name}: NOT TIMED: {problem}")
+        else:
+            timed.append(timing.Candidate(name, fn, before))
+    timing.measure(timed, repeat=settings.repeat, target_s=settings.target_s)
+    for c in timed:
+        record["candidates"][c.name] = {
+            "status": "ok",
+            "loops": c.loops,
+            "samples_s": c.samples,
+            **timing.summary(c.samples),
+        }
+    _derive(record, peak_gflops)
+    return record
+
+
+def run(settings, log=None, options=None):
+    """The whole run: metadata, peak estimate, every workload. Returns the JSON-ready result."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    start = time.perf_counter()
+    threads = apply_threads(settings.threads, settings.backends, settings.torch)
+    cpp = backends.get("cpp") if "cpp" in settings.backends else None
+    simd_default = cpp.simd() if cpp is not None else None
+    log(f"threads: {threads}; estimating the FMA peak (BLAS sgemm in a subprocess, cpp GEMM)...")
+    est = peak.estimate(settings.threads, cpp, settings.simd, quick=settings.quick)
+    work = workloads(settings)
+    results = []
+    try:
+        for i, w in enumerate(work):
+            elapsed = time.perf_counter() - start
+            log(
+                f"[{i + 1:>3}/{len(work)} {int(elapsed) // 60}:{int(elapsed) % 60:02d}] {w.kernel}  {w.label}"
+            )
+            results.append(measure_workload(w, settings, est["peak_gflops"], log))
+    finally:
+        if cpp is not None:
+            cpp.set_simd(simd_default)
+    log(f"done in {time.perf_counter() - start:.0f} s")
+    return {
+        "meta": {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "options": options,
+            "settings": asdict(settings),
+            "machine": machine(),
+            "unavailable": {n: backends.probe(n) for n in backends.NAMES if backends.probe(n) is not None},
+            "threads": threads,
+            "versions": versions(settings),
+            "simd": {"default": simd_default, "supported": cpp.supported_simd() if cpp else None},
+            "train_step": "cnnkern: Sequential.train_on_batch on the model of `cnnkern train`; PyTorch: "
+            "cnnkern.torch_ref.TrainStep",
+            "ratios": "median time / PyTorch median time, same run (below 1: faster than PyTorch)",
+        },
+        "peak": est,
+        "results": results,
+    }

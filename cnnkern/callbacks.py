@@ -1,0 +1,198 @@
+"""Training callbacks in Keras's form: :class:`Callback`, :class:`History` (what ``fit`` returns),
+:class:`EarlyStopping`, and :class:`ProgressBar` (what ``verbose=1``/``2`` prints)."""
+
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["Callback", "EarlyStopping", "History", "ProgressBar"]
+
+
+class Callback:
+    """Hooks called by ``Sequential.fit``; ``self.model`` is set before training starts. ``logs`` hold
+    floats: ``loss``, ``accuracy`` and, with validation, ``val_loss``, ``val_accuracy``."""
+
+    model = None
+
+    def set_model(self, model):
+        self.model = model
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
+class History(Callback):
+    """``history``: metric name -> list of per-epoch values; ``epoch``: the epoch indices run.
+    Beyond Keras: ``epoch_seconds`` (training time of each epoch, validation excluded) and
+    ``images_per_second`` (training throughput of each epoch)."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+        self.epoch_seconds = []
+        self.images_per_second = []
+        self.params = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    ``mode``: 'min', 'max' or 'auto' (max for names containing 'acc', else min). ``baseline``: a value to
+    beat before any improvement counts. ``restore_best_weights``: when stopping, go back to the weights of
+    the best epoch. ``start_from_epoch``: epochs to wait before monitoring. A monitored value missing from
+    the logs is reported once and ignored, as Keras does.
+    """
+
+    def __init__(
+        self,
+        monitor="val_loss",
+        min_delta=0.0,
+        patience=0,
+        verbose=0,
+        mode="auto",
+        baseline=None,
+        restore_best_weights=False,
+        start_from_epoch=0,
+    ):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if patience < 0 or start_from_epoch < 0:
+            raise ValueError(
+                f"patience and start_from_epoch must be >= 0, got {patience}, {start_from_epoch}"
+            )
+        self.monitor = monitor
+        self.min_delta = abs(float(min_delta))
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.baseline = baseline
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = int(start_from_epoch)
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.mode = mode
+        self.stopped_epoch = 0
+        self._warned = False
+
+    def _better(self, current, reference):
+        if self.mode == "min":
+            return current < reference - self.min_delta
+        return current > reference + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = np.inf if self.mode == "min" else -np.inf
+        if self.baseline is not None:
+            self.best = float(self.baseline)
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            if not self._warned:
+                print(
+                    f"EarlyStopping: {self.monitor!r} is not in the logs (available: "
+                    f"{', '.join(logs or {})}); not stopping on it",
+                    file=sys.stderr,
+                )
+                self._warned = True
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self._better(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            self.wait = 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                if self.verbose:
+                    print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+                self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+
+
+class ProgressBar(Callback):
+    """Keras-like progress: ``verbose=1`` a bar per epoch (redrawn at most 10 times a second on a terminal,
+    one line per epoch otherwise), ``verbose=2`` one line per epoch. Shows loss, accuracy and images/s."""
+
+    def __init__(self, verbose=1, file=None, width=30):
+        self.verbose = verbose
+        self.file = file or sys.stdout
+        self.width = width
+        self.live = verbose == 1 and hasattr(self.file, "isatty") and self.file.isatty()
+
+    def on_train_begin(self, logs=None):
+        self.epochs = self.params["epochs"]
+        self.steps = self.params["steps"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+        if self.verbose == 1:
+            print(f"Epoch {epoch + 1}/{self.epochs}", file=self.file, flush=True)
+
+    def _metrics(self, logs, seen):
+        elapsed = time.perf_counter() - self.start
+        parts = [f"{k}: {v:.4f}" for k, v in logs.items()]
+        parts.append(f"{seen / max(elapsed, 1e-9):,.0f} img/s")
+        return elapsed, " - ".join(parts)
+
+    def due(self, batch):
+        """Whether the bar would redraw after ``batch`` (so that fit reads the running loss only then)."""
+        return self.live and (batch + 1 == self.steps or time.perf_counter() - self.last_draw >= 0.1)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.due(batch):
+            return
+        self.last_draw = time.perf_counter()
+        seen = min((batch + 1) * self.params["batch_size"], self.params["samples"])
+        elapsed, text = self._metrics(logs, seen)
+        done = (batch + 1) * self.width // self.steps
+        bar = "=" * max(done - 1, 0) + (">" if done < self.width else "=") + "." * (self.width - done)
+        print(
+            f"\r{batch + 1}/{self.steps} [{bar}] - {elapsed:.0f}s - {text}",
+            end="",
+            file=self.file,
+            flush=True,
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = self.model.history.epoch_seconds[-1]
+        speed = self.model.history.images_per_second[-1]
+        text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+        prefix = (
+            f"\r{self.steps}/{self.steps} [{'=' * self.width}]"
+            if self.verbose == 1
+            else f"Epoch {epoch + 1}/{self.epochs}"
+        )
+        print(f"{prefix} - {elapsed:.1f}s - {text} - {speed:,.0f} img/s", file=self.file, flush=True)

@@ -1,0 +1,565 @@
+"""Keras-style :class:`Sequential` model over :mod:`cnnkern.layers`, plus :func:`load_model`.
+
+Backend: ``Sequential(backend=...)`` or ``compile(backend=...)``, else :func:`cnnkern.set_backend`, else
+``CNNKERN_BACKEND``, else auto; fixed when the model is built, changed with :meth:`Sequential.to_backend`
+(which converts every array). Parameters, optimizer state and activations live on that backend (NumPy
+arrays, or CuPy for cuda); ``predict`` returns NumPy.
+
+Loss: sparse categorical cross-entropy, always computed by the fused, numerically stable
+``softmax_cross_entropy`` kernel on logits: a final ``softmax`` (Dense(..., activation='softmax') or an
+Activation('softmax') layer) hands its pre-softmax values to the loss during training and evaluation, and
+still outputs probabilities in ``predict``. With ``SparseCategoricalCrossentropy(from_logits=True)`` the
+final layer must be linear and ``predict`` returns logits, as in Keras.
+
+Saved models are one ``.npz`` file: an ``__architecture__`` entry (JSON: layers, input shape, dtype,
+compile settings) and one array per weight (``<index>.<layer name>/<weight>``). Optimizer moments are not
+saved: training a loaded model starts them afresh.
+"""
+
+import json
+import re
+import time
+import zipfile
+
+import numpy as np
+
+from . import backends, ops, optimizers
+from . import callbacks as callbacks_mod
+from . import layers as layers_mod
+from .layers import Context, keras_shape, to_numpy
+
+__all__ = ["Sequential", "SparseCategoricalCrossentropy", "load_model"]
+
+FORMAT = "cnnkern-sequential"
+FORMAT_VERSION = 1
+_ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy")
+
+
+class SparseCategoricalCrossentropy:
+    """Cross-entropy of integer labels. ``from_logits=False`` (the string
+    'sparse_categorical_crossentropy'): the model ends in a softmax; True: it ends in a linear layer."""
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+
+    def get_config(self):
+        return {"class_name": "SparseCategoricalCrossentropy", "from_logits": self.from_logits}
+
+
+def _loss(identifier):
+    if isinstance(identifier, SparseCategoricalCrossentropy):
+        return identifier
+    if identifier == "sparse_categorical_crossentropy":
+        return SparseCategoricalCrossentropy()
+    if isinstance(identifier, dict) and identifier.get("class_name") == "SparseCategoricalCrossentropy":
+        return SparseCategoricalCrossentropy(identifier.get("from_logits", False))
+    raise ValueError(
+        f"loss must be 'sparse_categorical_crossentropy' or a SparseCategoricalCrossentropy, "
+        f"got {identifier!r}"
+    )
+
+
+def _snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", name).lower()
+
+
+class Sequential:
+    """A linear stack of layers. ``seed`` seeds the one generator used for initialisation, shuffling and
+    dropout; ``dtype`` is 'float32' (every backend) or 'float64' (the reference backend)."""
+
+    def __init__(self, layers=None, name="sequential", *, backend=None, dtype="float32", seed=None):
+        self.name = name
+        self.layers = []
+        self._backend_arg = backend
+        if backend is not None and not isinstance(backend, backends.Backend):
+            backends._check_name(backend)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.name not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.rng = np.random.default_rng(seed)
+        self._ctx = None
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        for layer in layers or ():
+            self.add(layer)
+
+    # --- building ----------------------------------------------------------------------------------------
+    def add(self, layer):
+        if not isinstance(layer, layers_mod.Layer):
+            raise TypeError(f"layer must be a cnnkern.layers.Layer, got {type(layer).__name__}")
+        if self.built:
+            raise ValueError("cannot add layers to a model that is already built")
+        if layer.input_shape is not None and self.layers:
+            raise ValueError(
+                f"input_shape is only allowed on the first layer, got it on {type(layer).__name__}"
+            )
+        base = layer.name or _snake(type(layer).__name__)
+        taken = {l.name for l in self.layers}
+        name, i = base, 0
+        while name in taken:
+            if layer.name is not None:
+                raise ValueError(f"layer name {layer.name!r} is used twice in model {self.name!r}")
+            i += 1
+            name = f"{base}_{i}"
+        layer.name = name
+        self.layers.append(layer)
+
+    @property
+    def built(self):
+        return self._ctx is not None
+
+    @property
+    def backend(self):
+        """The Backend the model runs on (resolved now if the model is not built yet)."""
+        return self._ctx.backend if self._ctx else backends.resolve(self._backend_arg)
+
+    @property
+    def input_shape(self):
+        """Per-sample input in Keras's order: (H, W, C) or (features,); None until known."""
+        return self._input_shape if self.built else (self.layers[0].input_shape if self.layers else None)
+
+    def _context(self, backend):
+        be = backends.resolve(backend)
+        if self.dtype.name not in be.dtypes:
+            raise ValueError(
+                f"the {be.name!r} backend runs {', '.join(be.dtypes)}, not this model's dtype "
+                f"{self.dtype.name}"
+            )
+        return Context(be, self.dtype, self.rng)
+
+    def build(self, input_shape=None):
+        """Create every layer's weights for the per-sample ``input_shape`` ((H, W, C) or (features,);
+        default: the first layer's ``input_shape``)."""
+        if self.built:
+            if input_shape is not None and tuple(input_shape) != self._input_shape:
+                raise ValueError(
+                    f"the model is built for input shape {self._input_shape}, got {tuple(input_shape)}"
+                )
+            return
+        if not self.layers:
+            raise ValueError("the model has no layers; add some before building it")
+        shape = tuple(input_shape) if input_shape is not None else self.layers[0].input_shape
+        if shape is None:
+            raise ValueError(
+                "input shape unknown: pass input_shape= to the first layer, call build(input_shape) "
+                "or fit/predict on data"
+            )
+        if len(shape) not in (1, 3):
+            raise ValueError(f"input_shape must be (H, W, C) or (features,), got {shape}")
+        ctx = self._context(self._backend_arg)
+        internal = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
+        for layer in self.layers:
+            internal = layer.build(internal, ctx)
+        self._input_shape = tuple(int(d) for d in shape)
+        self._ctx = ctx
+        self._first_param = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))
+
+    def to_backend(self, backend):
+        """Move the model (weights, running statistics, optimizer state) to ``backend``; returns self."""
+        ctx = self._context(backend)
+        if self.built:
+            for layer in self.layers:
+                layer.to_context(ctx)
+            if self.optimizer is not None:
+                self.optimizer.to_context(ctx)
+            self._ctx = ctx
+        self._backend_arg = ctx.backend
+        return self
+
+    # --- compiling -----------------------------------------------------------------------------------
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None, backend=None):
+        """``optimizer``: 'adam', 'sgd' or an optimizer object; ``loss``: 'sparse_categorical_crossentropy'
+        or SparseCategoricalCrossentropy(from_logits=...); ``metrics``: None or ['accuracy'];
+        ``backend``: run on this backend (moving the weights if the model is already built)."""
+        if not self.layers:
+            raise ValueError("the model has no layers; add some before compiling it")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = _loss(loss)
+        metrics = list(metrics or [])
+        for m in metrics:
+            if m not in _ACCURACY_NAMES:
+                raise ValueError(f"metrics may hold {', '.join(repr(n) for n in _ACCURACY_NAMES)}, got {m!r}")
+        self.metrics = ["accuracy" if m == "acc" else m for m in metrics]
+        final = getattr(self.layers[-1], "activation", "linear")
+        want = "linear" if self.loss.from_logits else "softmax"
+        if final != want:
+            raise ValueError(
+                f"sparse_categorical_crossentropy with from_logits={self.loss.from_logits} needs the "
+                f"last layer to have activation {want!r}, but {self.layers[-1].name} has {final!r}"
+            )
+        if backend is not None:
+            if self.built:
+                self.to_backend(backend)
+            else:
+                if isinstance(backend, str):
+                    backends._check_name(backend)
+                self._backend_arg = backend
+        self.compiled = True
+
+    # --- data --------------------------------------------------------------------------------------------
+    def _ensure_built(self, x):
+        if not self.built:
+            self.build(None if self.layers and self.layers[0].input_shape else tuple(x.shape[1:]))
+
+    def _to_internal(self, x, name="x"):
+        """User data (N, H, W, C) or (N, features), any real dtype -> the model's dtype, NCHW or (N, F),
+        C-contiguous, on the backend: the one layout conversion of the model."""
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        self._ensure_built(x)
+        want = self._input_shape
+        if tuple(x.shape[1:]) != want:
+            hint = "; add a channel axis, e.g. x[..., None]" if x.ndim == len(want) and len(want) == 3 else ""
+            raise ValueError(
+                f"{name} must have shape (N, {', '.join(map(str, want))}), got {tuple(x.shape)}{hint}"
+            )
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold numbers, got dtype {x.dtype.name}")
+        # transpose and cast where the data is (NumPy input: on the host, so a GPU receives the final
+        # float32 NCHW array in one transfer), then move it to the backend
+        mod = np if isinstance(x, np.ndarray) else self._ctx.xp
+        if x.ndim == 4:
+            x = x.transpose(0, 3, 1, 2)
+        return self._ctx.xp.asarray(mod.ascontiguousarray(x, dtype=self.dtype))
+
+    def _labels(self, y, n, name="y"):
+        y = np.asarray(to_numpy(y))
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1 or y.shape[0] != n:
+            raise ValueError(f"{name} must hold one integer class per sample, shape ({n},), got {y.shape}")
+        if y.dtype.kind not in "iu":
+            if y.dtype.kind != "f" or not np.all(y == np.round(y)):
+                raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype.name}")
+        classes = self.layers[-1].output_shape[0]
+        if n and (y.min() < 0 or y.max() >= classes):
+            bad = y.min() if y.min() < 0 else y.max()
+            raise IndexError(
+                f"{name} holds class {int(bad)}, outside [0, {classes}) for a model with {classes} outputs"
+            )
+        return self._ctx.xp.asarray(y.astype(np.int64))
+
+    # --- running -----------------------------------------------------------------------------------------
+    def _forward(self, x, training, logits):
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer.forward(x, training=training, logits=logits and i == last)
+        return x
+
+    def _loss_and_probs(self, xb, yb, training):
+        logits = self._forward(xb, training=training, logits=True)
+        return ops.softmax_cross_entropy_forward(logits, yb, backend=self._ctx.backend)
+
+    def _gradients(self, xb, yb):
+        """Forward in training mode and backward: (loss, probs), each layer's ``grads`` filled in. Layers
+        before the first one with parameters are not back-propagated through."""
+        loss, probs = self._loss_and_probs(xb, yb, training=True)
+        d = ops.softmax_cross_entropy_backward(probs, yb, backend=self._ctx.backend)
+        for i in range(len(self.layers) - 1, self._first_param - 1, -1):
+            d = self.layers[i].backward(d, need_dx=i > self._first_param)
+        return loss, probs
+
+    def _train_step(self, xb, yb):
+        loss, probs = self._gradients(xb, yb)
+        self.optimizer.apply_gradients(
+            [
+                ((i, k), p, layer.grads[k])
+                for i, layer in enumerate(self.layers)
+                if layer.trainable
+                for k, p in layer.params.items()
+            ],
+            self._ctx,
+        )
+        return loss, probs
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"call compile() before {what}()")
+
+    def train_on_batch(self, x, y):
+        """One optimizer step on the batch (x, y); returns ``[loss, accuracy]`` (the loss alone without
+        metrics) from that step's forward pass, i.e. before the update, as Keras does."""
+        self._require_compiled("train_on_batch")
+        X = self._to_internal(x)
+        Y = self._labels(y, X.shape[0])
+        loss, probs = self._train_step(X, Y)
+        for layer in self.layers:
+            layer._clear()
+        if not self.metrics:
+            return float(loss)
+        return [float(loss), float((probs.argmax(axis=1) == Y).sum()) / X.shape[0]]
+
+    def fit(
+        self,
+        x,
+        y,
+        batch_size=None,
+        epochs=1,
+        verbose=1,
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        initial_epoch=0,
+    ):
+        """Train; returns a :class:`cnnkern.callbacks.History`. ``validation_split`` holds out the LAST
+        fraction of x/y (before shuffling), as Keras does."""
+        self._require_compiled("fit")
+        batch_size = 32 if batch_size is None else int(batch_size)
+        if batch_size < 1 or int(epochs) < 0:
+            raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size}, {epochs}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        n_all = len(x)
+        if validation_data is None and validation_split > 0.0:
+            cut = n_all - int(n_all * validation_split)
+            validation_data = (x[cut:], y[cut:])
+            x, y = x[:cut], y[:cut]
+        X = self._to_internal(x)
+        n = X.shape[0]
+        if n == 0:
+            raise ValueError("x holds no samples to train on")
+        Y = self._labels(y, n)
+        val = None
+        if validation_data is not None:
+            xv, yv = validation_data[0], validation_data[1]
+            xv = self._to_internal(xv, "validation x")
+            val = (xv, self._labels(yv, xv.shape[0], "validation y"))
+
+        steps = -(-n // batch_size)
+        history = self.history = callbacks_mod.History()
+        user_cbs = list(callbacks or [])
+        bar = callbacks_mod.ProgressBar(verbose=verbose) if verbose else None
+        cbs = [history] + user_cbs + ([bar] if bar else [])
+        for cb in cbs:
+            cb.set_model(self)
+            cb.params = {"epochs": int(epochs), "steps": steps, "batch_size": batch_size, "samples": n}
+        xp = self._ctx.xp
+        if shuffle:  # gather buffers, allocated once
+            xbuf = xp.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
+            ybuf = xp.empty(min(batch_size, n), Y.dtype)
+        self.stop_training = False
+        for cb in cbs:
+            cb.on_train_begin()
+        logs = {}
+        for epoch in range(int(initial_epoch), int(epochs)):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            order = xp.asarray(self.rng.permutation(n)) if shuffle else None
+            loss_sum = correct = 0.0
+            start = time.perf_counter()
+            for step in range(steps):
+                lo, hi = step * batch_size, min((step + 1) * batch_size, n)
+                if shuffle:
+                    xb = _gather(xp, X, order[lo:hi], xbuf[: hi - lo])
+                    yb = _gather(xp, Y, order[lo:hi], ybuf[: hi - lo])
+                else:
+                    xb, yb = X[lo:hi], Y[lo:hi]
+                loss, probs = self._train_step(xb, yb)
+                loss_sum = loss_sum + loss * (hi - lo)
+                if self.metrics:
+                    correct = correct + (probs.argmax(axis=1) == yb).sum()
+                # batch logs read the running sums back (a device sync on cuda): only when someone looks
+                bar_due = bar is not None and bar.due(step)
+                if user_cbs or bar_due:
+                    batch_logs = self._logs(loss_sum, correct, hi)
+                    for cb in user_cbs:
+                        cb.on_train_batch_end(step, batch_logs)
+                    if bar_due:
+                        bar.on_train_batch_end(step, batch_logs)
+            self._ctx.backend.synchronize()
+            elapsed = time.perf_counter() - start
+            history.epoch_seconds.append(elapsed)
+            history.images_per_second.append(n / elapsed)
+            logs = self._logs(loss_sum, correct, n)
+            if val is not None:
+                vloss, vacc = self._evaluate_internal(*val, batch_size)
+                logs["val_loss"] = vloss
+                if self.metrics:
+                    logs["val_" + self.metrics[0]] = vacc
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end(logs)
+        for layer in self.layers:
+            layer._clear()
+        return history
+
+    def _logs(self, loss_sum, correct, n):
+        logs = {"loss": float(loss_sum) / n}
+        if self.metrics:
+            logs[self.metrics[0]] = float(correct) / n
+        return logs
+
+    def _evaluate_internal(self, X, Y, batch_size):
+        n = X.shape[0]
+        loss_sum = correct = 0.0
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            loss, probs = self._loss_and_probs(X[lo:hi], Y[lo:hi], training=False)
+            loss_sum = loss_sum + loss * (hi - lo)
+            correct = correct + (probs.argmax(axis=1) == Y[lo:hi]).sum()
+        return float(loss_sum) / n, float(correct) / n
+
+    def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False):
+        """``[loss, accuracy]`` (or the loss alone without metrics) over x, y, as Keras returns it."""
+        self._require_compiled("evaluate")
+        X = self._to_internal(x)
+        if X.shape[0] == 0:
+            raise ValueError("x holds no samples to evaluate")
+        Y = self._labels(y, X.shape[0])
+        start = time.perf_counter()
+        loss, acc = self._evaluate_internal(X, Y, 32 if batch_size is None else int(batch_size))
+        result = {"loss": loss}
+        if self.metrics:
+            result[self.metrics[0]] = acc
+        if verbose:
+            text = " - ".join(f"{k}: {v:.4f}" for k, v in result.items())
+            print(f"{X.shape[0]} samples - {time.perf_counter() - start:.1f}s - {text}")
+        if return_dict:
+            return result
+        return list(result.values()) if self.metrics else loss
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """The model's outputs as a NumPy array: probabilities for a final softmax (logits for a linear
+        final layer); image outputs are given back as (N, H, W, C)."""
+        X = self._to_internal(x)
+        bs = 32 if batch_size is None else int(batch_size)
+        n = X.shape[0]
+        out = np.empty((n,) + tuple(self.layers[-1].output_shape), self.dtype)
+        for lo in range(0, n, bs):
+            out[lo : lo + bs] = to_numpy(self._forward(X[lo : lo + bs], training=False, logits=False))
+        if verbose:
+            print(f"predicted {n} samples")
+        return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
+
+    # --- inspection ----------------------------------------------------------------------------------
+    def count_params(self):
+        return sum(layer.count_params() for layer in self.layers)
+
+    def summary(self, print_fn=print):
+        """A table: layer (type), output shape (Keras order), parameter count; then the totals."""
+        self.build()
+        rows = [
+            (f"{l.name} ({type(l).__name__})", str(keras_shape(l.output_shape)), f"{l.count_params():,}")
+            for l in self.layers
+        ]
+        w0 = max(28, *(len(r[0]) + 2 for r in rows))
+        w1 = max(22, *(len(r[1]) + 2 for r in rows))
+        width = w0 + w1 + 12
+        trainable = sum(int(a.size) for l in self.layers if l.trainable for a in l.params.values())
+        total = self.count_params()
+        lines = [
+            f'Model: "{self.name}"  (backend: {self._ctx.backend.name}, {self.dtype.name})',
+            "_" * width,
+            f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}{'Param #':>10}",
+            "=" * width,
+        ]
+        lines += [f"{a:<{w0}}{b:<{w1}}{c:>10}" for a, b, c in rows]
+        lines += [
+            "=" * width,
+            f"Total params: {total:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}",
+            "_" * width,
+        ]
+        print_fn("\n".join(lines))
+
+    # --- weights, save and load -------------------------------------------------------------------------
+    def _weight_items(self):
+        """(key, layer, dict, name) for every saved array, in a fixed order."""
+        for i, layer in enumerate(self.layers):
+            for d in (layer.params, layer.state):
+                for k in d:
+                    yield f"{i:03d}.{layer.name}/{k}", layer, d, k
+
+    def get_weights(self):
+        """Every weight (parameters, then running statistics, layer by layer) as NumPy copies."""
+        self.build()
+        return [to_numpy(d[k]).copy() for _, _, d, k in self._weight_items()]
+
+    def set_weights(self, weights):
+        self.build()
+        items = list(self._weight_items())
+        if len(weights) != len(items):
+            raise ValueError(f"set_weights needs {len(items)} arrays, got {len(weights)}")
+        for (key, _, d, k), w in zip(items, weights):
+            w = np.asarray(to_numpy(w))
+            if w.shape != tuple(d[k].shape):
+                raise ValueError(f"weight {key} must have shape {tuple(d[k].shape)}, got {w.shape}")
+            d[k] = self._ctx.asarray(w)
+
+    def get_config(self):
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "name": self.name,
+            "dtype": self.dtype.name,
+            "input_shape": list(self.input_shape),
+            "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers],
+            "compile": None
+            if not self.compiled
+            else {
+                "optimizer": self.optimizer.get_config(),
+                "loss": self.loss.get_config(),
+                "metrics": self.metrics,
+            },
+        }
+
+    def save(self, path):
+        """Architecture and weights to ONE .npz file at exactly ``path``."""
+        self.build()
+        arrays = {key: to_numpy(d[k]) for key, _, d, k in self._weight_items()}
+        arrays["__architecture__"] = np.array(json.dumps(self.get_config()))
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def _gather(xp, a, idx, out):
+    """Rows ``idx`` of ``a`` into the preallocated ``out`` (NumPy's mode='clip' skips the buffered bounds
+    check; the indices come from a permutation, so they are in range)."""
+    if xp is np:
+        return np.take(a, idx, axis=0, out=out, mode="clip")
+    return xp.take(a, idx, axis=0, out=out)
+
+
+def load_model(path, backend=None):
+    """A model saved by :meth:`Sequential.save`, built and (if it was) compiled, on ``backend`` (None: the
+    current default). Its predictions are those of the saved model."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: not a saved cnnkern model ({type(exc).__name__}: {exc})") from None
+    if "__architecture__" not in arrays:
+        raise ValueError(f"{path}: not a saved cnnkern model (no __architecture__ entry)")
+    try:
+        cfg = json.loads(str(arrays.pop("__architecture__")))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: corrupt architecture entry ({exc})") from None
+    if cfg.get("format") != FORMAT or cfg.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format {cfg.get('format')!r} version {cfg.get('version')!r}, expected "
+            f"{FORMAT!r} version {FORMAT_VERSION}"
+        )
+    model = Sequential(
+        [layers_mod.from_config(l["class_name"], l["config"]) for l in cfg["layers"]],
+        name=cfg["name"],
+        backend=backend,
+        dtype=cfg["dtype"],
+    )
+    model.build(tuple(cfg["input_shape"]))
+    expected = [key for key, _, _, _ in model._weight_items()]
+    if sorted(expected) != sorted(arrays):
+        raise ValueError(f"{path}: weights {sorted(arrays)} do not match the architecture's {expected}")
+    model.set_weights([arrays[key] for key in expected])
+    if cfg.get("compile"):
+        c = cfg["compile"]
+        model.compile(optimizer=c["optimizer"], loss=c["loss"], metrics=c["metrics"])
+    return model

@@ -1,0 +1,160 @@
+"""Optimizers with Keras's names and defaults, stepping through :func:`cnnkern.ops.adam_update` and
+:func:`cnnkern.ops.sgd_update` (in place, one call per parameter).
+
+State (Adam's moments, SGD's velocity) is allocated once per parameter, at its first update, on the model's
+backend. ``iterations`` counts the steps taken (Adam's bias correction uses it).
+"""
+
+import numpy as np
+
+__all__ = ["Adam", "Optimizer", "SGD", "get"]
+
+
+class Optimizer:
+    """Base: a learning rate, per-parameter slots, and :meth:`apply_gradients` for one training step."""
+
+    slot_names = ()
+
+    def __init__(self, learning_rate):
+        self.learning_rate = _positive("learning_rate", learning_rate)
+        self.iterations = 0
+        self._slots = {}  # parameter key -> {slot name: array}
+
+    def apply_gradients(self, params_and_grads, ctx):
+        """One step: ``params_and_grads`` is a list of ``(key, param, grad)``, updated in place on the
+        backend of ``ctx`` (a :class:`cnnkern.layers.Context`)."""
+        self.iterations += 1
+        for key, param, grad in params_and_grads:
+            slots = self._slots.get(key)
+            if slots is None:
+                slots = self._slots[key] = {name: ctx.xp.zeros_like(param) for name in self.slot_names}
+            self._update(param, grad, slots, ctx.backend)
+
+    def _update(self, param, grad, slots, backend):
+        raise NotImplementedError
+
+    def to_context(self, ctx):
+        """Move the slots to another backend (after ``Sequential.to_backend``)."""
+        for slots in self._slots.values():
+            for name, a in slots.items():
+                slots[name] = ctx.xp.asarray(a.get() if not isinstance(a, np.ndarray) else a)
+
+    def get_config(self):
+        return {"class_name": type(self).__name__, "learning_rate": self.learning_rate}
+
+
+def _positive(name, v, *, allow_zero=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)):
+        raise TypeError(f"{name} must be a number, got {v!r}")
+    v = float(v)
+    if not (v >= 0.0 if allow_zero else v > 0.0) or v != v:
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+    return v
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, PyTorch's form of momentum: ``v = momentum·v + g; p −= lr·v`` (the same
+    steps as Keras's ``v = momentum·v − lr·g; p += v`` at a constant learning rate). ``weight_decay`` adds
+    ``weight_decay·p`` to the gradient. Defaults are Keras's: learning_rate 0.01, momentum 0."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(learning_rate)
+        self.momentum = _positive("momentum", momentum, allow_zero=True)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
+        self.slot_names = ("velocity",) if self.momentum > 0.0 else ()
+
+    def _update(self, param, grad, slots, backend):
+        from . import ops
+
+        ops.sgd_update(
+            param,
+            grad,
+            slots.get("velocity"),
+            lr=self.learning_rate,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            weight_decay=self.weight_decay,
+            backend=backend,
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
+
+
+class Adam(Optimizer):
+    """Adam. ``eps_mode='torch'`` (default): PyTorch's form, ``p −= lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) +
+    ε)`` with ε = 1e-8 by default. ``eps_mode='keras'``: Keras's form, ε added to sqrt(v) before the bias
+    correction, with Keras's default ε = 1e-7. ``epsilon`` overrides the mode's default. ``weight_decay``
+    is PyTorch's L2 form (added to the gradient). learning_rate 1e-3, beta_1 0.9, beta_2 0.999 as in both."""
+
+    slot_names = ("m", "v")
+
+    def __init__(
+        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None, eps_mode="torch", weight_decay=0.0
+    ):
+        super().__init__(learning_rate)
+        if eps_mode not in ("torch", "keras"):
+            raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
+        self.eps_mode = eps_mode
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        for name, b in (("beta_1", self.beta_1), ("beta_2", self.beta_2)):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {b}")
+        self.epsilon = _positive(
+            "epsilon",
+            (1e-7 if eps_mode == "keras" else 1e-8) if epsilon is None else epsilon,
+            allow_zero=True,
+        )
+        self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
+
+    def _update(self, param, grad, slots, backend):
+        from . import ops
+
+        ops.adam_update(
+            param,
+            grad,
+            slots["m"],
+            slots["v"],
+            step=self.iterations,
+            lr=self.learning_rate,
+            beta1=self.beta_1,
+            beta2=self.beta_2,
+            eps=self.epsilon,
+            weight_decay=self.weight_decay,
+            eps_mode=self.eps_mode,
+            backend=backend,
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "eps_mode": self.eps_mode,
+            "weight_decay": self.weight_decay,
+        }
+
+
+_BY_NAME = {"adam": Adam, "sgd": SGD}
+
+
+def get(identifier):
+    """An optimizer from a name ('adam', 'sgd': default arguments), a config dict, or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    if isinstance(identifier, dict) and identifier.get("class_name") in ("Adam", "SGD"):
+        cfg = dict(identifier)
+        return {"Adam": Adam, "SGD": SGD}[cfg.pop("class_name")](**cfg)
+    raise ValueError(f"optimizer must be 'adam', 'sgd' or an Adam/SGD instance, got {identifier!r}")

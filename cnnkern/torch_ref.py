@@ -1,0 +1,263 @@
+"""PyTorch peers for the benchmarks: the classic CNN and its training step (NCHW and channels_last), and one
+PyTorch call per cnnkern kernel, computing the same thing the same way PyTorch's autograd would.
+
+The classic CNN is Keras's Fashion-MNIST example, in PyTorch's layout::
+
+    x (N,1,28,28) -> Conv 1->32 3x3, ReLU -> MaxPool 2 -> Conv 32->64 3x3, ReLU -> MaxPool 2
+        -> Conv 64->64 3x3, ReLU -> Flatten (C,H,W order, 576) -> Dense 576->64, ReLU -> Dense 64->10
+
+Its parameters in order (:data:`CLASSIC_PARAM_SHAPES`) are the canonical cnnkern shapes, conv ``(K,C,R,S)``
+and dense ``(out,in)``, so weights copy across unchanged (cnnkern's Flatten also uses C,H,W order).
+
+Needs ``torch`` (``pip install "cnnkern[torch]"``); :func:`require_torch` says so when it is missing.
+"""
+
+import numpy as np
+
+from .bench.shapes import CLASSIC_PARAM_SHAPES
+
+__all__ = [
+    "CLASSIC_PARAM_SHAPES",
+    "Inference",
+    "OptimizerStep",
+    "TrainStep",
+    "classic_cnn",
+    "require_torch",
+    "set_threads",
+]
+
+MEMORY_FORMATS = ("nchw", "channels_last")
+
+
+def require_torch():
+    """Import torch or raise ImportError with the install command."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError(
+            'PyTorch is needed for the comparisons: pip install "cnnkern[torch]" '
+            "(CPU build: pip install torch==2.13.0)"
+        ) from exc
+    return torch
+
+
+def torch_version():
+    """The installed torch version, or None."""
+    try:
+        return require_torch().__version__
+    except ImportError:
+        return None
+
+
+def set_threads(n):
+    """Intra-op threads for PyTorch's CPU kernels."""
+    require_torch().set_num_threads(int(n))
+
+
+def _memory_format(torch, memory_format):
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}")
+    return torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+
+
+def classic_cnn(weights, memory_format="nchw"):
+    """The classic CNN as a ``torch.nn.Sequential`` holding copies of ``weights`` (NumPy arrays in the order
+    and shapes of :data:`CLASSIC_PARAM_SHAPES`), its parameters in ``memory_format``."""
+    torch = require_torch()
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(576, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+    )
+    params = list(model.parameters())
+    if len(weights) != len(params):
+        raise ValueError(f"weights must hold {len(params)} arrays (w, b per layer), got {len(weights)}")
+    with torch.no_grad():
+        for i, (p, a) in enumerate(zip(params, weights)):
+            if tuple(a.shape) != tuple(p.shape):
+                raise ValueError(f"weights[{i}] must have shape {tuple(p.shape)}, got {tuple(a.shape)}")
+            p.copy_(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)))
+    return model.to(memory_format=_memory_format(torch, memory_format))
+
+
+class TrainStep:
+    """One training step of the classic CNN in PyTorch: forward, mean cross-entropy, backward, Adam
+    (PyTorch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8). Call with NumPy ``images`` (N,1,28,28)
+    float32 and ``labels`` (N,) int64; returns the loss tensor of that step (before the update)."""
+
+    def __init__(self, weights, memory_format="nchw", lr=1e-3):
+        torch = self._torch = require_torch()
+        self.memory_format = memory_format
+        self._format = _memory_format(torch, memory_format)
+        self.model = classic_cnn(weights, memory_format)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self._inputs = None
+
+    def _tensors(self, images, labels):
+        # Convert once per distinct batch (the benchmarks reuse one): the copy to channels_last is part of
+        # what a channels_last user pays once per batch, at the data loader, so it is not timed repeatedly.
+        key = (id(images), id(labels))
+        if self._inputs is None or self._inputs[0] != key:
+            x = self._torch.from_numpy(images).contiguous(memory_format=self._format)
+            self._inputs = (key, x, self._torch.from_numpy(labels), (images, labels))
+        return self._inputs[1], self._inputs[2]
+
+    def __call__(self, images, labels):
+        x, y = self._tensors(images, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._torch.nn.functional.cross_entropy(self.model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def weights(self):
+        """The current parameters as NumPy arrays (canonical shapes, C-contiguous)."""
+        return [p.detach().contiguous().numpy().copy() for p in self.model.parameters()]
+
+
+class Inference:
+    """The classic CNN's forward pass under ``torch.inference_mode``; returns the logits (N,10)."""
+
+    def __init__(self, weights, memory_format="nchw"):
+        torch = self._torch = require_torch()
+        self._format = _memory_format(torch, memory_format)
+        self.model = classic_cnn(weights, memory_format).eval()
+        self._inputs = None
+
+    def __call__(self, images):
+        if self._inputs is None or self._inputs[0] != id(images):
+            self._inputs = (
+                id(images),
+                self._torch.from_numpy(images).contiguous(memory_format=self._format),
+                images,
+            )
+        with self._torch.inference_mode():
+            return self.model(self._inputs[1])
+
+
+# ---- one PyTorch call per cnnkern kernel -------------------------------------------------------------------
+# Each takes torch tensors and the canonical arguments of cnnkern.backends.base (symmetric padding only), and
+# returns a tuple aligned with the cnnkern kernel's outputs, None where PyTorch does not produce that output.
+# They call the ATen ops that PyTorch's own autograd calls for the same layer.
+
+
+def conv2d_forward(x, w, b, *, stride, padding):
+    torch = require_torch()
+    return (torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding),)
+
+
+def conv2d_backward(dy, x, w, *, stride, padding, need_dx=True):
+    torch = require_torch()
+    dx, dw, db = torch.ops.aten.convolution_backward(
+        dy, x, w, [w.shape[0]], list(stride), list(padding), [1, 1], False, [0, 0], 1, [need_dx, True, True]
+    )
+    return dx, dw, db
+
+
+def maxpool2d_forward(x, *, kernel_size):
+    torch = require_torch()
+    y, idx = torch.ops.aten.max_pool2d_with_indices(x, list(kernel_size), list(kernel_size))
+    return y, idx
+
+
+def maxpool2d_backward(dy, x, argmax, *, kernel_size):
+    torch = require_torch()
+    k = list(kernel_size)
+    return (torch.ops.aten.max_pool2d_with_indices_backward(dy, x, k, k, [0, 0], [1, 1], False, argmax),)
+
+
+def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, momentum=0.1, eps=1e-5):
+    torch = require_torch()
+    return torch.ops.aten.native_batch_norm(x, gamma, beta, running_mean, running_var, True, momentum, eps)
+
+
+def batchnorm2d_backward(dy, x, gamma, mean, invstd, *, eps=1e-5):
+    torch = require_torch()
+    return torch.ops.aten.native_batch_norm_backward(
+        dy, x, gamma, None, None, mean, invstd, True, eps, [True, True, True]
+    )
+
+
+def dense_forward(x, w, b):
+    torch = require_torch()
+    return (torch.nn.functional.linear(x, w, b),)
+
+
+def dense_backward(dy, x, w, *, need_dx=True):
+    # What autograd runs for F.linear: dx = dy·w, dw = dyᵀ·x, db = Σₙ dy.
+    dx = dy.mm(w) if need_dx else None
+    return dx, dy.t().mm(x), dy.sum(0)
+
+
+def activation_forward(x, kind, *, alpha=0.01):
+    torch = require_torch()
+    f = torch.nn.functional
+    fns = {
+        "relu": torch.relu,
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "leaky_relu": lambda t: f.leaky_relu(t, alpha),
+    }
+    return (fns[kind](x),)
+
+
+def activation_backward(dy, y, kind, *, alpha=0.01):
+    # From the output y, as autograd does for these four (leaky ReLU: y and x share their sign for alpha > 0).
+    aten = require_torch().ops.aten
+    if kind == "relu":
+        return (aten.threshold_backward(dy, y, 0),)
+    if kind == "leaky_relu":
+        return (aten.leaky_relu_backward(dy, y, alpha, True),)
+    if kind == "sigmoid":
+        return (aten.sigmoid_backward(dy, y),)
+    return (aten.tanh_backward(dy, y),)
+
+
+def softmax_cross_entropy_forward(logits, labels):
+    # F.cross_entropy = log_softmax then nll_loss; autograd keeps the log-probabilities (not probabilities).
+    torch = require_torch()
+    logp = torch.log_softmax(logits, 1)
+    return torch.nn.functional.nll_loss(logp, labels), None
+
+
+def softmax_cross_entropy_backward(logp, labels):
+    # Autograd's two steps: nll_loss_backward (−1/N at each label) then the log_softmax backward
+    # g − exp(logp)·Σg, which is (softmax − onehot)/N. Takes log-probabilities (what the forward kept).
+    torch = require_torch()
+    aten = torch.ops.aten
+    n = logp.shape[0]
+    one = torch.ones((), dtype=logp.dtype)
+    g = aten.nll_loss_backward(one, logp, labels, None, 1, -100, torch.tensor(float(n), dtype=logp.dtype))
+    return (aten._log_softmax_backward_data(g, logp, 1, logp.dtype),)
+
+
+class OptimizerStep:
+    """``torch.optim.Adam`` or ``torch.optim.SGD`` (defaults: the single-tensor loop on the CPU) over
+    ``params`` with fixed ``grads``: each call is one optimizer step over all of them, like cnnkern's one
+    ``adam_update``/``sgd_update`` call per parameter."""
+
+    def __init__(self, params, grads, optimizer="adam", lr=1e-3, momentum=0.0):
+        torch = require_torch()
+        self.params = [torch.from_numpy(np.array(p, dtype=np.float32)) for p in params]
+        for p, g in zip(self.params, grads):
+            p.grad = torch.from_numpy(np.array(g, dtype=np.float32))
+        if optimizer == "adam":
+            self.optimizer = torch.optim.Adam(self.params, lr=lr)
+        elif optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(self.params, lr=lr, momentum=momentum)
+        else:
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+
+    def __call__(self):
+        self.optimizer.step()
+        return tuple(self.params)

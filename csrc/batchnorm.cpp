@@ -1,0 +1,233 @@
+// Batch normalisation of NCHW float32 over the n = N*H*W values of each channel (DESIGN.md §3).
+//   batchnorm2d_forward:  x (N,C,H,W), gamma, beta, running_mean, running_var (C,)
+//                         -> y (N,C,H,W), mean (C,), invstd (C,)
+//   batchnorm2d_backward: dy (N,C,H,W), x (N,C,H,W), gamma, mean, invstd (C,)
+//                         -> dx (N,C,H,W), dgamma (C,), dbeta (C,)
+// Channel c is N blocks of H*W contiguous floats starting at (i*C + c)*H*W, i < N. Work is split over
+// channels. Reductions run in double with eight independent partial sums per block (a fixed association:
+// results depend neither on the thread count nor on the SIMD path; batchnorm_avx2.cpp holds the AVX2
+// lanes); the per-element transforms run in float.
+#include <cmath>
+#include <string>
+
+#include "bindings.h"
+#include "common.h"
+
+namespace cnnkern {
+
+#ifdef CNNKERN_X86
+namespace avx2 {  // batchnorm_avx2.cpp
+void bn_sum_lanes(const float* x, int64_t n8, double* lane);
+void bn_sq_dev_lanes(const float* x, int64_t n8, double mean, double* lane);
+void bn_dy_lanes(const float* dy, const float* x, int64_t n8, double mean, double* ls, double* ld);
+}  // namespace avx2
+#endif
+
+namespace {
+
+// The eight-lane partial sums of a block's first n8 (a multiple of 8) elements: lane[j] gathers elements
+// j, j+8, ... The AVX2 versions give the same bits.
+void sum_lanes(const float* x, int64_t n8, double* lane) {
+  for (int64_t i = 0; i < n8; i += 8)
+    for (int j = 0; j < 8; ++j) lane[j] += x[i + j];
+}
+
+void sq_dev_lanes(const float* x, int64_t n8, double mean, double* lane) {
+  for (int64_t i = 0; i < n8; i += 8)
+    for (int j = 0; j < 8; ++j) {
+      const double d = x[i + j] - mean;
+      lane[j] += d * d;
+    }
+}
+
+void dy_lanes(const float* dy, const float* x, int64_t n8, double mean, double* ls, double* ld) {
+  for (int64_t i = 0; i < n8; i += 8)
+    for (int j = 0; j < 8; ++j) {
+      ls[j] += dy[i + j];
+      ld[j] += dy[i + j] * (x[i + j] - mean);
+    }
+}
+
+// The lane kernels of the SIMD path in use (the AVX-512 path runs the AVX2 ones).
+struct Lanes {
+  void (*sum)(const float*, int64_t, double*);
+  void (*sq_dev)(const float*, int64_t, double, double*);
+  void (*dy)(const float*, const float*, int64_t, double, double*, double*);
+};
+
+Lanes lanes_for_simd() {
+#ifdef CNNKERN_X86
+  if (simd_level() != Simd::scalar) return {avx2::bn_sum_lanes, avx2::bn_sq_dev_lanes, avx2::bn_dy_lanes};
+#endif
+  return {sum_lanes, sq_dev_lanes, dy_lanes};
+}
+
+// Each block sum below is: the lanes over the first n8 elements, the tail summed alone, then the eight
+// lanes added to it in order.
+
+// Σ x[i] over one block.
+double block_sum(const Lanes& k, const float* x, int64_t n) {
+  double lane[8] = {};
+  const int64_t n8 = n / 8 * 8;
+  k.sum(x, n8, lane);
+  double s = 0.0;
+  for (int64_t i = n8; i < n; ++i) s += x[i];
+  for (int j = 0; j < 8; ++j) s += lane[j];
+  return s;
+}
+
+// Σ (x[i] - mean)² over one block (the second pass of the two-pass variance).
+double block_sq_dev(const Lanes& k, const float* x, int64_t n, double mean) {
+  double lane[8] = {};
+  const int64_t n8 = n / 8 * 8;
+  k.sq_dev(x, n8, mean, lane);
+  double s = 0.0;
+  for (int64_t i = n8; i < n; ++i) s += (x[i] - mean) * (x[i] - mean);
+  for (int j = 0; j < 8; ++j) s += lane[j];
+  return s;
+}
+
+// Adds Σ dy[i] to sdy and Σ dy[i]·(x[i] - mean) to dot over one block.
+void block_dy_sums(const Lanes& k, const float* dy, const float* x, int64_t n, double mean, double& sdy, double& dot) {
+  double ls[8] = {}, ld[8] = {};
+  const int64_t n8 = n / 8 * 8;
+  k.dy(dy, x, n8, mean, ls, ld);
+  double s = 0.0, d = 0.0;
+  for (int64_t i = n8; i < n; ++i) {
+    s += dy[i];
+    d += dy[i] * (x[i] - mean);
+  }
+  for (int j = 0; j < 8; ++j) {
+    s += ls[j];
+    d += ld[j];
+  }
+  sdy += s;
+  dot += d;
+}
+
+struct Dims {
+  int64_t N, C, HW;
+};
+
+Dims dims_of(const carray<float>& x, const char* name) {
+  if (x.ndim() != 4) throw py::value_error(std::string(name) + " must be 4-d (N,C,H,W)");
+  return {x.shape(0), x.shape(1), x.shape(2) * x.shape(3)};
+}
+
+void check_channels(const carray<float>& a, int64_t C, const char* name) {
+  if (a.ndim() != 1 || a.shape(0) != C)
+    throw py::value_error(std::string(name) + " must have shape (C,) = (" + std::to_string(C) + ",)");
+}
+
+// y = (x - mean)·(gamma·invstd) + beta. Training: mean and the biased variance Σ(x - mean)²/n from the batch,
+// running_mean/var updated in place as (1-m)·old + m·new with the unbiased variance var·n/(n-1).
+// Eval: running_mean and 1/sqrt(running_var + eps); these are the returned mean and invstd.
+py::tuple batchnorm2d_forward(const carray<float>& x, const carray<float>& gamma, const carray<float>& beta,
+                              carray<float> running_mean, carray<float> running_var, bool training, double momentum,
+                              double eps) {
+  const Dims d = dims_of(x, "x");
+  check_channels(gamma, d.C, "gamma");
+  check_channels(beta, d.C, "beta");
+  check_channels(running_mean, d.C, "running_mean");
+  check_channels(running_var, d.C, "running_var");
+  const int64_t count = d.N * d.HW;
+  if (training && count < 2)
+    throw py::value_error("batchnorm2d_forward in training needs more than one value per channel (N*H*W = " +
+                          std::to_string(count) + ")");
+  carray<float> y({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
+  carray<float> mean_out(d.C), invstd_out(d.C);
+  const float *xp = x.data(), *gp = gamma.data(), *bp = beta.data();
+  float *rm = running_mean.mutable_data(), *rv = running_var.mutable_data();
+  float *yp = y.mutable_data(), *mp = mean_out.mutable_data(), *ip = invstd_out.mutable_data();
+  const Lanes lanes = lanes_for_simd();
+  {
+    py::gil_scoped_release release;
+    parallel_for(d.C, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        double mean, invstd;
+        if (training) {
+          double sum = 0.0, sq = 0.0;
+          for (int64_t i = 0; i < d.N; ++i) sum += block_sum(lanes, xp + (i * d.C + c) * d.HW, d.HW);
+          mean = sum / count;
+          for (int64_t i = 0; i < d.N; ++i) sq += block_sq_dev(lanes, xp + (i * d.C + c) * d.HW, d.HW, mean);
+          const double var = sq / count;
+          invstd = 1.0 / std::sqrt(var + eps);
+          rm[c] = static_cast<float>((1.0 - momentum) * rm[c] + momentum * mean);
+          rv[c] = static_cast<float>((1.0 - momentum) * rv[c] + momentum * var * count / (count - 1));
+        } else {
+          mean = rm[c];
+          invstd = 1.0 / std::sqrt(static_cast<double>(rv[c]) + eps);
+        }
+        const float m = static_cast<float>(mean), scale = static_cast<float>(gp[c] * invstd), shift = bp[c];
+        mp[c] = m;
+        ip[c] = static_cast<float>(invstd);
+        for (int64_t i = 0; i < d.N; ++i) {
+          const int64_t off = (i * d.C + c) * d.HW;
+          for (int64_t k = 0; k < d.HW; ++k) yp[off + k] = (xp[off + k] - m) * scale + shift;
+        }
+      }
+    });
+  }
+  return py::make_tuple(y, mean_out, invstd_out);
+}
+
+// With x̂ = (x - mean)·invstd: dgamma = Σ dy·x̂, dbeta = Σ dy, and
+//   training: dx = gamma·invstd·(dy - Σdy/n - (x - mean)·invstd²·Σ dy·(x - mean)/n)
+//             (= gamma·invstd/n·(n·dy - Σdy - x̂·Σ dy·x̂): the batch statistics depend on x)
+//   eval:     dx = gamma·invstd·dy
+py::tuple batchnorm2d_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& gamma,
+                               const carray<float>& mean, const carray<float>& invstd, bool training) {
+  const Dims d = dims_of(x, "x");
+  if (dy.ndim() != 4 || dy.size() != x.size()) throw py::value_error("dy must have the shape of x");
+  check_channels(gamma, d.C, "gamma");
+  check_channels(mean, d.C, "mean");
+  check_channels(invstd, d.C, "invstd");
+  const double count = static_cast<double>(d.N * d.HW);
+  carray<float> dx({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
+  carray<float> dgamma(d.C), dbeta(d.C);
+  const float *dyp = dy.data(), *xp = x.data(), *gp = gamma.data(), *mp = mean.data(), *ip = invstd.data();
+  float *dxp = dx.mutable_data(), *dgp = dgamma.mutable_data(), *dbp = dbeta.mutable_data();
+  const Lanes lanes = lanes_for_simd();
+  {
+    py::gil_scoped_release release;
+    parallel_for(d.C, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        const double is = ip[c];
+        double sdy = 0.0, dot = 0.0;
+        for (int64_t i = 0; i < d.N; ++i) {
+          const int64_t off = (i * d.C + c) * d.HW;
+          block_dy_sums(lanes, dyp + off, xp + off, d.HW, mp[c], sdy, dot);
+        }
+        dgp[c] = static_cast<float>(dot * is);
+        dbp[c] = static_cast<float>(sdy);
+        const float a = static_cast<float>(gp[c] * is), m = mp[c];
+        const float mdy = training ? static_cast<float>(sdy / count) : 0.0f;
+        const float k = training ? static_cast<float>(dot * is * is / count) : 0.0f;
+        for (int64_t i = 0; i < d.N; ++i) {
+          const int64_t off = (i * d.C + c) * d.HW;
+          if (training)
+            for (int64_t j = 0; j < d.HW; ++j) dxp[off + j] = (dyp[off + j] - mdy - (xp[off + j] - m) * k) * a;
+          else
+            for (int64_t j = 0; j < d.HW; ++j) dxp[off + j] = dyp[off + j] * a;
+        }
+      }
+    });
+  }
+  return py::make_tuple(dx, dgamma, dbeta);
+}
+
+}  // namespace
+
+void bind_batchnorm(py::module_& m) {
+  // The running statistics are updated in place: noconvert makes a wrong dtype or a non-contiguous array
+  // a TypeError instead of a silently updated copy.
+  m.def("batchnorm2d_forward", &batchnorm2d_forward, py::arg("x"), py::arg("gamma"), py::arg("beta"),
+        py::arg("running_mean").noconvert(), py::arg("running_var").noconvert(), py::kw_only(), py::arg("training"),
+        py::arg("momentum"), py::arg("eps"),
+        "x (N,C,H,W), gamma, beta, running_mean, running_var (C,) -> (y, mean (C,), invstd (C,)).");
+  m.def("batchnorm2d_backward", &batchnorm2d_backward, py::arg("dy"), py::arg("x"), py::arg("gamma"), py::arg("mean"),
+        py::arg("invstd"), py::kw_only(), py::arg("training"),
+        "dy, x (N,C,H,W), gamma, mean, invstd (C,) -> (dx, dgamma (C,), dbeta (C,)).");
+}
+
+}  // namespace cnnkern

@@ -1,0 +1,292 @@
+// conv2d forward and backward on the packed SGEMM (gemm.h) through im2col (conv_im2col.h).
+//   conv2d_forward:  x (N,C,H,W), w (K,C/G,R,S), b (K,) | None -> y (N,K,P,Q)
+//   conv2d_backward: dy (N,K,P,Q), x, w -> (dx (N,C,H,W) | None, dw (K,C/G,R,S) | None, db (K,) | None)
+// Per image n and group g, with Kg = K/G filter rows and CgRS = C/G*R*S col rows:
+//   y[n,g]    (Kg, PQ)   = w[g] (Kg, CgRS) · col[n,g] (CgRS, PQ) + b     (w[g] packed once per call)
+//   dcol[n,g] (CgRS, PQ) = w[g]^T · dy[n,g] (Kg, PQ),  dx[n] = col2im(dcol[n])
+//   dw[g]     (Kg, CgRS) = Σ_n dy[n,g] · col[n,g]^T
+//   db[k]                = Σ_{n,p,q} dy[n,k,p,q]
+// Threads: with at least as many images as threads, each thread takes a contiguous run of images (dw into
+// a per-thread partial, summed afterwards in thread order, so results do not depend on timing); with fewer
+// images every GEMM, im2col and col2im of an image is itself split over the threads.
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "bindings.h"
+#include "common.h"
+#include "conv_direct.h"
+#include "conv_im2col.h"
+#include "gemm.h"
+
+namespace cnnkern {
+namespace {
+
+using Pair = std::array<int64_t, 2>;
+using Quad = std::array<int64_t, 4>;
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Checks what a direct call could get wrong (the front door already did) and derives the geometry.
+ConvGeom make_geom(const carray<float>& x, const carray<float>& w, Pair stride, Quad padding, Pair dilation,
+                   int64_t groups) {
+  if (x.ndim() != 4) throw std::invalid_argument("x must be 4-D (N, C, H, W), got shape " + shape_str(x));
+  if (w.ndim() != 4) throw std::invalid_argument("w must be 4-D (K, C/groups, R, S), got shape " + shape_str(w));
+  if (groups < 1) throw std::invalid_argument("groups must be >= 1, got " + std::to_string(groups));
+  for (int64_t v : stride)
+    if (v < 1) throw std::invalid_argument("stride must be >= 1");
+  for (int64_t v : dilation)
+    if (v < 1) throw std::invalid_argument("dilation must be >= 1");
+  for (int64_t v : padding)
+    if (v < 0) throw std::invalid_argument("padding must be >= 0");
+  ConvGeom g{};
+  g.N = x.shape(0), g.C = x.shape(1), g.H = x.shape(2), g.W = x.shape(3);
+  g.K = w.shape(0), g.R = w.shape(2), g.S = w.shape(3);
+  g.sh = stride[0], g.sw = stride[1], g.pt = padding[0], g.pl = padding[2];
+  g.dh = dilation[0], g.dw = dilation[1], g.G = groups;
+  if (g.C % groups || g.K % groups || w.shape(1) != g.C / groups)
+    throw std::invalid_argument("w of shape " + shape_str(w) + " does not fit x of shape " + shape_str(x) +
+                                " with groups=" + std::to_string(groups));
+  g.P = (g.H + padding[0] + padding[1] - (g.dh * (g.R - 1) + 1)) / g.sh + 1;
+  g.Q = (g.W + padding[2] + padding[3] - (g.dw * (g.S - 1) + 1)) / g.sw + 1;
+  if (g.H + padding[0] + padding[1] < g.dh * (g.R - 1) + 1 || g.W + padding[2] + padding[3] < g.dw * (g.S - 1) + 1)
+    throw std::invalid_argument("the (dilated) kernel is larger than the padded input");
+  return g;
+}
+
+// Packs every group's weight block w[g] (Kg, CgRS), or its transpose, for the current micro-kernel.
+std::vector<PackedA> pack_weights(const float* w, const ConvGeom& g, bool transpose, std::vector<float>& buf) {
+  const UKernel& uk = ukernel();
+  const int64_t Kg = g.Kg(), CgRS = g.CgRS();
+  const int64_t rows = transpose ? CgRS : Kg, cols = transpose ? Kg : CgRS;
+  const int64_t per = packed_a_floats(rows, cols, uk);
+  float* dst = grow(buf, per * g.G);
+  std::vector<PackedA> out;
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    const float* wg = w + gi * Kg * CgRS;
+    const MatView v = transpose ? MatView{wg, 1, CgRS} : MatView{wg, CgRS, 1};
+    out.push_back(pack_a(rows, cols, v, uk, dst + gi * per));
+  }
+  return out;
+}
+
+float* col_scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  return grow(buf, n);
+}
+
+// col of image xn: the image itself for a pointwise conv, else im2col into `col` (split over threads
+// by channel when `parallel`).
+const float* make_col(const float* xn, const ConvGeom& g, float* col, bool parallel) {
+  if (g.pointwise()) return xn;
+  if (parallel)
+    parallel_for(g.C, [&](int64_t c0, int64_t c1) { im2col(xn, g, c0, c1, col, g.PQ()); });
+  else
+    im2col(xn, g, 0, g.C, col, g.PQ());
+  return col;
+}
+
+// Forward: per image, im2col into rows padded to whole slivers, 64-byte aligned, which the micro-kernel
+// reads in place (no B packing); then per group y[n,g] = w[g] · col[g] with the packed w[g], and the bias
+// added while the output is in cache. A pointwise conv multiplies the image itself (packed, as its rows
+// are not padded). With fewer images than threads, the threads split each image's output columns.
+void conv_forward_impl(const float* x, const float* w, const float* b, float* y, const ConvGeom& g) {
+  const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CHW = g.C * g.H * g.W;
+  thread_local std::vector<float> wbuf;
+  const std::vector<PackedA> wp = pack_weights(w, g, false, wbuf);
+  const int64_t nr = wp[0].uk.nr, ld = (PQ + nr - 1) / nr * nr, slivers = ld / nr;
+  const bool pointwise = g.pointwise();
+  auto make_col = [&](int64_t n, bool parallel) -> const float* {
+    if (pointwise) return x + n * CHW;
+    float* col = col_scratch(g.C * g.R * g.S * ld);
+    auto rows = [&](int64_t c0, int64_t c1) { im2col(x + n * CHW, g, c0, c1, col, ld); };
+    if (parallel)
+      parallel_for(g.C, rows);
+    else
+      rows(0, g.C);
+    return col;
+  };
+  // Output columns [s0*nr, s1*nr) of image n from its col.
+  auto columns = [&](const float* col, int64_t n, int64_t s0, int64_t s1) {
+    const int64_t j0 = s0 * nr, j1 = std::min(PQ, s1 * nr);
+    float* yn = y + n * g.K * PQ;
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      float* C = yn + gi * Kg * PQ;
+      if (pointwise)
+        sgemm_packed_rows_serial(wp[gi], 0, Kg, j0, j1, MatView{col + gi * CgRS * PQ, PQ, 1}, C, PQ, false);
+      else
+        sgemm_padded_b_serial(wp[gi], col + gi * CgRS * ld, ld, j0, j1, C, PQ, false);
+    }
+    if (b)
+      for (int64_t k = 0; k < g.K; ++k)
+        for (int64_t j = j0; j < j1; ++j) yn[k * PQ + j] += b[k];
+  };
+  if (g.N >= num_threads())
+    parallel_for(g.N, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) columns(make_col(n, false), n, 0, slivers);
+    });
+  else
+    for (int64_t n = 0; n < g.N; ++n) {
+      const float* col = make_col(n, true);
+      parallel_for(slivers, [&](int64_t s0, int64_t s1) { columns(col, n, s0, s1); });
+    }
+}
+
+void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                        const ConvGeom& g) {
+  const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S, HW = g.H * g.W;
+  if (db)  // per channel in double, in 8 interleaved partial sums (independent adds), in a fixed order
+    parallel_for(g.K, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        double s[8] = {};
+        for (int64_t n = 0; n < g.N; ++n) {
+          const float* d = dy + (n * g.K + k) * PQ;
+          int64_t i = 0;
+          for (; i + 8 <= PQ; i += 8)
+            for (int64_t l = 0; l < 8; ++l) s[l] += d[i + l];
+          for (; i < PQ; ++i) s[i % 8] += d[i];
+        }
+        db[k] = static_cast<float>(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])));
+      }
+    });
+  if (!dx && !dw) return;
+  thread_local std::vector<float> wtbuf;
+  const std::vector<PackedA> wtp = dx ? pack_weights(w, g, true, wtbuf) : std::vector<PackedA>{};
+
+  // dst (K, CgRS) (=|+=) dy[n] · col[n]^T, group by group.
+  auto dw_image = [&](int64_t n, float* dst, bool acc, bool parallel) {
+    const float* col = make_col(x + n * g.C * HW, g, col_scratch(CRS * PQ), parallel);
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      const MatView A{dy + (n * g.K + gi * Kg) * PQ, PQ, 1}, B{col + gi * CgRS * PQ, 1, PQ};
+      float* C = dst + gi * Kg * CgRS;
+      if (parallel)
+        sgemm(Kg, CgRS, PQ, A, B, C, CgRS, acc);
+      else
+        sgemm_serial(Kg, CgRS, PQ, A, B, C, CgRS, acc);
+    }
+  };
+  // dx[n] = col2im(w^T · dy[n]); a pointwise conv writes w^T · dy[n] straight into dx[n].
+  auto dx_image = [&](int64_t n, bool parallel) {
+    float* dxn = dx + n * g.C * HW;
+    thread_local std::vector<float> dcolbuf;
+    float* dcol = g.pointwise() ? dxn : grow(dcolbuf, CRS * PQ);
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      const MatView B{dy + (n * g.K + gi * Kg) * PQ, PQ, 1};
+      float* C = dcol + gi * CgRS * PQ;
+      if (parallel)
+        sgemm_packed(wtp[gi], PQ, B, C, PQ, false);
+      else
+        sgemm_packed_serial(wtp[gi], 0, PQ, B, C, PQ, false);
+    }
+    if (g.pointwise()) return;
+    auto scatter = [&](int64_t c0, int64_t c1) {
+      std::memset(dxn + c0 * HW, 0, sizeof(float) * (c1 - c0) * HW);
+      col2im_add(dcol, g, c0, c1, dxn);
+    };
+    if (parallel)
+      parallel_for(g.C, scatter);
+    else
+      scatter(0, g.C);
+  };
+
+  const int64_t nt = num_threads(), dw_size = g.K * CgRS;
+  if (g.N >= nt) {
+    // Thread t takes images [N*t/nt, N*(t+1)/nt); its dw partial is dw itself for t = 0.
+    thread_local std::vector<float> partbuf;
+    float* parts = dw ? grow(partbuf, (nt - 1) * dw_size) : nullptr;
+    parallel_for(nt, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t n0 = g.N * t / nt, n1 = g.N * (t + 1) / nt;
+        float* part = t == 0 ? dw : parts + (t - 1) * dw_size;
+        for (int64_t n = n0; n < n1; ++n) {
+          if (dw) dw_image(n, part, n > n0, false);
+          if (dx) dx_image(n, false);
+        }
+      }
+    });
+    if (dw && nt > 1)
+      parallel_for(dw_size, [&](int64_t i0, int64_t i1) {
+        for (int64_t t = 1; t < nt; ++t) {
+          const float* part = parts + (t - 1) * dw_size;
+          for (int64_t i = i0; i < i1; ++i) dw[i] += part[i];
+        }
+      });
+  } else {
+    for (int64_t n = 0; n < g.N; ++n) {
+      if (dw) dw_image(n, dw, n > 0, true);
+      if (dx) dx_image(n, true);
+    }
+  }
+}
+
+carray<float> conv2d_forward(const carray<float>& x, const carray<float>& w, const std::optional<carray<float>>& b,
+                             Pair stride, Quad padding, Pair dilation, int64_t groups) {
+  const ConvGeom g = make_geom(x, w, stride, padding, dilation, groups);
+  if (b && (b->ndim() != 1 || b->shape(0) != g.K))
+    throw std::invalid_argument("b must have shape (" + std::to_string(g.K) + ",), got " + shape_str(*b));
+  carray<float> y({g.N, g.K, g.P, g.Q});
+  const float *xp = x.data(), *wp = w.data(), *bp = b ? b->data() : nullptr;
+  float* yp = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    if (conv_direct_applies(g))
+      conv_direct_forward(xp, wp, bp, yp, g);
+    else
+      conv_forward_impl(xp, wp, bp, yp, g);
+  }
+  return y;
+}
+
+py::tuple conv2d_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& w, Pair stride,
+                          Quad padding, Pair dilation, int64_t groups, bool need_dx, bool need_dw, bool need_db) {
+  const ConvGeom g = make_geom(x, w, stride, padding, dilation, groups);
+  if (dy.ndim() != 4 || dy.shape(0) != g.N || dy.shape(1) != g.K || dy.shape(2) != g.P || dy.shape(3) != g.Q)
+    throw std::invalid_argument("dy must have shape (" + std::to_string(g.N) + ", " + std::to_string(g.K) + ", " +
+                                std::to_string(g.P) + ", " + std::to_string(g.Q) + "), got " + shape_str(dy));
+  py::object dx_obj = py::none(), dw_obj = py::none(), db_obj = py::none();
+  float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+  if (need_dx) {
+    carray<float> a({g.N, g.C, g.H, g.W});
+    dxp = a.mutable_data();
+    dx_obj = a;
+  }
+  if (need_dw) {
+    carray<float> a({g.K, g.Cg(), g.R, g.S});
+    dwp = a.mutable_data();
+    dw_obj = a;
+  }
+  if (need_db) {
+    carray<float> a({g.K});
+    dbp = a.mutable_data();
+    db_obj = a;
+  }
+  const float *dyp = dy.data(), *xp = x.data(), *wp = w.data();
+  {
+    py::gil_scoped_release nogil;
+    conv_backward_impl(dyp, xp, wp, dxp, dwp, dbp, g);
+  }
+  return py::make_tuple(dx_obj, dw_obj, db_obj);
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m) {
+  m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(), py::kw_only(),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        "x (N,C,H,W), w (K,C/groups,R,S), b (K,) | None -> y (N,K,P,Q); padding (top, bottom, left, right).");
+  m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("need_dx"),
+        py::arg("need_dw"), py::arg("need_db"),
+        "dy (N,K,P,Q), x, w -> (dx | None, dw | None, db | None); writes new arrays.");
+}
+
+}  // namespace cnnkern

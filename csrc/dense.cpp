@@ -1,0 +1,94 @@
+// dense (fully connected) forward and backward on the packed SGEMM (gemm.h); w is (out, in) as in PyTorch.
+//   dense_forward:  x (N,in), w (out,in), b (out,) | None -> y (N,out) = x · w^T + b
+//   dense_backward: dy (N,out), x, w -> (dx (N,in) = dy · w | None,  dw (out,in) = dy^T · x,
+//                                        db (out,) = Σ_n dy[n] | None)
+// The transposes are strided views (MatView) that the GEMM's packing reads directly; each GEMM splits its
+// output tiles over the threads.
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bindings.h"
+#include "common.h"
+#include "gemm.h"
+
+namespace cnnkern {
+namespace {
+
+void check_2d(const py::array& a, const char* name, int64_t rows, int64_t cols) {
+  if (a.ndim() != 2 || (rows >= 0 && a.shape(0) != rows) || (cols >= 0 && a.shape(1) != cols))
+    throw std::invalid_argument(std::string(name) + " must be 2-D" +
+                                (rows >= 0 ? " with shape (" + std::to_string(rows) + ", " + std::to_string(cols) + ")"
+                                           : std::string()) +
+                                ", got ndim " + std::to_string(a.ndim()));
+}
+
+carray<float> dense_forward(const carray<float>& x, const carray<float>& w, const std::optional<carray<float>>& b) {
+  check_2d(x, "x", -1, -1);
+  const int64_t N = x.shape(0), in = x.shape(1);
+  check_2d(w, "w", -1, in);
+  const int64_t out = w.shape(0);
+  if (b && (b->ndim() != 1 || b->shape(0) != out))
+    throw std::invalid_argument("b must have shape (" + std::to_string(out) + ",)");
+  carray<float> y({N, out});
+  const float *xp = x.data(), *wp = w.data(), *bp = b ? b->data() : nullptr;
+  float* yp = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    sgemm(N, out, in, MatView{xp, in, 1}, MatView{wp, 1, in}, yp, out, false);
+    if (bp)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < out; ++o) yp[n * out + o] += bp[o];
+  }
+  return y;
+}
+
+py::tuple dense_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& w, bool need_dx,
+                         bool need_db) {
+  check_2d(x, "x", -1, -1);
+  const int64_t N = x.shape(0), in = x.shape(1);
+  check_2d(w, "w", -1, in);
+  const int64_t out = w.shape(0);
+  check_2d(dy, "dy", N, out);
+  py::object dx_obj = py::none(), db_obj = py::none();
+  float *dxp = nullptr, *dbp = nullptr;
+  if (need_dx) {
+    carray<float> a({N, in});
+    dxp = a.mutable_data();
+    dx_obj = a;
+  }
+  if (need_db) {
+    carray<float> a({out});
+    dbp = a.mutable_data();
+    db_obj = a;
+  }
+  carray<float> dw({out, in});
+  const float *dyp = dy.data(), *xp = x.data(), *wp = w.data();
+  float* dwp = dw.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    sgemm(out, in, N, MatView{dyp, 1, out}, MatView{xp, in, 1}, dwp, in, false);
+    if (dxp) sgemm(N, in, out, MatView{dyp, out, 1}, MatView{wp, in, 1}, dxp, in, false);
+    if (dbp) {  // column sums of dy, row by row in double
+      std::vector<double> s(static_cast<size_t>(out), 0.0);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < out; ++o) s[o] += dyp[n * out + o];
+      for (int64_t o = 0; o < out; ++o) dbp[o] = static_cast<float>(s[o]);
+    }
+  }
+  return py::make_tuple(dx_obj, dw, db_obj);
+}
+
+}  // namespace
+
+void bind_dense(py::module_& m) {
+  m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
+        "x (N,in), w (out,in), b (out,) | None -> y (N,out) = x w^T + b.");
+  m.def("dense_backward", &dense_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(),
+        py::arg("need_dx"), py::arg("need_db"), "dy (N,out), x, w -> (dx | None, dw, db | None).");
+}
+
+}  // namespace cnnkern

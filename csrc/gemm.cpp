@@ -1,0 +1,213 @@
+// Packed SGEMM driver: C (M,N) (=|+=) A (M,K) · B (K,N), portable packing and the scalar micro-kernel.
+//
+// Loop nest (BLIS): for each NC-wide column block, for each KC-deep slice of K, pack B's (KC x NC) block
+// into NR-wide slivers (zero-padded past N); then for each MC-tall row block, for each B sliver (it stays in
+// L1), for each A sliver of the block (the block stays in L2), one MR x NR micro-kernel call. A is packed
+// once over the full K (see PackedA), so the KC slice of an A sliver is the contiguous run at k*MR.
+#include "gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common.h"
+
+namespace cnnkern {
+namespace {
+
+// Portable micro-kernel, MR x NR = 4 x 8: the 32 accumulators live in a local array the compiler keeps in
+// (SSE) registers; each k step is an outer product of 4 A values with 8 B values.
+constexpr int64_t kScalarMR = 4, kScalarNR = 8;
+
+void sgemm_ukernel_scalar_4x8(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                              int64_t m, int64_t n, bool accumulate) {
+  float t[kScalarMR][kScalarNR] = {};
+  for (int64_t k = 0; k < kc; ++k, a += kScalarMR, b += ldb)
+    for (int64_t i = 0; i < kScalarMR; ++i)
+      for (int64_t j = 0; j < kScalarNR; ++j) t[i][j] += a[i] * b[j];
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i][j] : t[i][j];
+}
+
+// Cache blocking, in elements: a B sliver (KC x NR) fits L1, an A block (MC x KC) fits L2, a B block
+// (KC x NC) fits L3.
+constexpr int64_t kKC = 256;
+int64_t block_mc(const UKernel& uk) { return uk.mr * std::max<int64_t>(1, 144 / uk.mr); }
+int64_t block_nc(const UKernel& uk) { return uk.nr * 128; }
+
+// Packs rows [pc, pc+kc) x columns [jc, jc+nc) of B into ceil(nc/nr) slivers of kc x nr, sliver s at
+// dst + s*kc*nr, element (k, j) at [k*nr + j]; columns past nc are zero.
+void pack_b(MatView B, int64_t pc, int64_t kc, int64_t jc, int64_t nc, int64_t nr, float* dst) {
+  for (int64_t j0 = 0; j0 < nc; j0 += nr, dst += kc * nr) {
+    const int64_t nv = std::min(nr, nc - j0);
+    const float* src = B.p + pc * B.rs + (jc + j0) * B.cs;
+    if (B.cs == 1) {  // rows of B contiguous: copy nv floats per k
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* s = src + k * B.rs;
+        float* d = dst + k * nr;
+        for (int64_t j = 0; j < nv; ++j) d[j] = s[j];
+        for (int64_t j = nv; j < nr; ++j) d[j] = 0.0f;
+      }
+    } else if (B.rs == 1) {  // B^T row-major: nv column streams read along k, each packed row written whole
+      for (int64_t k = 0; k < kc; ++k) {
+        float* d = dst + k * nr;
+        for (int64_t j = 0; j < nv; ++j) d[j] = src[j * B.cs + k];
+        for (int64_t j = nv; j < nr; ++j) d[j] = 0.0f;
+      }
+    } else {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t j = 0; j < nr; ++j) dst[k * nr + j] = j < nv ? src[k * B.rs + j * B.cs] : 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
+const UKernel& ukernel() {
+  static const UKernel scalar{kScalarMR, kScalarNR, sgemm_ukernel_scalar_4x8};
+#ifdef CNNKERN_X86
+  static const UKernel avx2{kAvx2MR, kAvx2NR, sgemm_ukernel_avx2_6x16};
+  static const UKernel avx512{kAvx512MR, kAvx512NR, sgemm_ukernel_avx512_14x32};
+  switch (simd_level()) {
+    case Simd::avx512: return avx512;
+    case Simd::avx2: return avx2;
+    default: break;
+  }
+#endif
+  return scalar;
+}
+
+int64_t packed_a_floats(int64_t M, int64_t K, const UKernel& uk) {
+  return (M + uk.mr - 1) / uk.mr * uk.mr * K;
+}
+
+PackedA pack_a(int64_t M, int64_t K, MatView A, const UKernel& uk, float* dst) {
+  const int64_t mr = uk.mr;
+  for (int64_t i0 = 0; i0 < M; i0 += mr) {
+    float* d = dst + (i0 / mr) * K * mr;
+    const int64_t mv = std::min(mr, M - i0);
+    if (A.rs == 1) {  // A^T row-major: the mr rows of one k are contiguous in memory
+      for (int64_t k = 0; k < K; ++k) {
+        const float* s = A.p + k * A.cs + i0;
+        for (int64_t i = 0; i < mv; ++i) d[k * mr + i] = s[i];
+        for (int64_t i = mv; i < mr; ++i) d[k * mr + i] = 0.0f;
+      }
+    } else {  // row-major A: mv row streams read along k, each packed column written whole
+      const float* s = A.p + i0 * A.rs;
+      for (int64_t k = 0; k < K; ++k) {
+        for (int64_t i = 0; i < mv; ++i) d[k * mr + i] = s[i * A.rs + k * A.cs];
+        for (int64_t i = mv; i < mr; ++i) d[k * mr + i] = 0.0f;
+      }
+    }
+  }
+  return PackedA{dst, M, K, uk};
+}
+
+namespace {
+
+// One KC slice: C[i0:i1, 0:nc] (=|+=) A[i0:i1, pc:pc+kc] · B-slivers, where sliver s (columns [s*nr, s*nr+nr))
+// starts at bp + s*bstride with its kc rows ldb apart (packed: bstride = kc*nr, ldb = nr; in place:
+// bstride = nr, ldb = B's row stride). Rows go in MC blocks (A block in L2); within a block each B sliver
+// (in L1) meets every A sliver of the block.
+void macro_kernel(const PackedA& A, int64_t pc, int64_t kc, int64_t i0, int64_t i1, const float* bp,
+                  int64_t bstride, int64_t ldb, int64_t nc, float* C, int64_t ldc, bool acc) {
+  const UKernel& uk = A.uk;
+  const int64_t mr = uk.mr, nr = uk.nr, MC = block_mc(uk);
+  for (int64_t ic = i0; ic < i1; ic += MC) {
+    const int64_t ie = std::min(i1, ic + MC);
+    for (int64_t js = 0; js < nc; js += nr) {
+      const float* bs = bp + (js / nr) * bstride;
+      const int64_t n = std::min(nr, nc - js);
+      for (int64_t is = ic; is < ie; is += mr) {
+        const float* as = A.data + (is / mr) * A.K * mr + pc * mr;
+        uk.fn(kc, as, bs, ldb, C + is * ldc + js, ldc, std::min(mr, ie - is), n, acc);
+      }
+    }
+  }
+}
+
+// K split into equal slices of at most kKC, so no slice is a short remainder.
+int64_t slice_kc(int64_t K) {
+  const int64_t nk = (K + kKC - 1) / kKC;
+  return (K + nk - 1) / nk;
+}
+
+void zero_or_keep(int64_t i0, int64_t i1, int64_t ncols, float* C, int64_t ldc, bool accumulate) {
+  if (!accumulate)
+    for (int64_t i = i0; i < i1; ++i) std::memset(C + i * ldc, 0, sizeof(float) * ncols);
+}
+
+}  // namespace
+
+void sgemm_packed_rows_serial(const PackedA& A, int64_t i0, int64_t i1, int64_t j0, int64_t j1, MatView B,
+                              float* C, int64_t ldc, bool accumulate) {
+  if (i0 >= i1 || j0 >= j1) return;
+  const UKernel& uk = A.uk;
+  const int64_t K = A.K, nr = uk.nr;
+  if (K == 0) return zero_or_keep(i0, i1, j1 - j0, C + j0, ldc, accumulate);  // empty sum
+  const int64_t kcb = slice_kc(K), NC = block_nc(uk);
+  thread_local std::vector<float> bbuf;
+  float* bp = grow(bbuf, kcb * std::min(NC, (j1 - j0 + nr - 1) / nr * nr));
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    const int64_t nc = std::min(NC, j1 - jc);
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+      const int64_t kc = std::min(kcb, K - pc);
+      pack_b(B, pc, kc, jc, nc, nr, bp);
+      macro_kernel(A, pc, kc, i0, i1, bp, kc * nr, nr, nc, C + jc, ldc, accumulate || pc > 0);
+    }
+  }
+}
+
+void sgemm_padded_b_serial(const PackedA& A, const float* B, int64_t ldb, int64_t j0, int64_t j1, float* C,
+                           int64_t ldc, bool accumulate) {
+  if (j0 >= j1) return;
+  const int64_t K = A.K, nr = A.uk.nr;
+  if (K == 0) return zero_or_keep(0, A.M, j1 - j0, C + j0, ldc, accumulate);
+  const int64_t kcb = slice_kc(K);
+  for (int64_t pc = 0; pc < K; pc += kcb)
+    macro_kernel(A, pc, std::min(kcb, K - pc), 0, A.M, B + pc * ldb + j0, nr, ldb, j1 - j0, C + j0, ldc,
+                 accumulate || pc > 0);
+}
+
+void sgemm_packed_serial(const PackedA& A, int64_t j0, int64_t j1, MatView B, float* C, int64_t ldc,
+                         bool accumulate) {
+  sgemm_packed_rows_serial(A, 0, A.M, j0, j1, B, C, ldc, accumulate);
+}
+
+void sgemm_packed(const PackedA& A, int64_t N, MatView B, float* C, int64_t ldc, bool accumulate) {
+  const int64_t M = A.M, mr = A.uk.mr, nr = A.uk.nr;
+  const int64_t nt = num_threads();
+  const int64_t col_slivers = (N + nr - 1) / nr, row_slivers = (M + mr - 1) / mr;
+  // Below ~100 kFLOP waking the pool costs more than it saves.
+  if (nt == 1 || 2 * M * N * A.K < 100000) {
+    sgemm_packed_rows_serial(A, 0, M, 0, N, B, C, ldc, accumulate);
+    return;
+  }
+  // Split the wider side of the tile grid, so each thread packs only its share of B (column split) or
+  // reads only its rows of A (row split).
+  if (col_slivers >= 2 * nt || col_slivers >= row_slivers) {
+    parallel_for(col_slivers, [&](int64_t s0, int64_t s1) {
+      sgemm_packed_rows_serial(A, 0, M, s0 * nr, std::min(N, s1 * nr), B, C, ldc, accumulate);
+    });
+  } else {
+    parallel_for(row_slivers, [&](int64_t s0, int64_t s1) {
+      sgemm_packed_rows_serial(A, s0 * mr, std::min(M, s1 * mr), 0, N, B, C, ldc, accumulate);
+    });
+  }
+}
+
+void sgemm_serial(int64_t M, int64_t N, int64_t K, MatView A, MatView B, float* C, int64_t ldc,
+                  bool accumulate) {
+  const UKernel& uk = ukernel();
+  thread_local std::vector<float> abuf;
+  const PackedA pa = pack_a(M, K, A, uk, grow(abuf, packed_a_floats(M, K, uk)));
+  sgemm_packed_rows_serial(pa, 0, M, 0, N, B, C, ldc, accumulate);
+}
+
+void sgemm(int64_t M, int64_t N, int64_t K, MatView A, MatView B, float* C, int64_t ldc, bool accumulate) {
+  const UKernel& uk = ukernel();
+  thread_local std::vector<float> abuf;
+  const PackedA pa = pack_a(M, K, A, uk, grow(abuf, packed_a_floats(M, K, uk)));
+  sgemm_packed(pa, N, B, C, ldc, accumulate);
+}
+
+}  // namespace cnnkern

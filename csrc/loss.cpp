@@ -1,0 +1,126 @@
+// Softmax cross-entropy with integer labels, mean over the batch (DESIGN.md §3).
+//   softmax_cross_entropy_forward:  logits (N,C), labels int64 (N,) -> loss 0-d float32, probs (N,C)
+//   softmax_cross_entropy_backward: probs (N,C), labels int64 (N,) -> dlogits (N,C) = (probs - onehot)/N
+// Per row, with m = max_j x_j and s = Σ_j exp(x_j - m): probs = exp(x - m)/s and the row loss is
+// -log_softmax[label] = m + log s - x[label], never log of a probability (which underflows). exp runs in
+// float, s and the losses accumulate in double. Rows are independent; the loss is summed per fixed block of
+// rows and the block sums added in order, so its value does not depend on the thread count.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <string>
+
+#include "bindings.h"
+#include "common.h"
+
+namespace cnnkern {
+namespace {
+
+constexpr int64_t kBlocks = 64;            // loss partial sums (on the stack)
+constexpr int64_t kSerialBelow = 1 << 14;  // N*C below which threads cost more than they save
+
+struct Dims {
+  int64_t N, C;
+};
+
+Dims check(const carray<float>& a, const carray<int64_t>& labels, const char* name) {
+  if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-d (N,C)");
+  if (labels.ndim() != 1 || labels.shape(0) != a.shape(0))
+    throw py::value_error(std::string("labels must have shape (N,) with N = ") + std::to_string(a.shape(0)));
+  if (a.shape(0) < 1 || a.shape(1) < 1) throw py::value_error(std::string(name) + " must have N >= 1 and C >= 1");
+  return {a.shape(0), a.shape(1)};
+}
+
+// Runs fn(begin, end) over [0, n) on the pool when the work (n * per_item) is large enough.
+template <typename Fn>
+void run_rows(int64_t n, int64_t per_item, const Fn& fn) {
+  if (n * per_item < kSerialBelow)
+    fn(0, n);
+  else
+    parallel_for(n, fn);
+}
+
+// One row: writes probs, returns the row loss m + log s - x[label]. A NaN logit makes the max, and so the
+// whole row, NaN.
+double softmax_row(const float* x, int64_t C, int64_t label, float* p) {
+  float m = x[0];
+  for (int64_t j = 1; j < C; ++j)
+    if (x[j] > m || std::isnan(x[j])) m = x[j];
+  double s = 0.0;
+  for (int64_t j = 0; j < C; ++j) {
+    p[j] = std::exp(x[j] - m);
+    s += p[j];
+  }
+  const float inv = static_cast<float>(1.0 / s);
+  for (int64_t j = 0; j < C; ++j) p[j] *= inv;
+  return (static_cast<double>(m) + std::log(s)) - x[label];
+}
+
+py::tuple softmax_cross_entropy_forward(const carray<float>& logits, const carray<int64_t>& labels) {
+  const Dims d = check(logits, labels, "logits");
+  carray<float> loss(std::vector<py::ssize_t>{});
+  carray<float> probs({d.N, d.C});
+  const float* xp = logits.data();
+  const int64_t* lp = labels.data();
+  float* pp = probs.mutable_data();
+  std::array<double, kBlocks> partial{};
+  const int64_t blocks = std::min(d.N, kBlocks);
+  std::atomic<bool> bad{false};
+  {
+    py::gil_scoped_release release;
+    run_rows(blocks, d.N / blocks * d.C, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        double sum = 0.0;
+        for (int64_t i = d.N * b / blocks; i < d.N * (b + 1) / blocks; ++i) {
+          const int64_t label = lp[i];
+          if (label < 0 || label >= d.C) {
+            bad.store(true, std::memory_order_relaxed);
+            continue;
+          }
+          sum += softmax_row(xp + i * d.C, d.C, label, pp + i * d.C);
+        }
+        partial[b] = sum;
+      }
+    });
+  }
+  if (bad.load()) throw py::index_error("labels must lie in [0, C) with C = " + std::to_string(d.C));
+  double total = 0.0;
+  for (int64_t b = 0; b < blocks; ++b) total += partial[b];
+  loss.mutable_data()[0] = static_cast<float>(total / d.N);
+  return py::make_tuple(loss, probs);
+}
+
+// dlogits[i, j] = (probs[i, j] - [j == labels[i]]) / N
+carray<float> softmax_cross_entropy_backward(const carray<float>& probs, const carray<int64_t>& labels) {
+  const Dims d = check(probs, labels, "probs");
+  carray<float> dlogits({d.N, d.C});
+  const float* pp = probs.data();
+  const int64_t* lp = labels.data();
+  float* gp = dlogits.mutable_data();
+  const float n = static_cast<float>(d.N);
+  std::atomic<bool> bad{false};
+  {
+    py::gil_scoped_release release;
+    run_rows(d.N, d.C, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t label = lp[i];
+        if (label < 0 || label >= d.C) bad.store(true, std::memory_order_relaxed);
+        for (int64_t j = 0; j < d.C; ++j) gp[i * d.C + j] = (pp[i * d.C + j] - (j == label ? 1.0f : 0.0f)) / n;
+      }
+    });
+  }
+  if (bad.load()) throw py::index_error("labels must lie in [0, C) with C = " + std::to_string(d.C));
+  return dlogits;
+}
+
+}  // namespace
+
+void bind_loss(py::module_& m) {
+  m.def("softmax_cross_entropy_forward", &softmax_cross_entropy_forward, py::arg("logits"), py::arg("labels"),
+        "logits (N,C), labels int64 (N,) -> (mean loss 0-d float32, probs (N,C)).");
+  m.def("softmax_cross_entropy_backward", &softmax_cross_entropy_backward, py::arg("probs"), py::arg("labels"),
+        "probs (N,C), labels int64 (N,) -> dlogits (N,C) = (probs - onehot)/N.");
+}
+
+}  // namespace cnnkern

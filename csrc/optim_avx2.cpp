@@ -1,0 +1,79 @@
+// AVX2 optimizer steps (see optim.cpp for the math): eight floats per step, the tail through masked loads
+// and stores, the same operations in the same order as the scalar loops. Only intrinsics and fixed-width
+// integers here (no shared templates that could be merged with the portable code's).
+#pragma GCC target("avx2,fma")
+// GCC would otherwise fuse the multiply-adds below into FMAs, which round once instead of twice.
+#pragma GCC optimize("fp-contract=off")
+#include <immintrin.h>
+#include <stdint.h>
+
+namespace cnnkern {
+namespace avx2 {
+namespace {
+
+// Lanes [0, n) of a load/store mask, n in [0, 8].
+__m256i tail_mask(int64_t n) {
+  static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
+}
+
+// Whole blocks use plain loads and stores (masked stores are slow on some CPUs, AMD's in particular);
+// only the tail of fewer than eight floats goes through a mask.
+struct Whole {
+  __m256 load(const float* p) const { return _mm256_loadu_ps(p); }
+  void store(float* p, __m256 v) const { _mm256_storeu_ps(p, v); }
+};
+struct Tail {
+  __m256i mask;
+  __m256 load(const float* p) const { return _mm256_maskload_ps(p, mask); }
+  void store(float* p, __m256 v) const { _mm256_maskstore_ps(p, mask, v); }
+};
+
+// Calls step(i, io) for each 8-float block starting at i, io being Whole or, for the tail, Tail.
+template <typename Step>
+inline void blocks(int64_t n, Step step) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) step(i, Whole{});
+  if (i < n) step(i, Tail{tail_mask(n - i)});
+}
+
+}  // namespace
+
+void sgd(float* param, const float* grad, float* velocity, int64_t n, float lr, float momentum, bool nesterov,
+         float weight_decay) {
+  const __m256 vlr = _mm256_set1_ps(lr), vmom = _mm256_set1_ps(momentum), vwd = _mm256_set1_ps(weight_decay);
+  const bool decay = weight_decay != 0.0f;
+  blocks(n, [&](int64_t i, auto io) {
+    const __m256 p = io.load(param + i);
+    __m256 g = io.load(grad + i);
+    if (decay) g = _mm256_add_ps(g, _mm256_mul_ps(vwd, p));
+    if (velocity) {
+      const __m256 v = _mm256_add_ps(_mm256_mul_ps(vmom, io.load(velocity + i)), g);
+      io.store(velocity + i, v);
+      g = nesterov ? _mm256_add_ps(g, _mm256_mul_ps(vmom, v)) : v;
+    }
+    io.store(param + i, _mm256_sub_ps(p, _mm256_mul_ps(vlr, g)));
+  });
+}
+
+void adam(float* param, const float* grad, float* m, float* v, int64_t n, float beta1, float omb1, float beta2,
+          float omb2, float weight_decay, float step_size, float c2, float eps) {
+  const __m256 b1 = _mm256_set1_ps(beta1), c1b1 = _mm256_set1_ps(omb1), b2 = _mm256_set1_ps(beta2),
+               c1b2 = _mm256_set1_ps(omb2), vwd = _mm256_set1_ps(weight_decay), vstep = _mm256_set1_ps(step_size),
+               vc2 = _mm256_set1_ps(c2), veps = _mm256_set1_ps(eps);
+  const bool decay = weight_decay != 0.0f;
+  blocks(n, [&](int64_t i, auto io) {
+    const __m256 p = io.load(param + i);
+    __m256 g = io.load(grad + i);
+    if (decay) g = _mm256_add_ps(g, _mm256_mul_ps(vwd, p));
+    const __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, io.load(m + i)), _mm256_mul_ps(c1b1, g));
+    const __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, io.load(v + i)), _mm256_mul_ps(_mm256_mul_ps(c1b2, g), g));
+    io.store(m + i, mi);
+    io.store(v + i, vi);
+    const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), vc2), veps);
+    io.store(param + i, _mm256_sub_ps(p, _mm256_mul_ps(vstep, _mm256_div_ps(mi, denom))));
+  });
+}
+
+}  // namespace avx2
+}  // namespace cnnkern

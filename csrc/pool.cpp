@@ -1,0 +1,288 @@
+// Max and average pooling of NCHW float32 planes, forward and backward (DESIGN.md §3).
+//   maxpool2d_forward:  x (N,C,H,W) -> y (N,C,P,Q), argmax int64 (N,C,P,Q): flat index into the H*W plane
+//   maxpool2d_backward: dy (N,C,P,Q), argmax (N,C,P,Q) -> dx (N,C,H,W)
+//   avgpool2d_forward:  x (N,C,H,W) -> y (N,C,P,Q)
+//   avgpool2d_backward: dy (N,C,P,Q) -> dx (N,C,H,W)
+// P and Q follow PyTorch's rule (cnnkern/shapes.py pool_out). Forward work is split over output rows
+// (N*C*P of them, each reading a few input rows of one plane); backward over planes, since windows may
+// overlap within a plane (a scatter-add) but never across planes.
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <limits>
+
+#include "bindings.h"
+#include "common.h"
+
+namespace cnnkern {
+
+#ifdef CNNKERN_X86
+namespace avx2 {  // pool_avx2.cpp
+int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W, int64_t count, float* y, int64_t* arg);
+}  // namespace avx2
+#endif
+
+namespace {
+
+using Pair = std::array<int64_t, 2>;
+using Shape4 = std::array<int64_t, 4>;
+
+struct Geom {
+  int64_t N, C, H, W, P, Q;
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+};
+
+// out = floor((L + 2p - d(k-1) - 1 + (ceil_mode ? s-1 : 0)) / s) + 1, minus one if the last window would
+// start inside the right padding.
+int64_t pool_out(int64_t L, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode, const char* dim) {
+  const int64_t num = L + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
+  if (num < 0) throw py::value_error(std::string("pool window larger than the padded input along ") + dim);
+  int64_t out = num / s + 1;
+  if (ceil_mode && (out - 1) * s >= L + p) --out;
+  return out;
+}
+
+Geom make_geom(const Shape4& x_shape, Pair k, Pair s, Pair p, Pair d, bool ceil_mode) {
+  Geom g{x_shape[0], x_shape[1], x_shape[2], x_shape[3], 0, 0, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1]};
+  g.P = pool_out(g.H, g.kh, g.sh, g.ph, g.dh, ceil_mode, "H");
+  g.Q = pool_out(g.W, g.kw, g.sw, g.pw, g.dw, ceil_mode, "W");
+  return g;
+}
+
+Shape4 shape4(const carray<float>& x, const char* name) {
+  if (x.ndim() != 4) throw py::value_error(std::string(name) + " must be 4-d (N,C,H,W)");
+  return {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
+}
+
+// Rows (or columns) of one window that lie inside the input: start, start+d, ... < end.
+struct Span {
+  int64_t begin, end;
+};
+
+Span dilated_span(int64_t o, int64_t k, int64_t s, int64_t p, int64_t d, int64_t L) {
+  int64_t b = o * s - p;
+  const int64_t e = std::min(b + (k - 1) * d + 1, L);
+  if (b < 0) b += ((-b + d - 1) / d) * d;  // first tap at or past 0
+  return {b, e};
+}
+
+// ---- max pool --------------------------------------------------------------------------------------
+
+// One window, PyTorch's rule: scan taps row-major from max = -inf, taking a value when
+// `v > max || isnan(v)`, so ties keep the first maximum and the last NaN wins; the index starts at the first
+// in-bounds tap (kept when every value is -inf). A window with no in-bounds tap (possible only with
+// dilation) gives -inf and -1. Computed branch-free as two independent scans, which is the same thing:
+// the strict-greater scan over the numbers (NaN never compares greater) and the position of the last NaN,
+// which wins if there is one.
+inline void max_window(const float* xp, int64_t W, Span hs, Span ws, int64_t dh, int64_t dw, float* y, int64_t* arg) {
+  float best = -std::numeric_limits<float>::infinity();
+  int64_t at = (hs.begin < hs.end && ws.begin < ws.end) ? hs.begin * W + ws.begin : -1, nan_at = -1;
+  for (int64_t h = hs.begin; h < hs.end; h += dh)
+    for (int64_t w = ws.begin; w < ws.end; w += dw) {
+      const int64_t i = h * W + w;
+      const float v = xp[i];
+      at = v > best ? i : at;
+      best = v > best ? v : best;
+      nan_at = std::isnan(v) ? i : nan_at;
+    }
+  if (nan_at >= 0) {
+    best = xp[nan_at];
+    at = nan_at;
+  }
+  *y = best;
+  *arg = at;
+}
+
+// Output row oh of one plane, any geometry.
+void max_row(const float* xp, const Geom& g, int64_t oh, float* y, int64_t* arg) {
+  const Span hs = dilated_span(oh, g.kh, g.sh, g.ph, g.dh, g.H);
+  for (int64_t ow = 0; ow < g.Q; ++ow)
+    max_window(xp, g.W, hs, dilated_span(ow, g.kw, g.sw, g.pw, g.dw, g.W), g.dh, g.dw, y + ow, arg + ow);
+}
+
+// Output row oh for the 2x2 / stride 2 / no padding pool: window (oh, ow) reads x[2oh..2oh+1, 2ow..2ow+1].
+// Whole windows take the unrolled four-way scan (same rule as max_window; the first tap is taken
+// unconditionally, which equals starting from -inf), eight at a time on the AVX2 path (pool_avx2.cpp);
+// a window cut by the ceil_mode overhang takes the general path.
+void max_row_2x2(const float* xp, const Geom& g, int64_t oh, float* y, int64_t* arg) {
+  if (2 * oh + 1 >= g.H) return max_row(xp, g, oh, y, arg);
+  const float* r0 = xp + 2 * oh * g.W;
+  const float* r1 = r0 + g.W;
+  const int64_t whole = std::min(g.Q, g.W / 2);
+  int64_t ow = 0;
+#ifdef CNNKERN_X86
+  if (simd_level() != Simd::scalar) ow = avx2::maxpool_2x2_row(r0, r1, oh, g.W, whole, y, arg);
+#endif
+  for (; ow < whole; ++ow) {
+    const int64_t c = 2 * ow;
+    float best = r0[c];
+    int64_t at = 0;  // tap 0..3 = (0,0), (0,1), (1,0), (1,1)
+    const auto take = [&](float v, int64_t tap) {
+      const bool t = (v > best) | std::isnan(v);
+      best = t ? v : best;
+      at = t ? tap : at;
+    };
+    take(r0[c + 1], 1);
+    take(r1[c], 2);
+    take(r1[c + 1], 3);
+    y[ow] = best;
+    arg[ow] = (2 * oh + (at >> 1)) * g.W + c + (at & 1);
+  }
+  const Span hs{2 * oh, 2 * oh + 2};
+  for (ow = whole; ow < g.Q; ++ow) max_window(xp, g.W, hs, dilated_span(ow, 2, 2, 0, 1, g.W), 1, 1, y + ow, arg + ow);
+}
+
+py::tuple maxpool2d_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding, Pair dilation,
+                            bool ceil_mode) {
+  const Geom g = make_geom(shape4(x, "x"), kernel_size, stride, padding, dilation, ceil_mode);
+  carray<float> y({g.N, g.C, g.P, g.Q});
+  carray<int64_t> argmax({g.N, g.C, g.P, g.Q});
+  const float* xp = x.data();
+  float* yp = y.mutable_data();
+  int64_t* ap = argmax.mutable_data();
+  const bool classic =
+      g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
+  const auto row = classic ? max_row_2x2 : max_row;
+  {
+    py::gil_scoped_release release;
+    parallel_for(g.N * g.C * g.P, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t plane = r / g.P, oh = r % g.P;
+        row(xp + plane * g.H * g.W, g, oh, yp + r * g.Q, ap + r * g.Q);
+      }
+    });
+  }
+  return py::make_tuple(y, argmax);
+}
+
+// dx = 0, then dx[plane][argmax] += dy for every output. An index of -1 (a window with no input element)
+// contributes nothing; any other index outside the plane is an error (raised after the loop).
+carray<float> maxpool2d_backward(const carray<float>& dy, const carray<int64_t>& argmax, Shape4 x_shape) {
+  const Shape4 ds = shape4(dy, "dy");
+  if (argmax.ndim() != 4 || argmax.size() != dy.size()) throw py::value_error("argmax must have the shape of dy");
+  if (x_shape[0] != ds[0] || x_shape[1] != ds[1]) throw py::value_error("x_shape must share N and C with dy");
+  const int64_t planes = ds[0] * ds[1], PQ = ds[2] * ds[3], HW = x_shape[2] * x_shape[3];
+  carray<float> dx({x_shape[0], x_shape[1], x_shape[2], x_shape[3]});
+  const float* dyp = dy.data();
+  const int64_t* ap = argmax.data();
+  float* dxp = dx.mutable_data();
+  std::atomic<bool> bad{false};
+  {
+    py::gil_scoped_release release;
+    parallel_for(planes, [&](int64_t begin, int64_t end) {
+      for (int64_t pl = begin; pl < end; ++pl) {
+        float* d = dxp + pl * HW;
+        std::fill(d, d + HW, 0.0f);
+        const float* g = dyp + pl * PQ;
+        const int64_t* a = ap + pl * PQ;
+        for (int64_t j = 0; j < PQ; ++j) {
+          const int64_t i = a[j];
+          if (i >= 0 && i < HW)
+            d[i] += g[j];
+          else if (i != -1)
+            bad.store(true, std::memory_order_relaxed);
+        }
+      }
+    });
+  }
+  if (bad.load()) throw py::index_error("argmax holds an index outside the H*W plane of x_shape");
+  return dx;
+}
+
+// ---- average pool ----------------------------------------------------------------------------------
+
+// Window [b, e) along one dim and its divisor share: PyTorch clips the end to L + p first (size counted
+// with padding, never the ceil_mode overhang), then clips both ends to [0, L) (the real elements).
+struct AvgSpan {
+  int64_t begin, end, padded;
+};
+
+AvgSpan avg_span(int64_t o, int64_t k, int64_t s, int64_t p, int64_t L) {
+  const int64_t b = o * s - p, e = std::min(b + k, L + p);
+  return {std::max<int64_t>(b, 0), std::min(e, L), e - b};
+}
+
+inline int64_t divisor(const AvgSpan& h, const AvgSpan& w, bool count_include_pad) {
+  return count_include_pad ? h.padded * w.padded : (h.end - h.begin) * (w.end - w.begin);
+}
+
+// y = Σ window / divisor, summed in double; an empty window (no real element) gives 0 as in PyTorch.
+carray<float> avgpool2d_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding, bool ceil_mode,
+                                bool count_include_pad) {
+  const Geom g = make_geom(shape4(x, "x"), kernel_size, stride, padding, {1, 1}, ceil_mode);
+  carray<float> y({g.N, g.C, g.P, g.Q});
+  const float* xp = x.data();
+  float* yp = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    parallel_for(g.N * g.C * g.P, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t plane = r / g.P, oh = r % g.P;
+        const float* xpl = xp + plane * g.H * g.W;
+        const AvgSpan hs = avg_span(oh, g.kh, g.sh, g.ph, g.H);
+        for (int64_t ow = 0; ow < g.Q; ++ow) {
+          const AvgSpan ws = avg_span(ow, g.kw, g.sw, g.pw, g.W);
+          double sum = 0.0;
+          for (int64_t h = hs.begin; h < hs.end; ++h)
+            for (int64_t w = ws.begin; w < ws.end; ++w) sum += xpl[h * g.W + w];
+          const bool empty = hs.begin >= hs.end || ws.begin >= ws.end;
+          yp[r * g.Q + ow] = empty ? 0.0f : static_cast<float>(sum / divisor(hs, ws, count_include_pad));
+        }
+      }
+    });
+  }
+  return y;
+}
+
+// dx = 0, then every element of window (oh, ow) gains dy[oh, ow] / divisor.
+carray<float> avgpool2d_backward(const carray<float>& dy, Shape4 x_shape, Pair kernel_size, Pair stride, Pair padding,
+                                 bool ceil_mode, bool count_include_pad) {
+  const Geom g = make_geom(x_shape, kernel_size, stride, padding, {1, 1}, ceil_mode);
+  const Shape4 ds = shape4(dy, "dy");
+  if (ds[0] != g.N || ds[1] != g.C || ds[2] != g.P || ds[3] != g.Q)
+    throw py::value_error("dy must have the pooled shape of x_shape");
+  carray<float> dx({g.N, g.C, g.H, g.W});
+  const float* dyp = dy.data();
+  float* dxp = dx.mutable_data();
+  {
+    py::gil_scoped_release release;
+    parallel_for(g.N * g.C, [&](int64_t begin, int64_t end) {
+      for (int64_t pl = begin; pl < end; ++pl) {
+        float* d = dxp + pl * g.H * g.W;
+        std::fill(d, d + g.H * g.W, 0.0f);
+        const float* gp = dyp + pl * g.P * g.Q;
+        for (int64_t oh = 0; oh < g.P; ++oh) {
+          const AvgSpan hs = avg_span(oh, g.kh, g.sh, g.ph, g.H);
+          for (int64_t ow = 0; ow < g.Q; ++ow) {
+            const AvgSpan ws = avg_span(ow, g.kw, g.sw, g.pw, g.W);
+            if (hs.begin >= hs.end || ws.begin >= ws.end) continue;
+            const float share = gp[oh * g.Q + ow] / static_cast<float>(divisor(hs, ws, count_include_pad));
+            for (int64_t h = hs.begin; h < hs.end; ++h)
+              for (int64_t w = ws.begin; w < ws.end; ++w) d[h * g.W + w] += share;
+          }
+        }
+      }
+    });
+  }
+  return dx;
+}
+
+}  // namespace
+
+void bind_pool(py::module_& m) {
+  m.def("maxpool2d_forward", &maxpool2d_forward, py::arg("x"), py::kw_only(), py::arg("kernel_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"),
+        "x (N,C,H,W) -> (y (N,C,P,Q), argmax int64 (N,C,P,Q) into the H*W plane).");
+  m.def("maxpool2d_backward", &maxpool2d_backward, py::arg("dy"), py::arg("argmax"), py::arg("x_shape"),
+        "dy (N,C,P,Q), argmax (N,C,P,Q), x_shape (N,C,H,W) -> dx (N,C,H,W).");
+  m.def("avgpool2d_forward", &avgpool2d_forward, py::arg("x"), py::kw_only(), py::arg("kernel_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("ceil_mode"), py::arg("count_include_pad"), "x (N,C,H,W) -> y (N,C,P,Q).");
+  m.def("avgpool2d_backward", &avgpool2d_backward, py::arg("dy"), py::arg("x_shape"), py::kw_only(),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("ceil_mode"),
+        py::arg("count_include_pad"), "dy (N,C,P,Q), x_shape (N,C,H,W) -> dx (N,C,H,W).");
+}
+
+}  // namespace cnnkern

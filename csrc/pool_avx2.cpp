@@ -1,0 +1,65 @@
+// AVX2 max pool micro-kernel for the classic 2x2 / stride 2 / no padding window (see pool.cpp).
+// Eight outputs per step: rows r0 and r1 of the window strip are loaded 16 floats at a time and split into
+// even and odd columns, giving the four taps (r0 even, r0 odd, r1 even, r1 odd) of eight windows in four
+// registers; the scan then follows the scalar rule with blends instead of branches. Only intrinsics and
+// fixed-width integers here.
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+#include <stdint.h>
+
+namespace cnnkern {
+namespace avx2 {
+namespace {
+
+// Even and odd elements of the 16 floats at p, each in order.
+inline void split_even_odd(const float* p, __m256* even, __m256* odd) {
+  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+  // shuffle_ps works per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6]; permute the 64-bit pairs to order them.
+  const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+}  // namespace
+
+// Windows ow in [0, 8·floor(count/8)) of output row oh: r0 = x row 2·oh, r1 = the next row, W the row
+// length. y[ow] = max of the window, arg[ow] = its flat index in the plane: the first maximum in the order
+// (r0,2ow) (r0,2ow+1) (r1,2ow) (r1,2ow+1), except that a NaN is taken whenever seen. Returns the number of
+// windows done; the caller finishes the rest.
+int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W, int64_t count, float* y,
+                        int64_t* arg) {
+  const __m256i t1 = _mm256_set1_epi32(1), t2 = _mm256_set1_epi32(2), t3 = _mm256_set1_epi32(3);
+  const __m256i lane2 = _mm256_setr_epi64x(0, 2, 4, 6), one = _mm256_set1_epi64x(1);
+  const __m256i width = _mm256_set1_epi64x(W), zero = _mm256_setzero_si256();
+  const int64_t row = 2 * oh * W;
+  int64_t ow = 0;
+  for (; ow + 8 <= count; ow += 8) {
+    __m256 v0, v1, v2, v3;
+    split_even_odd(r0 + 2 * ow, &v0, &v1);
+    split_even_odd(r1 + 2 * ow, &v2, &v3);
+    __m256 best = v0;
+    __m256i tap = zero;
+    const auto take = [&](__m256 v, __m256i t) {
+      const __m256 m = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      best = _mm256_blendv_ps(best, v, m);
+      tap = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(tap), _mm256_castsi256_ps(t), m));
+    };
+    take(v1, t1);
+    take(v2, t2);
+    take(v3, t3);
+    _mm256_storeu_ps(y + ow, best);
+    // index = 2·oh·W + 2·ow + (tap & 1) + (tap >> 1)·W, in int64, four lanes at a time
+    for (int half = 0; half < 2; ++half) {
+      const __m256i t = _mm256_cvtepi32_epi64(half ? _mm256_extracti128_si256(tap, 1) : _mm256_castsi256_si128(tap));
+      const __m256i down = _mm256_and_si256(_mm256_sub_epi64(zero, _mm256_srli_epi64(t, 1)), width);
+      __m256i idx = _mm256_add_epi64(_mm256_set1_epi64x(row + 2 * (ow + 4 * half)), lane2);
+      idx = _mm256_add_epi64(_mm256_add_epi64(idx, _mm256_and_si256(t, one)), down);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(arg + ow + 4 * half), idx);
+    }
+  }
+  return ow;
+}
+
+}  // namespace avx2
+}  // namespace cnnkern

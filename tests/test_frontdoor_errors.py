@@ -1,0 +1,241 @@
+"""Bad input at the front door (cnnkern.ops), on every backend: each kernel raises the type DESIGN.md names
+(ValueError for values and shapes, TypeError for dtype and array kind, IndexError for labels out of range)
+with a message that names the argument; in-place targets that are not contiguous or not writable are
+refused."""
+
+import re
+
+import numpy as np
+import pytest
+
+from cnnkern import ops
+
+from .cases import frontdoor_arguments, randn
+
+F32 = np.float32
+
+
+class Args:
+    """The valid arguments on the target's device, float32 (labels and argmax int64), with spoilers."""
+
+    def __init__(self, tg):
+        self.tg = tg
+        for k, a in frontdoor_arguments().items():
+            setattr(self, k, tg.put(a, "int64" if a.dtype.kind in "iu" else F32))
+
+    def put(self, a, dtype=None):
+        return self.tg.put(a, dtype)
+
+    def f64(self, a):
+        return a.astype(np.float64)
+
+    def noncontig(self, a):
+        """Every other element of a twice-as-long last axis: same values, not C-contiguous."""
+        big = self.put(np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype))
+        big[..., ::2] = a
+        return big[..., ::2]
+
+    def readonly(self, a):
+        if self.tg.backend.array_module != "numpy":
+            pytest.skip("CuPy arrays cannot be marked read-only")
+        a = a.copy()
+        a.flags.writeable = False
+        return a
+
+    # the valid argument lists of each kernel, with keyword overrides
+    def conv(self, **kw):
+        return (self.x, self.w, self.b), kw
+
+    def pool(self, **kw):
+        return (self.x,), {"kernel_size": 2, **kw}
+
+    def bn(self, x=None, gamma=None, beta=None, rm=None, rv=None, **kw):
+        given = (x, gamma, beta, rm, rv)
+        valid = (self.x, self.gamma, self.beta, self.rm, self.rv)
+        return tuple(v if g is None else g for g, v in zip(given, valid)), {"training": True, **kw}
+
+    def sgd(self, velocity=None, **kw):
+        return (self.param, self.grad, velocity), {"lr": 0.1, **kw}
+
+    def adam(self, m=None, v=None, **kw):
+        return (self.param, self.grad, self.m if m is None else m, self.v if v is None else v), {
+            "step": 1,
+            **kw,
+        }
+
+
+def A(*args, **kwargs):
+    return args, kwargs
+
+
+# kernel -> [(case id, build(d) -> (args, kwargs), exception type, argument the message must name)]
+BAD = {
+    "conv2d_forward": [
+        ("x-3d", lambda d: A(d.x[0], d.w, d.b), ValueError, "x"),
+        ("x-list", lambda d: A(d.tg.get(d.x).tolist(), d.w, d.b), TypeError, "x"),
+        ("x-int32", lambda d: A(d.put(np.ones((2, 3, 6, 6), np.int32)), d.w, d.b), TypeError, "x"),
+        ("x-float16", lambda d: A(d.x.astype(np.float16), d.w, d.b), TypeError, "x"),
+        ("x-empty", lambda d: A(d.x[:0], d.w, d.b), ValueError, "x"),
+        ("w-channels", lambda d: A(d.x, d.w[:, :2], d.b), ValueError, "w"),
+        ("w-float64-mixed", lambda d: A(d.x, d.f64(d.w), d.b), TypeError, "w"),
+        ("b-shape", lambda d: A(d.x, d.w, d.b[:3]), ValueError, "b"),
+        ("b-float64-mixed", lambda d: A(d.x, d.w, d.f64(d.b)), TypeError, "b"),
+        ("groups-not-dividing", lambda d: d.conv(groups=2), ValueError, "groups"),
+        ("groups-zero", lambda d: d.conv(groups=0), ValueError, "groups"),
+        ("stride-zero", lambda d: d.conv(stride=0), ValueError, "stride"),
+        ("stride-float", lambda d: d.conv(stride=1.5), TypeError, "stride"),
+        ("stride-triple", lambda d: d.conv(stride=(1, 1, 1)), ValueError, "stride"),
+        ("padding-negative", lambda d: d.conv(padding=(1, -1)), ValueError, "padding"),
+        ("padding-word", lambda d: d.conv(padding="full"), ValueError, "padding"),
+        ("dilation-zero", lambda d: d.conv(dilation=0), ValueError, "dilation"),
+        ("output-empty", lambda d: A(d.x[:, :, :2, :2], d.w, d.b), ValueError, "x"),
+    ],
+    "conv2d_backward": [
+        ("dy-shape", lambda d: A(d.dy, d.x, d.w), ValueError, "dy"),
+        ("dy-float64", lambda d: A(d.f64(d.dy), d.x, d.w, padding=1), TypeError, "dy"),
+        ("need_dx-int", lambda d: A(d.dy, d.x, d.w, padding=1, need_dx=1), TypeError, "need_dx"),
+    ],
+    "maxpool2d_forward": [
+        ("x-2d", lambda d: A(d.x[0, 0], kernel_size=2), ValueError, "x"),
+        ("kernel-zero", lambda d: d.pool(kernel_size=0), ValueError, "kernel_size"),
+        ("padding-over-half", lambda d: d.pool(kernel_size=3, padding=2), ValueError, "padding"),
+        ("stride-zero", lambda d: d.pool(stride=0), ValueError, "stride"),
+        ("dilation-zero", lambda d: d.pool(dilation=0), ValueError, "dilation"),
+        ("ceil_mode-int", lambda d: d.pool(ceil_mode=1), TypeError, "ceil_mode"),
+        ("output-empty", lambda d: d.pool(kernel_size=7), ValueError, "kernel_size"),
+    ],
+    "maxpool2d_backward": [
+        ("argmax-int32", lambda d: A(d.pdy, d.arg.astype(np.int32), d.x.shape), TypeError, "argmax"),
+        ("argmax-float", lambda d: A(d.pdy, d.arg.astype(F32), d.x.shape), TypeError, "argmax"),
+        ("argmax-past-plane", lambda d: A(d.pdy, d.arg + 36, d.x.shape), ValueError, "argmax"),
+        ("argmax-negative", lambda d: A(d.pdy, d.arg - 100, d.x.shape), ValueError, "argmax"),
+        ("argmax-shape", lambda d: A(d.pdy, d.arg[:, :, :2], d.x.shape), ValueError, "argmax"),
+        ("x_shape-3", lambda d: A(d.pdy, d.arg, (2, 3, 6)), ValueError, "x_shape"),
+        ("x_shape-zero", lambda d: A(d.pdy, d.arg, (2, 3, 0, 6)), ValueError, "x_shape"),
+        ("x_shape-batch", lambda d: A(d.pdy, d.arg, (3, 3, 6, 6)), ValueError, "x_shape"),
+    ],
+    "avgpool2d_forward": [
+        ("count_include_pad-str", lambda d: d.pool(count_include_pad="no"), TypeError, "count_include_pad"),
+        ("padding-pair-over-half", lambda d: d.pool(kernel_size=3, padding=(0, 2)), ValueError, "padding"),
+    ],
+    "avgpool2d_backward": [
+        ("dy-shape", lambda d: A(d.pdy, d.x.shape, kernel_size=3), ValueError, "dy"),
+        ("x_shape-int", lambda d: A(d.pdy, 6, kernel_size=2), ValueError, "x_shape"),
+    ],
+    "batchnorm2d_forward": [
+        ("x-3d", lambda d: d.bn(x=d.x[0]), ValueError, "x"),
+        ("gamma-shape", lambda d: d.bn(gamma=d.b), ValueError, "gamma"),
+        ("beta-float64", lambda d: d.bn(beta=d.f64(d.beta)), TypeError, "beta"),
+        ("running_mean-shape", lambda d: d.bn(rm=d.b, training=False), ValueError, "running_mean"),
+        ("running_var-float64", lambda d: d.bn(rv=d.f64(d.rv), training=False), TypeError, "running_var"),
+        ("running_mean-noncontig", lambda d: d.bn(rm=d.noncontig(d.rm)), ValueError, "running_mean"),
+        ("running_var-noncontig", lambda d: d.bn(rv=d.noncontig(d.rv)), ValueError, "running_var"),
+        ("running_var-readonly", lambda d: d.bn(rv=d.readonly(d.rv)), ValueError, "running_var"),
+        ("momentum-above-1", lambda d: d.bn(momentum=1.5), ValueError, "momentum"),
+        ("eps-zero", lambda d: d.bn(eps=0), ValueError, "eps"),
+        ("eps-nan", lambda d: d.bn(eps=float("nan")), ValueError, "eps"),
+        ("training-str", lambda d: d.bn(training="yes"), TypeError, "training"),
+        ("training-one-value", lambda d: d.bn(x=d.x[:1, :, :1, :1]), ValueError, "x"),
+    ],
+    "batchnorm2d_backward": [
+        ("mean-shape", lambda d: A(d.x, d.x, d.gamma, d.b, d.rv), ValueError, "mean"),
+        ("invstd-float64", lambda d: A(d.x, d.x, d.gamma, d.rm, d.f64(d.rv)), TypeError, "invstd"),
+        ("dy-shape", lambda d: A(d.x[:1], d.x, d.gamma, d.rm, d.rv), ValueError, "dy"),
+    ],
+    "dense_forward": [
+        ("w-fan-in", lambda d: A(d.xd, d.wd[:, :6], d.bd), ValueError, "w"),
+        ("x-1d", lambda d: A(d.xd[0], d.wd, d.bd), ValueError, "x"),
+        ("b-shape", lambda d: A(d.xd, d.wd, d.bd[:2]), ValueError, "b"),
+        ("w-float64-mixed", lambda d: A(d.xd, d.f64(d.wd), d.bd), TypeError, "w"),
+    ],
+    "dense_backward": [
+        ("dy-shape", lambda d: A(d.dyd[:, :3], d.xd, d.wd), ValueError, "dy"),
+        ("need_db-int", lambda d: A(d.dyd, d.xd, d.wd, need_db=0), TypeError, "need_db"),
+    ],
+    "activation_forward": [
+        ("kind-unknown", lambda d: A(d.x, "gelu"), ValueError, "kind"),
+        ("alpha-str", lambda d: A(d.x, "leaky_relu", alpha="0.1"), TypeError, "alpha"),
+        ("alpha-nan", lambda d: A(d.x, "leaky_relu", alpha=float("nan")), ValueError, "alpha"),
+    ],
+    "activation_backward": [
+        ("dy-shape", lambda d: A(d.x[:1], d.x, "relu"), ValueError, "dy"),
+        ("dy-float64", lambda d: A(d.f64(d.x), d.x, "tanh"), TypeError, "dy"),
+    ],
+    "softmax_cross_entropy_forward": [
+        ("labels-float", lambda d: A(d.logits, d.labels.astype(F32)), TypeError, "labels"),
+        ("labels-list", lambda d: A(d.logits, [0, 1, 2, 3, 0]), TypeError, "labels"),
+        ("labels-equal-C", lambda d: A(d.logits, d.labels + 1), IndexError, "labels"),
+        ("labels-negative", lambda d: A(d.logits, d.labels - 1), IndexError, "labels"),
+        ("labels-length", lambda d: A(d.logits, d.labels[:4]), ValueError, "labels"),
+        ("labels-2d", lambda d: A(d.logits, d.labels[:, None]), ValueError, "labels"),
+        ("logits-1d", lambda d: A(d.logits[0], d.labels[:1]), ValueError, "logits"),
+    ],
+    "softmax_cross_entropy_backward": [
+        ("labels-range", lambda d: A(d.logits, d.labels * 2), IndexError, "labels"),
+        ("probs-3d", lambda d: A(d.x[0], d.labels), ValueError, "probs"),
+    ],
+    "sgd_update": [
+        ("lr-negative", lambda d: A(d.param, d.grad, None, lr=-0.1), ValueError, "lr"),
+        ("lr-str", lambda d: A(d.param, d.grad, None, lr="0.1"), TypeError, "lr"),
+        ("velocity-missing", lambda d: d.sgd(momentum=0.9), ValueError, "velocity"),
+        ("nesterov-no-momentum", lambda d: d.sgd(nesterov=True), ValueError, "nesterov"),
+        ("param-noncontig", lambda d: A(d.noncontig(d.param), d.grad, None, lr=0.1), ValueError, "param"),
+        ("param-readonly", lambda d: A(d.readonly(d.param), d.grad, None, lr=0.1), ValueError, "param"),
+        ("velocity-noncontig", lambda d: d.sgd(d.noncontig(d.vel), momentum=0.9), ValueError, "velocity"),
+        ("grad-shape", lambda d: A(d.param, d.grad[:9], None, lr=0.1), ValueError, "grad"),
+        ("grad-float64", lambda d: A(d.param, d.f64(d.grad), None, lr=0.1), TypeError, "grad"),
+    ],
+    "adam_update": [
+        ("step-zero", lambda d: d.adam(step=0), ValueError, "step"),
+        ("step-float", lambda d: d.adam(step=1.0), TypeError, "step"),
+        ("step-bool", lambda d: d.adam(step=True), TypeError, "step"),
+        ("beta1-one", lambda d: d.adam(beta1=1.0), ValueError, "beta1"),
+        ("beta2-negative", lambda d: d.adam(beta2=-0.1), ValueError, "beta2"),
+        ("eps_mode-unknown", lambda d: d.adam(eps_mode="tf"), ValueError, "eps_mode"),
+        ("weight_decay-negative", lambda d: d.adam(weight_decay=-1.0), ValueError, "weight_decay"),
+        ("m-noncontig", lambda d: d.adam(m=d.noncontig(d.m)), ValueError, "m"),
+        ("m-shape", lambda d: d.adam(m=d.m[:3]), ValueError, "m"),
+        ("v-float64", lambda d: d.adam(v=d.f64(d.v)), TypeError, "v"),
+    ],
+}  # fmt: skip
+CASES = [(kernel,) + case for kernel, cases in BAD.items() for case in cases]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_bad_input_raises_naming_the_argument(plain_target, case):
+    kernel, _, build, exc, name = case
+    args, kwargs = build(Args(plain_target))
+    with pytest.raises(exc) as info:
+        plain_target.call(kernel, *args, **kwargs)
+    assert re.search(rf"\b{re.escape(name)}\b", str(info.value)), (
+        f"message does not name {name!r}: {info.value}"
+    )
+
+
+def test_every_kernel_has_bad_input_cases():
+    from cnnkern.backends.base import KERNELS
+
+    assert sorted(BAD) == sorted(KERNELS)
+
+
+@pytest.mark.parametrize("backend", ["nope", 3, "Reference"])
+def test_unknown_backend_name(backend):
+    with pytest.raises(ValueError, match=r"\bbackend\b"):
+        ops.activation_forward(randn((2, 3), 1), "relu", backend=backend)
+
+
+def test_float64_on_a_float32_only_backend(plain_target):
+    """A backend that does not run float64 refuses it (no silent cast) and says what to do."""
+    if "float64" in plain_target.backend.dtypes:
+        pytest.skip(f"the {plain_target.id} backend runs float64")
+    x = plain_target.put(randn((2, 3, 4, 4), 1))
+    with pytest.raises(TypeError, match=r"\bx\b.*float64") as info:
+        plain_target.call("activation_forward", x, "relu")
+    assert "astype" in str(info.value)
+
+
+def test_numpy_array_on_the_cuda_backend(plain_target):
+    if plain_target.backend.array_module != "cupy":
+        pytest.skip(f"the {plain_target.id} backend takes NumPy arrays")
+    with pytest.raises(TypeError, match=r"\bx\b.*cupy"):
+        plain_target.call("activation_forward", np.ones((2, 3), F32), "relu")

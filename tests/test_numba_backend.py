@@ -1,0 +1,147 @@
+"""Numba-only behaviour: the probe without Numba, lazy import, compile caching, warmup, info, and the
+chunked conv path. Kernel numerics are the shared conformance suite's job (tests/test_conformance*.py)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOT_INSTALLED = "numba not installed: pip install cnnkern[numba]"
+
+
+def run_python(code, env=None):
+    """Run code in a fresh interpreter with the checkout on the path; return stdout (fails on error)."""
+    full_env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    full_env.update(env or {})
+    command = [sys.executable, "-c", textwrap.dedent(code)]
+    proc = subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=600)
+    assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_probe_without_numba_names_the_extra():
+    # a meta-path wrapper that answers "not found" for numba and defers everything else to the real finders
+    out = run_python(
+        f"""
+        import sys
+
+        class HideNumba:
+            def __init__(self, finder):
+                self.finder = finder
+
+            def find_spec(self, name, path=None, target=None):
+                if name == "numba" or name.startswith("numba."):
+                    return None
+                find = getattr(self.finder, "find_spec", None)
+                return find(name, path, target) if find else None
+
+        sys.meta_path[:] = [HideNumba(f) for f in sys.meta_path]
+        import cnnkern
+        from cnnkern.backends import probe, get
+        assert probe("numba") == {NOT_INSTALLED!r}, probe("numba")
+        assert "numba" not in cnnkern.available()
+        try:
+            get("numba")
+        except cnnkern.BackendUnavailableError as exc:
+            assert {NOT_INSTALLED!r} in str(exc), str(exc)
+        else:
+            raise AssertionError("get('numba') did not raise")
+        assert "numba" not in sys.modules
+        print("ok")
+        """
+    )
+    assert out.strip() == "ok"
+
+
+def test_import_cnnkern_does_not_import_numba():
+    out = run_python("import sys, cnnkern, cnnkern.backends.numba; print('numba' in sys.modules)")
+    assert out.strip() == "False"
+
+
+numba = pytest.importorskip("numba", reason="numba not installed: pip install cnnkern[numba]")
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from cnnkern.backends import get
+
+    return get("numba")
+
+
+def test_probe_passes_with_numba_installed():
+    from cnnkern.backends.numba import probe
+
+    assert probe() is None
+
+
+def test_every_kernel_loop_is_cached_and_never_fastmath(backend):
+    dispatchers = backend._dispatchers()
+    assert len(dispatchers) >= 20
+    for d in dispatchers:
+        assert d.stats.cache_path is not None, f"{d.__qualname__} lacks cache=True"
+        assert not d.targetoptions.get("fastmath"), f"{d.__qualname__} uses fastmath"
+        assert not os.environ.get("NUMBA_FASTMATH")
+
+
+def test_warmup_times_every_kernel_and_info_reports_it(backend):
+    from cnnkern.backends.base import KERNELS
+    from cnnkern.backends.numba import warmup
+
+    seconds = warmup(dtypes=("float32",))
+    assert list(seconds) == list(KERNELS)
+    assert all(isinstance(s, float) and s > 0 for s in seconds.values())
+    info = backend.info()
+    assert info["numba"] == numba.__version__
+    assert info["threads"] == numba.get_num_threads()
+    done, total = info["compiled"].split("/")
+    assert done == total, info["compiled"]
+
+
+def test_warmup_rejects_an_unsupported_dtype():
+    from cnnkern.backends.numba import warmup
+
+    with pytest.raises(ValueError, match="dtypes"):
+        warmup(dtypes=("float16",))
+
+
+def test_second_process_loads_kernels_from_the_cache(tmp_path):
+    code = """
+        import numpy as np
+        from cnnkern.backends import get
+        from cnnkern.backends.numba import activation, loss
+        be = get("numba")
+        be.activation_forward(np.ones((2, 3), np.float32), "relu", alpha=0.01)
+        be.softmax_cross_entropy_forward(np.ones((2, 3), np.float32), np.zeros(2, np.int64))
+        stats = [activation._forward.stats, loss._forward.stats]
+        hits = sum(sum(s.cache_hits.values()) for s in stats)
+        print(hits, sum(sum(s.cache_misses.values()) for s in stats))
+        """
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    hits, misses = run_python(code, env).split()
+    assert (hits, misses) == ("0", "2")  # first process compiles and writes the cache
+    hits, misses = run_python(code, env).split()
+    assert (hits, misses) == ("2", "0")  # second process only loads
+
+
+def test_conv_in_several_chunks_matches_one_chunk(backend, monkeypatch):
+    from cnnkern.backends.numba import conv
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 6, 9, 8))
+    w = rng.standard_normal((4, 3, 3, 2))
+    b = rng.standard_normal(4)
+    kw = dict(stride=(2, 1), padding=(1, 0, 1, 1), dilation=(1, 2), groups=2)
+    y = backend.conv2d_forward(x, w, b, **kw)
+    dy = rng.standard_normal(y.shape)
+    grads = backend.conv2d_backward(dy, x, w, need_dx=True, need_dw=True, need_db=True, **kw)
+    per_sample = 6 * 3 * 2 * y.shape[2] * y.shape[3] * x.itemsize
+    monkeypatch.setattr(conv, "COL_BYTES", 2 * per_sample)  # chunks of 2, 2, 1 samples
+    assert len(conv._chunks(5, per_sample)) == 3
+    np.testing.assert_array_equal(backend.conv2d_forward(x, w, b, **kw), y)
+    chunked = backend.conv2d_backward(dy, x, w, need_dx=True, need_dw=True, need_db=True, **kw)
+    for name, got, want in zip(("dx", "dw", "db"), chunked, grads):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13, err_msg=name)
