@@ -66,7 +66,9 @@ def conv2d_backward(
 def dense_forward(x: F32, w: F32, b: F32 | None = None) -> F32:
     """x (N,in), w (out,in), b (out,) | None -> y (N,out) = x w^T + b."""
 
-def dense_backward(dy: F32, x: F32, w: F32, *, need_dx: bool, need_db: bool) -> tuple[F32 | None, F32, F32 | None]:
+def dense_backward(
+    dy: F32, x: F32, w: F32, *, need_dx: bool, need_db: bool
+) -> tuple[F32 | None, F32, F32 | None]:
     """dy (N,out), x, w -> (dx (N,in) | None, dw (out,in), db (out,) | None)."""
 
 # --- pooling (pool.cpp) ---------------------------------------------------------------------------------

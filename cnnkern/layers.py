@@ -194,6 +194,21 @@ class _ActivationMixin:
             self._out = None if passthrough else out
         return out
 
+    def _fused_kind(self):
+        """The activation a fused ``*_bias_act_forward`` kernel applies for this layer (None for linear, or for
+        softmax, which stays outside the kernels)."""
+        return self.activation if self.activation in _KERNEL_ACTIVATIONS else None
+
+    def _act_fused(self, y, training, logits):
+        """Bookkeeping after a fused forward that already returned ``y = act(z)``: keep y for backward
+        (activation_backward takes the output, so the pre-activation z is never needed)."""
+        if self._fused_kind() is None:
+            return self._act_forward(y, training, logits)
+        if training:
+            self._passthrough = False
+            self._out = y
+        return y
+
     def _act_backward(self, dy):
         if self._passthrough:
             return dy
@@ -280,7 +295,8 @@ class Conv2D(_ActivationMixin, Layer):
         return (self.filters, out[0], out[1])
 
     def forward(self, x, training=False, logits=False):
-        z = ops.conv2d_forward(
+        # conv + bias + activation in one kernel (the backend's fused epilogue where it has one)
+        y = ops.conv2d_bias_act_forward(
             x,
             self.params["kernel"],
             self.params.get("bias"),
@@ -288,11 +304,13 @@ class Conv2D(_ActivationMixin, Layer):
             padding=self.padding,
             dilation=self.dilation_rate,
             groups=self.groups,
+            activation=self._fused_kind(),
+            alpha=self.alpha,
             backend=self._ctx.backend,
         )
         if training:
             self._x = x
-        return self._act_forward(z, training, logits)
+        return self._act_fused(y, training, logits)
 
     def backward(self, dy, need_dx=True):
         dz = self._act_backward(dy)
@@ -561,10 +579,17 @@ class Dense(_ActivationMixin, Layer):
         return (self.units,)
 
     def forward(self, x, training=False, logits=False):
-        z = ops.dense_forward(x, self.params["kernel"], self.params.get("bias"), backend=self._ctx.backend)
+        y = ops.dense_bias_act_forward(
+            x,
+            self.params["kernel"],
+            self.params.get("bias"),
+            activation=self._fused_kind(),
+            alpha=self.alpha,
+            backend=self._ctx.backend,
+        )
         if training:
             self._x = x
-        return self._act_forward(z, training, logits)
+        return self._act_fused(y, training, logits)
 
     def backward(self, dy, need_dx=True):
         dz = self._act_backward(dy)

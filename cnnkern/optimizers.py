@@ -1,5 +1,5 @@
-"""Optimizers with Keras's names and defaults, stepping through :func:`cnnkern.ops.adam_update` and
-:func:`cnnkern.ops.sgd_update` (in place, one call per parameter).
+"""Optimizers with Keras's names and defaults, stepping through :func:`cnnkern.ops.adam_update_multi` (Adam:
+one call per step for all parameters) and :func:`cnnkern.ops.sgd_update` (in place, one call per parameter).
 
 State (Adam's moments, SGD's velocity) is allocated once per parameter, at its first update, on the model's
 backend. ``iterations`` counts the steps taken (Adam's bias correction uses it).
@@ -115,6 +115,38 @@ class Adam(Optimizer):
             allow_zero=True,
         )
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
+
+    def apply_gradients(self, params_and_grads, ctx):
+        """One step over every parameter in ONE kernel call (:func:`cnnkern.ops.adam_update_multi`; the same
+        result as :func:`cnnkern.ops.adam_update` on each parameter, which :meth:`_update` still does)."""
+        from . import ops
+
+        self.iterations += 1
+        if not params_and_grads:
+            return
+        params, grads, ms, vs = [], [], [], []
+        for key, param, grad in params_and_grads:
+            slots = self._slots.get(key)
+            if slots is None:
+                slots = self._slots[key] = {name: ctx.xp.zeros_like(param) for name in self.slot_names}
+            params.append(param)
+            grads.append(grad)
+            ms.append(slots["m"])
+            vs.append(slots["v"])
+        ops.adam_update_multi(
+            params,
+            grads,
+            ms,
+            vs,
+            step=self.iterations,
+            lr=self.learning_rate,
+            beta1=self.beta_1,
+            beta2=self.beta_2,
+            eps=self.epsilon,
+            weight_decay=self.weight_decay,
+            eps_mode=self.eps_mode,
+            backend=ctx.backend,
+        )
 
     def _update(self, param, grad, slots, backend):
         from . import ops

@@ -1,15 +1,19 @@
 // Elementwise activations on any shape, treated as a flat array of n float32 values.
 //   activation_forward:  x (n) -> y (n)           kind: relu, leaky_relu, sigmoid, tanh
 //   activation_backward: dy (n), y (n) -> dx (n)  from the OUTPUT y, as PyTorch does:
-//     relu: y > 0 ? dy : 0   leaky_relu: y > 0 ? dy : alpha*dy   sigmoid: dy*(1-y)*y   tanh: dy*(1-y*y)
+//     relu: y <= 0 ? 0 : dy (a NaN y passes dy, as PyTorch's threshold_backward)   leaky_relu: y > 0 ? dy : alpha*dy   sigmoid: dy*(1-y)*y   tanh: dy*(1-y*y)
 // relu keeps NaN (x < 0 ? 0 : x); the comparisons select rather than multiply, so an infinite dy next to
 // a zero slope gives 0, not NaN. The portable sigmoid and tanh call the C library's expf/tanhf; the AVX2
 // versions (activation_avx2.cpp) use a vector e^x of the same accuracy (about 2 ulp) and otherwise perform
 // the same IEEE operations as the loops here. Work is split into contiguous chunks over the pool; small
 // arrays stay on the calling thread.
 #include <cmath>
+#include <optional>
+#include <stdexcept>
 #include <string>
 
+#include "activation.h"
+#include "alloc.h"
 #include "bindings.h"
 #include "common.h"
 
@@ -65,7 +69,7 @@ void tanh_forward(const float* x, float* y, int64_t n, float) {
 }
 
 void relu_backward(const float* dy, const float* y, float* dx, int64_t n, float) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  for (int64_t i = 0; i < n; ++i) dx[i] = y[i] <= 0.0f ? 0.0f : dy[i];
 }
 void leaky_relu_backward(const float* dy, const float* y, float* dx, int64_t n, float alpha) {
   for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : dy[i] * alpha;
@@ -111,7 +115,7 @@ void run_chunks(int64_t n, const Fn& fn) {
 }
 
 carray<float> like(const carray<float>& a) {
-  return carray<float>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+  return new_array<float>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
 }
 
 carray<float> activation_forward(const carray<float>& x, const std::string& kind, double alpha) {
@@ -143,6 +147,26 @@ carray<float> activation_backward(const carray<float>& dy, const carray<float>& 
 }
 
 }  // namespace
+
+Act parse_act(const std::optional<std::string>& kind) {
+  if (!kind) return Act::none;
+  if (*kind == "relu") return Act::relu;
+  if (*kind == "leaky_relu") return Act::leaky_relu;
+  if (*kind == "sigmoid") return Act::sigmoid;
+  if (*kind == "tanh") return Act::tanh;
+  throw std::invalid_argument("activation must be None, 'relu', 'leaky_relu', 'sigmoid' or 'tanh', got '" + *kind +
+                              "'");
+}
+
+// The elementwise loops read x[i] before writing y[i], so x == y (in place) is safe.
+void activation_inplace(Act act, float* y, int64_t n, float alpha) {
+  if (act == Act::none || n <= 0) return;
+  const Kind kind = act == Act::relu         ? Kind::relu
+                    : act == Act::leaky_relu ? Kind::leaky_relu
+                    : act == Act::sigmoid    ? Kind::sigmoid
+                                             : Kind::tanh;
+  kernels_for(kind).forward(y, y, n, alpha);
+}
 
 void bind_activation(py::module_& m) {
   m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("kind"), py::kw_only(), py::arg("alpha"),

@@ -112,10 +112,10 @@ void leaky_relu_forward(const float* x, float* y, int64_t n, float alpha) {
   map1(x, y, n, [&](__m256 v) { return _mm256_blendv_ps(_mm256_mul_ps(v, a), v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)); });
 }
 
-// y > 0 ? dy : 0
+// y <= 0 ? 0 : dy (NLE_UQ is true for NaN, so a NaN y passes dy as PyTorch does)
 void relu_backward(const float* dy, const float* y, float* dx, int64_t n, float) {
   const __m256 zero = _mm256_setzero_ps();
-  map2(dy, y, dx, n, [&](__m256 g, __m256 v) { return _mm256_and_ps(g, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)); });
+  map2(dy, y, dx, n, [&](__m256 g, __m256 v) { return _mm256_and_ps(g, _mm256_cmp_ps(v, zero, _CMP_NLE_UQ)); });
 }
 
 // y > 0 ? dy : alpha*dy

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <string>
 
+#include "alloc.h"
 #include "bindings.h"
 #include "common.h"
 
@@ -134,7 +135,7 @@ py::tuple batchnorm2d_forward(const carray<float>& x, const carray<float>& gamma
   if (training && count < 2)
     throw py::value_error("batchnorm2d_forward in training needs more than one value per channel (N*H*W = " +
                           std::to_string(count) + ")");
-  carray<float> y({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
+  carray<float> y = new_array<float>({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
   carray<float> mean_out(d.C), invstd_out(d.C);
   const float *xp = x.data(), *gp = gamma.data(), *bp = beta.data();
   float *rm = running_mean.mutable_data(), *rv = running_var.mutable_data();
@@ -183,7 +184,7 @@ py::tuple batchnorm2d_backward(const carray<float>& dy, const carray<float>& x, 
   check_channels(mean, d.C, "mean");
   check_channels(invstd, d.C, "invstd");
   const double count = static_cast<double>(d.N * d.HW);
-  carray<float> dx({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
+  carray<float> dx = new_array<float>({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
   carray<float> dgamma(d.C), dbeta(d.C);
   const float *dyp = dy.data(), *xp = x.data(), *gp = gamma.data(), *mp = mean.data(), *ip = invstd.data();
   float *dxp = dx.mutable_data(), *dgp = dgamma.mutable_data(), *dbp = dbeta.mutable_data();

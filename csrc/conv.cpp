@@ -18,6 +18,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "activation.h"
+#include "alloc.h"
 #include "bindings.h"
 #include "common.h"
 #include "conv_direct.h"
@@ -63,20 +65,21 @@ ConvGeom make_geom(const carray<float>& x, const carray<float>& w, Pair stride, 
   return g;
 }
 
-// Packs every group's weight block w[g] (Kg, CgRS), or its transpose, for the current micro-kernel.
-std::vector<PackedA> pack_weights(const float* w, const ConvGeom& g, bool transpose, std::vector<float>& buf) {
+// Packs every group's weight block w[g] (Kg, CgRS), or its transpose, for the current micro-kernel into
+// buf, and lists the packed blocks in out (both grow-only scratch of the caller).
+void pack_weights(const float* w, const ConvGeom& g, bool transpose, std::vector<float>& buf,
+                  std::vector<PackedA>& out) {
   const UKernel& uk = ukernel();
   const int64_t Kg = g.Kg(), CgRS = g.CgRS();
   const int64_t rows = transpose ? CgRS : Kg, cols = transpose ? Kg : CgRS;
   const int64_t per = packed_a_floats(rows, cols, uk);
   float* dst = grow(buf, per * g.G);
-  std::vector<PackedA> out;
+  out.clear();
   for (int64_t gi = 0; gi < g.G; ++gi) {
     const float* wg = w + gi * Kg * CgRS;
     const MatView v = transpose ? MatView{wg, 1, CgRS} : MatView{wg, CgRS, 1};
     out.push_back(pack_a(rows, cols, v, uk, dst + gi * per));
   }
-  return out;
 }
 
 float* col_scratch(int64_t n) {
@@ -84,9 +87,9 @@ float* col_scratch(int64_t n) {
   return grow(buf, n);
 }
 
-// col of image xn: the image itself for a pointwise conv, else im2col into `col` (split over threads
-// by channel when `parallel`).
-const float* make_col(const float* xn, const ConvGeom& g, float* col, bool parallel) {
+// col (C*R*S, P*Q) of image xn for the dw GEMM: the image itself for a pointwise conv, else im2col into
+// `col` (split over threads by channel when `parallel`).
+const float* backward_col(const float* xn, const ConvGeom& g, float* col, bool parallel) {
   if (g.pointwise()) return xn;
   if (parallel)
     parallel_for(g.C, [&](int64_t c0, int64_t c1) { im2col(xn, g, c0, c1, col, g.PQ()); });
@@ -95,15 +98,71 @@ const float* make_col(const float* xn, const ConvGeom& g, float* col, bool paral
   return col;
 }
 
+// Images with few output columns (P*Q < kBatchBelow, e.g. conv3's 3x3 outputs) make thin per-image GEMMs:
+// 9 columns fill 9 of a 16-wide sliver, and the dw GEMM sums over only 9 terms per pass over its output.
+// Such convs put `nb` images side by side instead: col (C*R*S, nb*P*Q), image i in columns [i*PQ, (i+1)*PQ)
+// (and dy likewise gathered to (K, nb*P*Q)), so one GEMM covers nb images. Blocks of about kBatchCols
+// columns, their count a multiple of the thread count so every thread gets the same number.
+constexpr int64_t kBatchBelow = 64, kBatchCols = 256;
+
+int64_t batch_images(const ConvGeom& g) {
+  if (g.pointwise() || g.PQ() >= kBatchBelow || g.N < 2) return 1;
+  const int64_t nt = num_threads();
+  const int64_t per_thread = std::max<int64_t>(1, (g.N * g.PQ() + nt * kBatchCols - 1) / (nt * kBatchCols));
+  return (g.N + nt * per_thread - 1) / (nt * per_thread);
+}
+
+// col (C*R*S, ld) of images [n0, n0+cnt) side by side; the columns [cnt*PQ, ld) zeroed.
+void im2col_images(const float* x, const ConvGeom& g, int64_t n0, int64_t cnt, float* col, int64_t ld) {
+  const int64_t PQ = g.PQ(), CHW = g.C * g.H * g.W, CRS = g.C * g.R * g.S;
+  for (int64_t i = 0; i < cnt; ++i) im2col(x + (n0 + i) * CHW, g, 0, g.C, col + i * PQ, ld, false);
+  if (ld > cnt * PQ)
+    for (int64_t r = 0; r < CRS; ++r) std::fill(col + r * ld + cnt * PQ, col + (r + 1) * ld, 0.0f);
+}
+
+// Batched forward: per block of nb images, y-block (K, cnt*PQ) = w · col-block, then scattered to the
+// images' (K, PQ) planes with the bias and activation.
+void conv_forward_batched(const float* x, const float* b, float* y, const ConvGeom& g,
+                          const std::vector<PackedA>& wp, int64_t nb, Act act, float alpha) {
+  const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S;
+  const int64_t nr = wp[0].uk.nr, blocks = (g.N + nb - 1) / nb;
+  parallel_for(blocks, [&](int64_t b0, int64_t b1) {
+    thread_local std::vector<float> outbuf;
+    for (int64_t bi = b0; bi < b1; ++bi) {
+      const int64_t n0 = bi * nb, cnt = std::min(nb, g.N - n0), cols = cnt * PQ, ld = (cols + nr - 1) / nr * nr;
+      float* col = col_scratch(CRS * ld);
+      im2col_images(x, g, n0, cnt, col, ld);
+      float* out = grow(outbuf, g.K * cols);
+      for (int64_t gi = 0; gi < g.G; ++gi)
+        sgemm_padded_b_serial(wp[gi], col + gi * CgRS * ld, ld, 0, cols, out + gi * Kg * cols, cols, false);
+      for (int64_t i = 0; i < cnt; ++i)
+        for (int64_t k = 0; k < g.K; ++k) {
+          float* yk = y + ((n0 + i) * g.K + k) * PQ;
+          const float* o = out + k * cols + i * PQ;
+          const float bias = b ? b[k] : 0.0f;
+          if (b)
+            for (int64_t j = 0; j < PQ; ++j) yk[j] = o[j] + bias;
+          else
+            std::copy(o, o + PQ, yk);
+          activation_inplace(act, yk, PQ, alpha);
+        }
+    }
+  });
+}
+
 // Forward: per image, im2col into rows padded to whole slivers, 64-byte aligned, which the micro-kernel
 // reads in place (no B packing); then per group y[n,g] = w[g] · col[g] with the packed w[g], and the bias
 // added while the output is in cache. A pointwise conv multiplies the image itself (packed, as its rows
 // are not padded). With fewer images than threads, the threads split each image's output columns.
-void conv_forward_impl(const float* x, const float* w, const float* b, float* y, const ConvGeom& g) {
+void conv_forward_impl(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
+                       float alpha) {
   const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CHW = g.C * g.H * g.W;
   thread_local std::vector<float> wbuf;
-  const std::vector<PackedA> wp = pack_weights(w, g, false, wbuf);
+  thread_local std::vector<PackedA> wp_scratch;
+  pack_weights(w, g, false, wbuf, wp_scratch);
+  const std::vector<PackedA>& wp = wp_scratch;  // a local name, so the worker threads see the caller's
   const int64_t nr = wp[0].uk.nr, ld = (PQ + nr - 1) / nr * nr, slivers = ld / nr;
+  if (const int64_t nb = batch_images(g); nb > 1) return conv_forward_batched(x, b, y, g, wp, nb, act, alpha);
   const bool pointwise = g.pointwise();
   auto make_col = [&](int64_t n, bool parallel) -> const float* {
     if (pointwise) return x + n * CHW;
@@ -126,9 +185,13 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
       else
         sgemm_padded_b_serial(wp[gi], col + gi * CgRS * ld, ld, j0, j1, C, PQ, false);
     }
-    if (b)
-      for (int64_t k = 0; k < g.K; ++k)
-        for (int64_t j = j0; j < j1; ++j) yn[k * PQ + j] += b[k];
+    // Epilogue while the columns are in cache: bias, then the fused activation, row segment by row segment.
+    for (int64_t k = 0; k < g.K; ++k) {
+      float* yk = yn + k * PQ;
+      if (b)
+        for (int64_t j = j0; j < j1; ++j) yk[j] += b[k];
+      activation_inplace(act, yk + j0, j1 - j0, alpha);
+    }
   };
   if (g.N >= num_threads())
     parallel_for(g.N, [&](int64_t n0, int64_t n1) {
@@ -160,11 +223,13 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
     });
   if (!dx && !dw) return;
   thread_local std::vector<float> wtbuf;
-  const std::vector<PackedA> wtp = dx ? pack_weights(w, g, true, wtbuf) : std::vector<PackedA>{};
+  thread_local std::vector<PackedA> wtp_scratch;
+  if (dx) pack_weights(w, g, true, wtbuf, wtp_scratch);
+  const std::vector<PackedA>& wtp = wtp_scratch;  // a local name, so the worker threads see the caller's
 
   // dst (K, CgRS) (=|+=) dy[n] · col[n]^T, group by group.
   auto dw_image = [&](int64_t n, float* dst, bool acc, bool parallel) {
-    const float* col = make_col(x + n * g.C * HW, g, col_scratch(CRS * PQ), parallel);
+    const float* col = backward_col(x + n * g.C * HW, g, col_scratch(CRS * PQ), parallel);
     for (int64_t gi = 0; gi < g.G; ++gi) {
       const MatView A{dy + (n * g.K + gi * Kg) * PQ, PQ, 1}, B{col + gi * CgRS * PQ, 1, PQ};
       float* C = dst + gi * Kg * CgRS;
@@ -190,7 +255,7 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
     if (g.pointwise()) return;
     auto scatter = [&](int64_t c0, int64_t c1) {
       std::memset(dxn + c0 * HW, 0, sizeof(float) * (c1 - c0) * HW);
-      col2im_add(dcol, g, c0, c1, dxn);
+      col2im_add(dcol, g, c0, c1, dxn, PQ);
     };
     if (parallel)
       parallel_for(g.C, scatter);
@@ -199,6 +264,57 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   };
 
   const int64_t nt = num_threads(), dw_size = g.K * CgRS;
+  if (const int64_t nb = batch_images(g); nb > 1) {
+    // Batched: thread t takes image blocks [blocks*t/nt, blocks*(t+1)/nt); per block dy is gathered to
+    // dyb (K, cols), then dw-partial (=|+=) dyb · col^T and dcol (C*R*S, cols) = w^T · dyb, scattered per
+    // image with col2im.
+    const int64_t blocks = (g.N + nb - 1) / nb;
+    thread_local std::vector<float> partbuf;
+    float* parts = dw ? grow(partbuf, (nt - 1) * dw_size) : nullptr;
+    parallel_for(nt, [&](int64_t t0, int64_t t1) {
+      thread_local std::vector<float> dybuf, dcolbuf;
+      for (int64_t t = t0; t < t1; ++t) {
+        float* part = t == 0 ? dw : parts + (t - 1) * dw_size;
+        const int64_t bb0 = blocks * t / nt, bb1 = blocks * (t + 1) / nt;
+        if (dw && bb0 == bb1) std::fill(part, part + dw_size, 0.0f);  // a thread without blocks
+        for (int64_t bi = bb0; bi < bb1; ++bi) {
+          const int64_t n0 = bi * nb, cnt = std::min(nb, g.N - n0), cols = cnt * PQ;
+          float* dyb = grow(dybuf, g.K * cols);
+          for (int64_t i = 0; i < cnt; ++i)
+            for (int64_t k = 0; k < g.K; ++k) {
+              const float* src = dy + ((n0 + i) * g.K + k) * PQ;
+              std::copy(src, src + PQ, dyb + k * cols + i * PQ);
+            }
+          if (dw) {
+            float* col = col_scratch(CRS * cols);
+            im2col_images(x, g, n0, cnt, col, cols);
+            for (int64_t gi = 0; gi < g.G; ++gi)
+              sgemm_serial(Kg, CgRS, cols, MatView{dyb + gi * Kg * cols, cols, 1},
+                           MatView{col + gi * CgRS * cols, 1, cols}, part + gi * Kg * CgRS, CgRS, bi > bb0);
+          }
+          if (dx) {
+            float* dcol = grow(dcolbuf, CRS * cols);
+            for (int64_t gi = 0; gi < g.G; ++gi)
+              sgemm_packed_serial(wtp[gi], 0, cols, MatView{dyb + gi * Kg * cols, cols, 1}, dcol + gi * CgRS * cols,
+                                  cols, false);
+            for (int64_t i = 0; i < cnt; ++i) {
+              float* dxn = dx + (n0 + i) * g.C * HW;
+              std::memset(dxn, 0, sizeof(float) * g.C * HW);
+              col2im_add(dcol + i * PQ, g, 0, g.C, dxn, cols);
+            }
+          }
+        }
+      }
+    });
+    if (dw && nt > 1)
+      parallel_for(dw_size, [&](int64_t i0, int64_t i1) {
+        for (int64_t t = 1; t < nt; ++t) {
+          const float* part = parts + (t - 1) * dw_size;
+          for (int64_t i = i0; i < i1; ++i) dw[i] += part[i];
+        }
+      });
+    return;
+  }
   if (g.N >= nt) {
     // Thread t takes images [N*t/nt, N*(t+1)/nt); its dw partial is dw itself for t = 0.
     thread_local std::vector<float> partbuf;
@@ -228,22 +344,35 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   }
 }
 
-carray<float> conv2d_forward(const carray<float>& x, const carray<float>& w, const std::optional<carray<float>>& b,
-                             Pair stride, Quad padding, Pair dilation, int64_t groups) {
+// y = act(conv(x, w) + b); act None is the plain conv2d_forward.
+carray<float> conv2d_bias_act_forward(const carray<float>& x, const carray<float>& w,
+                                      const std::optional<carray<float>>& b, Pair stride, Quad padding, Pair dilation,
+                                      int64_t groups, const std::optional<std::string>& activation, double alpha) {
+  const Act act = parse_act(activation);
   const ConvGeom g = make_geom(x, w, stride, padding, dilation, groups);
   if (b && (b->ndim() != 1 || b->shape(0) != g.K))
     throw std::invalid_argument("b must have shape (" + std::to_string(g.K) + ",), got " + shape_str(*b));
-  carray<float> y({g.N, g.K, g.P, g.Q});
+  carray<float> y = new_array<float>({g.N, g.K, g.P, g.Q});
   const float *xp = x.data(), *wp = w.data(), *bp = b ? b->data() : nullptr;
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    if (conv_direct_applies(g))
+    if (conv_direct_applies(g)) {
       conv_direct_forward(xp, wp, bp, yp, g);
-    else
-      conv_forward_impl(xp, wp, bp, yp, g);
+      if (act != Act::none)
+        parallel_for(g.N * g.K, [&](int64_t i0, int64_t i1) {
+          activation_inplace(act, yp + i0 * g.PQ(), (i1 - i0) * g.PQ(), static_cast<float>(alpha));
+        });
+    } else {
+      conv_forward_impl(xp, wp, bp, yp, g, act, static_cast<float>(alpha));
+    }
   }
   return y;
+}
+
+carray<float> conv2d_forward(const carray<float>& x, const carray<float>& w, const std::optional<carray<float>>& b,
+                             Pair stride, Quad padding, Pair dilation, int64_t groups) {
+  return conv2d_bias_act_forward(x, w, b, stride, padding, dilation, groups, std::nullopt, 0.0);
 }
 
 py::tuple conv2d_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& w, Pair stride,
@@ -255,17 +384,17 @@ py::tuple conv2d_backward(const carray<float>& dy, const carray<float>& x, const
   py::object dx_obj = py::none(), dw_obj = py::none(), db_obj = py::none();
   float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
   if (need_dx) {
-    carray<float> a({g.N, g.C, g.H, g.W});
+    carray<float> a = new_array<float>({g.N, g.C, g.H, g.W});
     dxp = a.mutable_data();
     dx_obj = a;
   }
   if (need_dw) {
-    carray<float> a({g.K, g.Cg(), g.R, g.S});
+    carray<float> a = new_array<float>({g.K, g.Cg(), g.R, g.S});
     dwp = a.mutable_data();
     dw_obj = a;
   }
   if (need_db) {
-    carray<float> a({g.K});
+    carray<float> a = new_array<float>({g.K});
     dbp = a.mutable_data();
     db_obj = a;
   }
@@ -283,6 +412,11 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(), py::kw_only(),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         "x (N,C,H,W), w (K,C/groups,R,S), b (K,) | None -> y (N,K,P,Q); padding (top, bottom, left, right).");
+  m.def("conv2d_bias_act_forward", &conv2d_bias_act_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
+        py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
+        "y = act(conv2d(x, w) + b): the bias and activation applied in the GEMM's epilogue, while each block "
+        "of output columns is in cache; activation None, 'relu', 'leaky_relu', 'sigmoid' or 'tanh'.");
   m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("need_dx"),
         py::arg("need_dw"), py::arg("need_db"),

@@ -1,7 +1,8 @@
 // Direct depthwise conv2d forward (see conv_direct.h). Each (n, k) output plane is built row by row:
 // start the row at the bias, then for each tap (r, s) add w[k,r,s] times the input row ih = p*sh - pt + r*dh
 // read from column q*sw - pl + s*dw over the in-image interval of q (an axpy the compiler vectorises
-// when sw == 1), and w[k,r,s] * 0 over the padding. The row stays in L1 across the R*S taps; planes are split over the threads.
+// when sw == 1), and w[k,r,s] * 0 over the padding. The row stays in L1 across the R*S taps; planes are
+// split over the threads.
 #include "conv_direct.h"
 
 #include "common.h"

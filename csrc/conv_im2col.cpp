@@ -8,14 +8,15 @@
 
 namespace cnnkern {
 
-void im2col(const float* x, const ConvGeom& g, int64_t c0, int64_t c1, float* col, int64_t ld) {
+void im2col(const float* x, const ConvGeom& g, int64_t c0, int64_t c1, float* col, int64_t ld, bool zero_tail) {
   const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, sw = g.sw;
   for (int64_t c = c0; c < c1; ++c) {
     const float* xc = x + c * H * W;
     for (int64_t r = 0; r < g.R; ++r) {
       for (int64_t s = 0; s < g.S; ++s) {
         float* row = col + ((c * g.R + r) * g.S + s) * ld;
-        for (int64_t j = P * Q; j < ld; ++j) row[j] = 0.0f;
+        if (zero_tail)
+          for (int64_t j = P * Q; j < ld; ++j) row[j] = 0.0f;
         int64_t q_lo, q_hi;
         g.valid_q(s, &q_lo, &q_hi);
         const int64_t iw0 = q_lo * sw + s * g.dw - g.pl;
@@ -39,13 +40,13 @@ void im2col(const float* x, const ConvGeom& g, int64_t c0, int64_t c1, float* co
   }
 }
 
-void col2im_add(const float* col, const ConvGeom& g, int64_t c0, int64_t c1, float* dx) {
+void col2im_add(const float* col, const ConvGeom& g, int64_t c0, int64_t c1, float* dx, int64_t ld) {
   const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, sw = g.sw;
   for (int64_t c = c0; c < c1; ++c) {
     float* xc = dx + c * H * W;
     for (int64_t r = 0; r < g.R; ++r) {
       for (int64_t s = 0; s < g.S; ++s) {
-        const float* row = col + ((c * g.R + r) * g.S + s) * P * Q;
+        const float* row = col + ((c * g.R + r) * g.S + s) * ld;
         int64_t q_lo, q_hi;
         g.valid_q(s, &q_lo, &q_hi);
         const int64_t iw0 = q_lo * sw + s * g.dw - g.pl;

@@ -30,11 +30,13 @@ struct ConvGeom {
   }
 };
 
-// Writes col rows of channels [c0, c1) of one image x (C,H,W); rows are ld >= P*Q floats apart, the
-// columns past P*Q set to zero.
-void im2col(const float* x, const ConvGeom& g, int64_t c0, int64_t c1, float* col, int64_t ld);
-// Adds the col rows of channels [c0, c1) back into their image positions: dx[c] += ..., the adjoint of
-// im2col. Channels are independent, so disjoint channel ranges may run on different threads.
-void col2im_add(const float* col, const ConvGeom& g, int64_t c0, int64_t c1, float* dx);
+// Writes col rows of channels [c0, c1) of one image x (C,H,W) into columns [0, P*Q) of rows ld >= P*Q floats
+// apart; with zero_tail the columns [P*Q, ld) are set to zero. Without it several images can share the rows
+// (image i at col + i*P*Q, ld >= count*P*Q): the batched conv of images with few output columns.
+void im2col(const float* x, const ConvGeom& g, int64_t c0, int64_t c1, float* col, int64_t ld, bool zero_tail = true);
+// Adds the col rows (ld floats apart, ld >= P*Q) of channels [c0, c1) back into their image positions:
+// dx[c] += ..., the adjoint of im2col. Channels are independent, so disjoint channel ranges may run on
+// different threads.
+void col2im_add(const float* col, const ConvGeom& g, int64_t c0, int64_t c1, float* dx, int64_t ld);
 
 }  // namespace cnnkern

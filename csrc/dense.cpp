@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "activation.h"
+#include "alloc.h"
 #include "bindings.h"
 #include "common.h"
 #include "gemm.h"
@@ -20,20 +22,24 @@ namespace {
 
 void check_2d(const py::array& a, const char* name, int64_t rows, int64_t cols) {
   if (a.ndim() != 2 || (rows >= 0 && a.shape(0) != rows) || (cols >= 0 && a.shape(1) != cols))
-    throw std::invalid_argument(std::string(name) + " must be 2-D" +
-                                (rows >= 0 ? " with shape (" + std::to_string(rows) + ", " + std::to_string(cols) + ")"
-                                           : std::string()) +
-                                ", got ndim " + std::to_string(a.ndim()));
+    throw std::invalid_argument(
+        std::string(name) + " must be 2-D" +
+        (rows >= 0 ? " with shape (" + std::to_string(rows) + ", " + std::to_string(cols) + ")" : std::string()) +
+        ", got ndim " + std::to_string(a.ndim()));
 }
 
-carray<float> dense_forward(const carray<float>& x, const carray<float>& w, const std::optional<carray<float>>& b) {
+// y = act(x · w^T + b); act None is the plain dense_forward.
+carray<float> dense_bias_act_forward(const carray<float>& x, const carray<float>& w,
+                                     const std::optional<carray<float>>& b, const std::optional<std::string>& activation,
+                                     double alpha) {
+  const Act act = parse_act(activation);
   check_2d(x, "x", -1, -1);
   const int64_t N = x.shape(0), in = x.shape(1);
   check_2d(w, "w", -1, in);
   const int64_t out = w.shape(0);
   if (b && (b->ndim() != 1 || b->shape(0) != out))
     throw std::invalid_argument("b must have shape (" + std::to_string(out) + ",)");
-  carray<float> y({N, out});
+  carray<float> y = new_array<float>({N, out});
   const float *xp = x.data(), *wp = w.data(), *bp = b ? b->data() : nullptr;
   float* yp = y.mutable_data();
   {
@@ -42,8 +48,13 @@ carray<float> dense_forward(const carray<float>& x, const carray<float>& w, cons
     if (bp)
       for (int64_t n = 0; n < N; ++n)
         for (int64_t o = 0; o < out; ++o) yp[n * out + o] += bp[o];
+    activation_inplace(act, yp, N * out, static_cast<float>(alpha));
   }
   return y;
+}
+
+carray<float> dense_forward(const carray<float>& x, const carray<float>& w, const std::optional<carray<float>>& b) {
+  return dense_bias_act_forward(x, w, b, std::nullopt, 0.0);
 }
 
 py::tuple dense_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& w, bool need_dx,
@@ -56,16 +67,16 @@ py::tuple dense_backward(const carray<float>& dy, const carray<float>& x, const 
   py::object dx_obj = py::none(), db_obj = py::none();
   float *dxp = nullptr, *dbp = nullptr;
   if (need_dx) {
-    carray<float> a({N, in});
+    carray<float> a = new_array<float>({N, in});
     dxp = a.mutable_data();
     dx_obj = a;
   }
   if (need_db) {
-    carray<float> a({out});
+    carray<float> a = new_array<float>({out});
     dbp = a.mutable_data();
     db_obj = a;
   }
-  carray<float> dw({out, in});
+  carray<float> dw = new_array<float>({out, in});
   const float *dyp = dy.data(), *xp = x.data(), *wp = w.data();
   float* dwp = dw.mutable_data();
   {
@@ -73,7 +84,8 @@ py::tuple dense_backward(const carray<float>& dy, const carray<float>& x, const 
     sgemm(out, in, N, MatView{dyp, 1, out}, MatView{xp, in, 1}, dwp, in, false);
     if (dxp) sgemm(N, in, out, MatView{dyp, out, 1}, MatView{wp, in, 1}, dxp, in, false);
     if (dbp) {  // column sums of dy, row by row in double
-      std::vector<double> s(static_cast<size_t>(out), 0.0);
+      thread_local std::vector<double> s;
+      s.assign(static_cast<size_t>(out), 0.0);
       for (int64_t n = 0; n < N; ++n)
         for (int64_t o = 0; o < out; ++o) s[o] += dyp[n * out + o];
       for (int64_t o = 0; o < out; ++o) dbp[o] = static_cast<float>(s[o]);
@@ -87,8 +99,11 @@ py::tuple dense_backward(const carray<float>& dy, const carray<float>& x, const 
 void bind_dense(py::module_& m) {
   m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
         "x (N,in), w (out,in), b (out,) | None -> y (N,out) = x w^T + b.");
-  m.def("dense_backward", &dense_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(),
-        py::arg("need_dx"), py::arg("need_db"), "dy (N,out), x, w -> (dx | None, dw, db | None).");
+  m.def("dense_bias_act_forward", &dense_bias_act_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
+        py::kw_only(), py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
+        "y = act(x w^T + b); activation None, 'relu', 'leaky_relu', 'sigmoid' or 'tanh'.");
+  m.def("dense_backward", &dense_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(), py::arg("need_dx"),
+        py::arg("need_db"), "dy (N,out), x, w -> (dx | None, dw, db | None).");
 }
 
 }  // namespace cnnkern

@@ -13,8 +13,8 @@ namespace {
 constexpr int64_t MR = 14, NR = 32;
 }  // namespace
 
-void sgemm_ukernel_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
-                                int64_t ldc, int64_t m, int64_t n, bool accumulate) {
+void sgemm_ukernel_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                                int64_t m, int64_t n, bool accumulate) {
   __m512 acc[MR][2];
 #pragma GCC unroll 14
   for (int64_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();

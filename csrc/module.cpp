@@ -2,6 +2,7 @@
 // (bind_conv in conv.cpp, ...); this file binds the run-time settings.
 #include <pybind11/pybind11.h>
 
+#include "alloc.h"
 #include "bindings.h"
 #include "common.h"
 
@@ -25,6 +26,8 @@ PYBIND11_MODULE(_cpp, m) {
     return out;
   });
   m.def("num_threads", &cnnkern::num_threads);
+  m.def("output_cache", &cnnkern::cache_idle_bytes, py::arg("release") = false,
+        "Bytes of idle output blocks the extension keeps for reuse (alloc.h); release=True frees them.");
   m.def("set_num_threads", &cnnkern::set_num_threads);
   cnnkern::bind_conv(m);
   cnnkern::bind_dense(m);

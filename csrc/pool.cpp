@@ -14,6 +14,7 @@
 #include <cmath>
 #include <limits>
 
+#include "alloc.h"
 #include "bindings.h"
 #include "common.h"
 
@@ -138,8 +139,8 @@ void max_row_2x2(const float* xp, const Geom& g, int64_t oh, float* y, int64_t* 
 py::tuple maxpool2d_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding, Pair dilation,
                             bool ceil_mode) {
   const Geom g = make_geom(shape4(x, "x"), kernel_size, stride, padding, dilation, ceil_mode);
-  carray<float> y({g.N, g.C, g.P, g.Q});
-  carray<int64_t> argmax({g.N, g.C, g.P, g.Q});
+  carray<float> y = new_array<float>({g.N, g.C, g.P, g.Q});
+  carray<int64_t> argmax = new_array<int64_t>({g.N, g.C, g.P, g.Q});
   const float* xp = x.data();
   float* yp = y.mutable_data();
   int64_t* ap = argmax.mutable_data();
@@ -165,7 +166,7 @@ carray<float> maxpool2d_backward(const carray<float>& dy, const carray<int64_t>&
   if (argmax.ndim() != 4 || argmax.size() != dy.size()) throw py::value_error("argmax must have the shape of dy");
   if (x_shape[0] != ds[0] || x_shape[1] != ds[1]) throw py::value_error("x_shape must share N and C with dy");
   const int64_t planes = ds[0] * ds[1], PQ = ds[2] * ds[3], HW = x_shape[2] * x_shape[3];
-  carray<float> dx({x_shape[0], x_shape[1], x_shape[2], x_shape[3]});
+  carray<float> dx = new_array<float>({x_shape[0], x_shape[1], x_shape[2], x_shape[3]});
   const float* dyp = dy.data();
   const int64_t* ap = argmax.data();
   float* dxp = dx.mutable_data();
@@ -213,7 +214,7 @@ inline int64_t divisor(const AvgSpan& h, const AvgSpan& w, bool count_include_pa
 carray<float> avgpool2d_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding, bool ceil_mode,
                                 bool count_include_pad) {
   const Geom g = make_geom(shape4(x, "x"), kernel_size, stride, padding, {1, 1}, ceil_mode);
-  carray<float> y({g.N, g.C, g.P, g.Q});
+  carray<float> y = new_array<float>({g.N, g.C, g.P, g.Q});
   const float* xp = x.data();
   float* yp = y.mutable_data();
   {
@@ -244,7 +245,7 @@ carray<float> avgpool2d_backward(const carray<float>& dy, Shape4 x_shape, Pair k
   const Shape4 ds = shape4(dy, "dy");
   if (ds[0] != g.N || ds[1] != g.C || ds[2] != g.P || ds[3] != g.Q)
     throw py::value_error("dy must have the pooled shape of x_shape");
-  carray<float> dx({g.N, g.C, g.H, g.W});
+  carray<float> dx = new_array<float>({g.N, g.C, g.H, g.W});
   const float* dyp = dy.data();
   float* dxp = dx.mutable_data();
   {

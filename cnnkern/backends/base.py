@@ -40,6 +40,11 @@ KERNELS = (
     "adam_update",
 )
 
+# Fused kernels (DESIGN.md §2: welcome as extra kernels; the unfused pairs stay the reference path). The base
+# class composes them from the same backend's own unfused kernels, so every backend has them; a backend
+# overrides them with a real fused kernel where that pays.
+FUSED_KERNELS = ("conv2d_bias_act_forward", "dense_bias_act_forward", "adam_update_multi")
+
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 
 
@@ -119,3 +124,21 @@ class Backend:
     # in place on param, m, v; eps_mode 'torch' (eps after bias correction) or 'keras' (before)
     def adam_update(self, param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
         self._missing("adam_update")
+
+    # --- fused kernels: default compositions of this backend's own kernels ---
+
+    # activation_forward(conv2d_forward(x, w, b), activation); activation None means none
+    def conv2d_bias_act_forward(self, x, w, b=None, *, stride, padding, dilation, groups, activation=None,
+                                alpha=0.01):
+        y = self.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        return y if activation is None else self.activation_forward(y, activation, alpha=alpha)
+
+    def dense_bias_act_forward(self, x, w, b=None, *, activation=None, alpha=0.01):
+        y = self.dense_forward(x, w, b)
+        return y if activation is None else self.activation_forward(y, activation, alpha=alpha)
+
+    # adam_update over lists of same-shaped (param, grad, m, v) quadruples, one step for all
+    def adam_update_multi(self, params, grads, ms, vs, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
+        for p, g, m, v in zip(params, grads, ms, vs):
+            self.adam_update(p, g, m, v, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                             weight_decay=weight_decay, eps_mode=eps_mode)

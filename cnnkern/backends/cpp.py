@@ -6,7 +6,7 @@ is a direct call. The extension releases the GIL around computation and picks it
 (``CNNKERN_SIMD=scalar|avx2|avx512`` forces one).
 """
 
-from .base import KERNELS, Backend
+from .base import FUSED_KERNELS, KERNELS, Backend
 
 _IMPORT_ERROR = None
 try:
@@ -17,6 +17,8 @@ except Exception as exc:  # ImportError, or RuntimeError from a bad CNNKERN_SIMD
 
 
 def probe():
+    if _cpp is None and "CNNKERN_SIMD" in _IMPORT_ERROR:
+        return f"cnnkern._cpp refused to load: {_IMPORT_ERROR}"
     if _cpp is None:
         return (
             f"cnnkern._cpp failed to import ({_IMPORT_ERROR}); reinstall with a C++17 compiler present: "
@@ -65,6 +67,10 @@ class CppBackend(Backend):
 
 for _k in KERNELS:
     setattr(CppBackend, _k, _forward(_k))
+# fused kernels the extension implements; the others keep Backend's composition of the unfused ones
+for _k in FUSED_KERNELS:
+    if _cpp is not None and hasattr(_cpp, _k):
+        setattr(CppBackend, _k, _forward(_k))
 
 
 def create():

@@ -6,23 +6,26 @@ optimizer updates and batch norm's running statistics write in place.
 
 from .activation import activation_backward, activation_forward
 from .batchnorm import batchnorm2d_backward, batchnorm2d_forward
-from .conv import conv2d_backward, conv2d_forward
-from .dense import dense_backward, dense_forward
+from .conv import conv2d_backward, conv2d_bias_act_forward, conv2d_forward
+from .dense import dense_backward, dense_bias_act_forward, dense_forward
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
-from .optim import adam_update, sgd_update
+from .optim import adam_update, adam_update_multi, sgd_update
 from .pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
 
 __all__ = [
     "activation_backward",
     "activation_forward",
     "adam_update",
+    "adam_update_multi",
     "avgpool2d_backward",
     "avgpool2d_forward",
     "batchnorm2d_backward",
     "batchnorm2d_forward",
     "conv2d_backward",
+    "conv2d_bias_act_forward",
     "conv2d_forward",
     "dense_backward",
+    "dense_bias_act_forward",
     "dense_forward",
     "maxpool2d_backward",
     "maxpool2d_forward",

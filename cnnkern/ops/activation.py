@@ -1,14 +1,11 @@
 """Activations at the front door: elementwise, any shape."""
 
 from ..backends import resolve
-from ..backends.base import ACTIVATIONS
 from . import check
 
 
 def _kind(kind, alpha):
-    if kind not in ACTIVATIONS:
-        raise ValueError(f"kind must be one of {', '.join(ACTIVATIONS)}, got {kind!r}")
-    return check.number("alpha", alpha)
+    return check.activation_kind(kind, alpha, name="kind", allow_none=False)
 
 
 def activation_forward(x, kind, *, alpha=0.01, backend=None):

@@ -132,3 +132,13 @@ def x_shape(name, v):
     if not isinstance(v, (tuple, list)) or len(v) != 4:
         raise ValueError(f"{name} must be a 4-tuple (N, C, H, W), got {v!r}")
     return tuple(integer(f"{name}[{i}]", d, minimum=1) for i, d in enumerate(v))
+
+
+def activation_kind(kind, alpha, *, name="activation", allow_none=True):
+    """An activation kind (or None where a fused kernel may skip it); returns alpha checked."""
+    from ..backends.base import ACTIVATIONS
+
+    if not (kind in ACTIVATIONS or (allow_none and kind is None)):
+        choices = ", ".join(ACTIVATIONS) + (" or None" if allow_none else "")
+        raise ValueError(f"{name} must be one of {choices}, got {kind!r}")
+    return number("alpha", alpha)

@@ -64,3 +64,20 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1, need
     return be.conv2d_backward(dy, x, w, stride=stride, padding=pad, dilation=dilation, groups=groups,
                               need_dx=check.flag("need_dx", need_dx), need_dw=check.flag("need_dw", need_dw),
                               need_db=check.flag("need_db", need_db))
+
+
+def conv2d_bias_act_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, activation=None,
+                            alpha=0.01, backend=None):
+    """``activation_forward(conv2d_forward(x, w, b, ...), activation)`` as one fused kernel where the backend has
+    one (bias and activation applied while the output tile is in cache). activation: None or a kind of
+    activation_forward. The backward is the unfused pair: activation_backward from y, then conv2d_backward."""
+    be = resolve(backend)
+    x = check.array("x", x, be, ndim=4)
+    w = check.array("w", w, be, ndim=4, dtype=x.dtype.name)
+    stride, pad, dilation, groups, _ = _geometry(x, w, stride, padding, dilation, groups)
+    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype.name)
+    if b is not None:
+        check.shape_is("b", b, (w.shape[0],), "one bias per output channel")
+    alpha = check.activation_kind(activation, alpha)
+    return be.conv2d_bias_act_forward(x, w, b, stride=stride, padding=pad, dilation=dilation, groups=groups,
+                                      activation=activation, alpha=alpha)

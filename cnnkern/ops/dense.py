@@ -29,3 +29,14 @@ def dense_backward(dy, x, w, *, need_dx=True, need_db=True, backend=None):
     dy = check.array("dy", dy, be, ndim=2, dtype=x.dtype.name)
     check.shape_is("dy", dy, (x.shape[0], w.shape[0]), "(N, out)")
     return be.dense_backward(dy, x, w, need_dx=check.flag("need_dx", need_dx), need_db=check.flag("need_db", need_db))
+
+
+def dense_bias_act_forward(x, w, b=None, *, activation=None, alpha=0.01, backend=None):
+    """``activation_forward(dense_forward(x, w, b), activation)`` as one fused kernel where the backend has one."""
+    be = resolve(backend)
+    x, w = _check(x, w, be)
+    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype.name)
+    if b is not None:
+        check.shape_is("b", b, (w.shape[0],), "one bias per output")
+    alpha = check.activation_kind(activation, alpha)
+    return be.dense_bias_act_forward(x, w, b, activation=activation, alpha=alpha)

@@ -18,6 +18,12 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     if out[0] < 1 or out[1] < 1:
         raise ValueError(f"pooling output would be empty: input {h}x{w}, kernel_size {k}, stride {s}, "
                          f"padding {p}, dilation {d} give {out[0]}x{out[1]}")
+    for axis, length in ((0, h), (1, w)):
+        for o in range(out[axis]):
+            taps = range(o * s[axis] - p[axis], o * s[axis] - p[axis] + d[axis] * k[axis], d[axis])
+            if not any(0 <= t < length for t in taps):
+                raise ValueError(f"pooling window {o} along {'HW'[axis]} lies entirely in the padding (input "
+                                 f"{h}x{w}, kernel_size {k}, stride {s}, padding {p}, dilation {d})")
     return k, s, p, d, ceil_mode, out
 
 

@@ -49,7 +49,7 @@ __device__ __forceinline__ float activate(float x, int kind, float alpha) {
 __device__ __forceinline__ float activate_grad(float dy, float y, int kind, float alpha) {
     switch (kind) {
         case ACT_RELU:
-            return y > 0.f ? dy : 0.f;
+            return y <= 0.f ? 0.f : dy;  // a NaN y passes dy (PyTorch's threshold_backward)
         case ACT_LEAKY_RELU:
             return y > 0.f ? dy : dy * alpha;
         case ACT_SIGMOID:

@@ -19,7 +19,8 @@ def activation_forward(x, kind, *, alpha):
 
 def activation_backward(dy, y, kind, *, alpha):
     if kind == "relu":
-        return np.where(y > 0, dy, 0).astype(dy.dtype)
+        # PyTorch's threshold_backward: y <= 0 ? 0 : dy, so a NaN output passes dy through
+        return np.where(y <= 0, 0, dy).astype(dy.dtype)
     if kind == "leaky_relu":
         return np.where(y > 0, dy, dy * dy.dtype.type(alpha)).astype(dy.dtype)
     if kind == "sigmoid":

@@ -1,0 +1,119 @@
+"""Fused kernels on every backend against the unfused composition on the float64 reference.
+
+conv2d_bias_act_forward(x, w, b, activation) == activation_forward(conv2d_forward(x, w, b), activation)
+dense_bias_act_forward(x, w, b, activation)  == activation_forward(dense_forward(x, w, b), activation)
+adam_update_multi(params, grads, ms, vs)      == adam_update on each quadruple
+
+The cases are the conv and dense conformance cases (tail widths, channel counts, strides, padding, groups),
+each with every activation kind in turn; the tolerance is the GEMM's plus an elementwise op's (every
+activation is at most 1-Lipschitz, so the GEMM's error does not grow through it).
+"""
+
+import numpy as np
+import pytest
+
+from cnnkern import ops
+
+from .cases import CONV_CASES, DENSE_CASES, randint, randn
+from .compare import EPS32, assert_close, assert_equal, elementwise_tol, gemm_tol, scaled
+
+KINDS = (None, "relu", "leaky_relu", "sigmoid", "tanh")
+
+
+def _tol(k, dt):
+    g, e = gemm_tol(k, dt), elementwise_tol(dt)
+    return dict(atol=g["atol"] + e["atol"], rtol=g["rtol"] + e["rtol"])
+
+
+def _compose(y, kind, alpha):
+    return y if kind is None else ops.activation_forward(y, kind, alpha=alpha, backend="reference")
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: str(k))
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: c.id)
+def test_conv2d_bias_act_forward(target, case, kind):
+    x, w = randn(case.x, 30), randn(case.w, 31)
+    b = randn((case.w[0],), 32) if case.bias else None
+    alpha = 0.1
+    want = _compose(ops.conv2d_forward(x, w, b, backend="reference", **case.kwargs()), kind, alpha)
+    k = case.w[1] * case.w[2] * case.w[3]
+    for dt in target.dtypes:
+        got = target.call(
+            "conv2d_bias_act_forward", target.put(x, dt), target.put(w, dt), target.put(b, dt),
+            activation=kind, alpha=alpha, **case.kwargs(),
+        )
+        assert_close(target.get(got), want, **_tol(k, dt), what=f"{target.id} {dt} {kind} y", dtype=dt)
+
+
+@pytest.mark.parametrize("kind", ("relu", "leaky_relu"))
+@pytest.mark.parametrize("case", CONV_CASES[:8], ids=lambda c: c.id)
+def test_conv2d_bias_act_exact_on_small_integers(target, case, kind):
+    """Integer inputs: the conv is exact in any summation order, and relu / leaky_relu with slope 0.5 only
+    select or halve, so the fused result must equal the composition bit for bit."""
+    x, w = randint(case.x, 40), randint(case.w, 41)
+    b = randint((case.w[0],), 42) if case.bias else None
+    want = _compose(ops.conv2d_forward(x, w, b, backend="reference", **case.kwargs()), kind, 0.5)
+    got = target.call(
+        "conv2d_bias_act_forward", target.put(x, "float32"), target.put(w, "float32"), target.put(b, "float32"),
+        activation=kind, alpha=0.5, **case.kwargs(),
+    )
+    assert_equal(target.get(got), want, what=f"{target.id} {kind} y")
+
+
+def test_conv2d_bias_act_keeps_nan(target):
+    """A NaN input reaches every output whose window holds it, and relu keeps NaN (DESIGN.md §3)."""
+    x, w, b = randn((2, 3, 9, 9), 50), randn((5, 3, 3, 3), 51), randn((5,), 52)
+    x[1, 2, 4, 4] = np.nan
+    want = _compose(ops.conv2d_forward(x, w, b, stride=1, padding=1, backend="reference"), "relu", 0.0)
+    got = target.call(
+        "conv2d_bias_act_forward", target.put(x, "float32"), target.put(w, "float32"), target.put(b, "float32"),
+        stride=1, padding=1, activation="relu",
+    )
+    assert np.isnan(want).sum() == 5 * 9
+    assert_close(target.get(got), want, **_tol(27, "float32"), what=f"{target.id} y", dtype="float32")
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: str(k))
+@pytest.mark.parametrize("case", DENSE_CASES, ids=lambda c: c.id)
+def test_dense_bias_act_forward(target, case, kind):
+    x, w = randn((case.n, case.fan_in), 60), randn((case.fan_out, case.fan_in), 61)
+    b = randn((case.fan_out,), 62) if case.bias else None
+    alpha = 0.2
+    want = _compose(ops.dense_forward(x, w, b, backend="reference"), kind, alpha)
+    for dt in target.dtypes:
+        got = target.call(
+            "dense_bias_act_forward", target.put(x, dt), target.put(w, dt), target.put(b, dt),
+            activation=kind, alpha=alpha,
+        )
+        assert_close(target.get(got), want, **_tol(case.fan_in, dt), what=f"{target.id} {dt} {kind} y", dtype=dt)
+
+
+# Tensor sizes across the SIMD tails and the pool's split point (2^15 elements), so a chunk boundary falls
+# inside a tensor and small tensors share a chunk.
+MULTI_SHAPES = [(1,), (7,), (8,), (9,), (33,), (64, 3, 3, 3), (40000,), (17, 5)]
+ADAM_CONFIGS = [
+    dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, eps_mode="torch"),
+    dict(lr=0.1, beta1=0.5, beta2=0.9, eps=1e-3, weight_decay=0.1, eps_mode="keras"),
+]
+
+
+@pytest.mark.parametrize("config", ADAM_CONFIGS, ids=["torch", "keras-wd"])
+def test_adam_update_multi(target, config):
+    steps = 3
+    params = [randn(s, 70 + i) for i, s in enumerate(MULTI_SHAPES)]
+    grads = [[randn(s, 100 * t + i) for i, s in enumerate(MULTI_SHAPES)] for t in range(steps)]
+    for dt in target.dtypes:
+        ref = [(p.copy(), np.zeros(p.shape), np.zeros(p.shape)) for p in params]
+        got = [(target.put(p, dt), target.put(np.zeros(p.shape), dt), target.put(np.zeros(p.shape), dt)) for p in params]
+        for t in range(1, steps + 1):
+            for (p, m, v), g in zip(ref, grads[t - 1]):
+                ops.adam_update(p, g, m, v, step=t, backend="reference", **config)
+            target.call(
+                "adam_update_multi",
+                [q[0] for q in got], [target.put(g, dt) for g in grads[t - 1]], [q[1] for q in got],
+                [q[2] for q in got], step=t, **config,
+            )
+            tol = scaled(dt, 16 * EPS32 * t, 16 * EPS32 * t)
+            for i, (r, q) in enumerate(zip(ref, got)):
+                for name, a, want in zip(("param", "m", "v"), q, r):
+                    assert_close(target.get(a), want, **tol, what=f"{target.id} {dt} {name}[{i}] step {t}", dtype=dt)
