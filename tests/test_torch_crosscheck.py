@@ -215,6 +215,25 @@ def test_activation(plain_target, kind):
         assert_close(tg.get(dx), n(tx.grad), **scaled(dt, 32 * EPS32, 32 * EPS32), what=f"{tg.id} {dt} dx")
 
 
+@pytest.mark.parametrize("kind", list(ACTIVATIONS))
+def test_activation_nan_propagates_like_torch(plain_target, kind):
+    """A NaN input gives a NaN output, and the backward at a NaN output follows torch (relu passes dy:
+    threshold_backward tests y <= 0; leaky relu scales it: y > 0 is false)."""
+    fn, alpha = ACTIVATIONS[kind]
+    x = np.array([np.nan, -1.0, 0.0, 2.0, np.nan, 3.0, -0.5, np.nan, 1.0])
+    dy = np.array([1.5, 2.0, 3.0, 4.0, -2.0, 5.0, 6.0, 0.25, 7.0])
+    tx = t(x, True)
+    ty = fn(tx)
+    ty.backward(t(dy))
+    tg = plain_target
+    for dt in _dtypes(tg):
+        y = tg.call("activation_forward", tg.put(x, dt), kind, alpha=alpha)
+        assert_close(tg.get(y), n(ty), **elementwise_tol(dt), what=f"{tg.id} {dt} y")
+        dx = tg.call("activation_backward", tg.put(dy, dt), y, kind, alpha=alpha)
+        # from the backend's own y, as in test_activation
+        assert_close(tg.get(dx), n(tx.grad), **scaled(dt, 32 * EPS32, 32 * EPS32), what=f"{tg.id} {dt} dx")
+
+
 @pytest.mark.parametrize("case", LOSS_CASES, ids=lambda c: c.id)
 def test_cross_entropy(plain_target, case):
     logits = randn((case.n, case.classes), 22, scale=case.scale)
