@@ -32,7 +32,12 @@ def num_threads() -> int:
 
 def set_num_threads(n: int) -> None: ...
 
-# --- conv (conv.cpp: im2col + packed SGEMM; conv_direct.cpp: depthwise forward) -------------------------
+def output_cache(release: bool = False) -> int:
+    """Bytes of idle output blocks kept for reuse (csrc/alloc.h: outputs of 256 KiB or more come from a
+    cache of recycled blocks, at most 256 MiB idle, so a training loop does not page-fault fresh memory
+    every step); ``release=True`` frees them."""
+
+# --- conv (conv.cpp: im2col + packed SGEMM; conv_direct.cpp: depthwise forward; conv_c1_avx2.cpp: 1-channel 3x3)
 
 def conv2d_forward(
     x: F32,
@@ -61,6 +66,22 @@ def conv2d_backward(
 ) -> tuple[F32 | None, F32 | None, F32 | None]:
     """dy (N,K,P,Q), x, w -> (dx (N,C,H,W), dw (K,C/groups,R,S), db (K,)), None where not needed."""
 
+def conv2d_bias_act_forward(
+    x: F32,
+    w: F32,
+    b: F32 | None = None,
+    *,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    activation: str | None = None,
+    alpha: float = 0.01,
+) -> F32:
+    """act(conv2d_forward(x, w, b)): bias and activation ('relu', 'leaky_relu', 'sigmoid', 'tanh' or None)
+    applied in the GEMM's epilogue while the output block is in cache (in the register for the direct
+    one-input-channel 3x3 kernel)."""
+
 # --- dense (dense.cpp: packed SGEMM) --------------------------------------------------------------------
 
 def dense_forward(x: F32, w: F32, b: F32 | None = None) -> F32:
@@ -70,6 +91,11 @@ def dense_backward(
     dy: F32, x: F32, w: F32, *, need_dx: bool, need_db: bool
 ) -> tuple[F32 | None, F32, F32 | None]:
     """dy (N,out), x, w -> (dx (N,in) | None, dw (out,in), db (out,) | None)."""
+
+def dense_bias_act_forward(
+    x: F32, w: F32, b: F32 | None = None, *, activation: str | None = None, alpha: float = 0.01
+) -> F32:
+    """act(x w^T + b), activation 'relu', 'leaky_relu', 'sigmoid', 'tanh' or None."""
 
 # --- pooling (pool.cpp) ---------------------------------------------------------------------------------
 
@@ -178,3 +204,19 @@ def adam_update(
     eps_mode: str,
 ) -> None:
     """param, m, v updated in place: one Adam step t = step >= 1; eps_mode 'torch' or 'keras'."""
+
+def adam_update_multi(
+    params: Sequence[F32],
+    grads: Sequence[F32],
+    ms: Sequence[F32],
+    vs: Sequence[F32],
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    eps_mode: str,
+) -> None:
+    """adam_update on every (param, grad, m, v) quadruple in one call, the joint range split over the pool."""

@@ -17,6 +17,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "activation.h"
 #include "alloc.h"
@@ -27,6 +28,15 @@
 #include "gemm.h"
 
 namespace cnnkern {
+
+#ifdef CNNKERN_X86
+namespace avx2 {  // conv_c1_avx2.cpp
+void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y, int64_t K,
+                         int act, float alpha);
+void conv_c1_3x3_dw(const float* x, int64_t H, int64_t W, const float* dy, int64_t K, float* dw);
+}  // namespace avx2
+#endif
+
 namespace {
 
 using Pair = std::array<int64_t, 2>;
@@ -97,6 +107,55 @@ const float* backward_col(const float* xn, const ConvGeom& g, float* col, bool p
     im2col(xn, g, 0, g.C, col, g.PQ());
   return col;
 }
+
+// The first layer of an image CNN (one input channel, 3x3, stride 1, no padding or dilation) on the SIMD
+// path: direct kernels (conv_c1_avx2.cpp) instead of a GEMM whose reduction is only 9 long.
+bool conv_c1_applies(const ConvGeom& g) {
+#ifdef CNNKERN_X86
+  return simd_level() != Simd::scalar && g.C == 1 && g.G == 1 && g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 &&
+         g.dh == 1 && g.dw == 1 && g.pt == 0 && g.pl == 0 && g.P == g.H - 2 && g.Q == g.W - 2;
+#else
+  (void)g;
+  return false;
+#endif
+}
+
+#ifdef CNNKERN_X86
+// Images split over the threads; relu and leaky_relu are applied in the register, other activations after.
+void conv_c1_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
+                     float alpha) {
+  const int code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : 0;
+  const int64_t KPQ = g.K * g.PQ();
+  parallel_for(g.N, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      avx2::conv_c1_3x3_forward(x + n * g.H * g.W, g.H, g.W, w, b, y + n * KPQ, g.K, code, alpha);
+      if (code == 0) activation_inplace(act, y + n * KPQ, KPQ, alpha);
+    }
+  });
+}
+
+// dw over the batch: thread t sums its contiguous run of images in double, the runs added in thread order.
+void conv_c1_dw(const float* dy, const float* x, float* dw, const ConvGeom& g) {
+  const int64_t nt = num_threads(), KRS = g.K * 9;
+  thread_local std::vector<double> partbuf;
+  partbuf.assign(static_cast<size_t>(nt * KRS), 0.0);
+  double* parts = partbuf.data();  // the caller's buffer (a thread_local name would be each worker's own)
+  parallel_for(nt, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> imgbuf;
+    float* img = grow(imgbuf, KRS);
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t n = g.N * t / nt; n < g.N * (t + 1) / nt; ++n) {
+        avx2::conv_c1_3x3_dw(x + n * g.H * g.W, g.H, g.W, dy + n * g.K * g.PQ(), g.K, img);
+        for (int64_t i = 0; i < KRS; ++i) parts[t * KRS + i] += img[i];
+      }
+  });
+  for (int64_t i = 0; i < KRS; ++i) {
+    double s = 0.0;
+    for (int64_t t = 0; t < nt; ++t) s += parts[t * KRS + i];
+    dw[i] = static_cast<float>(s);
+  }
+}
+#endif
 
 // Images with few output columns (P*Q < kBatchBelow, e.g. conv3's 3x3 outputs) make thin per-image GEMMs:
 // 9 columns fill 9 of a 16-wide sliver, and the dw GEMM sums over only 9 terms per pass over its output.
@@ -221,6 +280,12 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
         db[k] = static_cast<float>(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])));
       }
     });
+#ifdef CNNKERN_X86
+  if (dw && conv_c1_applies(g)) {
+    conv_c1_dw(dy, x, dw, g);
+    dw = nullptr;
+  }
+#endif
   if (!dx && !dw) return;
   thread_local std::vector<float> wtbuf;
   thread_local std::vector<PackedA> wtp_scratch;
@@ -357,7 +422,11 @@ carray<float> conv2d_bias_act_forward(const carray<float>& x, const carray<float
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    if (conv_direct_applies(g)) {
+    if (conv_c1_applies(g)) {
+#ifdef CNNKERN_X86
+      conv_c1_forward(xp, wp, bp, yp, g, act, static_cast<float>(alpha));
+#endif
+    } else if (conv_direct_applies(g)) {
       conv_direct_forward(xp, wp, bp, yp, g);
       if (act != Act::none)
         parallel_for(g.N * g.K, [&](int64_t i0, int64_t i1) {

@@ -117,3 +117,96 @@ def test_adam_update_multi(target, config):
             for i, (r, q) in enumerate(zip(ref, got)):
                 for name, a, want in zip(("param", "m", "v"), q, r):
                     assert_close(target.get(a), want, **tol, what=f"{target.id} {dt} {name}[{i}] step {t}", dtype=dt)
+
+
+# Convolutions with few output pixels per image (P*Q < 64): the cpp backend multiplies several images in one
+# GEMM (images side by side in the columns), in blocks split over the threads. These geometries cross the
+# block and thread boundaries (image counts that do not divide evenly, one image left over, groups, stride,
+# padding, dilation); the reference computes image by image.
+BATCHED = [
+    ((3, 3, 5, 5), (4, 3, 3, 3), dict()),
+    ((7, 4, 6, 5), (6, 2, 3, 2), dict(stride=2, padding=1, groups=2)),
+    ((5, 2, 7, 7), (3, 2, 3, 3), dict(padding="same", dilation=2)),
+    ((33, 3, 4, 4), (5, 3, 2, 2), dict()),
+    ((40, 1, 7, 7), (9, 1, 3, 3), dict(padding=1, stride=(2, 1))),
+]
+
+
+@pytest.mark.parametrize("kind", (None, "relu"), ids=str)
+@pytest.mark.parametrize("xs, ws, kw", BATCHED, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else None)
+def test_batched_small_output_conv(target, xs, ws, kw, kind):
+    x, w, b = randn(xs, 80), randn(ws, 81), randn((ws[0],), 82)
+    y = ops.conv2d_forward(x, w, b, backend="reference", **kw)
+    dy = randn(y.shape, 83)
+    want_dx, want_dw, want_db = ops.conv2d_backward(dy, x, w, backend="reference", **kw)
+    k_y = ws[1] * ws[2] * ws[3]
+    k_dx = ws[0] * ws[2] * ws[3]
+    k_dw = y.shape[0] * y.shape[2] * y.shape[3]
+    for dt in target.dtypes:
+        got = target.call(
+            "conv2d_bias_act_forward", target.put(x, dt), target.put(w, dt), target.put(b, dt), activation=kind, **kw
+        )
+        assert_close(target.get(got), _compose(y, kind, 0.01), **_tol(k_y, dt), what=f"{target.id} {dt} y", dtype=dt)
+        dx, dw, db = (target.get(a) for a in target.call(
+            "conv2d_backward", target.put(dy, dt), target.put(x, dt), target.put(w, dt), **kw
+        ))
+        assert_close(dx, want_dx, **gemm_tol(k_dx, dt), what=f"{target.id} {dt} dx", dtype=dt)
+        assert_close(dw, want_dw, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} dw", dtype=dt)
+        assert_close(db, want_db, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} db", dtype=dt)
+
+
+# One input channel, 3x3, stride 1, no padding (the first layer of an image CNN): the cpp backend's SIMD
+# path runs direct kernels (rows of 8 outputs, masked row tails, filters in blocks of 4). Widths give every
+# tail length Q % 8 = 0..7; filter counts cross the block of 4; batches of 1 and of more images than threads.
+C1_CASES = [
+    ((1, 1, 3, 3), 1),
+    ((2, 1, 10, 11), 5),
+    ((3, 1, 12, 4), 4),
+    ((1, 1, 9, 15), 7),
+    ((5, 1, 7, 16), 9),
+    ((4, 1, 5, 17), 3),
+    ((3, 1, 6, 26), 8),
+    ((7, 1, 28, 28), 32),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+@pytest.mark.parametrize("xs, k", C1_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+def test_single_channel_3x3_conv(target, xs, k, kind):
+    x, w, b = randn(xs, 90), randn((k, 1, 3, 3), 91), randn((k,), 92)
+    y = ops.conv2d_forward(x, w, b, backend="reference")
+    dy = randn(y.shape, 93)
+    want_dx, want_dw, want_db = ops.conv2d_backward(dy, x, w, backend="reference")
+    k_dw = y.shape[0] * y.shape[2] * y.shape[3]
+    for dt in target.dtypes:
+        got = target.call(
+            "conv2d_bias_act_forward", target.put(x, dt), target.put(w, dt), target.put(b, dt), activation=kind,
+            alpha=0.3,
+        )
+        assert_close(target.get(got), _compose(y, kind, 0.3), **_tol(9, dt), what=f"{target.id} {dt} y", dtype=dt)
+        if kind is not None:
+            continue
+        for need_dx in (False, True):
+            dx, dw, db = (target.get(a) for a in target.call(
+                "conv2d_backward", target.put(dy, dt), target.put(x, dt), target.put(w, dt), need_dx=need_dx
+            ))
+            assert (dx is None) == (not need_dx)
+            if need_dx:
+                assert_close(dx, want_dx, **gemm_tol(9 * k, dt), what=f"{target.id} {dt} dx", dtype=dt)
+            assert_close(dw, want_dw, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} dw", dtype=dt)
+            assert_close(db, want_db, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} db", dtype=dt)
+
+
+def test_single_channel_3x3_conv_exact_and_nan(target):
+    """Integer inputs are exact in any order; a NaN pixel reaches exactly the 3x3 block of outputs over it."""
+    x, w, b = randint((2, 1, 11, 13), 94), randint((6, 1, 3, 3), 95), randint((6,), 96)
+    want = ops.conv2d_forward(x, w, b, backend="reference")
+    got = target.call("conv2d_bias_act_forward", target.put(x, "float32"), target.put(w, "float32"),
+                      target.put(b, "float32"))
+    assert_equal(target.get(got), want, what=f"{target.id} y")
+    x[1, 0, 5, 12] = np.nan
+    want = _compose(ops.conv2d_forward(x, w, b, backend="reference"), "relu", 0.0)
+    got = target.call("conv2d_bias_act_forward", target.put(x, "float32"), target.put(w, "float32"),
+                      target.put(b, "float32"), activation="relu")
+    assert np.isnan(want).sum() == 6 * 3
+    assert_equal(target.get(got), want, what=f"{target.id} relu y")
