@@ -21,6 +21,6 @@ def activation_backward(dy, y, kind, *, alpha=0.01, backend=None):
     be = resolve(backend)
     alpha = _kind(kind, alpha)
     y = check.array("y", y, be)
-    dy = check.array("dy", dy, be, dtype=y.dtype.name)
+    dy = check.array("dy", dy, be, dtype=y.dtype)
     check.shape_is("dy", dy, y.shape, "the shape of y")
     return be.activation_backward(dy, y, kind, alpha=alpha)

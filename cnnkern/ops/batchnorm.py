@@ -10,7 +10,7 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, training, 
     momentum, unbiased running variance); eval: the running statistics. gamma/beta None mean 1 and 0."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4)
-    dt = x.dtype.name
+    dt = x.dtype
     c = x.shape[1]
     xp = __import__(be.array_module)
     gamma = xp.ones(c, dt) if gamma is None else check.array("gamma", gamma, be, ndim=1, dtype=dt)
@@ -32,7 +32,7 @@ def batchnorm2d_backward(dy, x, gamma, mean, invstd, *, training=True, backend=N
     """Returns (dx, dgamma, dbeta) from the mean and invstd that the forward returned."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4)
-    dt = x.dtype.name
+    dt = x.dtype
     c = x.shape[1]
     dy = check.array("dy", dy, be, ndim=4, dtype=dt)
     check.shape_is("dy", dy, x.shape, "the shape of x")

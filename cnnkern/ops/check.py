@@ -8,7 +8,8 @@ import numbers
 
 import numpy as np
 
-_FLOAT_NAMES = ("float32", "float64")
+_FLOATS = (np.dtype("float32"), np.dtype("float64"))
+_allowed = {}  # backend.dtypes (names) -> the dtype objects, so the hot path compares objects, not names
 
 
 def array_types(backend):
@@ -24,8 +25,22 @@ def _kind_name(backend):
     return "cupy.ndarray" if backend.array_module == "cupy" else "numpy.ndarray"
 
 
+def _dtype_of(name, a, backend, writable):
+    """a's dtype as one of _FLOATS, or an error; a non-native byte order is a layout (returned as None:
+    the caller converts), except for an in-place target."""
+    dt = a.dtype
+    if dt in _FLOATS:
+        return dt
+    if dt.kind == "f" and dt.itemsize in (4, 8) and not dt.isnative:
+        if writable:
+            raise ValueError(f"{name} is updated in place and must have native byte order, got {dt.str}")
+        return None
+    raise TypeError(f"{name} must be float32 or float64, got dtype {dt.name}")
+
+
 def array(name, a, backend, *, ndim=None, dtype=None, writable=False, allow_empty=False):
-    """Check one floating array: kind, dtype (one the backend runs), ndim; return it C-contiguous.
+    """Check one floating array: kind, dtype (one the backend runs), ndim; return it C-contiguous and in native
+    byte order (a copy where needed).
 
     ``dtype``: the dtype it must share with the first array of the call (no silent casts).
     ``writable``: an in-place target, which must already be C-contiguous and writable (a copy would lose the
@@ -34,16 +49,23 @@ def array(name, a, backend, *, ndim=None, dtype=None, writable=False, allow_empt
     cls = array_types(backend)
     if not isinstance(a, cls):
         raise TypeError(f"{name} must be a {_kind_name(backend)} for the {backend.name!r} backend, got {type(a).__name__}")
-    dt = a.dtype.name
-    if dt not in _FLOAT_NAMES:
-        raise TypeError(f"{name} must be float32 or float64, got dtype {dt}")
-    if dt not in backend.dtypes:
+    dt = _dtype_of(name, a, backend, writable)
+    if dt is None:
+        a = a.astype(a.dtype.newbyteorder("="))
+        dt = a.dtype
+    allowed = _allowed.get(backend.dtypes)
+    if allowed is None:
+        allowed = _allowed.setdefault(backend.dtypes, tuple(np.dtype(n) for n in backend.dtypes))
+    if dt not in allowed:
         raise TypeError(
-            f"{name} has dtype {dt}, which the {backend.name!r} backend does not run "
+            f"{name} has dtype {dt.name}, which the {backend.name!r} backend does not run "
             f"(it runs {', '.join(backend.dtypes)}); convert explicitly, e.g. {name}.astype('float32')"
         )
     if dtype is not None and dt != dtype:
-        raise TypeError(f"{name} has dtype {dt} but the other arrays of this call are {dtype}; no implicit casts")
+        raise TypeError(
+            f"{name} has dtype {dt.name} but the other arrays of this call are {np.dtype(dtype).name}; "
+            "no implicit casts"
+        )
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(a.shape)}")
     if not allow_empty and a.size == 0:

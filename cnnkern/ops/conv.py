@@ -44,9 +44,9 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, b
     """
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4)
-    w = check.array("w", w, be, ndim=4, dtype=x.dtype.name)
+    w = check.array("w", w, be, ndim=4, dtype=x.dtype)
     stride, pad, dilation, groups, _ = _geometry(x, w, stride, padding, dilation, groups)
-    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype.name)
+    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
     if b is not None:
         check.shape_is("b", b, (w.shape[0],), "one bias per output channel")
     return be.conv2d_forward(x, w, b, stride=stride, padding=pad, dilation=dilation, groups=groups)
@@ -57,8 +57,8 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1, need
     """Gradients of conv2d_forward: (dx, dw, db), None where not asked for. dy is dL/dy (N,K,P,Q)."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4)
-    w = check.array("w", w, be, ndim=4, dtype=x.dtype.name)
-    dy = check.array("dy", dy, be, ndim=4, dtype=x.dtype.name)
+    w = check.array("w", w, be, ndim=4, dtype=x.dtype)
+    dy = check.array("dy", dy, be, ndim=4, dtype=x.dtype)
     stride, pad, dilation, groups, (p, q) = _geometry(x, w, stride, padding, dilation, groups)
     check.shape_is("dy", dy, (x.shape[0], w.shape[0], p, q), "the conv2d output shape")
     return be.conv2d_backward(dy, x, w, stride=stride, padding=pad, dilation=dilation, groups=groups,
@@ -73,9 +73,9 @@ def conv2d_bias_act_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, gr
     activation_forward. The backward is the unfused pair: activation_backward from y, then conv2d_backward."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4)
-    w = check.array("w", w, be, ndim=4, dtype=x.dtype.name)
+    w = check.array("w", w, be, ndim=4, dtype=x.dtype)
     stride, pad, dilation, groups, _ = _geometry(x, w, stride, padding, dilation, groups)
-    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype.name)
+    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
     if b is not None:
         check.shape_is("b", b, (w.shape[0],), "one bias per output channel")
     alpha = check.activation_kind(activation, alpha)

@@ -6,7 +6,7 @@ from . import check
 
 def _check(x, w, be):
     x = check.array("x", x, be, ndim=2)
-    w = check.array("w", w, be, ndim=2, dtype=x.dtype.name)
+    w = check.array("w", w, be, ndim=2, dtype=x.dtype)
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"w must have shape (out, {x.shape[1]}) for x {tuple(x.shape)}, got {tuple(w.shape)}")
     return x, w
@@ -16,7 +16,7 @@ def dense_forward(x, w, b=None, *, backend=None):
     """y = x·wᵀ + b."""
     be = resolve(backend)
     x, w = _check(x, w, be)
-    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype.name)
+    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
     if b is not None:
         check.shape_is("b", b, (w.shape[0],), "one bias per output")
     return be.dense_forward(x, w, b)
@@ -26,7 +26,7 @@ def dense_backward(dy, x, w, *, need_dx=True, need_db=True, backend=None):
     """Returns (dx, dw, db): dx = dy·w, dw = dyᵀ·x, db = Σₙ dy; None where not asked for."""
     be = resolve(backend)
     x, w = _check(x, w, be)
-    dy = check.array("dy", dy, be, ndim=2, dtype=x.dtype.name)
+    dy = check.array("dy", dy, be, ndim=2, dtype=x.dtype)
     check.shape_is("dy", dy, (x.shape[0], w.shape[0]), "(N, out)")
     return be.dense_backward(dy, x, w, need_dx=check.flag("need_dx", need_dx), need_db=check.flag("need_db", need_db))
 
@@ -35,7 +35,7 @@ def dense_bias_act_forward(x, w, b=None, *, activation=None, alpha=0.01, backend
     """``activation_forward(dense_forward(x, w, b), activation)`` as one fused kernel where the backend has one."""
     be = resolve(backend)
     x, w = _check(x, w, be)
-    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype.name)
+    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
     if b is not None:
         check.shape_is("b", b, (w.shape[0],), "one bias per output")
     alpha = check.activation_kind(activation, alpha)

@@ -6,7 +6,7 @@ from . import check
 
 def _state(be, param, grad, **state):
     param = check.array("param", param, be, writable=True)
-    dt = param.dtype.name
+    dt = param.dtype
     grad = check.array("grad", grad, be, dtype=dt)
     check.shape_is("grad", grad, param.shape, "the shape of param")
     out = []
@@ -78,7 +78,7 @@ def adam_update_multi(params, grads, ms, vs, *, step, lr=1e-3, beta1=0.9, beta2=
     out = ([], [], [], [])
     for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs)):
         p = check.array(f"params[{i}]", p, be, writable=True, dtype=dt)
-        dt = p.dtype.name
+        dt = p.dtype
         g = check.array(f"grads[{i}]", g, be, dtype=dt)
         m = check.array(f"ms[{i}]", m, be, dtype=dt, writable=True)
         v = check.array(f"vs[{i}]", v, be, dtype=dt, writable=True)

@@ -1,5 +1,7 @@
 """Max and average pooling at the front door: x (N,C,H,W) -> y (N,C,P,Q)."""
 
+import numpy as np
+
 from .. import shapes
 from ..backends import resolve
 from . import check
@@ -43,8 +45,10 @@ def maxpool2d_backward(dy, argmax, x_shape, *, backend=None):
     cls = check.array_types(be)
     if not isinstance(argmax, cls):
         raise TypeError(f"argmax must be a {cls.__module__}.ndarray, got {type(argmax).__name__}")
-    if argmax.dtype.name != "int64":
+    if argmax.dtype.kind != "i" or argmax.dtype.itemsize != 8:
         raise TypeError(f"argmax must be int64 (as maxpool2d_forward returns it), got {argmax.dtype.name}")
+    if argmax.dtype != np.int64:  # int64 in the other byte order: a layout, converted like the strides
+        argmax = argmax.astype(np.int64)
     check.shape_is("argmax", argmax, dy.shape, "the shape of dy")
     if tuple(dy.shape[:2]) != x_shape[:2]:
         raise ValueError(f"dy {tuple(dy.shape)} and x_shape {x_shape} must agree on (N, C)")
