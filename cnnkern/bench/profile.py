@@ -12,7 +12,7 @@ The timer costs about a microsecond per call (perf_counter twice, a dict update)
 import time
 from collections import defaultdict
 
-from ..backends.base import KERNELS, Backend
+from ..backends.base import FUSED_KERNELS, KERNELS, Backend
 from . import shapes as S
 from .steps import classic_batch, classic_weights
 
@@ -22,9 +22,11 @@ def _key_shape(kernel, args):
     activation backward), or None."""
     pick = {
         "conv2d_forward": 0,
+        "conv2d_bias_act_forward": 0,
         "conv2d_backward": 1,
         "maxpool2d_forward": 0,
         "dense_forward": 0,
+        "dense_bias_act_forward": 0,
         "dense_backward": 1,
         "activation_forward": 0,
         "activation_backward": 1,
@@ -58,6 +60,9 @@ def layer_table(batch):
         else:
             continue
         table[(kernels[0], shape)] = (spec.name, spec.forward_flops(), spec.forward_bytes())
+        fused = {"conv2d_forward": "conv2d_bias_act_forward", "dense_forward": "dense_bias_act_forward"}
+        if kernels[0] in fused:  # the model layer runs conv/dense + bias + activation as one fused kernel
+            table[(fused[kernels[0]], shape)] = table[(kernels[0], shape)]
         table[(kernels[1], shape)] = (spec.name, spec.backward_flops(), spec.backward_bytes())
     return table
 
@@ -95,13 +100,15 @@ def _timed(kernel):
         rec[1] += seconds
         if kernel == "adam_update":
             self.adam_values += int(args[0].size)
+        elif kernel == "adam_update_multi":
+            self.adam_values += sum(int(p.size) for p in args[0])
         return out
 
     method.__name__ = kernel
     return method
 
 
-for _k in KERNELS:
+for _k in KERNELS + FUSED_KERNELS:
     setattr(TimedBackend, _k, _timed(_k))
 
 
@@ -129,7 +136,7 @@ def profile_step(backend, batch, steps=20, warmup=3, seed=0):
     known = layer_table(batch)
     rows = []
     for (kernel, shape), (calls, seconds) in timed.records.items():
-        if kernel == "adam_update":
+        if kernel in ("adam_update", "adam_update_multi"):
             layer, flops, nbytes = "adam", 12 * timed.adam_values, 7 * S.F32 * timed.adam_values
         elif (kernel, shape) in known:
             layer, flops, nbytes = known[(kernel, shape)]
