@@ -490,7 +490,7 @@ class Sequential:
         if len(weights) != len(items):
             raise ValueError(f"set_weights needs {len(items)} arrays, got {len(weights)}")
         for (key, _, d, k), w in zip(items, weights):
-            w = np.asarray(to_numpy(w))
+            w = np.array(to_numpy(w))  # a copy, as Keras: training must not write into the caller's arrays
             if w.shape != tuple(d[k].shape):
                 raise ValueError(f"weight {key} must have shape {tuple(d[k].shape)}, got {w.shape}")
             d[k] = self._ctx.asarray(w)

@@ -426,3 +426,16 @@ def test_progress_bar_on_a_terminal():
     text = screen.getvalue()
     assert text.startswith("Epoch 1/1\n") and "\r4/4 [==============================]" in text
     assert "loss: " in text and "accuracy: " in text and "img/s" in text
+
+
+def test_set_weights_copies_the_callers_arrays():
+    """As in Keras, training after set_weights leaves the arrays that were passed in unchanged."""
+    m = tiny_cnn()
+    given = [np.array(w, copy=True) for w in m.get_weights()]
+    m.set_weights(given)
+    before = [w.copy() for w in given]
+    x, y = batches(1)
+    m.train_on_batch(x[0], y[0])
+    for i, (g, b) in enumerate(zip(given, before)):
+        np.testing.assert_array_equal(g, b, err_msg=f"weight {i} was modified by training")
+    assert any(not np.array_equal(w, b) for w, b in zip(m.get_weights(), before)), "training changed nothing"
