@@ -157,15 +157,19 @@ void conv_c1_dw(const float* dy, const float* x, float* dw, const ConvGeom& g) {
 }
 #endif
 
-// Images with few output columns (P*Q < kBatchBelow, e.g. conv3's 3x3 outputs) make thin per-image GEMMs:
-// 9 columns fill 9 of a 16-wide sliver, and the dw GEMM sums over only 9 terms per pass over its output.
-// Such convs put `nb` images side by side instead: col (C*R*S, nb*P*Q), image i in columns [i*PQ, (i+1)*PQ)
-// (and dy likewise gathered to (K, nb*P*Q)), so one GEMM covers nb images. Blocks of about kBatchCols
-// columns, their count a multiple of the thread count so every thread gets the same number.
-constexpr int64_t kBatchBelow = 64, kBatchCols = 256;
+// Images with few output columns (P*Q below kBatchBelowForward / kBatchBelowBackward: conv3's 3x3
+// outputs, conv2's 11x11) make thin per-image GEMMs: 9 columns fill 9 of a 16-wide sliver, and the dw
+// GEMM sums over only 9 terms per pass over its output; 121 columns leave 7 of 128 idle. Such convs put
+// `nb` images side by side instead: col (C*R*S, nb*P*Q), image i in columns [i*PQ, (i+1)*PQ) (and dy
+// likewise gathered to (K, nb*P*Q)), so one GEMM covers nb images. Blocks of about kBatchCols columns,
+// their count a multiple of the thread count so every thread gets the same number. Measured on the
+// classic CNN at batch 128 (noisy VM): conv2's forward (121 columns) gained ~15% batched, its backward
+// lost ~25% at 2 threads (a 3-image dcol, 288 x 363 floats, no longer stays in L2 for col2im), so the
+// backward batches only below 64 columns; conv3 (9 columns) gains in both.
+constexpr int64_t kBatchBelowForward = 128, kBatchBelowBackward = 64, kBatchCols = 256;
 
-int64_t batch_images(const ConvGeom& g) {
-  if (g.pointwise() || g.PQ() >= kBatchBelow || g.N < 2) return 1;
+int64_t batch_images(const ConvGeom& g, int64_t below) {
+  if (g.pointwise() || g.PQ() >= below || g.N < 2) return 1;
   const int64_t nt = num_threads();
   const int64_t per_thread = std::max<int64_t>(1, (g.N * g.PQ() + nt * kBatchCols - 1) / (nt * kBatchCols));
   return (g.N + nt * per_thread - 1) / (nt * per_thread);
@@ -221,7 +225,8 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
   pack_weights(w, g, false, wbuf, wp_scratch);
   const std::vector<PackedA>& wp = wp_scratch;  // a local name, so the worker threads see the caller's
   const int64_t nr = wp[0].uk.nr, ld = (PQ + nr - 1) / nr * nr, slivers = ld / nr;
-  if (const int64_t nb = batch_images(g); nb > 1) return conv_forward_batched(x, b, y, g, wp, nb, act, alpha);
+  if (const int64_t nb = batch_images(g, kBatchBelowForward); nb > 1)
+    return conv_forward_batched(x, b, y, g, wp, nb, act, alpha);
   const bool pointwise = g.pointwise();
   auto make_col = [&](int64_t n, bool parallel) -> const float* {
     if (pointwise) return x + n * CHW;
@@ -329,7 +334,7 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   };
 
   const int64_t nt = num_threads(), dw_size = g.K * CgRS;
-  if (const int64_t nb = batch_images(g); nb > 1) {
+  if (const int64_t nb = batch_images(g, kBatchBelowBackward); nb > 1) {
     // Batched: thread t takes image blocks [blocks*t/nt, blocks*(t+1)/nt); per block dy is gathered to
     // dyb (K, cols), then dw-partial (=|+=) dyb · col^T and dcol (C*R*S, cols) = w^T · dyb, scattered per
     // image with col2im.

@@ -119,7 +119,7 @@ def test_adam_update_multi(target, config):
                     assert_close(target.get(a), want, **tol, what=f"{target.id} {dt} {name}[{i}] step {t}", dtype=dt)
 
 
-# Convolutions with few output pixels per image (P*Q < 64): the cpp backend multiplies several images in one
+# Convolutions with few output pixels per image (P*Q < 128): the cpp backend multiplies several images in one
 # GEMM (images side by side in the columns), in blocks split over the threads. These geometries cross the
 # block and thread boundaries (image counts that do not divide evenly, one image left over, groups, stride,
 # padding, dilation); the reference computes image by image.
