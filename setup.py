@@ -3,8 +3,8 @@
 Portable code only: the AVX2 and AVX-512 micro-kernels live in their own translation units
 (``csrc/*_avx2.cpp``, ``csrc/*_avx512.cpp``) that enable those instruction sets with ``#pragma GCC target``
 and are only called after a run-time CPU check, so the wheel runs on any x86-64 (and builds elsewhere
-with the scalar path alone). No ``-march=native``, no ``-ffast-math``: IEEE NaN semantics are part of
-the kernel contract.
+with the scalar path alone). No native-CPU tuning and no fast-math flags: IEEE NaN semantics are part
+of the kernel contract.
 
 The extension is optional: if it fails to build, ``pip install`` still installs the pure-Python
 package and the ``cpp`` backend's probe reports why it cannot load.
