@@ -11,7 +11,8 @@ def config_text():
     import numpy
 
     lines = [
-        f"cnnkern {__import__('cnnkern').__version__}  python {sys.version.split()[0]}  numpy {numpy.__version__}"
+        f"cnnkern {__import__('cnnkern').__version__}  python {sys.version.split()[0]}"
+        f"  numpy {numpy.__version__}"
         f"  {platform.machine()}",
         f"CNNKERN_BACKEND={os.environ.get('CNNKERN_BACKEND', '')!r}  CNNKERN_SIMD="
         f"{os.environ.get('CNNKERN_SIMD', '')!r}",

@@ -128,8 +128,9 @@ class Backend:
     # --- fused kernels: default compositions of this backend's own kernels ---
 
     # activation_forward(conv2d_forward(x, w, b), activation); activation None means none
-    def conv2d_bias_act_forward(self, x, w, b=None, *, stride, padding, dilation, groups, activation=None,
-                                alpha=0.01):
+    def conv2d_bias_act_forward(
+        self, x, w, b=None, *, stride, padding, dilation, groups, activation=None, alpha=0.01
+    ):
         y = self.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
         return y if activation is None else self.activation_forward(y, activation, alpha=alpha)
 
@@ -138,7 +139,20 @@ class Backend:
         return y if activation is None else self.activation_forward(y, activation, alpha=alpha)
 
     # adam_update over lists of same-shaped (param, grad, m, v) quadruples, one step for all
-    def adam_update_multi(self, params, grads, ms, vs, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
+    def adam_update_multi(
+        self, params, grads, ms, vs, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode
+    ):
         for p, g, m, v in zip(params, grads, ms, vs):
-            self.adam_update(p, g, m, v, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                             weight_decay=weight_decay, eps_mode=eps_mode)
+            self.adam_update(
+                p,
+                g,
+                m,
+                v,
+                step=step,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                eps=eps,
+                weight_decay=weight_decay,
+                eps_mode=eps_mode,
+            )

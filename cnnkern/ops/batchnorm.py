@@ -4,8 +4,9 @@ from ..backends import resolve
 from . import check
 
 
-def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, training, momentum=0.1, eps=1e-5,
-                        backend=None):
+def batchnorm2d_forward(
+    x, gamma, beta, running_mean, running_var, *, training, momentum=0.1, eps=1e-5, backend=None
+):
     """Returns (y, mean, invstd). training: batch statistics, running_mean/var updated in place (PyTorch's
     momentum, unbiased running variance); eval: the running statistics. gamma/beta None mean 1 and 0."""
     be = resolve(backend)
@@ -18,14 +19,22 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, training, 
     training = check.flag("training", training)
     running_mean = check.array("running_mean", running_mean, be, ndim=1, dtype=dt, writable=training)
     running_var = check.array("running_var", running_var, be, ndim=1, dtype=dt, writable=training)
-    for name, a in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
+    for name, a in (
+        ("gamma", gamma),
+        ("beta", beta),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ):
         check.shape_is(name, a, (c,), f"one value per channel of x {tuple(x.shape)}")
     momentum = check.number("momentum", momentum, minimum=0.0, maximum=1.0)
     eps = check.number("eps", eps, above=0.0)
     if training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
-        raise ValueError(f"batch norm in training needs more than one value per channel, got x {tuple(x.shape)}")
-    return be.batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training=training, momentum=momentum,
-                                  eps=eps)
+        raise ValueError(
+            f"batch norm in training needs more than one value per channel, got x {tuple(x.shape)}"
+        )
+    return be.batchnorm2d_forward(
+        x, gamma, beta, running_mean, running_var, training=training, momentum=momentum, eps=eps
+    )
 
 
 def batchnorm2d_backward(dy, x, gamma, mean, invstd, *, training=True, backend=None):

@@ -39,8 +39,8 @@ def _dtype_of(name, a, backend, writable):
 
 
 def array(name, a, backend, *, ndim=None, dtype=None, writable=False, allow_empty=False):
-    """Check one floating array: kind, dtype (one the backend runs), ndim; return it C-contiguous and in native
-    byte order (a copy where needed).
+    """Check one floating array: kind, dtype (one the backend runs), ndim; return it C-contiguous and in
+    native byte order (a copy where needed).
 
     ``dtype``: the dtype it must share with the first array of the call (no silent casts).
     ``writable``: an in-place target, which must already be C-contiguous and writable (a copy would lose the
@@ -48,7 +48,9 @@ def array(name, a, backend, *, ndim=None, dtype=None, writable=False, allow_empt
     """
     cls = array_types(backend)
     if not isinstance(a, cls):
-        raise TypeError(f"{name} must be a {_kind_name(backend)} for the {backend.name!r} backend, got {type(a).__name__}")
+        raise TypeError(
+            f"{name} must be a {_kind_name(backend)} for the {backend.name!r} backend, got {type(a).__name__}"
+        )
     dt = _dtype_of(name, a, backend, writable)
     if dt is None:
         a = a.astype(a.dtype.newbyteorder("="))
@@ -104,7 +106,9 @@ def labels(name, a, backend, n, num_classes):
     lo, hi = int(a.min()), int(a.max())
     if lo < 0 or hi >= num_classes:
         bad = lo if lo < 0 else hi
-        raise IndexError(f"{name} holds class {bad}, outside [0, {num_classes}) for logits with {num_classes} classes")
+        raise IndexError(
+            f"{name} holds class {bad}, outside [0, {num_classes}) for logits with {num_classes} classes"
+        )
     return a.astype("int64", copy=False) if a.flags.c_contiguous else a.astype("int64")
 
 

@@ -13,16 +13,22 @@ def _geometry(x, w, stride, padding, dilation, groups):
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape
     if c % groups or k % groups:
-        raise ValueError(f"groups={groups} must divide both input channels C={c} (x {tuple(x.shape)}) "
-                         f"and output channels K={k} (w {tuple(w.shape)})")
+        raise ValueError(
+            f"groups={groups} must divide both input channels C={c} (x {tuple(x.shape)}) "
+            f"and output channels K={k} (w {tuple(w.shape)})"
+        )
     if cg != c // groups:
-        raise ValueError(f"w must have shape (K, C/groups, R, S) = ({k}, {c // groups}, R, S) for x {tuple(x.shape)} "
-                         f"and groups={groups}, got {tuple(w.shape)}")
+        raise ValueError(
+            f"w must have shape (K, C/groups, R, S) = ({k}, {c // groups}, R, S) for x {tuple(x.shape)} "
+            f"and groups={groups}, got {tuple(w.shape)}"
+        )
     if isinstance(padding, str):
         if padding == "valid":
             pad = (0, 0, 0, 0)
         elif padding == "same":
-            pad = shapes.same_padding(h, r, stride[0], dilation[0]) + shapes.same_padding(wd, s, stride[1], dilation[1])
+            pad = shapes.same_padding(h, r, stride[0], dilation[0]) + shapes.same_padding(
+                wd, s, stride[1], dilation[1]
+            )
         else:
             raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
     else:
@@ -31,9 +37,24 @@ def _geometry(x, w, stride, padding, dilation, groups):
     p = shapes.conv_out(h, r, stride[0], pad[0], pad[1], dilation[0])
     q = shapes.conv_out(wd, s, stride[1], pad[2], pad[3], dilation[1])
     if p < 1 or q < 1:
-        raise ValueError(f"conv2d output would be empty: x {tuple(x.shape)}, kernel {r}x{s}, stride {stride}, "
-                         f"padding {pad}, dilation {dilation} give {p}x{q}")
+        raise ValueError(
+            f"conv2d output would be empty: x {tuple(x.shape)}, kernel {r}x{s}, stride {stride}, "
+            f"padding {pad}, dilation {dilation} give {p}x{q}"
+        )
     return stride, pad, dilation, groups, (p, q)
+
+
+def _forward_args(be, x, w, b, stride, padding, dilation, groups):
+    """The checks shared by conv2d_forward and its fused variant.
+
+    Returns (x, w, b, stride, padding4, dilation, groups)."""
+    x = check.array("x", x, be, ndim=4)
+    w = check.array("w", w, be, ndim=4, dtype=x.dtype)
+    stride, pad, dilation, groups, _ = _geometry(x, w, stride, padding, dilation, groups)
+    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
+    if b is not None:
+        check.shape_is("b", b, (w.shape[0],), "one bias per output channel")
+    return x, w, b, stride, pad, dilation, groups
 
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, backend=None):
@@ -43,17 +64,24 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, b
     like TensorFlow so that P = ceil(H/sh)).
     """
     be = resolve(backend)
-    x = check.array("x", x, be, ndim=4)
-    w = check.array("w", w, be, ndim=4, dtype=x.dtype)
-    stride, pad, dilation, groups, _ = _geometry(x, w, stride, padding, dilation, groups)
-    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
-    if b is not None:
-        check.shape_is("b", b, (w.shape[0],), "one bias per output channel")
+    x, w, b, stride, pad, dilation, groups = _forward_args(be, x, w, b, stride, padding, dilation, groups)
     return be.conv2d_forward(x, w, b, stride=stride, padding=pad, dilation=dilation, groups=groups)
 
 
-def conv2d_backward(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1, need_dx=True, need_dw=True,
-                    need_db=True, backend=None):
+def conv2d_backward(
+    dy,
+    x,
+    w,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    need_dx=True,
+    need_dw=True,
+    need_db=True,
+    backend=None,
+):
     """Gradients of conv2d_forward: (dx, dw, db), None where not asked for. dy is dL/dy (N,K,P,Q)."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4)
@@ -61,23 +89,37 @@ def conv2d_backward(dy, x, w, *, stride=1, padding=0, dilation=1, groups=1, need
     dy = check.array("dy", dy, be, ndim=4, dtype=x.dtype)
     stride, pad, dilation, groups, (p, q) = _geometry(x, w, stride, padding, dilation, groups)
     check.shape_is("dy", dy, (x.shape[0], w.shape[0], p, q), "the conv2d output shape")
-    return be.conv2d_backward(dy, x, w, stride=stride, padding=pad, dilation=dilation, groups=groups,
-                              need_dx=check.flag("need_dx", need_dx), need_dw=check.flag("need_dw", need_dw),
-                              need_db=check.flag("need_db", need_db))
+    return be.conv2d_backward(
+        dy,
+        x,
+        w,
+        stride=stride,
+        padding=pad,
+        dilation=dilation,
+        groups=groups,
+        need_dx=check.flag("need_dx", need_dx),
+        need_dw=check.flag("need_dw", need_dw),
+        need_db=check.flag("need_db", need_db),
+    )
 
 
-def conv2d_bias_act_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, activation=None,
-                            alpha=0.01, backend=None):
-    """``activation_forward(conv2d_forward(x, w, b, ...), activation)`` as one fused kernel where the backend has
-    one (bias and activation applied while the output tile is in cache). activation: None or a kind of
+def conv2d_bias_act_forward(
+    x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, activation=None, alpha=0.01, backend=None
+):
+    """``activation_forward(conv2d_forward(x, w, b, ...), activation)`` as one fused kernel where the backend
+    has one (bias and activation applied while the output tile is in cache). activation: None or a kind of
     activation_forward. The backward is the unfused pair: activation_backward from y, then conv2d_backward."""
     be = resolve(backend)
-    x = check.array("x", x, be, ndim=4)
-    w = check.array("w", w, be, ndim=4, dtype=x.dtype)
-    stride, pad, dilation, groups, _ = _geometry(x, w, stride, padding, dilation, groups)
-    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
-    if b is not None:
-        check.shape_is("b", b, (w.shape[0],), "one bias per output channel")
+    x, w, b, stride, pad, dilation, groups = _forward_args(be, x, w, b, stride, padding, dilation, groups)
     alpha = check.activation_kind(activation, alpha)
-    return be.conv2d_bias_act_forward(x, w, b, stride=stride, padding=pad, dilation=dilation, groups=groups,
-                                      activation=activation, alpha=alpha)
+    return be.conv2d_bias_act_forward(
+        x,
+        w,
+        b,
+        stride=stride,
+        padding=pad,
+        dilation=dilation,
+        groups=groups,
+        activation=activation,
+        alpha=alpha,
+    )

@@ -8,17 +8,25 @@ def _check(x, w, be):
     x = check.array("x", x, be, ndim=2)
     w = check.array("w", w, be, ndim=2, dtype=x.dtype)
     if w.shape[1] != x.shape[1]:
-        raise ValueError(f"w must have shape (out, {x.shape[1]}) for x {tuple(x.shape)}, got {tuple(w.shape)}")
+        raise ValueError(
+            f"w must have shape (out, {x.shape[1]}) for x {tuple(x.shape)}, got {tuple(w.shape)}"
+        )
     return x, w
+
+
+def _forward_args(be, x, w, b):
+    """The checks shared by dense_forward and its fused variant."""
+    x, w = _check(x, w, be)
+    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
+    if b is not None:
+        check.shape_is("b", b, (w.shape[0],), "one bias per output")
+    return x, w, b
 
 
 def dense_forward(x, w, b=None, *, backend=None):
     """y = x·wᵀ + b."""
     be = resolve(backend)
-    x, w = _check(x, w, be)
-    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
-    if b is not None:
-        check.shape_is("b", b, (w.shape[0],), "one bias per output")
+    x, w, b = _forward_args(be, x, w, b)
     return be.dense_forward(x, w, b)
 
 
@@ -28,15 +36,15 @@ def dense_backward(dy, x, w, *, need_dx=True, need_db=True, backend=None):
     x, w = _check(x, w, be)
     dy = check.array("dy", dy, be, ndim=2, dtype=x.dtype)
     check.shape_is("dy", dy, (x.shape[0], w.shape[0]), "(N, out)")
-    return be.dense_backward(dy, x, w, need_dx=check.flag("need_dx", need_dx), need_db=check.flag("need_db", need_db))
+    return be.dense_backward(
+        dy, x, w, need_dx=check.flag("need_dx", need_dx), need_db=check.flag("need_db", need_db)
+    )
 
 
 def dense_bias_act_forward(x, w, b=None, *, activation=None, alpha=0.01, backend=None):
-    """``activation_forward(dense_forward(x, w, b), activation)`` as one fused kernel where the backend has one."""
+    """``activation_forward(dense_forward(x, w, b), activation)`` as one fused kernel where the backend has
+    one."""
     be = resolve(backend)
-    x, w = _check(x, w, be)
-    b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
-    if b is not None:
-        check.shape_is("b", b, (w.shape[0],), "one bias per output")
+    x, w, b = _forward_args(be, x, w, b)
     alpha = check.activation_kind(activation, alpha)
     return be.dense_bias_act_forward(x, w, b, activation=activation, alpha=alpha)

@@ -29,12 +29,16 @@ def sgd_update(param, grad, velocity, *, lr, momentum=0.0, nesterov=False, weigh
         raise ValueError("nesterov=True needs momentum > 0")
     if momentum > 0.0:
         if velocity is None:
-            raise ValueError(f"velocity must be an array shaped like param when momentum={momentum}, got None")
+            raise ValueError(
+                f"velocity must be an array shaped like param when momentum={momentum}, got None"
+            )
         param, grad, (velocity,) = _state(be, param, grad, velocity=velocity)
     else:
         param, grad, _ = _state(be, param, grad)
         velocity = None
-    be.sgd_update(param, grad, velocity, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    be.sgd_update(
+        param, grad, velocity, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+    )
 
 
 def _adam_hyper(step, lr, beta1, beta2, eps, weight_decay, eps_mode):
@@ -46,11 +50,26 @@ def _adam_hyper(step, lr, beta1, beta2, eps, weight_decay, eps_mode):
     weight_decay = check.number("weight_decay", weight_decay, minimum=0.0)
     if eps_mode not in ("torch", "keras"):
         raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
-    return dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, eps_mode=eps_mode)
+    return dict(
+        step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, eps_mode=eps_mode
+    )
 
 
-def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                eps_mode="torch", backend=None):
+def adam_update(
+    param,
+    grad,
+    m,
+    v,
+    *,
+    step,
+    lr=1e-3,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=0.0,
+    eps_mode="torch",
+    backend=None,
+):
     """Adam step in place (PyTorch form). step counts from 1. eps_mode='keras' adds eps to sqrt(v) before the
     bias correction, as Keras does (use eps=1e-7 for Keras's default)."""
     be = resolve(backend)
@@ -59,8 +78,21 @@ def adam_update(param, grad, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     be.adam_update(param, grad, m, v, **hyper)
 
 
-def adam_update_multi(params, grads, ms, vs, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                      eps_mode="torch", backend=None):
+def adam_update_multi(
+    params,
+    grads,
+    ms,
+    vs,
+    *,
+    step,
+    lr=1e-3,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=0.0,
+    eps_mode="torch",
+    backend=None,
+):
     """One Adam step over every parameter at once (lists of param/grad/m/v, each quadruple of one shape): the
     same result as adam_update on each, in one kernel call where the backend fuses it."""
     be = resolve(backend)

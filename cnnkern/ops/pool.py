@@ -16,16 +16,23 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"padding {p} must be at most half the kernel size {k}")
     h, w = x_shape[2], x_shape[3]
-    out = (shapes.pool_out(h, k[0], s[0], p[0], d[0], ceil_mode), shapes.pool_out(w, k[1], s[1], p[1], d[1], ceil_mode))
+    out = (
+        shapes.pool_out(h, k[0], s[0], p[0], d[0], ceil_mode),
+        shapes.pool_out(w, k[1], s[1], p[1], d[1], ceil_mode),
+    )
     if out[0] < 1 or out[1] < 1:
-        raise ValueError(f"pooling output would be empty: input {h}x{w}, kernel_size {k}, stride {s}, "
-                         f"padding {p}, dilation {d} give {out[0]}x{out[1]}")
+        raise ValueError(
+            f"pooling output would be empty: input {h}x{w}, kernel_size {k}, stride {s}, "
+            f"padding {p}, dilation {d} give {out[0]}x{out[1]}"
+        )
     for axis, length in ((0, h), (1, w)):
         for o in range(out[axis]):
             taps = range(o * s[axis] - p[axis], o * s[axis] - p[axis] + d[axis] * k[axis], d[axis])
             if not any(0 <= t < length for t in taps):
-                raise ValueError(f"pooling window {o} along {'HW'[axis]} lies entirely in the padding (input "
-                                 f"{h}x{w}, kernel_size {k}, stride {s}, padding {p}, dilation {d})")
+                raise ValueError(
+                    f"pooling window {o} along {'HW'[axis]} lies entirely in the padding (input "
+                    f"{h}x{w}, kernel_size {k}, stride {s}, padding {p}, dilation {d})"
+                )
     return k, s, p, d, ceil_mode, out
 
 
@@ -55,28 +62,45 @@ def maxpool2d_backward(dy, argmax, x_shape, *, backend=None):
     plane = x_shape[2] * x_shape[3]
     lo, hi = int(argmax.min()), int(argmax.max())
     if lo < 0 or hi >= plane:
-        raise ValueError(f"argmax holds {lo if lo < 0 else hi}, outside the H*W plane [0, {plane}) of x_shape {x_shape}")
+        raise ValueError(
+            f"argmax holds {lo if lo < 0 else hi}, outside the H*W plane [0, {plane}) of x_shape {x_shape}"
+        )
     argmax = argmax if argmax.flags.c_contiguous else argmax.copy()
     return be.maxpool2d_backward(dy, argmax, x_shape)
 
 
-def avgpool2d_forward(x, *, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                      backend=None):
+def avgpool2d_forward(
+    x, *, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, backend=None
+):
     """Average pooling, PyTorch's divisor rules (count_include_pad; the ceil_mode overhang never counts)."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4)
     k, s, p, _, ceil_mode, _ = _geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode)
-    return be.avgpool2d_forward(x, kernel_size=k, stride=s, padding=p, ceil_mode=ceil_mode,
-                                count_include_pad=check.flag("count_include_pad", count_include_pad))
+    return be.avgpool2d_forward(
+        x,
+        kernel_size=k,
+        stride=s,
+        padding=p,
+        ceil_mode=ceil_mode,
+        count_include_pad=check.flag("count_include_pad", count_include_pad),
+    )
 
 
-def avgpool2d_backward(dy, x_shape, *, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                       backend=None):
+def avgpool2d_backward(
+    dy, x_shape, *, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, backend=None
+):
     """Gradient of avgpool2d_forward: each dy spread evenly (by the same divisor) over its window."""
     be = resolve(backend)
     x_shape = check.x_shape("x_shape", x_shape)
     dy = check.array("dy", dy, be, ndim=4)
     k, s, p, _, ceil_mode, out = _geometry(x_shape, kernel_size, stride, padding, 1, ceil_mode)
     check.shape_is("dy", dy, x_shape[:2] + out, "the pooling output shape")
-    return be.avgpool2d_backward(dy, x_shape, kernel_size=k, stride=s, padding=p, ceil_mode=ceil_mode,
-                                 count_include_pad=check.flag("count_include_pad", count_include_pad))
+    return be.avgpool2d_backward(
+        dy,
+        x_shape,
+        kernel_size=k,
+        stride=s,
+        padding=p,
+        ceil_mode=ceil_mode,
+        count_include_pad=check.flag("count_include_pad", count_include_pad),
+    )

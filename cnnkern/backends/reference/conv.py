@@ -14,7 +14,9 @@ from ... import shapes
 def _taps(xpad, r, s, stride, dilation, p, q):
     """The view xpad[:, :, r·dh + sh·i, s·dw + sw·j] for i < p, j < q."""
     h0, w0 = r * dilation[0], s * dilation[1]
-    return xpad[:, :, h0 : h0 + stride[0] * (p - 1) + 1 : stride[0], w0 : w0 + stride[1] * (q - 1) + 1 : stride[1]]
+    return xpad[
+        :, :, h0 : h0 + stride[0] * (p - 1) + 1 : stride[0], w0 : w0 + stride[1] * (q - 1) + 1 : stride[1]
+    ]
 
 
 def _pad(x, padding):

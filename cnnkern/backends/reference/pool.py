@@ -17,11 +17,15 @@ def _geometry(h, w, kernel_size, stride, padding, dilation, ceil_mode):
 
 def _tap(a, i, j, stride, dilation, p, q):
     h0, w0 = i * dilation[0], j * dilation[1]
-    return a[..., h0 : h0 + stride[0] * (p - 1) + 1 : stride[0], w0 : w0 + stride[1] * (q - 1) + 1 : stride[1]]
+    return a[
+        ..., h0 : h0 + stride[0] * (p - 1) + 1 : stride[0], w0 : w0 + stride[1] * (q - 1) + 1 : stride[1]
+    ]
 
 
 def _padded_extent(h, w, kernel_size, stride, padding, dilation, p, q):
-    """Pad so every window (including the ceil_mode overhang) lies inside the array: (top, bottom, left, right)."""
+    """Pad so every window (including the ceil_mode overhang) lies inside the array.
+
+    Returns (top, bottom, left, right)."""
     need_h = (p - 1) * stride[0] + dilation[0] * (kernel_size[0] - 1) + 1
     need_w = (q - 1) * stride[1] + dilation[1] * (kernel_size[1] - 1) + 1
     return padding[0], max(need_h - h - padding[0], 0), padding[1], max(need_w - w - padding[1], 0)
@@ -68,8 +72,10 @@ def _divisor(h, w, kernel_size, stride, padding, p, q, count_include_pad, dtype)
         real = np.minimum(end, length) - np.maximum(start, 0)
         return size if count_include_pad else real
 
-    return np.outer(one_dim(h, kernel_size[0], stride[0], padding[0], p),
-                    one_dim(w, kernel_size[1], stride[1], padding[1], q)).astype(dtype)
+    return np.outer(
+        one_dim(h, kernel_size[0], stride[0], padding[0], p),
+        one_dim(w, kernel_size[1], stride[1], padding[1], q),
+    ).astype(dtype)
 
 
 def avgpool2d_forward(x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
