@@ -176,6 +176,7 @@ class _ActivationMixin:
         self.alpha = KERAS_LEAKY_RELU_SLOPE  # used by 'leaky_relu' only; LeakyReLU sets its own
         self._out = None
         self._passthrough = False
+        self._act_taken = False  # the next layer's backward already applied this activation's gradient
 
     def _act_forward(self, z, training, logits):
         kind = self.activation
@@ -191,6 +192,7 @@ class _ActivationMixin:
             out = ops.activation_forward(z, kind, alpha=self.alpha, backend=self._ctx.backend)
         if training:
             self._passthrough = passthrough
+            self._act_taken = False
             self._out = None if passthrough else out
         return out
 
@@ -206,11 +208,25 @@ class _ActivationMixin:
             return self._act_forward(y, training, logits)
         if training:
             self._passthrough = False
+            self._act_taken = False
             self._out = y
         return y
 
+    def take_activation(self):
+        """For a max pool right after this layer: ``(a, kind, alpha)`` so that its backward can apply this
+        activation's gradient in the same pass (ops.maxpool2d_act_backward), after which this layer's
+        backward skips it; None where there is nothing to take (linear, softmax, no training forward)."""
+        if self._passthrough or self._out is None or self._fused_kind() is None:
+            return None
+        a, self._out = self._out, None
+        self._act_taken = True
+        return a, self.activation, self.alpha
+
     def _act_backward(self, dy):
         if self._passthrough:
+            return dy
+        if self._act_taken:
+            self._act_taken = False
             return dy
         if self._out is None:
             raise RuntimeError(f"{self.name}: backward called without a training forward before it")
@@ -412,7 +428,15 @@ class _Pooling2D(Layer):
 
 
 class MaxPooling2D(_Pooling2D):
-    """Max pooling (window ``pool_size``, default stride = pool_size); keeps the argmax for backward."""
+    """Max pooling (window ``pool_size``, default stride = pool_size); keeps the argmax for backward.
+
+    When the model puts it right after a layer with an activation (Conv2D(activation='relu'), ReLU...), the
+    model links that layer as ``act_source`` and backward returns the gradient before the activation
+    (ops.maxpool2d_act_backward: pool scatter and activation gradient in one pass); the source then skips
+    its own activation gradient.
+    """
+
+    act_source = None
 
     def forward(self, x, training=False, logits=False):
         y, argmax = ops.maxpool2d_forward(x, **self._geom, backend=self._ctx.backend)
@@ -422,6 +446,12 @@ class MaxPooling2D(_Pooling2D):
 
     def backward(self, dy, need_dx=True):
         argmax, self._argmax = self._argmax, None
+        if argmax is None:
+            raise RuntimeError(f"{self.name}: backward called without a training forward before it")
+        taken = self.act_source.take_activation() if self.act_source is not None else None
+        if taken is not None:
+            a, kind, alpha = taken
+            return ops.maxpool2d_act_backward(dy, argmax, a, kind, alpha=alpha, backend=self._ctx.backend)
         return ops.maxpool2d_backward(dy, argmax, self._x_shape, backend=self._ctx.backend)
 
     def _clear(self):

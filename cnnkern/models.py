@@ -154,6 +154,10 @@ class Sequential:
         internal = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
         for layer in self.layers:
             internal = layer.build(internal, ctx)
+        # a max pool right after an activation applies that activation's gradient in its own backward pass
+        for prev, layer in zip(self.layers, self.layers[1:]):
+            if isinstance(layer, layers_mod.MaxPooling2D):
+                layer.act_source = prev if hasattr(prev, "take_activation") else None
         self._input_shape = tuple(int(d) for d in shape)
         self._ctx = ctx
         self._first_param = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))

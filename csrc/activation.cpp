@@ -168,6 +168,16 @@ void activation_inplace(Act act, float* y, int64_t n, float alpha) {
   kernels_for(kind).forward(y, y, n, alpha);
 }
 
+// The backward loops read dy[i] and y[i] before writing dx[i], so dy == dx (in place) is safe.
+void activation_backward_inplace(Act act, const float* y, float* d, int64_t n, float alpha) {
+  if (act == Act::none || n <= 0) return;
+  const Kind kind = act == Act::relu         ? Kind::relu
+                    : act == Act::leaky_relu ? Kind::leaky_relu
+                    : act == Act::sigmoid    ? Kind::sigmoid
+                                             : Kind::tanh;
+  kernels_for(kind).backward(d, y, d, n, alpha);
+}
+
 void bind_activation(py::module_& m) {
   m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("kind"), py::kw_only(), py::arg("alpha"),
         "x (any shape) -> y = act(x); kind: 'relu', 'leaky_relu', 'sigmoid', 'tanh'.");

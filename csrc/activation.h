@@ -1,6 +1,6 @@
-// Activations applied in place, for the epilogues of fused kernels (conv2d_bias_act_forward,
-// dense_bias_act_forward): y (n) -> act(y) (n), on the calling thread, with the SIMD path in use and the
-// same IEEE semantics as activation_forward (activation.cpp).
+// Activations and their gradients applied in place, for the epilogues of fused kernels
+// (conv2d_bias_act_forward, dense_bias_act_forward, maxpool2d_act_backward): on the calling thread, with the
+// SIMD path in use and the same IEEE semantics as activation_forward / activation_backward (activation.cpp).
 #pragma once
 
 #include <cstdint>
@@ -15,5 +15,8 @@ enum class Act { none, relu, leaky_relu, sigmoid, tanh };
 Act parse_act(const std::optional<std::string>& kind);
 // y[0:n] = act(y[0:n]); a no-op for Act::none.
 void activation_inplace(Act act, float* y, int64_t n, float alpha);
+// d[0:n] = act'(d[0:n]) given the activation's OUTPUT y (as activation_backward, in place on d); a no-op for
+// Act::none.
+void activation_backward_inplace(Act act, const float* y, float* d, int64_t n, float alpha);
 
 }  // namespace cnnkern

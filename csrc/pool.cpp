@@ -1,6 +1,7 @@
 // Max and average pooling of NCHW float32 planes, forward and backward (DESIGN.md §3).
 //   maxpool2d_forward:  x (N,C,H,W) -> y (N,C,P,Q), argmax int64 (N,C,P,Q): flat index into the H*W plane
 //   maxpool2d_backward: dy (N,C,P,Q), argmax (N,C,P,Q) -> dx (N,C,H,W)
+//   maxpool2d_act_backward: the same, then through an activation's gradient (fused, see maxpool_scatter)
 //   avgpool2d_forward:  x (N,C,H,W) -> y (N,C,P,Q)
 //   avgpool2d_backward: dy (N,C,P,Q) -> dx (N,C,H,W)
 // P and Q follow PyTorch's rule (cnnkern/shapes.py pool_out). Forward work is split over output rows
@@ -13,7 +14,9 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <string>
 
+#include "activation.h"
 #include "alloc.h"
 #include "bindings.h"
 #include "common.h"
@@ -159,9 +162,14 @@ py::tuple maxpool2d_forward(const carray<float>& x, Pair kernel_size, Pair strid
   return py::make_tuple(y, argmax);
 }
 
-// dx = 0, then dx[plane][argmax] += dy for every output. An index of -1 (a window with no input element)
-// contributes nothing; any other index outside the plane is an error (raised after the loop).
-carray<float> maxpool2d_backward(const carray<float>& dy, const carray<int64_t>& argmax, Shape4 x_shape) {
+// dx = 0, then dx[plane][argmax] += dy for every output. An index outside the plane (-1 included: the front
+// door refuses windows with no input element) is a ValueError, raised after the loop; the front door relies
+// on this check (CppBackend.checks_argmax) instead of scanning argmax in Python. With an
+// activation (maxpool2d_act_backward), each plane of dx is then mapped through the activation's gradient
+// given its output a (the pool's input) while it is still in cache: the same operations, in the same order,
+// as activation_backward(maxpool2d_backward(dy, argmax), a), without the round trip of dx through memory.
+carray<float> maxpool_scatter(const carray<float>& dy, const carray<int64_t>& argmax, Shape4 x_shape, Act act,
+                              const float* a, float alpha) {
   const Shape4 ds = shape4(dy, "dy");
   if (argmax.ndim() != 4 || argmax.size() != dy.size()) throw py::value_error("argmax must have the shape of dy");
   if (x_shape[0] != ds[0] || x_shape[1] != ds[1]) throw py::value_error("x_shape must share N and C with dy");
@@ -178,19 +186,39 @@ carray<float> maxpool2d_backward(const carray<float>& dy, const carray<int64_t>&
         float* d = dxp + pl * HW;
         std::fill(d, d + HW, 0.0f);
         const float* g = dyp + pl * PQ;
-        const int64_t* a = ap + pl * PQ;
+        const int64_t* ai = ap + pl * PQ;
+        bool out_of_plane = false;
         for (int64_t j = 0; j < PQ; ++j) {
-          const int64_t i = a[j];
-          if (i >= 0 && i < HW)
-            d[i] += g[j];
-          else if (i != -1)
-            bad.store(true, std::memory_order_relaxed);
+          const int64_t i = ai[j];
+          const bool ok = static_cast<uint64_t>(i) < static_cast<uint64_t>(HW);
+          out_of_plane |= !ok;
+          d[ok ? i : 0] += ok ? g[j] : 0.0f;
         }
+        if (out_of_plane) bad.store(true, std::memory_order_relaxed);
+        if (act != Act::none) activation_backward_inplace(act, a + pl * HW, d, HW, alpha);
       }
     });
   }
-  if (bad.load()) throw py::index_error("argmax holds an index outside the H*W plane of x_shape");
+  if (bad.load())
+    throw py::value_error("argmax holds an index outside the H*W plane [0, " + std::to_string(HW) +
+                          ") of x_shape (" + std::to_string(x_shape[0]) + ", " + std::to_string(x_shape[1]) +
+                          ", " + std::to_string(x_shape[2]) + ", " + std::to_string(x_shape[3]) + ")");
   return dx;
+}
+
+carray<float> maxpool2d_backward(const carray<float>& dy, const carray<int64_t>& argmax, Shape4 x_shape) {
+  return maxpool_scatter(dy, argmax, x_shape, Act::none, nullptr, 0.0f);
+}
+
+// activation_backward(maxpool2d_backward(dy, argmax, x_shape), a, activation): the gradient with respect to
+// z of maxpool(act(z)), given a = act(z) of shape x_shape.
+carray<float> maxpool2d_act_backward(const carray<float>& dy, const carray<int64_t>& argmax, Shape4 x_shape,
+                                     const carray<float>& a, const std::string& activation, double alpha) {
+  const Act act = parse_act(activation);
+  if (a.ndim() != 4 || a.shape(0) != x_shape[0] || a.shape(1) != x_shape[1] || a.shape(2) != x_shape[2] ||
+      a.shape(3) != x_shape[3])
+    throw py::value_error("a must have the shape x_shape");
+  return maxpool_scatter(dy, argmax, x_shape, act, a.data(), static_cast<float>(alpha));
 }
 
 // ---- average pool ----------------------------------------------------------------------------------
@@ -279,6 +307,9 @@ void bind_pool(py::module_& m) {
         "x (N,C,H,W) -> (y (N,C,P,Q), argmax int64 (N,C,P,Q) into the H*W plane).");
   m.def("maxpool2d_backward", &maxpool2d_backward, py::arg("dy"), py::arg("argmax"), py::arg("x_shape"),
         "dy (N,C,P,Q), argmax (N,C,P,Q), x_shape (N,C,H,W) -> dx (N,C,H,W).");
+  m.def("maxpool2d_act_backward", &maxpool2d_act_backward, py::arg("dy"), py::arg("argmax"), py::arg("x_shape"),
+        py::arg("a"), py::arg("activation"), py::kw_only(), py::arg("alpha"),
+        "activation_backward(maxpool2d_backward(dy, argmax, x_shape), a, activation): a = act(z) (N,C,H,W).");
   m.def("avgpool2d_forward", &avgpool2d_forward, py::arg("x"), py::kw_only(), py::arg("kernel_size"), py::arg("stride"),
         py::arg("padding"), py::arg("ceil_mode"), py::arg("count_include_pad"), "x (N,C,H,W) -> y (N,C,P,Q).");
   m.def("avgpool2d_backward", &avgpool2d_backward, py::arg("dy"), py::arg("x_shape"), py::kw_only(),

@@ -3,6 +3,7 @@
 conv2d_bias_act_forward(x, w, b, activation) == activation_forward(conv2d_forward(x, w, b), activation)
 dense_bias_act_forward(x, w, b, activation)  == activation_forward(dense_forward(x, w, b), activation)
 adam_update_multi(params, grads, ms, vs)      == adam_update on each quadruple
+maxpool2d_act_backward(dy, argmax, a, act)    == activation_backward(maxpool2d_backward(dy, argmax), a, act)
 
 The cases are the conv and dense conformance cases (tail widths, channel counts, strides, padding, groups),
 each with every activation kind in turn; the tolerance is the GEMM's plus an elementwise op's (every
@@ -14,7 +15,7 @@ import pytest
 
 from cnnkern import ops
 
-from .cases import CONV_CASES, DENSE_CASES, randint, randn
+from .cases import CONV_CASES, DENSE_CASES, POOL_CASES, randint, randn
 from .compare import EPS32, assert_close, assert_equal, elementwise_tol, gemm_tol, scaled
 
 KINDS = (None, "relu", "leaky_relu", "sigmoid", "tanh")
@@ -210,3 +211,35 @@ def test_single_channel_3x3_conv_exact_and_nan(target):
                       target.put(b, "float32"), activation="relu")
     assert np.isnan(want).sum() == 6 * 3
     assert_equal(target.get(got), want, what=f"{target.id} relu y")
+
+
+def _pool_act_input(shape, kind, seed):
+    """a = act(z) for z with ties (small integers), zeros and, for 'nan', NaN and ±inf in the windows."""
+    z = randint(shape, seed, -2, 2).astype(np.float64)
+    if kind == "nan":
+        u = np.random.default_rng(seed).random(shape)
+        z[u < 0.06] = np.nan
+        z[(u >= 0.06) & (u < 0.1)] = np.inf
+        z[(u >= 0.1) & (u < 0.14)] = -np.inf
+    return z
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf * 0 = NaN, on purpose
+@pytest.mark.parametrize("data", ("ties", "nan"))
+@pytest.mark.parametrize("kind", KINDS[1:], ids=str)
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.id)
+def test_maxpool2d_act_backward(target, case, kind, data):
+    """Overlapping windows accumulate before the activation's gradient, exactly as the composition does."""
+    alpha = 0.1
+    a = ops.activation_forward(_pool_act_input(case.x, data, 40), kind, alpha=alpha, backend="reference")
+    y, arg = ops.maxpool2d_forward(a, backend="reference", **case.max_kwargs())
+    dy = randn(y.shape, 41)
+    dx = ops.maxpool2d_backward(dy, arg, case.x, backend="reference")
+    want = ops.activation_backward(dx, a, kind, alpha=alpha, backend="reference")
+    kh, kw = (case.kernel_size,) * 2 if isinstance(case.kernel_size, int) else case.kernel_size
+    for dt in target.dtypes:
+        args = (target.put(dy, dt), target.put(arg), target.put(a, dt), kind)
+        got = target.call("maxpool2d_act_backward", *args, alpha=alpha)
+        assert_close(
+            target.get(got), want, **_tol(kh * kw, dt), what=f"{target.id} {dt} {kind} dz", dtype=dt
+        )

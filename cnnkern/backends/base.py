@@ -43,7 +43,12 @@ KERNELS = (
 # Fused kernels (DESIGN.md §2: welcome as extra kernels; the unfused pairs stay the reference path). The base
 # class composes them from the same backend's own unfused kernels, so every backend has them; a backend
 # overrides them with a real fused kernel where that pays.
-FUSED_KERNELS = ("conv2d_bias_act_forward", "dense_bias_act_forward", "adam_update_multi")
+FUSED_KERNELS = (
+    "conv2d_bias_act_forward",
+    "dense_bias_act_forward",
+    "maxpool2d_act_backward",
+    "adam_update_multi",
+)
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 
@@ -54,6 +59,9 @@ class Backend:
     name = "base"
     dtypes = ("float32",)
     array_module = "numpy"
+    # True where maxpool2d_backward / maxpool2d_act_backward raise ValueError for an argmax outside the H*W
+    # plane themselves, so the front door skips its own scan over argmax (a pass over memory per call)
+    checks_argmax = False
 
     def info(self):
         """Extra lines for ``cnnkern info`` (SIMD path, threads, devices...)."""
@@ -137,6 +145,12 @@ class Backend:
     def dense_bias_act_forward(self, x, w, b=None, *, activation=None, alpha=0.01):
         y = self.dense_forward(x, w, b)
         return y if activation is None else self.activation_forward(y, activation, alpha=alpha)
+
+    # activation_backward(maxpool2d_backward(dy, argmax, x_shape), a, activation): the gradient of
+    # maxpool(act(z)) with respect to z, given a = act(z) (x_shape); activation in ACTIVATIONS
+    def maxpool2d_act_backward(self, dy, argmax, x_shape, a, activation, *, alpha=0.01):
+        dx = self.maxpool2d_backward(dy, argmax, x_shape)
+        return self.activation_backward(dx, a, activation, alpha=alpha)
 
     # adam_update over lists of same-shaped (param, grad, m, v) quadruples, one step for all
     def adam_update_multi(

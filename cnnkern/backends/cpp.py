@@ -43,6 +43,7 @@ class CppBackend(Backend):
     name = "cpp"
     dtypes = ("float32",)
     array_module = "numpy"
+    checks_argmax = True  # csrc/pool.cpp raises ValueError for an index outside the plane
 
     def info(self):
         return {

@@ -35,6 +35,8 @@ def _key_shape(kernel, args):
     }
     if kernel == "maxpool2d_backward":
         return tuple(args[2])
+    if kernel == "maxpool2d_act_backward":  # the pool's backward with the activation before it folded in
+        return tuple(args[2])
     if kernel in pick and len(args) > pick[kernel]:
         return tuple(args[pick[kernel]].shape)
     return None
@@ -64,6 +66,8 @@ def layer_table(batch):
         if kernels[0] in fused:  # the model layer runs conv/dense + bias + activation as one fused kernel
             table[(fused[kernels[0]], shape)] = table[(kernels[0], shape)]
         table[(kernels[1], shape)] = (spec.name, spec.backward_flops(), spec.backward_bytes())
+        if kernels[1] == "maxpool2d_backward":  # + the activation's gradient, in one pass over the plane
+            table[("maxpool2d_act_backward", shape)] = table[(kernels[1], shape)]
     return table
 
 

@@ -10,7 +10,13 @@ from .conv import conv2d_backward, conv2d_bias_act_forward, conv2d_forward
 from .dense import dense_backward, dense_bias_act_forward, dense_forward
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .optim import adam_update, adam_update_multi, sgd_update
-from .pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
+from .pool import (
+    avgpool2d_backward,
+    avgpool2d_forward,
+    maxpool2d_act_backward,
+    maxpool2d_backward,
+    maxpool2d_forward,
+)
 
 __all__ = [
     "activation_backward",
@@ -27,6 +33,7 @@ __all__ = [
     "dense_backward",
     "dense_bias_act_forward",
     "dense_forward",
+    "maxpool2d_act_backward",
     "maxpool2d_backward",
     "maxpool2d_forward",
     "sgd_update",

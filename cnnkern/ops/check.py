@@ -8,6 +8,8 @@ import numbers
 
 import numpy as np
 
+from ..backends.base import ACTIVATIONS
+
 _FLOATS = (np.dtype("float32"), np.dtype("float64"))
 _allowed = {}  # backend.dtypes (names) -> the dtype objects, so the hot path compares objects, not names
 
@@ -113,6 +115,10 @@ def labels(name, a, backend, n, num_classes):
 
 
 def integer(name, v, *, minimum=None):
+    if type(v) is int:  # the common case, without the ABC check below
+        if minimum is not None and v < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {v}")
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {v!r}")
     v = int(v)
@@ -122,7 +128,7 @@ def integer(name, v, *, minimum=None):
 
 
 def number(name, v, *, minimum=None, maximum=None, below=None, above=None):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+    if type(v) is not float and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
         raise TypeError(f"{name} must be a real number, got {v!r}")
     v = float(v)
     if v != v:
@@ -162,8 +168,6 @@ def x_shape(name, v):
 
 def activation_kind(kind, alpha, *, name="activation", allow_none=True):
     """An activation kind (or None where a fused kernel may skip it); returns alpha checked."""
-    from ..backends.base import ACTIVATIONS
-
     if not (kind in ACTIVATIONS or (allow_none and kind is None)):
         choices = ", ".join(ACTIVATIONS) + (" or None" if allow_none else "")
         raise ValueError(f"{name} must be one of {choices}, got {kind!r}")

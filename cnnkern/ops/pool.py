@@ -1,5 +1,7 @@
 """Max and average pooling at the front door: x (N,C,H,W) -> y (N,C,P,Q)."""
 
+import functools
+
 import numpy as np
 
 from .. import shapes
@@ -26,14 +28,24 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
             f"padding {p}, dilation {d} give {out[0]}x{out[1]}"
         )
     for axis, length in ((0, h), (1, w)):
-        for o in range(out[axis]):
-            taps = range(o * s[axis] - p[axis], o * s[axis] - p[axis] + d[axis] * k[axis], d[axis])
-            if not any(0 <= t < length for t in taps):
-                raise ValueError(
-                    f"pooling window {o} along {'HW'[axis]} lies entirely in the padding (input "
-                    f"{h}x{w}, kernel_size {k}, stride {s}, padding {p}, dilation {d})"
-                )
+        o = _window_in_padding(length, k[axis], s[axis], p[axis], d[axis], out[axis])
+        if o is not None:
+            raise ValueError(
+                f"pooling window {o} along {'HW'[axis]} lies entirely in the padding (input "
+                f"{h}x{w}, kernel_size {k}, stride {s}, padding {p}, dilation {d})"
+            )
     return k, s, p, d, ceil_mode, out
+
+
+@functools.lru_cache(maxsize=512)
+def _window_in_padding(length, k, s, p, d, out):
+    """The first of ``out`` windows along one dim (all ints, checked) with no tap inside [0, length), or
+    None. Cached: a training loop asks for the same few geometries every step."""
+    for o in range(out):
+        if any(0 <= t < length for t in range(o * s - p, o * s - p + d * k, d)):
+            continue
+        return o
+    return None
 
 
 def maxpool2d_forward(x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, backend=None):
@@ -44,11 +56,8 @@ def maxpool2d_forward(x, *, kernel_size, stride=None, padding=0, dilation=1, cei
     return be.maxpool2d_forward(x, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode)
 
 
-def maxpool2d_backward(dy, argmax, x_shape, *, backend=None):
-    """Scatter dy to the argmax positions (accumulating where windows overlap); returns dx of x_shape."""
-    be = resolve(backend)
-    x_shape = check.x_shape("x_shape", x_shape)
-    dy = check.array("dy", dy, be, ndim=4)
+def _argmax_checked(dy, argmax, x_shape, be, shape_name="x_shape"):
+    """argmax validated against dy and x_shape (int64, the shape of dy, inside the H*W plane), contiguous."""
     cls = check.array_types(be)
     if not isinstance(argmax, cls):
         raise TypeError(f"argmax must be a {cls.__module__}.ndarray, got {type(argmax).__name__}")
@@ -58,15 +67,38 @@ def maxpool2d_backward(dy, argmax, x_shape, *, backend=None):
         argmax = argmax.astype(np.int64)
     check.shape_is("argmax", argmax, dy.shape, "the shape of dy")
     if tuple(dy.shape[:2]) != x_shape[:2]:
-        raise ValueError(f"dy {tuple(dy.shape)} and x_shape {x_shape} must agree on (N, C)")
-    plane = x_shape[2] * x_shape[3]
-    lo, hi = int(argmax.min()), int(argmax.max())
-    if lo < 0 or hi >= plane:
-        raise ValueError(
-            f"argmax holds {lo if lo < 0 else hi}, outside the H*W plane [0, {plane}) of x_shape {x_shape}"
-        )
-    argmax = argmax if argmax.flags.c_contiguous else argmax.copy()
+        raise ValueError(f"dy {tuple(dy.shape)} and {shape_name} {x_shape} must agree on (N, C)")
+    if not be.checks_argmax:  # else the kernel checks every index as it scatters (one pass less)
+        plane = x_shape[2] * x_shape[3]
+        lo, hi = int(argmax.min()), int(argmax.max())
+        if lo < 0 or hi >= plane:
+            raise ValueError(
+                f"argmax holds {lo if lo < 0 else hi}, outside the H*W plane [0, {plane}) of "
+                f"{shape_name} {x_shape}"
+            )
+    return argmax if argmax.flags.c_contiguous else argmax.copy()
+
+
+def maxpool2d_backward(dy, argmax, x_shape, *, backend=None):
+    """Scatter dy to the argmax positions (accumulating where windows overlap); returns dx of x_shape."""
+    be = resolve(backend)
+    x_shape = check.x_shape("x_shape", x_shape)
+    dy = check.array("dy", dy, be, ndim=4)
+    argmax = _argmax_checked(dy, argmax, x_shape, be)
     return be.maxpool2d_backward(dy, argmax, x_shape)
+
+
+def maxpool2d_act_backward(dy, argmax, a, activation, *, alpha=0.01, backend=None):
+    """Gradient with respect to z of ``maxpool2d(act(z))``, given the activation's output ``a = act(z)``
+    (the pool's input, (N,C,H,W)): ``activation_backward(maxpool2d_backward(dy, argmax, a.shape), a,
+    activation)`` in one pass (fused on the cpp backend; a composition of those two kernels elsewhere)."""
+    be = resolve(backend)
+    alpha = check.activation_kind(activation, alpha, allow_none=False)
+    a = check.array("a", a, be, ndim=4)
+    dy = check.array("dy", dy, be, ndim=4, dtype=a.dtype)
+    x_shape = tuple(int(d) for d in a.shape)
+    argmax = _argmax_checked(dy, argmax, x_shape, be, shape_name="a")
+    return be.maxpool2d_act_backward(dy, argmax, x_shape, a, activation, alpha=alpha)
 
 
 def avgpool2d_forward(
