@@ -1,29 +1,41 @@
-"""conv2d forward/backward: im2col + the register-tiled GEMM of gemm.py, everything in Numba's thread pool.
+"""conv2d forward/backward as packed GEMMs (gemm.py) whose B slivers are gathered straight from the image.
 
 x (N,C,H,W), w (K,C/g,R,S), b (K,) | None -> y (N,K,P,Q), cross-correlation with zero padding
 (top, bottom, left, right), stride (sh, sw), dilation (dh, dw), groups g; Kg = K/g, Cg = C/g.
 
-Columns: for a chunk of nb samples, col (g, Cg*R*S, nb*P*Q) holds the input value under weight tap
-(cg, r, s) at output position (n, p, q): col[g, (cg*R + r)*S + s, (n*P + p)*Q + q] = x[n, g*Cg + cg, ih, iw]
-with ih = p*sh - pt + r*dh, iw = q*sw - pl + s*dw, or 0 outside the image. Putting the samples side by
-side along the columns gives the GEMMs nb*P*Q columns: long contiguous rows even when P*Q is 9. Batches
-are processed in chunks so col stays under COL_BYTES. With J = nb*P*Q:
+Padding is made real first: xp (N, C, Hp, Wp) is x with its zero border (x itself when there is none), so
+every tap reads memory. Output position j = (n, p, q) of J = N*P*Q and weight tap t = (cg, r, s) of CgRS
+then read xp at flat offset pos[j] + tap[g, t], with pos[j] = n*C*Hp*Wp + p*sh*Wp + q*sw and
+tap[g, t] = (g*Cg + cg)*Hp*Wp + r*dh*Wp + s*dw: the im2col matrix col[g] (CgRS, J) is never stored, each
+task gathers only the NR-column slivers it multiplies (a few KiB, in L1/L2).
 
-  forward   y (Kg, J) per group   = w[g] (Kg, CgRS) @ col[g] (CgRS, J)           (+ b), stored as (n, k, pq)
-  dx        dcol[g] (CgRS, J)     = w[g]^T (CgRS, Kg) @ dy[g] (Kg, J), then col2im scatters dcol to dx
-  dw        dw[g]^T (CgRS, Kg)    = col[g] (CgRS, J) @ dy[g]^T (J, Kg)
-  db        db[k]                 = sum over n, p, q of dy[n, k, p, q]
-dy is regathered per chunk into the (Kg, J) or (J, Kg) layout the GEMM needs (a copy the size of dy), and
-w[g]^T is copied contiguous once per call (it is small).
+  forward  y (Kg, J) per group = w[g] (Kg, CgRS) @ col[g] (CgRS, J) (+ b): tasks over (g, run of slivers
+           of J); the weight panels are packed once per call, each sliver is gathered once and multiplied
+           by every panel; the tile is stored to y (n, k, pq).
+  dx       a forward conv of dy: dx[n, c, h, w] = sum over k, r, s of dy[n, k, p, q] w[k, c, r, s] where
+           h = p*sh - pt + r*dh. Spreading dy into v (N, K, H + (R-1)dh, W + (S-1)dw), its entries at
+           (p*sh + (R-1)dh - pt, q*sw + (S-1)dw - pl) and zeros elsewhere, turns this into a stride-1,
+           unpadded conv of v with the flipped, transposed weight wt[g*Cg + c, k, r, s] =
+           w[g*Kg + k, c, R-1-r, S-1-s] (groups g, dilation (dh, dw)), run by the forward kernel. It does
+           the multiplications by v's border zeros (for the 3x3 layers of the classic CNN 1.4x to 2.8x the
+           useful FLOPs) in exchange for no col2im scatter.
+  dw       dw[g] (Kg, CgRS) = dy[g] (Kg, J) @ col[g]^T (J, CgRS), the sum over J cut into chunks of JC
+           positions, dealt in runs to at most DW_TASKS tasks: a task packs a chunk's dy into panels and
+           col^T into slivers and adds the product to its own partial dw, chunk after chunk; the partials
+           are then summed in task order. The runs depend on J only, so the result does not depend on the
+           number of threads.
+  db       db[k] = sum over n, p, q of dy[n, k, p, q], float64 accumulation
 """
 
 import numpy as np
 from numba import njit, prange
 
 from ...shapes import conv_out
-from .gemm import MR, NB, accumulate_tile
+from .gemm import MR, NR, fma_tile
 
-COL_BYTES = 32 << 20  # at most this much column buffer per chunk of samples
+JC = 256  # positions per dw chunk: the reduction length of one fma_tile call
+DW_TASKS = 8  # dw: the chunks are dealt to at most this many tasks, each summing its own partial dw
+SLIVERS_PER_TASK = 8  # forward: at most this many slivers gathered and multiplied per task
 
 
 # Each parallel loop only hands out tasks; the task bodies are plain @njit functions, which compile to
@@ -31,201 +43,227 @@ COL_BYTES = 32 << 20  # at most this much column buffer per chunk of samples
 
 
 @njit(cache=True)
-def _im2col_channel(plane, colg, cg, n, R, S, sh, sw, pt, pl, dh, dw, P, Q):
-    """Rows (cg, r, s) of colg (CgRS, J), columns of sample n, from one input plane (H, W)."""
-    H, W = plane.shape
-    for r in range(R):
-        for s in range(S):
-            row = colg[(cg * R + r) * S + s]
-            off = s * dw - pl
-            # output columns q whose input column q*sw + off lies in [0, W)
-            qlo = min(Q, max(0, -(off // sw)))
-            qhi = max(qlo, min(Q, (W - 1 - off) // sw + 1))
-            for p in range(P):
-                ih = p * sh - pt + r * dh
-                base = (n * P + p) * Q
-                if ih < 0 or ih >= H:
-                    row[base : base + Q] = 0
-                    continue
-                src = plane[ih]
-                row[base : base + qlo] = 0
-                if sw == 1:  # contiguous run: a straight vectorised copy
-                    row[base + qlo : base + qhi] = src[qlo + off : qhi + off]
-                else:
-                    for q in range(qlo, qhi):
-                        row[base + q] = src[q * sw + off]
-                row[base + qhi : base + Q] = 0
-
-
-@njit(cache=True)
-def _col2im_channel(dcolg, cg, n, R, S, sh, sw, pt, pl, dh, dw, P, Q, dplane):
-    """dplane (H, W) = sum of the entries of rows (cg, r, s), sample n, of dcolg at the inputs they read."""
-    H, W = dplane.shape
-    dplane[:, :] = 0
-    for r in range(R):
-        for s in range(S):
-            row = dcolg[(cg * R + r) * S + s]
-            off = s * dw - pl
-            qlo = min(Q, max(0, -(off // sw)))
-            qhi = max(qlo, min(Q, (W - 1 - off) // sw + 1))
-            for p in range(P):
-                ih = p * sh - pt + r * dh
-                if ih < 0 or ih >= H:
-                    continue
-                dst = dplane[ih]
-                base = (n * P + p) * Q
-                if sw == 1:
-                    for q in range(qlo, qhi):
-                        dst[q + off] += row[base + q]
-                else:
-                    for q in range(qlo, qhi):
-                        dst[q * sw + off] += row[base + q]
-
-
-@njit(cache=True)
-def _forward_tile(wg, colg, b, has_bias, k0, m0, mr, j0, nc, n0, y3):
-    """One output tile: rows k0+m0 .. (+mr) of y, columns j0 .. j0+nc of J = nb*PQ, stored as (n, k, pq)."""
-    PQ = y3.shape[2]
-    acc = np.zeros((MR, NB), y3.dtype)
-    accumulate_tile(wg, colg, m0, mr, j0, nc, acc)
-    for i in range(mr):
-        k = k0 + m0 + i
-        if has_bias:
-            acc[i, :nc] += b[k]
-        # the tile's columns cross sample boundaries: store one run per sample
-        j = 0
-        while j < nc:
-            n = (j0 + j) // PQ
-            pq = j0 + j - n * PQ
-            run = min(nc - j, PQ - pq)
-            y3[n0 + n, k, pq : pq + run] = acc[i, j : j + run]
-            j += run
-
-
-@njit(cache=True)
-def _product_tile(a, b, m0, mr, j0, nc, out):
-    """out[m0:m0+mr, j0:j0+nc] = (a @ b) on that tile."""
-    acc = np.zeros((MR, NB), out.dtype)
-    accumulate_tile(a, b, m0, mr, j0, nc, acc)
-    for i in range(mr):
-        out[m0 + i, j0 : j0 + nc] = acc[i, :nc]
-
-
-@njit(cache=True)
-def _weight_tile(colg, dyTg, m0, mr, j0, nc, accumulate, dwg):
-    """dwg[j0:j0+nc, m0:m0+mr] (+)= (colg @ dyTg)^T on that tile."""
-    acc = np.zeros((MR, NB), dwg.dtype)
-    accumulate_tile(colg, dyTg, m0, mr, j0, nc, acc)
-    for i in range(mr):
-        if accumulate:
-            for j in range(nc):
-                dwg[j0 + j, m0 + i] += acc[i, j]
+def _positions(j0, J, C, Hp, Wp, sh, sw, P, Q, K, xpos, ypos):
+    """xpos[jj] = flat offset of output column j0 + jj's top-left tap in xp, ypos[jj] = flat offset of
+    its (n, 0, p, q) in y; columns past J point at 0 (they are gathered but never stored)."""
+    PQ = P * Q
+    for jj in range(NR):
+        j = j0 + jj
+        if j < J:
+            n, pq = j // PQ, j % PQ
+            p, q = pq // Q, pq % Q
+            xpos[jj] = n * C * Hp * Wp + p * sh * Wp + q * sw
+            ypos[jj] = n * K * PQ + pq
         else:
-            for j in range(nc):
-                dwg[j0 + j, m0 + i] = acc[i, j]
+            xpos[jj] = 0
+            ypos[jj] = 0
+
+
+@njit(cache=True)
+def _forward_task(xf, wp, tap, b, has_bias, g, s0, s1, C, Hp, Wp, sh, sw, P, Q, K, yf):
+    """Slivers s0 .. s1 of group g: gather them, multiply by every weight panel, store to y."""
+    CgRS = wp.shape[2]
+    mblk = wp.shape[1]
+    Kg = K // wp.shape[0]
+    PQ = P * Q
+    J = yf.size // K
+    ns = s1 - s0
+    bp = np.empty((ns, CgRS, NR), xf.dtype)
+    xpos = np.empty(NR, np.int64)
+    ypos = np.empty((ns, NR), np.int64)
+    for s in range(ns):
+        _positions((s0 + s) * NR, J, C, Hp, Wp, sh, sw, P, Q, K, xpos, ypos[s])
+        for t in range(CgRS):
+            o = tap[g, t]
+            for jj in range(NR):
+                bp[s, t, jj] = xf[xpos[jj] + o]
+    ct = np.empty((MR, NR), xf.dtype)
+    for mb in range(mblk):
+        for s in range(ns):
+            ct[:, :] = 0
+            fma_tile(wp[g, mb], bp[s], ct)
+            nr = min(NR, J - (s0 + s) * NR)
+            run = ypos[s, nr - 1] - ypos[s, 0] == nr - 1  # the sliver lies in one sample: one run in y
+            for i in range(min(MR, Kg - mb * MR)):
+                k = g * Kg + mb * MR + i
+                bias = b[k] if has_bias else 0
+                if run:
+                    y0 = ypos[s, 0] + k * PQ
+                    for jj in range(nr):
+                        yf[y0 + jj] = ct[i, jj] + bias
+                else:
+                    for jj in range(nr):
+                        yf[ypos[s, jj] + k * PQ] = ct[i, jj] + bias
+
+
+@njit(parallel=True, cache=True)
+def _forward(xf, wp, tap, b, has_bias, C, Hp, Wp, sh, sw, P, Q, K, yf):
+    """yf (N*K*P*Q) = conv of xf (flat xp) with the packed weight wp (g, ceil(Kg/MR), CgRS, MR)."""
+    groups = wp.shape[0]
+    nsl = (yf.size // K + NR - 1) // NR
+    spt = max(1, min(SLIVERS_PER_TASK, nsl // 16))
+    ntask = (nsl + spt - 1) // spt
+    for t in prange(groups * ntask):
+        g, s0 = t // ntask, (t % ntask) * spt
+        _forward_task(xf, wp, tap, b, has_bias, g, s0, min(nsl, s0 + spt), C, Hp, Wp, sh, sw, P, Q, K, yf)
+
+
+@njit(cache=True)
+def _input_grad_task(dyf, wtp, tap, g, n0, n1, C, Hp, Wp, sh, sw, P, Q, K, dxf):
+    """Samples n0 .. n1 of group g: dxp[n] += col2im(w[g]^T @ dy[g]), tile by tile, into dxf (flat dxp)."""
+    CgRS = tap.shape[1]
+    Kg = K // wtp.shape[0]
+    PQ = P * Q
+    HpWp = Hp * Wp
+    Cg = C // wtp.shape[0]
+    for n in range(n0, n1):
+        dxf[n * C * HpWp + g * Cg * HpWp : n * C * HpWp + (g + 1) * Cg * HpWp] = 0
+    j0 = n0 * PQ
+    J = n1 * PQ  # columns j0 .. J of this task
+    ns = (J - j0 + NR - 1) // NR
+    bp = np.empty((ns, Kg, NR), dyf.dtype)
+    xpos = np.empty((ns, NR), np.int64)
+    ypos = np.empty(NR, np.int64)
+    for s in range(ns):
+        _positions(j0 + s * NR, J, C, Hp, Wp, sh, sw, P, Q, K, xpos[s], ypos)
+        for k in range(Kg):
+            for jj in range(NR):
+                bp[s, k, jj] = dyf[ypos[jj] + (g * Kg + k) * PQ] if j0 + s * NR + jj < J else 0
+    ct = np.empty((MR, NR), dyf.dtype)
+    for mb in range(wtp.shape[1]):
+        for s in range(ns):
+            ct[:, :] = 0
+            fma_tile(wtp[g, mb], bp[s], ct)
+            nr = min(NR, J - j0 - s * NR)
+            for i in range(min(MR, CgRS - mb * MR)):
+                o = tap[g, mb * MR + i]
+                for jj in range(nr):
+                    dxf[xpos[s, jj] + o] += ct[i, jj]
+
+
+@njit(parallel=True, cache=True)
+def _input_grad(dyf, wtp, tap, C, Hp, Wp, sh, sw, P, Q, K, dxf):
+    """dxf (flat dxp (N, C, Hp, Wp)) = col2im(w^T @ dy) with the panels wtp (g, ceil(CgRS/MR), Kg, MR) of
+    w[g]^T; tasks over (g, run of whole samples), so no two tasks write the same element."""
+    groups = wtp.shape[0]
+    N = dxf.size // (C * Hp * Wp)
+    PQ = P * Q
+    spt = max(1, min(N // 8, (SLIVERS_PER_TASK * NR) // PQ))  # samples per task
+    ntask = (N + spt - 1) // spt
+    for t in prange(groups * ntask):
+        g, n0 = t // ntask, (t % ntask) * spt
+        _input_grad_task(dyf, wtp, tap, g, n0, min(N, n0 + spt), C, Hp, Wp, sh, sw, P, Q, K, dxf)
+
+
+@njit(cache=True)
+def _weight_chunk(xf, dyf, tap, g, c0, c1, C, Hp, Wp, sh, sw, P, Q, K, ap, bp, ct, part):
+    """part (ceil(Kg/MR)*MR, ceil(CgRS/NR)*NR) += dy[g] @ col[g]^T over positions c0 .. c1."""
+    groups, CgRS = tap.shape
+    Kg = K // groups
+    PQ = P * Q
+    kc = c1 - c0
+    for jj in range(kc):
+        j = c0 + jj
+        n, pq = j // PQ, j % PQ
+        p, q = pq // Q, pq % Q
+        dy0 = n * K * PQ + (g * Kg) * PQ + pq
+        for mb in range(ap.shape[0]):
+            for i in range(MR):
+                k = mb * MR + i
+                ap[mb, jj, i] = dyf[dy0 + k * PQ] if k < Kg else 0
+        x0 = n * C * Hp * Wp + p * sh * Wp + q * sw
+        for t in range(CgRS):
+            bp[t // NR, jj, t % NR] = xf[x0 + tap[g, t]]
+        for t in range(CgRS, bp.shape[0] * NR):
+            bp[t // NR, jj, t % NR] = 0
+    for mb in range(ap.shape[0]):
+        for nb in range(bp.shape[0]):
+            tile = part[mb * MR : (mb + 1) * MR, nb * NR : (nb + 1) * NR]
+            ct[:, :] = tile
+            fma_tile(ap[mb, :kc], bp[nb, :kc], ct)
+            tile[:, :] = ct
+
+
+@njit(parallel=True, cache=True)
+def _weight_partials(xf, dyf, tap, C, Hp, Wp, sh, sw, P, Q, K, part):
+    """part[g, task] = the sum of dw[g] over the task's chunks of JC positions, in chunk order; the chunks
+    are dealt to part.shape[1] tasks in runs fixed by J alone; buffers per task."""
+    groups, ntask = part.shape[0], part.shape[1]
+    J = dyf.size // K
+    nchunk = (J + JC - 1) // JC
+    mblk = part.shape[2] // MR
+    nblk = part.shape[3] // NR
+    for t in prange(groups * ntask):
+        g, task = t // ntask, t % ntask
+        ap = np.empty((mblk, JC, MR), xf.dtype)
+        bp = np.empty((nblk, JC, NR), xf.dtype)
+        ct = np.empty((MR, NR), xf.dtype)
+        part[g, task] = 0
+        for chunk in range(task * nchunk // ntask, (task + 1) * nchunk // ntask):
+            c0 = chunk * JC
+            _weight_chunk(
+                xf, dyf, tap, g, c0, min(J, c0 + JC), C, Hp, Wp, sh, sw, P, Q, K, ap, bp, ct, part[g, task]
+            )
+
+
+@njit(parallel=True, cache=True)
+def _sum_partials(part, dw3):
+    """dw3[g, k, t] = sum over tasks, in task order, of part[g, task, k, t]; one task per (g, k)."""
+    groups, Kg, CgRS = dw3.shape
+    for gk in prange(groups * Kg):
+        g, k = gk // Kg, gk % Kg
+        row = dw3[g, k]
+        row[:] = part[g, 0, k, :CgRS]
+        for task in range(1, part.shape[1]):
+            row += part[g, task, k, :CgRS]
+
+
+@njit(parallel=True, cache=True)
+def _pad_into(x, pt, pl, xp):
+    """xp (N, C, Hp, Wp) = x placed at (pt, pl) in zeros; one task per plane."""
+    N, C, H, W = x.shape
+    for t in prange(N * C):
+        n, c = t // C, t % C
+        xp[n, c] = 0
+        xp[n, c, pt : pt + H, pl : pl + W] = x[n, c]
+
+
+@njit(parallel=True, cache=True)
+def _spread(dy, sh, sw, oh, ow, v):
+    """v[n, k, p*sh + oh, q*sw + ow] = dy[n, k, p, q] where that lies in v, zeros elsewhere; one task per
+    plane."""
+    N, K, P, Q = dy.shape
+    Hv, Wv = v.shape[2], v.shape[3]
+    for t in prange(N * K):
+        n, k = t // K, t % K
+        plane = v[n, k]
+        plane[:, :] = 0
+        for p in range(P):
+            h = p * sh + oh
+            if 0 <= h < Hv:
+                for q in range(Q):
+                    w = q * sw + ow
+                    if 0 <= w < Wv:
+                        plane[h, w] = dy[n, k, p, q]
 
 
 @njit(cache=True)
 def _channel_sum(dy3, k):
-    """sum over n, pq of dy3[n, k, pq] in float64."""
+    """sum over n, pq of dy3[n, k, pq] in float64: eight running sums over pq = l mod 8 (independent
+    lanes, so the loop vectorises), added in a fixed order at the end."""
+    lanes = np.zeros(8, np.float64)
     s = 0.0
     for n in range(dy3.shape[0]):
         row = dy3[n, k]
-        for pq in range(row.size):
+        n8 = row.size - row.size % 8
+        for pq in range(0, n8, 8):
+            for l in range(8):
+                lanes[l] += row[pq + l]
+        for pq in range(n8, row.size):
             s += row[pq]
+    for l in range(8):
+        s += lanes[l]
     return s
-
-
-@njit(cache=True)
-def _transpose_into(src, dst):
-    """dst (B, A) = src (A, B)^T."""
-    for a in range(src.shape[0]):
-        for b in range(src.shape[1]):
-            dst[b, a] = src[a, b]
-
-
-@njit(parallel=True, cache=True)
-def _im2col(x, n0, R, S, sh, sw, pt, pl, dh, dw, P, Q, col):
-    """col (g, CgRS, nb*PQ) <- x[n0:n0+nb]; one task per (sample, channel)."""
-    C = x.shape[1]
-    groups = col.shape[0]
-    nb = col.shape[2] // (P * Q)
-    Cg = C // groups
-    for t in prange(nb * C):
-        n, c = t // C, t % C
-        _im2col_channel(x[n0 + n, c], col[c // Cg], c % Cg, n, R, S, sh, sw, pt, pl, dh, dw, P, Q)
-
-
-@njit(parallel=True, cache=True)
-def _col2im(dcol, n0, R, S, sh, sw, pt, pl, dh, dw, P, Q, dx):
-    """dx[n0:n0+nb] = scatter-add of dcol (g, CgRS, nb*PQ); one task per (sample, channel) plane, so no
-    two tasks write the same element."""
-    C = dx.shape[1]
-    groups = dcol.shape[0]
-    nb = dcol.shape[2] // (P * Q)
-    Cg = C // groups
-    for t in prange(nb * C):
-        n, c = t // C, t % C
-        _col2im_channel(dcol[c // Cg], c % Cg, n, R, S, sh, sw, pt, pl, dh, dw, P, Q, dx[n0 + n, c])
-
-
-@njit(parallel=True, cache=True)
-def _forward_gemm(w3, col, b, has_bias, n0, y3):
-    """y3[n0+n, g*Kg + i, pq] = (w3[g] (Kg, CgRS) @ col[g] (CgRS, J))[i, n*PQ + pq] (+ b); tasks over
-    (g, tile)."""
-    groups, Kg = w3.shape[0], w3.shape[1]
-    J = col.shape[2]
-    mblk = (Kg + MR - 1) // MR
-    jblk = (J + NB - 1) // NB
-    for t in prange(groups * mblk * jblk):
-        g, m0, j0 = t // (jblk * mblk), ((t // jblk) % mblk) * MR, (t % jblk) * NB
-        _forward_tile(w3[g], col[g], b, has_bias, g * Kg, m0, min(MR, Kg - m0), j0, min(NB, J - j0), n0, y3)
-
-
-@njit(parallel=True, cache=True)
-def _dy_by_channel(dy3, n0, dyB):
-    """dyB[g, i, n*PQ + pq] = dy3[n0+n, g*Kg + i, pq]: dy (Kg, J) per group, for the dx GEMM."""
-    groups, Kg, J = dyB.shape
-    PQ = dy3.shape[2]
-    nb = J // PQ
-    for t in prange(groups * nb):
-        g, n = t // nb, t % nb
-        dyB[g, :, n * PQ : (n + 1) * PQ] = dy3[n0 + n, g * Kg : (g + 1) * Kg]
-
-
-@njit(parallel=True, cache=True)
-def _dy_by_position(dy3, n0, dyT):
-    """dyT[g, n*PQ + pq, i] = dy3[n0+n, g*Kg + i, pq]: dy^T (J, Kg) per group, for the dw GEMM."""
-    groups, J, Kg = dyT.shape
-    PQ = dy3.shape[2]
-    nb = J // PQ
-    for t in prange(groups * nb):
-        g, n = t // nb, t % nb
-        _transpose_into(dy3[n0 + n, g * Kg : (g + 1) * Kg], dyT[g, n * PQ : (n + 1) * PQ])
-
-
-@njit(parallel=True, cache=True)
-def _col_grad(wT3, dyB, dcol):
-    """dcol[g] (CgRS, J) = wT3[g] (CgRS, Kg) @ dyB[g] (Kg, J), wT3[g] = w[g]^T; tasks over (g, tile)."""
-    groups, CgRS, J = dcol.shape
-    mblk = (CgRS + MR - 1) // MR
-    jblk = (J + NB - 1) // NB
-    for t in prange(groups * mblk * jblk):
-        g, m0, j0 = t // (jblk * mblk), ((t // jblk) % mblk) * MR, (t % jblk) * NB
-        _product_tile(wT3[g], dyB[g], m0, min(MR, CgRS - m0), j0, min(NB, J - j0), dcol[g])
-
-
-@njit(parallel=True, cache=True)
-def _weight_grad(col, dyT, accumulate, dw3):
-    """dw3[g]^T (CgRS, Kg) (+)= col[g] (CgRS, J) @ dyT[g] (J, Kg); tasks over (g, tile), so no two tasks
-    write the same dw element; `accumulate` adds to the previous chunks' sum."""
-    groups, CgRS = col.shape[0], col.shape[1]
-    Kg = dyT.shape[2]
-    mblk = (CgRS + MR - 1) // MR
-    jblk = (Kg + NB - 1) // NB
-    for t in prange(groups * mblk * jblk):
-        g, m0, j0 = t // (jblk * mblk), ((t // jblk) % mblk) * MR, (t % jblk) * NB
-        _weight_tile(col[g], dyT[g], m0, min(MR, CgRS - m0), j0, min(NB, Kg - j0), accumulate, dw3[g])
 
 
 @njit(parallel=True, cache=True)
@@ -243,54 +281,76 @@ def _geometry(x, w, stride, padding, dilation):
     dh, dw = int(dilation[0]), int(dilation[1])
     P = conv_out(H, R, sh, pt, pb, dh)
     Q = conv_out(W, S, sw, pl, pr, dw)
-    return N, C, K, Cg, R, S, sh, sw, pt, pl, dh, dw, P, Q
+    return N, C, K, Cg, R, S, sh, sw, pt, pb, pl, pr, dh, dw, P, Q
 
 
-def _chunks(N, bytes_per_sample):
-    nb = max(1, min(N, COL_BYTES // max(1, bytes_per_sample)))
-    return [(n0, min(nb, N - n0)) for n0 in range(0, N, nb)]
+def _padded(x, pt, pb, pl, pr):
+    """x with its zero border made real (x itself, contiguous, when there is none)."""
+    if pt == pb == pl == pr == 0:
+        return x
+    N, C, H, W = x.shape
+    xp = np.empty((N, C, H + pt + pb, W + pl + pr), x.dtype)
+    _pad_into(x, pt, pl, xp)
+    return xp
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups):
-    N, C, K, Cg, R, S, sh, sw, pt, pl, dh, dw, P, Q = _geometry(x, w, stride, padding, dilation)
-    groups = int(groups)
-    CgRS = Cg * R * S
-    y = np.empty((N, K, P, Q), x.dtype)
-    w3 = w.reshape(groups, K // groups, CgRS)
-    bias = b if b is not None else np.empty(0, x.dtype)
-    for n0, nb in _chunks(N, C * R * S * P * Q * x.itemsize):
-        col = np.empty((groups, CgRS, nb * P * Q), x.dtype)
-        _im2col(x, n0, R, S, sh, sw, pt, pl, dh, dw, P, Q, col)
-        _forward_gemm(w3, col, bias, b is not None, n0, y.reshape(N, K, P * Q))
+def _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw):
+    """tap (g, Cg*R*S) int64: flat offset in xp of tap (cg, r, s) of group g from an output's top-left."""
+    c = np.arange(groups * Cg, dtype=np.int64).reshape(groups, Cg, 1, 1)
+    r = np.arange(R, dtype=np.int64).reshape(1, 1, R, 1)
+    s = np.arange(S, dtype=np.int64).reshape(1, 1, 1, S)
+    return (c * Hp * Wp + r * dh * Wp + s * dw).reshape(groups, Cg * R * S)
+
+
+def _panels(w3):
+    """w3 (g, Kg, CgRS) -> wp (g, ceil(Kg/MR), CgRS, MR), rows past Kg zero."""
+    groups, Kg, CgRS = w3.shape
+    mblk = (Kg + MR - 1) // MR
+    wpad = np.zeros((groups, mblk * MR, CgRS), w3.dtype)
+    wpad[:, :Kg] = w3
+    return np.ascontiguousarray(wpad.reshape(groups, mblk, MR, CgRS).transpose(0, 1, 3, 2))
+
+
+def _conv(xp, w, b, groups, sh, sw, dh, dw, P, Q):
+    """y (N, K, P, Q) = unpadded conv of xp with w (+ b)."""
+    N, C, Hp, Wp = xp.shape
+    K, Cg, R, S = w.shape
+    y = np.empty((N, K, P, Q), xp.dtype)
+    wp = _panels(w.reshape(groups, K // groups, Cg * R * S))
+    tap = _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw)
+    bias = b if b is not None else np.empty(0, xp.dtype)
+    _forward(xp.reshape(-1), wp, tap, bias, b is not None, C, Hp, Wp, sh, sw, P, Q, K, y.reshape(-1))
     return y
 
 
+def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+    N, C, K, Cg, R, S, sh, sw, pt, pb, pl, pr, dh, dw, P, Q = _geometry(x, w, stride, padding, dilation)
+    return _conv(_padded(x, pt, pb, pl, pr), w, b, int(groups), sh, sw, dh, dw, P, Q)
+
+
 def conv2d_backward(dy, x, w, stride, padding, dilation, groups, need_dx, need_dw, need_db):
-    N, C, K, Cg, R, S, sh, sw, pt, pl, dh, dw, P, Q = _geometry(x, w, stride, padding, dilation)
+    N, C, K, Cg, R, S, sh, sw, pt, pb, pl, pr, dh, dw, P, Q = _geometry(x, w, stride, padding, dilation)
     groups = int(groups)
     Kg = K // groups
     CgRS = Cg * R * S
-    dy3 = dy.reshape(N, K, P * Q)
-    dx = np.empty_like(x) if need_dx else None
-    wgrad = np.empty_like(w) if need_dw else None  # (dw is the dilation)
-    db = None
+    H, W = x.shape[2], x.shape[3]
+    dx = wgrad = db = None  # (dw is the dilation)
     if need_db:
         db = np.empty(K, dy.dtype)
-        _bias_grad(dy3, db)
+        _bias_grad(dy.reshape(N, K, P * Q), db)
+    if need_dx or need_dw:
+        Hp, Wp = H + pt + pb, W + pl + pr
+        tap = _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw)
     if need_dx:
-        wT3 = np.ascontiguousarray(w.reshape(groups, Kg, CgRS).transpose(0, 2, 1))
-    for n0, nb in _chunks(N, C * R * S * P * Q * x.itemsize):
-        J = nb * P * Q
-        if need_dw:
-            col = np.empty((groups, CgRS, J), x.dtype)
-            _im2col(x, n0, R, S, sh, sw, pt, pl, dh, dw, P, Q, col)
-            dyT = np.empty((groups, J, Kg), dy.dtype)
-            _dy_by_position(dy3, n0, dyT)
-            _weight_grad(col, dyT, n0 > 0, wgrad.reshape(groups, Kg, CgRS))
-        if need_dx:
-            dyB = np.empty((groups, Kg, J), dy.dtype)
-            _dy_by_channel(dy3, n0, dyB)
-            dcol = np.empty((groups, CgRS, J), x.dtype)
-            _col_grad(wT3, dyB, dcol)
-            _col2im(dcol, n0, R, S, sh, sw, pt, pl, dh, dw, P, Q, dx)
+        dxp = np.empty((N, C, Hp, Wp), x.dtype)
+        wtp = _panels(w.reshape(groups, Kg, CgRS).transpose(0, 2, 1))
+        _input_grad(dy.reshape(-1), wtp, tap, C, Hp, Wp, sh, sw, P, Q, K, dxp.reshape(-1))
+        dx = dxp if Hp * Wp == H * W else np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
+    if need_dw:
+        xp = _padded(x, pt, pb, pl, pr)
+        ntask = min(DW_TASKS, (N * P * Q + JC - 1) // JC)
+        part = np.empty((groups, ntask, (Kg + MR - 1) // MR * MR, (CgRS + NR - 1) // NR * NR), x.dtype)
+        _weight_partials(xp.reshape(-1), dy.reshape(-1), tap, C, Hp, Wp, sh, sw, P, Q, K, part)
+        wgrad = np.empty_like(w)
+        _sum_partials(part, wgrad.reshape(groups, Kg, CgRS))
     return dx, wgrad, db

@@ -1,10 +1,11 @@
-"""Fully connected layer on the tiled GEMM of gemm.py.
+"""Fully connected layer on the packed GEMM of gemm.py.
 
 x (N,in), w (out,in), b (out,) | None -> y (N,out)
-  forward  y  (N, out)  = x (N, in) @ w^T (in, out) + b     (w^T copied once so its rows are contiguous)
+  forward  y  (N, out)  = x (N, in) @ w^T (in, out) + b
   dx       (N, in)      = dy (N, out) @ w (out, in)
-  dw       (out, in)    = dy^T (out, N) @ x (N, in)          (dy^T is a view: A is read by scalars)
+  dw       (out, in)    = dy^T (out, N) @ x (N, in)
   db       (out,)       = column sums of dy, float64 accumulation
+The transposes are views: the GEMM packs its operands from any layout.
 """
 
 import numpy as np
@@ -33,7 +34,7 @@ def _column_sums(dy, db):
 def dense_forward(x, w, b):
     y = np.empty((x.shape[0], w.shape[0]), x.dtype)
     bias = b if b is not None else np.empty(0, x.dtype)
-    gemm(x, np.ascontiguousarray(w.T), bias, b is not None, y)
+    gemm(x, w.T, bias, b is not None, y)
     return y
 
 

@@ -1,15 +1,21 @@
-"""Register-tiled GEMM building block shared by the conv and dense kernels.
+"""Packed, register-blocked GEMM shared by the conv and dense kernels.
 
-C (M, N) = A (M, K) @ B (K, N) is cut into tiles of MR rows x NB columns. A tile keeps its MR x NB
-accumulators in a small scratch array (8 x 128 floats = 4 KiB, in L1) and walks k four steps at a time:
-it loads MR x 4 scalars of A (any layout: A may be a transposed view) and four contiguous row segments
-of B, and updates each accumulator once per four multiply-adds,
+C (M, N) = A (M, K) @ B (K, N) in the GotoBLAS/BLIS shape: A is packed into panels of MR rows,
+ap (ceil(M/MR), K, MR) with ap[mb, k, i] = A[mb*MR + i, k], and B into slivers of NR columns,
+bp (ceil(N/NR), K, NR) with bp[nb, k, j] = B[k, nb*NR + j]; rows and columns past the edge are packed as
+zeros, so every tile is a full MR x NR one and the caller stores only its valid part. The conv kernels
+pack their slivers straight from the image (conv.py), the dense ones with pack_panels / pack_slivers here.
 
-    acc[i, j] = acc[i, j] + a[i, k]*b[k, j] + a[i, k+1]*b[k+1, j] + a[i, k+2]*b[k+2, j] + a[i, k+3]*b[k+3, j]
+The micro-kernel fma_tile does ct (MR, NR) += ap[mb]^T @ bp[nb] over the whole K: its MR x NR accumulators
+are MR vectors of NR lanes (MR*NR/8 = 12 ymm registers for float32) that stay in registers for the whole k
+loop; each k loads one NR-wide row of the sliver and broadcasts MR scalars of the panel,
 
-evaluated left to right, which is exactly the plain k-order sum, so the unrolling changes no rounding; it
-only keeps the partial sum in a register instead of storing it after every k. The innermost loop runs
-over contiguous columns with no reduction, so LLVM vectorises it without reassociation (no fastmath).
+    acc[i, :] = fma(ap[k, i], bp[k, :], acc[i, :])        for k = 0 .. K-1, i < MR
+
+It is written as LLVM IR (a Numba intrinsic) because Numba's scalar code does not get there: LLVM does not
+vectorise scalar accumulators carried around a loop, and array accumulators are stored to memory on every
+step. The sum runs in plain k order, each step one fused multiply-add (one rounding instead of two; the
+same as fastmath={'contract'}); no reassociation, so IEEE NaN/inf propagation is unchanged.
 
 We do the GEMM ourselves rather than call BLAS: BLAS's own thread pool and Numba's (OpenMP) pool spin
 against each other when their calls alternate, as they do in a training step; measured on a 2-core
@@ -17,79 +23,108 @@ machine, a 64x288x3872 sgemm went from 1.2 ms to 8.6 ms when interleaved with a 
 """
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-MR = 8  # rows per tile: one B element feeds MR rows
-NB = 128  # columns per tile
+MR = 6  # rows per tile (panel width): one B vector feeds MR accumulators
+NR = 16  # columns per tile (sliver width): two ymm vectors of float32
 
 
-@njit(cache=True)
-def accumulate_tile(a, b, m0, mr, j0, nc, acc):
-    """acc[i, :nc] += sum_k a[m0 + i, k] * b[k, j0:j0 + nc] for i < mr, in k order.
+@intrinsic
+def fma_tile(typingctx, ap, bp, ct):
+    """ct (MR, NR) += ap (kc, MR)^T @ bp (kc, NR), all three C-contiguous of one float dtype."""
+    for arr in (ap, bp, ct):
+        if not isinstance(arr, types.Array) or arr.ndim != 2 or arr.layout != "C" or arr.dtype != ap.dtype:
+            return None
+    if ap.dtype not in (types.float32, types.float64):
+        return None
 
-    a (M, K) any layout, b (K, N) with contiguous rows, acc (MR, NB) of the same dtype. Rows i >= mr of
-    acc are multiplied by zero and must not be read by the caller.
-    """
-    K = a.shape[1]
-    k4 = K - K % 4
-    av = np.zeros((MR, 4), acc.dtype)
-    r0, r1, r2, r3 = acc[0], acc[1], acc[2], acc[3]
-    r4, r5, r6, r7 = acc[4], acc[5], acc[6], acc[7]
-    for k in range(0, k4, 4):
-        for i in range(mr):
-            for u in range(4):
-                av[i, u] = a[m0 + i, k + u]
-        a00, a01, a02, a03 = av[0, 0], av[0, 1], av[0, 2], av[0, 3]
-        a10, a11, a12, a13 = av[1, 0], av[1, 1], av[1, 2], av[1, 3]
-        a20, a21, a22, a23 = av[2, 0], av[2, 1], av[2, 2], av[2, 3]
-        a30, a31, a32, a33 = av[3, 0], av[3, 1], av[3, 2], av[3, 3]
-        a40, a41, a42, a43 = av[4, 0], av[4, 1], av[4, 2], av[4, 3]
-        a50, a51, a52, a53 = av[5, 0], av[5, 1], av[5, 2], av[5, 3]
-        a60, a61, a62, a63 = av[6, 0], av[6, 1], av[6, 2], av[6, 3]
-        a70, a71, a72, a73 = av[7, 0], av[7, 1], av[7, 2], av[7, 3]
-        b0 = b[k, j0 : j0 + nc]
-        b1 = b[k + 1, j0 : j0 + nc]
-        b2 = b[k + 2, j0 : j0 + nc]
-        b3 = b[k + 3, j0 : j0 + nc]
-        for j in range(nc):
-            x0, x1, x2, x3 = b0[j], b1[j], b2[j], b3[j]
-            r0[j] = r0[j] + a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3
-            r1[j] = r1[j] + a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3
-            r2[j] = r2[j] + a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3
-            r3[j] = r3[j] + a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3
-            r4[j] = r4[j] + a40 * x0 + a41 * x1 + a42 * x2 + a43 * x3
-            r5[j] = r5[j] + a50 * x0 + a51 * x1 + a52 * x2 + a53 * x3
-            r6[j] = r6[j] + a60 * x0 + a61 * x1 + a62 * x2 + a63 * x3
-            r7[j] = r7[j] + a70 * x0 + a71 * x1 + a72 * x2 + a73 * x3
-    # the last K % 4 steps one at a time
-    for k in range(k4, K):
-        brow = b[k, j0 : j0 + nc]
-        for i in range(mr):
-            s = a[m0 + i, k]
-            row = acc[i]
-            for j in range(nc):
-                row[j] += s * brow[j]
+    def codegen(context, builder, sig, args):
+        a, b, c = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args, args))
+        scalar = context.get_value_type(sig.args[0].dtype)
+        vec = ir.VectorType(scalar, NR)
+        bits = 32 if sig.args[0].dtype == types.float32 else 64
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{NR}f{bits}"
+        )
+        i64 = ir.IntType(64)
+
+        def vector_at(base, index):
+            return builder.bitcast(builder.gep(base, [index]), vec.as_pointer())
+
+        # accumulators in allocas: LLVM's mem2reg turns them into registers (phis of the k loop)
+        acc = [cgutils.alloca_once(builder, vec) for _ in range(MR)]
+        for i in range(MR):
+            builder.store(builder.load(vector_at(c.data, ir.Constant(i64, i * NR)), align=1), acc[i])
+        undef = ir.Constant(vec, ir.Undefined)
+        lane0 = ir.Constant(ir.IntType(32), 0)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), NR), [0] * NR)
+        with cgutils.for_range(builder, builder.extract_value(a.shape, 0)) as loop:
+            row = builder.load(vector_at(b.data, builder.mul(loop.index, ir.Constant(i64, NR))), align=1)
+            a0 = builder.mul(loop.index, ir.Constant(i64, MR))
+            for i in range(MR):
+                s = builder.load(builder.gep(a.data, [builder.add(a0, ir.Constant(i64, i))]))
+                broadcast = builder.shuffle_vector(builder.insert_element(undef, s, lane0), undef, splat)
+                builder.store(builder.call(fma, [broadcast, row, builder.load(acc[i])]), acc[i])
+        for i in range(MR):
+            builder.store(builder.load(acc[i]), vector_at(c.data, ir.Constant(i64, i * NR)), align=1)
+        return context.get_dummy_value()
+
+    return types.void(ap, bp, ct), codegen
 
 
 @njit(parallel=True, cache=True)
-def gemm(a, b, bias, has_bias, c):
-    """c (M, N) = a (M, K) @ b (K, N) (+ bias (N,) on every row if has_bias); tiles run in parallel."""
-    M = c.shape[0]
-    N = c.shape[1]
-    mblk = (M + MR - 1) // MR
-    jblk = (N + NB - 1) // NB
-    for t in prange(mblk * jblk):
-        m0 = (t // jblk) * MR
-        j0 = (t % jblk) * NB
-        mr = min(MR, M - m0)
-        nc = min(NB, N - j0)
-        acc = np.zeros((MR, NB), c.dtype)
-        accumulate_tile(a, b, m0, mr, j0, nc, acc)
+def pack_panels(a, ap):
+    """ap (ceil(M/MR), K, MR) <- a (M, K) in any layout, rows past M as zeros; one task per panel."""
+    M, K = a.shape
+    for mb in prange(ap.shape[0]):
+        for k in range(K):
+            for i in range(MR):
+                m = mb * MR + i
+                ap[mb, k, i] = a[m, k] if m < M else 0
+
+
+@njit(parallel=True, cache=True)
+def pack_slivers(b, bp):
+    """bp (ceil(N/NR), K, NR) <- b (K, N) in any layout, columns past N as zeros; one task per sliver."""
+    K, N = b.shape
+    for nb in prange(bp.shape[0]):
+        for k in range(K):
+            for j in range(NR):
+                n = nb * NR + j
+                bp[nb, k, j] = b[k, n] if n < N else 0
+
+
+@njit(cache=True)
+def _tile_row(ap, bp, bias, has_bias, mb, c, ct):
+    """c[mb*MR : +MR, :] (+ bias) from panel mb times every sliver."""
+    M, N = c.shape
+    mr = min(MR, M - mb * MR)
+    for nb in range(bp.shape[0]):
+        ct[:, :] = 0
+        fma_tile(ap[mb], bp[nb], ct)
+        nr = min(NR, N - nb * NR)
         for i in range(mr):
-            crow = c[m0 + i]
-            if has_bias:
-                for j in range(nc):
-                    crow[j0 + j] = acc[i, j] + bias[j0 + j]
-            else:
-                for j in range(nc):
-                    crow[j0 + j] = acc[i, j]
+            crow = c[mb * MR + i]
+            for j in range(nr):
+                crow[nb * NR + j] = ct[i, j] + bias[nb * NR + j] if has_bias else ct[i, j]
+
+
+@njit(parallel=True, cache=True)
+def _tiles(ap, bp, bias, has_bias, c):
+    """c = panels @ slivers (+ bias); one task per panel of MR rows."""
+    for mb in prange(ap.shape[0]):
+        _tile_row(ap, bp, bias, has_bias, mb, c, np.empty((MR, NR), c.dtype))
+
+
+def gemm(a, b, bias, has_bias, c):
+    """c (M, N) = a (M, K) @ b (K, N) (+ bias (N,) on every row if has_bias); a, b in any layout."""
+    M, K = a.shape
+    N = b.shape[1]
+    ap = np.empty(((M + MR - 1) // MR, K, MR), c.dtype)
+    bp = np.empty(((N + NR - 1) // NR, K, NR), c.dtype)
+    pack_panels(a, ap)
+    pack_slivers(b, bp)
+    _tiles(ap, bp, bias, has_bias, c)
