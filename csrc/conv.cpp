@@ -24,6 +24,7 @@
 #include "bindings.h"
 #include "common.h"
 #include "conv_direct.h"
+#include "conv_igemm.h"
 #include "conv_im2col.h"
 #include "gemm.h"
 
@@ -292,6 +293,7 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   }
 #endif
   if (!dx && !dw) return;
+  if (conv_igemm_applies(g)) return conv_igemm_backward(dy, x, w, dx, dw, g);
   thread_local std::vector<float> wtbuf;
   thread_local std::vector<PackedA> wtp_scratch;
   if (dx) pack_weights(w, g, true, wtbuf, wtp_scratch);
@@ -431,6 +433,8 @@ carray<float> conv2d_bias_act_forward(const carray<float>& x, const carray<float
 #ifdef CNNKERN_X86
       conv_c1_forward(xp, wp, bp, yp, g, act, static_cast<float>(alpha));
 #endif
+    } else if (conv_igemm_applies(g)) {
+      conv_igemm_forward(xp, wp, bp, yp, g, act, static_cast<float>(alpha));
     } else if (conv_direct_applies(g)) {
       conv_direct_forward(xp, wp, bp, yp, g);
       if (act != Act::none)

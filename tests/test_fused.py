@@ -156,6 +156,57 @@ def test_batched_small_output_conv(target, xs, ws, kw, kind):
         assert_close(db, want_db, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} db", dtype=dt)
 
 
+# Stride 1, no padding or dilation, one group: the cpp backend's SIMD path runs indirect GEMMs (tiles of 6
+# pixels or taps x 16 filters or channels read in place from x and dy; dx by classes of pixels with the
+# same valid taps; dw over chunks of ~256 pixels, split over the threads by image). These geometries cross
+# the 16-wide and 6-tall tile tails (K, C, C*R*S), batch 1 (fewer images than threads), odd batches with
+# uneven chunks, non-square kernels, a kernel covering the image, a single input channel's dx.
+IGEMM = [
+    ((1, 9, 7, 12), (33, 9, 3, 3)),
+    ((3, 17, 6, 5), (16, 17, 2, 4)),
+    ((5, 3, 4, 4), (7, 3, 4, 4)),
+    ((7, 5, 12, 12), (6, 5, 3, 3)),
+    ((2, 40, 13, 13), (20, 40, 3, 3)),
+    ((9, 64, 5, 5), (64, 64, 3, 3)),
+    ((2, 3, 4, 9), (5, 3, 1, 3)),
+    ((1, 1, 5, 9), (3, 1, 3, 3)),
+]
+
+
+@pytest.mark.parametrize("kind", (None, "relu", "tanh"), ids=str)
+@pytest.mark.parametrize("xs, ws", IGEMM, ids=lambda v: "x".join(map(str, v)))
+def test_stride1_valid_conv(target, xs, ws, kind):
+    x, w, b = randn(xs, 84), randn(ws, 85), randn((ws[0],), 86)
+    y = ops.conv2d_forward(x, w, b, backend="reference")
+    dy = randn(y.shape, 87)
+    want_dx, want_dw, want_db = ops.conv2d_backward(dy, x, w, backend="reference")
+    k_y, k_dx = ws[1] * ws[2] * ws[3], ws[0] * ws[2] * ws[3]
+    k_dw = y.shape[0] * y.shape[2] * y.shape[3]
+    for dt in target.dtypes:
+        got = target.call(
+            "conv2d_bias_act_forward", target.put(x, dt), target.put(w, dt), target.put(b, dt), activation=kind
+        )
+        assert_close(target.get(got), _compose(y, kind, 0.01), **_tol(k_y, dt), what=f"{target.id} {dt} y", dtype=dt)
+        if kind is not None:
+            continue
+        dx, dw, db = (target.get(a) for a in target.call(
+            "conv2d_backward", target.put(dy, dt), target.put(x, dt), target.put(w, dt)
+        ))
+        assert_close(dx, want_dx, **gemm_tol(k_dx, dt), what=f"{target.id} {dt} dx", dtype=dt)
+        assert_close(dw, want_dw, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} dw", dtype=dt)
+        assert_close(db, want_db, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} db", dtype=dt)
+    # Small integers: exact in any summation order, so a misplaced tap or pixel shows as a mismatch.
+    x, w, b = randint(xs, 88), randint(ws, 89), randint((ws[0],), 90)
+    dy = randint(y.shape, 91)
+    want = ops.conv2d_forward(x, w, b, backend="reference")
+    got = target.call("conv2d_forward", target.put(x, "float32"), target.put(w, "float32"), target.put(b, "float32"))
+    assert_equal(target.get(got), want, what=f"{target.id} y")
+    want = ops.conv2d_backward(dy, x, w, backend="reference")
+    got = target.call("conv2d_backward", target.put(dy, "float32"), target.put(x, "float32"), target.put(w, "float32"))
+    for name, g, ref in zip(("dx", "dw", "db"), got, want):
+        assert_equal(target.get(g), ref, what=f"{target.id} {name}")
+
+
 # One input channel, 3x3, stride 1, no padding (the first layer of an image CNN): the cpp backend's SIMD
 # path runs direct kernels (rows of 8 outputs, masked row tails, filters in blocks of 4). Widths give every
 # tail length Q % 8 = 0..7; filter counts cross the block of 4; batches of 1 and of more images than threads.

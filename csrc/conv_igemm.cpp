@@ -1,0 +1,318 @@
+// Drivers of the indirect GEMM convolutions (conv_igemm.h) around avx2::igemm_6x16, which computes a 6 x 16
+// tile t[i][v] = sum_j a[aoff_j + v] * b_i[boff[j]] with six row base pointers b_i and one offset table.
+// Stride 1, no padding or dilation, one group: x[c, p+r, q+s] = x + c*HW + r*W + s + (p*W + q).
+//
+//   forward: rows = 6 output pixels (of any images), columns = 16 filters, j = (c, r, s):
+//     y[n,k,p,q] = sum_j wp[j][k] * x_n[(p*W + q) + (c*HW + r*W + s)];  wp = w^T packed in 16-filter slivers.
+//     No im2col: the tile's pixels are read where they are (the image is in L1/L2 across the slivers).
+//   dx: rows = 6 input pixels, columns = 16 input channels, j = (r, s, k) over the taps that land inside dy:
+//     dx[n,c,h,w] = sum_{r,s,k} w[k,c,r,s] * dy[n,k,h-r,w-s],  0 <= h-r < P, 0 <= w-s < Q.
+//     Pixels are grouped by their valid tap ranges (r in [r_lo, r_hi], s in [s_lo, s_hi]: interior, edges,
+//     corners), each class with its own table, so no zero tap is multiplied (a full convolution over a
+//     zero-padded dy would do 39% more work for conv2 of the classic CNN, 178% for conv3). Every dx value
+//     is written once: no col2im, no zeroing pass.
+//   dw: rows = 6 taps (c, r, s), columns = 16 filters, j = the pixels (n, p, q) of a chunk of images:
+//     dw[k,c,r,s] = sum_{n,p,q} dyT[(n,p,q)][k] * x_n[(c*HW + r*W + s) + (p*W + q)],  dyT = dy transposed per
+//     chunk (pixels x filters, 16-aligned rows), so the whole reduction over a chunk stays in registers.
+// Threads: forward and dx split the tiles; dw splits the images (a partial per thread, added in thread order,
+// so results do not depend on timing), or the tap tiles when there are fewer images than threads.
+#include "conv_igemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "common.h"
+#include "gemm.h"
+
+namespace cnnkern {
+
+#ifdef CNNKERN_X86
+namespace avx2 {  // conv_igemm_avx2.cpp
+void igemm_6x16(int64_t kc, const float* a, const int64_t* aoff, int64_t lda, const float* const* b,
+                const int64_t* boff, float* t, bool accumulate);
+}  // namespace avx2
+#endif
+
+bool conv_igemm_applies(const ConvGeom& g) {
+#ifdef CNNKERN_X86
+  return simd_level() != Simd::scalar && g.G == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
+         g.pt == 0 && g.pl == 0 && g.P == g.H - g.R + 1 && g.Q == g.W - g.S + 1 && !g.pointwise();
+#else
+  (void)g;
+  return false;
+#endif
+}
+
+#ifdef CNNKERN_X86
+namespace {
+
+constexpr int64_t MR = 6, NR = 16;
+
+// Scalar forms of relu / leaky_relu with activation.cpp's semantics (NaN kept); other activations run
+// afterwards over whole planes.
+inline float act_scalar(Act act, float v, float alpha) {
+  if (act == Act::relu) return v < 0.0f ? 0.0f : v;
+  if (act == Act::leaky_relu) return v > 0.0f ? v : v * alpha;
+  return v;
+}
+
+// Packs rows j of a (rows, K) matrix given by element(j, k) into ceil(K/16) slivers (rows x 16), zero past K.
+template <class Elem>
+float* pack_slivers(std::vector<float>& buf, int64_t rows, int64_t K, Elem element) {
+  const int64_t ks = (K + NR - 1) / NR;
+  float* dst = grow(buf, ks * rows * NR);
+  for (int64_t s = 0; s < ks; ++s)
+    for (int64_t j = 0; j < rows; ++j)
+      for (int64_t v = 0; v < NR; ++v) {
+        const int64_t k = s * NR + v;
+        dst[(s * rows + j) * NR + v] = k < K ? element(j, k) : 0.0f;
+      }
+  return dst;
+}
+
+void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
+  const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, R = g.R, S = g.S, K = g.K, C = g.C;
+  const int64_t HW = H * W, PQ = P * Q, KPQ = K * PQ, CHW = C * HW, RSK = R * S * K, CRS = C * R * S;
+  thread_local std::vector<float> abuf;
+  // Row (r, s, k) of sliver cs, column c: w[k, c, r, s].
+  const float* A = pack_slivers(abuf, RSK, C, [&](int64_t j, int64_t c) {
+    const int64_t rs = j / K, k = j % K;
+    return w[k * CRS + c * R * S + rs];
+  });
+  // Tap ranges of each input row h and column w; pixels with the same pair of ranges form a class.
+  auto ranges = [](int64_t L, int64_t out, int64_t taps, std::vector<std::pair<int64_t, int64_t>>& kinds,
+                   std::vector<int64_t>& kind_of) {
+    std::map<std::pair<int64_t, int64_t>, int64_t> seen;
+    kind_of.resize(L);
+    for (int64_t h = 0; h < L; ++h) {
+      const std::pair<int64_t, int64_t> rr{std::max<int64_t>(0, h - out + 1), std::min<int64_t>(taps - 1, h)};
+      auto it = seen.find(rr);
+      if (it == seen.end()) {
+        it = seen.emplace(rr, static_cast<int64_t>(kinds.size())).first;
+        kinds.push_back(rr);
+      }
+      kind_of[h] = it->second;
+    }
+  };
+  std::vector<std::pair<int64_t, int64_t>> rk, sk;
+  std::vector<int64_t> rk_of, sk_of;
+  ranges(H, P, R, rk, rk_of);
+  ranges(W, Q, S, sk, sk_of);
+  struct Class {
+    std::vector<int64_t> aoff, boff;  // the taps (r, s, k): packed-A row offset, dy offset from the base
+    std::vector<int64_t> dyb, dxb;    // per pixel of one image: dy base offset (at tap r_lo, s_lo), dx offset
+  };
+  std::vector<Class> cls(rk.size() * sk.size());
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t x = 0; x < W; ++x) {
+      Class& c = cls[rk_of[h] * sk.size() + sk_of[x]];
+      c.dyb.push_back((h - rk[rk_of[h]].first) * Q + (x - sk[sk_of[x]].first));
+      c.dxb.push_back(h * W + x);
+    }
+  for (size_t a = 0; a < rk.size(); ++a)
+    for (size_t b = 0; b < sk.size(); ++b) {
+      Class& c = cls[a * sk.size() + b];
+      const auto [r0, r1] = rk[a];
+      const auto [s0, s1] = sk[b];
+      for (int64_t r = r0; r <= r1; ++r)
+        for (int64_t s = s0; s <= s1; ++s)
+          for (int64_t k = 0; k < K; ++k) {
+            c.aoff.push_back(((r * S + s) * K + k) * NR);
+            c.boff.push_back(k * PQ - (r - r0) * Q - (s - s0));
+          }
+    }
+  const std::vector<Class>& classes = cls;  // a local name, so the worker threads see the caller's
+  // Work items (block of nb images, 16-channel sliver cs): per class, the tiles of the block's pixels in
+  // that class, staged pixel-major in st (nb*H*W x 16, L1/L2), then written out plane by plane, so dx is
+  // stored in whole rows rather than as 6-float pieces of 16 planes per tile.
+  const int64_t cs_count = (C + NR - 1) / NR, nb = std::max<int64_t>(1, std::min(g.N, (256 + HW - 1) / HW));
+  const int64_t blocks = (g.N + nb - 1) / nb;
+  parallel_for(blocks * cs_count, [&](int64_t it0, int64_t it1) {
+    thread_local std::vector<float> stbuf;
+    float* st = grow(stbuf, nb * HW * NR);
+    alignas(32) float t[MR * NR];
+    const float* bp[MR];
+    int64_t so[MR];
+    for (int64_t it = it0; it < it1; ++it) {
+      const int64_t blk = it / cs_count, cs = it % cs_count, n0 = blk * nb, cnt_n = std::min(nb, g.N - n0);
+      const float* As = A + cs * RSK * NR;
+      for (const Class& c : classes) {
+        const int64_t cnt = static_cast<int64_t>(c.dyb.size()), total = cnt_n * cnt;
+        for (int64_t e0 = 0; e0 < total; e0 += MR) {
+          const int64_t m = std::min(MR, total - e0);
+          for (int64_t i = 0; i < MR; ++i) {
+            const int64_t e = e0 + std::min(i, m - 1), n = e / cnt, px = e % cnt;
+            bp[i] = dy + (n0 + n) * KPQ + c.dyb[px];
+            so[i] = (n * HW + c.dxb[px]) * NR;
+          }
+          avx2::igemm_6x16(static_cast<int64_t>(c.aoff.size()), As, c.aoff.data(), 0, bp, c.boff.data(), t, false);
+          for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + (i + 1) * NR, st + so[i]);
+        }
+      }
+      const int64_t cn = std::min(NR, C - cs * NR);
+      for (int64_t n = 0; n < cnt_n; ++n)
+        for (int64_t f = 0; f < cn; ++f) {
+          float* d = dx + (n0 + n) * CHW + (cs * NR + f) * HW;
+          const float* src = st + n * HW * NR + f;
+          for (int64_t i = 0; i < HW; ++i) d[i] = src[i * NR];
+        }
+    }
+  });
+}
+
+// dw rows [rt0*6, rt1*6) of the taps (c, r, s), summed over images [n0, n1), into dst (K, C*R*S); dst is
+// overwritten (zeroed when the range is empty).
+void dw_block(const float* dy, const float* x, float* dst, const ConvGeom& g, int64_t n0, int64_t n1, int64_t rt0,
+              int64_t rt1) {
+  const int64_t W = g.W, P = g.P, Q = g.Q, R = g.R, S = g.S, K = g.K;
+  const int64_t HW = g.H * W, PQ = P * Q, KPQ = K * PQ, CHW = g.C * HW, CRS = g.C * R * S;
+  const int64_t ks = (K + NR - 1) / NR, Kp = ks * NR;
+  // Images per chunk: ~256 pixels, so a 16-filter sliver of dyT (16 KiB) stays in L1 across the tap tiles.
+  const int64_t chunk = std::max<int64_t>(1, 256 / PQ);
+  thread_local std::vector<float> dytbuf;
+  thread_local std::vector<int64_t> offbuf;
+  if (n0 >= n1) {
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t e = rt0 * MR; e < std::min(CRS, rt1 * MR); ++e) dst[k * CRS + e] = 0.0f;
+    return;
+  }
+  alignas(32) float t[MR * NR];
+  const float* bp[MR];
+  for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
+    const int64_t c1 = std::min(n1, c0 + chunk), npix = (c1 - c0) * PQ;
+    float* dyt = grow(dytbuf, npix * Kp);
+    for (int64_t i = 0; i < c1 - c0; ++i)
+      for (int64_t k = 0; k < Kp; ++k) {
+        float* d = dyt + i * PQ * Kp + k;
+        if (k < K) {
+          const float* src = dy + (c0 + i) * KPQ + k * PQ;
+          for (int64_t pq = 0; pq < PQ; ++pq) d[pq * Kp] = src[pq];
+        } else {
+          for (int64_t pq = 0; pq < PQ; ++pq) d[pq * Kp] = 0.0f;
+        }
+      }
+    offbuf.resize(npix);
+    int64_t* boff = offbuf.data();
+    for (int64_t i = 0, j = 0; i < c1 - c0; ++i)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t q = 0; q < Q; ++q) boff[j++] = i * CHW + p * W + q;
+    const float* xc = x + c0 * CHW;
+    for (int64_t rt = rt0; rt < rt1; ++rt) {
+      const int64_t e0 = rt * MR, m = std::min(MR, CRS - e0);
+      for (int64_t i = 0; i < MR; ++i) {
+        const int64_t e = e0 + std::min(i, m - 1), c = e / (R * S), r = e / S % R, s = e % S;
+        bp[i] = xc + c * HW + r * W + s;
+      }
+      for (int64_t fs = 0; fs < ks; ++fs) {
+        avx2::igemm_6x16(npix, dyt + fs * NR, nullptr, Kp, bp, boff, t, false);
+        const int64_t kn = std::min(NR, K - fs * NR);
+        for (int64_t f = 0; f < kn; ++f) {
+          float* d = dst + (fs * NR + f) * CRS + e0;
+          if (c0 == n0)
+            for (int64_t i = 0; i < m; ++i) d[i] = t[i * NR + f];
+          else
+            for (int64_t i = 0; i < m; ++i) d[i] += t[i * NR + f];
+        }
+      }
+    }
+  }
+}
+
+void dw_impl(const float* dy, const float* x, float* dw, const ConvGeom& g) {
+  const int64_t CRS = g.C * g.R * g.S, size = g.K * CRS, row_tiles = (CRS + MR - 1) / MR;
+  const int64_t nt = num_threads();
+  if (g.N < nt) {
+    parallel_for(row_tiles, [&](int64_t r0, int64_t r1) { dw_block(dy, x, dw, g, 0, g.N, r0, r1); });
+    return;
+  }
+  thread_local std::vector<float> partbuf;
+  float* parts = grow(partbuf, (nt - 1) * size);
+  parallel_for(nt, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      dw_block(dy, x, t == 0 ? dw : parts + (t - 1) * size, g, g.N * t / nt, g.N * (t + 1) / nt, 0, row_tiles);
+  });
+  if (nt > 1)
+    parallel_for(size, [&](int64_t i0, int64_t i1) {
+      for (int64_t t = 1; t < nt; ++t) {
+        const float* part = parts + (t - 1) * size;
+        for (int64_t i = i0; i < i1; ++i) dw[i] += part[i];
+      }
+    });
+}
+
+}  // namespace
+
+void conv_igemm_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
+                        float alpha) {
+  const int64_t W = g.W, Q = g.Q, K = g.K, R = g.R, S = g.S;
+  const int64_t HW = g.H * W, CHW = g.C * HW, PQ = g.PQ(), KPQ = K * PQ, CRS = g.C * R * S;
+  thread_local std::vector<float> abuf;
+  thread_local std::vector<int64_t> offbuf;
+  const float* A = pack_slivers(abuf, CRS, K, [&](int64_t j, int64_t k) { return w[k * CRS + j]; });
+  offbuf.resize(CRS);
+  for (int64_t c = 0, j = 0; c < g.C; ++c)
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t s = 0; s < S; ++s) offbuf[j++] = c * HW + r * W + s;
+  const int64_t* boff = offbuf.data();  // the caller's table (a thread_local name would be each worker's own)
+  const int64_t pixels = g.N * PQ, tiles = (pixels + MR - 1) / MR, ks = (K + NR - 1) / NR, Kp = ks * NR;
+  const bool in_tile = act == Act::none || act == Act::relu || act == Act::leaky_relu;
+  // Tiles go in blocks of kBlockTiles; a block's outputs are staged pixel-major (the tiles' own layout) in
+  // st (pixels x Kp, in L1/L2) and then written to y filter row by filter row, with the bias and
+  // activation: contiguous runs of y instead of 6-float pieces of K rows per tile (measured: the scattered
+  // stores cost as much as the arithmetic for conv2 of the classic CNN, y 1 MB at batch 32).
+  constexpr int64_t kBlockTiles = 16;
+  parallel_for((tiles + kBlockTiles - 1) / kBlockTiles, [&](int64_t blk0, int64_t blk1) {
+    thread_local std::vector<float> stbuf;
+    float* st = grow(stbuf, kBlockTiles * MR * Kp);
+    const float* bp[MR];
+    for (int64_t blk = blk0; blk < blk1; ++blk) {
+      const int64_t e_lo = blk * kBlockTiles * MR, e_hi = std::min(pixels, e_lo + kBlockTiles * MR);
+      for (int64_t e0 = e_lo; e0 < e_hi; e0 += MR) {
+        const int64_t m = std::min(MR, e_hi - e0);
+        for (int64_t i = 0; i < MR; ++i) {
+          const int64_t e = e0 + std::min(i, m - 1), n = e / PQ, pq = e % PQ;
+          bp[i] = x + n * CHW + pq / Q * W + pq % Q;
+        }
+        for (int64_t fs = 0; fs < ks; ++fs) {
+          alignas(32) float t[MR * NR];
+          avx2::igemm_6x16(CRS, A + fs * CRS * NR, nullptr, NR, bp, boff, t, false);
+          for (int64_t i = 0; i < m; ++i)
+            std::copy(t + i * NR, t + (i + 1) * NR, st + (e0 - e_lo + i) * Kp + fs * NR);
+        }
+      }
+      // [e_lo, e_hi) in runs within one image: y[n, k, pq0:pq1] = act(st[.., k] + b[k]).
+      for (int64_t e = e_lo; e < e_hi;) {
+        const int64_t n = e / PQ, pq0 = e % PQ, len = std::min(e_hi - e, PQ - pq0);
+        const float* s0 = st + (e - e_lo) * Kp;
+        for (int64_t k = 0; k < K; ++k) {
+          float* yk = y + n * KPQ + k * PQ + pq0;
+          const float bias = b ? b[k] : 0.0f;
+          if (b)
+            for (int64_t i = 0; i < len; ++i) yk[i] = act_scalar(act, s0[i * Kp + k] + bias, alpha);
+          else
+            for (int64_t i = 0; i < len; ++i) yk[i] = act_scalar(act, s0[i * Kp + k], alpha);
+        }
+        e += len;
+      }
+    }
+  });
+  if (!in_tile)
+    parallel_for(g.N * K, [&](int64_t i0, int64_t i1) { activation_inplace(act, y + i0 * PQ, (i1 - i0) * PQ, alpha); });
+}
+
+void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, const ConvGeom& g) {
+  if (dw) dw_impl(dy, x, dw, g);
+  if (dx) dx_impl(dy, w, dx, g);
+}
+
+#else
+
+void conv_igemm_forward(const float*, const float*, const float*, float*, const ConvGeom&, Act, float) {}
+void conv_igemm_backward(const float*, const float*, const float*, float*, float*, const ConvGeom&) {}
+
+#endif
+
+}  // namespace cnnkern
