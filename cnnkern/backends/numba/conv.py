@@ -19,10 +19,10 @@ task gathers only the NR-column slivers it multiplies (a few KiB, in L1/L2).
            w[g*Kg + k, c, R-1-r, S-1-s] (groups g, dilation (dh, dw)), run by the forward kernel. It does
            the multiplications by v's border zeros (for the 3x3 layers of the classic CNN 1.4x to 2.8x the
            useful FLOPs) in exchange for no col2im scatter.
-  dw       dw[g] (Kg, CgRS) = dy[g] (Kg, J) @ col[g]^T (J, CgRS), the sum over J cut into chunks of JC
-           positions, dealt in runs to at most DW_TASKS tasks: a task packs a chunk's dy into panels and
-           col^T into slivers and adds the product to its own partial dw, chunk after chunk; the partials
-           are then summed in task order. The runs depend on J only, so the result does not depend on the
+  dw       dw[g] (Kg, CgRS) = dy[g] (Kg, J) @ col[g]^T (J, CgRS), the sum over J cut into even chunks
+           of at most JC positions (shorter, down to MIN_CHUNK, to make DW_TASKS of them), dealt in runs
+           to at most DW_TASKS tasks: a task packs a chunk's dy into panels and col^T into slivers and adds
+           the product to its own partial dw, chunk after chunk; the partials are summed in task order. The runs depend on J only, so the result does not depend on the
            number of threads.
   db       db[k] = sum over n, p, q of dy[n, k, p, q], float64 accumulation
 """
@@ -34,6 +34,7 @@ from ...shapes import conv_out
 from .gemm import MR, NR, fma_tile
 
 JC = 256  # positions per dw chunk: the reduction length of one fma_tile call
+MIN_CHUNK = 32  # dw: chunks get as short as this to give DW_TASKS tasks work
 DW_TASKS = 8  # dw: the chunks are dealt to at most this many tasks, each summing its own partial dw
 SLIVERS_PER_TASK = 8  # forward: at most this many slivers gathered and multiplied per task
 
@@ -44,19 +45,26 @@ SLIVERS_PER_TASK = 8  # forward: at most this many slivers gathered and multipli
 
 @njit(cache=True)
 def _positions(j0, J, C, Hp, Wp, sh, sw, P, Q, K, xpos, ypos):
-    """xpos[jj] = flat offset of output column j0 + jj's top-left tap in xp, ypos[jj] = flat offset of
-    its (n, 0, p, q) in y; columns past J point at 0 (they are gathered but never stored)."""
+    """For the output columns j = j0 + jj, jj < len(xpos): xpos[jj] = flat offset in xp of column j's
+    top-left tap, ypos[jj] = flat offset of its (n, 0, p, q) in y; columns past J point at 0 (they are
+    gathered but never stored). (n, p, q) is stepped, not divided out, per column."""
     PQ = P * Q
-    for jj in range(NR):
-        j = j0 + jj
-        if j < J:
-            n, pq = j // PQ, j % PQ
-            p, q = pq // Q, pq % Q
+    n, pq = j0 // PQ, j0 % PQ
+    p, q = pq // Q, pq % Q
+    for jj in range(xpos.size):
+        if j0 + jj < J:
             xpos[jj] = n * C * Hp * Wp + p * sh * Wp + q * sw
-            ypos[jj] = n * K * PQ + pq
+            ypos[jj] = n * K * PQ + p * Q + q
         else:
             xpos[jj] = 0
             ypos[jj] = 0
+        q += 1
+        if q == Q:
+            q = 0
+            p += 1
+            if p == P:
+                p = 0
+                n += 1
 
 
 @njit(cache=True)
@@ -78,7 +86,7 @@ def _forward_task(xf, wp, tap, b, has_bias, g, s0, s1, C, Hp, Wp, sh, sw, P, Q, 
             for jj in range(NR):
                 bp[s, t, jj] = xf[xpos[jj] + o]
     ct = np.empty((MR, NR), xf.dtype)
-    for mb in range(mblk):
+    for mb in range(mblk):  # y is written row by row, a run of ns*NR per channel
         for s in range(ns):
             ct[:, :] = 0
             fma_tile(wp[g, mb], bp[s], ct)
@@ -156,22 +164,20 @@ def _input_grad(dyf, wtp, tap, C, Hp, Wp, sh, sw, P, Q, K, dxf):
 
 
 @njit(cache=True)
-def _weight_chunk(xf, dyf, tap, g, c0, c1, C, Hp, Wp, sh, sw, P, Q, K, ap, bp, ct, part):
+def _weight_chunk(xf, dyf, tap, g, c0, c1, C, Hp, Wp, sh, sw, P, Q, K, ap, bp, xpos, ypos, ct, part):
     """part (ceil(Kg/MR)*MR, ceil(CgRS/NR)*NR) += dy[g] @ col[g]^T over positions c0 .. c1."""
     groups, CgRS = tap.shape
     Kg = K // groups
     PQ = P * Q
     kc = c1 - c0
+    _positions(c0, c1, C, Hp, Wp, sh, sw, P, Q, K, xpos[:kc], ypos[:kc])
     for jj in range(kc):
-        j = c0 + jj
-        n, pq = j // PQ, j % PQ
-        p, q = pq // Q, pq % Q
-        dy0 = n * K * PQ + (g * Kg) * PQ + pq
+        dy0 = ypos[jj] + g * Kg * PQ
         for mb in range(ap.shape[0]):
             for i in range(MR):
                 k = mb * MR + i
                 ap[mb, jj, i] = dyf[dy0 + k * PQ] if k < Kg else 0
-        x0 = n * C * Hp * Wp + p * sh * Wp + q * sw
+        x0 = xpos[jj]
         for t in range(CgRS):
             bp[t // NR, jj, t % NR] = xf[x0 + tap[g, t]]
         for t in range(CgRS, bp.shape[0] * NR):
@@ -185,24 +191,25 @@ def _weight_chunk(xf, dyf, tap, g, c0, c1, C, Hp, Wp, sh, sw, P, Q, K, ap, bp, c
 
 
 @njit(parallel=True, cache=True)
-def _weight_partials(xf, dyf, tap, C, Hp, Wp, sh, sw, P, Q, K, part):
-    """part[g, task] = the sum of dw[g] over the task's chunks of JC positions, in chunk order; the chunks
-    are dealt to part.shape[1] tasks in runs fixed by J alone; buffers per task."""
+def _weight_partials(xf, dyf, tap, nchunk, C, Hp, Wp, sh, sw, P, Q, K, part):
+    """part[g, task] = the sum of dw[g] over the task's chunks, in chunk order: the J positions are cut
+    into nchunk even chunks (at most JC each), dealt in runs to part.shape[1] tasks; buffers per task."""
     groups, ntask = part.shape[0], part.shape[1]
     J = dyf.size // K
-    nchunk = (J + JC - 1) // JC
     mblk = part.shape[2] // MR
     nblk = part.shape[3] // NR
     for t in prange(groups * ntask):
         g, task = t // ntask, t % ntask
         ap = np.empty((mblk, JC, MR), xf.dtype)
         bp = np.empty((nblk, JC, NR), xf.dtype)
+        xpos = np.empty(JC, np.int64)
+        ypos = np.empty(JC, np.int64)
         ct = np.empty((MR, NR), xf.dtype)
         part[g, task] = 0
         for chunk in range(task * nchunk // ntask, (task + 1) * nchunk // ntask):
-            c0 = chunk * JC
+            c0, c1 = chunk * J // nchunk, (chunk + 1) * J // nchunk
             _weight_chunk(
-                xf, dyf, tap, g, c0, min(J, c0 + JC), C, Hp, Wp, sh, sw, P, Q, K, ap, bp, ct, part[g, task]
+                xf, dyf, tap, g, c0, c1, C, Hp, Wp, sh, sw, P, Q, K, ap, bp, xpos, ypos, ct, part[g, task]
             )
 
 
@@ -348,9 +355,11 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, need_dx, need_d
         dx = dxp if Hp * Wp == H * W else np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
     if need_dw:
         xp = _padded(x, pt, pb, pl, pr)
-        ntask = min(DW_TASKS, (N * P * Q + JC - 1) // JC)
+        J = N * P * Q
+        nchunk = max((J + JC - 1) // JC, min(DW_TASKS, (J + MIN_CHUNK - 1) // MIN_CHUNK))
+        ntask = min(DW_TASKS, nchunk)
         part = np.empty((groups, ntask, (Kg + MR - 1) // MR * MR, (CgRS + NR - 1) // NR * NR), x.dtype)
-        _weight_partials(xp.reshape(-1), dy.reshape(-1), tap, C, Hp, Wp, sh, sw, P, Q, K, part)
+        _weight_partials(xp.reshape(-1), dy.reshape(-1), tap, nchunk, C, Hp, Wp, sh, sw, P, Q, K, part)
         wgrad = np.empty_like(w)
         _sum_partials(part, wgrad.reshape(groups, Kg, CgRS))
     return dx, wgrad, db
