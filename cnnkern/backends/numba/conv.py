@@ -12,18 +12,16 @@ task gathers only the NR-column slivers it multiplies (a few KiB, in L1/L2).
   forward  y (Kg, J) per group = w[g] (Kg, CgRS) @ col[g] (CgRS, J) (+ b): tasks over (g, run of slivers
            of J); the weight panels are packed once per call, each sliver is gathered once and multiplied
            by every panel; the tile is stored to y (n, k, pq).
-  dx       a forward conv of dy: dx[n, c, h, w] = sum over k, r, s of dy[n, k, p, q] w[k, c, r, s] where
-           h = p*sh - pt + r*dh. Spreading dy into v (N, K, H + (R-1)dh, W + (S-1)dw), its entries at
-           (p*sh + (R-1)dh - pt, q*sw + (S-1)dw - pl) and zeros elsewhere, turns this into a stride-1,
-           unpadded conv of v with the flipped, transposed weight wt[g*Cg + c, k, r, s] =
-           w[g*Kg + k, c, R-1-r, S-1-s] (groups g, dilation (dh, dw)), run by the forward kernel. It does
-           the multiplications by v's border zeros (for the 3x3 layers of the classic CNN 1.4x to 2.8x the
-           useful FLOPs) in exchange for no col2im scatter.
+  dx       dcol[g] (CgRS, J) = w[g]^T (CgRS, Kg) @ dy[g] (Kg, J), never stored either: tasks over (g, run
+           of whole samples); a task packs its dy slivers, and each tile is added at once into the padded
+           gradient dxp at the same offsets pos[j] + tap[g, t] the forward reads (col2im tile by tile, in
+           a fixed order); a task owns its samples' planes, so no two tasks write the same element. dx is
+           dxp without its border.
   dw       dw[g] (Kg, CgRS) = dy[g] (Kg, J) @ col[g]^T (J, CgRS), the sum over J cut into even chunks
            of at most JC positions (shorter, down to MIN_CHUNK, to make DW_TASKS of them), dealt in runs
            to at most DW_TASKS tasks: a task packs a chunk's dy into panels and col^T into slivers and adds
-           the product to its own partial dw, chunk after chunk; the partials are summed in task order. The runs depend on J only, so the result does not depend on the
-           number of threads.
+           the product to its own partial dw, chunk after chunk; the partials are summed in task order.
+           The runs depend on J only, so the result does not depend on the number of threads.
   db       db[k] = sum over n, p, q of dy[n, k, p, q], float64 accumulation
 """
 
@@ -233,25 +231,6 @@ def _pad_into(x, pt, pl, xp):
         n, c = t // C, t % C
         xp[n, c] = 0
         xp[n, c, pt : pt + H, pl : pl + W] = x[n, c]
-
-
-@njit(parallel=True, cache=True)
-def _spread(dy, sh, sw, oh, ow, v):
-    """v[n, k, p*sh + oh, q*sw + ow] = dy[n, k, p, q] where that lies in v, zeros elsewhere; one task per
-    plane."""
-    N, K, P, Q = dy.shape
-    Hv, Wv = v.shape[2], v.shape[3]
-    for t in prange(N * K):
-        n, k = t // K, t % K
-        plane = v[n, k]
-        plane[:, :] = 0
-        for p in range(P):
-            h = p * sh + oh
-            if 0 <= h < Hv:
-                for q in range(Q):
-                    w = q * sw + ow
-                    if 0 <= w < Wv:
-                        plane[h, w] = dy[n, k, p, q]
 
 
 @njit(cache=True)
