@@ -102,8 +102,8 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
   ranges(H, P, R, rk, rk_of);
   ranges(W, Q, S, sk, sk_of);
   struct Class {
-    std::vector<int64_t> aoff, boff;  // the taps (r, s, k): packed-A row offset, dy offset from the base
-    std::vector<int64_t> dyb, dxb;    // per pixel of one image: dy base offset (at tap r_lo, s_lo), dx offset
+    std::vector<int64_t> aoff, boff;  // the taps (r, s, k): packed-A row offset, dyT offset from the base
+    std::vector<int64_t> dyb, dxb;    // per pixel of one image: dyT row (at tap r_lo, s_lo), dx offset
   };
   std::vector<Class> cls(rk.size() * sk.size());
   for (int64_t h = 0; h < H; ++h)
@@ -121,7 +121,7 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
         for (int64_t s = s0; s <= s1; ++s)
           for (int64_t k = 0; k < K; ++k) {
             c.aoff.push_back(((r * S + s) * K + k) * NR);
-            c.boff.push_back(k * PQ - (r - r0) * Q - (s - s0));
+            c.boff.push_back(k - ((r - r0) * Q + (s - s0)) * K);
           }
     }
   const std::vector<Class>& classes = cls;  // a local name, so the worker threads see the caller's
@@ -131,23 +131,34 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
   const int64_t cs_count = (C + NR - 1) / NR, nb = std::max<int64_t>(1, std::min(g.N, (256 + HW - 1) / HW));
   const int64_t blocks = (g.N + nb - 1) / nb;
   parallel_for(blocks * cs_count, [&](int64_t it0, int64_t it1) {
-    thread_local std::vector<float> stbuf;
+    thread_local std::vector<float> stbuf, dytbuf;
     float* st = grow(stbuf, nb * HW * NR);
+    float* dyt = grow(dytbuf, nb * KPQ);
     alignas(32) float t[MR * NR];
     const float* bp[MR];
     int64_t so[MR];
-    for (int64_t it = it0; it < it1; ++it) {
+    for (int64_t it = it0, cur = -1; it < it1; ++it) {
       const int64_t blk = it / cs_count, cs = it % cs_count, n0 = blk * nb, cnt_n = std::min(nb, g.N - n0);
       const float* As = A + cs * RSK * NR;
+      if (blk != cur) {  // dy of the block transposed to (pixels, K): a tile's six rows then advance by one
+        cur = blk;       // float per k instead of a P*Q stride, six lines per 16 steps instead of per step
+        for (int64_t n = 0; n < cnt_n; ++n)
+          for (int64_t k = 0; k < K; ++k) {
+            const float* src = dy + (n0 + n) * KPQ + k * PQ;
+            float* d = dyt + n * KPQ + k;
+            for (int64_t pq = 0; pq < PQ; ++pq) d[pq * K] = src[pq];
+          }
+      }
       for (const Class& c : classes) {
         const int64_t cnt = static_cast<int64_t>(c.dyb.size()), total = cnt_n * cnt;
-        for (int64_t e0 = 0; e0 < total; e0 += MR) {
+        for (int64_t e0 = 0, n = 0, px = 0; e0 < total; e0 += MR) {  // (n, px): the block pixel e0
           const int64_t m = std::min(MR, total - e0);
           for (int64_t i = 0; i < MR; ++i) {
-            const int64_t e = e0 + std::min(i, m - 1), n = e / cnt, px = e % cnt;
-            bp[i] = dy + (n0 + n) * KPQ + c.dyb[px];
+            bp[i] = dyt + n * KPQ + c.dyb[px] * K;
             so[i] = (n * HW + c.dxb[px]) * NR;
+            if (i < m - 1 && ++px == cnt) px = 0, ++n;
           }
+          if (++px == cnt) px = 0, ++n;
           avx2::igemm_6x16(static_cast<int64_t>(c.aoff.size()), As, c.aoff.data(), 0, bp, c.boff.data(), t, false);
           for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + (i + 1) * NR, st + so[i]);
         }
@@ -247,7 +258,7 @@ void dw_impl(const float* dy, const float* x, float* dw, const ConvGeom& g) {
 
 void conv_igemm_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
                         float alpha) {
-  const int64_t W = g.W, Q = g.Q, K = g.K, R = g.R, S = g.S;
+  const int64_t W = g.W, P = g.P, Q = g.Q, K = g.K, R = g.R, S = g.S;
   const int64_t HW = g.H * W, CHW = g.C * HW, PQ = g.PQ(), KPQ = K * PQ, CRS = g.C * R * S;
   thread_local std::vector<float> abuf;
   thread_local std::vector<int64_t> offbuf;
@@ -270,12 +281,20 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
     const float* bp[MR];
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t e_lo = blk * kBlockTiles * MR, e_hi = std::min(pixels, e_lo + kBlockTiles * MR);
-      for (int64_t e0 = e_lo; e0 < e_hi; e0 += MR) {
+      // (n, p, q): the pixel e0, advanced without divisions
+      for (int64_t e0 = e_lo, n = e_lo / PQ, p = e_lo % PQ / Q, q = e_lo % Q; e0 < e_hi; e0 += MR) {
         const int64_t m = std::min(MR, e_hi - e0);
+        auto next = [&] {
+          if (++q == Q) {
+            q = 0;
+            if (++p == P) p = 0, ++n;
+          }
+        };
         for (int64_t i = 0; i < MR; ++i) {
-          const int64_t e = e0 + std::min(i, m - 1), n = e / PQ, pq = e % PQ;
-          bp[i] = x + n * CHW + pq / Q * W + pq % Q;
+          bp[i] = x + n * CHW + p * W + q;
+          if (i < m - 1) next();
         }
+        next();
         for (int64_t fs = 0; fs < ks; ++fs) {
           alignas(32) float t[MR * NR];
           avx2::igemm_6x16(CRS, A + fs * CRS * NR, nullptr, NR, bp, boff, t, false);
