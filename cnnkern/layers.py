@@ -439,9 +439,10 @@ class MaxPooling2D(_Pooling2D):
     act_source = None
 
     def forward(self, x, training=False, logits=False):
-        y, argmax = ops.maxpool2d_forward(x, **self._geom, backend=self._ctx.backend)
-        if training:
-            self._argmax, self._x_shape = argmax, x.shape
+        if not training:  # no argmax needed: the kernel skips writing it
+            return ops.maxpool2d_forward(x, **self._geom, return_argmax=False, backend=self._ctx.backend)
+        y, self._argmax = ops.maxpool2d_forward(x, **self._geom, backend=self._ctx.backend)
+        self._x_shape = x.shape
         return y
 
     def backward(self, dy, need_dx=True):

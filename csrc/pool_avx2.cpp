@@ -23,21 +23,34 @@ inline void split_even_odd(const float* p, __m256* even, __m256* odd) {
 
 }  // namespace
 
-// Windows ow in [0, 8·floor(count/8)) of output row oh: r0 = x row 2·oh, r1 = the next row, W the row
-// length. y[ow] = max of the window, arg[ow] = its flat index in the plane: the first maximum in the order
+// Windows ow in [0, count) of output row oh, eight at a time (the last fewer than eight with masked loads and
+// stores): r0 = x row 2·oh, r1 = the next row, W the row length. y[ow] = max of the window, arg[ow] = its flat index in the plane: the first maximum in the order
 // (r0,2ow) (r0,2ow+1) (r1,2ow) (r1,2ow+1), except that a NaN is taken whenever seen. Returns the number of
-// windows done; the caller finishes the rest.
+// windows done (all of them); the caller finishes windows cut by the edge.
 int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W, int64_t count, float* y,
                         int64_t* arg) {
   const __m256i t1 = _mm256_set1_epi32(1), t2 = _mm256_set1_epi32(2), t3 = _mm256_set1_epi32(3);
   const __m256i lane2 = _mm256_setr_epi64x(0, 2, 4, 6), one = _mm256_set1_epi64x(1);
   const __m256i width = _mm256_set1_epi64x(W), zero = _mm256_setzero_si256();
+  const __m256i iota32 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), iota64 = _mm256_setr_epi64x(0, 1, 2, 3);
   const int64_t row = 2 * oh * W;
-  int64_t ow = 0;
-  for (; ow + 8 <= count; ow += 8) {
+  // windows ow .. ow+lanes-1 (lanes <= 8; fewer than 8 with masked loads and stores: no access past them)
+  const auto step = [&](int64_t ow, int64_t lanes) {
     __m256 v0, v1, v2, v3;
-    split_even_odd(r0 + 2 * ow, &v0, &v1);
-    split_even_odd(r1 + 2 * ow, &v2, &v3);
+    if (lanes == 8) {
+      split_even_odd(r0 + 2 * ow, &v0, &v1);
+      split_even_odd(r1 + 2 * ow, &v2, &v3);
+    } else {  // 2·lanes floats per row: lanes 0-7 of the first half, then of the second
+      const __m256i m_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(2 * lanes)), iota32);
+      const __m256i m_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(2 * lanes - 8)), iota32);
+      alignas(32) float buf[2][16];
+      _mm256_store_ps(buf[0], _mm256_maskload_ps(r0 + 2 * ow, m_lo));
+      _mm256_store_ps(buf[0] + 8, _mm256_maskload_ps(r0 + 2 * ow + 8, m_hi));
+      _mm256_store_ps(buf[1], _mm256_maskload_ps(r1 + 2 * ow, m_lo));
+      _mm256_store_ps(buf[1] + 8, _mm256_maskload_ps(r1 + 2 * ow + 8, m_hi));
+      split_even_odd(buf[0], &v0, &v1);
+      split_even_odd(buf[1], &v2, &v3);
+    }
     __m256 best = v0;
     __m256i tap = zero;
     const auto take = [&](__m256 v, __m256i t) {
@@ -48,17 +61,27 @@ int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W,
     take(v1, t1);
     take(v2, t2);
     take(v3, t3);
-    _mm256_storeu_ps(y + ow, best);
+    if (lanes == 8)
+      _mm256_storeu_ps(y + ow, best);
+    else
+      _mm256_maskstore_ps(y + ow, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lanes)), iota32), best);
     // index = 2·oh·W + 2·ow + (tap & 1) + (tap >> 1)·W, in int64, four lanes at a time
     for (int half = 0; half < 2; ++half) {
       const __m256i t = _mm256_cvtepi32_epi64(half ? _mm256_extracti128_si256(tap, 1) : _mm256_castsi256_si128(tap));
       const __m256i down = _mm256_and_si256(_mm256_sub_epi64(zero, _mm256_srli_epi64(t, 1)), width);
       __m256i idx = _mm256_add_epi64(_mm256_set1_epi64x(row + 2 * (ow + 4 * half)), lane2);
       idx = _mm256_add_epi64(_mm256_add_epi64(idx, _mm256_and_si256(t, one)), down);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(arg + ow + 4 * half), idx);
+      long long* dst = reinterpret_cast<long long*>(arg + ow + 4 * half);
+      if (lanes == 8)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), idx);
+      else
+        _mm256_maskstore_epi64(dst, _mm256_cmpgt_epi64(_mm256_set1_epi64x(lanes - 4 * half), iota64), idx);
     }
-  }
-  return ow;
+  };
+  int64_t ow = 0;
+  for (; ow + 8 <= count; ow += 8) step(ow, 8);
+  if (ow < count) step(ow, count - ow);
+  return count;
 }
 
 }  // namespace avx2

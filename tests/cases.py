@@ -156,6 +156,8 @@ CONV_CASES = [
 POOL_CASES = [
     PoolCase("2x2", (2, 3, 8, 8), 2),
     PoolCase("2x2-odd-7x9", (1, 7, 7, 9), 2),
+    PoolCase("2x2-rows-of-8-and-3", (1, 3, 6, 38), 2),  # the SIMD 2x2 path: 8 + 8 + a masked tail of 3
+    PoolCase("2x2-classic-26", (2, 5, 26, 27), 2),  # 8 + masked 5 per row, and a cut last column
     PoolCase("3x3-s2-overlap", (2, 8, 15, 16), 3, stride=2),
     PoolCase("3x3-s1-pad1", (1, 9, 9, 17), 3, stride=1, padding=1),
     PoolCase("3x3-s2-pad1-ceil", (2, 3, 16, 15), 3, stride=2, padding=1, ceil_mode=True),

@@ -2,7 +2,7 @@
 
 Max pool values and argmax must match exactly, including ties (first maximum in row-major scan), NaN (NaN
 wins, index of the last NaN), ±inf and windows that hold only -inf (index of the first in-bounds element).
-Backward gets the reference's argmax.
+With return_argmax=False (inference) y alone, the same values. Backward gets the reference's argmax.
 """
 
 import numpy as np
@@ -45,6 +45,9 @@ def test_maxpool2d_forward(target, case, kind):
         garg = target.get(garg)
         assert garg.dtype == np.int64, f"{target.id}: argmax dtype {garg.dtype}, expected int64"
         assert_equal(garg, arg, what=f"{target.id} {dt} argmax")
+        # inference: y alone (maxpool2d_values_forward), the same values
+        gy = target.call("maxpool2d_forward", target.put(x, dt), return_argmax=False, **case.max_kwargs())
+        assert_equal(target.get(gy), y, what=f"{target.id} {dt} y without argmax", dtype=dt)
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.id)

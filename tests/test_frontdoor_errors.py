@@ -103,6 +103,7 @@ BAD = {
         ("dilation-zero", lambda d: d.pool(dilation=0), ValueError, "dilation"),
         ("ceil_mode-int", lambda d: d.pool(ceil_mode=1), TypeError, "ceil_mode"),
         ("output-empty", lambda d: d.pool(kernel_size=7), ValueError, "kernel_size"),
+        ("return_argmax-str", lambda d: d.pool(return_argmax="no"), TypeError, "return_argmax"),
     ],
     "maxpool2d_backward": [
         ("argmax-int32", lambda d: A(d.pdy, d.arg.astype(np.int32), d.x.shape), TypeError, "argmax"),

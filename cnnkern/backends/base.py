@@ -47,6 +47,7 @@ FUSED_KERNELS = (
     "conv2d_bias_act_forward",
     "dense_bias_act_forward",
     "maxpool2d_act_backward",
+    "maxpool2d_values_forward",
     "adam_update_multi",
 )
 
@@ -145,6 +146,13 @@ class Backend:
     def dense_bias_act_forward(self, x, w, b=None, *, activation=None, alpha=0.01):
         y = self.dense_forward(x, w, b)
         return y if activation is None else self.activation_forward(y, activation, alpha=alpha)
+
+    # maxpool2d_forward's y alone (inference: no argmax written where the backend has a kernel for it)
+    def maxpool2d_values_forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
+        y, _ = self.maxpool2d_forward(
+            x, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode
+        )
+        return y
 
     # activation_backward(maxpool2d_backward(dy, argmax, x_shape), a, activation): the gradient of
     # maxpool(act(z)) with respect to z, given a = act(z) (x_shape); activation in ACTIVATIONS

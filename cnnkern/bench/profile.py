@@ -25,6 +25,7 @@ def _key_shape(kernel, args):
         "conv2d_bias_act_forward": 0,
         "conv2d_backward": 1,
         "maxpool2d_forward": 0,
+        "maxpool2d_values_forward": 0,
         "dense_forward": 0,
         "dense_bias_act_forward": 0,
         "dense_backward": 1,
@@ -66,6 +67,8 @@ def layer_table(batch):
         if kernels[0] in fused:  # the model layer runs conv/dense + bias + activation as one fused kernel
             table[(fused[kernels[0]], shape)] = table[(kernels[0], shape)]
         table[(kernels[1], shape)] = (spec.name, spec.backward_flops(), spec.backward_bytes())
+        if kernels[0] == "maxpool2d_forward":  # inference: y without the argmax
+            table[("maxpool2d_values_forward", shape)] = table[(kernels[0], shape)]
         if kernels[1] == "maxpool2d_backward":  # + the activation's gradient, in one pass over the plane
             table[("maxpool2d_act_backward", shape)] = table[(kernels[1], shape)]
     return table

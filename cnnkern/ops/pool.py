@@ -48,12 +48,18 @@ def _window_in_padding(length, k, s, p, d, out):
     return None
 
 
-def maxpool2d_forward(x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, backend=None):
-    """Max pooling; returns (y, argmax) with argmax int64, a flat index into the unpadded H*W plane."""
+def maxpool2d_forward(
+    x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_argmax=True, backend=None
+):
+    """Max pooling; returns (y, argmax) with argmax int64, a flat index into the unpadded H*W plane, or y
+    alone with ``return_argmax=False`` (inference: the argmax is not written where the backend can skip it)."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4)
     k, s, p, d, ceil_mode, _ = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    return be.maxpool2d_forward(x, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode)
+    kw = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode)
+    if not check.flag("return_argmax", return_argmax):
+        return be.maxpool2d_values_forward(x, **kw)
+    return be.maxpool2d_forward(x, **kw)
 
 
 def _argmax_checked(dy, argmax, x_shape, be, shape_name="x_shape"):
