@@ -33,8 +33,9 @@ NR = 16  # columns per tile (sliver width): two ymm vectors of float32
 
 
 @intrinsic
-def fma_tile(typingctx, ap, bp, ct):
-    """ct (MR, NR) += ap (kc, MR)^T @ bp (kc, NR), all three C-contiguous of one float dtype."""
+def _fma_tile(typingctx, ap, bp, ct):
+    """ct (MR, NR) += ap (kc, MR)^T @ bp (kc, NR), all three C-contiguous of one float dtype; the shapes
+    are not checked (fma_tile does)."""
     for arr in (ap, bp, ct):
         if not isinstance(arr, types.Array) or arr.ndim != 2 or arr.layout != "C" or arr.dtype != ap.dtype:
             return None
@@ -73,6 +74,15 @@ def fma_tile(typingctx, ap, bp, ct):
         return context.get_dummy_value()
 
     return types.void(ap, bp, ct), codegen
+
+
+@njit(cache=True)
+def fma_tile(ap, bp, ct):
+    """ct (MR, NR) += ap (kc, MR)^T @ bp (kc, NR), after checking the shapes the micro-kernel relies on."""
+    kc = ap.shape[0]
+    if ap.shape[1] != MR or bp.shape[0] != kc or bp.shape[1] != NR or ct.shape[0] != MR or ct.shape[1] != NR:
+        raise ValueError("fma_tile: shapes must be ap (kc, MR), bp (kc, NR), ct (MR, NR)")
+    _fma_tile(ap, bp, ct)
 
 
 @njit(parallel=True, cache=True)
