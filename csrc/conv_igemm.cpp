@@ -59,6 +59,13 @@ inline float act_scalar(Act act, float v, float alpha) {
   return v;
 }
 
+// Asks for floats [p, p+n) to be brought into the cache: the tiles read x plane by plane, a pattern the
+// hardware prefetcher does not follow, so the next image is fetched while the current one is computed
+// (measured in the training step at batch 128, where x comes from the pool: ~20% slower without).
+inline void prefetch_floats(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
+}
+
 // Packs rows j of a (rows, K) matrix given by element(j, k) into ceil(K/16) slivers (rows x 16), zero past K.
 template <class Elem>
 float* pack_slivers(std::vector<float>& buf, int64_t rows, int64_t K, Elem element) {
@@ -194,6 +201,7 @@ void dw_block(const float* dy, const float* x, float* dst, const ConvGeom& g, in
   const float* bp[MR];
   for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
     const int64_t c1 = std::min(n1, c0 + chunk), npix = (c1 - c0) * PQ;
+    if (c1 < n1) prefetch_floats(x + c1 * CHW, std::min(chunk, n1 - c1) * CHW);
     float* dyt = grow(dytbuf, npix * Kp);
     for (int64_t i = 0; i < c1 - c0; ++i)
       for (int64_t k = 0; k < Kp; ++k) {
@@ -279,8 +287,11 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
     thread_local std::vector<float> stbuf;
     float* st = grow(stbuf, kBlockTiles * MR * Kp);
     const float* bp[MR];
+    int64_t fetched = -1;  // the last image prefetched
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t e_lo = blk * kBlockTiles * MR, e_hi = std::min(pixels, e_lo + kBlockTiles * MR);
+      for (int64_t n = std::max(fetched + 1, e_lo / PQ + 1); n <= std::min(g.N - 1, e_hi / PQ + 1); ++n)
+        prefetch_floats(x + n * CHW, CHW), fetched = n;
       // (n, p, q): the pixel e0, advanced without divisions
       for (int64_t e0 = e_lo, n = e_lo / PQ, p = e_lo % PQ / Q, q = e_lo % Q; e0 < e_hi; e0 += MR) {
         const int64_t m = std::min(MR, e_hi - e0);
