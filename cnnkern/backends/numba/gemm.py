@@ -4,7 +4,7 @@ C (M, N) = A (M, K) @ B (K, N) in the GotoBLAS/BLIS shape: A is packed into pane
 ap (ceil(M/MR), K, MR) with ap[mb, k, i] = A[mb*MR + i, k], and B into slivers of NR columns,
 bp (ceil(N/NR), K, NR) with bp[nb, k, j] = B[k, nb*NR + j]; rows and columns past the edge are packed as
 zeros, so every tile is a full MR x NR one and the caller stores only its valid part. The conv kernels
-pack their slivers straight from the image (conv.py), the dense ones with pack_panels / pack_slivers here.
+pack their slivers straight from the image (conv.py), the dense ones in gemm here.
 
 The micro-kernel fma_tile does ct (MR, NR) += ap[mb]^T @ bp[nb] over the whole K: its MR x NR accumulators
 are MR vectors of NR lanes (MR*NR/8 = 12 ymm registers for float32) that stay in registers for the whole k
@@ -85,26 +85,24 @@ def fma_tile(ap, bp, ct):
     _fma_tile(ap, bp, ct)
 
 
-@njit(parallel=True, cache=True)
-def pack_panels(a, ap):
-    """ap (ceil(M/MR), K, MR) <- a (M, K) in any layout, rows past M as zeros; one task per panel."""
+@njit(cache=True)
+def _pack_panel(a, mb, ap):
+    """ap[mb] (K, MR) <- rows mb*MR .. of a (M, K) in any layout, rows past M as zeros."""
     M, K = a.shape
-    for mb in prange(ap.shape[0]):
-        for k in range(K):
-            for i in range(MR):
-                m = mb * MR + i
-                ap[mb, k, i] = a[m, k] if m < M else 0
+    for k in range(K):
+        for i in range(MR):
+            m = mb * MR + i
+            ap[mb, k, i] = a[m, k] if m < M else 0
 
 
-@njit(parallel=True, cache=True)
-def pack_slivers(b, bp):
-    """bp (ceil(N/NR), K, NR) <- b (K, N) in any layout, columns past N as zeros; one task per sliver."""
+@njit(cache=True)
+def _pack_sliver(b, nb, bp):
+    """bp[nb] (K, NR) <- columns nb*NR .. of b (K, N) in any layout, columns past N as zeros."""
     K, N = b.shape
-    for nb in prange(bp.shape[0]):
-        for k in range(K):
-            for j in range(NR):
-                n = nb * NR + j
-                bp[nb, k, j] = b[k, n] if n < N else 0
+    for k in range(K):
+        for j in range(NR):
+            n = nb * NR + j
+            bp[nb, k, j] = b[k, n] if n < N else 0
 
 
 @njit(cache=True)
@@ -123,18 +121,19 @@ def _tile_row(ap, bp, bias, has_bias, mb, c, ct):
 
 
 @njit(parallel=True, cache=True)
-def _tiles(ap, bp, bias, has_bias, c):
-    """c = panels @ slivers (+ bias); one task per panel of MR rows."""
-    for mb in prange(ap.shape[0]):
-        _tile_row(ap, bp, bias, has_bias, mb, c, np.empty((MR, NR), c.dtype))
-
-
 def gemm(a, b, bias, has_bias, c):
-    """c (M, N) = a (M, K) @ b (K, N) (+ bias (N,) on every row if has_bias); a, b in any layout."""
+    """c (M, N) = a (M, K) @ b (K, N) (+ bias (N,) on every row if has_bias); a, b in any layout.
+    Two parallel loops: one task per panel or sliver to pack, then one per panel of MR rows of c."""
     M, K = a.shape
     N = b.shape[1]
-    ap = np.empty(((M + MR - 1) // MR, K, MR), c.dtype)
-    bp = np.empty(((N + NR - 1) // NR, K, NR), c.dtype)
-    pack_panels(a, ap)
-    pack_slivers(b, bp)
-    _tiles(ap, bp, bias, has_bias, c)
+    mblk = (M + MR - 1) // MR
+    nblk = (N + NR - 1) // NR
+    ap = np.empty((mblk, K, MR), c.dtype)
+    bp = np.empty((nblk, K, NR), c.dtype)
+    for t in prange(mblk + nblk):
+        if t < mblk:
+            _pack_panel(a, t, ap)
+        else:
+            _pack_sliver(b, t - mblk, bp)
+    for mb in prange(mblk):
+        _tile_row(ap, bp, bias, has_bias, mb, c, np.empty((MR, NR), c.dtype))
