@@ -23,18 +23,19 @@ inline void split_even_odd(const float* p, __m256* even, __m256* odd) {
 
 }  // namespace
 
-// Windows ow in [0, count) of output row oh, eight at a time (the last fewer than eight with masked loads and
-// stores): r0 = x row 2·oh, r1 = the next row, W the row length. y[ow] = max of the window, arg[ow] = its flat index in the plane: the first maximum in the order
-// (r0,2ow) (r0,2ow+1) (r1,2ow) (r1,2ow+1), except that a NaN is taken whenever seen. Returns the number of
-// windows done (all of them); the caller finishes windows cut by the edge.
+// Windows ow in [0, count) of output row oh, eight at a time (the last fewer than eight with masked loads):
+// r0 = x row 2·oh, r1 = the next row, W the row length. y[ow] = max of the window, arg[ow] = its flat index
+// in the plane: the first maximum in the order (r0,2ow) (r0,2ow+1) (r1,2ow) (r1,2ow+1), except that a NaN is
+// taken whenever seen. Returns the number of windows done (all of them); the caller finishes windows cut by
+// the edge.
 int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W, int64_t count, float* y,
                         int64_t* arg) {
   const __m256i t1 = _mm256_set1_epi32(1), t2 = _mm256_set1_epi32(2), t3 = _mm256_set1_epi32(3);
   const __m256i lane2 = _mm256_setr_epi64x(0, 2, 4, 6), one = _mm256_set1_epi64x(1);
   const __m256i width = _mm256_set1_epi64x(W), zero = _mm256_setzero_si256();
-  const __m256i iota32 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), iota64 = _mm256_setr_epi64x(0, 1, 2, 3);
+  const __m256i iota32 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const int64_t row = 2 * oh * W;
-  // windows ow .. ow+lanes-1 (lanes <= 8; fewer than 8 with masked loads and stores: no access past them)
+  // windows ow .. ow+lanes-1 (lanes <= 8; fewer than 8: masked loads, stores via a buffer, no access past them)
   const auto step = [&](int64_t ow, int64_t lanes) {
     __m256 v0, v1, v2, v3;
     if (lanes == 8) {
@@ -61,21 +62,23 @@ int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W,
     take(v1, t1);
     take(v2, t2);
     take(v3, t3);
-    if (lanes == 8)
-      _mm256_storeu_ps(y + ow, best);
-    else
-      _mm256_maskstore_ps(y + ow, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lanes)), iota32), best);
+    // a partial step goes through a stack buffer (masked stores are slow on some AMD cores)
+    alignas(32) float ybuf[8];
+    alignas(32) int64_t abuf[8];
+    float* yd = lanes == 8 ? y + ow : ybuf;
+    int64_t* ad = lanes == 8 ? arg + ow : abuf;
+    _mm256_storeu_ps(yd, best);
     // index = 2·oh·W + 2·ow + (tap & 1) + (tap >> 1)·W, in int64, four lanes at a time
     for (int half = 0; half < 2; ++half) {
       const __m256i t = _mm256_cvtepi32_epi64(half ? _mm256_extracti128_si256(tap, 1) : _mm256_castsi256_si128(tap));
       const __m256i down = _mm256_and_si256(_mm256_sub_epi64(zero, _mm256_srli_epi64(t, 1)), width);
       __m256i idx = _mm256_add_epi64(_mm256_set1_epi64x(row + 2 * (ow + 4 * half)), lane2);
       idx = _mm256_add_epi64(_mm256_add_epi64(idx, _mm256_and_si256(t, one)), down);
-      long long* dst = reinterpret_cast<long long*>(arg + ow + 4 * half);
-      if (lanes == 8)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), idx);
-      else
-        _mm256_maskstore_epi64(dst, _mm256_cmpgt_epi64(_mm256_set1_epi64x(lanes - 4 * half), iota64), idx);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ad + 4 * half), idx);
+    }
+    for (int64_t i = 0; lanes < 8 && i < lanes; ++i) {
+      y[ow + i] = ybuf[i];
+      arg[ow + i] = abuf[i];
     }
   };
   int64_t ow = 0;

@@ -1,7 +1,7 @@
 """``cnnkern bench``: the classic CNN's training step and inference, and each of its layers' kernels, on
 every backend and on PyTorch, timed in one process, interleaved; a table (median, IQR, min-max, GFLOP/s,
 GB/s, % of the FMA peak estimate, time ratio to PyTorch), optionally a JSON file of the raw samples and a
-bar chart. ``--profile`` prints a per-kernel breakdown of the cpp training step instead.
+bar chart. ``--profile`` prints a per-kernel breakdown of the cpp training step and inference instead.
 
 Modules: :mod:`.shapes` (named layer shapes and their FLOP/byte counts), :mod:`.kernels` and :mod:`.steps`
 (the workloads), :mod:`.timing` (interleaved measurement), :mod:`.peak` (FMA peak estimate),
@@ -94,7 +94,7 @@ def add_bench(subparsers):
     p.add_argument(
         "--profile",
         action="store_true",
-        help="instead of the comparison: per-kernel breakdown of the cpp training step",
+        help="instead of the comparison: per-kernel breakdown of the cpp training step and inference",
     )
     p.set_defaults(run=run_bench)
 
@@ -186,14 +186,17 @@ def run_bench(args, parser):
         try:
             for path in settings.simd if args.simd else [default]:
                 cpp.set_simd(path)
-                for b in settings.batches:
-                    print(
-                        f"profiling the cpp ({path}) training step at batch {b} ({steps} steps)...",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    profiles.append(profile_step(cpp, b, steps=steps, seed=settings.seed))
-                    print(report.profile_table(profiles[-1]) + "\n")
+                for inference in (False, True):
+                    for b in settings.batches:
+                        what = "inference" if inference else "training step"
+                        print(
+                            f"profiling the cpp ({path}) {what} at batch {b} ({steps} steps)...",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        prof = profile_step(cpp, b, steps=steps, seed=settings.seed, inference=inference)
+                        profiles.append(prof)
+                        print(report.profile_table(prof) + "\n")
         finally:
             cpp.set_simd(default)
         if args.json:

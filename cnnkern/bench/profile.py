@@ -119,10 +119,11 @@ for _k in KERNELS + FUSED_KERNELS:
     setattr(TimedBackend, _k, _timed(_k))
 
 
-def profile_step(backend, batch, steps=20, warmup=3, seed=0):
-    """Run ``steps`` training steps of the classic CNN through the model layer on ``backend`` (a Backend)
-    and return the breakdown: rows (layer, kernel, calls/step, s/step, FLOPs/step, bytes/step) and the step
-    time. Per-step figures are totals over the steps divided by ``steps``."""
+def profile_step(backend, batch, steps=20, warmup=3, seed=0, inference=False):
+    """Run ``steps`` training steps (or, with ``inference``, forward passes: ``Sequential.predict`` on one
+    batch) of the classic CNN through the model layer on ``backend`` (a Backend) and return the breakdown:
+    rows (layer, kernel, calls/step, s/step, FLOPs/step, bytes/step) and the step time. Per-step figures are
+    totals over the steps divided by ``steps``."""
     from .steps import _model
 
     timed = TimedBackend(backend)
@@ -130,7 +131,10 @@ def profile_step(backend, batch, steps=20, warmup=3, seed=0):
     images, labels = classic_batch(batch, seed)
 
     def step():
-        model.train_on_batch(images, labels)
+        if inference:
+            model.predict(images, batch_size=batch)
+        else:
+            model.train_on_batch(images, labels)
 
     for _ in range(warmup):
         step()
@@ -165,6 +169,7 @@ def profile_step(backend, batch, steps=20, warmup=3, seed=0):
     kernels_s = sum(r["seconds"] for r in rows)
     return {
         "backend": backend.name,
+        "workload": "inference" if inference else "training step",
         "info": {k: str(v) for k, v in backend.info().items()},
         "batch": batch,
         "steps": steps,

@@ -81,11 +81,12 @@ def table(data):
 
 
 def profile_table(prof):
-    """The per-kernel breakdown of one profiled training step."""
+    """The per-kernel breakdown of one profiled training step (or inference pass)."""
     info = "  ".join(f"{k}={v}" for k, v in prof["info"].items())
     step = prof["step_s"]
     out = [
-        f"{prof['backend']} training step, batch {prof['batch']}: {fmt_time(step)} per step "
+        f"{prof['backend']} {prof.get('workload', 'training step')}, batch {prof['batch']}: "
+        f"{fmt_time(step)} per step "
         f"(mean of {prof['steps']}; {info})",
         f"  {'layer':<8}{'kernel':<32}{'calls':>6}{'time/step':>11}{'share':>7}{'GFLOP/s':>9}{'GB/s':>7}",
     ]
