@@ -278,18 +278,21 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
   const int64_t* boff = offbuf.data();  // the caller's table (a thread_local name would be each worker's own)
   const int64_t pixels = g.N * PQ, tiles = (pixels + MR - 1) / MR, ks = (K + NR - 1) / NR, Kp = ks * NR;
   const bool in_tile = act == Act::none || act == Act::relu || act == Act::leaky_relu;
-  // Tiles go in blocks of kBlockTiles; a block's outputs are staged pixel-major (the tiles' own layout) in
+  // Tiles go in blocks of at most kBlockTiles, the block count a multiple of the thread count (conv3 of the
+  // classic CNN at batch 32 has only 48 tiles); a block's outputs are staged pixel-major (the tiles' own layout) in
   // st (pixels x Kp, in L1/L2) and then written to y filter row by filter row, with the bias and
   // activation: contiguous runs of y instead of 6-float pieces of K rows per tile (measured: the scattered
   // stores cost as much as the arithmetic for conv2 of the classic CNN, y 1 MB at batch 32).
   constexpr int64_t kBlockTiles = 16;
-  parallel_for((tiles + kBlockTiles - 1) / kBlockTiles, [&](int64_t blk0, int64_t blk1) {
+  const int64_t nt = num_threads(), blocks = ((tiles + kBlockTiles - 1) / kBlockTiles + nt - 1) / nt * nt;
+  const int64_t bt = (tiles + blocks - 1) / blocks;  // tiles per block
+  parallel_for((tiles + bt - 1) / bt, [&](int64_t blk0, int64_t blk1) {
     thread_local std::vector<float> stbuf;
-    float* st = grow(stbuf, kBlockTiles * MR * Kp);
+    float* st = grow(stbuf, bt * MR * Kp);
     const float* bp[MR];
     int64_t fetched = -1;  // the last image prefetched
     for (int64_t blk = blk0; blk < blk1; ++blk) {
-      const int64_t e_lo = blk * kBlockTiles * MR, e_hi = std::min(pixels, e_lo + kBlockTiles * MR);
+      const int64_t e_lo = blk * bt * MR, e_hi = std::min(pixels, e_lo + bt * MR);
       for (int64_t n = std::max(fetched + 1, e_lo / PQ + 1); n <= std::min(g.N - 1, e_hi / PQ + 1); ++n)
         prefetch_floats(x + n * CHW, CHW), fetched = n;
       // (n, p, q): the pixel e0, advanced without divisions
