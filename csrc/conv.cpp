@@ -272,7 +272,9 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
 void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                         const ConvGeom& g) {
   const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S, HW = g.H * g.W;
-  if (db)  // per channel in double, in 8 interleaved partial sums (independent adds), in a fixed order
+  // The indirect GEMM path sums db during dw's pass over dy.
+  const bool igemm = conv_igemm_applies(g), db_with_dw = igemm && dw && db && !conv_c1_applies(g);
+  if (db && !db_with_dw)  // per channel in double, in 8 interleaved partial sums (independent adds), in a fixed order
     parallel_for(g.K, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
         double s[8] = {};
@@ -293,7 +295,7 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   }
 #endif
   if (!dx && !dw) return;
-  if (conv_igemm_applies(g)) return conv_igemm_backward(dy, x, w, dx, dw, g);
+  if (igemm) return conv_igemm_backward(dy, x, w, dx, dw, db_with_dw ? db : nullptr, g);
   thread_local std::vector<float> wtbuf;
   thread_local std::vector<PackedA> wtp_scratch;
   if (dx) pack_weights(w, g, true, wtbuf, wtp_scratch);

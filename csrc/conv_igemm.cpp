@@ -182,9 +182,10 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
 }
 
 // dw rows [rt0*6, rt1*6) of the taps (c, r, s), summed over images [n0, n1), into dst (K, C*R*S); dst is
-// overwritten (zeroed when the range is empty).
-void dw_block(const float* dy, const float* x, float* dst, const ConvGeom& g, int64_t n0, int64_t n1, int64_t rt0,
-              int64_t rt1) {
+// overwritten (zeroed when the range is empty). With dbs (K doubles), also db's sums over the same images,
+// taken while dy is transposed (one pass over dy less).
+void dw_block(const float* dy, const float* x, float* dst, double* dbs, const ConvGeom& g, int64_t n0, int64_t n1,
+              int64_t rt0, int64_t rt1) {
   const int64_t W = g.W, P = g.P, Q = g.Q, R = g.R, S = g.S, K = g.K;
   const int64_t HW = g.H * W, PQ = P * Q, KPQ = K * PQ, CHW = g.C * HW, CRS = g.C * R * S;
   const int64_t ks = (K + NR - 1) / NR, Kp = ks * NR;
@@ -192,6 +193,7 @@ void dw_block(const float* dy, const float* x, float* dst, const ConvGeom& g, in
   const int64_t chunk = std::max<int64_t>(1, 256 / PQ);
   thread_local std::vector<float> dytbuf;
   thread_local std::vector<int64_t> offbuf;
+  if (dbs) std::fill(dbs, dbs + K, 0.0);
   if (n0 >= n1) {
     for (int64_t k = 0; k < K; ++k)
       for (int64_t e = rt0 * MR; e < std::min(CRS, rt1 * MR); ++e) dst[k * CRS + e] = 0.0f;
@@ -209,6 +211,11 @@ void dw_block(const float* dy, const float* x, float* dst, const ConvGeom& g, in
         if (k < K) {
           const float* src = dy + (c0 + i) * KPQ + k * PQ;
           for (int64_t pq = 0; pq < PQ; ++pq) d[pq * Kp] = src[pq];
+          if (dbs) {  // in double, 4 interleaved partial sums, in a fixed order
+            double sum[4] = {};
+            for (int64_t pq = 0; pq < PQ; ++pq) sum[pq % 4] += src[pq];
+            dbs[k] += (sum[0] + sum[1]) + (sum[2] + sum[3]);
+          }
         } else {
           for (int64_t pq = 0; pq < PQ; ++pq) d[pq * Kp] = 0.0f;
         }
@@ -240,18 +247,26 @@ void dw_block(const float* dy, const float* x, float* dst, const ConvGeom& g, in
   }
 }
 
-void dw_impl(const float* dy, const float* x, float* dw, const ConvGeom& g) {
+void dw_impl(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g) {
   const int64_t CRS = g.C * g.R * g.S, size = g.K * CRS, row_tiles = (CRS + MR - 1) / MR;
   const int64_t nt = num_threads();
+  thread_local std::vector<double> dbbuf;
+  dbbuf.assign(db ? static_cast<size_t>(nt * g.K) : 0, 0.0);
+  double* dbs = db ? dbbuf.data() : nullptr;  // per-thread db partials (the caller's buffer)
   if (g.N < nt) {
-    parallel_for(row_tiles, [&](int64_t r0, int64_t r1) { dw_block(dy, x, dw, g, 0, g.N, r0, r1); });
+    parallel_for(row_tiles, [&](int64_t r0, int64_t r1) {
+      dw_block(dy, x, dw, r0 == 0 ? dbs : nullptr, g, 0, g.N, r0, r1);
+    });
+    if (db)
+      for (int64_t k = 0; k < g.K; ++k) db[k] = static_cast<float>(dbs[k]);
     return;
   }
   thread_local std::vector<float> partbuf;
   float* parts = grow(partbuf, (nt - 1) * size);
   parallel_for(nt, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
-      dw_block(dy, x, t == 0 ? dw : parts + (t - 1) * size, g, g.N * t / nt, g.N * (t + 1) / nt, 0, row_tiles);
+      dw_block(dy, x, t == 0 ? dw : parts + (t - 1) * size, dbs ? dbs + t * g.K : nullptr, g, g.N * t / nt,
+               g.N * (t + 1) / nt, 0, row_tiles);
   });
   if (nt > 1)
     parallel_for(size, [&](int64_t i0, int64_t i1) {
@@ -260,6 +275,12 @@ void dw_impl(const float* dy, const float* x, float* dw, const ConvGeom& g) {
         for (int64_t i = i0; i < i1; ++i) dw[i] += part[i];
       }
     });
+  if (db)
+    for (int64_t k = 0; k < g.K; ++k) {
+      double sum = 0.0;
+      for (int64_t t = 0; t < nt; ++t) sum += dbs[t * g.K + k];
+      db[k] = static_cast<float>(sum);
+    }
 }
 
 }  // namespace
@@ -336,15 +357,16 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
     parallel_for(g.N * K, [&](int64_t i0, int64_t i1) { activation_inplace(act, y + i0 * PQ, (i1 - i0) * PQ, alpha); });
 }
 
-void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, const ConvGeom& g) {
-  if (dw) dw_impl(dy, x, dw, g);
+void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                         const ConvGeom& g) {
+  if (dw) dw_impl(dy, x, dw, db, g);
   if (dx) dx_impl(dy, w, dx, g);
 }
 
 #else
 
 void conv_igemm_forward(const float*, const float*, const float*, float*, const ConvGeom&, Act, float) {}
-void conv_igemm_backward(const float*, const float*, const float*, float*, float*, const ConvGeom&) {}
+void conv_igemm_backward(const float*, const float*, const float*, float*, float*, float*, const ConvGeom&) {}
 
 #endif
 

@@ -2,7 +2,7 @@
 // the GEMMs of conv.cpp without the im2col / col2im buffers; x and dy are read in place through per-row
 // base pointers and a table of offsets (conv_igemm_avx2.cpp's 6 x 16 micro-kernel).
 //   forward: x (N,C,H,W), w (K,C,R,S), b (K,) | None -> y (N,K,P,Q), P = H-R+1, Q = W-S+1
-//   backward: dy (N,K,P,Q), x, w -> dx (N,C,H,W) | None, dw (K,C,R,S) | None
+//   backward: dy (N,K,P,Q), x, w -> dx (N,C,H,W) | None, dw (K,C,R,S) | None; db (K,) along with dw
 #pragma once
 
 #include "activation.h"
@@ -14,6 +14,8 @@ namespace cnnkern {
 bool conv_igemm_applies(const ConvGeom& g);
 void conv_igemm_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
                         float alpha);
-void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, const ConvGeom& g);
+// db, when given with dw, is summed during dw's pass over dy (without dw, db is left to the caller).
+void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                         const ConvGeom& g);
 
 }  // namespace cnnkern
