@@ -28,6 +28,8 @@ namespace cnnkern {
 #ifdef CNNKERN_X86
 namespace avx2 {  // pool_avx2.cpp
 int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W, int64_t count, float* y, int64_t* arg);
+void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int64_t count, int64_t Q, float* y,
+                      int64_t* arg);
 }  // namespace avx2
 #endif
 
@@ -146,12 +148,33 @@ void maxpool_forward_impl(const float* xp, const Geom& g, float* yp, int64_t* ap
   const bool classic =
       g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
   const auto row = classic ? max_row_2x2 : max_row;
+#ifdef CNNKERN_X86
+  // the AVX2 2x2 path takes whole runs of rows of a plane per call (when every window of a row is whole)
+  const bool runs = classic && simd_level() != Simd::scalar && g.Q <= g.W / 2;
+#else
+  const bool runs = false;
+#endif
   py::gil_scoped_release release;
   parallel_for(g.N * g.C * g.P, [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> scratch(ap ? 0 : g.Q);
+    std::vector<int64_t> scratch(ap ? 0 : g.P * g.Q);  // the argmax of up to a plane's rows, when unwanted
     int64_t plane = begin / g.P, oh = begin % g.P;  // advanced by counting, not dividing, per row
-    for (int64_t r = begin; r < end; ++r) {
-      row(xp + plane * g.H * g.W, g, oh, yp + r * g.Q, ap ? ap + r * g.Q : scratch.data());
+    for (int64_t r = begin; r < end;) {
+      const float* xpl = xp + plane * g.H * g.W;
+#ifdef CNNKERN_X86
+      if (runs) {  // rows oh .. last of this plane within [begin, end) whose windows lie inside the plane
+        const int64_t last = std::min(g.P, oh + (end - r)), full = std::min(last, g.H / 2);
+        int64_t* arg = ap ? ap + r * g.Q : scratch.data();
+        if (full > oh) avx2::maxpool_2x2_rows(xpl, g.W, oh, full, g.Q, g.Q, yp + r * g.Q, arg);
+        for (int64_t o = std::max(oh, full); o < last; ++o)  // a last row cut by the ceil_mode overhang
+          max_row(xpl, g, o, yp + (r + o - oh) * g.Q, arg + (o - oh) * g.Q);
+        r += last - oh;
+        oh = last;
+        if (oh == g.P) oh = 0, ++plane;
+        continue;
+      }
+#endif
+      row(xpl, g, oh, yp + r * g.Q, ap ? ap + r * g.Q : scratch.data());
+      ++r;
       if (++oh == g.P) oh = 0, ++plane;
     }
   });

@@ -28,8 +28,9 @@ inline void split_even_odd(const float* p, __m256* even, __m256* odd) {
 // in the plane: the first maximum in the order (r0,2ow) (r0,2ow+1) (r1,2ow) (r1,2ow+1), except that a NaN is
 // taken whenever seen. Returns the number of windows done (all of them); the caller finishes windows cut by
 // the edge.
-int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W, int64_t count, float* y,
-                        int64_t* arg) {
+namespace {
+inline __attribute__((always_inline)) int64_t row_2x2(const float* r0, const float* r1, int64_t oh, int64_t W,
+                                                      int64_t count, float* y, int64_t* arg) {
   const __m256i t1 = _mm256_set1_epi32(1), t2 = _mm256_set1_epi32(2), t3 = _mm256_set1_epi32(3);
   const __m256i lane2 = _mm256_setr_epi64x(0, 2, 4, 6), one = _mm256_set1_epi64x(1);
   const __m256i width = _mm256_set1_epi64x(W), zero = _mm256_setzero_si256();
@@ -85,6 +86,23 @@ int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W,
   for (; ow + 8 <= count; ow += 8) step(ow, 8);
   if (ow < count) step(ow, count - ow);
   return count;
+}
+}  // namespace
+
+int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W, int64_t count, float* y,
+                        int64_t* arg) {
+  return row_2x2(r0, r1, oh, W, count, y, arg);
+}
+
+// Output rows oh0 .. oh1-1 of one plane xp (rows W floats apart; every 2·oh+1 inside the plane), windows
+// [0, count) of each: row oh's outputs at y + (oh-oh0)·Q and arg + (oh-oh0)·Q. One call for a run of rows,
+// so that small planes (5x5 outputs) do not pay a call and the constants per row.
+void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int64_t count, int64_t Q, float* y,
+                      int64_t* arg) {
+  for (int64_t oh = oh0; oh < oh1; ++oh, y += Q, arg += Q) {
+    const float* r0 = xp + 2 * oh * W;
+    row_2x2(r0, r0 + W, oh, W, count, y, arg);
+  }
 }
 
 }  // namespace avx2

@@ -162,6 +162,7 @@ POOL_CASES = [
     PoolCase("3x3-s1-pad1", (1, 9, 9, 17), 3, stride=1, padding=1),
     PoolCase("3x3-s2-pad1-ceil", (2, 3, 16, 15), 3, stride=2, padding=1, ceil_mode=True),
     PoolCase("2x2-ceil-odd", (3, 16, 7, 7), 2, ceil_mode=True),
+    PoolCase("2x2-ceil-odd-rows", (2, 3, 7, 16), 2, ceil_mode=True),  # whole columns, a cut last row
     PoolCase("nonsquare-2x3-s-pair", (1, 17, 9, 33), (2, 3), stride=(1, 2), padding=(1, 1)),
     PoolCase("pad1-exclude-pad", (2, 3, 8, 9), 3, stride=2, padding=1, count_include_pad=False),
     PoolCase(
