@@ -17,6 +17,9 @@ import numpy as np
 
 from ..base import KERNELS, Backend
 
+# the fused kernels (base.FUSED_KERNELS) this backend compiles itself; the others are Backend's compositions
+FUSED = ("maxpool2d_act_backward",)
+
 MIN_NUMBA = (0, 58)
 _FAMILIES = ("gemm", "conv", "pool", "batchnorm", "dense", "activation", "loss", "optim")
 
@@ -86,6 +89,9 @@ class NumbaBackend(Backend):
 
     def maxpool2d_backward(self, dy, argmax, x_shape):
         return self._k["pool"].maxpool2d_backward(dy, argmax, x_shape)
+
+    def maxpool2d_act_backward(self, dy, argmax, x_shape, a, activation, *, alpha=0.01):
+        return self._k["pool"].maxpool2d_act_backward(dy, argmax, x_shape, a, activation, alpha)
 
     def avgpool2d_forward(self, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
         return self._k["pool"].avgpool2d_forward(
@@ -164,6 +170,9 @@ def _warmup_calls(be, dtype):
         ),
         "maxpool2d_forward": lambda: save("max", be.maxpool2d_forward(x, dilation=(1, 1), **pool)),
         "maxpool2d_backward": lambda: be.maxpool2d_backward(saved["max"][0], saved["max"][1], x.shape),
+        "maxpool2d_act_backward": lambda: be.maxpool2d_act_backward(
+            saved["max"][0], saved["max"][1], x.shape, x, "relu", alpha=0.01
+        ),
         "avgpool2d_forward": lambda: save("avg", be.avgpool2d_forward(x, **avg)),
         "avgpool2d_backward": lambda: be.avgpool2d_backward(saved["avg"], x.shape, **avg),
         "batchnorm2d_forward": lambda: (
@@ -207,7 +216,8 @@ def _warmup_calls(be, dtype):
 def warmup(dtypes=("float32",)):
     """Compile (or load from the cache) every kernel for each dtype by calling it once on tiny inputs.
 
-    Returns ``{kernel: seconds}`` in KERNELS order, the seconds summed over ``dtypes``: the compile cost on
+    Returns ``{kernel: seconds}`` in KERNELS order, then the fused kernels in FUSED, the seconds summed over
+    ``dtypes``: the compile cost on
     a cold cache, the cache-load cost on a warm one, and (negligibly) the tiny call itself.
     """
     from .. import get
@@ -216,10 +226,10 @@ def warmup(dtypes=("float32",)):
     for dtype in dtypes:
         if dtype not in be.dtypes:
             raise ValueError(f"dtypes must be drawn from {be.dtypes}, got {dtype!r}")
-    seconds = dict.fromkeys(KERNELS, 0.0)
+    seconds = dict.fromkeys(KERNELS + FUSED, 0.0)
     for dtype in dtypes:
         calls = _warmup_calls(be, np.dtype(dtype))
-        for kernel in KERNELS:
+        for kernel in seconds:
             start = time.perf_counter()
             calls[kernel]()
             seconds[kernel] += time.perf_counter() - start

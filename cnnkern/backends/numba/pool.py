@@ -3,7 +3,8 @@
 x (N,C,H,W) -> y (N,C,P,Q), window (kh, kw), stride (sh, sw), padding (ph, pw), dilation (max pool).
 Output position (p, q) reads input rows ih = p*sh - ph + i*dh (i < kh), columns likewise. Every plane is
 independent, so the backward passes (which scatter-add where windows overlap) are race-free with each task
-owning one input plane.
+owning one input plane. maxpool2d_act_backward (fused) maps each plane of dx through an activation's
+gradient right after its scatter, the same operations as activation_backward(maxpool2d_backward(...)).
 """
 
 import math
@@ -12,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...shapes import pool_out
+from .activation import KIND_CODES
 
 
 @njit(cache=True)
@@ -62,6 +64,33 @@ def _maxpool_plane(plane, kh, kw, sh, sw, ph, pw, dh, dw, yp, ap):
 
 
 @njit(cache=True)
+def _maxpool_plane_2x2(plane, yp, ap):
+    """_maxpool_plane for the 2x2 window, stride 2, no padding, every window whole: four taps in the order
+    (0,0) (0,1) (1,0) (1,1), the same update rule, unrolled."""
+    W = plane.shape[1]
+    P, Q = yp.shape
+    for p in range(P):
+        r0 = plane[2 * p]
+        r1 = plane[2 * p + 1]
+        base = 2 * p * W
+        for q in range(Q):
+            c = 2 * q
+            best = r0[c]
+            at = base + c
+            v = r0[c + 1]
+            if v > best or math.isnan(v):
+                best, at = v, base + c + 1
+            v = r1[c]
+            if v > best or math.isnan(v):
+                best, at = v, base + W + c
+            v = r1[c + 1]
+            if v > best or math.isnan(v):
+                best, at = v, base + W + c + 1
+            yp[p, q] = best
+            ap[p, q] = at
+
+
+@njit(cache=True)
 def _maxpool_plane_backward(g, a, dplane):
     """dplane.flat[a[p, q]] += g[p, q], dplane zeroed first."""
     flat = dplane.reshape(dplane.size)
@@ -70,6 +99,26 @@ def _maxpool_plane_backward(g, a, dplane):
     for p in range(P):
         for q in range(Q):
             flat[a[p, q]] += g[p, q]
+
+
+@njit(cache=True)
+def _act_backward_plane(act, kind, alpha, dplane):
+    """dplane = activation_backward(dplane, act) in place (activation.py's rules), act the forward output."""
+    d = dplane.reshape(dplane.size)
+    y = act.reshape(act.size)
+    n = d.size
+    if kind == 0:
+        for i in range(n):
+            d[i] = 0 if y[i] <= 0 else d[i]
+    elif kind == 1:
+        for i in range(n):
+            d[i] = d[i] if y[i] > 0 else d[i] * alpha
+    elif kind == 2:
+        for i in range(n):
+            d[i] = d[i] * (1 - y[i]) * y[i]
+    else:
+        for i in range(n):
+            d[i] = d[i] * (1 - y[i] * y[i])
 
 
 @njit(cache=True)
@@ -131,9 +180,16 @@ def _avgpool_plane_backward(g, kh, kw, sh, sw, ph, pw, count_include_pad, dplane
 @njit(parallel=True, cache=True)
 def _maxpool_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, y, argmax):
     C = x.shape[1]
+    P, Q = y.shape[2], y.shape[3]
+    # the classic 2x2 / stride 2 pool with every window inside the plane takes the unrolled scan
+    classic = kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0 and dh == 1 and dw == 1
+    classic = classic and 2 * P <= x.shape[2] and 2 * Q <= x.shape[3]
     for t in prange(x.shape[0] * C):
         n, c = t // C, t % C
-        _maxpool_plane(x[n, c], kh, kw, sh, sw, ph, pw, dh, dw, y[n, c], argmax[n, c])
+        if classic:
+            _maxpool_plane_2x2(x[n, c], y[n, c], argmax[n, c])
+        else:
+            _maxpool_plane(x[n, c], kh, kw, sh, sw, ph, pw, dh, dw, y[n, c], argmax[n, c])
 
 
 @njit(parallel=True, cache=True)
@@ -142,6 +198,16 @@ def _maxpool_backward(dy, argmax, dx):
     for t in prange(dx.shape[0] * C):
         n, c = t // C, t % C
         _maxpool_plane_backward(dy[n, c], argmax[n, c], dx[n, c])
+
+
+@njit(parallel=True, cache=True)
+def _maxpool_act_backward(dy, argmax, act, kind, alpha, dx):
+    """_maxpool_backward, then each plane through the activation's gradient while it is in cache."""
+    C = dx.shape[1]
+    for t in prange(dx.shape[0] * C):
+        n, c = t // C, t % C
+        _maxpool_plane_backward(dy[n, c], argmax[n, c], dx[n, c])
+        _act_backward_plane(act[n, c], kind, alpha, dx[n, c])
 
 
 @njit(parallel=True, cache=True)
@@ -182,6 +248,12 @@ def maxpool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
 def maxpool2d_backward(dy, argmax, x_shape):
     dx = np.empty(tuple(int(d) for d in x_shape), dy.dtype)
     _maxpool_backward(dy, argmax, dx)
+    return dx
+
+
+def maxpool2d_act_backward(dy, argmax, x_shape, a, kind, alpha):
+    dx = np.empty(tuple(int(d) for d in x_shape), dy.dtype)
+    _maxpool_act_backward(dy, argmax, a, KIND_CODES[kind], a.dtype.type(alpha), dx)
     return dx
 
 
