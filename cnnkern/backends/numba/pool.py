@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...shapes import pool_out
-from .activation import KIND_CODES
+from .activation import KIND_CODES, backward_span
 
 
 @njit(cache=True)
@@ -129,26 +129,6 @@ def _maxpool_plane_backward(g, a, dplane):
 
 
 @njit(cache=True)
-def _act_backward_plane(act, kind, alpha, dplane):
-    """dplane = activation_backward(dplane, act) in place (activation.py's rules), act the forward output."""
-    d = dplane.reshape(dplane.size)
-    y = act.reshape(act.size)
-    n = d.size
-    if kind == 0:
-        for i in range(n):
-            d[i] = 0 if y[i] <= 0 else d[i]
-    elif kind == 1:
-        for i in range(n):
-            d[i] = d[i] if y[i] > 0 else d[i] * alpha
-    elif kind == 2:
-        for i in range(n):
-            d[i] = d[i] * (1 - y[i]) * y[i]
-    else:
-        for i in range(n):
-            d[i] = d[i] * (1 - y[i] * y[i])
-
-
-@njit(cache=True)
 def _avg_window(o, s, pad, k, L):
     """Window [lo, hi) clipped to the image along one dim, and its length clipped only to the padded edge
     (PyTorch: hi = min(o*s - p + k, L + p) before clipping to [0, L))."""
@@ -234,7 +214,8 @@ def _maxpool_act_backward(dy, argmax, act, kind, alpha, dx):
     for t in prange(dx.shape[0] * C):
         n, c = t // C, t % C
         _maxpool_plane_backward(dy[n, c], argmax[n, c], dx[n, c])
-        _act_backward_plane(act[n, c], kind, alpha, dx[n, c])
+        d = dx[n, c].reshape(dx.shape[2] * dx.shape[3])
+        backward_span(d, act[n, c].reshape(d.size), kind, alpha, d)
 
 
 @njit(parallel=True, cache=True)
