@@ -8,7 +8,8 @@
 //             4 FMAs with the broadcast weights.
 //   dw:       dw[k,r,s] = sum_{p,q} dy[k,p,q] x[p+r, q+s] for one image, into 9 vector accumulators per k
 //             (8 lanes of partial sums over q, rows in order), reduced to float at the end of the image.
-// Row tails (Q % 8) use masked loads and stores, so nothing past a row's end is read or written.
+// Row tails (Q % 8): in the forward, the last full vector of a row at least 8 wide; otherwise (and in dw)
+// masked loads and stores, so nothing past a row's end is read or written.
 // Only <immintrin.h> and fixed-width headers are included (ODR safety, see gemm_avx2.cpp).
 #include <immintrin.h>
 
@@ -30,37 +31,52 @@ inline __m256 activate(__m256 v, int act, __m256 alpha) {
   return v;
 }
 
+// KB filters x 8 outputs of row p at column q: masked loads and stores when kMasked (a row narrower than 8),
+// plain ones otherwise; one instantiation each, so the full-vector loop has no branch inside.
+template <int KB, bool kMasked>
+inline void forward_vec(const float* x0, int64_t W, const float* w, const float* b, float* dst, int64_t PQ,
+                        __m256i m, int act, __m256 alpha) {
+  __m256 acc[KB];
+#pragma GCC unroll 4
+  for (int k = 0; k < KB; ++k) acc[k] = b ? _mm256_set1_ps(b[k]) : _mm256_setzero_ps();
+#pragma GCC unroll 3
+  for (int r = 0; r < 3; ++r)
+#pragma GCC unroll 3
+    for (int s = 0; s < 3; ++s) {
+      const float* src = x0 + r * W + s;
+      const __m256 xv = kMasked ? _mm256_maskload_ps(src, m) : _mm256_loadu_ps(src);
+#pragma GCC unroll 4
+      for (int k = 0; k < KB; ++k) acc[k] = _mm256_fmadd_ps(_mm256_broadcast_ss(w + k * 9 + r * 3 + s), xv, acc[k]);
+    }
+#pragma GCC unroll 4
+  for (int k = 0; k < KB; ++k) {
+    const __m256 v = activate(acc[k], act, alpha);
+    if (kMasked)
+      _mm256_maskstore_ps(dst + k * PQ, m, v);
+    else
+      _mm256_storeu_ps(dst + k * PQ, v);
+  }
+}
+
+// A row tail (Q % 8) of a row at least 8 wide is the full vector ending at the row's end: its overlap with
+// the previous vector stores the same values again (measured: the loop with a masked tail compiled to
+// branches and spills in every step, 17 us per image of the classic CNN's first layer).
 template <int KB>
 void forward_block(const float* x, int64_t W, const float* w, const float* b, float* y, int64_t P, int64_t Q,
                    int act, float alpha_s) {
   const __m256 alpha = _mm256_set1_ps(alpha_s);
   const int64_t PQ = P * Q;
+  const __m256i m = tail_mask(Q < 8 ? Q : 8);
   for (int64_t p = 0; p < P; ++p) {
     const float* x0 = x + p * W;
+    float* yp = y + p * Q;
+    if (Q < 8) {
+      forward_vec<KB, true>(x0, W, w, b, yp, PQ, m, act, alpha);
+      continue;
+    }
     for (int64_t q = 0; q < Q; q += 8) {
-      const int64_t n = Q - q < 8 ? Q - q : 8;
-      const __m256i m = tail_mask(n);
-      __m256 acc[KB];
-#pragma GCC unroll 4
-      for (int k = 0; k < KB; ++k) acc[k] = b ? _mm256_set1_ps(b[k]) : _mm256_setzero_ps();
-#pragma GCC unroll 3
-      for (int r = 0; r < 3; ++r)
-#pragma GCC unroll 3
-        for (int s = 0; s < 3; ++s) {
-          const float* src = x0 + r * W + q + s;
-          const __m256 xv = n == 8 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, m);
-#pragma GCC unroll 4
-          for (int k = 0; k < KB; ++k) acc[k] = _mm256_fmadd_ps(_mm256_broadcast_ss(w + k * 9 + r * 3 + s), xv, acc[k]);
-        }
-#pragma GCC unroll 4
-      for (int k = 0; k < KB; ++k) {
-        float* dst = y + k * PQ + p * Q + q;
-        const __m256 v = activate(acc[k], act, alpha);
-        if (n == 8)
-          _mm256_storeu_ps(dst, v);
-        else
-          _mm256_maskstore_ps(dst, m, v);
-      }
+      const int64_t qq = q + 8 <= Q ? q : Q - 8;
+      forward_vec<KB, false>(x0 + qq, W, w, b, yp + qq, PQ, m, act, alpha);
     }
   }
 }
