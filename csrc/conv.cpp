@@ -34,7 +34,7 @@ namespace cnnkern {
 namespace avx2 {  // conv_c1_avx2.cpp
 void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y, int64_t K,
                          int act, float alpha);
-void conv_c1_3x3_dw(const float* x, int64_t H, int64_t W, const float* dy, int64_t K, float* dw);
+void conv_c1_3x3_dw(const float* x, int64_t H, int64_t W, const float* dy, int64_t K, float* dw, float* db);
 }  // namespace avx2
 #endif
 
@@ -135,25 +135,26 @@ void conv_c1_forward(const float* x, const float* w, const float* b, float* y, c
   });
 }
 
-// dw over the batch: thread t sums its contiguous run of images in double, the runs added in thread order.
-void conv_c1_dw(const float* dy, const float* x, float* dw, const ConvGeom& g) {
-  const int64_t nt = num_threads(), KRS = g.K * 9;
+// dw (and db when given) over the batch: thread t sums its contiguous run of images in double, the runs
+// added in thread order.
+void conv_c1_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g) {
+  const int64_t nt = num_threads(), KRS = g.K * 9, KD = KRS + (db ? g.K : 0);
   thread_local std::vector<double> partbuf;
-  partbuf.assign(static_cast<size_t>(nt * KRS), 0.0);
+  partbuf.assign(static_cast<size_t>(nt * KD), 0.0);
   double* parts = partbuf.data();  // the caller's buffer (a thread_local name would be each worker's own)
   parallel_for(nt, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> imgbuf;
-    float* img = grow(imgbuf, KRS);
+    float* img = grow(imgbuf, KD);
     for (int64_t t = t0; t < t1; ++t)
       for (int64_t n = g.N * t / nt; n < g.N * (t + 1) / nt; ++n) {
-        avx2::conv_c1_3x3_dw(x + n * g.H * g.W, g.H, g.W, dy + n * g.K * g.PQ(), g.K, img);
-        for (int64_t i = 0; i < KRS; ++i) parts[t * KRS + i] += img[i];
+        avx2::conv_c1_3x3_dw(x + n * g.H * g.W, g.H, g.W, dy + n * g.K * g.PQ(), g.K, img, db ? img + KRS : nullptr);
+        for (int64_t i = 0; i < KD; ++i) parts[t * KD + i] += img[i];
       }
   });
-  for (int64_t i = 0; i < KRS; ++i) {
+  for (int64_t i = 0; i < KD; ++i) {
     double s = 0.0;
-    for (int64_t t = 0; t < nt; ++t) s += parts[t * KRS + i];
-    dw[i] = static_cast<float>(s);
+    for (int64_t t = 0; t < nt; ++t) s += parts[t * KD + i];
+    (i < KRS ? dw[i] : db[i - KRS]) = static_cast<float>(s);
   }
 }
 #endif
@@ -272,8 +273,8 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
 void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                         const ConvGeom& g) {
   const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S, HW = g.H * g.W;
-  // The indirect GEMM path sums db during dw's pass over dy.
-  const bool igemm = conv_igemm_applies(g), db_with_dw = igemm && dw && db && !conv_c1_applies(g);
+  // The indirect GEMM path and the single-channel kernel sum db during dw's pass over dy.
+  const bool igemm = conv_igemm_applies(g), c1 = dw && conv_c1_applies(g), db_with_dw = (igemm || c1) && dw && db;
   if (db && !db_with_dw)  // per channel in double, in 8 interleaved partial sums (independent adds), in a fixed order
     parallel_for(g.K, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
@@ -289,13 +290,13 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
       }
     });
 #ifdef CNNKERN_X86
-  if (dw && conv_c1_applies(g)) {
-    conv_c1_dw(dy, x, dw, g);
+  if (c1) {
+    conv_c1_dw(dy, x, dw, db, g);
     dw = nullptr;
   }
 #endif
   if (!dx && !dw) return;
-  if (igemm) return conv_igemm_backward(dy, x, w, dx, dw, db_with_dw ? db : nullptr, g);
+  if (igemm) return conv_igemm_backward(dy, x, w, dx, dw, db_with_dw && !c1 ? db : nullptr, g);
   thread_local std::vector<float> wtbuf;
   thread_local std::vector<PackedA> wtp_scratch;
   if (dx) pack_weights(w, g, true, wtbuf, wtp_scratch);

@@ -7,7 +7,8 @@
 //             Four filters at a time: per 8 outputs of a row, 9 input vectors (unaligned loads, L1) each feed
 //             4 FMAs with the broadcast weights.
 //   dw:       dw[k,r,s] = sum_{p,q} dy[k,p,q] x[p+r, q+s] for one image, into 9 vector accumulators per k
-//             (8 lanes of partial sums over q, rows in order), reduced to float at the end of the image.
+//             (8 lanes of partial sums over q, rows in order), reduced to float at the end of the image;
+//             db[k] = sum_{p,q} dy[k,p,q] likewise in a 10th accumulator, when asked (one pass over dy).
 // Row tails (Q % 8): in the forward, the last full vector of a row at least 8 wide; otherwise (and in dw)
 // masked loads and stores, so nothing past a row's end is read or written.
 // Only <immintrin.h> and fixed-width headers are included (ODR safety, see gemm_avx2.cpp).
@@ -98,31 +99,38 @@ void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, c
   for (; k < K; ++k) forward_block<1>(x, W, w + k * 9, b ? b + k : nullptr, y + k * PQ, P, Q, act, alpha);
 }
 
-void conv_c1_3x3_dw(const float* x, int64_t H, int64_t W, const float* dy, int64_t K, float* dw) {
-  const int64_t P = H - 2, Q = W - 2, PQ = P * Q;
+void conv_c1_3x3_dw(const float* x, int64_t H, int64_t W, const float* dy, int64_t K, float* dw, float* db) {
+  const int64_t P = H - 2, Q = W - 2, PQ = P * Q, full = Q / 8 * 8;
+  const __m256i m = tail_mask(Q - full > 0 ? Q - full : 8);
   for (int64_t k = 0; k < K; ++k) {
     const float* dk = dy + k * PQ;
-    __m256 acc[9];
+    __m256 acc[9], accb = _mm256_setzero_ps();
 #pragma GCC unroll 9
     for (int t = 0; t < 9; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t p = 0; p < P; ++p) {
       const float* x0 = x + p * W;
-      for (int64_t q = 0; q < Q; q += 8) {
-        const int64_t n = Q - q < 8 ? Q - q : 8;
-        const __m256i m = tail_mask(n);
-        const __m256 d = n == 8 ? _mm256_loadu_ps(dk + p * Q + q) : _mm256_maskload_ps(dk + p * Q + q, m);
+      for (int64_t q = 0; q < full; q += 8) {  // full vectors: plain loads, no branch inside
+        const __m256 d = _mm256_loadu_ps(dk + p * Q + q);
+        accb = _mm256_add_ps(accb, d);
 #pragma GCC unroll 3
         for (int r = 0; r < 3; ++r)
 #pragma GCC unroll 3
-          for (int s = 0; s < 3; ++s) {
-            const float* src = x0 + r * W + q + s;
-            const __m256 xv = n == 8 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, m);
-            acc[r * 3 + s] = _mm256_fmadd_ps(d, xv, acc[r * 3 + s]);
-          }
+          for (int s = 0; s < 3; ++s)
+            acc[r * 3 + s] = _mm256_fmadd_ps(d, _mm256_loadu_ps(x0 + r * W + q + s), acc[r * 3 + s]);
+      }
+      if (full < Q) {  // the row tail: masked loads (zeros past the row's end)
+        const __m256 d = _mm256_maskload_ps(dk + p * Q + full, m);
+        accb = _mm256_add_ps(accb, d);
+#pragma GCC unroll 3
+        for (int r = 0; r < 3; ++r)
+#pragma GCC unroll 3
+          for (int s = 0; s < 3; ++s)
+            acc[r * 3 + s] = _mm256_fmadd_ps(d, _mm256_maskload_ps(x0 + r * W + full + s, m), acc[r * 3 + s]);
       }
     }
 #pragma GCC unroll 9
     for (int t = 0; t < 9; ++t) dw[k * 9 + t] = hsum(acc[t]);
+    if (db) db[k] = hsum(accb);
   }
 }
 
