@@ -7,7 +7,8 @@ Padding is made real first: xp (N, C, Hp, Wp) is x with its zero border (x itsel
 every tap reads memory. Output position j = (n, p, q) of J = N*P*Q and weight tap t = (cg, r, s) of CgRS
 then read xp at flat offset pos[j] + tap[g, t], with pos[j] = n*C*Hp*Wp + p*sh*Wp + q*sw and
 tap[g, t] = (g*Cg + cg)*Hp*Wp + r*dh*Wp + s*dw: the im2col matrix col[g] (CgRS, J) is never stored, each
-task gathers only the NR-column slivers it multiplies (a few KiB, in L1/L2).
+task gathers only the NR-column slivers it multiplies (a few KiB, in L1/L2). Outputs and the large
+buffers come from alloc.py's block cache.
 
   forward  y (Kg, J) per group = w[g] (Kg, CgRS) @ col[g] (CgRS, J) (+ b): tasks over (g, run of slivers
            of J); the weight panels are packed once per call, each sliver is gathered once and multiplied
@@ -29,6 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...shapes import conv_out
+from . import alloc
 from .gemm import MR, NR, fma_tile
 
 JC = 256  # positions per dw chunk: the reduction length of one fma_tile call
@@ -275,7 +277,7 @@ def _padded(x, pt, pb, pl, pr):
     if pt == pb == pl == pr == 0:
         return x
     N, C, H, W = x.shape
-    xp = np.empty((N, C, H + pt + pb, W + pl + pr), x.dtype)
+    xp = alloc.empty((N, C, H + pt + pb, W + pl + pr), x.dtype)
     _pad_into(x, pt, pl, xp)
     return xp
 
@@ -301,7 +303,7 @@ def _conv(xp, w, b, groups, sh, sw, dh, dw, P, Q):
     """y (N, K, P, Q) = unpadded conv of xp with w (+ b)."""
     N, C, Hp, Wp = xp.shape
     K, Cg, R, S = w.shape
-    y = np.empty((N, K, P, Q), xp.dtype)
+    y = alloc.empty((N, K, P, Q), xp.dtype)
     wp = _panels(w.reshape(groups, K // groups, Cg * R * S))
     tap = _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw)
     bias = b if b is not None else np.empty(0, xp.dtype)
@@ -328,7 +330,7 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, need_dx, need_d
         Hp, Wp = H + pt + pb, W + pl + pr
         tap = _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw)
     if need_dx:
-        dxp = np.empty((N, C, Hp, Wp), x.dtype)
+        dxp = alloc.empty((N, C, Hp, Wp), x.dtype)
         wtp = _panels(w.reshape(groups, Kg, CgRS).transpose(0, 2, 1))
         _input_grad(dy.reshape(-1), wtp, tap, C, Hp, Wp, sh, sw, P, Q, K, dxp.reshape(-1))
         dx = dxp if Hp * Wp == H * W else np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
@@ -337,7 +339,7 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, need_dx, need_d
         J = N * P * Q
         nchunk = max((J + JC - 1) // JC, min(DW_TASKS, (J + MIN_CHUNK - 1) // MIN_CHUNK))
         ntask = min(DW_TASKS, nchunk)
-        part = np.empty((groups, ntask, (Kg + MR - 1) // MR * MR, (CgRS + NR - 1) // NR * NR), x.dtype)
+        part = alloc.empty((groups, ntask, (Kg + MR - 1) // MR * MR, (CgRS + NR - 1) // NR * NR), x.dtype)
         _weight_partials(xp.reshape(-1), dy.reshape(-1), tap, nchunk, C, Hp, Wp, sh, sw, P, Q, K, part)
         wgrad = np.empty_like(w)
         _sum_partials(part, wgrad.reshape(groups, Kg, CgRS))
