@@ -1,5 +1,6 @@
-"""2x2 max pooling forward and backward on the classic CNN's two pooling layers (26->13, 11->5) at batch 32
-and 128. Memory-bound: compare the GB/s in extra_info."""
+"""2x2 max pooling forward and backward (alone, and with the preceding ReLU's gradient folded in, as the model
+layer runs it) on the classic CNN's two pooling layers (26->13, 11->5) at batch 32 and 128. Memory-bound:
+compare the GB/s in extra_info."""
 
 import pytest
 
@@ -16,3 +17,8 @@ def test_maxpool2d_forward(measure, spec):
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
 def test_maxpool2d_backward(measure, spec):
     measure(kernels.MaxPoolBackward(spec))
+
+
+@pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
+def test_maxpool2d_act_backward(measure, spec):
+    measure(kernels.MaxPoolReluBackward(spec))

@@ -267,6 +267,38 @@ class MaxPoolBackward(Workload):
         return torch_ref.maxpool2d_backward(t["dy"], t["x"], t["argmax"], kernel_size=(self.spec.k,) * 2)
 
 
+class MaxPoolReluBackward(Workload):
+    """The pool's backward with the preceding ReLU's gradient folded in (what the model layer runs for
+    Conv2D(relu) > MaxPooling2D); PyTorch's peer is the two ATen ops autograd runs for it."""
+
+    kernel = "maxpool2d_act_backward"
+    backward = True
+
+    @property
+    def label(self):
+        return self.spec.label + " +relu"
+
+    @property
+    def bytes(self):  # the pool backward's traffic plus reading the ReLU's output once
+        p = self.spec
+        return p.backward_bytes() + p.n * p.c * p.h * p.w * S.F32
+
+    def _make(self, rng):
+        p = self.spec
+        a = np.maximum(_uniform(rng, (p.n, p.c, p.h, p.w), -1.0, 1.0), 0)  # a ReLU output: zeros, ties
+        _, argmax = ops.maxpool2d_forward(a, kernel_size=p.k, backend="reference")
+        return {"a": a, "argmax": argmax, "dy": _uniform(rng, (p.n, p.c, p.p, p.q))}
+
+    def _call(self, be, a):
+        return (ops.maxpool2d_act_backward(a["dy"], a["argmax"], a["a"], "relu", backend=be),)
+
+    def _torch_call(self, t):
+        from .. import torch_ref
+
+        (dx,) = torch_ref.maxpool2d_backward(t["dy"], t["a"], t["argmax"], kernel_size=(self.spec.k,) * 2)
+        return torch_ref.activation_backward(dx, t["a"], "relu")
+
+
 # ---- batch norm (training mode) ----
 
 
@@ -524,7 +556,7 @@ class SgdStep(Workload):
 
 FAMILIES = {
     "conv": (ConvForward, ConvBackward),
-    "pool": (MaxPoolForward, MaxPoolBackward),
+    "pool": (MaxPoolForward, MaxPoolBackward, MaxPoolReluBackward),
     "batchnorm": (BatchNormForward, BatchNormBackward),
     "dense": (DenseForward, DenseBackward),
     "activation": (ActivationForward, ActivationBackward),
