@@ -6,6 +6,10 @@
 //   dcol[n,g] (CgRS, PQ) = w[g]^T · dy[n,g] (Kg, PQ),  dx[n] = col2im(dcol[n])
 //   dw[g]     (Kg, CgRS) = Σ_n dy[n,g] · col[n,g]^T
 //   db[k]                = Σ_{n,p,q} dy[n,k,p,q]
+// On the SIMD path two geometries leave this GEMM-through-im2col scheme (each decided in one predicate):
+// one input channel 3x3 (conv_c1_applies: direct kernels, conv_c1_avx2.cpp), and every other stride-1 conv
+// without padding or dilation in one group (conv_igemm_applies: indirect GEMMs that read x and dy in place,
+// conv_igemm.cpp); the scalar path and all other geometries run the code below.
 // Threads: with at least as many images as threads, each thread takes a contiguous run of images (dw into
 // a per-thread partial, summed afterwards in thread order, so results do not depend on timing); with fewer
 // images every GEMM, im2col and col2im of an image is itself split over the threads.
