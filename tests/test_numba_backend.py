@@ -127,7 +127,10 @@ def test_second_process_loads_kernels_from_the_cache(tmp_path):
     assert (hits, misses) == ("2", "0")  # second process only loads
 
 
-def test_conv_in_several_chunks_matches_one_chunk(backend, monkeypatch):
+def test_conv_weight_gradient_chunking_and_threads(backend, monkeypatch):
+    """dw is summed over chunks of positions into per-task partials: shorter chunks (many more of them)
+    give the same gradients up to rounding, and the result does not depend on the thread count (the split
+    depends on the problem size only, partials are added in task order)."""
     from cnnkern.backends.numba import conv
 
     rng = np.random.default_rng(0)
@@ -137,11 +140,23 @@ def test_conv_in_several_chunks_matches_one_chunk(backend, monkeypatch):
     kw = dict(stride=(2, 1), padding=(1, 0, 1, 1), dilation=(1, 2), groups=2)
     y = backend.conv2d_forward(x, w, b, **kw)
     dy = rng.standard_normal(y.shape)
-    grads = backend.conv2d_backward(dy, x, w, need_dx=True, need_dw=True, need_db=True, **kw)
-    per_sample = 6 * 3 * 2 * y.shape[2] * y.shape[3] * x.itemsize
-    monkeypatch.setattr(conv, "COL_BYTES", 2 * per_sample)  # chunks of 2, 2, 1 samples
-    assert len(conv._chunks(5, per_sample)) == 3
-    np.testing.assert_array_equal(backend.conv2d_forward(x, w, b, **kw), y)
-    chunked = backend.conv2d_backward(dy, x, w, need_dx=True, need_dw=True, need_db=True, **kw)
+    args = dict(need_dx=True, need_dw=True, need_db=True, **kw)
+    grads = backend.conv2d_backward(dy, x, w, **args)
+    assert 5 * y.shape[2] * y.shape[3] > 4 * 7  # JC = 7 below cuts the positions into many chunks
+    monkeypatch.setattr(conv, "JC", 7)
+    chunked = backend.conv2d_backward(dy, x, w, **args)
     for name, got, want in zip(("dx", "dw", "db"), chunked, grads):
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13, err_msg=name)
+    monkeypatch.undo()
+    threads = numba.get_num_threads()
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here: the thread-count check needs two")
+    try:
+        numba.set_num_threads(1)
+        one = backend.conv2d_backward(dy, x, w, **args)
+        numba.set_num_threads(2)
+        two = backend.conv2d_backward(dy, x, w, **args)
+    finally:
+        numba.set_num_threads(threads)
+    for name, a, c in zip(("dx", "dw", "db"), one, two):
+        np.testing.assert_array_equal(a, c, err_msg=name)

@@ -6,7 +6,9 @@ function per kernel, named like the Backend method, that allocates the outputs a
 this package does not import Numba; :func:`create` does. A kernel compiles on its first call per dtype
 (seconds, once per machine: ``cache=True`` keeps the machine code in ``__pycache__`` next to the sources,
 or under ``NUMBA_CACHE_DIR``); :func:`warmup` does that up front and reports the cost. No kernel uses
-fastmath, so IEEE NaN/inf rules hold (DESIGN.md §3). Threads: Numba's pool (``NUMBA_NUM_THREADS``).
+fastmath, so IEEE NaN/inf rules hold (DESIGN.md §3); the GEMM's multiply-adds are explicit ``llvm.fma``
+calls (gemm.py: one rounding per multiply-add, as the C++ backend's FMA micro-kernels). Threads: Numba's
+pool (``NUMBA_NUM_THREADS``).
 """
 
 import importlib
@@ -20,7 +22,7 @@ from ..base import KERNELS, Backend
 # the fused kernels (base.FUSED_KERNELS) this backend compiles itself; the others are Backend's compositions
 FUSED = ("maxpool2d_act_backward",)
 
-MIN_NUMBA = (0, 58)
+MIN_NUMBA = (0, 68)  # gemm.py's micro-kernel is LLVM IR through numba.extending.intrinsic: tested on 0.68
 _FAMILIES = ("gemm", "conv", "pool", "batchnorm", "dense", "activation", "loss", "optim")
 
 

@@ -8,10 +8,10 @@ one parallel task each (backward_span also serves the fused max-pool backward, p
 
 import math
 
-import numpy as np
 from numba import njit, prange
 
 from ..base import ACTIVATIONS
+from . import alloc
 
 KIND_CODES = {kind: code for code, kind in enumerate(ACTIVATIONS)}  # relu 0, leaky_relu 1, sigmoid 2, tanh 3
 
@@ -66,12 +66,12 @@ def _backward(dy, y, kind, alpha, dx):
 
 
 def activation_forward(x, kind, alpha):
-    y = np.empty_like(x)
+    y = alloc.empty(x.shape, x.dtype)
     _forward(x.reshape(-1), KIND_CODES[kind], x.dtype.type(alpha), y.reshape(-1))
     return y
 
 
 def activation_backward(dy, y, kind, alpha):
-    dx = np.empty_like(y)
+    dx = alloc.empty(y.shape, y.dtype)
     _backward(dy.reshape(-1), y.reshape(-1), KIND_CODES[kind], y.dtype.type(alpha), dx.reshape(-1))
     return dx

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...shapes import pool_out
+from . import alloc
 from .activation import KIND_CODES, backward_span
 
 
@@ -243,8 +244,8 @@ def _pool_shape(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
 
 def maxpool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     shape = _pool_shape(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    y = np.empty(shape, x.dtype)
-    argmax = np.empty(shape, np.int64)
+    y = alloc.empty(shape, x.dtype)
+    argmax = alloc.empty(shape, np.int64)
     kh, kw = int(kernel_size[0]), int(kernel_size[1])
     sh, sw = int(stride[0]), int(stride[1])
     ph, pw = int(padding[0]), int(padding[1])
@@ -254,13 +255,13 @@ def maxpool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 def maxpool2d_backward(dy, argmax, x_shape):
-    dx = np.empty(tuple(int(d) for d in x_shape), dy.dtype)
+    dx = alloc.empty(tuple(int(d) for d in x_shape), dy.dtype)
     _maxpool_backward(dy, argmax, dx)
     return dx
 
 
 def maxpool2d_act_backward(dy, argmax, x_shape, a, kind, alpha):
-    dx = np.empty(tuple(int(d) for d in x_shape), dy.dtype)
+    dx = alloc.empty(tuple(int(d) for d in x_shape), dy.dtype)
     _maxpool_act_backward(dy, argmax, a, KIND_CODES[kind], a.dtype.type(alpha), dx)
     return dx
 
