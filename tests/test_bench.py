@@ -120,14 +120,17 @@ def test_json_holds_the_peak_estimate(tiny_run):
     )
 
 
-def test_interleaving_rotates_the_starting_candidate():
+def test_interleaving_rotates_the_starting_candidate_and_settles_each_sample():
     calls = []
     cands = [timing.Candidate(name, lambda name=name: calls.append(name)) for name in "abc"]
     timing.measure(cands, repeat=4, target_s=1e-9)
     assert all(c.loops == 1 and len(c.samples) == 4 for c in cands)
-    timed = calls[-12:]  # after calibration, four rounds of three single calls
-    assert [timed[3 * i] for i in range(4)] == ["a", "b", "c", "a"]
-    assert all(sorted(timed[3 * i : 3 * i + 3]) == ["a", "b", "c"] for i in range(4))
+    # after calibration, four rounds of three samples, each sample an untimed settling call and one timed
+    calls = calls[-24:]
+    assert all(calls[2 * k] == calls[2 * k + 1] for k in range(12))  # settle, then time, the same candidate
+    sampled = calls[::2]
+    assert [sampled[3 * i] for i in range(4)] == ["a", "b", "c", "a"]
+    assert all(sorted(sampled[3 * i : 3 * i + 3]) == ["a", "b", "c"] for i in range(4))
 
 
 def test_a_wrong_result_is_not_timed_and_fails_the_run(monkeypatch, capsys):

@@ -5,6 +5,12 @@ A sample is the mean time of ``loops`` back-to-back calls, ``loops`` chosen once
 sample lasts about ``target_s`` (timer resolution and call overhead then vanish). Repetition ``i`` visits
 the candidates starting from ``i mod len`` so none is always first after the previous one's cache
 footprint. The garbage collector is paused during a sample, as :mod:`timeit` does.
+
+Each sample starts with one untimed call of the same candidate: the runtimes share the process, and the
+previous candidate's threads may still be spinning (OpenMP's wait policy keeps PyTorch's and Numba's workers
+busy-waiting for a while after a parallel region; the cpp pool spins ~100 us) or be asleep; without that
+call, the first timed call of a sample pays for its neighbour rather than for itself. The samples measure
+each candidate's steady state, as a training loop runs it.
 """
 
 import gc
@@ -31,12 +37,14 @@ class Candidate:
             self.before()
 
 
-def time_once(candidate, loops):
-    """Seconds per call, averaged over ``loops`` calls."""
+def time_once(candidate, loops, settle=True):
+    """Seconds per call, averaged over ``loops`` calls (after one untimed call when ``settle``)."""
     candidate.prepare()
     enabled = gc.isenabled()
     gc.disable()
     try:
+        if settle:
+            candidate.fn()
         start = time.perf_counter()
         for _ in range(loops):
             candidate.fn()
@@ -51,9 +59,9 @@ def calibrate(candidate, target_s, max_loops=100_000):
     """Warm up (JIT compilation, first-touch allocation, thread start-up) and choose ``loops``."""
     candidate.prepare()
     candidate.fn()
-    t = time_once(candidate, 1)
+    t = time_once(candidate, 1, settle=False)
     if t < target_s / 10:  # a short call: time a few to see past the timer's resolution
-        t = time_once(candidate, max(1, min(max_loops, int(target_s / 10 / max(t, 1e-9)))))
+        t = time_once(candidate, max(1, min(max_loops, int(target_s / 10 / max(t, 1e-9)))), settle=False)
     candidate.loops = max(1, min(max_loops, math.ceil(target_s / max(t, 1e-9))))
     return candidate.loops
 
