@@ -30,6 +30,7 @@ namespace avx2 {  // pool_avx2.cpp
 int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W, int64_t count, float* y, int64_t* arg);
 void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int64_t count, int64_t Q, float* y,
                       int64_t* arg);
+void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int32_t* off, float* y, int64_t* arg);
 }  // namespace avx2
 #endif
 
@@ -155,6 +156,21 @@ void maxpool_forward_impl(const float* xp, const Geom& g, float* yp, int64_t* ap
   const bool runs = false;
 #endif
   py::gil_scoped_release release;
+#ifdef CNNKERN_X86
+  // rows shorter than a vector (pool2: 11x11 -> 5x5): whole planes by gathers, the offsets shared by all planes
+  if (runs && g.Q < 8 && g.P <= g.H / 2 && g.H * g.W < (int64_t{1} << 30)) {
+    const int64_t PQ = g.P * g.Q;
+    std::vector<int32_t> off((PQ + 7) / 8 * 8, 0);
+    for (int64_t j = 0; j < PQ; ++j) off[j] = static_cast<int32_t>(2 * (j / g.Q) * g.W + 2 * (j % g.Q));
+    parallel_for(g.N * g.C, [&](int64_t begin, int64_t end) {
+      std::vector<int64_t> scratch(ap ? 0 : PQ);
+      for (int64_t pl = begin; pl < end; ++pl)
+        avx2::maxpool_2x2_plane_gather(xp + pl * g.H * g.W, g.W, PQ, off.data(), yp + pl * PQ,
+                                       ap ? ap + pl * PQ : scratch.data());
+    });
+    return;
+  }
+#endif
   parallel_for(g.N * g.C * g.P, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> scratch(ap ? 0 : g.P * g.Q);  // the argmax of up to a plane's rows, when unwanted
     int64_t plane = begin / g.P, oh = begin % g.P;  // advanced by counting, not dividing, per row

@@ -105,5 +105,48 @@ void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int6
   }
 }
 
+// Every window of one plane xp (2x2, stride 2, all windows whole), the P·Q outputs in flat order, eight at a
+// time by gathers: output j reads x at off[j], off[j]+1, off[j]+W, off[j]+W+1 (off[j] = 2·(j/Q)·W + 2·(j%Q),
+// int32, padded to a multiple of 8 with zeros). For planes with rows shorter than a vector (pool2's 5x5
+// outputs), where the row path pays a partial step per row of five. Same tap order and rule as row_2x2.
+void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int32_t* off, float* y, int64_t* arg) {
+  const __m256i t1 = _mm256_set1_epi32(1), t2 = _mm256_set1_epi32(2), t3 = _mm256_set1_epi32(3);
+  const __m256i dW = _mm256_set1_epi32(static_cast<int>(W)), one32 = _mm256_set1_epi32(1);
+  const __m256i zero = _mm256_setzero_si256();
+  for (int64_t j = 0; j < PQ; j += 8) {
+    const int64_t lanes = PQ - j < 8 ? PQ - j : 8;
+    const __m256i o = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(off + j));
+    const __m256i oW = _mm256_add_epi32(o, dW);
+    const __m256 v0 = _mm256_i32gather_ps(xp, o, 4);
+    const __m256 v1 = _mm256_i32gather_ps(xp + 1, o, 4);
+    const __m256 v2 = _mm256_i32gather_ps(xp, oW, 4);
+    const __m256 v3 = _mm256_i32gather_ps(xp + 1, oW, 4);
+    __m256 best = v0;
+    __m256i tap = zero;
+    const auto take = [&](__m256 v, __m256i t) {
+      const __m256 m = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      best = _mm256_blendv_ps(best, v, m);
+      tap = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(tap), _mm256_castsi256_ps(t), m));
+    };
+    take(v1, t1);
+    take(v2, t2);
+    take(v3, t3);
+    // index = off + (tap & 1) + (tap >> 1)·W, fits int32 (a plane holds < 2^31 elements: the caller checks)
+    const __m256i idx = _mm256_add_epi32(_mm256_add_epi32(o, _mm256_and_si256(tap, one32)),
+                                         _mm256_mullo_epi32(_mm256_srli_epi32(tap, 1), dW));
+    alignas(32) float ybuf[8];
+    alignas(32) int64_t abuf[8];
+    float* yd = lanes == 8 ? y + j : ybuf;
+    int64_t* ad = lanes == 8 ? arg + j : abuf;
+    _mm256_storeu_ps(yd, best);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ad), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(idx)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ad + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(idx, 1)));
+    for (int64_t i = 0; lanes < 8 && i < lanes; ++i) {
+      y[j + i] = ybuf[i];
+      arg[j + i] = abuf[i];
+    }
+  }
+}
+
 }  // namespace avx2
 }  // namespace cnnkern
