@@ -14,11 +14,15 @@
 //   dw: rows = 6 taps (c, r, s), columns = 16 filters, j = the pixels (n, p, q) of a chunk of images:
 //     dw[k,c,r,s] = sum_{n,p,q} dyT[(n,p,q)][k] * x_n[(c*HW + r*W + s) + (p*W + q)],  dyT = dy transposed per
 //     chunk (pixels x filters, 16-aligned rows), so the whole reduction over a chunk stays in registers.
-// Threads: forward and dx split the tiles; dw splits the images (a partial per thread, added in thread order,
-// so results do not depend on timing), or the tap tiles when there are fewer images than threads.
+// Threads: forward splits the tiles; dx splits its items (image block, channel sliver) into one contiguous
+// range per thread, and a thread done with its own range takes items from the back of the fullest other one
+// (each item is computed alone, in a fixed order, so results do not depend on who runs it); dw splits the
+// images (a partial per thread, added in thread order, so results do not depend on timing), or the tap tiles
+// when there are fewer images than threads.
 #include "conv_igemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <utility>
@@ -80,15 +84,14 @@ float* pack_slivers(std::vector<float>& buf, int64_t rows, int64_t K, Elem eleme
   return dst;
 }
 
-void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
-  const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, R = g.R, S = g.S, K = g.K, C = g.C;
-  const int64_t HW = H * W, PQ = P * Q, KPQ = K * PQ, CHW = C * HW, RSK = R * S * K, CRS = C * R * S;
-  thread_local std::vector<float> abuf;
-  // Row (r, s, k) of sliver cs, column c: w[k, c, r, s].
-  const float* A = pack_slivers(abuf, RSK, C, [&](int64_t j, int64_t c) {
-    const int64_t rs = j / K, k = j % K;
-    return w[k * CRS + c * R * S + rs];
-  });
+// The pixel classes of a dx geometry and their tap tables (they depend on H, W, R, S, K only).
+struct DxClass {
+  std::vector<int64_t> aoff, boff;  // the taps (r, s, k): packed-A row offset, dyT offset from the base
+  std::vector<int64_t> dyb, dxb;    // per pixel of one image: dyT row (at tap r_lo, s_lo), dx offset
+};
+
+void dx_classes(const ConvGeom& g, std::vector<DxClass>& cls) {
+  const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, R = g.R, S = g.S, K = g.K;
   // Tap ranges of each input row h and column w; pixels with the same pair of ranges form a class.
   auto ranges = [](int64_t L, int64_t out, int64_t taps, std::vector<std::pair<int64_t, int64_t>>& kinds,
                    std::vector<int64_t>& kind_of) {
@@ -108,20 +111,16 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
   std::vector<int64_t> rk_of, sk_of;
   ranges(H, P, R, rk, rk_of);
   ranges(W, Q, S, sk, sk_of);
-  struct Class {
-    std::vector<int64_t> aoff, boff;  // the taps (r, s, k): packed-A row offset, dyT offset from the base
-    std::vector<int64_t> dyb, dxb;    // per pixel of one image: dyT row (at tap r_lo, s_lo), dx offset
-  };
-  std::vector<Class> cls(rk.size() * sk.size());
+  cls.assign(rk.size() * sk.size(), DxClass{});
   for (int64_t h = 0; h < H; ++h)
     for (int64_t x = 0; x < W; ++x) {
-      Class& c = cls[rk_of[h] * sk.size() + sk_of[x]];
+      DxClass& c = cls[rk_of[h] * sk.size() + sk_of[x]];
       c.dyb.push_back((h - rk[rk_of[h]].first) * Q + (x - sk[sk_of[x]].first));
       c.dxb.push_back(h * W + x);
     }
   for (size_t a = 0; a < rk.size(); ++a)
     for (size_t b = 0; b < sk.size(); ++b) {
-      Class& c = cls[a * sk.size() + b];
+      DxClass& c = cls[a * sk.size() + b];
       const auto [r0, r1] = rk[a];
       const auto [s0, s1] = sk[b];
       for (int64_t r = r0; r <= r1; ++r)
@@ -131,52 +130,114 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
             c.boff.push_back(k - ((r - r0) * Q + (s - s0)) * K);
           }
     }
-  const std::vector<Class>& classes = cls;  // a local name, so the worker threads see the caller's
+}
+
+// Takes one item of a range packed as (lo << 32) | hi: the first (front) or the last; -1 when it is empty.
+int64_t take_item(std::atomic<uint64_t>& range, bool front) {
+  uint64_t v = range.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint64_t lo = v >> 32, hi = v & 0xffffffffu;
+    if (lo >= hi) return -1;
+    const uint64_t next = front ? ((lo + 1) << 32 | hi) : (lo << 32 | (hi - 1));
+    if (range.compare_exchange_weak(v, next, std::memory_order_relaxed))
+      return static_cast<int64_t>(front ? lo : hi - 1);
+  }
+}
+
+void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
+  const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, R = g.R, S = g.S, K = g.K, C = g.C;
+  const int64_t HW = H * W, PQ = P * Q, KPQ = K * PQ, CHW = C * HW, RS = R * S, RSK = RS * K, CRS = C * RS;
+  const int64_t cs_count = (C + NR - 1) / NR;
+  // Row (r, s, k) of sliver cs, column c: w[k, c, r, s] (loops in that order: no divisions).
+  thread_local std::vector<float> abuf;
+  float* A = grow(abuf, cs_count * RSK * NR);
+  for (int64_t cs = 0; cs < cs_count; ++cs) {
+    const int64_t cn = std::min(NR, C - cs * NR);
+    for (int64_t rs = 0; rs < RS; ++rs)
+      for (int64_t k = 0; k < K; ++k) {
+        float* d = A + ((cs * RS + rs) * K + k) * NR;
+        const float* src = w + k * CRS + cs * NR * RS + rs;
+        for (int64_t v = 0; v < cn; ++v) d[v] = src[v * RS];
+        for (int64_t v = cn; v < NR; ++v) d[v] = 0.0f;
+      }
+  }
+  // The classes, kept for the next call of the same geometry (every training step repeats it).
+  thread_local std::vector<DxClass> cls;
+  thread_local int64_t key[7] = {-1};
+  const int64_t k_now[7] = {H, W, P, Q, R, S, K};
+  if (!std::equal(k_now, k_now + 7, key)) {
+    dx_classes(g, cls);
+    std::copy(k_now, k_now + 7, key);
+  }
+  const std::vector<DxClass>& classes = cls;  // a local name, so the worker threads see the caller's
   // Work items (block of nb images, 16-channel sliver cs): per class, the tiles of the block's pixels in
   // that class, staged pixel-major in st (nb*H*W x 16, L1/L2), then written out plane by plane, so dx is
   // stored in whole rows rather than as 6-float pieces of 16 planes per tile.
-  const int64_t cs_count = (C + NR - 1) / NR, nb = std::max<int64_t>(1, std::min(g.N, (256 + HW - 1) / HW));
-  const int64_t blocks = (g.N + nb - 1) / nb;
-  parallel_for(blocks * cs_count, [&](int64_t it0, int64_t it1) {
+  const int64_t nb = std::max<int64_t>(1, std::min(g.N, (256 + HW - 1) / HW));
+  const int64_t blocks = (g.N + nb - 1) / nb, items = blocks * cs_count;
+  // Each thread owns a contiguous range of items and takes them from its front; a thread done with its own
+  // range takes items from the back of the range with the most left. A thread that starts late (woken late,
+  // or preempted by another process on a 2-core machine) thus no longer leaves the others waiting at the
+  // end. Every item computes its dx values alone, in a fixed order: results do not depend on who runs it.
+  const int64_t nt = std::min<int64_t>(num_threads(), items);
+  std::vector<std::atomic<uint64_t>> ranges(static_cast<size_t>(nt));
+  for (int64_t t = 0; t < nt; ++t)
+    ranges[t].store(static_cast<uint64_t>(items * t / nt) << 32 | static_cast<uint64_t>(items * (t + 1) / nt));
+  parallel_for(nt, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> stbuf, dytbuf;
     float* st = grow(stbuf, nb * HW * NR);
     float* dyt = grow(dytbuf, nb * KPQ);
     alignas(32) float t[MR * NR];
     const float* bp[MR];
     int64_t so[MR];
-    for (int64_t it = it0, cur = -1; it < it1; ++it) {
-      const int64_t blk = it / cs_count, cs = it % cs_count, n0 = blk * nb, cnt_n = std::min(nb, g.N - n0);
-      const float* As = A + cs * RSK * NR;
-      if (blk != cur) {  // dy of the block transposed to (pixels, K): a tile's six rows then advance by one
-        cur = blk;       // float per k instead of a P*Q stride, six lines per 16 steps instead of per step
+    for (int64_t me = t0; me < t1; ++me) {
+      for (int64_t cur = -1;;) {
+        int64_t it = take_item(ranges[me], true);
+        if (it < 0) {  // the back of the fullest other range
+          int64_t best = -1;
+          uint64_t most = 0;
+          for (int64_t o = 0; o < nt; ++o) {
+            const uint64_t v = ranges[o].load(std::memory_order_relaxed), lo = v >> 32, hi = v & 0xffffffffu;
+            if (hi > lo && hi - lo > most) most = hi - lo, best = o;
+          }
+          if (best < 0) break;
+          it = take_item(ranges[best], false);
+          if (it < 0) continue;
+        }
+        const int64_t blk = it / cs_count, cs = it % cs_count, n0 = blk * nb, cnt_n = std::min(nb, g.N - n0);
+        const float* As = A + cs * RSK * NR;
+        if (blk != cur) {  // dy of the block transposed to (pixels, K): a tile's six rows then advance by one
+          cur = blk;       // float per k instead of a P*Q stride, six lines per 16 steps instead of per step
+          for (int64_t n = 0; n < cnt_n; ++n)
+            for (int64_t k = 0; k < K; ++k) {
+              const float* src = dy + (n0 + n) * KPQ + k * PQ;
+              float* d = dyt + n * KPQ + k;
+              for (int64_t pq = 0; pq < PQ; ++pq) d[pq * K] = src[pq];
+            }
+        }
+        for (const DxClass& c : classes) {
+          const int64_t cnt = static_cast<int64_t>(c.dyb.size()), total = cnt_n * cnt;
+          for (int64_t e0 = 0, n = 0, px = 0; e0 < total; e0 += MR) {  // (n, px): the block pixel e0
+            const int64_t m = std::min(MR, total - e0);
+            for (int64_t i = 0; i < MR; ++i) {
+              bp[i] = dyt + n * KPQ + c.dyb[px] * K;
+              so[i] = (n * HW + c.dxb[px]) * NR;
+              if (i < m - 1 && ++px == cnt) px = 0, ++n;
+            }
+            if (++px == cnt) px = 0, ++n;
+            avx2::igemm_6x16(static_cast<int64_t>(c.aoff.size()), As, c.aoff.data(), 0, bp, c.boff.data(), t,
+                             false);
+            for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + (i + 1) * NR, st + so[i]);
+          }
+        }
+        const int64_t cn = std::min(NR, C - cs * NR);
         for (int64_t n = 0; n < cnt_n; ++n)
-          for (int64_t k = 0; k < K; ++k) {
-            const float* src = dy + (n0 + n) * KPQ + k * PQ;
-            float* d = dyt + n * KPQ + k;
-            for (int64_t pq = 0; pq < PQ; ++pq) d[pq * K] = src[pq];
+          for (int64_t f = 0; f < cn; ++f) {
+            float* d = dx + (n0 + n) * CHW + (cs * NR + f) * HW;
+            const float* src = st + n * HW * NR + f;
+            for (int64_t i = 0; i < HW; ++i) d[i] = src[i * NR];
           }
       }
-      for (const Class& c : classes) {
-        const int64_t cnt = static_cast<int64_t>(c.dyb.size()), total = cnt_n * cnt;
-        for (int64_t e0 = 0, n = 0, px = 0; e0 < total; e0 += MR) {  // (n, px): the block pixel e0
-          const int64_t m = std::min(MR, total - e0);
-          for (int64_t i = 0; i < MR; ++i) {
-            bp[i] = dyt + n * KPQ + c.dyb[px] * K;
-            so[i] = (n * HW + c.dxb[px]) * NR;
-            if (i < m - 1 && ++px == cnt) px = 0, ++n;
-          }
-          if (++px == cnt) px = 0, ++n;
-          avx2::igemm_6x16(static_cast<int64_t>(c.aoff.size()), As, c.aoff.data(), 0, bp, c.boff.data(), t, false);
-          for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + (i + 1) * NR, st + so[i]);
-        }
-      }
-      const int64_t cn = std::min(NR, C - cs * NR);
-      for (int64_t n = 0; n < cnt_n; ++n)
-        for (int64_t f = 0; f < cn; ++f) {
-          float* d = dx + (n0 + n) * CHW + (cs * NR + f) * HW;
-          const float* src = st + n * HW * NR + f;
-          for (int64_t i = 0; i < HW; ++i) d[i] = src[i * NR];
-        }
     }
   });
 }
