@@ -3,7 +3,7 @@
 x (any shape) -> y (same shape); dy, y -> dx. Kinds: relu, leaky_relu (slope alpha for x <= 0), sigmoid,
 tanh. NaN propagates: relu(NaN) = NaN, and backward passes dy where y is NaN (PyTorch's `y <= 0 ? 0 : dy`).
 Each kind has its own branch-free loop so LLVM can vectorise it; the backward runs in spans of SPAN elements,
-one parallel task each (backward_span also serves the fused max-pool backward, pool.py).
+one parallel task each.
 """
 
 import math

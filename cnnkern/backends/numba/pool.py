@@ -3,8 +3,7 @@
 x (N,C,H,W) -> y (N,C,P,Q), window (kh, kw), stride (sh, sw), padding (ph, pw), dilation (max pool).
 Output position (p, q) reads input rows ih = p*sh - ph + i*dh (i < kh), columns likewise. Every plane is
 independent, so the backward passes (which scatter-add where windows overlap) are race-free with each task
-owning one input plane. maxpool2d_act_backward (fused) maps each plane of dx through an activation's
-gradient right after its scatter, the same operations as activation_backward(maxpool2d_backward(...)).
+owning one input plane.
 """
 
 import math
@@ -14,7 +13,6 @@ from numba import njit, prange
 
 from ...shapes import pool_out
 from . import alloc
-from .activation import KIND_CODES, backward_span
 
 
 @njit(cache=True)
@@ -209,17 +207,6 @@ def _maxpool_backward(dy, argmax, dx):
 
 
 @njit(parallel=True, cache=True)
-def _maxpool_act_backward(dy, argmax, act, kind, alpha, dx):
-    """_maxpool_backward, then each plane through the activation's gradient while it is in cache."""
-    C = dx.shape[1]
-    for t in prange(dx.shape[0] * C):
-        n, c = t // C, t % C
-        _maxpool_plane_backward(dy[n, c], argmax[n, c], dx[n, c])
-        d = dx[n, c].reshape(dx.shape[2] * dx.shape[3])
-        backward_span(d, act[n, c].reshape(d.size), kind, alpha, d)
-
-
-@njit(parallel=True, cache=True)
 def _avgpool_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
     C = x.shape[1]
     for t in prange(x.shape[0] * C):
@@ -257,12 +244,6 @@ def maxpool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
 def maxpool2d_backward(dy, argmax, x_shape):
     dx = alloc.empty(tuple(int(d) for d in x_shape), dy.dtype)
     _maxpool_backward(dy, argmax, dx)
-    return dx
-
-
-def maxpool2d_act_backward(dy, argmax, x_shape, a, kind, alpha):
-    dx = alloc.empty(tuple(int(d) for d in x_shape), dy.dtype)
-    _maxpool_act_backward(dy, argmax, a, KIND_CODES[kind], a.dtype.type(alpha), dx)
     return dx
 
 
