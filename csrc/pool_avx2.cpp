@@ -21,6 +21,24 @@ inline void split_even_odd(const float* p, __m256* even, __m256* odd) {
   *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
+// The four taps of eight windows, in order: the maximum and which tap (0-3) holds it, taking a tap when it is
+// greater than the best so far or NaN (ties keep the first maximum, the last NaN wins).
+inline void max_of_taps(__m256 v0, __m256 v1, __m256 v2, __m256 v3, __m256* best_out, __m256i* tap_out) {
+  __m256 best = v0;
+  __m256i tap = _mm256_setzero_si256();
+  const auto take = [&](__m256 v, int t) {
+    const __m256 m = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    best = _mm256_blendv_ps(best, v, m);
+    tap = _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(tap), _mm256_castsi256_ps(_mm256_set1_epi32(t)), m));
+  };
+  take(v1, 1);
+  take(v2, 2);
+  take(v3, 3);
+  *best_out = best;
+  *tap_out = tap;
+}
+
 }  // namespace
 
 // Windows ow in [0, count) of output row oh, eight at a time (the last fewer than eight with masked loads):
@@ -31,7 +49,6 @@ inline void split_even_odd(const float* p, __m256* even, __m256* odd) {
 namespace {
 inline __attribute__((always_inline)) int64_t row_2x2(const float* r0, const float* r1, int64_t oh, int64_t W,
                                                       int64_t count, float* y, int64_t* arg) {
-  const __m256i t1 = _mm256_set1_epi32(1), t2 = _mm256_set1_epi32(2), t3 = _mm256_set1_epi32(3);
   const __m256i lane2 = _mm256_setr_epi64x(0, 2, 4, 6), one = _mm256_set1_epi64x(1);
   const __m256i width = _mm256_set1_epi64x(W), zero = _mm256_setzero_si256();
   const __m256i iota32 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -53,16 +70,9 @@ inline __attribute__((always_inline)) int64_t row_2x2(const float* r0, const flo
       split_even_odd(buf[0], &v0, &v1);
       split_even_odd(buf[1], &v2, &v3);
     }
-    __m256 best = v0;
-    __m256i tap = zero;
-    const auto take = [&](__m256 v, __m256i t) {
-      const __m256 m = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-      best = _mm256_blendv_ps(best, v, m);
-      tap = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(tap), _mm256_castsi256_ps(t), m));
-    };
-    take(v1, t1);
-    take(v2, t2);
-    take(v3, t3);
+    __m256 best;
+    __m256i tap;
+    max_of_taps(v0, v1, v2, v3, &best, &tap);
     // a partial step goes through a stack buffer (masked stores are slow on some AMD cores)
     alignas(32) float ybuf[8];
     alignas(32) int64_t abuf[8];
@@ -110,9 +120,7 @@ void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int6
 // int32, padded to a multiple of 8 with zeros). For planes with rows shorter than a vector (pool2's 5x5
 // outputs), where the row path pays a partial step per row of five. Same tap order and rule as row_2x2.
 void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int32_t* off, float* y, int64_t* arg) {
-  const __m256i t1 = _mm256_set1_epi32(1), t2 = _mm256_set1_epi32(2), t3 = _mm256_set1_epi32(3);
   const __m256i dW = _mm256_set1_epi32(static_cast<int>(W)), one32 = _mm256_set1_epi32(1);
-  const __m256i zero = _mm256_setzero_si256();
   for (int64_t j = 0; j < PQ; j += 8) {
     const int64_t lanes = PQ - j < 8 ? PQ - j : 8;
     const __m256i o = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(off + j));
@@ -121,16 +129,9 @@ void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int3
     const __m256 v1 = _mm256_i32gather_ps(xp + 1, o, 4);
     const __m256 v2 = _mm256_i32gather_ps(xp, oW, 4);
     const __m256 v3 = _mm256_i32gather_ps(xp + 1, oW, 4);
-    __m256 best = v0;
-    __m256i tap = zero;
-    const auto take = [&](__m256 v, __m256i t) {
-      const __m256 m = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-      best = _mm256_blendv_ps(best, v, m);
-      tap = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(tap), _mm256_castsi256_ps(t), m));
-    };
-    take(v1, t1);
-    take(v2, t2);
-    take(v3, t3);
+    __m256 best;
+    __m256i tap;
+    max_of_taps(v0, v1, v2, v3, &best, &tap);
     // index = off + (tap & 1) + (tap >> 1)·W, fits int32 (a plane holds < 2^31 elements: the caller checks)
     const __m256i idx = _mm256_add_epi32(_mm256_add_epi32(o, _mm256_and_si256(tap, one32)),
                                          _mm256_mullo_epi32(_mm256_srli_epi32(tap, 1), dW));
