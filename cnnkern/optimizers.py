@@ -133,11 +133,11 @@ class Adam(Optimizer):
             grads.append(grad)
             ms.append(slots["m"])
             vs.append(slots["v"])
-        ops.adam_update_multi(
-            params,
-            grads,
-            ms,
-            vs,
+        ops.adam_update_multi(params, grads, ms, vs, **self._hyper(), backend=ctx.backend)
+
+    def _hyper(self):
+        """The keywords of ops.adam_update / adam_update_multi for the current step."""
+        return dict(
             step=self.iterations,
             lr=self.learning_rate,
             beta1=self.beta_1,
@@ -145,26 +145,12 @@ class Adam(Optimizer):
             eps=self.epsilon,
             weight_decay=self.weight_decay,
             eps_mode=self.eps_mode,
-            backend=ctx.backend,
         )
 
     def _update(self, param, grad, slots, backend):
         from . import ops
 
-        ops.adam_update(
-            param,
-            grad,
-            slots["m"],
-            slots["v"],
-            step=self.iterations,
-            lr=self.learning_rate,
-            beta1=self.beta_1,
-            beta2=self.beta_2,
-            eps=self.epsilon,
-            weight_decay=self.weight_decay,
-            eps_mode=self.eps_mode,
-            backend=backend,
-        )
+        ops.adam_update(param, grad, slots["m"], slots["v"], **self._hyper(), backend=backend)
 
     def get_config(self):
         return {
