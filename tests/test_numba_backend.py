@@ -89,10 +89,10 @@ def test_every_kernel_loop_is_cached_and_never_fastmath(backend):
 
 def test_warmup_times_every_kernel_and_info_reports_it(backend):
     from cnnkern.backends.base import KERNELS
-    from cnnkern.backends.numba import FUSED, warmup
+    from cnnkern.backends.numba import warmup
 
     seconds = warmup(dtypes=("float32",))
-    assert list(seconds) == list(KERNELS + FUSED)
+    assert list(seconds) == list(KERNELS)
     assert all(isinstance(s, float) and s > 0 for s in seconds.values())
     info = backend.info()
     assert info["numba"] == numba.__version__

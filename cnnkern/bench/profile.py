@@ -34,9 +34,7 @@ def _key_shape(kernel, args):
         "softmax_cross_entropy_forward": 0,
         "softmax_cross_entropy_backward": 0,
     }
-    if kernel == "maxpool2d_backward":
-        return tuple(args[2])
-    if kernel == "maxpool2d_act_backward":  # the pool's backward with the activation before it folded in
+    if kernel in ("maxpool2d_backward", "maxpool2d_act_backward"):  # keyed by x_shape
         return tuple(args[2])
     if kernel in pick and len(args) > pick[kernel]:
         return tuple(args[pick[kernel]].shape)

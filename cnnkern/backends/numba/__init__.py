@@ -19,11 +19,6 @@ import numpy as np
 
 from ..base import KERNELS, Backend
 
-# the fused kernels (base.FUSED_KERNELS) this backend compiles itself; the others are Backend's compositions
-# (a Numba maxpool2d_act_backward, scatter and activation gradient per plane in one prange task, measured
-# 10x slower than the composition of the two parallel kernels, so there is none)
-FUSED = ()
-
 MIN_NUMBA = (0, 68)  # gemm.py's micro-kernel is LLVM IR through numba.extending.intrinsic: tested on 0.68
 _FAMILIES = ("gemm", "conv", "pool", "batchnorm", "dense", "activation", "loss", "optim")
 
@@ -214,8 +209,7 @@ def _warmup_calls(be, dtype):
 def warmup(dtypes=("float32",)):
     """Compile (or load from the cache) every kernel for each dtype by calling it once on tiny inputs.
 
-    Returns ``{kernel: seconds}`` in KERNELS order, then the fused kernels in FUSED, the seconds summed over
-    ``dtypes``: the compile cost on
+    Returns ``{kernel: seconds}`` in KERNELS order, the seconds summed over ``dtypes``: the compile cost on
     a cold cache, the cache-load cost on a warm one, and (negligibly) the tiny call itself.
     """
     from .. import get
@@ -224,10 +218,10 @@ def warmup(dtypes=("float32",)):
     for dtype in dtypes:
         if dtype not in be.dtypes:
             raise ValueError(f"dtypes must be drawn from {be.dtypes}, got {dtype!r}")
-    seconds = dict.fromkeys(KERNELS + FUSED, 0.0)
+    seconds = dict.fromkeys(KERNELS, 0.0)
     for dtype in dtypes:
         calls = _warmup_calls(be, np.dtype(dtype))
-        for kernel in seconds:
+        for kernel in KERNELS:
             start = time.perf_counter()
             calls[kernel]()
             seconds[kernel] += time.perf_counter() - start
