@@ -110,8 +110,25 @@ def maxpool2d_forward(
 ) -> tuple[F32, I64]:
     """x (N,C,H,W) -> (y (N,C,P,Q), argmax int64 (N,C,P,Q): flat index into the unpadded H*W plane)."""
 
+def maxpool2d_values_forward(
+    x: F32,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+) -> F32:
+    """x (N,C,H,W) -> y (N,C,P,Q): maxpool2d_forward's y without the argmax."""
+
 def maxpool2d_backward(dy: F32, argmax: I64, x_shape: Sequence[int]) -> F32:
-    """dy (N,C,P,Q), argmax (N,C,P,Q), x_shape (N,C,H,W) -> dx (N,C,H,W)."""
+    """dy (N,C,P,Q), argmax (N,C,P,Q), x_shape (N,C,H,W) -> dx (N,C,H,W). ValueError for an index outside
+    the H*W plane."""
+
+def maxpool2d_act_backward(
+    dy: F32, argmax: I64, x_shape: Sequence[int], a: F32, activation: str, *, alpha: float
+) -> F32:
+    """activation_backward(maxpool2d_backward(dy, argmax, x_shape), a, activation): a = act(z) (N,C,H,W)."""
 
 def avgpool2d_forward(
     x: F32,

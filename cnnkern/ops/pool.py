@@ -52,7 +52,8 @@ def maxpool2d_forward(
     x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_argmax=True, backend=None
 ):
     """Max pooling; returns (y, argmax) with argmax int64, a flat index into the unpadded H*W plane, or y
-    alone with ``return_argmax=False`` (inference: the argmax is not written where the backend can skip it)."""
+    alone with ``return_argmax=False`` (inference: the argmax is not written where the backend can skip
+    it)."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4)
     k, s, p, d, ceil_mode, _ = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
