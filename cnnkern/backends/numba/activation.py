@@ -2,8 +2,7 @@
 
 x (any shape) -> y (same shape); dy, y -> dx. Kinds: relu, leaky_relu (slope alpha for x <= 0), sigmoid,
 tanh. NaN propagates: relu(NaN) = NaN, and backward passes dy where y is NaN (PyTorch's `y <= 0 ? 0 : dy`).
-Each kind has its own branch-free loop so LLVM can vectorise it; the backward runs in spans of SPAN elements,
-one parallel task each.
+Each kind has its own branch-free parallel loop so LLVM can vectorise it.
 """
 
 import math
@@ -35,34 +34,21 @@ def _forward(x, kind, alpha, y):
             y[i] = math.tanh(x[i])
 
 
-@njit(cache=True)
-def backward_span(dy, y, kind, alpha, dx):
-    """dx = the activation's gradient from dy and the output y, over 1-D arrays (dx may be dy: in place)."""
-    n = y.size
-    if kind == 0:
-        for i in range(n):
-            dx[i] = 0 if y[i] <= 0 else dy[i]
-    elif kind == 1:
-        for i in range(n):
-            dx[i] = dy[i] if y[i] > 0 else dy[i] * alpha
-    elif kind == 2:
-        for i in range(n):
-            dx[i] = dy[i] * (1 - y[i]) * y[i]
-    else:
-        for i in range(n):
-            dx[i] = dy[i] * (1 - y[i] * y[i])
-
-
-SPAN = 1 << 14  # elements per parallel task of the backward
-
-
 @njit(parallel=True, cache=True)
 def _backward(dy, y, kind, alpha, dx):
     n = y.size
-    for t in prange((n + SPAN - 1) // SPAN):
-        lo = t * SPAN
-        hi = min(n, lo + SPAN)
-        backward_span(dy[lo:hi], y[lo:hi], kind, alpha, dx[lo:hi])
+    if kind == 0:
+        for i in prange(n):
+            dx[i] = 0 if y[i] <= 0 else dy[i]
+    elif kind == 1:
+        for i in prange(n):
+            dx[i] = dy[i] if y[i] > 0 else dy[i] * alpha
+    elif kind == 2:
+        for i in prange(n):
+            dx[i] = dy[i] * (1 - y[i]) * y[i]
+    else:
+        for i in prange(n):
+            dx[i] = dy[i] * (1 - y[i] * y[i])
 
 
 def activation_forward(x, kind, alpha):
