@@ -82,6 +82,49 @@ def conv2d_bias_act_forward(
     applied in the GEMM's epilogue while the output block is in cache (in the register for the direct
     one-input-channel 3x3 kernel)."""
 
+# --- conv + activation + max pool (conv_pool.cpp) ---------------------------------------------------------
+
+def conv2d_act_maxpool_forward(
+    x: F32,
+    w: F32,
+    b: F32 | None = None,
+    *,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    activation: str | None = None,
+    alpha: float = 0.01,
+    pool_kernel: Sequence[int],
+    pool_stride: Sequence[int],
+    pool_padding: Sequence[int],
+    pool_dilation: Sequence[int],
+    pool_ceil_mode: bool,
+    need_argmax: bool = True,
+) -> tuple[F32, I64 | None]:
+    """(y, argmax | None): y = maxpool(act(conv2d(x, w) + b)), argmax a flat index into the conv output's
+    P*Q plane. One input channel 3x3 (conv_c1): each image's conv output stays in a per-thread buffer."""
+
+def conv2d_act_maxpool_backward(
+    dy: F32,
+    y: F32,
+    argmax: I64,
+    x: F32,
+    w: F32,
+    *,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    activation: str | None = None,
+    alpha: float = 0.01,
+    need_dx: bool,
+    need_dw: bool,
+    need_db: bool,
+) -> tuple[F32 | None, F32 | None, F32 | None]:
+    """conv2d_backward(maxpool2d_backward(activation_backward(dy, y), argmax), x, w); ValueError for an
+    argmax outside the conv output's plane."""
+
 # --- dense (dense.cpp: packed SGEMM) --------------------------------------------------------------------
 
 def dense_forward(x: F32, w: F32, b: F32 | None = None) -> F32:

@@ -283,6 +283,12 @@ class Conv2D(_ActivationMixin, Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self._set_activation(activation)
         self._x = None
+        self._pooled = None  # (y, argmax) of a fused forward with the linked pool, for backward
+
+    def can_fuse_pool(self):
+        """Whether a max pool after this layer can run fused with it (not after softmax, which normalises
+        over the channels before pooling)."""
+        return self.activation == "linear" or self._fused_kind() is not None
 
     def _build(self, in_shape, ctx):
         self._require_images(in_shape)
@@ -310,7 +316,42 @@ class Conv2D(_ActivationMixin, Layer):
             )
         return (self.filters, out[0], out[1])
 
+    # The MaxPooling2D right after this layer, linked by the model (Sequential.build): forward then runs conv,
+    # activation and pool as one kernel (ops.conv2d_act_maxpool_forward) and hands the pooled output to that
+    # layer, whose forward passes it on and whose backward passes dy back here.
+    pool_sink = None
+
+    def _conv_args(self):
+        return dict(
+            stride=self.strides,
+            padding=self.padding,
+            dilation=self.dilation_rate,
+            groups=self.groups,
+            activation=self._fused_kind(),
+            alpha=self.alpha,
+            backend=self._ctx.backend,
+        )
+
+    def _forward_pooled(self, x, training):
+        pool = self.pool_sink
+        out = ops.conv2d_act_maxpool_forward(
+            x,
+            self.params["kernel"],
+            self.params.get("bias"),
+            **self._conv_args(),
+            **pool.fused_geometry(),
+            return_argmax=training,
+        )
+        y = out[0] if training else out
+        if training:
+            self._x, self._pooled = x, out
+            self._out, self._passthrough, self._act_taken = None, False, False
+        pool.accept_pooled(y)
+        return y
+
     def forward(self, x, training=False, logits=False):
+        if self.pool_sink is not None:
+            return self._forward_pooled(x, training)
         # conv + bias + activation in one kernel (the backend's fused epilogue where it has one)
         y = ops.conv2d_bias_act_forward(
             x,
@@ -329,6 +370,21 @@ class Conv2D(_ActivationMixin, Layer):
         return self._act_fused(y, training, logits)
 
     def backward(self, dy, need_dx=True):
+        if self._pooled is not None:  # dy is the gradient of the linked pool's output
+            (y, argmax), self._pooled = self._pooled, None
+            x, self._x = self._x, None
+            dx, dw, db = ops.conv2d_act_maxpool_backward(
+                dy,
+                y,
+                argmax,
+                x,
+                self.params["kernel"],
+                **self._conv_args(),
+                need_dx=need_dx,
+                need_dw=True,
+                need_db=self.use_bias,
+            )
+            return self._keep_grads(dx, dw, db)
         dz = self._act_backward(dy)
         x, self._x = self._x, None
         dx, dw, db = ops.conv2d_backward(
@@ -344,13 +400,16 @@ class Conv2D(_ActivationMixin, Layer):
             need_db=self.use_bias,
             backend=self._ctx.backend,
         )
+        return self._keep_grads(dx, dw, db)
+
+    def _keep_grads(self, dx, dw, db):
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
         return dx
 
     def _clear(self):
-        self._x = self._out = None
+        self._x = self._out = self._pooled = None
 
     def get_config(self):
         return self._act_config(
@@ -437,8 +496,31 @@ class MaxPooling2D(_Pooling2D):
     """
 
     act_source = None
+    conv_source = None  # a Conv2D right before, linked by the model to run with this pool as one kernel
+    _prepooled = None  # the output that conv_source computed for this layer, until forward passes it on
+    _fused = False  # the last training forward was conv_source's: backward passes dy back to it
+
+    def fused_geometry(self):
+        """This pool's arguments to ops.conv2d_act_maxpool_forward."""
+        g = self._geom
+        return dict(
+            pool_size=g["kernel_size"],
+            pool_stride=g["stride"],
+            pool_padding=g["padding"],
+            ceil_mode=g["ceil_mode"],
+        )
+
+    def accept_pooled(self, y):
+        """Called by conv_source's fused forward with this layer's output."""
+        self._prepooled = y
+        self._fused = False
 
     def forward(self, x, training=False, logits=False):
+        if self._prepooled is not None and x is self._prepooled:  # conv_source already pooled it
+            self._prepooled = None
+            self._fused = training
+            return x
+        self._prepooled, self._fused = None, False
         if not training:  # no argmax needed: the kernel skips writing it
             return ops.maxpool2d_forward(x, **self._geom, return_argmax=False, backend=self._ctx.backend)
         y, self._argmax = ops.maxpool2d_forward(x, **self._geom, backend=self._ctx.backend)
@@ -446,6 +528,9 @@ class MaxPooling2D(_Pooling2D):
         return y
 
     def backward(self, dy, need_dx=True):
+        if self._fused:  # conv_source's backward applies this pool's (and its activation's) gradient
+            self._fused = False
+            return dy
         argmax, self._argmax = self._argmax, None
         if argmax is None:
             raise RuntimeError(f"{self.name}: backward called without a training forward before it")
@@ -456,7 +541,8 @@ class MaxPooling2D(_Pooling2D):
         return ops.maxpool2d_backward(dy, argmax, self._x_shape, backend=self._ctx.backend)
 
     def _clear(self):
-        self._argmax = None
+        self._argmax = self._prepooled = None
+        self._fused = False
 
 
 class AveragePooling2D(_Pooling2D):

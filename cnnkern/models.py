@@ -154,10 +154,16 @@ class Sequential:
         internal = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
         for layer in self.layers:
             internal = layer.build(internal, ctx)
-        # a max pool right after an activation applies that activation's gradient in its own backward pass
+        # a max pool right after a Conv2D runs with it as one kernel pair (ops.conv2d_act_maxpool_*); after
+        # any other layer with an activation, it applies that activation's gradient in its own backward pass
         for prev, layer in zip(self.layers, self.layers[1:]):
-            if isinstance(layer, layers_mod.MaxPooling2D):
-                layer.act_source = prev if hasattr(prev, "take_activation") else None
+            if not isinstance(layer, layers_mod.MaxPooling2D):
+                continue
+            fuse = isinstance(prev, layers_mod.Conv2D) and prev.can_fuse_pool()
+            layer.conv_source = prev if fuse else None
+            if fuse:
+                prev.pool_sink = layer
+            layer.act_source = prev if not fuse and hasattr(prev, "take_activation") else None
         self._input_shape = tuple(int(d) for d in shape)
         self._ctx = ctx
         self._first_param = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))

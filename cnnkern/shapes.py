@@ -6,6 +6,15 @@ def conv_out(length, k, stride, pad_lo, pad_hi, dilation):
     return (length + pad_lo + pad_hi - (dilation * (k - 1) + 1)) // stride + 1
 
 
+def conv_out_hw(x_shape, w_shape, stride, padding, dilation):
+    """(P, Q) of conv2d on x (N,C,H,W) with w (K,C/g,R,S) and normalised arguments: stride and dilation
+    pairs, padding (top, bottom, left, right)."""
+    return (
+        conv_out(x_shape[2], w_shape[2], stride[0], padding[0], padding[1], dilation[0]),
+        conv_out(x_shape[3], w_shape[3], stride[1], padding[2], padding[3], dilation[1]),
+    )
+
+
 def same_padding(length, k, stride, dilation):
     """('same') padding (lo, hi) along one dim.
 

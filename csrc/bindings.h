@@ -11,6 +11,7 @@ template <typename T>
 using carray = py::array_t<T, py::array::c_style>;  // no forcecast: the front door checked dtypes
 
 void bind_conv(py::module_& m);
+void bind_conv_pool(py::module_& m);
 void bind_dense(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_batchnorm(py::module_& m);

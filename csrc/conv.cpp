@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "conv.h"
+
 #include "activation.h"
 #include "alloc.h"
 #include "bindings.h"
@@ -34,18 +36,12 @@
 
 namespace cnnkern {
 
-#ifdef CNNKERN_X86
-namespace avx2 {  // conv_c1_avx2.cpp
-void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y, int64_t K,
-                         int act, float alpha);
-void conv_c1_3x3_dw(const float* x, int64_t H, int64_t W, const float* dy, int64_t K, float* dw, float* db);
-}  // namespace avx2
-#endif
-
 namespace {
 
 using Pair = std::array<int64_t, 2>;
 using Quad = std::array<int64_t, 4>;
+
+}  // namespace
 
 std::string shape_str(const py::array& a) {
   std::string s = "(";
@@ -54,7 +50,7 @@ std::string shape_str(const py::array& a) {
 }
 
 // Checks what a direct call could get wrong (the front door already did) and derives the geometry.
-ConvGeom make_geom(const carray<float>& x, const carray<float>& w, Pair stride, Quad padding, Pair dilation,
+ConvGeom conv_geom(const carray<float>& x, const carray<float>& w, Pair stride, Quad padding, Pair dilation,
                    int64_t groups) {
   if (x.ndim() != 4) throw std::invalid_argument("x must be 4-D (N, C, H, W), got shape " + shape_str(x));
   if (w.ndim() != 4) throw std::invalid_argument("w must be 4-D (K, C/groups, R, S), got shape " + shape_str(w));
@@ -79,6 +75,8 @@ ConvGeom make_geom(const carray<float>& x, const carray<float>& w, Pair stride, 
     throw std::invalid_argument("the (dilated) kernel is larger than the padded input");
   return g;
 }
+
+namespace {
 
 // Packs every group's weight block w[g] (Kg, CgRS), or its transpose, for the current micro-kernel into
 // buf, and lists the packed blocks in out (both grow-only scratch of the caller).
@@ -113,6 +111,8 @@ const float* backward_col(const float* xn, const ConvGeom& g, float* col, bool p
   return col;
 }
 
+}  // namespace
+
 // The first layer of an image CNN (one input channel, 3x3, stride 1, no padding or dilation) on the SIMD
 // path: direct kernels (conv_c1_avx2.cpp) instead of a GEMM whose reduction is only 9 long.
 bool conv_c1_applies(const ConvGeom& g) {
@@ -126,16 +126,24 @@ bool conv_c1_applies(const ConvGeom& g) {
 }
 
 #ifdef CNNKERN_X86
-// Images split over the threads; relu and leaky_relu are applied in the register, other activations after.
+// One image: relu and leaky_relu are applied in the register, other activations after.
+void conv_c1_image(const float* xn, const float* w, const float* b, float* yn, const ConvGeom& g, Act act,
+                   float alpha) {
+  const int code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : 0;
+  avx2::conv_c1_3x3_forward(xn, g.H, g.W, w, b, yn, g.K, code, alpha);
+  if (code == 0) activation_inplace(act, yn, g.K * g.PQ(), alpha);
+}
+#endif
+
+namespace {
+
+#ifdef CNNKERN_X86
+// Images split over the threads.
 void conv_c1_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
                      float alpha) {
-  const int code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : 0;
   const int64_t KPQ = g.K * g.PQ();
   parallel_for(g.N, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) {
-      avx2::conv_c1_3x3_forward(x + n * g.H * g.W, g.H, g.W, w, b, y + n * KPQ, g.K, code, alpha);
-      if (code == 0) activation_inplace(act, y + n * KPQ, KPQ, alpha);
-    }
+    for (int64_t n = n0; n < n1; ++n) conv_c1_image(x + n * g.H * g.W, w, b, y + n * KPQ, g, act, alpha);
   });
 }
 
@@ -273,6 +281,8 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
       parallel_for(slivers, [&](int64_t s0, int64_t s1) { columns(col, n, s0, s1); });
     }
 }
+
+}  // namespace
 
 void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                         const ConvGeom& g) {
@@ -423,12 +433,34 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   }
 }
 
+// y = act(conv(x, w) + b) by the fastest method for the geometry (the GIL already released).
+void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, float* yp, const ConvGeom& g, Act act,
+                           float alpha) {
+  if (conv_c1_applies(g)) {
+#ifdef CNNKERN_X86
+    conv_c1_forward(xp, wp, bp, yp, g, act, alpha);
+#endif
+  } else if (conv_igemm_applies(g)) {
+    conv_igemm_forward(xp, wp, bp, yp, g, act, alpha);
+  } else if (conv_direct_applies(g)) {
+    conv_direct_forward(xp, wp, bp, yp, g);
+    if (act != Act::none)
+      parallel_for(g.N * g.K, [&](int64_t i0, int64_t i1) {
+        activation_inplace(act, yp + i0 * g.PQ(), (i1 - i0) * g.PQ(), alpha);
+      });
+  } else {
+    conv_forward_impl(xp, wp, bp, yp, g, act, alpha);
+  }
+}
+
+namespace {
+
 // y = act(conv(x, w) + b); act None is the plain conv2d_forward.
 carray<float> conv2d_bias_act_forward(const carray<float>& x, const carray<float>& w,
                                       const std::optional<carray<float>>& b, Pair stride, Quad padding, Pair dilation,
                                       int64_t groups, const std::optional<std::string>& activation, double alpha) {
   const Act act = parse_act(activation);
-  const ConvGeom g = make_geom(x, w, stride, padding, dilation, groups);
+  const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
   if (b && (b->ndim() != 1 || b->shape(0) != g.K))
     throw std::invalid_argument("b must have shape (" + std::to_string(g.K) + ",), got " + shape_str(*b));
   carray<float> y = new_array<float>({g.N, g.K, g.P, g.Q});
@@ -436,21 +468,7 @@ carray<float> conv2d_bias_act_forward(const carray<float>& x, const carray<float
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    if (conv_c1_applies(g)) {
-#ifdef CNNKERN_X86
-      conv_c1_forward(xp, wp, bp, yp, g, act, static_cast<float>(alpha));
-#endif
-    } else if (conv_igemm_applies(g)) {
-      conv_igemm_forward(xp, wp, bp, yp, g, act, static_cast<float>(alpha));
-    } else if (conv_direct_applies(g)) {
-      conv_direct_forward(xp, wp, bp, yp, g);
-      if (act != Act::none)
-        parallel_for(g.N * g.K, [&](int64_t i0, int64_t i1) {
-          activation_inplace(act, yp + i0 * g.PQ(), (i1 - i0) * g.PQ(), static_cast<float>(alpha));
-        });
-    } else {
-      conv_forward_impl(xp, wp, bp, yp, g, act, static_cast<float>(alpha));
-    }
+    conv_forward_dispatch(xp, wp, bp, yp, g, act, static_cast<float>(alpha));
   }
   return y;
 }
@@ -462,7 +480,7 @@ carray<float> conv2d_forward(const carray<float>& x, const carray<float>& w, con
 
 py::tuple conv2d_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& w, Pair stride,
                           Quad padding, Pair dilation, int64_t groups, bool need_dx, bool need_dw, bool need_db) {
-  const ConvGeom g = make_geom(x, w, stride, padding, dilation, groups);
+  const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
   if (dy.ndim() != 4 || dy.shape(0) != g.N || dy.shape(1) != g.K || dy.shape(2) != g.P || dy.shape(3) != g.Q)
     throw std::invalid_argument("dy must have shape (" + std::to_string(g.N) + ", " + std::to_string(g.K) + ", " +
                                 std::to_string(g.P) + ", " + std::to_string(g.Q) + "), got " + shape_str(dy));

@@ -30,6 +30,7 @@ PYBIND11_MODULE(_cpp, m) {
         "Bytes of idle output blocks the extension keeps for reuse (alloc.h); release=True frees them.");
   m.def("set_num_threads", &cnnkern::set_num_threads);
   cnnkern::bind_conv(m);
+  cnnkern::bind_conv_pool(m);
   cnnkern::bind_dense(m);
   cnnkern::bind_pool(m);
   cnnkern::bind_batchnorm(m);

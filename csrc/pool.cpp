@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "pool.h"
+
 #include "activation.h"
 #include "alloc.h"
 #include "bindings.h"
@@ -38,11 +40,7 @@ namespace {
 
 using Pair = std::array<int64_t, 2>;
 using Shape4 = std::array<int64_t, 4>;
-
-struct Geom {
-  int64_t N, C, H, W, P, Q;
-  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
-};
+using Geom = PoolGeom;
 
 // out = floor((L + 2p - d(k-1) - 1 + (ceil_mode ? s-1 : 0)) / s) + 1, minus one if the last window would
 // start inside the right padding.
@@ -54,12 +52,16 @@ int64_t pool_out(int64_t L, int64_t k, int64_t s, int64_t p, int64_t d, bool cei
   return out;
 }
 
-Geom make_geom(const Shape4& x_shape, Pair k, Pair s, Pair p, Pair d, bool ceil_mode) {
+}  // namespace
+
+PoolGeom pool_geom(const Shape4& x_shape, Pair k, Pair s, Pair p, Pair d, bool ceil_mode) {
   Geom g{x_shape[0], x_shape[1], x_shape[2], x_shape[3], 0, 0, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1]};
   g.P = pool_out(g.H, g.kh, g.sh, g.ph, g.dh, ceil_mode, "H");
   g.Q = pool_out(g.W, g.kw, g.sw, g.pw, g.dw, ceil_mode, "W");
   return g;
 }
+
+namespace {
 
 Shape4 shape4(const carray<float>& x, const char* name) {
   if (x.ndim() != 4) throw py::value_error(std::string(name) + " must be 4-d (N,C,H,W)");
@@ -144,8 +146,10 @@ void max_row_2x2(const float* xp, const Geom& g, int64_t oh, float* y, int64_t* 
   for (ow = whole; ow < g.Q; ++ow) max_window(xp, g.W, hs, dilated_span(ow, 2, 2, 0, 1, g.W), 1, 1, y + ow, arg + ow);
 }
 
+}  // namespace
+
 // y (and argmax when `ap` is not null; else each row's argmax goes to a scratch row that stays in L1).
-void maxpool_forward_impl(const float* xp, const Geom& g, float* yp, int64_t* ap) {
+void maxpool_forward_impl(const float* xp, const PoolGeom& g, float* yp, int64_t* ap) {
   const bool classic =
       g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
   const auto row = classic ? max_row_2x2 : max_row;
@@ -155,7 +159,6 @@ void maxpool_forward_impl(const float* xp, const Geom& g, float* yp, int64_t* ap
 #else
   const bool runs = false;
 #endif
-  py::gil_scoped_release release;
 #ifdef CNNKERN_X86
   // rows shorter than a vector (pool2: 11x11 -> 5x5): whole planes by gathers, the offsets shared by all planes
   if (runs && g.Q < 8 && g.P <= g.H / 2 && g.H * g.W < (int64_t{1} << 30)) {
@@ -196,30 +199,69 @@ void maxpool_forward_impl(const float* xp, const Geom& g, float* yp, int64_t* ap
   });
 }
 
+// dx = 0 over `planes` planes of HW, then dx[plane][argmax] += dy for each of the PQ outputs of the plane; with
+// an activation, each plane of dx is then mapped through the activation's gradient given its output a (the
+// pool's input), while it is still in cache. Returns false if an index lies outside [0, HW).
+bool maxpool_scatter_planes(const float* dyp, const int64_t* ap, int64_t planes, int64_t PQ, int64_t HW, float* dxp,
+                            Act act, const float* a, float alpha) {
+  std::atomic<bool> bad{false};
+  parallel_for(planes, [&](int64_t begin, int64_t end) {
+    for (int64_t pl = begin; pl < end; ++pl) {
+      float* d = dxp + pl * HW;
+      std::fill(d, d + HW, 0.0f);
+      const float* g = dyp + pl * PQ;
+      const int64_t* ai = ap + pl * PQ;
+      bool out_of_plane = false;
+      for (int64_t j = 0; j < PQ; ++j) {
+        const int64_t i = ai[j];
+        const bool ok = static_cast<uint64_t>(i) < static_cast<uint64_t>(HW);
+        out_of_plane |= !ok;
+        d[ok ? i : 0] += ok ? g[j] : 0.0f;
+      }
+      if (out_of_plane) bad.store(true, std::memory_order_relaxed);
+      if (act != Act::none) activation_backward_inplace(act, a + pl * HW, d, HW, alpha);
+    }
+  });
+  return !bad.load();
+}
+
+std::string argmax_error(int64_t HW, const Shape4& x_shape, const char* name) {
+  return "argmax holds an index outside the H*W plane [0, " + std::to_string(HW) + ") of " + name + " (" +
+         std::to_string(x_shape[0]) + ", " + std::to_string(x_shape[1]) + ", " + std::to_string(x_shape[2]) + ", " +
+         std::to_string(x_shape[3]) + ")";
+}
+
+namespace {
+
 py::tuple maxpool2d_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding, Pair dilation,
                             bool ceil_mode) {
-  const Geom g = make_geom(shape4(x, "x"), kernel_size, stride, padding, dilation, ceil_mode);
+  const Geom g = pool_geom(shape4(x, "x"), kernel_size, stride, padding, dilation, ceil_mode);
   carray<float> y = new_array<float>({g.N, g.C, g.P, g.Q});
   carray<int64_t> argmax = new_array<int64_t>({g.N, g.C, g.P, g.Q});
-  maxpool_forward_impl(x.data(), g, y.mutable_data(), argmax.mutable_data());
+  {
+    py::gil_scoped_release release;
+    maxpool_forward_impl(x.data(), g, y.mutable_data(), argmax.mutable_data());
+  }
   return py::make_tuple(y, argmax);
 }
 
 // maxpool2d_forward without the argmax (inference): a third of the output traffic less.
 carray<float> maxpool2d_values_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding,
                                        Pair dilation, bool ceil_mode) {
-  const Geom g = make_geom(shape4(x, "x"), kernel_size, stride, padding, dilation, ceil_mode);
+  const Geom g = pool_geom(shape4(x, "x"), kernel_size, stride, padding, dilation, ceil_mode);
   carray<float> y = new_array<float>({g.N, g.C, g.P, g.Q});
-  maxpool_forward_impl(x.data(), g, y.mutable_data(), nullptr);
+  {
+    py::gil_scoped_release release;
+    maxpool_forward_impl(x.data(), g, y.mutable_data(), nullptr);
+  }
   return y;
 }
 
-// dx = 0, then dx[plane][argmax] += dy for every output. An index outside the plane (-1 included: the front
-// door refuses windows with no input element) is a ValueError, raised after the loop; the front door relies
-// on this check (CppBackend.checks_argmax) instead of scanning argmax in Python. With an
-// activation (maxpool2d_act_backward), each plane of dx is then mapped through the activation's gradient
-// given its output a (the pool's input) while it is still in cache: the same operations, in the same order,
-// as activation_backward(maxpool2d_backward(dy, argmax), a), without the round trip of dx through memory.
+// maxpool_scatter_planes over the whole batch. An index outside the plane (-1 included: the front door refuses
+// windows with no input element) is a ValueError, raised after the loop; the front door relies on this check
+// (CppBackend.checks_argmax) instead of scanning argmax in Python. With an activation
+// (maxpool2d_act_backward): the same operations, in the same order, as activation_backward(
+// maxpool2d_backward(dy, argmax), a), without the round trip of dx through memory.
 carray<float> maxpool_scatter(const carray<float>& dy, const carray<int64_t>& argmax, Shape4 x_shape, Act act,
                               const float* a, float alpha) {
   const Shape4 ds = shape4(dy, "dy");
@@ -227,34 +269,12 @@ carray<float> maxpool_scatter(const carray<float>& dy, const carray<int64_t>& ar
   if (x_shape[0] != ds[0] || x_shape[1] != ds[1]) throw py::value_error("x_shape must share N and C with dy");
   const int64_t planes = ds[0] * ds[1], PQ = ds[2] * ds[3], HW = x_shape[2] * x_shape[3];
   carray<float> dx = new_array<float>({x_shape[0], x_shape[1], x_shape[2], x_shape[3]});
-  const float* dyp = dy.data();
-  const int64_t* ap = argmax.data();
-  float* dxp = dx.mutable_data();
-  std::atomic<bool> bad{false};
+  bool ok;
   {
     py::gil_scoped_release release;
-    parallel_for(planes, [&](int64_t begin, int64_t end) {
-      for (int64_t pl = begin; pl < end; ++pl) {
-        float* d = dxp + pl * HW;
-        std::fill(d, d + HW, 0.0f);
-        const float* g = dyp + pl * PQ;
-        const int64_t* ai = ap + pl * PQ;
-        bool out_of_plane = false;
-        for (int64_t j = 0; j < PQ; ++j) {
-          const int64_t i = ai[j];
-          const bool ok = static_cast<uint64_t>(i) < static_cast<uint64_t>(HW);
-          out_of_plane |= !ok;
-          d[ok ? i : 0] += ok ? g[j] : 0.0f;
-        }
-        if (out_of_plane) bad.store(true, std::memory_order_relaxed);
-        if (act != Act::none) activation_backward_inplace(act, a + pl * HW, d, HW, alpha);
-      }
-    });
+    ok = maxpool_scatter_planes(dy.data(), argmax.data(), planes, PQ, HW, dx.mutable_data(), act, a, alpha);
   }
-  if (bad.load())
-    throw py::value_error("argmax holds an index outside the H*W plane [0, " + std::to_string(HW) +
-                          ") of x_shape (" + std::to_string(x_shape[0]) + ", " + std::to_string(x_shape[1]) +
-                          ", " + std::to_string(x_shape[2]) + ", " + std::to_string(x_shape[3]) + ")");
+  if (!ok) throw py::value_error(argmax_error(HW, x_shape, "x_shape"));
   return dx;
 }
 
@@ -293,7 +313,7 @@ inline int64_t divisor(const AvgSpan& h, const AvgSpan& w, bool count_include_pa
 // y = Σ window / divisor, summed in double; an empty window (no real element) gives 0 as in PyTorch.
 carray<float> avgpool2d_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding, bool ceil_mode,
                                 bool count_include_pad) {
-  const Geom g = make_geom(shape4(x, "x"), kernel_size, stride, padding, {1, 1}, ceil_mode);
+  const Geom g = pool_geom(shape4(x, "x"), kernel_size, stride, padding, {1, 1}, ceil_mode);
   carray<float> y = new_array<float>({g.N, g.C, g.P, g.Q});
   const float* xp = x.data();
   float* yp = y.mutable_data();
@@ -321,7 +341,7 @@ carray<float> avgpool2d_forward(const carray<float>& x, Pair kernel_size, Pair s
 // dx = 0, then every element of window (oh, ow) gains dy[oh, ow] / divisor.
 carray<float> avgpool2d_backward(const carray<float>& dy, Shape4 x_shape, Pair kernel_size, Pair stride, Pair padding,
                                  bool ceil_mode, bool count_include_pad) {
-  const Geom g = make_geom(x_shape, kernel_size, stride, padding, {1, 1}, ceil_mode);
+  const Geom g = pool_geom(x_shape, kernel_size, stride, padding, {1, 1}, ceil_mode);
   const Shape4 ds = shape4(dy, "dy");
   if (ds[0] != g.N || ds[1] != g.C || ds[2] != g.P || ds[3] != g.Q)
     throw py::value_error("dy must have the pooled shape of x_shape");

@@ -177,16 +177,18 @@ def test_unknown_backend_is_a_usage_error(capsys):
 def test_profile_attributes_every_kernel_call_to_a_layer():
     prof = profile.profile_step(backends.get("reference"), batch=2, steps=1, warmup=1)
     layers = {r["layer"] for r in prof["rows"]}
-    # every call recognised, none missing; the ReLUs before the max pools have no calls of their own: each
-    # pool's backward applies the ReLU's gradient (maxpool2d_act_backward) and the ReLU forward is fused
-    # into the conv
-    assert layers == set(shapes.classic_layers(2)) - {"relu1", "relu2"}
-    pool1 = {r["kernel"] for r in prof["rows"] if r["layer"] == "pool1"}
-    assert pool1 == {"maxpool2d_forward", "maxpool2d_act_backward"}
-    conv2 = [r for r in prof["rows"] if r["layer"] == "conv2"]
+    # every call recognised, none missing; each Conv2D + ReLU + MaxPooling2D runs as one kernel pair
+    # (conv2d_act_maxpool_*), reported as one layer 'conv1+pool1'; conv3's ReLU forward is fused into the conv
+    expect = set(shapes.classic_layers(2)) - {"conv1", "relu1", "pool1", "conv2", "relu2", "pool2"}
+    assert layers == expect | {"conv1+pool1", "conv2+pool2"}
+    for pair in ("conv1+pool1", "conv2+pool2"):
+        rows = [r for r in prof["rows"] if r["layer"] == pair]
+        assert {r["kernel"] for r in rows} == {"conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward"}
+        assert all(r["calls"] == 1 and r["flops"] > 0 and r["bytes"] > 0 for r in rows)
+    conv3 = [r for r in prof["rows"] if r["layer"] == "conv3"]
     # the model layer runs conv + bias + relu as one fused kernel, and Adam as one call over all parameters
-    assert {r["kernel"] for r in conv2} == {"conv2d_bias_act_forward", "conv2d_backward"}
-    assert all(r["calls"] == 1 for r in conv2)
+    assert {r["kernel"] for r in conv3} == {"conv2d_bias_act_forward", "conv2d_backward"}
+    assert all(r["calls"] == 1 for r in conv3)
     adam = next(r for r in prof["rows"] if r["layer"] == "adam")
     assert adam["kernel"] == "adam_update_multi" and adam["calls"] == 1
     assert adam["flops"] == 12 * shapes.Params("p", shapes.CLASSIC_PARAM_SHAPES).count

@@ -443,23 +443,25 @@ def test_set_weights_copies_the_callers_arrays():
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh"])
 def test_max_pool_applies_the_activation_gradient_of_the_layer_before(plain_target, activation):
-    """A max pool right after an activation takes its gradient (ops.maxpool2d_act_backward), and the
+    """A max pool right after an activation layer takes its gradient (ops.maxpool2d_act_backward), and the
     gradients equal those of the unfused path (pool backward, then the activation's own backward). tanh's
-    gradient is not idempotent, so applying it twice (or never) would show."""
+    gradient is not idempotent, so applying it twice (or never) would show. (A pool right after a Conv2D runs
+    fused with it instead: tests/test_fused_conv_pool.py.)"""
     dtype = plain_target.backend.dtypes[0]
     model = models.Sequential(backend=plain_target.backend, dtype=dtype, seed=5)
-    model.add(layers.Conv2D(4, 3, activation=activation, input_shape=(8, 8, 2)))
+    model.add(layers.Conv2D(4, 3, input_shape=(8, 8, 2)))
+    model.add(layers.Activation(activation))
     model.add(layers.MaxPooling2D(2, strides=1))  # overlapping windows: the scatter accumulates
     model.add(layers.Flatten())
     model.add(layers.Dense(5, activation="softmax"))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.build()
-    assert model.layers[1].act_source is model.layers[0]
+    assert model.layers[2].act_source is model.layers[1] and model.layers[2].conv_source is None
     x, y = batches(1)
     xb, yb = model._to_internal(x[0].astype(dtype)), model._labels(y[0], len(y[0]))
     grads = []
-    for source in (model.layers[0], None):
-        model.layers[1].act_source = source
+    for source in (model.layers[1], None):
+        model.layers[2].act_source = source
         model._gradients(xb, yb)
         grads.append([np.array(plain_target.get(g)) for layer in model.layers for g in layer.grads.values()])
     assert len(grads[0]) == len(grads[1]) == 4

@@ -21,6 +21,8 @@ Methods not overridden raise ``NotImplementedError`` naming the backend and the 
 lacks is an error, never a detour to another backend.
 """
 
+from .. import shapes
+
 KERNELS = (
     "conv2d_forward",
     "conv2d_backward",
@@ -48,6 +50,8 @@ FUSED_KERNELS = (
     "dense_bias_act_forward",
     "maxpool2d_act_backward",
     "maxpool2d_values_forward",
+    "conv2d_act_maxpool_forward",
+    "conv2d_act_maxpool_backward",
     "adam_update_multi",
 )
 
@@ -159,6 +163,86 @@ class Backend:
     def maxpool2d_act_backward(self, dy, argmax, x_shape, a, activation, *, alpha=0.01):
         dx = self.maxpool2d_backward(dy, argmax, x_shape)
         return self.activation_backward(dx, a, activation, alpha=alpha)
+
+    # maxpool2d_forward(conv2d_bias_act_forward(x, w, b, ...)) with the pool's geometry as pool_*:
+    # (y, argmax), argmax (a flat index into the conv output's P*Q plane) None unless need_argmax
+    def conv2d_act_maxpool_forward(
+        self,
+        x,
+        w,
+        b=None,
+        *,
+        stride,
+        padding,
+        dilation,
+        groups,
+        activation=None,
+        alpha=0.01,
+        pool_kernel,
+        pool_stride,
+        pool_padding,
+        pool_dilation,
+        pool_ceil_mode,
+        need_argmax=True,
+    ):
+        z = self.conv2d_bias_act_forward(
+            x,
+            w,
+            b,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            activation=activation,
+            alpha=alpha,
+        )
+        pool = dict(
+            kernel_size=pool_kernel,
+            stride=pool_stride,
+            padding=pool_padding,
+            dilation=pool_dilation,
+            ceil_mode=pool_ceil_mode,
+        )
+        if need_argmax:
+            return self.maxpool2d_forward(z, **pool)
+        return self.maxpool2d_values_forward(z, **pool), None
+
+    # The gradients of conv2d_act_maxpool_forward from dy and its outputs y, argmax (all (N,K,P',Q')):
+    # conv2d_backward(maxpool2d_backward(activation_backward(dy, y, activation), argmax, z_shape), x, w). The
+    # activation's gradient is taken at the pooled values: each position argmax points at holds a = y.
+    def conv2d_act_maxpool_backward(
+        self,
+        dy,
+        y,
+        argmax,
+        x,
+        w,
+        *,
+        stride,
+        padding,
+        dilation,
+        groups,
+        activation=None,
+        alpha=0.01,
+        need_dx,
+        need_dw,
+        need_db,
+    ):
+        g = dy if activation is None else self.activation_backward(dy, y, activation, alpha=alpha)
+        z_shape = (x.shape[0], w.shape[0]) + shapes.conv_out_hw(x.shape, w.shape, stride, padding, dilation)
+        dz = self.maxpool2d_backward(g, argmax, z_shape)
+        return self.conv2d_backward(
+            dz,
+            x,
+            w,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            need_dx=need_dx,
+            need_dw=need_dw,
+            need_db=need_db,
+        )
 
     # adam_update over lists of same-shaped (param, grad, m, v) quadruples, one step for all
     def adam_update_multi(

@@ -36,6 +36,9 @@ def _key_shape(kernel, args):
     }
     if kernel in ("maxpool2d_backward", "maxpool2d_act_backward"):  # keyed by x_shape
         return tuple(args[2])
+    if kernel in ("conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward"):  # keyed by x
+        i = 0 if kernel.endswith("forward") else 3
+        return tuple(args[i].shape) if len(args) > i else None
     if kernel in pick and len(args) > pick[kernel]:
         return tuple(args[pick[kernel]].shape)
     return None
@@ -69,7 +72,30 @@ def layer_table(batch):
             table[("maxpool2d_values_forward", shape)] = table[(kernels[0], shape)]
         if kernels[1] == "maxpool2d_backward":  # + the activation's gradient, in one pass over the plane
             table[("maxpool2d_act_backward", shape)] = table[(kernels[1], shape)]
+    _fused_conv_pool_rows(table, list(S.classic_layers(batch).values()))
     return table
+
+
+def _fused_conv_pool_rows(table, specs):
+    """Rows for the model layer's Conv2D + MaxPooling2D pairs (ops.conv2d_act_maxpool_*), named 'conv1+pool1':
+    the pair's FLOPs; bytes without the conv output, which the fused kernel need not send through memory."""
+    for i, conv in enumerate(specs):
+        pool = next((p for p in specs[i + 1 : i + 3] if isinstance(p, S.Pool)), None)
+        if not isinstance(conv, S.Conv) or pool is None or (pool.n, pool.c) != (conv.n, conv.k):
+            continue
+        z = S.F32 * conv.n * conv.k * conv.p * conv.q
+        pooled = S.F32 * pool.n * pool.c * pool.p * pool.q
+        name, shape = f"{conv.name}+{pool.name}", (conv.n, conv.c, conv.h, conv.w)
+        table[("conv2d_act_maxpool_forward", shape)] = (
+            name,
+            conv.forward_flops() + pool.forward_flops(),
+            conv.forward_bytes() + pool.forward_bytes() - 2 * z,
+        )
+        table[("conv2d_act_maxpool_backward", shape)] = (
+            name,
+            conv.backward_flops() + pool.backward_flops(),
+            conv.backward_bytes() + pool.backward_bytes() - 2 * z + pooled,
+        )
 
 
 class TimedBackend(Backend):
@@ -163,6 +189,7 @@ def profile_step(backend, batch, steps=20, warmup=3, seed=0, inference=False):
             }
         )
     order = {name: i for i, name in enumerate(S.classic_layers(batch))}
+    order.update({r["layer"]: order[r["layer"].split("+")[0]] for r in rows if "+" in r["layer"]})
     rows.sort(key=lambda r: (order.get(r["layer"], len(order)), "backward" in r["kernel"], r["kernel"]))
     kernels_s = sum(r["seconds"] for r in rows)
     return {

@@ -7,6 +7,7 @@ optimizer updates and batch norm's running statistics write in place.
 from .activation import activation_backward, activation_forward
 from .batchnorm import batchnorm2d_backward, batchnorm2d_forward
 from .conv import conv2d_backward, conv2d_bias_act_forward, conv2d_forward
+from .conv_pool import conv2d_act_maxpool_backward, conv2d_act_maxpool_forward
 from .dense import dense_backward, dense_bias_act_forward, dense_forward
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .optim import adam_update, adam_update_multi, sgd_update
@@ -25,6 +26,8 @@ __all__ = [
     "adam_update_multi",
     "avgpool2d_backward",
     "avgpool2d_forward",
+    "conv2d_act_maxpool_backward",
+    "conv2d_act_maxpool_forward",
     "batchnorm2d_backward",
     "batchnorm2d_forward",
     "conv2d_backward",

@@ -34,14 +34,18 @@ def _geometry(x, w, stride, padding, dilation, groups):
     else:
         ph, pw = check.pair("padding", padding, minimum=0)
         pad = (ph, ph, pw, pw)
-    p = shapes.conv_out(h, r, stride[0], pad[0], pad[1], dilation[0])
-    q = shapes.conv_out(wd, s, stride[1], pad[2], pad[3], dilation[1])
+    p, q = shapes.conv_out_hw(x.shape, w.shape, stride, pad, dilation)
     if p < 1 or q < 1:
         raise ValueError(
             f"conv2d output would be empty: x {tuple(x.shape)}, kernel {r}x{s}, stride {stride}, "
             f"padding {pad}, dilation {dilation} give {p}x{q}"
         )
     return stride, pad, dilation, groups, (p, q)
+
+
+def output_hw(x, w, stride, padding, dilation):
+    """(P, Q) for normalised arguments (as _geometry returns them)."""
+    return shapes.conv_out_hw(x.shape, w.shape, stride, padding, dilation)
 
 
 def _forward_args(be, x, w, b, stride, padding, dilation, groups):

@@ -1,0 +1,118 @@
+"""conv2d + bias + activation followed by max pooling, as one fused kernel pair at the front door.
+
+The pair the model layer runs for ``Conv2D(activation=...)`` directly followed by ``MaxPooling2D``: on the cpp
+backend the first layer of an image CNN (one input channel) keeps each image's conv output in cache, so the
+full-resolution activations are never written to memory, forward or backward. Elsewhere (and for other
+geometries) it is the composition of the unfused kernels of the same backend.
+"""
+
+from ..backends import resolve
+from . import check
+from . import conv as conv_ops
+from . import pool as pool_ops
+
+
+def conv2d_act_maxpool_forward(
+    x,
+    w,
+    b=None,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    activation=None,
+    alpha=0.01,
+    pool_size,
+    pool_stride=None,
+    pool_padding=0,
+    pool_dilation=1,
+    ceil_mode=False,
+    return_argmax=True,
+    backend=None,
+):
+    """``maxpool2d_forward(conv2d_bias_act_forward(x, w, b, ...), kernel_size=pool_size, stride=pool_stride,
+    ...)``: returns (y, argmax), argmax int64 (N,K,P',Q') a flat index into the P*Q plane of the conv output
+    (what conv2d_act_maxpool_backward takes), or y alone with ``return_argmax=False`` (inference).
+
+    Conv arguments as conv2d_forward, activation None or a kind of activation_forward; pool arguments as
+    maxpool2d_forward's kernel_size, stride (default: pool_size), padding, dilation and ceil_mode.
+    """
+    be = resolve(backend)
+    x, w, b, stride, pad, dilation, groups = conv_ops._forward_args(
+        be, x, w, b, stride, padding, dilation, groups
+    )
+    alpha = check.activation_kind(activation, alpha)
+    z_shape = (x.shape[0], w.shape[0]) + conv_ops.output_hw(x, w, stride, pad, dilation)
+    k, s, p, d, ceil_mode, _ = pool_ops._geometry(
+        z_shape, pool_size, pool_stride, pool_padding, pool_dilation, ceil_mode
+    )
+    need_argmax = check.flag("return_argmax", return_argmax)
+    y, argmax = be.conv2d_act_maxpool_forward(
+        x,
+        w,
+        b,
+        stride=stride,
+        padding=pad,
+        dilation=dilation,
+        groups=groups,
+        activation=activation,
+        alpha=alpha,
+        pool_kernel=k,
+        pool_stride=s,
+        pool_padding=p,
+        pool_dilation=d,
+        pool_ceil_mode=ceil_mode,
+        need_argmax=need_argmax,
+    )
+    return (y, argmax) if need_argmax else y
+
+
+def conv2d_act_maxpool_backward(
+    dy,
+    y,
+    argmax,
+    x,
+    w,
+    *,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    activation=None,
+    alpha=0.01,
+    need_dx=True,
+    need_dw=True,
+    need_db=True,
+    backend=None,
+):
+    """Gradients (dx, dw, db) of conv2d_act_maxpool_forward (None where not asked for), from dy = dL/dy and
+    the forward's y and argmax (all (N,K,P',Q')) and x, w with the forward's conv arguments and activation:
+    ``conv2d_backward(maxpool2d_backward(activation_backward(dy, y, activation), argmax, z.shape), x, w)``.
+    """
+    be = resolve(backend)
+    x = check.array("x", x, be, ndim=4)
+    w = check.array("w", w, be, ndim=4, dtype=x.dtype)
+    dy = check.array("dy", dy, be, ndim=4, dtype=x.dtype)
+    y = check.array("y", y, be, ndim=4, dtype=x.dtype)
+    stride, pad, dilation, groups, (p, q) = conv_ops._geometry(x, w, stride, padding, dilation, groups)
+    alpha = check.activation_kind(activation, alpha)
+    check.shape_is("y", y, dy.shape, "the shape of dy: the pooled output of the forward")
+    z_shape = (int(x.shape[0]), int(w.shape[0]), p, q)
+    argmax = pool_ops._argmax_checked(dy, argmax, z_shape, be, shape_name="the conv output")
+    return be.conv2d_act_maxpool_backward(
+        dy,
+        y,
+        argmax,
+        x,
+        w,
+        stride=stride,
+        padding=pad,
+        dilation=dilation,
+        groups=groups,
+        activation=activation,
+        alpha=alpha,
+        need_dx=check.flag("need_dx", need_dx),
+        need_dw=check.flag("need_dw", need_dw),
+        need_db=check.flag("need_db", need_db),
+    )

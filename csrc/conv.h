@@ -1,0 +1,43 @@
+// conv.cpp's entry points for the fused conv + activation + max pool kernels (conv_pool.cpp). None touches the
+// GIL (callers release it); conv_forward_dispatch and conv_backward_impl split their work with parallel_for,
+// so called from inside a parallel_for they run serially on the calling thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "activation.h"
+#include "bindings.h"
+#include "conv_im2col.h"
+
+namespace cnnkern {
+
+// "(2, 3, 4)" for error messages ("(5,)" for one dimension).
+std::string shape_str(const py::array& a);
+// The geometry of conv2d(x, w) with padding (top, bottom, left, right); std::invalid_argument for what a direct
+// call could get wrong (the front door already checked).
+ConvGeom conv_geom(const carray<float>& x, const carray<float>& w, std::array<int64_t, 2> stride,
+                   std::array<int64_t, 4> padding, std::array<int64_t, 2> dilation, int64_t groups);
+// y (N,K,P,Q) = act(conv(x, w) + b), b may be null, by the fastest method for the geometry.
+void conv_forward_dispatch(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
+                           float alpha);
+// dx, dw, db (each null when not wanted) from dy (N,K,P,Q).
+void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                        const ConvGeom& g);
+// One input channel, 3x3, stride 1, no padding or dilation, on a SIMD path: the direct kernels below apply.
+bool conv_c1_applies(const ConvGeom& g);
+
+#ifdef CNNKERN_X86
+// One image of a conv_c1_applies geometry: yn (K,P,Q) = act(conv(xn (1,H,W), w) + b).
+void conv_c1_image(const float* xn, const float* w, const float* b, float* yn, const ConvGeom& g, Act act,
+                   float alpha);
+namespace avx2 {  // conv_c1_avx2.cpp
+void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y, int64_t K,
+                         int act, float alpha);
+// dw (K,9) of one image (written, not accumulated); db (K,) too when not null.
+void conv_c1_3x3_dw(const float* x, int64_t H, int64_t W, const float* dy, int64_t K, float* dw, float* db);
+}  // namespace avx2
+#endif
+
+}  // namespace cnnkern

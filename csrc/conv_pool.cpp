@@ -1,0 +1,187 @@
+// conv2d + bias + activation followed by max pooling, as one kernel pair (DESIGN.md §2, fused kernels).
+//   conv2d_act_maxpool_forward:  x (N,C,H,W), w, b -> y (N,K,P',Q') = maxpool(act(conv(x, w) + b)),
+//                                argmax (N,K,P',Q') int64, a flat index into the P*Q plane of the conv output
+//   conv2d_act_maxpool_backward: dy (N,K,P',Q'), y, argmax, x, w -> (dx | None, dw | None, db | None):
+//                                dz = maxpool2d_backward(activation_backward(dy, y, act), argmax), then
+//                                conv2d_backward(dz, x, w). The activation's gradient is taken from the pooled
+//                                values y: every position argmax points at holds a = act(z) = y.
+// The first layer of an image CNN (one input channel, conv_c1_applies) runs image by image with the conv output
+// (K,P,Q) kept in a per-thread buffer that stays in L2: the forward pools it there, and the weight gradient
+// rebuilds dz there, so the N*K*P*Q activations (11 MB for the classic CNN at batch 128) never go to memory.
+// Results equal the composition of the unfused cpp kernels bit for bit (same operations in the same order;
+// the dw partials follow conv_c1_dw's fixed split of images over threads). Every other geometry, and dx
+// (never needed for a first layer), runs that composition here, through one temporary of N*K*P*Q.
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "activation.h"
+#include "alloc.h"
+#include "bindings.h"
+#include "common.h"
+#include "conv.h"
+#include "gemm.h"
+#include "pool.h"
+
+namespace cnnkern {
+namespace {
+
+using Pair = std::array<int64_t, 2>;
+using Quad = std::array<int64_t, 4>;
+
+template <typename T>
+void require_shape(const carray<T>& a, const char* name, const std::array<int64_t, 4>& want) {
+  bool ok = a.ndim() == 4;
+  for (int i = 0; ok && i < 4; ++i) ok = a.shape(i) == want[i];
+  if (!ok)
+    throw py::value_error(std::string(name) + " must have shape (" + std::to_string(want[0]) + ", " +
+                          std::to_string(want[1]) + ", " + std::to_string(want[2]) + ", " + std::to_string(want[3]) +
+                          ") (the pooled conv output), got " + shape_str(a));
+}
+
+py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>& w,
+                                     const std::optional<carray<float>>& b, Pair stride, Quad padding, Pair dilation,
+                                     int64_t groups, const std::optional<std::string>& activation, double alpha,
+                                     Pair pool_kernel, Pair pool_stride, Pair pool_padding, Pair pool_dilation,
+                                     bool pool_ceil_mode, bool need_argmax) {
+  const Act act = parse_act(activation);
+  const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
+  if (b && (b->ndim() != 1 || b->shape(0) != g.K))
+    throw py::value_error("b must have shape (" + std::to_string(g.K) + ",), got " + shape_str(*b));
+  const PoolGeom pg = pool_geom({g.N, g.K, g.P, g.Q}, pool_kernel, pool_stride, pool_padding, pool_dilation,
+                                pool_ceil_mode);
+  carray<float> y = new_array<float>({pg.N, pg.C, pg.P, pg.Q});
+  py::object arg_obj = py::none();
+  int64_t* ap = nullptr;
+  if (need_argmax) {
+    carray<int64_t> a = new_array<int64_t>({pg.N, pg.C, pg.P, pg.Q});
+    ap = a.mutable_data();
+    arg_obj = a;
+  }
+  const float *xp = x.data(), *wp = w.data(), *bp = b ? b->data() : nullptr;
+  float* yp = y.mutable_data();
+  const float a_s = static_cast<float>(alpha);
+  if (conv_c1_applies(g)) {
+#ifdef CNNKERN_X86
+    py::gil_scoped_release nogil;
+    PoolGeom one = pg;  // the pool of one image: K planes of P x Q
+    one.N = 1;
+    const int64_t KPQ = g.K * g.PQ(), out = pg.C * pg.P * pg.Q;
+    parallel_for(g.N, [&](int64_t n0, int64_t n1) {
+      thread_local std::vector<float> zbuf;
+      float* z = grow(zbuf, KPQ);
+      for (int64_t n = n0; n < n1; ++n) {
+        conv_c1_image(xp + n * g.H * g.W, wp, bp, z, g, act, a_s);
+        maxpool_forward_impl(z, one, yp + n * out, ap ? ap + n * out : nullptr);
+      }
+    });
+#endif
+  } else {
+    carray<float> z = new_array<float>({g.N, g.K, g.P, g.Q});
+    float* zp = z.mutable_data();
+    py::gil_scoped_release nogil;
+    conv_forward_dispatch(xp, wp, bp, zp, g, act, a_s);
+    maxpool_forward_impl(zp, pg, yp, ap);
+  }
+  return py::make_tuple(y, arg_obj);
+}
+
+py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<float>& y, const carray<int64_t>& argmax,
+                                      const carray<float>& x, const carray<float>& w, Pair stride, Quad padding,
+                                      Pair dilation, int64_t groups, const std::optional<std::string>& activation,
+                                      double alpha, bool need_dx, bool need_dw, bool need_db) {
+  const Act act = parse_act(activation);
+  const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
+  if (dy.ndim() != 4 || dy.shape(0) != g.N || dy.shape(1) != g.K)
+    throw py::value_error("dy must have shape (" + std::to_string(g.N) + ", " + std::to_string(g.K) +
+                          ", P', Q') (the pooled conv output), got " + shape_str(dy));
+  const std::array<int64_t, 4> ys{dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)};
+  require_shape(y, "y", ys);
+  require_shape(argmax, "argmax", ys);
+  py::object dx_obj = py::none(), dw_obj = py::none(), db_obj = py::none();
+  float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
+  if (need_dx) {
+    carray<float> a = new_array<float>({g.N, g.C, g.H, g.W});
+    dxp = a.mutable_data();
+    dx_obj = a;
+  }
+  if (need_dw) {
+    carray<float> a = new_array<float>({g.K, g.Cg(), g.R, g.S});
+    dwp = a.mutable_data();
+    dw_obj = a;
+  }
+  if (need_db) {
+    carray<float> a = new_array<float>({g.K});
+    dbp = a.mutable_data();
+    db_obj = a;
+  }
+  const int64_t PQo = ys[2] * ys[3], KPQo = g.K * PQo, PQ = g.PQ();
+  const float *dyp = dy.data(), *yp = y.data(), *xp = x.data(), *wp = w.data();
+  const int64_t* ap = argmax.data();
+  const float a_s = static_cast<float>(alpha);
+  bool ok = true;
+  if (conv_c1_applies(g) && !dxp && dwp) {
+#ifdef CNNKERN_X86
+    // conv_c1_dw with dz rebuilt per image: thread t sums its contiguous run of images in double, the runs
+    // added in thread order.
+    py::gil_scoped_release nogil;
+    const int64_t nt = num_threads(), KRS = g.K * 9, KD = KRS + (dbp ? g.K : 0);
+    std::vector<double> parts(static_cast<size_t>(nt * KD), 0.0);
+    std::vector<char> bad(static_cast<size_t>(nt), 0);
+    parallel_for(nt, [&](int64_t t0, int64_t t1) {
+      thread_local std::vector<float> gbuf, zbuf, imgbuf;
+      float *gd = grow(gbuf, KPQo), *dz = grow(zbuf, g.K * PQ), *img = grow(imgbuf, KD);
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t n = g.N * t / nt; n < g.N * (t + 1) / nt; ++n) {
+          std::copy(dyp + n * KPQo, dyp + (n + 1) * KPQo, gd);
+          activation_backward_inplace(act, yp + n * KPQo, gd, KPQo, a_s);
+          if (!maxpool_scatter_planes(gd, ap + n * KPQo, g.K, PQo, PQ, dz, Act::none, nullptr, 0.0f)) bad[t] = 1;
+          avx2::conv_c1_3x3_dw(xp + n * g.H * g.W, g.H, g.W, dz, g.K, img, dbp ? img + KRS : nullptr);
+          for (int64_t i = 0; i < KD; ++i) parts[t * KD + i] += img[i];
+        }
+    });
+    for (int64_t i = 0; i < KD; ++i) {
+      double s = 0.0;
+      for (int64_t t = 0; t < nt; ++t) s += parts[t * KD + i];
+      (i < KRS ? dwp[i] : dbp[i - KRS]) = static_cast<float>(s);
+    }
+    ok = std::none_of(bad.begin(), bad.end(), [](char c) { return c != 0; });
+#endif
+  } else {
+    carray<float> gd_arr = new_array<float>({g.N, g.K, ys[2], ys[3]});
+    carray<float> dz_arr = new_array<float>({g.N, g.K, g.P, g.Q});
+    float *gd = gd_arr.mutable_data(), *dz = dz_arr.mutable_data();
+    py::gil_scoped_release nogil;
+    parallel_for(g.N * g.K, [&](int64_t i0, int64_t i1) {
+      std::copy(dyp + i0 * PQo, dyp + i1 * PQo, gd + i0 * PQo);
+      activation_backward_inplace(act, yp + i0 * PQo, gd + i0 * PQo, (i1 - i0) * PQo, a_s);
+    });
+    ok = maxpool_scatter_planes(gd, ap, g.N * g.K, PQo, PQ, dz, Act::none, nullptr, 0.0f);
+    if (ok) conv_backward_impl(dz, xp, wp, dxp, dwp, dbp, g);
+  }
+  if (!ok) throw py::value_error(argmax_error(PQ, {g.N, g.K, g.P, g.Q}, "the conv output"));
+  return py::make_tuple(dx_obj, dw_obj, db_obj);
+}
+
+}  // namespace
+
+void bind_conv_pool(py::module_& m) {
+  m.def("conv2d_act_maxpool_forward", &conv2d_act_maxpool_forward, py::arg("x"), py::arg("w"),
+        py::arg("b") = py::none(), py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01, py::arg("pool_kernel"),
+        py::arg("pool_stride"), py::arg("pool_padding"), py::arg("pool_dilation"), py::arg("pool_ceil_mode"),
+        py::arg("need_argmax") = true,
+        "(y, argmax | None): y = maxpool(act(conv2d(x, w) + b)), argmax a flat index into the conv output's "
+        "P*Q plane; for one input channel the conv output of each image stays in cache.");
+  m.def("conv2d_act_maxpool_backward", &conv2d_act_maxpool_backward, py::arg("dy"), py::arg("y"), py::arg("argmax"),
+        py::arg("x"), py::arg("w"), py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01, py::arg("need_dx"),
+        py::arg("need_dw"), py::arg("need_db"),
+        "(dx | None, dw | None, db | None) of conv2d_act_maxpool_forward, from dy, the pooled y and argmax.");
+}
+
+}  // namespace cnnkern
