@@ -35,6 +35,11 @@ void conv_c1_image(const float* xn, const float* w, const float* b, float* yn, c
 namespace avx2 {  // conv_c1_avx2.cpp
 void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y, int64_t K,
                          int act, float alpha);
+// conv_c1_3x3_forward (act 0 none, 1 relu, 2 leaky_relu) then the 2x2 / stride 2 max pool of each plane, the conv
+// output never stored: y (K,P/2,Q/2) and arg (the same shape, flat index into the P*Q plane; null: not wanted),
+// both equal to those of the unfused pair. Needs Q/2 >= 8.
+void conv_c1_3x3_pool2(const float* x, int64_t H, int64_t W, const float* w, const float* b, int64_t K, int act,
+                       float alpha, float* y, int64_t* arg);
 // dw (K,9) of one image (written, not accumulated); db (K,) too when not null.
 void conv_c1_3x3_dw(const float* x, int64_t H, int64_t W, const float* dy, int64_t K, float* dw, float* db);
 }  // namespace avx2

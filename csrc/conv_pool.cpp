@@ -5,9 +5,11 @@
 //                                dz = maxpool2d_backward(activation_backward(dy, y, act), argmax), then
 //                                conv2d_backward(dz, x, w). The activation's gradient is taken from the pooled
 //                                values y: every position argmax points at holds a = act(z) = y.
-// The first layer of an image CNN (one input channel, conv_c1_applies) runs image by image with the conv output
-// (K,P,Q) kept in a per-thread buffer that stays in L2: the forward pools it there, and the weight gradient
-// rebuilds dz there, so the N*K*P*Q activations (11 MB for the classic CNN at batch 128) never go to memory.
+// The first layer of an image CNN (one input channel, conv_c1_applies) runs image by image, so the N*K*P*Q
+// activations (11 MB for the classic CNN at batch 128) never go to memory: the forward with the 2x2 / stride 2
+// pool and relu, leaky_relu or no activation pools in the registers (conv_c1_3x3_pool2), any other pool or
+// activation pools the image's conv output (K,P,Q) from a per-thread buffer that stays in L2, and the weight
+// gradient rebuilds dz there.
 // Results equal the composition of the unfused cpp kernels bit for bit (same operations in the same order;
 // the dw partials follow conv_c1_dw's fixed split of images over threads). Every other geometry, and dx
 // (never needed for a first layer), runs that composition here, through one temporary of N*K*P*Q.
@@ -65,7 +67,20 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
   const float *xp = x.data(), *wp = w.data(), *bp = b ? b->data() : nullptr;
   float* yp = y.mutable_data();
   const float a_s = static_cast<float>(alpha);
-  if (conv_c1_applies(g)) {
+  const bool pool2 = pg.kh == 2 && pg.kw == 2 && pg.sh == 2 && pg.sw == 2 && pg.ph == 0 && pg.pw == 0 &&
+                     pg.dh == 1 && pg.dw == 1 && pg.P == g.P / 2 && pg.Q == g.Q / 2 && pg.Q >= 8;
+  const int code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : act == Act::none ? 0 : -1;
+  if (conv_c1_applies(g) && pool2 && code >= 0) {
+#ifdef CNNKERN_X86
+    py::gil_scoped_release nogil;  // conv and pool in registers: conv_c1_avx2.cpp
+    const int64_t out = pg.C * pg.P * pg.Q;
+    parallel_for(g.N, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n)
+        avx2::conv_c1_3x3_pool2(xp + n * g.H * g.W, g.H, g.W, wp, bp, g.K, code, a_s, yp + n * out,
+                                ap ? ap + n * out : nullptr);
+    });
+#endif
+  } else if (conv_c1_applies(g)) {
 #ifdef CNNKERN_X86
     py::gil_scoped_release nogil;
     PoolGeom one = pg;  // the pool of one image: K planes of P x Q

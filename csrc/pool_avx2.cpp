@@ -7,39 +7,10 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "pool_taps_avx2.h"
+
 namespace cnnkern {
 namespace avx2 {
-namespace {
-
-// Even and odd elements of the 16 floats at p, each in order.
-inline void split_even_odd(const float* p, __m256* even, __m256* odd) {
-  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
-  // shuffle_ps works per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6]; permute the 64-bit pairs to order them.
-  const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-  const __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
-  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
-}
-
-// The four taps of eight windows, in order: the maximum and which tap (0-3) holds it, taking a tap when it is
-// greater than the best so far or NaN (ties keep the first maximum, the last NaN wins).
-inline void max_of_taps(__m256 v0, __m256 v1, __m256 v2, __m256 v3, __m256* best_out, __m256i* tap_out) {
-  __m256 best = v0;
-  __m256i tap = _mm256_setzero_si256();
-  const auto take = [&](__m256 v, int t) {
-    const __m256 m = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    best = _mm256_blendv_ps(best, v, m);
-    tap = _mm256_castps_si256(
-        _mm256_blendv_ps(_mm256_castsi256_ps(tap), _mm256_castsi256_ps(_mm256_set1_epi32(t)), m));
-  };
-  take(v1, 1);
-  take(v2, 2);
-  take(v3, 3);
-  *best_out = best;
-  *tap_out = tap;
-}
-
-}  // namespace
 
 // Windows ow in [0, count) of output row oh, eight at a time (the last fewer than eight with masked loads):
 // r0 = x row 2·oh, r1 = the next row, W the row length. y[ow] = max of the window, arg[ow] = its flat index

@@ -25,6 +25,7 @@ CASES = [
     ("c1-28x28-k32", (3, 1, 28, 28), (32, 1, 3, 3), {}, dict(pool_size=2)),  # the classic CNN's conv1 + pool1
     ("c1-13x17-k5", (2, 1, 13, 17), (5, 1, 3, 3), {}, dict(pool_size=2)),  # odd sizes, K % 4 = 1
     ("c1-20x40-k6", (2, 1, 20, 40), (6, 1, 3, 3), {}, dict(pool_size=2)),  # pooled rows of 19: 8 + 8 + 3
+    ("c1-13x21-k3", (2, 1, 13, 21), (3, 1, 3, 3), {}, dict(pool_size=2)),  # odd conv rows/columns, 8 + 1
     ("c1-9x11-k4", (1, 1, 9, 11), (4, 1, 3, 3), {}, dict(pool_size=2)),  # pooled rows of 4 (< a vector)
     ("c1-overlap-pad", (2, 1, 12, 14), (4, 1, 3, 3), {}, dict(pool_size=3, pool_stride=2, pool_padding=1)),
     ("c1-ceil", (2, 1, 12, 11), (3, 1, 3, 3), {}, dict(pool_size=2, ceil_mode=True)),
@@ -182,10 +183,13 @@ def test_cpp_fused_path_equals_its_composition(target):
             np.testing.assert_array_equal(g, r, err_msg=f"{kind} {name}")
 
 
-def test_nan_reaches_the_pooled_output_and_its_window(target):
-    """A NaN in x reaches every conv output whose window holds it; the pool takes it (NaN wins) and the
-    gradient at that window is zero through relu (NaN > 0 is false), as the composition gives."""
-    x, w, b = randn((2, 1, 12, 12), 20), randn((4, 1, 3, 3), 21), randn((4,), 22)
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 * NaN in dw, on purpose
+@pytest.mark.parametrize("hw", [12, 20], ids=["pooled-rows-of-5", "pooled-rows-of-9"])
+def test_nan_reaches_the_pooled_output_and_the_gradients(target, hw):
+    """A NaN in x reaches every conv output whose window holds it; the pool takes it (NaN wins), its relu
+    gradient is zero (NaN > 0 is false), and dw, which sums dz times x over positions that include the NaN,
+    is NaN exactly where the composition's is."""
+    x, w, b = randn((2, 1, hw, hw), 20), randn((4, 1, 3, 3), 21), randn((4,), 22)
     x[1, 0, 5, 6] = np.nan
     _, y, argmax = _reference(x, w, b, "relu", 0.0, {}, dict(pool_size=2))
     gy, garg = target.call(
@@ -199,6 +203,21 @@ def test_nan_reaches_the_pooled_output_and_its_window(target):
     assert np.isnan(y).sum() > 0
     np.testing.assert_array_equal(np.isnan(target.get(gy)), np.isnan(y))
     assert_equal(target.get(garg)[np.isnan(y)], argmax[np.isnan(y)], what=f"{target.id} argmax at NaN")
+    dy = randn(y.shape, 23)
+    z_shape = (2, 4, hw - 2, hw - 2)
+    want = _reference_backward(dy, y, argmax, x, w, z_shape, "relu", 0.0, {})
+    got = target.call(
+        "conv2d_act_maxpool_backward",
+        target.put(dy, "float32"),
+        gy,
+        garg,
+        target.put(x, "float32"),
+        target.put(w, "float32"),
+        activation="relu",
+        need_dx=False,
+    )
+    for name, g, ref in zip(("dw", "db"), got[1:], want[1:]):
+        assert_close(target.get(g), ref, **gemm_tol(2 * (hw - 2) ** 2, "float32"), what=f"{target.id} {name}")
 
 
 def test_errors_name_the_argument(plain_target):

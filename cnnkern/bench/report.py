@@ -84,25 +84,26 @@ def profile_table(prof):
     """The per-kernel breakdown of one profiled training step (or inference pass)."""
     info = "  ".join(f"{k}={v}" for k, v in prof["info"].items())
     step = prof["step_s"]
+    lw = max([8] + [len(r["layer"]) + 2 for r in prof["rows"]])  # 'conv1+pool1': a fused pair
     out = [
         f"{prof['backend']} {prof.get('workload', 'training step')}, batch {prof['batch']}: "
         f"{fmt_time(step)} per step "
         f"(mean of {prof['steps']}; {info})",
-        f"  {'layer':<8}{'kernel':<32}{'calls':>6}{'time/step':>11}{'share':>7}{'GFLOP/s':>9}{'GB/s':>7}",
+        f"  {'layer':<{lw}}{'kernel':<32}{'calls':>6}{'time/step':>11}{'share':>7}{'GFLOP/s':>9}{'GB/s':>7}",
     ]
     for r in prof["rows"]:
         gflops = r["flops"] / r["seconds"] / 1e9 if r["flops"] and r["seconds"] else None
         gbs = r["bytes"] / r["seconds"] / 1e9 if r["bytes"] and r["seconds"] else None
         out.append(
-            f"  {r['layer']:<8}{r['kernel']:<32}{r['calls']:>6.0f}{fmt_time(r['seconds']):>11}"
+            f"  {r['layer']:<{lw}}{r['kernel']:<32}{r['calls']:>6.0f}{fmt_time(r['seconds']):>11}"
             f"{100 * r['seconds'] / step:>6.1f}%{_num(gflops, '.1f'):>9}{_num(gbs, '.1f'):>7}"
         )
     out.append(
-        f"  {'':<8}{'kernels, total':<32}{'':>6}{fmt_time(prof['kernels_s']):>11}"
+        f"  {'':<{lw}}{'kernels, total':<32}{'':>6}{fmt_time(prof['kernels_s']):>11}"
         f"{100 * prof['kernels_s'] / step:>6.1f}%"
     )
     out.append(
-        f"  {'':<8}{'outside the kernels':<32}{'':>6}{fmt_time(prof['outside_s']):>11}"
+        f"  {'':<{lw}}{'outside the kernels':<32}{'':>6}{fmt_time(prof['outside_s']):>11}"
         f"{100 * prof['outside_s'] / step:>6.1f}%   (front door, model layer, Python)"
     )
     return "\n".join(out)
