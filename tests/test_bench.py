@@ -5,6 +5,7 @@ numbers themselves are not checked (they are machine noise here), only their boo
 """
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -123,7 +124,7 @@ def test_json_holds_the_peak_estimate(tiny_run):
 def test_interleaving_rotates_the_starting_candidate_and_settles_each_sample():
     calls = []
     cands = [timing.Candidate(name, lambda name=name: calls.append(name)) for name in "abc"]
-    timing.measure(cands, repeat=4, target_s=1e-9)
+    timing.measure(cands, repeat=4, target_s=1e-9, settle_s=0.0)
     assert all(c.loops == 1 and len(c.samples) == 4 for c in cands)
     # after calibration, four rounds of three samples, each sample an untimed settling call and one timed
     calls = calls[-24:]
@@ -131,6 +132,34 @@ def test_interleaving_rotates_the_starting_candidate_and_settles_each_sample():
     sampled = calls[::2]
     assert [sampled[3 * i] for i in range(4)] == ["a", "b", "c", "a"]
     assert all(sorted(sampled[3 * i : 3 * i + 3]) == ["a", "b", "c"] for i in range(4))
+
+
+def test_each_sample_settles_for_settle_s():
+    """Untimed calls of the sampled candidate fill settle_s before its timed calls (the previous runtime's
+    spinning threads land there); loops timed calls follow."""
+    runs = []
+
+    def fn(name):
+        runs.append((name, time.perf_counter()))
+        time.sleep(0.001)
+
+    cands = [timing.Candidate(name, lambda name=name: fn(name)) for name in "abc"]
+    timing.measure(cands, repeat=2, target_s=0.002, settle_s=0.01)
+    loops = {c.name: c.loops for c in cands}
+    # group consecutive calls of one candidate: after calibration, each group is one sample (settling calls,
+    # then `loops` timed ones); the rounds are a b c, then b c a
+    groups = []
+    for name, t in runs:
+        if groups and groups[-1][0] == name:
+            groups[-1][1].append(t)
+        else:
+            groups.append((name, [t]))
+    samples = groups[-6:]
+    assert [g[0] for g in samples] == ["a", "b", "c", "b", "c", "a"]
+    for name, times in samples:
+        settling = len(times) - loops[name]
+        assert settling >= 1
+        assert times[settling] - times[0] >= 0.01, f"{name} settled for {times[settling] - times[0]:.4f} s"
 
 
 def test_a_wrong_result_is_not_timed_and_fails_the_run(monkeypatch, capsys):

@@ -14,8 +14,8 @@ import sys
 
 __all__ = ["add_bench", "run_bench"]
 
-QUICK = {"repeat": 5, "target_s": 0.005, "profile_steps": 5}
-FULL = {"repeat": 15, "target_s": 0.02, "profile_steps": 20}
+QUICK = {"repeat": 5, "target_s": 0.005, "settle_s": 0.002, "profile_steps": 5}
+FULL = {"repeat": 15, "target_s": 0.02, "settle_s": 0.015, "profile_steps": 20}
 
 
 def _int_list(text):
@@ -160,6 +160,7 @@ def _settings(args, parser):
         batches=args.batch or ([32] if args.quick else [32, 128]),
         repeat=args.repeat or mode["repeat"],
         target_s=mode["target_s"],
+        settle_s=mode["settle_s"],
         threads=args.threads or default_threads(),
         resnet=not args.quick,
         kernels=args.only in ("all", "kernels"),

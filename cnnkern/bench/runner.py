@@ -28,6 +28,7 @@ class Settings:
     batches: list = field(default_factory=lambda: [32, 128])
     repeat: int = 15
     target_s: float = 0.02  # length of one sample
+    settle_s: float = 0.015  # untimed calls before each sample (timing.py)
     threads: int = 1
     resnet: bool = True  # the two ResNet-like convolutions
     kernels: bool = True  # each layer's kernels
@@ -173,7 +174,7 @@ def measure_workload(workload, settings, peak_gflops, log):
             log(f"    {name}: NOT TIMED: {problem}")
         else:
             timed.append(timing.Candidate(name, fn, before))
-    timing.measure(timed, repeat=settings.repeat, target_s=settings.target_s)
+    timing.measure(timed, repeat=settings.repeat, target_s=settings.target_s, settle_s=settings.settle_s)
     for c in timed:
         record["candidates"][c.name] = {
             "status": "ok",

@@ -6,11 +6,13 @@ sample lasts about ``target_s`` (timer resolution and call overhead then vanish)
 the candidates starting from ``i mod len`` so none is always first after the previous one's cache
 footprint. The garbage collector is paused during a sample, as :mod:`timeit` does.
 
-Each sample starts with one untimed call of the same candidate: the runtimes share the process, and the
-previous candidate's threads may still be spinning (OpenMP's wait policy keeps PyTorch's and Numba's workers
-busy-waiting for a while after a parallel region; the cpp pool spins ~100 us) or be asleep; without that
-call, the first timed call of a sample pays for its neighbour rather than for itself. The samples measure
-each candidate's steady state, as a training loop runs it.
+Each sample starts with untimed calls of the same candidate, for at least ``settle_s`` (and at least one):
+the runtimes share the process, and the previous candidate's threads may still be spinning or be asleep.
+OpenMP's default wait policy keeps PyTorch's (and Numba's) workers busy-waiting after a parallel region:
+measured here (2 cores), the cpp conv2 forward (5 ms alone) took 7.4 ms and 6.6 ms for its first two calls
+after a PyTorch call, and ran clean again ~10 ms after it; the cpp pool itself spins ~100 us. Without the
+settling, the start of a sample pays for its neighbour rather than for itself (up to half of a 20 ms sample
+of a short kernel). The samples measure each candidate's steady state, as a training loop runs it.
 """
 
 import gc
@@ -37,14 +39,21 @@ class Candidate:
             self.before()
 
 
-def time_once(candidate, loops, settle=True):
-    """Seconds per call, averaged over ``loops`` calls (after one untimed call when ``settle``)."""
+SETTLE_S = 0.015  # the neighbours' spinning outlasted 10 ms in the measurement above
+
+
+def time_once(candidate, loops, settle_s=SETTLE_S):
+    """Seconds per call, averaged over ``loops`` calls, after untimed calls for ``settle_s`` seconds (at least
+    one call; None: none)."""
     candidate.prepare()
     enabled = gc.isenabled()
     gc.disable()
     try:
-        if settle:
+        if settle_s is not None:
+            start = time.perf_counter()
             candidate.fn()
+            while time.perf_counter() - start < settle_s:
+                candidate.fn()
         start = time.perf_counter()
         for _ in range(loops):
             candidate.fn()
@@ -59,23 +68,24 @@ def calibrate(candidate, target_s, max_loops=100_000):
     """Warm up (JIT compilation, first-touch allocation, thread start-up) and choose ``loops``."""
     candidate.prepare()
     candidate.fn()
-    t = time_once(candidate, 1, settle=False)
+    t = time_once(candidate, 1, settle_s=None)
     if t < target_s / 10:  # a short call: time a few to see past the timer's resolution
-        t = time_once(candidate, max(1, min(max_loops, int(target_s / 10 / max(t, 1e-9)))), settle=False)
+        t = time_once(candidate, max(1, min(max_loops, int(target_s / 10 / max(t, 1e-9)))), settle_s=None)
     candidate.loops = max(1, min(max_loops, math.ceil(target_s / max(t, 1e-9))))
     return candidate.loops
 
 
-def measure(candidates, *, repeat, target_s, on_repetition=None):
-    """Calibrate each candidate, then take ``repeat`` samples of each, interleaved. Samples (seconds per
-    call) are appended to ``candidate.samples``. ``on_repetition(i)`` is called after each round."""
+def measure(candidates, *, repeat, target_s, settle_s=SETTLE_S, on_repetition=None):
+    """Calibrate each candidate, then take ``repeat`` samples of each, interleaved (each after ``settle_s``
+    of untimed calls). Samples (seconds per call) are appended to ``candidate.samples``.
+    ``on_repetition(i)`` is called after each round."""
     for c in candidates:
         calibrate(c, target_s)
     n = len(candidates)
     for i in range(repeat):
         for j in range(n):
             c = candidates[(i + j) % n]
-            c.samples.append(time_once(c, c.loops))
+            c.samples.append(time_once(c, c.loops, settle_s))
         if on_repetition is not None:
             on_repetition(i)
 
