@@ -197,8 +197,8 @@ class _ActivationMixin:
         return out
 
     def _fused_kind(self):
-        """The activation a fused ``*_bias_act_forward`` kernel applies for this layer (None for linear, or for
-        softmax, which stays outside the kernels)."""
+        """The activation a fused ``*_bias_act_forward`` kernel applies for this layer (None for linear, or
+        for softmax, which stays outside the kernels)."""
         return self.activation if self.activation in _KERNEL_ACTIVATIONS else None
 
     def _act_fused(self, y, training, logits):
@@ -246,6 +246,12 @@ class Conv2D(_ActivationMixin, Layer):
 
     ``padding='same'`` with strides > 1 pads like TensorFlow (output ceil(H/s)), the extra row/column at
     the end. ``data_format`` other than 'channels_last' (the layout the user feeds the model) is refused.
+
+    When the model puts a MaxPooling2D right after it (and the activation is not softmax), the model links
+    the pair (``pool_sink``): this layer's forward then returns the pooled output, computed with
+    ops.conv2d_act_maxpool_forward, and the pool passes it on (and passes dy back); the model's results are
+    those of the unlinked pair (to rounding where pool windows overlap: the activation's gradient is then
+    applied before the pool's scatter-add instead of after).
     """
 
     def __init__(
@@ -489,10 +495,10 @@ class _Pooling2D(Layer):
 class MaxPooling2D(_Pooling2D):
     """Max pooling (window ``pool_size``, default stride = pool_size); keeps the argmax for backward.
 
-    When the model puts it right after a layer with an activation (Conv2D(activation='relu'), ReLU...), the
-    model links that layer as ``act_source`` and backward returns the gradient before the activation
-    (ops.maxpool2d_act_backward: pool scatter and activation gradient in one pass); the source then skips
-    its own activation gradient.
+    When the model puts it right after a Conv2D, the two run as one kernel pair (``conv_source``, see
+    Conv2D). Right after another layer with an activation (ReLU, Dense...), the model links that layer as
+    ``act_source`` and backward returns the gradient before the activation (ops.maxpool2d_act_backward: pool
+    scatter and activation gradient in one pass); the source then skips its own activation gradient.
     """
 
     act_source = None
