@@ -37,7 +37,8 @@ def output_cache(release: bool = False) -> int:
     cache of recycled blocks, at most 256 MiB idle, so a training loop does not page-fault fresh memory
     every step); ``release=True`` frees them."""
 
-# --- conv (conv.cpp: im2col + packed SGEMM; conv_direct.cpp: depthwise forward; conv_c1_avx2.cpp: 1-channel 3x3)
+# --- conv (conv.cpp: im2col + packed SGEMM; conv_direct.cpp: depthwise forward;
+#     conv_c1_avx2.cpp: 1-channel 3x3)
 
 def conv2d_forward(
     x: F32,

@@ -176,6 +176,21 @@ def maxpool2d_backward(dy, x, argmax, *, kernel_size):
     return (torch.ops.aten.max_pool2d_with_indices_backward(dy, x, k, k, [0, 0], [1, 1], False, argmax),)
 
 
+def conv2d_relu_maxpool_forward(x, w, b, *, padding, kernel_size):
+    # Conv2d, ReLU, MaxPool2d as PyTorch runs the three layers (three ATen ops).
+    torch = require_torch()
+    a = torch.relu(torch.nn.functional.conv2d(x, w, b, padding=padding))
+    return maxpool2d_forward(a, kernel_size=kernel_size)
+
+
+def conv2d_relu_maxpool_backward(dy, a, argmax, x, w, *, padding, kernel_size, need_dx=True):
+    # What autograd runs back through them: the pool's scatter, ReLU's threshold_backward (given the ReLU
+    # output a), the conv's convolution_backward.
+    (da,) = maxpool2d_backward(dy, a, argmax, kernel_size=kernel_size)
+    (dz,) = activation_backward(da, a, "relu")
+    return conv2d_backward(dz, x, w, stride=(1, 1), padding=padding, need_dx=need_dx)
+
+
 def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, momentum=0.1, eps=1e-5):
     torch = require_torch()
     return torch.ops.aten.native_batch_norm(x, gamma, beta, running_mean, running_var, True, momentum, eps)

@@ -74,6 +74,14 @@ def test_tiny_run_covers_every_classic_kernel_and_the_steps(tiny_run):
     kinds = {r["kernel"] for r in data["results"]}
     assert CLASSIC_KERNELS <= kinds
     assert CLASSIC_KERNELS <= set(KERNELS)
+    # and the fused pair the model layer runs for each conv + ReLU + pool, with the pair's counts
+    fused = {(r["kernel"], r["label"]): r for r in data["results"] if r["kernel"].startswith("conv2d_act_")}
+    pair = shapes.conv_pool_pairs(2)["conv1+pool1"]
+    assert fused[("conv2d_act_maxpool_forward", pair.label)]["flops"] == (
+        2 * 2 * 32 * 26 * 26 * 9 + 2 * 32 * 13 * 13 * 3
+    )
+    assert {k for k, _ in fused} == {"conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward"}
+    assert len(fused) == 4  # conv1+pool1 and conv2+pool2
     assert {"train_step", "inference"} <= kinds
     labels = [r["label"] for r in data["results"]]
     assert "classic CNN training step b2" in labels

@@ -52,6 +52,12 @@ def _uniform(rng, shape, lo=-1.0, hi=1.0):
     return rng.uniform(lo, hi, size=shape).astype(np.float32)
 
 
+def _eighths(rng, shape):
+    """Multiples of 1/8 in [-1, 1]: a conv of them is exact in float32 (its products are multiples of 1/64
+    and its sums stay far below 2^24/64), so the argmax of a pool after it is the same on every backend."""
+    return (rng.integers(-8, 9, size=shape) / 8).astype(np.float32)
+
+
 class Workload:
     """One kernel (``kernel``, a :mod:`cnnkern.ops` name) on one shape ``spec``."""
 
@@ -297,6 +303,88 @@ class MaxPoolReluBackward(Workload):
 
         (dx,) = torch_ref.maxpool2d_backward(t["dy"], t["a"], t["argmax"], kernel_size=(self.spec.k,) * 2)
         return torch_ref.activation_backward(dx, t["a"], "relu")
+
+
+# ---- conv + ReLU + max pool, one kernel pair (the model layer's Conv2D(relu) > MaxPooling2D) ----
+
+
+class ConvPoolForward(Workload):
+    """ops.conv2d_act_maxpool_forward with ReLU and the 2x2 pool; PyTorch's peer runs conv2d, relu and
+    max_pool2d_with_indices. Inputs in eighths (:func:`_eighths`): the argmax check is exact."""
+
+    kernel = "conv2d_act_maxpool_forward"
+
+    def _make(self, rng):
+        c = self.spec.conv
+        return {
+            "x": _eighths(rng, (c.n, c.c, c.h, c.w)),
+            "w": _eighths(rng, (c.k, c.c, c.r, c.s)),
+            "b": _eighths(rng, (c.k,)),
+        }
+
+    def _call(self, be, a):
+        s = self.spec
+        return ops.conv2d_act_maxpool_forward(
+            a["x"], a["w"], a["b"], padding=s.conv.pad, activation="relu", pool_size=s.pool.k, backend=be
+        )
+
+    def _torch_call(self, t):
+        from .. import torch_ref
+
+        s = self.spec
+        return torch_ref.conv2d_relu_maxpool_forward(
+            t["x"], t["w"], t["b"], padding=(s.conv.pad,) * 2, kernel_size=(s.pool.k,) * 2
+        )
+
+
+class ConvPoolBackward(Workload):
+    """ops.conv2d_act_maxpool_backward from the forward's pooled output and argmax (dw and db only for the
+    first layer); PyTorch's peer runs the pool's scatter, ReLU's and the conv's backward, which need the
+    full-resolution ReLU output (``a``, kept by PyTorch's autograd)."""
+
+    kernel = "conv2d_act_maxpool_backward"
+    backward = True
+    torch_only = ("a",)
+
+    def _make(self, rng):
+        c, p = self.spec.conv, self.spec.pool
+        x, w, b = (
+            _eighths(rng, (c.n, c.c, c.h, c.w)),
+            _eighths(rng, (c.k, c.c, c.r, c.s)),
+            _eighths(rng, (c.k,)),
+        )
+        a = ops.conv2d_bias_act_forward(x, w, b, padding=c.pad, activation="relu", backend="reference")
+        y, argmax = ops.maxpool2d_forward(a, kernel_size=p.k, backend="reference")
+        return {"dy": _uniform(rng, y.shape), "y": y, "argmax": argmax, "x": x, "w": w, "a": a}
+
+    def _call(self, be, a):
+        c = self.spec.conv
+        return ops.conv2d_act_maxpool_backward(
+            a["dy"],
+            a["y"],
+            a["argmax"],
+            a["x"],
+            a["w"],
+            padding=c.pad,
+            activation="relu",
+            need_dx=not c.first,
+            backend=be,
+        )
+
+    def _torch_call(self, t):
+        from .. import torch_ref
+
+        s = self.spec
+        return torch_ref.conv2d_relu_maxpool_backward(
+            t["dy"],
+            t["a"],
+            t["argmax"],
+            t["x"],
+            t["w"],
+            padding=(s.conv.pad,) * 2,
+            kernel_size=(s.pool.k,) * 2,
+            need_dx=not s.conv.first,
+        )
 
 
 # ---- batch norm (training mode) ----
@@ -580,8 +668,15 @@ def workloads_for(spec, seed=0):
 
 
 def classic_workloads(batch, seed=0):
-    """Every kernel of the classic CNN's training step at ``batch``, in network order."""
-    return [w for spec in S.classic_layers(batch).values() for w in workloads_for(spec, seed)]
+    """Every kernel of the classic CNN's training step at ``batch``, in network order, each conv + ReLU +
+    pool pair also as the fused kernel pair the model layer runs for it (after the pool's kernels)."""
+    pairs = {pair.pool.name: pair for pair in S.conv_pool_pairs(batch).values()}
+    out = []
+    for spec in S.classic_layers(batch).values():
+        out += workloads_for(spec, seed)
+        if spec.name in pairs:
+            out += [ConvPoolForward(pairs[spec.name], seed), ConvPoolBackward(pairs[spec.name], seed)]
+    return out
 
 
 def resnet_workloads(seed=0):

@@ -72,30 +72,19 @@ def layer_table(batch):
             table[("maxpool2d_values_forward", shape)] = table[(kernels[0], shape)]
         if kernels[1] == "maxpool2d_backward":  # + the activation's gradient, in one pass over the plane
             table[("maxpool2d_act_backward", shape)] = table[(kernels[1], shape)]
-    _fused_conv_pool_rows(table, list(S.classic_layers(batch).values()))
+    _fused_conv_pool_rows(table, batch)
     return table
 
 
-def _fused_conv_pool_rows(table, specs):
-    """Rows for the model layer's Conv2D + MaxPooling2D pairs (ops.conv2d_act_maxpool_*), named 'conv1+pool1':
-    the pair's FLOPs; bytes without the conv output, which the fused kernel need not send through memory."""
-    for i, conv in enumerate(specs):
-        pool = next((p for p in specs[i + 1 : i + 3] if isinstance(p, S.Pool)), None)
-        if not isinstance(conv, S.Conv) or pool is None or (pool.n, pool.c) != (conv.n, conv.k):
-            continue
-        z = S.F32 * conv.n * conv.k * conv.p * conv.q
-        pooled = S.F32 * pool.n * pool.c * pool.p * pool.q
-        name, shape = f"{conv.name}+{pool.name}", (conv.n, conv.c, conv.h, conv.w)
-        table[("conv2d_act_maxpool_forward", shape)] = (
-            name,
-            conv.forward_flops() + pool.forward_flops(),
-            conv.forward_bytes() + pool.forward_bytes() - 2 * z,
-        )
-        table[("conv2d_act_maxpool_backward", shape)] = (
-            name,
-            conv.backward_flops() + pool.backward_flops(),
-            conv.backward_bytes() + pool.backward_bytes() - 2 * z + pooled,
-        )
+def _fused_conv_pool_rows(table, batch):
+    """Rows for the model layer's Conv2D + MaxPooling2D pairs (ops.conv2d_act_maxpool_*), named 'conv1+pool1',
+    keyed by the conv's input shape."""
+    for pair in S.conv_pool_pairs(batch).values():
+        c = pair.conv
+        shape = (c.n, c.c, c.h, c.w)
+        fwd, bwd = ("conv2d_act_maxpool_forward", shape), ("conv2d_act_maxpool_backward", shape)
+        table[fwd] = (pair.name, pair.forward_flops(), pair.forward_bytes())
+        table[bwd] = (pair.name, pair.backward_flops(), pair.backward_bytes())
 
 
 class TimedBackend(Backend):

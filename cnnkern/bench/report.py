@@ -7,6 +7,8 @@ GEMM_KERNELS = (
     "inference",
     "conv2d_forward",
     "conv2d_backward",
+    "conv2d_act_maxpool_forward",
+    "conv2d_act_maxpool_backward",
     "dense_forward",
     "dense_backward",
 )

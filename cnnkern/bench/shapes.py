@@ -285,6 +285,57 @@ def classic_layers(batch):
     return {layer.name: layer for layer in layers}
 
 
+@dataclass(frozen=True)
+class ConvPool:
+    """A conv, its ReLU and the max pool after it as the model layer runs them: one kernel pair
+    (ops.conv2d_act_maxpool_forward / _backward). FLOPs are the conv's and the pool's; bytes leave out the
+    conv output (written and read back by the unfused pair), which the fused kernel need not send through
+    memory, and add reading the pooled output once in the backward (the ReLU's gradient is taken there)."""
+
+    conv: Conv
+    pool: Pool
+
+    @property
+    def name(self):
+        return f"{self.conv.name}+{self.pool.name}"
+
+    @property
+    def n(self):
+        return self.conv.n
+
+    @property
+    def label(self):
+        c = self.conv
+        return f"{self.name} {c.c}->{c.k} {c.h}x{c.w} {c.r}x{c.s} relu pool {self.pool.k} b{c.n}"
+
+    def _z(self):
+        return F32 * self.conv.n * self.conv.k * self.conv.p * self.conv.q
+
+    def forward_flops(self):
+        return self.conv.forward_flops() + self.pool.forward_flops()
+
+    def backward_flops(self):
+        return self.conv.backward_flops() + self.pool.backward_flops()
+
+    def forward_bytes(self):
+        return self.conv.forward_bytes() + self.pool.forward_bytes() - 2 * self._z()
+
+    def backward_bytes(self):
+        pooled = F32 * self.pool.n * self.pool.c * self.pool.p * self.pool.q
+        return self.conv.backward_bytes() + self.pool.backward_bytes() - 2 * self._z() + pooled
+
+
+def conv_pool_pairs(batch):
+    """The classic CNN's conv + ReLU + max pool pairs at ``batch`` (conv1+pool1, conv2+pool2), by name."""
+    specs = list(classic_layers(batch).values())
+    pairs = {}
+    for conv, act, pool in zip(specs, specs[1:], specs[2:]):
+        if isinstance(conv, Conv) and isinstance(act, Elementwise) and isinstance(pool, Pool):
+            pair = ConvPool(conv, pool)
+            pairs[pair.name] = pair
+    return pairs
+
+
 def resnet_convs():
     """Two ResNet-like 3x3 convolutions at batch 8 (the GEMM-bound regime)."""
     return {
