@@ -106,6 +106,52 @@ def test_max_pool2d(plain_target, case, special):
         assert_close(tg.get(dx), n(tx.grad), **gemm_tol(9, dt), what=f"{tg.id} {dt} dx")
 
 
+_TORCH_ACT = {
+    "relu": F.relu,
+    "leaky_relu": lambda z: F.leaky_relu(z, 0.1),
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+}
+
+
+@pytest.mark.parametrize("kind", list(_TORCH_ACT))
+@pytest.mark.parametrize(
+    "xs, ws, pool",
+    [((2, 1, 28, 28), (8, 1, 3, 3), (2, 2, 0)), ((2, 3, 12, 11), (5, 3, 3, 3), (3, 2, 1))],
+    ids=["c1-pool2", "c3-pool3-s2-pad1"],
+)
+def test_conv2d_act_maxpool(plain_target, xs, ws, pool, kind):
+    """The fused conv + activation + max pool pair against autograd through conv2d, the activation and
+    max_pool2d. Inputs in eighths (bias 1/64ths): the conv is exact in float32 too, so ties (relu's zeros)
+    resolve alike and the indices must equal torch's."""
+    rng = np.random.default_rng(30)
+    x, w = rng.integers(-4, 5, size=xs) / 8, rng.integers(-4, 5, size=ws) / 8
+    b = rng.integers(-4, 5, size=ws[:1]) / 64
+    k, s, p = pool
+    tx, tw, tb = t(x, True), t(w, True), t(b, True)
+    ty, tidx = F.max_pool2d(_TORCH_ACT[kind](F.conv2d(tx, tw, tb)), k, s, p, return_indices=True)
+    dy = randn(tuple(ty.shape), 31)
+    ty.backward(t(dy))
+    tg = plain_target
+    taps = ws[1] * ws[2] * ws[3]
+    for dt in _dtypes(tg):
+        y, arg = tg.call(
+            "conv2d_act_maxpool_forward", tg.put(x, dt), tg.put(w, dt), tg.put(b, dt),
+            activation=kind, alpha=0.1, pool_size=k, pool_stride=s, pool_padding=p,
+        )  # fmt: skip
+        assert_close(tg.get(y), n(ty), **elementwise_tol(dt), what=f"{tg.id} {dt} {kind} y")
+        assert_close(tg.get(arg), tidx.numpy(), atol=0, rtol=0, what=f"{tg.id} {dt} {kind} indices")
+        got = tg.call(
+            "conv2d_act_maxpool_backward", tg.put(dy, dt), y, arg, tg.put(x, dt), tg.put(w, dt),
+            activation=kind, alpha=0.1,
+        )  # fmt: skip
+        k_dw = xs[0] * (xs[2] - 2) * (xs[3] - 2)
+        for name, g, want, kk in zip(
+            ("dx", "dw", "db"), got, (tx.grad, tw.grad, tb.grad), (taps, k_dw, k_dw)
+        ):
+            assert_close(tg.get(g), n(want), **gemm_tol(kk, dt, 2.0), what=f"{tg.id} {dt} {kind} {name}")
+
+
 @pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.id)
 def test_avg_pool2d(plain_target, case):
     x = randn(case.x, 8)
