@@ -327,16 +327,19 @@ class Conv2D(_ActivationMixin, Layer):
     # layer, whose forward passes it on and whose backward passes dy back here.
     pool_sink = None
 
-    def _conv_args(self):
-        return dict(
+    def _conv_args(self, activation=True):
+        """The keywords every conv kernel call of this layer takes (with the activation's, for the fused
+        kernels that apply it)."""
+        args = dict(
             stride=self.strides,
             padding=self.padding,
             dilation=self.dilation_rate,
             groups=self.groups,
-            activation=self._fused_kind(),
-            alpha=self.alpha,
             backend=self._ctx.backend,
         )
+        if activation:
+            args.update(activation=self._fused_kind(), alpha=self.alpha)
+        return args
 
     def _forward_pooled(self, x, training):
         pool = self.pool_sink
@@ -360,16 +363,7 @@ class Conv2D(_ActivationMixin, Layer):
             return self._forward_pooled(x, training)
         # conv + bias + activation in one kernel (the backend's fused epilogue where it has one)
         y = ops.conv2d_bias_act_forward(
-            x,
-            self.params["kernel"],
-            self.params.get("bias"),
-            stride=self.strides,
-            padding=self.padding,
-            dilation=self.dilation_rate,
-            groups=self.groups,
-            activation=self._fused_kind(),
-            alpha=self.alpha,
-            backend=self._ctx.backend,
+            x, self.params["kernel"], self.params.get("bias"), **self._conv_args()
         )
         if training:
             self._x = x
@@ -397,14 +391,10 @@ class Conv2D(_ActivationMixin, Layer):
             dz,
             x,
             self.params["kernel"],
-            stride=self.strides,
-            padding=self.padding,
-            dilation=self.dilation_rate,
-            groups=self.groups,
+            **self._conv_args(activation=False),
             need_dx=need_dx,
             need_dw=True,
             need_db=self.use_bias,
-            backend=self._ctx.backend,
         )
         return self._keep_grads(dx, dw, db)
 

@@ -433,6 +433,17 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   }
 }
 
+ConvGrads::ConvGrads(const ConvGeom& g, bool need_dx, bool need_dw, bool need_db) {
+  const auto make = [](std::vector<py::ssize_t> shape, py::object* obj) {
+    carray<float> a = new_array<float>(shape);
+    *obj = a;
+    return a.mutable_data();
+  };
+  if (need_dx) dx = make({g.N, g.C, g.H, g.W}, &dx_obj);
+  if (need_dw) dw = make({g.K, g.Cg(), g.R, g.S}, &dw_obj);
+  if (need_db) db = make({g.K}, &db_obj);
+}
+
 // y = act(conv(x, w) + b) by the fastest method for the geometry (the GIL already released).
 void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, float* yp, const ConvGeom& g, Act act,
                            float alpha) {
@@ -484,29 +495,13 @@ py::tuple conv2d_backward(const carray<float>& dy, const carray<float>& x, const
   if (dy.ndim() != 4 || dy.shape(0) != g.N || dy.shape(1) != g.K || dy.shape(2) != g.P || dy.shape(3) != g.Q)
     throw std::invalid_argument("dy must have shape (" + std::to_string(g.N) + ", " + std::to_string(g.K) + ", " +
                                 std::to_string(g.P) + ", " + std::to_string(g.Q) + "), got " + shape_str(dy));
-  py::object dx_obj = py::none(), dw_obj = py::none(), db_obj = py::none();
-  float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
-  if (need_dx) {
-    carray<float> a = new_array<float>({g.N, g.C, g.H, g.W});
-    dxp = a.mutable_data();
-    dx_obj = a;
-  }
-  if (need_dw) {
-    carray<float> a = new_array<float>({g.K, g.Cg(), g.R, g.S});
-    dwp = a.mutable_data();
-    dw_obj = a;
-  }
-  if (need_db) {
-    carray<float> a = new_array<float>({g.K});
-    dbp = a.mutable_data();
-    db_obj = a;
-  }
+  ConvGrads out(g, need_dx, need_dw, need_db);
   const float *dyp = dy.data(), *xp = x.data(), *wp = w.data();
   {
     py::gil_scoped_release nogil;
-    conv_backward_impl(dyp, xp, wp, dxp, dwp, dbp, g);
+    conv_backward_impl(dyp, xp, wp, out.dx, out.dw, out.db, g);
   }
-  return py::make_tuple(dx_obj, dw_obj, db_obj);
+  return out.tuple();
 }
 
 }  // namespace

@@ -25,6 +25,13 @@ void conv_forward_dispatch(const float* x, const float* w, const float* b, float
 // dx, dw, db (each null when not wanted) from dy (N,K,P,Q).
 void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                         const ConvGeom& g);
+// conv2d_backward's outputs: new arrays for the gradients asked for (pointer null and object None otherwise).
+struct ConvGrads {
+  ConvGrads(const ConvGeom& g, bool need_dx, bool need_dw, bool need_db);
+  float *dx = nullptr, *dw = nullptr, *db = nullptr;
+  py::object dx_obj = py::none(), dw_obj = py::none(), db_obj = py::none();
+  py::tuple tuple() const { return py::make_tuple(dx_obj, dw_obj, db_obj); }
+};
 // One input channel, 3x3, stride 1, no padding or dilation, on a SIMD path: the direct kernels below apply.
 bool conv_c1_applies(const ConvGeom& g);
 

@@ -117,23 +117,8 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
   const std::array<int64_t, 4> ys{dy.shape(0), dy.shape(1), dy.shape(2), dy.shape(3)};
   require_shape(y, "y", ys);
   require_shape(argmax, "argmax", ys);
-  py::object dx_obj = py::none(), dw_obj = py::none(), db_obj = py::none();
-  float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
-  if (need_dx) {
-    carray<float> a = new_array<float>({g.N, g.C, g.H, g.W});
-    dxp = a.mutable_data();
-    dx_obj = a;
-  }
-  if (need_dw) {
-    carray<float> a = new_array<float>({g.K, g.Cg(), g.R, g.S});
-    dwp = a.mutable_data();
-    dw_obj = a;
-  }
-  if (need_db) {
-    carray<float> a = new_array<float>({g.K});
-    dbp = a.mutable_data();
-    db_obj = a;
-  }
+  ConvGrads out(g, need_dx, need_dw, need_db);
+  float *dxp = out.dx, *dwp = out.dw, *dbp = out.db;
   const int64_t PQo = ys[2] * ys[3], KPQo = g.K * PQo, PQ = g.PQ();
   const float *dyp = dy.data(), *yp = y.data(), *xp = x.data(), *wp = w.data();
   const int64_t* ap = argmax.data();
@@ -179,7 +164,7 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
     if (ok) conv_backward_impl(dz, xp, wp, dxp, dwp, dbp, g);
   }
   if (!ok) throw py::value_error(argmax_error(PQ, {g.N, g.K, g.P, g.Q}, "the conv output"));
-  return py::make_tuple(dx_obj, dw_obj, db_obj);
+  return out.tuple();
 }
 
 }  // namespace

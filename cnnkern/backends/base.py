@@ -185,17 +185,8 @@ class Backend:
         pool_ceil_mode,
         need_argmax=True,
     ):
-        z = self.conv2d_bias_act_forward(
-            x,
-            w,
-            b,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            activation=activation,
-            alpha=alpha,
-        )
+        conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        z = self.conv2d_bias_act_forward(x, w, b, **conv, activation=activation, alpha=alpha)
         pool = dict(
             kernel_size=pool_kernel,
             stride=pool_stride,
@@ -231,18 +222,8 @@ class Backend:
         g = dy if activation is None else self.activation_backward(dy, y, activation, alpha=alpha)
         z_shape = (x.shape[0], w.shape[0]) + shapes.conv_out_hw(x.shape, w.shape, stride, padding, dilation)
         dz = self.maxpool2d_backward(g, argmax, z_shape)
-        return self.conv2d_backward(
-            dz,
-            x,
-            w,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            need_dx=need_dx,
-            need_dw=need_dw,
-            need_db=need_db,
-        )
+        conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        return self.conv2d_backward(dz, x, w, **conv, need_dx=need_dx, need_dw=need_dw, need_db=need_db)
 
     # adam_update over lists of same-shaped (param, grad, m, v) quadruples, one step for all
     def adam_update_multi(
