@@ -1,5 +1,7 @@
-"""Numba-only behaviour: the probe without Numba, lazy import, compile caching, warmup, info, and the
-chunked conv path. Kernel numerics are the shared conformance suite's job (tests/test_conformance*.py)."""
+"""Numba-only behaviour: the probe without Numba, lazy import, compile caching, warmup, info, the chunked
+conv path, and the fused one-channel conv + pool (conv_pool.py): when it runs, that it equals the composition
+bit for bit, and thread-count independence. Kernel numerics are the shared conformance suite's job
+(tests/test_conformance*.py, tests/test_fused_conv_pool.py)."""
 
 import os
 import subprocess
@@ -89,10 +91,10 @@ def test_every_kernel_loop_is_cached_and_never_fastmath(backend):
 
 def test_warmup_times_every_kernel_and_info_reports_it(backend):
     from cnnkern.backends.base import KERNELS
-    from cnnkern.backends.numba import warmup
+    from cnnkern.backends.numba import FUSED, warmup
 
     seconds = warmup(dtypes=("float32",))
-    assert list(seconds) == list(KERNELS)
+    assert list(seconds) == list(KERNELS) + list(FUSED)
     assert all(isinstance(s, float) and s > 0 for s in seconds.values())
     info = backend.info()
     assert info["numba"] == numba.__version__
@@ -160,3 +162,112 @@ def test_conv_weight_gradient_chunking_and_threads(backend, monkeypatch):
         numba.set_num_threads(threads)
     for name, a, c in zip(("dx", "dw", "db"), one, two):
         np.testing.assert_array_equal(a, c, err_msg=name)
+
+
+CONV1 = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+POOLS = {
+    "2x2": dict(pool_kernel=(2, 2), pool_stride=(2, 2), pool_padding=(0, 0), pool_dilation=(1, 1)),
+    "3x3-s2-p1": dict(pool_kernel=(3, 3), pool_stride=(2, 2), pool_padding=(1, 1), pool_dilation=(1, 1)),
+}
+
+
+def _fused_pair(be, x, w, b, kind, pool, need=(False, True, True), ceil_mode=False, composed=False):
+    """(y, argmax, dx, dw, db) of conv2d_act_maxpool forward + backward on the numba backend, or of the base
+    class composition of its unfused kernels when composed."""
+    from cnnkern.backends.base import Backend
+
+    impl = Backend if composed else type(be)
+    rng = np.random.default_rng(1)
+    act = dict(activation=kind, alpha=0.1, **CONV1)
+    y, argmax = impl.conv2d_act_maxpool_forward(be, x, w, b, **act, **pool, pool_ceil_mode=ceil_mode)
+    dy = rng.standard_normal(y.shape).astype(x.dtype)
+    flags = dict(zip(("need_dx", "need_dw", "need_db"), need))
+    return (y, argmax) + tuple(impl.conv2d_act_maxpool_backward(be, dy, y, argmax, x, w, **act, **flags))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("pool", list(POOLS), ids=str)
+@pytest.mark.parametrize("kind", [None, "relu", "leaky_relu", "sigmoid", "tanh"], ids=str)
+def test_fused_conv_pool_equals_the_composition_bit_for_bit(backend, kind, pool, dtype):
+    """conv_pool.py sums in the composition's order (conv.py's fma chains, its dw runs and db lanes,
+    activation.py's formulas), so Sequential gives the same numbers with or without linking the pair. The
+    runs of positions split images here (J = 5*11*15 = 825 in 8 runs), the 3x3 pool overlaps (scatter-add)
+    and has padding, and a 5x4 kernel takes the generic tap loop."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 1, 13, 17)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    ws = [rng.standard_normal((6, 1, 3, 3)).astype(dtype), rng.standard_normal((6, 1, 5, 4)).astype(dtype)]
+    for w in ws:
+        for ceil_mode in (False, True):
+            what = f"{w.shape} ceil_mode={ceil_mode}"
+            got = _fused_pair(backend, x, w, b, kind, POOLS[pool], ceil_mode=ceil_mode)
+            want = _fused_pair(backend, x, w, b, kind, POOLS[pool], ceil_mode=ceil_mode, composed=True)
+            for name, g, r in zip(("y", "argmax", "dx", "dw", "db"), got, want):
+                if r is None:
+                    assert g is None, name
+                else:
+                    assert g.dtype == r.dtype, name
+                    np.testing.assert_array_equal(g, r, err_msg=f"{name} {what}")
+            pool_args = dict(POOLS[pool], pool_ceil_mode=ceil_mode)
+            y, argmax = backend.conv2d_act_maxpool_forward(
+                x, w, b, activation=kind, alpha=0.1, **CONV1, **pool_args, need_argmax=False
+            )
+            assert argmax is None
+            np.testing.assert_array_equal(y, got[0], err_msg=f"y without argmax {what}")
+
+
+def test_fused_conv_pool_runs_for_one_channel_only(backend, monkeypatch):
+    """The numba kernels run for a one-channel conv (groups 1, stride 1, no padding or dilation) without dx;
+    anything else (three channels, padding, dx asked for) is the base class composition."""
+    from cnnkern.backends.base import Backend
+
+    def composed(*args, **kwargs):
+        raise AssertionError("the base class composition ran")
+
+    monkeypatch.setattr(Backend, "conv2d_act_maxpool_forward", composed)
+    monkeypatch.setattr(Backend, "conv2d_act_maxpool_backward", composed)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 1, 10, 10)).astype(np.float32)
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    y, argmax, dx, dw, db = _fused_pair(backend, x, w, None, "relu", POOLS["2x2"])
+    assert y.shape == argmax.shape == (2, 4, 4, 4) and dx is None and dw.shape == w.shape and db.shape == (4,)
+    x3, w3 = np.repeat(x, 3, axis=1), np.repeat(w, 3, axis=1)
+    with pytest.raises(AssertionError, match="composition ran"):
+        _fused_pair(backend, x3, w3, None, "relu", POOLS["2x2"])
+    y, argmax = backend.conv2d_act_maxpool_forward(
+        x, w, activation="relu", alpha=0.1, **CONV1, **POOLS["2x2"], pool_ceil_mode=False
+    )
+    dy = np.ones_like(y)
+    with pytest.raises(AssertionError, match="composition ran"):  # dx: the composition's conv2d_backward
+        backend.conv2d_act_maxpool_backward(
+            dy, y, argmax, x, w, activation="relu", **CONV1, need_dx=True, need_dw=True, need_db=True
+        )
+    with pytest.raises(AssertionError, match="composition ran"):
+        backend.conv2d_act_maxpool_forward(
+            x, w, **dict(CONV1, padding=(1, 1, 1, 1)), **POOLS["2x2"], pool_ceil_mode=False
+        )
+
+
+@pytest.mark.parametrize("pool", list(POOLS), ids=str)
+def test_fused_conv_pool_does_not_depend_on_the_thread_count(backend, pool):
+    """The fused backward's runs of positions (conv.py's dw_runs) depend on N*P*Q only and its partials
+    are added in run order: dw and db are the same bits on 1 and 2 threads (the forward is per image)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here: the thread-count check needs two")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 1, 28, 28)).astype(np.float32)
+    w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _fused_pair(backend, x, w, b, "relu", POOLS[pool])
+        numba.set_num_threads(2)
+        two = _fused_pair(backend, x, w, b, "relu", POOLS[pool])
+    finally:
+        numba.set_num_threads(threads)
+    for name, a, c in zip(("y", "argmax", "dx", "dw", "db"), one, two):
+        if a is None:
+            assert c is None, name
+        else:
+            np.testing.assert_array_equal(a, c, err_msg=name)

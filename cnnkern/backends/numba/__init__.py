@@ -20,7 +20,9 @@ import numpy as np
 from ..base import KERNELS, Backend
 
 MIN_NUMBA = (0, 68)  # gemm.py's micro-kernel is LLVM IR through numba.extending.intrinsic: tested on 0.68
-_FAMILIES = ("gemm", "conv", "pool", "batchnorm", "dense", "activation", "loss", "optim")
+_FAMILIES = ("gemm", "conv", "pool", "batchnorm", "dense", "activation", "loss", "optim", "conv_pool")
+# fused kernels with compiled loops of their own (conv_pool.py); the others are the base class compositions
+FUSED = ("conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward")
 
 
 def probe():
@@ -131,11 +133,90 @@ class NumbaBackend(Backend):
     def adam_update(self, param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
         self._k["optim"].adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, eps_mode)
 
+    # fused conv + activation + max pool: conv_pool.py for a one-channel first layer, else the composition
+    def conv2d_act_maxpool_forward(
+        self,
+        x,
+        w,
+        b=None,
+        *,
+        stride,
+        padding,
+        dilation,
+        groups,
+        activation=None,
+        alpha=0.01,
+        pool_kernel,
+        pool_stride,
+        pool_padding,
+        pool_dilation,
+        pool_ceil_mode,
+        need_argmax=True,
+    ):
+        conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        pool = (pool_kernel, pool_stride, pool_padding, pool_dilation, pool_ceil_mode)
+        fused = self._k["conv_pool"]
+        if fused.applies(x, w, **conv):
+            return fused.conv2d_act_maxpool_forward(x, w, b, activation, alpha, *pool, need_argmax)
+        return super().conv2d_act_maxpool_forward(
+            x,
+            w,
+            b,
+            **conv,
+            activation=activation,
+            alpha=alpha,
+            pool_kernel=pool_kernel,
+            pool_stride=pool_stride,
+            pool_padding=pool_padding,
+            pool_dilation=pool_dilation,
+            pool_ceil_mode=pool_ceil_mode,
+            need_argmax=need_argmax,
+        )
+
+    def conv2d_act_maxpool_backward(
+        self,
+        dy,
+        y,
+        argmax,
+        x,
+        w,
+        *,
+        stride,
+        padding,
+        dilation,
+        groups,
+        activation=None,
+        alpha=0.01,
+        need_dx,
+        need_dw,
+        need_db,
+    ):
+        conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        fused = self._k["conv_pool"]
+        if not need_dx and fused.applies(x, w, **conv):  # dx: a first layer never needs it
+            return (None,) + fused.conv2d_act_maxpool_backward(
+                dy, y, argmax, x, w, activation, alpha, need_dw, need_db
+            )
+        return super().conv2d_act_maxpool_backward(
+            dy,
+            y,
+            argmax,
+            x,
+            w,
+            **conv,
+            activation=activation,
+            alpha=alpha,
+            need_dx=need_dx,
+            need_dw=need_dw,
+            need_db=need_db,
+        )
+
 
 def _warmup_calls(be, dtype):
-    """One closure per kernel, on tiny inputs that reach every compiled loop (both conv paths, bias and
-    none, batch norm training and eval, sgd with and without momentum). Run in KERNELS order: each
-    backward uses what its forward (run just before) saved, so every compile is charged to its kernel."""
+    """One closure per kernel of KERNELS and FUSED, on tiny inputs that reach every compiled loop (both conv
+    paths, bias and none, batch norm training and eval, sgd with and without momentum, the one-channel
+    conv + pool). Run in that order: each backward uses what its forward (run just before) saved, so every
+    compile is charged to its kernel."""
     rng = np.random.default_rng(0)
 
     def rand(*shape):
@@ -148,6 +229,9 @@ def _warmup_calls(be, dtype):
     x, w, b, w1, dy = rand(2, 2, 4, 4), rand(3, 2, 3, 3), rand(3), rand(3, 2, 1, 1), rand(2, 3, 4, 4)
     gamma, beta, mean, var = rand(2), rand(2), rand(2), np.abs(rand(2)) + 1
     logits, labels = rand(3, 4), np.array([0, 3, 1], np.int64)
+    x1, wc = rand(2, 1, 6, 6), rand(3, 1, 3, 3)  # the one-channel conv of conv_pool.py
+    act = dict(activation="relu", alpha=0.01, **pointwise)
+    pool2 = dict(pool_kernel=(2, 2), pool_stride=(2, 2), pool_padding=(0, 0), pool_dilation=(1, 1))
     p, g, s1, s2 = rand(5), rand(5), np.zeros(5, dtype), np.zeros(5, dtype)
     saved = {}
 
@@ -203,14 +287,20 @@ def _warmup_calls(be, dtype):
             weight_decay=0.0,
             eps_mode="torch",
         ),
+        "conv2d_act_maxpool_forward": lambda: save(
+            "cp", be.conv2d_act_maxpool_forward(x1, wc, b, **act, **pool2, pool_ceil_mode=False)
+        ),
+        "conv2d_act_maxpool_backward": lambda: be.conv2d_act_maxpool_backward(
+            saved["cp"][0], *saved["cp"], x1, wc, need_dx=False, need_dw=True, need_db=True, **act
+        ),
     }
 
 
 def warmup(dtypes=("float32",)):
     """Compile (or load from the cache) every kernel for each dtype by calling it once on tiny inputs.
 
-    Returns ``{kernel: seconds}`` in KERNELS order, the seconds summed over ``dtypes``: the compile cost on
-    a cold cache, the cache-load cost on a warm one, and (negligibly) the tiny call itself.
+    Returns ``{kernel: seconds}`` in KERNELS order, then FUSED, the seconds summed over ``dtypes``: the
+    compile cost on a cold cache, the cache-load cost on a warm one, and (negligibly) the tiny call itself.
     """
     from .. import get
 
@@ -218,10 +308,10 @@ def warmup(dtypes=("float32",)):
     for dtype in dtypes:
         if dtype not in be.dtypes:
             raise ValueError(f"dtypes must be drawn from {be.dtypes}, got {dtype!r}")
-    seconds = dict.fromkeys(KERNELS, 0.0)
+    seconds = dict.fromkeys(KERNELS + FUSED, 0.0)
     for dtype in dtypes:
         calls = _warmup_calls(be, np.dtype(dtype))
-        for kernel in KERNELS:
+        for kernel in seconds:
             start = time.perf_counter()
             calls[kernel]()
             seconds[kernel] += time.perf_counter() - start

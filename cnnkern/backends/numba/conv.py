@@ -23,7 +23,9 @@ buffers come from alloc.py's block cache.
            to at most DW_TASKS tasks: a task packs a chunk's dy into panels and col^T into slivers and adds
            the product to its own partial dw, chunk after chunk; the partials are summed in task order.
            The runs depend on J only, so the result does not depend on the number of threads.
-  db       db[k] = sum over n, p, q of dy[n, k, p, q], float64 accumulation
+  db       db[k] = sum over n, p, q of dy[n, k, p, q] in float64, one task per channel: a sum per run of
+           positions of dw (dw_runs), the runs' sums added in run order (conv_pool.py's fused backward
+           sums its dz the same way, to give the same bits)
 """
 
 import numpy as np
@@ -236,29 +238,61 @@ def _pad_into(x, pt, pl, xp):
 
 
 @njit(cache=True)
-def _channel_sum(dy3, k):
-    """sum over n, pq of dy3[n, k, pq] in float64: eight running sums over pq = l mod 8 (independent
-    lanes, so the loop vectorises), added in a fixed order at the end."""
-    lanes = np.zeros(8, np.float64)
-    s = 0.0
-    for n in range(dy3.shape[0]):
-        row = dy3[n, k]
-        n8 = row.size - row.size % 8
-        for pq in range(0, n8, 8):
-            for l in range(8):
-                lanes[l] += row[pq + l]
-        for pq in range(n8, row.size):
-            s += row[pq]
-    for l in range(8):
-        s += lanes[l]
-    return s
+def _channel_runs(dy3, k, bounds, part):
+    """part[run, k] = sum of dy3[n, k, pq] over the positions j = n*PQ + pq in bounds[run] .. bounds[run+1],
+    in float64: per image, eight running sums over the run's positions in it mod 8 (independent lanes, so
+    the loop vectorises), the last (size % 8) in s, added in a fixed order at the end of the run."""
+    PQ = dy3.shape[2]
+    lanes = np.empty(8, np.float64)
+    for run in range(part.shape[0]):
+        j0, j1 = bounds[run], bounds[run + 1]
+        lanes[:] = 0
+        s = 0.0
+        for n in range(j0 // PQ, (j1 - 1) // PQ + 1):
+            row = dy3[n, k, max(j0 - n * PQ, 0) : min(j1 - n * PQ, PQ)]  # the image's positions in the run
+            m = row.size - row.size % 8
+            for i in range(0, m, 8):
+                for l in range(8):
+                    lanes[l] += row[i + l]
+            for i in range(m, row.size):
+                s += row[i]
+        for l in range(8):
+            s += lanes[l]
+        part[run, k] = s
+
+
+@njit(cache=True)
+def sum_runs(part, db):
+    """db[k] = sum over runs, in run order, of part[run, k] (float64)."""
+    for k in range(db.size):
+        s = part[0, k]
+        for run in range(1, part.shape[0]):
+            s += part[run, k]
+        db[k] = s
 
 
 @njit(parallel=True, cache=True)
-def _bias_grad(dy3, db):
-    """db[k] = sum over n, pq of dy3[n, k, pq], accumulated in float64; one task per channel."""
+def _bias_grad(dy3, bounds, part, db):
+    """db[k] = sum over n, pq of dy3[n, k, pq] in float64: part[run, k] over the dw's runs of positions
+    (bounds), added in run order (conv_pool.py's fused db sums the same way); one task per channel."""
     for k in prange(dy3.shape[1]):
-        db[k] = _channel_sum(dy3, k)
+        _channel_runs(dy3, k, bounds, part)
+    sum_runs(part, db)
+
+
+def dw_split(J):
+    """(nchunk, ntask): the J positions of the dw sum cut into nchunk even chunks, dealt in runs to ntask
+    tasks (_weight_partials)."""
+    nchunk = max((J + JC - 1) // JC, min(DW_TASKS, (J + MIN_CHUNK - 1) // MIN_CHUNK))
+    return nchunk, min(DW_TASKS, nchunk)
+
+
+def dw_runs(J):
+    """bounds (ntask + 1,) int64: the dw task t sums the positions bounds[t] .. bounds[t+1] (its run of
+    chunks); db is summed over the same runs, and so is conv_pool.py's fused backward, to give the same
+    bits."""
+    nchunk, ntask = dw_split(J)
+    return np.array([(t * nchunk // ntask) * J // nchunk for t in range(ntask + 1)], np.int64)
 
 
 def _geometry(x, w, stride, padding, dilation):
@@ -325,7 +359,8 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, need_dx, need_d
     dx = wgrad = db = None  # (dw is the dilation)
     if need_db:
         db = np.empty(K, dy.dtype)
-        _bias_grad(dy.reshape(N, K, P * Q), db)
+        bounds = dw_runs(N * P * Q)
+        _bias_grad(dy.reshape(N, K, P * Q), bounds, np.empty((bounds.size - 1, K)), db)
     if need_dx or need_dw:
         Hp, Wp = H + pt + pb, W + pl + pr
         tap = _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw)
@@ -336,9 +371,7 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, need_dx, need_d
         dx = dxp if Hp * Wp == H * W else np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
     if need_dw:
         xp = _padded(x, pt, pb, pl, pr)
-        J = N * P * Q
-        nchunk = max((J + JC - 1) // JC, min(DW_TASKS, (J + MIN_CHUNK - 1) // MIN_CHUNK))
-        ntask = min(DW_TASKS, nchunk)
+        nchunk, ntask = dw_split(N * P * Q)
         part = alloc.empty((groups, ntask, (Kg + MR - 1) // MR * MR, (CgRS + NR - 1) // NR * NR), x.dtype)
         _weight_partials(xp.reshape(-1), dy.reshape(-1), tap, nchunk, C, Hp, Wp, sh, sw, P, Q, K, part)
         wgrad = np.empty_like(w)

@@ -76,6 +76,22 @@ def _fma_tile(typingctx, ap, bp, ct):
     return types.void(ap, bp, ct), codegen
 
 
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a*b + c with one rounding (llvm.fma), in a's float type (b and c are cast to it); scalar, for loops
+    LLVM vectorises (conv_pool.py's direct conv: the same rounding as fma_tile's lanes)."""
+    if not isinstance(a, types.Float) or not isinstance(b, types.Number) or not isinstance(c, types.Number):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = context.get_value_type(sig.return_type)
+        bits = 32 if sig.return_type == types.float32 else 64
+        fn = ir.FunctionType(ty, [ty] * 3)
+        return builder.call(cgutils.get_or_insert_function(builder.module, fn, f"llvm.fma.f{bits}"), args)
+
+    return a(a, a, a), codegen
+
+
 @njit(cache=True)
 def fma_tile(ap, bp, ct):
     """ct (MR, NR) += ap (kc, MR)^T @ bp (kc, NR), after checking the shapes the micro-kernel relies on."""
