@@ -162,7 +162,7 @@ def test_cpp_fused_path_equals_its_composition(target):
     kernels give: conv2d_bias_act_forward + maxpool2d_forward, then maxpool2d_act_backward +
     conv2d_backward."""
     if target.name != "cpp":
-        pytest.skip("only the cpp backend has its own fused kernels here; elsewhere they are the composition")
+        pytest.skip("compares the cpp kernels (numba's own: tests/test_numba_backend.py; others compose)")
     be = target.backend
     x = randn((5, 1, 28, 28), 11).astype(np.float32)
     w = randn((32, 1, 3, 3), 12, 0.3).astype(np.float32)

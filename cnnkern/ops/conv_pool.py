@@ -1,9 +1,9 @@
 """conv2d + bias + activation followed by max pooling, as one fused kernel pair at the front door.
 
 The pair the model layer runs for ``Conv2D(activation=...)`` directly followed by ``MaxPooling2D``: on the cpp
-backend the first layer of an image CNN (one input channel) keeps each image's conv output in cache, so the
-full-resolution activations are never written to memory, forward or backward. Elsewhere (and for other
-geometries) it is the composition of the unfused kernels of the same backend.
+and numba backends the first layer of an image CNN (one input channel) keeps each image's conv output in
+cache, so the full-resolution activations are never written to memory, forward or backward. Elsewhere (and
+for other geometries) it is the composition of the unfused kernels of the same backend.
 """
 
 from ..backends import resolve
