@@ -150,6 +150,15 @@ void conv_c1_forward(const float* x, const float* w, const float* b, float* y, c
 // dw (and db when given) over the batch: thread t sums its contiguous run of images in double, the runs
 // added in thread order.
 void conv_c1_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g) {
+  conv_c1_dw_images(x, dw, db, g, [&](int64_t n) { return dy + n * g.K * g.PQ(); });
+}
+#endif
+
+}  // namespace
+
+#ifdef CNNKERN_X86
+void conv_c1_dw_images(const float* x, float* dw, float* db, const ConvGeom& g,
+                       const std::function<const float*(int64_t)>& dz_of) {
   const int64_t nt = num_threads(), KRS = g.K * 9, KD = KRS + (db ? g.K : 0);
   thread_local std::vector<double> partbuf;
   partbuf.assign(static_cast<size_t>(nt * KD), 0.0);
@@ -159,7 +168,7 @@ void conv_c1_dw(const float* dy, const float* x, float* dw, float* db, const Con
     float* img = grow(imgbuf, KD);
     for (int64_t t = t0; t < t1; ++t)
       for (int64_t n = g.N * t / nt; n < g.N * (t + 1) / nt; ++n) {
-        avx2::conv_c1_3x3_dw(x + n * g.H * g.W, g.H, g.W, dy + n * g.K * g.PQ(), g.K, img, db ? img + KRS : nullptr);
+        avx2::conv_c1_3x3_dw(x + n * g.H * g.W, g.H, g.W, dz_of(n), g.K, img, db ? img + KRS : nullptr);
         for (int64_t i = 0; i < KD; ++i) parts[t * KD + i] += img[i];
       }
   });
@@ -170,6 +179,8 @@ void conv_c1_dw(const float* dy, const float* x, float* dw, float* db, const Con
   }
 }
 #endif
+
+namespace {
 
 // Images with few output columns (P*Q below kBatchBelowForward / kBatchBelowBackward: conv3's 3x3
 // outputs, conv2's 11x11) make thin per-image GEMMs: 9 columns fill 9 of a 16-wide sliver, and the dw

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "activation.h"
@@ -39,6 +40,12 @@ bool conv_c1_applies(const ConvGeom& g);
 // One image of a conv_c1_applies geometry: yn (K,P,Q) = act(conv(xn (1,H,W), w) + b).
 void conv_c1_image(const float* xn, const float* w, const float* b, float* yn, const ConvGeom& g, Act act,
                    float alpha);
+// dw (K,1,3,3) and db (K,) when not null, of a conv_c1_applies geometry, from image n's dz (K,P,Q) as dz_of(n)
+// returns it (called once per image, on the thread summing that image; the pointer must stay valid until
+// that thread's next call). Thread t sums a fixed run of images in double, the runs added in thread order:
+// the result depends neither on timing nor on where dz comes from.
+void conv_c1_dw_images(const float* x, float* dw, float* db, const ConvGeom& g,
+                       const std::function<const float*(int64_t)>& dz_of);
 namespace avx2 {  // conv_c1_avx2.cpp
 void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y, int64_t K,
                          int act, float alpha);

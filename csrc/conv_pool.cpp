@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <vector>
@@ -126,30 +127,19 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
   bool ok = true;
   if (conv_c1_applies(g) && !dxp && dwp) {
 #ifdef CNNKERN_X86
-    // conv_c1_dw with dz rebuilt per image: thread t sums its contiguous run of images in double, the runs
-    // added in thread order.
+    // the unfused dw/db sum (conv_c1_dw_images), each image's dz rebuilt in a per-thread buffer
     py::gil_scoped_release nogil;
-    const int64_t nt = num_threads(), KRS = g.K * 9, KD = KRS + (dbp ? g.K : 0);
-    std::vector<double> parts(static_cast<size_t>(nt * KD), 0.0);
-    std::vector<char> bad(static_cast<size_t>(nt), 0);
-    parallel_for(nt, [&](int64_t t0, int64_t t1) {
-      thread_local std::vector<float> gbuf, zbuf, imgbuf;
-      float *gd = grow(gbuf, KPQo), *dz = grow(zbuf, g.K * PQ), *img = grow(imgbuf, KD);
-      for (int64_t t = t0; t < t1; ++t)
-        for (int64_t n = g.N * t / nt; n < g.N * (t + 1) / nt; ++n) {
-          std::copy(dyp + n * KPQo, dyp + (n + 1) * KPQo, gd);
-          activation_backward_inplace(act, yp + n * KPQo, gd, KPQo, a_s);
-          if (!maxpool_scatter_planes(gd, ap + n * KPQo, g.K, PQo, PQ, dz, Act::none, nullptr, 0.0f)) bad[t] = 1;
-          avx2::conv_c1_3x3_dw(xp + n * g.H * g.W, g.H, g.W, dz, g.K, img, dbp ? img + KRS : nullptr);
-          for (int64_t i = 0; i < KD; ++i) parts[t * KD + i] += img[i];
-        }
+    std::atomic<bool> bad{false};
+    conv_c1_dw_images(xp, dwp, dbp, g, [&](int64_t n) {
+      thread_local std::vector<float> gbuf, zbuf;
+      float *gd = grow(gbuf, KPQo), *dz = grow(zbuf, g.K * PQ);
+      std::copy(dyp + n * KPQo, dyp + (n + 1) * KPQo, gd);
+      activation_backward_inplace(act, yp + n * KPQo, gd, KPQo, a_s);
+      if (!maxpool_scatter_planes(gd, ap + n * KPQo, g.K, PQo, PQ, dz, Act::none, nullptr, 0.0f))
+        bad.store(true, std::memory_order_relaxed);
+      return static_cast<const float*>(dz);
     });
-    for (int64_t i = 0; i < KD; ++i) {
-      double s = 0.0;
-      for (int64_t t = 0; t < nt; ++t) s += parts[t * KD + i];
-      (i < KRS ? dwp[i] : dbp[i - KRS]) = static_cast<float>(s);
-    }
-    ok = std::none_of(bad.begin(), bad.end(), [](char c) { return c != 0; });
+    ok = !bad.load();
 #endif
   } else {
     carray<float> gd_arr = new_array<float>({g.N, g.K, ys[2], ys[3]});

@@ -43,22 +43,17 @@ def _geometry(x, w, stride, padding, dilation, groups):
     return stride, pad, dilation, groups, (p, q)
 
 
-def output_hw(x, w, stride, padding, dilation):
-    """(P, Q) for normalised arguments (as _geometry returns them)."""
-    return shapes.conv_out_hw(x.shape, w.shape, stride, padding, dilation)
-
-
 def _forward_args(be, x, w, b, stride, padding, dilation, groups):
     """The checks shared by conv2d_forward and its fused variant.
 
-    Returns (x, w, b, stride, padding4, dilation, groups)."""
+    Returns (x, w, b, stride, padding4, dilation, groups, (P, Q))."""
     x = check.array("x", x, be, ndim=4)
     w = check.array("w", w, be, ndim=4, dtype=x.dtype)
-    stride, pad, dilation, groups, _ = _geometry(x, w, stride, padding, dilation, groups)
+    stride, pad, dilation, groups, out = _geometry(x, w, stride, padding, dilation, groups)
     b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
     if b is not None:
         check.shape_is("b", b, (w.shape[0],), "one bias per output channel")
-    return x, w, b, stride, pad, dilation, groups
+    return x, w, b, stride, pad, dilation, groups, out
 
 
 def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, backend=None):
@@ -68,7 +63,7 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, b
     like TensorFlow so that P = ceil(H/sh)).
     """
     be = resolve(backend)
-    x, w, b, stride, pad, dilation, groups = _forward_args(be, x, w, b, stride, padding, dilation, groups)
+    x, w, b, stride, pad, dilation, groups, _ = _forward_args(be, x, w, b, stride, padding, dilation, groups)
     return be.conv2d_forward(x, w, b, stride=stride, padding=pad, dilation=dilation, groups=groups)
 
 
@@ -114,7 +109,7 @@ def conv2d_bias_act_forward(
     has one (bias and activation applied while the output tile is in cache). activation: None or a kind of
     activation_forward. The backward is the unfused pair: activation_backward from y, then conv2d_backward."""
     be = resolve(backend)
-    x, w, b, stride, pad, dilation, groups = _forward_args(be, x, w, b, stride, padding, dilation, groups)
+    x, w, b, stride, pad, dilation, groups, _ = _forward_args(be, x, w, b, stride, padding, dilation, groups)
     alpha = check.activation_kind(activation, alpha)
     return be.conv2d_bias_act_forward(
         x,

@@ -39,11 +39,11 @@ def conv2d_act_maxpool_forward(
     maxpool2d_forward's kernel_size, stride (default: pool_size), padding, dilation and ceil_mode.
     """
     be = resolve(backend)
-    x, w, b, stride, pad, dilation, groups = conv_ops._forward_args(
+    x, w, b, stride, pad, dilation, groups, pq = conv_ops._forward_args(
         be, x, w, b, stride, padding, dilation, groups
     )
     alpha = check.activation_kind(activation, alpha)
-    z_shape = (x.shape[0], w.shape[0]) + conv_ops.output_hw(x, w, stride, pad, dilation)
+    z_shape = (x.shape[0], w.shape[0]) + pq
     k, s, p, d, ceil_mode, _ = pool_ops._geometry(
         z_shape, pool_size, pool_stride, pool_padding, pool_dilation, ceil_mode
     )
