@@ -24,6 +24,8 @@ def _key_shape(kernel, args):
         "conv2d_forward": 0,
         "conv2d_bias_act_forward": 0,
         "conv2d_backward": 1,
+        "conv2d_act_maxpool_forward": 0,  # the pair keyed by the conv's input x
+        "conv2d_act_maxpool_backward": 3,
         "maxpool2d_forward": 0,
         "maxpool2d_values_forward": 0,
         "dense_forward": 0,
@@ -36,9 +38,6 @@ def _key_shape(kernel, args):
     }
     if kernel in ("maxpool2d_backward", "maxpool2d_act_backward"):  # keyed by x_shape
         return tuple(args[2])
-    if kernel in ("conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward"):  # keyed by x
-        i = 0 if kernel.endswith("forward") else 3
-        return tuple(args[i].shape) if len(args) > i else None
     if kernel in pick and len(args) > pick[kernel]:
         return tuple(args[pick[kernel]].shape)
     return None
