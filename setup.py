@@ -14,8 +14,12 @@ import glob
 import os
 import platform
 
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext, naive_recompile
 from setuptools import setup
+
+# Compile in parallel (CNNKERN_BUILD_JOBS, default: every core) and, on a rebuild in place, only the objects
+# older than their source (naive_recompile: headers are not tracked, so touch the .cpp after editing a .h).
+ParallelCompile("CNNKERN_BUILD_JOBS", needs_recompile=naive_recompile).install()
 
 sources = sorted(glob.glob("csrc/*.cpp"))
 is_x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
