@@ -220,8 +220,16 @@ def _plot(history, path):
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save_figure(fig, path, dpi=100)
     plt.close(fig)
+
+
+def _save_figure(fig, path, dpi):
+    """``fig`` to ``path`` atomically, in the format its suffix names (PNG without one)."""
+    from ._io import atomic_save
+
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    atomic_save(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
 
 
 # --- evaluate ----------------------------------------------------------------------------------------------

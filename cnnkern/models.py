@@ -26,6 +26,7 @@ import numpy as np
 from . import backends, ops, optimizers
 from . import callbacks as callbacks_mod
 from . import layers as layers_mod
+from ._io import atomic_save
 from .layers import Context, keras_shape, to_numpy
 
 __all__ = ["Sequential", "SparseCategoricalCrossentropy", "load_model"]
@@ -523,12 +524,12 @@ class Sequential:
         }
 
     def save(self, path):
-        """Architecture and weights to ONE .npz file at exactly ``path``."""
+        """Architecture and weights to ONE .npz file at exactly ``path``, written atomically (a crash or a
+        full disk leaves any previous file at ``path`` as it was)."""
         self.build()
         arrays = {key: to_numpy(d[k]) for key, _, d, k in self._weight_items()}
         arrays["__architecture__"] = np.array(json.dumps(self.get_config()))
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        atomic_save(path, lambda f: np.savez(f, **arrays))
 
 
 def _gather(xp, a, idx, out):

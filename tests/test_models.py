@@ -467,3 +467,65 @@ def test_max_pool_applies_the_activation_gradient_of_the_layer_before(plain_targ
     assert len(grads[0]) == len(grads[1]) == 4
     for a, b in zip(*grads):
         np.testing.assert_array_equal(a, b)
+
+
+# --- issue 12 item 11: every file the library writes is replaced atomically ------------------------------
+def _writers():
+    """(name, write(path)) for each kind of file cnnkern writes."""
+    from cnnkern import cli
+    from cnnkern.bench import report
+    from cnnkern.datasets import write_idx
+
+    def plot(path):
+        pytest.importorskip("matplotlib", reason="the plot writers need matplotlib")
+        h = callbacks.History()
+        h.epoch, h.history = [0, 1], {"loss": [1.0, 0.5], "accuracy": [0.5, 0.7]}
+        cli._plot(h, path)
+
+    return [
+        ("model", lambda path: tiny_cnn().save(path)),
+        ("idx", lambda path: write_idx(path, np.arange(10, dtype=np.uint8))),
+        ("idx.gz", lambda path: write_idx(path, np.arange(10, dtype=np.uint8), compress=True)),
+        ("bench-json", lambda path: report.write_json({"a": 1}, path)),
+        ("cli-plot", plot),
+    ]
+
+
+@pytest.mark.parametrize("kind", [w[0] for w in _writers()])
+def test_a_failed_write_leaves_the_previous_file(kind, tmp_path, monkeypatch):
+    """A full disk at the last moment (fsync failing with ENOSPC) must leave the previous file whole and no
+    temporary file behind; the old code wrote in place, truncating the file first."""
+    import errno
+    import os
+
+    write = dict(_writers())[kind]
+    path = tmp_path / f"out-{kind}.png"  # the plot writers take the format from the suffix
+    path.write_bytes(b"previous contents")
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write(path)
+    assert path.read_bytes() == b"previous contents"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    monkeypatch.undo()
+    write(path)  # and a write that succeeds replaces it
+    assert path.read_bytes() != b"previous contents"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_atomic_write_keeps_the_old_file_on_an_exception(tmp_path):
+    from cnnkern._io import atomic_write
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic_write(path) as f:
+            f.write(b"half of the new")
+            raise RuntimeError("crash in the middle")
+    assert path.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
+    with atomic_write(path, "w") as f:
+        f.write("new")
+    assert path.read_text() == "new" and oct(path.stat().st_mode & 0o777) != "0o600"
