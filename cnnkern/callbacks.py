@@ -1,12 +1,16 @@
 """Training callbacks in Keras's form: :class:`Callback`, :class:`History` (what ``fit`` returns),
-:class:`EarlyStopping`, and :class:`ProgressBar` (what ``verbose=1``/``2`` prints)."""
+:class:`EarlyStopping`, :class:`BackupAndRestore` (training that survives a kill) and :class:`ProgressBar`
+(what ``verbose=1``/``2`` prints).
+
+A callback whose state affects training implements :meth:`Callback.get_state` / :meth:`Callback.set_state`;
+checkpoints (:mod:`cnnkern.checkpoint`) store that state and give it back on resume."""
 
 import sys
 import time
 
 import numpy as np
 
-__all__ = ["Callback", "EarlyStopping", "History", "ProgressBar"]
+__all__ = ["BackupAndRestore", "Callback", "EarlyStopping", "History", "ProgressBar"]
 
 
 class Callback:
@@ -33,6 +37,14 @@ class Callback:
     def on_train_batch_end(self, batch, logs=None):
         pass
 
+    def get_state(self):
+        """What a checkpoint must hold for a resumed run to behave as an uninterrupted one: a dict of JSON
+        values, NumPy arrays and lists of NumPy arrays, or None (the default: nothing to keep)."""
+        return None
+
+    def set_state(self, state):
+        """Take back what :meth:`get_state` returned (called after ``on_train_begin`` on resume)."""
+
 
 class History(Callback):
     """``history``: metric name -> list of per-epoch values; ``epoch``: the epoch indices run.
@@ -50,6 +62,20 @@ class History(Callback):
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
+
+    def get_state(self):
+        return {
+            "history": self.history,
+            "epoch": self.epoch,
+            "epoch_seconds": self.epoch_seconds,
+            "images_per_second": self.images_per_second,
+        }
+
+    def set_state(self, state):
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.epoch = list(state["epoch"])
+        self.epoch_seconds = list(state["epoch_seconds"])
+        self.images_per_second = list(state["images_per_second"])
 
 
 class EarlyStopping(Callback):
@@ -139,6 +165,54 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+
+    def get_state(self):
+        return {
+            "wait": self.wait,
+            "best": float(self.best),
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "warned": self._warned,
+            "best_weights": self.best_weights,
+        }
+
+    def set_state(self, state):
+        self.wait = int(state["wait"])
+        self.best = float(state["best"])
+        self.best_epoch = int(state["best_epoch"])
+        self.stopped_epoch = int(state["stopped_epoch"])
+        self._warned = bool(state["warned"])
+        self.best_weights = state["best_weights"]
+
+
+class BackupAndRestore(Callback):
+    """Training that survives a crash or a ``kill -9`` (Keras 3's names): ``fit`` writes a checkpoint
+    (:mod:`cnnkern.checkpoint`) to ``backup_dir/<filename>`` every ``save_freq`` ('epoch', or an int: every
+    that many steps), and when it starts and finds one there, resumes from it: weights, optimizer state,
+    epoch and step, the shuffling and dropout generator, the partly run epoch's running loss and the
+    callbacks' state (History, EarlyStopping). The resumed run ends with the weights of an uninterrupted one,
+    bitwise, on the same backend. ``delete_checkpoint``: remove the file when ``fit`` completes.
+
+    The checkpoint records the model's architecture and compile settings and a fingerprint of the training
+    data; resuming with another model or other data is a :class:`cnnkern.errors.CheckpointError`.
+    ``restored_from``: after ``fit`` began, ``(epoch, step)`` where it resumed (0-based), else None.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True, filename="checkpoint.npz"):
+        import os
+
+        if save_freq != "epoch" and (
+            isinstance(save_freq, bool) or not isinstance(save_freq, (int, np.integer)) or save_freq < 1
+        ):
+            raise ValueError(f"save_freq must be 'epoch' or a positive int (steps), got {save_freq!r}")
+        if not isinstance(filename, str) or not filename or os.sep in filename:
+            raise ValueError(f"filename must be a plain file name, got {filename!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self.filepath = os.path.join(self.backup_dir, filename)
+        self.restored_from = None
+        self._steps_since_save = 0
 
 
 class ProgressBar(Callback):

@@ -145,6 +145,25 @@ def add_train(subparsers):
     )
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default 0)")
     p.add_argument("--save", metavar="PATH", help="save the trained model (one .npz file)")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="write a training checkpoint (weights, optimizer, progress, generator; docs/checkpoints.md) "
+        "to PATH, atomically, every --checkpoint-every; it is kept when training ends",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_save_freq,
+        default="epoch",
+        metavar="N|epoch",
+        help="checkpoint every N steps, or at the end of each epoch (default)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --checkpoint PATH (same data, seed, lr, batch size) where it "
+        "stopped; the final weights are those of an uninterrupted run",
+    )
     p.add_argument("--plot", metavar="PNG", help="plot loss and accuracy per epoch (needs matplotlib)")
     p.add_argument(
         "--verbose",
@@ -156,7 +175,40 @@ def add_train(subparsers):
     p.set_defaults(run=run_train)
 
 
+def _save_freq(text):
+    if text == "epoch":
+        return text
+    return _positive(int)(text)
+
+
+def _backup(args, parser):
+    """The BackupAndRestore callback that --checkpoint / --resume ask for (None without --checkpoint)."""
+    from .callbacks import BackupAndRestore
+
+    if args.resume and not args.checkpoint:
+        parser.error("--resume needs --checkpoint PATH (the checkpoint to continue from)")
+    if not args.checkpoint:
+        return None
+    path = os.path.abspath(args.checkpoint)
+    if os.path.isdir(path):
+        parser.error(f"--checkpoint {args.checkpoint}: is a directory; give a file path")
+    exists = os.path.exists(path)
+    if args.resume and not exists:
+        parser.error(f"--resume: no checkpoint at {args.checkpoint}")
+    if exists and not args.resume:
+        parser.error(
+            f"--checkpoint {args.checkpoint} exists: pass --resume to continue from it, or remove it first"
+        )
+    return BackupAndRestore(
+        os.path.dirname(path),
+        save_freq=args.checkpoint_every,
+        delete_checkpoint=False,
+        filename=os.path.basename(path),
+    )
+
+
 def run_train(args, parser):
+    backup = _backup(args, parser)
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -171,18 +223,29 @@ def run_train(args, parser):
     )
     start = time.perf_counter()
     model = classic_cnn(seed=args.seed, backend=be, lr=args.lr)
-    history = model.fit(
-        _images(x_train), y_train, epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose
-    )
+    from .errors import CheckpointError, NonFiniteLossError
+
+    try:
+        history = model.fit(
+            _images(x_train),
+            y_train,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            verbose=args.verbose,
+            callbacks=[backup] if backup else None,
+        )
+    except (CheckpointError, NonFiniteLossError) as exc:
+        raise CommandError(str(exc)) from None
+    if backup is not None and backup.restored_from is not None:
+        e, s = backup.restored_from
+        print(f"resumed from {args.checkpoint} at epoch {e + 1}, step {s} of it done")
     train_seconds = sum(history.epoch_seconds)
     loss, acc = model.evaluate(_images(x_test), y_test, batch_size=EVAL_BATCH_SIZE)
     wall = time.perf_counter() - start
     n_seen = len(x_train) * len(history.epoch)
     print(f"test accuracy: {acc:.4f}  test loss: {loss:.4f}  ({len(x_test)} images)")
-    print(
-        f"training: {n_seen} images in {train_seconds:.1f} s = {n_seen / train_seconds:,.0f} images/s; "
-        f"wall time {wall:.1f} s"
-    )
+    rate = f"{n_seen / train_seconds:,.0f} images/s" if train_seconds > 0 else "nothing left to train"
+    print(f"training: {n_seen} images in {train_seconds:.1f} s = {rate}; wall time {wall:.1f} s")
     if args.save:
         model.save(args.save)
         print(f"saved model to {args.save}")
@@ -329,7 +392,14 @@ def run_predict(args, parser):
         x = x[: args.limit]
     if model.input_shape != (28, 28, 1):
         raise CommandError(f"{args.model} takes inputs of shape {model.input_shape}, not 28x28 images")
-    probs = model.predict(x, batch_size=EVAL_BATCH_SIZE)
+    from .errors import NonFiniteInputError
+
+    try:
+        probs = model.predict(x, batch_size=EVAL_BATCH_SIZE)
+    except NonFiniteInputError as exc:
+        raise CommandError(
+            f"{args.images}: image {exc.index} holds NaN or Inf values; refusing to classify it ({exc})"
+        ) from None
     names = None
     if args.labels != "none":
         import importlib

@@ -23,8 +23,7 @@ import zipfile
 
 import numpy as np
 
-from . import backends, ops, optimizers
-from . import callbacks as callbacks_mod
+from . import backends, nonfinite, ops, optimizers
 from . import layers as layers_mod
 from ._io import atomic_save
 from .layers import Context, keras_shape, to_numpy
@@ -216,9 +215,10 @@ class Sequential:
         if not self.built:
             self.build(None if self.layers and self.layers[0].input_shape else tuple(x.shape[1:]))
 
-    def _to_internal(self, x, name="x"):
+    def _to_internal(self, x, name="x", check_finite=True):
         """User data (N, H, W, C) or (N, features), any real dtype -> the model's dtype, NCHW or (N, F),
-        C-contiguous, on the backend: the one layout conversion of the model."""
+        C-contiguous, on the backend: the one layout conversion of the model. ``check_finite``: refuse
+        NaN / Inf after the cast (cnnkern.nonfinite)."""
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             x = np.asarray(x)
         self._ensure_built(x)
@@ -235,7 +235,10 @@ class Sequential:
         mod = np if isinstance(x, np.ndarray) else self._ctx.xp
         if x.ndim == 4:
             x = x.transpose(0, 3, 1, 2)
-        return self._ctx.xp.asarray(mod.ascontiguousarray(x, dtype=self.dtype))
+        out = self._ctx.xp.asarray(mod.ascontiguousarray(x, dtype=self.dtype))
+        if check_finite:
+            nonfinite.check_inputs(out, name, self._ctx.xp)
+        return out
 
     def _labels(self, y, n, name="y"):
         y = np.asarray(to_numpy(y))
@@ -274,18 +277,10 @@ class Sequential:
             d = self.layers[i].backward(d, need_dx=i > self._first_param)
         return loss, probs
 
-    def _train_step(self, xb, yb):
-        loss, probs = self._gradients(xb, yb)
-        self.optimizer.apply_gradients(
-            [
-                ((i, k), p, layer.grads[k])
-                for i, layer in enumerate(self.layers)
-                if layer.trainable
-                for k, p in layer.params.items()
-            ],
-            self._ctx,
-        )
-        return loss, probs
+    def _train_step(self, xb, yb, epoch=None, step=0, check=True):
+        from . import training
+
+        return training.train_step(self, xb, yb, epoch, step, check)
 
     def _require_compiled(self, what):
         if not self.compiled:
@@ -297,7 +292,7 @@ class Sequential:
         self._require_compiled("train_on_batch")
         X = self._to_internal(x)
         Y = self._labels(y, X.shape[0])
-        loss, probs = self._train_step(X, Y)
+        loss, probs = self._train_step(X, Y, step=self.optimizer.iterations)
         for layer in self.layers:
             layer._clear()
         if not self.metrics:
@@ -316,91 +311,33 @@ class Sequential:
         validation_data=None,
         shuffle=True,
         initial_epoch=0,
+        stop_on_nonfinite=True,
     ):
         """Train; returns a :class:`cnnkern.callbacks.History`. ``validation_split`` holds out the LAST
-        fraction of x/y (before shuffling), as Keras does."""
-        self._require_compiled("fit")
-        batch_size = 32 if batch_size is None else int(batch_size)
-        if batch_size < 1 or int(epochs) < 0:
-            raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size}, {epochs}")
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        n_all = len(x)
-        if validation_data is None and validation_split > 0.0:
-            cut = n_all - int(n_all * validation_split)
-            validation_data = (x[cut:], y[cut:])
-            x, y = x[:cut], y[:cut]
-        X = self._to_internal(x)
-        n = X.shape[0]
-        if n == 0:
-            raise ValueError("x holds no samples to train on")
-        Y = self._labels(y, n)
-        val = None
-        if validation_data is not None:
-            xv, yv = validation_data[0], validation_data[1]
-            xv = self._to_internal(xv, "validation x")
-            val = (xv, self._labels(yv, xv.shape[0], "validation y"))
+        fraction of x/y (before shuffling), as Keras does.
 
-        steps = -(-n // batch_size)
-        history = self.history = callbacks_mod.History()
-        user_cbs = list(callbacks or [])
-        bar = callbacks_mod.ProgressBar(verbose=verbose) if verbose else None
-        cbs = [history] + user_cbs + ([bar] if bar else [])
-        for cb in cbs:
-            cb.set_model(self)
-            cb.params = {"epochs": int(epochs), "steps": steps, "batch_size": batch_size, "samples": n}
-        xp = self._ctx.xp
-        if shuffle:  # gather buffers, allocated once
-            xbuf = xp.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
-            ybuf = xp.empty(min(batch_size, n), Y.dtype)
-        self.stop_training = False
-        for cb in cbs:
-            cb.on_train_begin()
-        logs = {}
-        for epoch in range(int(initial_epoch), int(epochs)):
-            for cb in cbs:
-                cb.on_epoch_begin(epoch)
-            order = xp.asarray(self.rng.permutation(n)) if shuffle else None
-            loss_sum = correct = 0.0
-            start = time.perf_counter()
-            for step in range(steps):
-                lo, hi = step * batch_size, min((step + 1) * batch_size, n)
-                if shuffle:
-                    xb = _gather(xp, X, order[lo:hi], xbuf[: hi - lo])
-                    yb = _gather(xp, Y, order[lo:hi], ybuf[: hi - lo])
-                else:
-                    xb, yb = X[lo:hi], Y[lo:hi]
-                loss, probs = self._train_step(xb, yb)
-                loss_sum = loss_sum + loss * (hi - lo)
-                if self.metrics:
-                    correct = correct + (probs.argmax(axis=1) == yb).sum()
-                # batch logs read the running sums back (a device sync on cuda): only when someone looks
-                bar_due = bar is not None and bar.due(step)
-                if user_cbs or bar_due:
-                    batch_logs = self._logs(loss_sum, correct, hi)
-                    for cb in user_cbs:
-                        cb.on_train_batch_end(step, batch_logs)
-                    if bar_due:
-                        bar.on_train_batch_end(step, batch_logs)
-            self._ctx.backend.synchronize()
-            elapsed = time.perf_counter() - start
-            history.epoch_seconds.append(elapsed)
-            history.images_per_second.append(n / elapsed)
-            logs = self._logs(loss_sum, correct, n)
-            if val is not None:
-                vloss, vacc = self._evaluate_internal(*val, batch_size)
-                logs["val_loss"] = vloss
-                if self.metrics:
-                    logs["val_" + self.metrics[0]] = vacc
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        for cb in cbs:
-            cb.on_train_end(logs)
-        for layer in self.layers:
-            layer._clear()
-        return history
+        ``stop_on_nonfinite`` (default True): refuse x / validation x holding NaN or Inf up front
+        (:class:`cnnkern.errors.NonFiniteInputError`), and stop at the first step whose loss or gradients
+        are not finite with :class:`cnnkern.errors.NonFiniteLossError` naming the epoch and step, that
+        step's update not applied (see :mod:`cnnkern.nonfinite`). False: train on regardless.
+        A :class:`cnnkern.callbacks.BackupAndRestore` among ``callbacks`` checkpoints the run and resumes it
+        after a crash (see :mod:`cnnkern.checkpoint`)."""
+        from . import training
+
+        return training.fit(
+            self,
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            initial_epoch=initial_epoch,
+            stop_on_nonfinite=stop_on_nonfinite,
+        )
 
     def _logs(self, loss_sum, correct, n):
         logs = {"loss": float(loss_sum) / n}
@@ -530,14 +467,6 @@ class Sequential:
         arrays = {key: to_numpy(d[k]) for key, _, d, k in self._weight_items()}
         arrays["__architecture__"] = np.array(json.dumps(self.get_config()))
         atomic_save(path, lambda f: np.savez(f, **arrays))
-
-
-def _gather(xp, a, idx, out):
-    """Rows ``idx`` of ``a`` into the preallocated ``out`` (NumPy's mode='clip' skips the buffered bounds
-    check; the indices come from a permutation, so they are in range)."""
-    if xp is np:
-        return np.take(a, idx, axis=0, out=out, mode="clip")
-    return xp.take(a, idx, axis=0, out=out)
 
 
 def load_model(path, backend=None):
