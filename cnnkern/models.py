@@ -19,7 +19,6 @@ saved: training a loaded model starts them afresh.
 import json
 import re
 import time
-import zipfile
 
 import numpy as np
 
@@ -471,35 +470,12 @@ class Sequential:
 
 def load_model(path, backend=None):
     """A model saved by :meth:`Sequential.save`, built and (if it was) compiled, on ``backend`` (None: the
-    current default). Its predictions are those of the saved model."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path}: not a saved cnnkern model ({type(exc).__name__}: {exc})") from None
-    if "__architecture__" not in arrays:
-        raise ValueError(f"{path}: not a saved cnnkern model (no __architecture__ entry)")
-    try:
-        cfg = json.loads(str(arrays.pop("__architecture__")))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: corrupt architecture entry ({exc})") from None
-    if cfg.get("format") != FORMAT or cfg.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: format {cfg.get('format')!r} version {cfg.get('version')!r}, expected "
-            f"{FORMAT!r} version {FORMAT_VERSION}"
-        )
-    model = Sequential(
-        [layers_mod.from_config(l["class_name"], l["config"]) for l in cfg["layers"]],
-        name=cfg["name"],
-        backend=backend,
-        dtype=cfg["dtype"],
-    )
-    model.build(tuple(cfg["input_shape"]))
-    expected = [key for key, _, _, _ in model._weight_items()]
-    if sorted(expected) != sorted(arrays):
-        raise ValueError(f"{path}: weights {sorted(arrays)} do not match the architecture's {expected}")
-    model.set_weights([arrays[key] for key in expected])
-    if cfg.get("compile"):
-        c = cfg["compile"]
-        model.compile(optimizer=c["optimizer"], loss=c["loss"], metrics=c["metrics"])
-    return model
+    current default). Its predictions are those of the saved model.
+
+    The file is untrusted input: the architecture (layer classes, required and unknown keys, types and
+    ranges, the sizes it implies) and each weight's dtype (the model's) and shape are checked before
+    anything of the model's size is allocated; pickles are refused. Errors are ``ValueError`` naming the file
+    and the layer (see :mod:`cnnkern._modelfile`)."""
+    from . import _modelfile
+
+    return _modelfile.load(path, backend)
