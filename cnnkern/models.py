@@ -12,8 +12,9 @@ still outputs probabilities in ``predict``. With ``SparseCategoricalCrossentropy
 final layer must be linear and ``predict`` returns logits, as in Keras.
 
 Saved models are one ``.npz`` file: an ``__architecture__`` entry (JSON: layers, input shape, dtype,
-compile settings) and one array per weight (``<index>.<layer name>/<weight>``). Optimizer moments are not
-saved: training a loaded model starts them afresh.
+compile settings) and one array per weight (``<index>.<layer name>/<weight>``), written atomically. Optimizer
+moments are not saved: training a loaded model starts them afresh (checkpoints, :mod:`cnnkern.checkpoint`,
+keep them). NaN / Inf inputs and losses follow :mod:`cnnkern.nonfinite`.
 """
 
 import json
