@@ -467,4 +467,3 @@ def test_max_pool_applies_the_activation_gradient_of_the_layer_before(plain_targ
     assert len(grads[0]) == len(grads[1]) == 4
     for a, b in zip(*grads):
         np.testing.assert_array_equal(a, b)
-
