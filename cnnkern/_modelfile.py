@@ -9,6 +9,7 @@ refused unread. Every error is a ``ValueError`` that names the file and, where t
 
 from __future__ import annotations
 
+import copy
 import json
 import zipfile
 import zlib
@@ -203,21 +204,21 @@ def _shape_only(ctx):
     return init
 
 
-def expected_weights(path, cfg) -> dict:
-    """``{weight key: shape}`` of the architecture ``cfg`` (already validated at the top level), from a
-    shape-only build of fresh layers; errors name the file and the layer."""
-    ctx = _ShapeContext(cfg["dtype"])
-    shape = tuple(cfg["input_shape"])
-    internal = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
+def dry_build(layer_list, internal, dtype, prefix="") -> dict:
+    """Build copies of ``layer_list`` for the per-sample input ``internal`` (C, H, W) / (F,) with shapes only
+    (no weight allocated): ``{weight key: shape}``. Per-sample activations over :data:`MAX_ACTIVATION` or
+    weights over :data:`MAX_PARAMS` elements, and build errors, raise ``ValueError`` naming the layer."""
+    ctx = _ShapeContext(dtype)
     out = {}
-    for i, entry in enumerate(cfg["layers"]):
-        layer = _layer(path, i, entry)
-        where = f"{path}: layer {i} ({entry['class_name']} {layer.name!r})"
+    for i, layer in enumerate(layer_list):
+        where = f"{prefix}layer {i} ({type(layer).__name__} {layer.name!r})"
+        probe = copy.copy(layer)  # the caller's layer is left untouched
+        probe.params, probe.state, probe.grads = {}, {}, {}
         for attr in ("kernel_initializer", "bias_initializer"):
-            if hasattr(layer, attr):
-                setattr(layer, attr, _shape_only(ctx))
+            if hasattr(probe, attr):
+                setattr(probe, attr, _shape_only(ctx))
         try:
-            internal = layer.build(internal, ctx)
+            internal = probe.build(internal, ctx)
         except (ValueError, _Bad) as exc:
             raise ValueError(f"{where}: {exc}") from None
         n = 1
@@ -228,10 +229,19 @@ def expected_weights(path, cfg) -> dict:
                 f"{where}: outputs {n:,} values per sample (shape {tuple(internal)}), over the limit of "
                 f"{MAX_ACTIVATION:,}"
             )
-        for d in (layer.params, layer.state):
+        for d in (probe.params, probe.state):
             for k, a in d.items():
-                out[f"{i:03d}.{layer.name}/{k}"] = tuple(a.shape)
+                out[f"{i:03d}.{probe.name}/{k}"] = tuple(a.shape)
     return out
+
+
+def expected_weights(path, cfg) -> dict:
+    """``{weight key: shape}`` of the architecture ``cfg`` (already validated at the top level), from a
+    shape-only build of its layers; errors name the file and the layer."""
+    shape = tuple(cfg["input_shape"])
+    internal = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
+    built = [_layer(path, i, entry) for i, entry in enumerate(cfg["layers"])]
+    return dry_build(built, internal, cfg["dtype"], prefix=f"{path}: ")
 
 
 def check_architecture(path, cfg) -> None:

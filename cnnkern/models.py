@@ -152,6 +152,9 @@ class Sequential:
             raise ValueError(f"input_shape must be (H, W, C) or (features,), got {shape}")
         ctx = self._context(self._backend_arg)
         internal = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
+        from ._modelfile import dry_build  # sizes checked before any weight is allocated
+
+        dry_build(self.layers, internal, self.dtype)
         for layer in self.layers:
             internal = layer.build(internal, ctx)
         # a max pool right after a Conv2D runs with it as one kernel pair (ops.conv2d_act_maxpool_*); after

@@ -163,3 +163,14 @@ def test_load_model_still_loads_what_save_writes(tmp_path):
     loaded = models.load_model(path, backend="reference")
     for a, b in zip(m.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_absurd_sizes_built_from_python_are_refused_naming_the_layer():
+    """The same size bounds hold for a model built in Python: a clear ValueError, not numpy's MemoryError."""
+    m = models.Sequential([layers.Dense(10**12, input_shape=(4,), name="huge")])
+    with pytest.raises(ValueError, match=r"layer 0 \(Dense 'huge'\): the weights reach 4,000,000,000,000"):
+        m.build()
+    assert not m.built
+    m = models.Sequential([layers.Conv2D(8, 3, padding="same", input_shape=(65536, 65536, 1), name="wide")])
+    with pytest.raises(ValueError, match=r"layer 0 \(Conv2D 'wide'\): outputs 34,359,738,368 values"):
+        m.build()
