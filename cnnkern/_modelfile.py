@@ -364,13 +364,16 @@ def load(path, backend=None):
     check_architecture(path, cfg)
     expected = expected_weights(path, cfg)
     _, arrays = read_entries(path, expected, cfg["dtype"])
-    model = Sequential(
-        [layers_mod.from_config(e["class_name"], e["config"]) for e in cfg["layers"]],
-        name=cfg["name"],
-        backend=backend,
-        dtype=cfg["dtype"],
-    )
-    model.build(tuple(cfg["input_shape"]))
+    try:
+        model = Sequential(
+            [layers_mod.from_config(e["class_name"], e["config"]) for e in cfg["layers"]],
+            name=cfg["name"],
+            backend=backend,
+            dtype=cfg["dtype"],
+        )
+        model.build(tuple(cfg["input_shape"]))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
     model.set_weights([arrays[key] for key, _, _, _ in model._weight_items()])
     c = cfg.get("compile")
     if c:

@@ -134,6 +134,7 @@ def _set(layer, key, value):
         (lambda c: c.update(dtype="int8"), None, r"dtype must be one of 'float32', 'float64'"),
         (lambda c: c.update(input_shape=[4, 4]), None, r"input_shape must be a list"),
         (_set(2, "name", "hidden"), None, r"'hidden' used more than once"),
+        (_set(2, "input_shape", [3]), None, r"input_shape is only allowed on the first layer"),
         (lambda c: c["compile"]["optimizer"].update(learning_rate=-1), None, r"bad compile settings"),
         (
             None,
