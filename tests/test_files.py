@@ -175,3 +175,14 @@ def test_absurd_sizes_built_from_python_are_refused_naming_the_layer():
     m = models.Sequential([layers.Conv2D(8, 3, padding="same", input_shape=(65536, 65536, 1), name="wide")])
     with pytest.raises(ValueError, match=r"layer 0 \(Conv2D 'wide'\): outputs 34,359,738,368 values"):
         m.build()
+
+
+def test_atomic_write_writes_through_a_symlink(tmp_path):
+    from cnnkern._io import atomic_write_bytes
+
+    target = tmp_path / "real.bin"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.bin"
+    link.symlink_to(target)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
