@@ -214,7 +214,9 @@ def restore(path: Any, model, state: TrainState, callbacks: list, fit: dict) -> 
     state.epoch, state.step, state.stop_training = int(p["epoch"]), int(p["step"]), bool(p["stop_training"])
     xp = model._ctx.xp
     state.order = xp.asarray(arrays["order"]) if "order" in arrays else None
-    state.loss_sum = _array(arrays, "loss_sum", path)[()]
-    state.correct = _array(arrays, "correct", path)[()]
+    # the running sums go back as NumPy scalars of their dtype (the arithmetic of the uninterrupted run), or
+    # as 0-d arrays on a GPU backend
+    sums = [_array(arrays, k, path)[()] for k in ("loss_sum", "correct")]
+    state.loss_sum, state.correct = sums if xp is np else [xp.asarray(v) for v in sums]
     for (cb, _), c in zip(_stateful(callbacks), meta["callbacks"]):
         cb.set_state(_join_state(c["state"], arrays, path))
