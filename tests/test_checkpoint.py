@@ -114,6 +114,19 @@ def test_interrupted_and_resumed_equals_uninterrupted(backend, tmp_path, save_fr
     assert h.history == h_full.history and h.epoch == h_full.epoch == [0, 1, 2]
 
 
+def test_interrupted_and_resumed_equals_uninterrupted_numba(tmp_path):
+    """One mid-epoch case on numba in-process (its steps are slow on a loaded machine; the kill -9 test below
+    covers it too)."""
+    be = load_backend("numba")
+    full, h_full, _ = run(be, tmp_path / "full")
+    with pytest.raises(Interrupt):
+        run(be, tmp_path / "cut", stop_at=7)
+    resumed, h, backup = run(be, tmp_path / "cut")
+    assert backup.restored_from == (1, 1)
+    assert_same_weights(full, resumed)
+    assert h.history == h_full.history
+
+
 def test_resume_with_more_epochs_continues(backend, tmp_path):
     full, _, _ = run(backend, tmp_path / "a", epochs=3)
     m = small_model(backend)
