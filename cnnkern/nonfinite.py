@@ -27,9 +27,9 @@ __all__ = ["check_inputs", "check_step", "first_nonfinite", "is_finite"]
 _CHUNK = 4096  # samples per isfinite pass: bounds the temporary boolean array for large datasets
 
 CAUSES = (
-    "NaN or Inf in the input data or the labels' batch, a learning rate too high for this model (try 10x "
-    "smaller), exploding activations (add BatchNormalization, or clip the inputs to a sane range), or a "
-    "float32 overflow"
+    "a learning rate too high for this model (try 10x smaller), exploding activations (add "
+    "BatchNormalization, or scale the inputs to a sane range such as [0, 1]), huge finite input values that "
+    "overflow float32, or NaN / Inf in the inputs when their check was turned off"
 )
 
 

@@ -326,3 +326,13 @@ def test_train_resume_after_kill_9(tmp_path):
         assert wa.tobytes() == wb.tobytes(), why
     acc = [out.split("test accuracy: ")[1].split()[0] for out in (full.stdout, resumed.stdout)]
     assert acc[0] == acc[1]
+
+
+def test_train_stops_on_a_nonfinite_loss_exit_1(tmp_path, capsys):
+    """Item 12 through the command line: an absurd learning rate makes the loss NaN at step 2; the run stops
+    there with exit status 1 and the epoch, step and likely causes, instead of training on in NaN."""
+    make_dataset(tmp_path / "data", n_train=64, n_test=8)
+    argv = ["train", "--data", str(tmp_path / "data"), "--lr", "1e30", "--epochs", "1", "--verbose", "0"]
+    status, out, err = run(argv + ["--batch-size", "16", "--save", str(tmp_path / "m.npz")], capsys)
+    assert status == 1 and "training stopped at epoch 1, step 2" in err and "learning rate" in err
+    assert not (tmp_path / "m.npz").exists()
