@@ -30,7 +30,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs: Any) 
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory, cannot write a file there")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    # the name shortened so that prefix + random part + suffix stay within a file system's 255 bytes
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)[:200]}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f

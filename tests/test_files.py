@@ -186,3 +186,11 @@ def test_atomic_write_writes_through_a_symlink(tmp_path):
     link.symlink_to(target)
     atomic_write_bytes(link, b"new")
     assert link.is_symlink() and target.read_bytes() == b"new"
+
+
+def test_atomic_write_with_a_name_of_the_longest_length(tmp_path):
+    from cnnkern._io import atomic_write_bytes
+
+    path = tmp_path / ("n" * 255)
+    atomic_write_bytes(path, b"data")
+    assert path.read_bytes() == b"data"
