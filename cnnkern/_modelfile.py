@@ -143,6 +143,7 @@ SCHEMA = {
     "Dropout": (("rate",), {"rate": _float(0.0, 0.999999)}),
 }
 assert set(SCHEMA) == set(layers_mod.LAYERS), "every layer class needs a schema"
+_BUILTIN = set(layers_mod.LAYERS.values())
 
 
 def _layer(path, i, entry):
@@ -184,7 +185,8 @@ class _ShapeContext:
     """A Context for a shape-only build: weights are zero-stride views, nothing of their size is allocated."""
 
     def __init__(self, dtype):
-        self.xp, self.dtype, self.rng = np, np.dtype(dtype), None
+        self.xp, self.dtype = np, np.dtype(dtype)
+        self.rng = np.random.default_rng(0)  # never the model's: a dry build must not advance it
         self.params = 0
 
     def asarray(self, a):
@@ -211,6 +213,8 @@ def dry_build(layer_list, internal, dtype, prefix="") -> dict:
     ctx = _ShapeContext(dtype)
     out = {}
     for i, layer in enumerate(layer_list):
+        if type(layer) not in _BUILTIN:  # a user's own Layer subclass: its _build may need more than shapes,
+            return out  # so the checks stop here and its real build reports its own errors
         where = f"{prefix}layer {i} ({type(layer).__name__} {layer.name!r})"
         probe = copy.copy(layer)  # the caller's layer is left untouched
         probe.params, probe.state, probe.grads = {}, {}, {}
