@@ -6,7 +6,7 @@ function per kernel, named like the Backend method, that allocates the outputs a
 this package does not import Numba; :func:`create` does. A kernel compiles on its first call per dtype
 (seconds, once per machine: ``cache=True`` keeps the machine code in ``__pycache__`` next to the sources,
 or under ``NUMBA_CACHE_DIR``); :func:`warmup` does that up front and reports the cost. No kernel uses
-fastmath, so IEEE NaN/inf rules hold (DESIGN.md §3); the GEMM's multiply-adds are explicit ``llvm.fma``
+fastmath, so IEEE NaN/inf rules hold (docs/design.md §3); the GEMM's multiply-adds are explicit ``llvm.fma``
 calls (gemm.py: one rounding per multiply-add, as the C++ backend's FMA micro-kernels). Threads: Numba's
 pool (``NUMBA_NUM_THREADS``).
 """
@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-from ..base import KERNELS, Backend
+from ...kernels import BASIC, forwarder, install
+from ..base import Backend
 
 MIN_NUMBA = (0, 68)  # gemm.py's micro-kernel is LLVM IR through numba.extending.intrinsic: tested on 0.68
 _FAMILIES = ("gemm", "conv", "pool", "batchnorm", "dense", "activation", "loss", "optim", "conv_pool")
@@ -76,62 +77,6 @@ class NumbaBackend(Backend):
             "threads": numba.get_num_threads(),
             "compiled": f"{done}/{len(dispatchers)}",  # loops compiled or loaded in this process
         }
-
-    def conv2d_forward(self, x, w, b=None, *, stride, padding, dilation, groups):
-        return self._k["conv"].conv2d_forward(x, w, b, stride, padding, dilation, groups)
-
-    def conv2d_backward(self, dy, x, w, *, stride, padding, dilation, groups, need_dx, need_dw, need_db):
-        return self._k["conv"].conv2d_backward(
-            dy, x, w, stride, padding, dilation, groups, need_dx, need_dw, need_db
-        )
-
-    def maxpool2d_forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
-        return self._k["pool"].maxpool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
-
-    def maxpool2d_backward(self, dy, argmax, x_shape):
-        return self._k["pool"].maxpool2d_backward(dy, argmax, x_shape)
-
-    def avgpool2d_forward(self, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
-        return self._k["pool"].avgpool2d_forward(
-            x, kernel_size, stride, padding, ceil_mode, count_include_pad
-        )
-
-    def avgpool2d_backward(self, dy, x_shape, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
-        return self._k["pool"].avgpool2d_backward(
-            dy, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad
-        )
-
-    def batchnorm2d_forward(self, x, gamma, beta, running_mean, running_var, *, training, momentum, eps):
-        return self._k["batchnorm"].batchnorm2d_forward(
-            x, gamma, beta, running_mean, running_var, training, momentum, eps
-        )
-
-    def batchnorm2d_backward(self, dy, x, gamma, mean, invstd, *, training):
-        return self._k["batchnorm"].batchnorm2d_backward(dy, x, gamma, mean, invstd, training)
-
-    def dense_forward(self, x, w, b=None):
-        return self._k["dense"].dense_forward(x, w, b)
-
-    def dense_backward(self, dy, x, w, *, need_dx, need_db):
-        return self._k["dense"].dense_backward(dy, x, w, need_dx, need_db)
-
-    def activation_forward(self, x, kind, *, alpha):
-        return self._k["activation"].activation_forward(x, kind, alpha)
-
-    def activation_backward(self, dy, y, kind, *, alpha):
-        return self._k["activation"].activation_backward(dy, y, kind, alpha)
-
-    def softmax_cross_entropy_forward(self, logits, labels):
-        return self._k["loss"].softmax_cross_entropy_forward(logits, labels)
-
-    def softmax_cross_entropy_backward(self, probs, labels):
-        return self._k["loss"].softmax_cross_entropy_backward(probs, labels)
-
-    def sgd_update(self, param, grad, velocity, *, lr, momentum, nesterov, weight_decay):
-        self._k["optim"].sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
-
-    def adam_update(self, param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
-        self._k["optim"].adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, eps_mode)
 
     # fused conv + activation + max pool: conv_pool.py for a one-channel first layer, else the composition
     def conv2d_act_maxpool_forward(
@@ -212,11 +157,17 @@ class NumbaBackend(Backend):
         )
 
 
+# every unfused kernel forwards to the function of the same name in numba/<family>.py, its arguments
+# positionally in the table's order
+for _kernel in BASIC:
+    install(NumbaBackend, forwarder(_kernel, f"self._k[{_kernel.family!r}].{_kernel.name}"))
+
+
 def _warmup_calls(be, dtype):
-    """One closure per kernel of KERNELS and FUSED, on tiny inputs that reach every compiled loop (both conv
-    paths, bias and none, batch norm training and eval, sgd with and without momentum, the one-channel
-    conv + pool). Run in that order: each backward uses what its forward (run just before) saved, so every
-    compile is charged to its kernel."""
+    """One closure per kernel of the table's BASIC and of FUSED, on tiny inputs that reach every compiled
+    loop (both conv paths, bias and none, batch norm training and eval, sgd with and without momentum, the
+    one-channel conv + pool). Run in that order: each backward uses what its forward (run just before)
+    saved, so every compile is charged to its kernel."""
     rng = np.random.default_rng(0)
 
     def rand(*shape):
@@ -299,8 +250,9 @@ def _warmup_calls(be, dtype):
 def warmup(dtypes=("float32",)):
     """Compile (or load from the cache) every kernel for each dtype by calling it once on tiny inputs.
 
-    Returns ``{kernel: seconds}`` in KERNELS order, then FUSED, the seconds summed over ``dtypes``: the
-    compile cost on a cold cache, the cache-load cost on a warm one, and (negligibly) the tiny call itself.
+    Returns ``{kernel: seconds}`` in the table's order (its unfused kernels), then FUSED, the seconds summed
+    over ``dtypes``: the compile cost on a cold cache, the cache-load cost on a warm one, and (negligibly)
+    the tiny call itself.
     """
     from .. import get
 
@@ -308,7 +260,7 @@ def warmup(dtypes=("float32",)):
     for dtype in dtypes:
         if dtype not in be.dtypes:
             raise ValueError(f"dtypes must be drawn from {be.dtypes}, got {dtype!r}")
-    seconds = dict.fromkeys(KERNELS + FUSED, 0.0)
+    seconds = dict.fromkeys([kernel.name for kernel in BASIC] + list(FUSED), 0.0)
     for dtype in dtypes:
         calls = _warmup_calls(be, np.dtype(dtype))
         for kernel in seconds:
