@@ -19,6 +19,7 @@ import numpy as np
 
 from . import backends
 from .bench import add_bench
+from .zoo import classic_cnn
 
 # Defaults of `cnnkern train`: on the bundled subset (9000 train images) with the cpp backend (AVX2, 2
 # threads) they give 86.3% test accuracy (seed 0; 85.8-86.6% over seeds 0-2) for 42 s of CPU time, i.e. well
@@ -97,27 +98,6 @@ def _load_fashion(data):
 def _images(x):
     """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1], as the classic script prepares them."""
     return (x.astype(np.float32) / np.float32(255.0)).reshape(x.shape[0], x.shape[1], x.shape[2], 1)
-
-
-def classic_cnn(seed=None, backend=None, lr=TRAIN_LR):
-    """The classic Keras Fashion-MNIST CNN, compiled with Adam and sparse categorical cross-entropy."""
-    from . import layers, models, optimizers
-
-    model = models.Sequential(backend=backend, seed=seed)
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
-    model.compile(
-        optimizer=optimizers.Adam(learning_rate=lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
 
 
 # --- train -------------------------------------------------------------------------------------------------
