@@ -434,6 +434,9 @@ def build_parser():
         epilog="Exit status: 0 success; 2 bad command line or a backend unavailable here; 1 failure while "
         "running (missing or corrupt data or model file).",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"cnnkern {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
