@@ -1,4 +1,4 @@
-"""Output-size arithmetic shared by the front door and every backend (DESIGN.md §3)."""
+"""Output-size arithmetic shared by the front door and every backend (docs/design.md §3)."""
 
 
 def conv_out(length, k, stride, pad_lo, pad_hi, dilation):

@@ -1,4 +1,4 @@
-"""Argument checking and normalisation for the front door (DESIGN.md §1): every rule lives here once.
+"""Argument checking and normalisation for the front door (docs/design.md §1): every rule lives here once.
 
 ValueError for bad values and shapes, TypeError for a wrong dtype or array kind, IndexError for a class label
 out of range. Messages name the argument, the value and the expected form.
