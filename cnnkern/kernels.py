@@ -405,24 +405,21 @@ FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(kernel.family for kernel in TABL
 
 
 def _source(kernel: Kernel, body: str) -> str:
-    # str(Parameter) spells a keyword-only list without its '*'; insert it before the first one
-    sig = kernel.signature()
-    parts, star = [], False
-    for p in sig.parameters.values():
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and not star:
+    """``def <name>(self, <arguments>): <body>``, each default spelled as the name ``_default_<argument>``."""
+    parts, star = ["self"], False
+    for arg in kernel.args:
+        if not arg.positional and not star:
             parts.append("*")
             star = True
-        parts.append(str(p))
-    params = ", ".join(parts)
-    return f"def {kernel.name}({params}):\n    {body}\n"
+        parts.append(arg.name if arg.default is REQUIRED else f"{arg.name}=_default_{arg.name}")
+    return f"def {kernel.name}({', '.join(parts)}):\n    {body}\n"
 
 
-def _compile(kernel: Kernel, body: str, namespace: dict[str, Any]) -> Callable[..., Any]:
-    """A real function with the kernel's signature (no per-call binding cost) running ``body``."""
-    for arg in kernel.args:  # repr() must round-trip for the generated default to be the table's
-        if arg.default is not REQUIRED and eval(repr(arg.default)) != arg.default:  # noqa: S307
-            raise TypeError(f"{kernel.name}: default of {arg.name} {arg.default!r} cannot be generated")
-    scope = dict(namespace)
+def method(kernel: Kernel, body: str, namespace: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """A real function with the kernel's signature (no per-call binding cost) running ``body``; ``body``
+    sees the arguments and ``namespace``."""
+    scope = {f"_default_{arg.name}": arg.default for arg in kernel.args if arg.default is not REQUIRED}
+    scope.update(namespace or {})
     exec(compile(_source(kernel, body), f"<cnnkern.kernels: {kernel.name}>", "exec"), scope)  # noqa: S102
     fn = scope[kernel.name]
     fn.__doc__ = kernel.docstring()
@@ -431,7 +428,7 @@ def _compile(kernel: Kernel, body: str, namespace: dict[str, Any]) -> Callable[.
 
 def missing_method(kernel: Kernel) -> Callable[..., Any]:
     """Backend's method for a kernel without a default: raises NotImplementedError naming the kernel."""
-    return _compile(kernel, f"self._missing({kernel.name!r})", {})
+    return method(kernel, f"self._missing({kernel.name!r})", {})
 
 
 def forwarder(
@@ -442,7 +439,7 @@ def forwarder(
     expression over ``self``, ``kernel`` (the :class:`Kernel`) and ``namespace``, e.g.
     ``self._k['conv'].conv2d_forward``."""
     names = [arg.name if arg.positional or not keywords else f"{arg.name}={arg.name}" for arg in kernel.args]
-    return _compile(kernel, f"return {target}({', '.join(names)})", {"kernel": kernel, **(namespace or {})})
+    return method(kernel, f"return {target}({', '.join(names)})", {"kernel": kernel, **(namespace or {})})
 
 
 def install(cls: type, fn: Callable[..., Any]) -> None:

@@ -151,9 +151,11 @@ def test_cpp_extension_binds_what_the_stub_declares():
 
 def test_a_missing_cpp_binding_fails_per_kernel():
     """A stale extension keeps the backend: only the kernel it lacks raises, naming itself and the fix."""
-    method = cpp._unbound("elu_forward")
-    with pytest.raises(NotImplementedError, match=r"'elu_forward'.*rebuild"):
-        method(object())
+    kernel = TABLE["dense_forward"]
+    method = cpp._unbound(kernel)
+    assert _shape(inspect.signature(method)) == _shape(kernel.signature())
+    with pytest.raises(NotImplementedError, match=r"'dense_forward'.*rebuild"):
+        method(object(), None, None)
 
 
 def test_front_door_matches_the_table():

@@ -11,7 +11,7 @@ whole backend unavailable: that kernel's method raises NotImplementedError namin
 Backend's composition of the unfused ones, by design (not every fused kernel has C++ of its own).
 """
 
-from ..kernels import BASIC, FUSED, forwarder, install
+from ..kernels import BASIC, FUSED, forwarder, install, method
 from .base import Backend
 
 _IMPORT_ERROR = None
@@ -44,16 +44,14 @@ def _forward(kernel):
 
 
 def _unbound(kernel):
-    def method(self, *args, **kwargs):
-        raise NotImplementedError(
-            f"the 'cpp' backend has no kernel {kernel!r}: cnnkern._cpp "
-            f"({getattr(_cpp, '__file__', '?')}) was built from older sources; rebuild it "
-            "(pip install --force-reinstall --no-deps cnnkern, or in a checkout: "
-            "python setup.py build_ext --inplace)"
-        )
-
-    method.__name__ = kernel
-    return method
+    """The method for a kernel the extension lacks: the table's signature, raising with the fix."""
+    message = (
+        f"the 'cpp' backend has no kernel {kernel.name!r}: cnnkern._cpp "
+        f"({getattr(_cpp, '__file__', '?')}) was built from older sources; rebuild it "
+        "(pip install --force-reinstall --no-deps cnnkern, or in a checkout: "
+        "python setup.py build_ext --inplace)"
+    )
+    return method(kernel, f"raise NotImplementedError({message!r})")
 
 
 class CppBackend(Backend):
@@ -89,7 +87,7 @@ class CppBackend(Backend):
 
 for _kernel in BASIC:
     _bound = _cpp is not None and hasattr(_cpp, _kernel.name)
-    install(CppBackend, _forward(_kernel) if _bound else _unbound(_kernel.name))
+    install(CppBackend, _forward(_kernel) if _bound else _unbound(_kernel))
 # fused kernels the extension implements; the others keep Backend's composition of the unfused ones
 for _kernel in FUSED:
     if _cpp is not None and hasattr(_cpp, _kernel.name):
