@@ -290,11 +290,17 @@ BASIC: tuple[Kernel, ...] = (
     ),
 )
 
+
+def _basic(name: str) -> Kernel:
+    """The unfused kernel ``name``, whose arguments a fused kernel extends."""
+    return next(kernel for kernel in BASIC if kernel.name == name)
+
+
 FUSED: tuple[Kernel, ...] = (
     Kernel(
         "conv2d_bias_act_forward",
         "conv",
-        BASIC[0].args + ACT,
+        _basic("conv2d_forward").args + ACT,
         "y (N,K,P,Q)",
         "Convolution, bias and activation in one kernel.",
         fused="activation_forward(conv2d_forward(x, w, b), activation) (activation None: no activation)",
@@ -302,19 +308,19 @@ FUSED: tuple[Kernel, ...] = (
     Kernel(
         "batchnorm2d_act_forward",
         "batchnorm",
-        BASIC[6].args + ACT,
+        _basic("batchnorm2d_forward").args + ACT,
         "(y = act(batch norm of x), mean (C,), invstd (C,))",
         "Batch norm with the activation applied in its normalising pass (no front door: the model layer "
         "does not use it yet).",
         returns_type="tuple[F32, F32, F32]",
-        inplace=BASIC[6].inplace,
+        inplace=_basic("batchnorm2d_forward").inplace,
         fused="batchnorm2d_forward(...) with activation_forward applied to its y",
         has_front_door=False,
     ),
     Kernel(
         "dense_bias_act_forward",
         "dense",
-        BASIC[8].args + ACT,
+        _basic("dense_forward").args + ACT,
         "y (N,out)",
         "Dense layer, bias and activation in one kernel.",
         fused="activation_forward(dense_forward(x, w, b), activation) (activation None: no activation)",
@@ -323,7 +329,7 @@ FUSED: tuple[Kernel, ...] = (
         "maxpool2d_act_backward",
         "pool",
         (
-            *BASIC[3].args,
+            *_basic("maxpool2d_backward").args,
             a("a", doc="act(z), (N,C,H,W): the pool's input"),
             a("activation", "str", doc="one of ACTIVATIONS"),
             k("alpha", "float", front=0.01),
@@ -331,12 +337,18 @@ FUSED: tuple[Kernel, ...] = (
         "dz (N,C,H,W), the gradient of maxpool(act(z)) with respect to z",
         "Max-pool backward and the preceding activation's gradient in one pass.",
         fused="activation_backward(maxpool2d_backward(dy, argmax, x_shape), a, activation)",
-        front_args=(a("dy"), a("argmax", "I64"), a("a"), a("activation", "str"), BASIC[10].args[2]),
+        front_args=(
+            a("dy"),
+            a("argmax", "I64"),
+            a("a"),
+            a("activation", "str"),
+            _basic("activation_forward").args[-1],
+        ),
     ),
     Kernel(
         "maxpool2d_values_forward",
         "pool",
-        BASIC[2].args,
+        _basic("maxpool2d_forward").args,
         "y (N,C,P,Q)",
         "Max pooling without the argmax (inference): the front door's maxpool2d_forward(..., "
         "return_argmax=False).",
@@ -346,7 +358,7 @@ FUSED: tuple[Kernel, ...] = (
     Kernel(
         "conv2d_act_maxpool_forward",
         "conv_pool",
-        BASIC[0].args
+        _basic("conv2d_forward").args
         + ACT
         + (
             k("pool_kernel", PAIR),
@@ -361,7 +373,7 @@ FUSED: tuple[Kernel, ...] = (
         "Convolution, bias, activation and max pooling as one kernel.",
         returns_type="tuple[F32, I64 | None]",
         fused="maxpool2d_forward(conv2d_bias_act_forward(x, w, b, ...), kernel_size=pool_kernel, ...)",
-        front_args=BASIC[0].args
+        front_args=_basic("conv2d_forward").args
         + ACT
         + (
             k("pool_size", PAIR),
