@@ -33,7 +33,7 @@ def probe():
     return None
 
 
-def missing_kernels():
+def missing_kernels() -> list[str]:
     """The unfused kernels of the table that the loaded extension has no binding for."""
     return [kernel.name for kernel in BASIC if _cpp is None or not hasattr(_cpp, kernel.name)]
 
