@@ -6,7 +6,8 @@ kernels are queued on CuPy's current stream (nothing here synchronises), so a se
 captured into a CUDA graph (:mod:`.graph`). Integer kernel arguments are passed as ``numpy.int64``, float
 ones as ``numpy.float32`` (``numpy.float64`` for the one ``double``), matching the kernels' parameters.
 
-Beyond the :class:`~cnnkern.backends.base.Backend` kernels, fused variants that save launches:
+The fused kernels of the table this backend implements itself, to save launches (the others are
+:class:`~cnnkern.backends.base.Backend`'s compositions of the unfused kernels):
 
 * ``conv2d_bias_act_forward`` / ``dense_bias_act_forward``: bias and activation applied in the GEMM's
   epilogue (``activation`` None or one of ``ACTIVATIONS``), equal to ``activation_forward`` of the unfused
