@@ -13,11 +13,22 @@ import copy
 import json
 import zipfile
 import zlib
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import layers as layers_mod
+from ._typing import PathLike, Shape
+from .initializers import Initializer
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .models import Sequential
+
+Check = Callable[[Any], None]
+"""A check of one JSON value: returns if it is valid, raises :class:`_Bad` saying what was expected if not."""
 
 ARCHITECTURE = "__architecture__"
 MAX_LAYERS = 10_000
@@ -32,12 +43,12 @@ class _Bad(ValueError):
     pass
 
 
-def _int(v, lo, hi):
+def _int(v: Any, lo: int, hi: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise _Bad(f"an int in [{lo}, {hi}]")
 
 
-def _pair(v, lo=1, hi=MAX_KERNEL):
+def _pair(v: Any, lo: int = 1, hi: int = MAX_KERNEL) -> None:
     if isinstance(v, list) and len(v) == 2:
         for i in v:
             _int(i, lo, hi)
@@ -48,16 +59,16 @@ def _pair(v, lo=1, hi=MAX_KERNEL):
         raise _Bad(f"an int in [{lo}, {hi}] or a list of two") from None
 
 
-def _choice(*options):
-    def check(v):
+def _choice(*options: Any) -> Check:
+    def check(v: Any) -> None:
         if v not in options:
             raise _Bad(f"one of {', '.join(repr(o) for o in options)}")
 
     return check
 
 
-def _float(lo, hi, lo_open=False):
-    def check(v):
+def _float(lo: float, hi: float, lo_open: bool = False) -> Check:
+    def check(v: Any) -> None:
         if (
             isinstance(v, bool)
             or not isinstance(v, (int, float))
@@ -69,17 +80,17 @@ def _float(lo, hi, lo_open=False):
     return check
 
 
-def _bool(v):
+def _bool(v: Any) -> None:
     if not isinstance(v, bool):
         raise _Bad("true or false")
 
 
-def _name(v):
+def _name(v: Any) -> None:
     if not isinstance(v, str) or not v or len(v) > 256 or "/" in v:
         raise _Bad("a non-empty string of at most 256 characters without '/'")
 
 
-def _input_shape(v):
+def _input_shape(v: Any) -> None:
     if not isinstance(v, list) or len(v) not in (1, 3):
         raise _Bad("a list [H, W, C] or [features]")
     for d in v:
@@ -88,15 +99,15 @@ def _input_shape(v):
 
 _INITIALIZERS = _choice("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros", "ones")
 _ACTIVATION = _choice(*layers_mod.ACTIVATIONS, None)
-_COMMON = {"name": _name, "trainable": _bool, "input_shape": _input_shape}
-_POOL = {
+_COMMON: dict[str, Check] = {"name": _name, "trainable": _bool, "input_shape": _input_shape}
+_POOL: dict[str, Check] = {
     "pool_size": _pair,
     "strides": _pair,
     "padding": _choice("valid", "same"),
     "data_format": _choice(None, "channels_last"),
 }
 # class -> (required keys, {key: check}) beyond _COMMON; keys are those of each layer's get_config()
-SCHEMA = {
+SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
     "Conv2D": (
         ("filters", "kernel_size"),
         {
@@ -146,7 +157,7 @@ assert set(SCHEMA) == set(layers_mod.LAYERS), "every layer class needs a schema"
 _BUILTIN = set(layers_mod.LAYERS.values())
 
 
-def _layer(path, i, entry):
+def _layer(path: PathLike, i: int, entry: Any) -> layers_mod.Layer:
     """A layer object from architecture entry ``i``, its config checked first."""
     where = f"{path}: layer {i}"
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
@@ -176,25 +187,26 @@ def _layer(path, i, entry):
         raise ValueError(f"{where}: {exc}") from None
 
 
-def _short(v):
+def _short(v: Any) -> str:
     text = json.dumps(v) if not isinstance(v, str) else repr(v)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-class _ShapeContext:
-    """A Context for a shape-only build: weights are zero-stride views, nothing of their size is allocated."""
+class _ShapeContext(layers_mod.Context):
+    """A Context for a shape-only build: weights are zero-stride views, nothing of their size is allocated.
+    It has no backend: a layer's build (the one thing it is used for) needs none."""
 
-    def __init__(self, dtype):
+    def __init__(self, dtype: DTypeLike) -> None:  # no super().__init__(): there is no backend
         self.xp, self.dtype = np, np.dtype(dtype)
         self.rng = np.random.default_rng(0)  # never the model's: a dry build must not advance it
         self.params = 0
 
-    def asarray(self, a):
+    def asarray(self, a: Any) -> Any:
         return a
 
 
-def _shape_only(ctx):
-    def init(shape, fan_in, fan_out, rng):
+def _shape_only(ctx: _ShapeContext) -> Initializer:
+    def init(shape: Shape, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
         n = 1
         for d in shape:
             n *= int(d)
@@ -206,12 +218,14 @@ def _shape_only(ctx):
     return init
 
 
-def dry_build(layer_list, internal, dtype, prefix="") -> dict:
+def dry_build(
+    layer_list: Sequence[layers_mod.Layer], internal: Shape, dtype: DTypeLike, prefix: str = ""
+) -> dict[str, Shape]:
     """Build copies of ``layer_list`` for the per-sample input ``internal`` (C, H, W) / (F,) with shapes only
     (no weight allocated): ``{weight key: shape}``. Per-sample activations over :data:`MAX_ACTIVATION` or
     weights over :data:`MAX_PARAMS` elements, and build errors, raise ``ValueError`` naming the layer."""
     ctx = _ShapeContext(dtype)
-    out = {}
+    out: dict[str, Shape] = {}
     for i, layer in enumerate(layer_list):
         if type(layer) not in _BUILTIN:  # a user's own Layer subclass: its _build may need more than shapes,
             return out  # so the checks stop here and its real build reports its own errors
@@ -233,13 +247,13 @@ def dry_build(layer_list, internal, dtype, prefix="") -> dict:
                 f"{where}: outputs {n:,} values per sample (shape {tuple(internal)}), over the limit of "
                 f"{MAX_ACTIVATION:,}"
             )
-        for d in (probe.params, probe.state):
-            for k, a in d.items():
+        for weights in (probe.params, probe.state):
+            for k, a in weights.items():
                 out[f"{i:03d}.{probe.name}/{k}"] = tuple(a.shape)
     return out
 
 
-def expected_weights(path, cfg) -> dict:
+def expected_weights(path: PathLike, cfg: dict[str, Any]) -> dict[str, Shape]:
     """``{weight key: shape}`` of the architecture ``cfg`` (already validated at the top level), from a
     shape-only build of its layers; errors name the file and the layer."""
     shape = tuple(cfg["input_shape"])
@@ -248,7 +262,7 @@ def expected_weights(path, cfg) -> dict:
     return dry_build(built, internal, cfg["dtype"], prefix=f"{path}: ")
 
 
-def check_architecture(path, cfg) -> None:
+def check_architecture(path: PathLike, cfg: Any) -> None:
     """The top level of a saved architecture: format, name, dtype, input shape, layers list, compile."""
     from .models import FORMAT, FORMAT_VERSION
 
@@ -287,7 +301,15 @@ def check_architecture(path, cfg) -> None:
         raise ValueError(f"{path}: compile must be null or {{optimizer, loss, metrics}}, got {_short(c)}")
 
 
-def read_entries(path, expected: dict, dtype: str) -> tuple[Any, dict]:
+@overload
+def read_entries(path: PathLike, expected: None, dtype: None) -> tuple[str, dict[str, np.ndarray]]: ...
+@overload
+def read_entries(
+    path: PathLike, expected: dict[str, Shape], dtype: DTypeLike
+) -> tuple[None, dict[str, np.ndarray]]: ...
+def read_entries(
+    path: PathLike, expected: dict[str, Shape] | None, dtype: DTypeLike | None
+) -> tuple[str | None, dict[str, np.ndarray]]:
     """``(architecture JSON text, {key: array})`` read from the npz at ``path``; with ``expected`` None only
     the architecture is read. Weight headers are checked against ``expected`` and ``dtype`` first."""
     try:
@@ -326,7 +348,14 @@ def read_entries(path, expected: dict, dtype: str) -> tuple[Any, dict]:
     return None, arrays
 
 
-def _read(zf, path, info, key, shape, dtype):
+def _read(
+    zf: zipfile.ZipFile,
+    path: PathLike,
+    info: zipfile.ZipInfo,
+    key: str,
+    shape: Shape | None,
+    dtype: np.dtype[Any] | None,
+) -> np.ndarray:
     fmt = np.lib.format
     where = f"{path}: entry {key}" + (f" (layer {key.split('/')[0]})" if shape is not None else "")
     try:
@@ -340,6 +369,7 @@ def _read(zf, path, info, key, shape, dtype):
                 if got.kind != "U" or got_shape != () or got.itemsize // 4 > MAX_ARCHITECTURE_CHARS:
                     raise ValueError(f"{where}: expected one JSON string, got {got} {got_shape}")
             else:
+                assert dtype is not None  # given with every weight's shape
                 if got.kind != "f" or got.itemsize != dtype.itemsize:
                     raise ValueError(f"{where}: dtype {got}, expected {dtype.name} (the model's dtype)")
                 if tuple(got_shape) != tuple(shape):
@@ -356,7 +386,7 @@ def _read(zf, path, info, key, shape, dtype):
         raise ValueError(f"{where}: corrupt ({type(exc).__name__}: {exc})") from None
 
 
-def load(path, backend=None):
+def load(path: PathLike, backend: str | Backend | None = None) -> Sequential:
     """:func:`cnnkern.models.load_model` (documented there)."""
     from .models import Sequential
 

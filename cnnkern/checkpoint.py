@@ -25,14 +25,20 @@ from __future__ import annotations
 import json
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._io import atomic_save
+from ._typing import BackendArray, PathLike
 from .errors import CheckpointError
 from .layers import to_numpy
+
+if TYPE_CHECKING:
+    from .callbacks import Callback
+    from .models import Sequential
 
 FORMAT = "cnnkern-checkpoint"
 VERSION = 1
@@ -48,28 +54,28 @@ class TrainState:
 
     epoch: int = 0
     step: int = 0
-    order: Any = None
-    loss_sum: Any = 0.0
-    correct: Any = 0.0
+    order: BackendArray | None = None
+    loss_sum: BackendArray | float = 0.0  # a backend scalar while an epoch runs
+    correct: BackendArray | float = 0.0
     stop_training: bool = False
 
 
-def data_fingerprint(*arrays: Any) -> int:
+def data_fingerprint(*arrays: BackendArray) -> int:
     """CRC-32 over the bytes of ``arrays`` (backend arrays; copied to the host if they are not there)."""
     crc = 0
     for a in arrays:
         a = np.ascontiguousarray(to_numpy(a))
-        crc = zlib.crc32(a.reshape(-1).view(np.uint8), crc)
+        crc = zlib.crc32(a.reshape(-1).view(np.uint8).data, crc)
     return crc
 
 
-def _config(model) -> Any:
+def _config(model: Sequential) -> Any:
     return json.loads(json.dumps(model.get_config()))
 
 
-def _split_state(i: int, state: dict, arrays: dict) -> dict:
+def _split_state(i: int, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """JSON part of a callback's state; its arrays go to ``arrays`` under ``callbacks/<i>/...``."""
-    out = {}
+    out: dict[str, Any] = {}
     for key, v in state.items():
         name = f"callbacks/{i}/{key}"
         if isinstance(v, np.ndarray):
@@ -83,8 +89,8 @@ def _split_state(i: int, state: dict, arrays: dict) -> dict:
     return out
 
 
-def _join_state(state: dict, arrays: dict, path: str) -> dict:
-    out = {}
+def _join_state(state: dict[str, Any], arrays: dict[str, np.ndarray], path: PathLike) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, v in state.items():
         if isinstance(v, dict) and "$array" in v:
             out[key] = _array(arrays, v["$array"], path)
@@ -95,17 +101,19 @@ def _join_state(state: dict, arrays: dict, path: str) -> dict:
     return out
 
 
-def _array(arrays: dict, key: str, path: str) -> np.ndarray:
+def _array(arrays: dict[str, np.ndarray], key: str, path: PathLike) -> np.ndarray:
     if key not in arrays:
         raise CheckpointError(f"{path}: entry {key!r} is missing; the file is incomplete or corrupt")
     return arrays[key]
 
 
-def _stateful(callbacks: list) -> list:
+def _stateful(callbacks: Sequence[Callback]) -> list[tuple[Callback, dict[str, Any]]]:
     return [(cb, s) for cb in callbacks if (s := cb.get_state()) is not None]
 
 
-def write(path: Any, model, state: TrainState, callbacks: list, fit: dict) -> None:
+def write(
+    path: PathLike, model: Sequential, state: TrainState, callbacks: Sequence[Callback], fit: dict[str, Any]
+) -> None:
     """Write a checkpoint of ``model`` training at ``state`` to ``path`` (atomically)."""
     arrays = {f"weights/{key}": to_numpy(d[k]) for key, _, d, k in model._weight_items()}
     opt = model.optimizer.get_state()
@@ -131,10 +139,11 @@ def write(path: Any, model, state: TrainState, callbacks: list, fit: dict) -> No
         ],
     }
     arrays[META] = np.array(json.dumps(meta))
-    atomic_save(path, lambda f: np.savez(f, **arrays))
+    # numpy's stub types **kwds against savez's own allow_pickle keyword, hence the ignore
+    atomic_save(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
-def read(path: Any) -> tuple[dict, dict]:
+def read(path: PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``(meta, arrays)`` of the checkpoint at ``path``; :class:`CheckpointError` naming the file if it is not
     one (pickled arrays are refused, never loaded)."""
     try:
@@ -176,7 +185,9 @@ def _diff(a: Any, b: Any, where: str = "") -> str | None:
     return None if a == b else f"{where}: checkpoint has {a!r}, this run has {b!r}"
 
 
-def restore(path: Any, model, state: TrainState, callbacks: list, fit: dict) -> None:
+def restore(
+    path: PathLike, model: Sequential, state: TrainState, callbacks: Sequence[Callback], fit: dict[str, Any]
+) -> None:
     """Load the checkpoint at ``path`` into ``model`` (weights, optimizer state, generator), ``state`` and
     ``callbacks``, after checking that it was written for this model and this training data."""
     meta, arrays = read(path)
@@ -189,7 +200,7 @@ def restore(path: Any, model, state: TrainState, callbacks: list, fit: dict) -> 
         raise CheckpointError(f"{path}: written for other training data or fit arguments ({d})")
     keys = [key for key, _, _, _ in model._weight_items()]
     weights = [_array(arrays, f"weights/{key}", path) for key in keys]
-    slots: dict = {}
+    slots: dict[tuple[int, str], dict[str, np.ndarray]] = {}
     for name, a in arrays.items():
         if name.startswith("optimizer/"):
             _, i, k, slot = name.split("/", 3)

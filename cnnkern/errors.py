@@ -1,5 +1,7 @@
 """Exceptions raised by cnnkern beyond the built-in ValueError / TypeError / IndexError."""
 
+from __future__ import annotations
+
 
 class BackendUnavailableError(RuntimeError):
     """A backend was asked for by name but cannot load here; the message says why and how to fix it."""
@@ -10,7 +12,7 @@ class NonFiniteInputError(ValueError):
     the message names the argument and the index of the first bad sample (also in ``.argument``, ``.index``).
     """
 
-    def __init__(self, message, argument=None, index=None):
+    def __init__(self, message: str, argument: str | None = None, index: int | None = None) -> None:
         super().__init__(message)
         self.argument = argument
         self.index = index
@@ -21,7 +23,9 @@ class NonFiniteLossError(FloatingPointError):
     weights and the optimizer state are those after the previous step. ``.epoch`` and ``.step`` (0-based,
     the step within the epoch) say where; ``.loss`` is the value seen. See :mod:`cnnkern.nonfinite`."""
 
-    def __init__(self, message, epoch=None, step=None, loss=None):
+    def __init__(
+        self, message: str, epoch: int | None = None, step: int | None = None, loss: float | None = None
+    ) -> None:
         super().__init__(message)
         self.epoch = epoch
         self.step = step

@@ -17,16 +17,27 @@ moments are not saved: training a loaded model starts them afresh (checkpoints, 
 keep them). NaN / Inf inputs and losses follow :mod:`cnnkern.nonfinite`.
 """
 
+from __future__ import annotations
+
 import json
 import re
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import backends, nonfinite, ops, optimizers
 from . import layers as layers_mod
 from ._io import atomic_save
-from .layers import Context, keras_shape, to_numpy
+from ._typing import BackendArray, Logs, PathLike, Shape
+from .layers import Context, Layer, keras_shape, to_numpy
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .callbacks import Callback, History
+    from .optimizers import Optimizer
 
 __all__ = ["Sequential", "SparseCategoricalCrossentropy", "load_model"]
 
@@ -39,14 +50,14 @@ class SparseCategoricalCrossentropy:
     """Cross-entropy of integer labels. ``from_logits=False`` (the string
     'sparse_categorical_crossentropy'): the model ends in a softmax; True: it ends in a linear layer."""
 
-    def __init__(self, from_logits=False):
+    def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"class_name": "SparseCategoricalCrossentropy", "from_logits": self.from_logits}
 
 
-def _loss(identifier):
+def _loss(identifier: str | SparseCategoricalCrossentropy | dict[str, Any]) -> SparseCategoricalCrossentropy:
     if isinstance(identifier, SparseCategoricalCrossentropy):
         return identifier
     if identifier == "sparse_categorical_crossentropy":
@@ -59,7 +70,13 @@ def _loss(identifier):
     )
 
 
-def _snake(name):
+def _output_shape(layer: Layer) -> Shape:
+    """The per-sample output shape of a built layer (internal layout)."""
+    assert layer.output_shape is not None, f"{layer.name} is not built"
+    return layer.output_shape
+
+
+def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", name).lower()
 
 
@@ -67,9 +84,21 @@ class Sequential:
     """A linear stack of layers. ``seed`` seeds the one generator used for initialisation, shuffling and
     dropout; ``dtype`` is 'float32' (every backend) or 'float64' (the reference backend)."""
 
-    def __init__(self, layers=None, name="sequential", *, backend=None, dtype="float32", seed=None):
+    # set by build(): the per-sample input shape (Keras order) and the index of the first layer with weights
+    _input_shape: Shape
+    _first_param: int
+
+    def __init__(
+        self,
+        layers: Iterable[Layer] | None = None,
+        name: str = "sequential",
+        *,
+        backend: str | Backend | None = None,
+        dtype: DTypeLike = "float32",
+        seed: int | None = None,
+    ) -> None:
         self.name = name
-        self.layers = []
+        self.layers: list[Layer] = []
         self._backend_arg = backend
         if backend is not None and not isinstance(backend, backends.Backend):
             backends._check_name(backend)
@@ -77,18 +106,20 @@ class Sequential:
         if self.dtype.name not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.rng = np.random.default_rng(seed)
-        self._ctx = None
-        self.optimizer = None
-        self.loss = None
-        self.metrics = []
+        # None until build(); everything that reads it runs after build (see `built`)
+        self._ctx: Context = None  # type: ignore[assignment]
+        # None until compile(); everything that reads them runs after compile (see `compiled`)
+        self.optimizer: Optimizer = None  # type: ignore[assignment]
+        self.loss: SparseCategoricalCrossentropy = None  # type: ignore[assignment]
+        self.metrics: list[str] = []
         self.compiled = False
         self.stop_training = False
-        self.history = None
+        self.history: History | None = None
         for layer in layers or ():
             self.add(layer)
 
     # --- building ----------------------------------------------------------------------------------------
-    def add(self, layer):
+    def add(self, layer: Layer) -> None:
         if not isinstance(layer, layers_mod.Layer):
             raise TypeError(f"layer must be a cnnkern.layers.Layer, got {type(layer).__name__}")
         if self.built:
@@ -109,20 +140,20 @@ class Sequential:
         self.layers.append(layer)
 
     @property
-    def built(self):
+    def built(self) -> bool:
         return self._ctx is not None
 
     @property
-    def backend(self):
+    def backend(self) -> Backend:
         """The Backend the model runs on (resolved now if the model is not built yet)."""
         return self._ctx.backend if self._ctx else backends.resolve(self._backend_arg)
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> Shape | None:
         """Per-sample input in Keras's order: (H, W, C) or (features,); None until known."""
         return self._input_shape if self.built else (self.layers[0].input_shape if self.layers else None)
 
-    def _context(self, backend):
+    def _context(self, backend: str | Backend | None) -> Context:
         be = backends.resolve(backend)
         if self.dtype.name not in be.dtypes:
             raise ValueError(
@@ -131,7 +162,7 @@ class Sequential:
             )
         return Context(be, self.dtype, self.rng)
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Sequence[int] | None = None) -> None:
         """Create every layer's weights for the per-sample ``input_shape`` ((H, W, C) or (features,);
         default: the first layer's ``input_shape``)."""
         if self.built:
@@ -162,16 +193,16 @@ class Sequential:
         for prev, layer in zip(self.layers, self.layers[1:]):
             if not isinstance(layer, layers_mod.MaxPooling2D):
                 continue
-            fuse = isinstance(prev, layers_mod.Conv2D) and prev.can_fuse_pool()
-            layer.conv_source = prev if fuse else None
-            if fuse:
-                prev.pool_sink = layer
-            layer.act_source = prev if not fuse and hasattr(prev, "take_activation") else None
+            conv = prev if isinstance(prev, layers_mod.Conv2D) and prev.can_fuse_pool() else None
+            layer.conv_source = conv
+            if conv is not None:
+                conv.pool_sink = layer
+            layer.act_source = prev if conv is None and hasattr(prev, "take_activation") else None
         self._input_shape = tuple(int(d) for d in shape)
         self._ctx = ctx
         self._first_param = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))
 
-    def to_backend(self, backend):
+    def to_backend(self, backend: str | Backend) -> Sequential:
         """Move the model (weights, running statistics, optimizer state) to ``backend``; returns self."""
         ctx = self._context(backend)
         if self.built:
@@ -184,7 +215,13 @@ class Sequential:
         return self
 
     # --- compiling -----------------------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None, backend=None):
+    def compile(
+        self,
+        optimizer: str | Optimizer | dict[str, Any] = "adam",
+        loss: str | SparseCategoricalCrossentropy | dict[str, Any] = "sparse_categorical_crossentropy",
+        metrics: Sequence[str] | None = None,
+        backend: str | Backend | None = None,
+    ) -> None:
         """``optimizer``: 'adam', 'sgd' or an optimizer object; ``loss``: 'sparse_categorical_crossentropy'
         or SparseCategoricalCrossentropy(from_logits=...); ``metrics``: None or ['accuracy'];
         ``backend``: run on this backend (moving the weights if the model is already built)."""
@@ -214,11 +251,11 @@ class Sequential:
         self.compiled = True
 
     # --- data --------------------------------------------------------------------------------------------
-    def _ensure_built(self, x):
+    def _ensure_built(self, x: Any) -> None:
         if not self.built:
             self.build(None if self.layers and self.layers[0].input_shape else tuple(x.shape[1:]))
 
-    def _to_internal(self, x, name="x", check_finite=True):
+    def _to_internal(self, x: Any, name: str = "x", check_finite: bool = True) -> BackendArray:
         """User data (N, H, W, C) or (N, features), any real dtype -> the model's dtype, NCHW or (N, F),
         C-contiguous, on the backend: the one layout conversion of the model. ``check_finite``: refuse
         NaN / Inf after the cast (cnnkern.nonfinite)."""
@@ -243,7 +280,7 @@ class Sequential:
             nonfinite.check_inputs(out, name, self._ctx.xp)
         return out
 
-    def _labels(self, y, n, name="y"):
+    def _labels(self, y: ArrayLike, n: int, name: str = "y") -> BackendArray:
         y = np.asarray(to_numpy(y))
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -252,7 +289,7 @@ class Sequential:
         if y.dtype.kind not in "iu":
             if y.dtype.kind != "f" or not np.all(y == np.round(y)):
                 raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype.name}")
-        classes = self.layers[-1].output_shape[0]
+        classes = _output_shape(self.layers[-1])[0]
         if n and (y.min() < 0 or y.max() >= classes):
             bad = y.min() if y.min() < 0 else y.max()
             raise IndexError(
@@ -261,17 +298,19 @@ class Sequential:
         return self._ctx.xp.asarray(y.astype(np.int64))
 
     # --- running -----------------------------------------------------------------------------------------
-    def _forward(self, x, training, logits):
+    def _forward(self, x: BackendArray, training: bool, logits: bool) -> BackendArray:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer.forward(x, training=training, logits=logits and i == last)
         return x
 
-    def _loss_and_probs(self, xb, yb, training):
+    def _loss_and_probs(
+        self, xb: BackendArray, yb: BackendArray, training: bool
+    ) -> tuple[BackendArray, BackendArray]:
         logits = self._forward(xb, training=training, logits=True)
         return ops.softmax_cross_entropy_forward(logits, yb, backend=self._ctx.backend)
 
-    def _gradients(self, xb, yb):
+    def _gradients(self, xb: BackendArray, yb: BackendArray) -> tuple[BackendArray, BackendArray]:
         """Forward in training mode and backward: (loss, probs), each layer's ``grads`` filled in. Layers
         before the first one with parameters are not back-propagated through."""
         loss, probs = self._loss_and_probs(xb, yb, training=True)
@@ -280,16 +319,18 @@ class Sequential:
             d = self.layers[i].backward(d, need_dx=i > self._first_param)
         return loss, probs
 
-    def _train_step(self, xb, yb, epoch=None, step=0, check=True):
+    def _train_step(
+        self, xb: BackendArray, yb: BackendArray, epoch: int | None = None, step: int = 0, check: bool = True
+    ) -> tuple[BackendArray, BackendArray]:
         from . import training
 
         return training.train_step(self, xb, yb, epoch, step, check)
 
-    def _require_compiled(self, what):
+    def _require_compiled(self, what: str) -> None:
         if not self.compiled:
             raise RuntimeError(f"call compile() before {what}()")
 
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x: ArrayLike, y: ArrayLike) -> float | list[float]:
         """One optimizer step on the batch (x, y); returns ``[loss, accuracy]`` (the loss alone without
         metrics) from that step's forward pass, i.e. before the update, as Keras does."""
         self._require_compiled("train_on_batch")
@@ -304,18 +345,18 @@ class Sequential:
 
     def fit(
         self,
-        x,
-        y,
-        batch_size=None,
-        epochs=1,
-        verbose=1,
-        callbacks=None,
-        validation_split=0.0,
-        validation_data=None,
-        shuffle=True,
-        initial_epoch=0,
-        stop_on_nonfinite=True,
-    ):
+        x: ArrayLike,
+        y: ArrayLike,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: int = 1,
+        callbacks: Iterable[Callback] | None = None,
+        validation_split: float = 0.0,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        shuffle: bool = True,
+        initial_epoch: int = 0,
+        stop_on_nonfinite: bool = True,
+    ) -> History:
         """Train; returns a :class:`cnnkern.callbacks.History`. ``validation_split`` holds out the LAST
         fraction of x/y (before shuffling), as Keras does.
 
@@ -342,13 +383,13 @@ class Sequential:
             stop_on_nonfinite=stop_on_nonfinite,
         )
 
-    def _logs(self, loss_sum, correct, n):
+    def _logs(self, loss_sum: BackendArray | float, correct: BackendArray | float, n: int) -> Logs:
         logs = {"loss": float(loss_sum) / n}
         if self.metrics:
             logs[self.metrics[0]] = float(correct) / n
         return logs
 
-    def _evaluate_internal(self, X, Y, batch_size):
+    def _evaluate_internal(self, X: BackendArray, Y: BackendArray, batch_size: int) -> tuple[float, float]:
         n = X.shape[0]
         loss_sum = correct = 0.0
         for lo in range(0, n, batch_size):
@@ -358,7 +399,14 @@ class Sequential:
             correct = correct + (probs.argmax(axis=1) == Y[lo:hi]).sum()
         return float(loss_sum) / n, float(correct) / n
 
-    def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False):
+    def evaluate(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        batch_size: int | None = None,
+        verbose: int = 0,
+        return_dict: bool = False,
+    ) -> float | list[float] | dict[str, float]:
         """``[loss, accuracy]`` (or the loss alone without metrics) over x, y, as Keras returns it."""
         self._require_compiled("evaluate")
         X = self._to_internal(x)
@@ -377,13 +425,13 @@ class Sequential:
             return result
         return list(result.values()) if self.metrics else loss
 
-    def predict(self, x, batch_size=None, verbose=0):
+    def predict(self, x: ArrayLike, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
         """The model's outputs as a NumPy array: probabilities for a final softmax (logits for a linear
         final layer); image outputs are given back as (N, H, W, C)."""
         X = self._to_internal(x)
         bs = 32 if batch_size is None else int(batch_size)
         n = X.shape[0]
-        out = np.empty((n,) + tuple(self.layers[-1].output_shape), self.dtype)
+        out = np.empty((n,) + _output_shape(self.layers[-1]), self.dtype)
         for lo in range(0, n, bs):
             out[lo : lo + bs] = to_numpy(self._forward(X[lo : lo + bs], training=False, logits=False))
         if verbose:
@@ -391,14 +439,14 @@ class Sequential:
         return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
 
     # --- inspection ----------------------------------------------------------------------------------
-    def count_params(self):
+    def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
-    def summary(self, print_fn=print):
+    def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """A table: layer (type), output shape (Keras order), parameter count; then the totals."""
         self.build()
         rows = [
-            (f"{l.name} ({type(l).__name__})", str(keras_shape(l.output_shape)), f"{l.count_params():,}")
+            (f"{l.name} ({type(l).__name__})", str(keras_shape(_output_shape(l))), f"{l.count_params():,}")
             for l in self.layers
         ]
         w0 = max(28, *(len(r[0]) + 2 for r in rows))
@@ -423,19 +471,19 @@ class Sequential:
         print_fn("\n".join(lines))
 
     # --- weights, save and load -------------------------------------------------------------------------
-    def _weight_items(self):
+    def _weight_items(self) -> Iterator[tuple[str, Layer, dict[str, BackendArray], str]]:
         """(key, layer, dict, name) for every saved array, in a fixed order."""
         for i, layer in enumerate(self.layers):
             for d in (layer.params, layer.state):
                 for k in d:
                     yield f"{i:03d}.{layer.name}/{k}", layer, d, k
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         """Every weight (parameters, then running statistics, layer by layer) as NumPy copies."""
         self.build()
         return [to_numpy(d[k]).copy() for _, _, d, k in self._weight_items()]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         self.build()
         items = list(self._weight_items())
         if len(weights) != len(items):
@@ -446,13 +494,13 @@ class Sequential:
                 raise ValueError(f"weight {key} must have shape {tuple(d[k].shape)}, got {w.shape}")
             d[k] = self._ctx.asarray(w)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "name": self.name,
             "dtype": self.dtype.name,
-            "input_shape": list(self.input_shape),
+            "input_shape": list(self.input_shape),  # type: ignore[arg-type]  # None: TypeError, as always
             "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers],
             "compile": None
             if not self.compiled
@@ -463,16 +511,17 @@ class Sequential:
             },
         }
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Architecture and weights to ONE .npz file at exactly ``path``, written atomically (a crash or a
         full disk leaves any previous file at ``path`` as it was)."""
         self.build()
         arrays = {key: to_numpy(d[k]) for key, _, d, k in self._weight_items()}
         arrays["__architecture__"] = np.array(json.dumps(self.get_config()))
-        atomic_save(path, lambda f: np.savez(f, **arrays))
+        # numpy's stub types **kwds against savez's own allow_pickle keyword, hence the ignore
+        atomic_save(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
-def load_model(path, backend=None):
+def load_model(path: PathLike, backend: str | Backend | None = None) -> Sequential:
     """A model saved by :meth:`Sequential.save`, built and (if it was) compiled, on ``backend`` (None: the
     current default). Its predictions are those of the saved model.
 

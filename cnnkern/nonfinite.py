@@ -16,10 +16,12 @@ A later ``TerminateOnNaN`` callback builds on :func:`is_finite` / :func:`check_s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from ._typing import BackendArray
 from .errors import NonFiniteInputError, NonFiniteLossError
 
 __all__ = ["check_inputs", "check_step", "first_nonfinite", "is_finite"]
@@ -33,7 +35,7 @@ CAUSES = (
 )
 
 
-def first_nonfinite(x: Any, xp: Any = np) -> int | None:
+def first_nonfinite(x: BackendArray, xp: Any = np) -> int | None:
     """Index of the first sample (along axis 0) of ``x`` holding a NaN or an Inf; None when all are finite.
     Integer arrays are finite by construction and are not scanned."""
     if x.dtype.kind not in "fc":
@@ -47,7 +49,7 @@ def first_nonfinite(x: Any, xp: Any = np) -> int | None:
     return None
 
 
-def check_inputs(x: Any, name: str, xp: Any = np) -> None:
+def check_inputs(x: BackendArray, name: str, xp: Any = np) -> None:
     """Raise :class:`NonFiniteInputError` if any sample of ``x`` holds NaN or Inf."""
     i = first_nonfinite(x, xp)
     if i is not None:
@@ -62,7 +64,7 @@ def check_inputs(x: Any, name: str, xp: Any = np) -> None:
         )
 
 
-def is_finite(loss: Any, grads: Any = (), xp: Any = np) -> bool:
+def is_finite(loss: BackendArray | float, grads: Iterable[BackendArray] = (), xp: Any = np) -> bool:
     """Whether ``loss`` and every array in ``grads`` are free of NaN and Inf (exact: no false alarm on large
     finite values; one host sync in all on a GPU)."""
     ok = xp.isfinite(xp.asarray(loss)).all()
@@ -71,7 +73,9 @@ def is_finite(loss: Any, grads: Any = (), xp: Any = np) -> bool:
     return bool(ok)
 
 
-def check_step(loss: Any, grads: Any, epoch: int | None, step: int, xp: Any = np) -> None:
+def check_step(
+    loss: BackendArray | float, grads: Iterable[BackendArray], epoch: int | None, step: int, xp: Any = np
+) -> None:
     """Raise :class:`NonFiniteLossError` if this step's loss or gradients are not finite. ``epoch`` None:
     a step outside ``fit`` (``train_on_batch``; ``step`` is then the optimizer's iteration)."""
     if is_finite(loss, grads, xp):

@@ -6,25 +6,32 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import callbacks as callbacks_mod
 from . import checkpoint, nonfinite
+from ._typing import BackendArray, Logs
 from .errors import NonFiniteLossError
 
+if TYPE_CHECKING:
+    from .models import Sequential
 
-def train_step(model, xb: Any, yb: Any, epoch: int | None, step: int, check: bool) -> tuple[Any, Any]:
+
+def train_step(
+    model: Sequential, xb: BackendArray, yb: BackendArray, epoch: int | None, step: int, check: bool
+) -> tuple[BackendArray, BackendArray]:
     """Forward, backward and (unless the loss or a gradient is not finite while ``check``) the optimizer
     update; returns ``(loss, probs)``. On a non-finite step the batch-norm running statistics and the
     generator are put back as they were and :class:`NonFiniteLossError` is raised; no update is applied."""
-    saved = None
+    stats: list[tuple[dict[str, BackendArray], str, BackendArray]] = []
+    rng_state: Mapping[str, Any] = {}
     if check:
-        saved = (
-            [(d, k, d[k].copy()) for layer in model.layers for d in (layer.state,) for k in d],
-            model.rng.bit_generator.state,
-        )
+        stats = [(d, k, d[k].copy()) for layer in model.layers for d in (layer.state,) for k in d]
+        rng_state = model.rng.bit_generator.state
     loss, probs = model._gradients(xb, yb)
     items = [
         ((i, k), p, layer.grads[k])
@@ -36,7 +43,6 @@ def train_step(model, xb: Any, yb: Any, epoch: int | None, step: int, check: boo
         try:
             nonfinite.check_step(loss, [g for _, _, g in items], epoch, step, model._ctx.xp)
         except NonFiniteLossError:
-            stats, rng_state = saved
             for d, k, a in stats:
                 d[k] = a
             model.rng.bit_generator.state = rng_state
@@ -48,7 +54,7 @@ def train_step(model, xb: Any, yb: Any, epoch: int | None, step: int, check: boo
     return loss, probs
 
 
-def _gather(xp, a, idx, out):
+def _gather(xp: Any, a: BackendArray, idx: BackendArray, out: BackendArray) -> BackendArray:
     """Rows ``idx`` of ``a`` into the preallocated ``out`` (NumPy's mode='clip' skips the buffered bounds
     check; the indices come from a permutation, so they are in range)."""
     if xp is np:
@@ -57,19 +63,19 @@ def _gather(xp, a, idx, out):
 
 
 def fit(
-    model,
-    x,
-    y,
-    batch_size=None,
-    epochs=1,
-    verbose=1,
-    callbacks=None,
-    validation_split=0.0,
-    validation_data=None,
-    shuffle=True,
-    initial_epoch=0,
-    stop_on_nonfinite=True,
-):
+    model: Sequential,
+    x: Any,
+    y: Any,
+    batch_size: int | None = None,
+    epochs: int = 1,
+    verbose: int = 1,
+    callbacks: Iterable[callbacks_mod.Callback] | None = None,
+    validation_split: float = 0.0,
+    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+    shuffle: bool = True,
+    initial_epoch: int = 0,
+    stop_on_nonfinite: bool = True,
+) -> callbacks_mod.History:
     """:meth:`cnnkern.models.Sequential.fit` (documented there)."""
     model._require_compiled("fit")
     batch_size = 32 if batch_size is None else int(batch_size)
@@ -114,7 +120,7 @@ def fit(
     for cb in cbs:
         cb.on_train_begin()
     state = checkpoint.TrainState(epoch=int(initial_epoch))
-    fit_info = None
+    fit_info: dict[str, Any] = {}  # filled in (and used) only with a BackupAndRestore
     if backup is not None:
         fit_info = {
             "samples": n,
@@ -131,12 +137,12 @@ def fit(
             model.stop_training = state.stop_training
         backup._steps_since_save = 0
 
-    def save():
+    def save(backup: callbacks_mod.BackupAndRestore) -> None:
         os.makedirs(backup.backup_dir, exist_ok=True)
         state.stop_training = model.stop_training
         checkpoint.write(backup.filepath, model, state, [history] + user_cbs, fit_info)
 
-    logs = {}
+    logs: Logs = {}
     while state.epoch < int(epochs) and not model.stop_training:
         epoch = state.epoch
         for cb in cbs:
@@ -145,7 +151,7 @@ def fit(
             state.order = xp.asarray(model.rng.permutation(n)) if shuffle else None
             state.loss_sum = state.correct = 0.0
             state.step = 0
-        order = state.order
+        order: BackendArray = state.order  # not None when shuffling
         first = state.step
         start = time.perf_counter()
         for step in range(first, steps):
@@ -166,12 +172,12 @@ def fit(
                 batch_logs = model._logs(state.loss_sum, state.correct, hi)
                 for cb in user_cbs:
                     cb.on_train_batch_end(step, batch_logs)
-                if bar_due:
+                if bar is not None and bar_due:
                     bar.on_train_batch_end(step, batch_logs)
-            if backup is not None and backup.save_freq != "epoch":
+            if backup is not None and isinstance(backup.save_freq, int):  # every save_freq steps
                 backup._steps_since_save += 1
                 if backup._steps_since_save >= backup.save_freq:
-                    save()
+                    save(backup)
                     backup._steps_since_save = 0
         model._ctx.backend.synchronize()
         elapsed = time.perf_counter() - start
@@ -189,7 +195,7 @@ def fit(
         state.epoch, state.step, state.order = epoch + 1, 0, None
         state.loss_sum = state.correct = 0.0
         if backup is not None and backup.save_freq == "epoch":
-            save()
+            save(backup)
     for cb in cbs:
         cb.on_train_end(logs)
     for layer in model.layers:

@@ -6,17 +6,23 @@ cut short, a bad magic, an unknown type code, a header or payload shorter or lon
 raises :class:`IdxFormatError` naming the file; a partly read array is never returned.
 """
 
+from __future__ import annotations
+
 import gzip
+import io
 import os
 import struct
 import zlib
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .._io import atomic_write_bytes
+from .._typing import PathLike
 
 # IDX type code -> big-endian NumPy dtype of the stored values
-_TYPES = {
+_TYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),
@@ -24,7 +30,7 @@ _TYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-_CODES = {dt.newbyteorder("="): code for code, dt in _TYPES.items()}
+_CODES: dict[np.dtype[Any], int] = {dt.newbyteorder("="): code for code, dt in _TYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -38,8 +44,9 @@ MAX_BYTES = 4 << 30
 _CHUNK = 1 << 20
 
 
-def _open_stream(path):
-    """(file object, is_gzip): the raw file, or a streaming gzip reader over it (nothing decompressed yet)."""
+def _open_stream(path: str) -> tuple[io.BufferedIOBase, io.BufferedReader, bool]:
+    """(stream, raw file, is_gzip): the stream is the raw file, or a streaming gzip reader over it (nothing
+    decompressed yet)."""
     f = open(path, "rb")
     head = f.read(2)
     f.seek(0)
@@ -52,7 +59,7 @@ def _open_stream(path):
     return (gzip.GzipFile(fileobj=f, mode="rb") if is_gzip else f), f, is_gzip
 
 
-def _read_exact(stream, n, path):
+def _read_exact(stream: io.BufferedIOBase, n: int, path: str) -> bytearray:
     """Exactly ``n`` bytes of ``stream`` as a bytearray, read in chunks so that memory follows the data that
     is really there (a truncated stream fails after reading what it has, not after allocating ``n``)."""
     buf = bytearray()
@@ -69,7 +76,7 @@ def _read_exact(stream, n, path):
     return buf
 
 
-def read_idx(path, *, ndim=None, max_bytes=MAX_BYTES):
+def read_idx(path: PathLike, *, ndim: int | None = None, max_bytes: int = MAX_BYTES) -> NDArray[Any]:
     """The array stored in IDX file ``path`` (gzip detected from its first bytes), in native byte order.
 
     ``ndim``: the number of dimensions the caller expects; another count is an :class:`IdxFormatError`.
@@ -129,7 +136,7 @@ def read_idx(path, *, ndim=None, max_bytes=MAX_BYTES):
     return np.frombuffer(payload, dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
-def write_idx(path, array, *, compress=None):
+def write_idx(path: PathLike, array: ArrayLike, *, compress: bool | None = None) -> None:
     """Write ``array`` as an IDX file; gzip-compressed (deterministically: no timestamp) when ``compress`` is
     True, or when it is None and ``path`` ends in ``.gz``."""
     array = np.asarray(array)
