@@ -46,7 +46,8 @@ def set_num_threads(n: int, backend: str | backends.Backend | None = None) -> No
     Every limit is checked before any pool changes: ``ValueError`` names the backend that cannot take ``n``
     (cpp: more than 4 x the CPUs this process may use; numba: more than the NUMBA_NUM_THREADS its pool was
     started with), ``TypeError`` for a non-integer. ``BackendUnavailableError`` if the named backend (or,
-    with None, every one) cannot run here.
+    with None, every one) cannot run here. The cpp count is global; numba's applies to the calling thread
+    (Numba keeps it per thread).
     """
     n = _count(n)
     if backend is None:
