@@ -193,14 +193,13 @@ def test_bad_thread_counts_change_nothing(n, error, match):
 def test_numba_count_beyond_its_pool_names_numba_num_threads_and_changes_nothing():
     be = load_backend("numba")
     top = be.max_threads()
-    before = {
-        name: cnnkern.get_num_threads(name)
-        for name in cnnkern.threads.THREADED
-        if backends.probe(name) is None
-    }
     with pytest.raises(ValueError, match=rf"numba started with {top} threads.*NUMBA_NUM_THREADS={top + 1}"):
-        cnnkern.set_num_threads(top + 1)  # cpp could take it (4 per CPU): checked first, nothing changes
-    assert {name: cnnkern.get_num_threads(name) for name in before} == before
+        cnnkern.set_num_threads(top + 1, backend="numba")
+    names = [name for name in cnnkern.threads.THREADED if backends.probe(name) is None]
+    before = {name: cnnkern.get_num_threads(name) for name in names}
+    with pytest.raises(ValueError, match="exceeds"):  # for every backend: all limits checked first
+        cnnkern.set_num_threads(top + 1)
+    assert {name: cnnkern.get_num_threads(name) for name in names} == before
 
 
 def test_resize_while_another_thread_runs_kernels():
