@@ -123,8 +123,9 @@ def test_absurd_thread_count_is_refused_and_the_pool_keeps_working():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS limits thread stacks on Linux")
 def test_resize_that_cannot_start_a_thread_leaves_a_working_pool():
-    """A thread that cannot start (its stack cannot be mapped under RLIMIT_AS): RuntimeError naming it, the
-    started ones joined, the busy flag released, the previous size kept; afterwards the pool works."""
+    """A thread that cannot start (its stack cannot be mapped under RLIMIT_AS; stacks of joined threads are
+    reused, so the first may start): RuntimeError naming it, the started ones joined, the busy flag
+    released, the previous size kept; afterwards the pool works. Before: the next resize hung."""
     _cpp()
     code = """
     import resource
@@ -133,7 +134,7 @@ def test_resize_that_cannot_start_a_thread_leaves_a_working_pool():
     vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     top = _cpp.max_threads()
-    resource.setrlimit(resource.RLIMIT_AS, (vm + (16 << 20), hard))  # room for about one more thread stack
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 20), hard))  # no room for a new thread stack
     try:
         _cpp.set_num_threads(top)
     except RuntimeError as exc:
