@@ -244,6 +244,47 @@ def test_show_config_reports_threads():
             assert f"threads={cnnkern.get_num_threads(name)}" in line and "max_threads=" in line, line
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("sanitizer", ["thread", "address,undefined"])
+def test_pool_under_sanitizers(tmp_path, sanitizer):
+    """csrc/threads.cpp alone, stressed (tests/native/threads_stress.cpp) under ThreadSanitizer and under
+    AddressSanitizer + UBSan: no report, every result right."""
+    import shutil
+    from pathlib import Path
+
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++ / clang++ / $CXX) to build the stress test")
+    root = Path(__file__).resolve().parent.parent
+    exe = tmp_path / "stress"
+    build = subprocess.run(
+        [
+            cxx,
+            "-std=c++17",
+            "-O1",
+            "-g",
+            f"-fsanitize={sanitizer}",
+            "-fno-sanitize-recover=all",
+            f"-I{root / 'csrc'}",
+            str(root / "tests/native/threads_stress.cpp"),
+            str(root / "csrc/threads.cpp"),
+            "-o",
+            str(exe),
+            "-pthread",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if build.returncode != 0:
+        pytest.skip(f"{cxx} cannot build with -fsanitize={sanitizer}: {build.stderr.strip()[-300:]}")
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    if "unexpected memory mapping" in run.stderr:  # TSan and a kernel with high mmap randomisation
+        pytest.skip(f"the {sanitizer} sanitizer cannot run on this kernel: {run.stderr.strip()[-200:]}")
+    assert run.returncode == 0 and "Sanitizer" not in run.stderr, run.stdout + run.stderr[-3000:]
+    assert "errors 0" in run.stdout, run.stdout
+
+
 # --- under load (item 14) -----------------------------------------------------------------------------
 
 LOAD_RATIO = 2.5  # step time with one core busy elsewhere / quiet step time, at most
