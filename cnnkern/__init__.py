@@ -8,6 +8,7 @@ is first asked for. See :mod:`cnnkern.ops` for the kernels, :mod:`cnnkern.layers
 from . import backends, ops
 from .backends import available, set_backend
 from .errors import BackendUnavailableError
+from .threads import get_num_threads, set_num_threads
 
 
 def _version() -> str:
@@ -27,8 +28,10 @@ __all__ = [
     "available",
     "backends",
     "get_backend",
+    "get_num_threads",
     "ops",
     "set_backend",
+    "set_num_threads",
     "show_config",
 ]
 

@@ -28,9 +28,24 @@ def supported_simd() -> list[str]:
     """The SIMD paths this CPU can run, from 'scalar' up."""
 
 def num_threads() -> int:
-    """Threads of the kernel thread pool (CNNKERN_NUM_THREADS, default: the CPUs this process may use)."""
+    """Threads of the kernel thread pool, the calling thread included (CNNKERN_NUM_THREADS, default: the CPUs
+    this process may use). The pool starts at its first use."""
 
-def set_num_threads(n: int) -> None: ...
+def max_threads() -> int:
+    """The largest pool set_num_threads accepts: 4 x usable_cpus()."""
+
+def usable_cpus() -> int:
+    """CPUs in this process's affinity mask."""
+
+def env_threads() -> int:
+    """CNNKERN_NUM_THREADS as parsed at import (0 if unset or empty); a value that is not an integer from 1 to
+    max_threads() makes the import fail with its message."""
+
+def set_num_threads(n: int) -> None:
+    """Resize the pool to ``n`` threads after the job in flight ends. ``TypeError`` unless ``n`` is an int,
+    ``ValueError`` outside [1, max_threads()] (before any thread starts), ``RuntimeError`` if a thread cannot
+    start: the ones started are joined and the previous size is kept. Results do not depend on the size
+    (docs/threads.md)."""
 
 def output_cache(release: bool = False) -> int:
     """Bytes of idle output blocks kept for reuse (csrc/alloc.h: outputs of 256 KiB or more come from a

@@ -17,7 +17,11 @@ def config_text() -> str:
         f"  numpy {numpy.__version__}"
         f"  {platform.machine()}",
         f"CNNKERN_BACKEND={os.environ.get('CNNKERN_BACKEND', '')!r}  CNNKERN_SIMD="
-        f"{os.environ.get('CNNKERN_SIMD', '')!r}",
+        f"{os.environ.get('CNNKERN_SIMD', '')!r}  CNNKERN_NUM_THREADS="
+        f"{os.environ.get('CNNKERN_NUM_THREADS', '')!r}  NUMBA_NUM_THREADS="
+        f"{os.environ.get('NUMBA_NUM_THREADS', '')!r}",
+        "deterministic: always (every kernel's result is bitwise the same at any thread count; "
+        "docs/threads.md)",
     ]
     for name in backends.NAMES:
         reason = backends.probe(name)

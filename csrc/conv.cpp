@@ -10,9 +10,9 @@
 // one input channel 3x3 (conv_c1_applies: direct kernels, conv_c1_avx2.cpp), and every other stride-1 conv
 // without padding or dilation in one group (conv_igemm_applies: indirect GEMMs that read x and dy in place,
 // conv_igemm.cpp); the scalar path and all other geometries run the code below.
-// Threads: with at least as many images as threads, each thread takes a contiguous run of images (dw into
-// a per-thread partial, summed afterwards in thread order, so results do not depend on timing); with fewer
-// images every GEMM, im2col and col2im of an image is itself split over the threads.
+// Threads (docs/threads.md): the forward splits images, or each image's output columns; the backward sums
+// dw over chunks of images that depend on the problem alone (reduction_chunks), so no bit of any result
+// depends on the thread count or on timing (conv_backward_impl).
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -147,8 +147,8 @@ void conv_c1_forward(const float* x, const float* w, const float* b, float* y, c
   });
 }
 
-// dw (and db when given) over the batch: thread t sums its contiguous run of images in double, the runs
-// added in thread order.
+// dw (and db when given) over the batch: a double partial per chunk of images (reduction_chunks), the
+// partials added in chunk order.
 void conv_c1_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g) {
   conv_c1_dw_images(x, dw, db, g, [&](int64_t n) { return dy + n * g.K * g.PQ(); });
 }
@@ -159,22 +159,22 @@ void conv_c1_dw(const float* dy, const float* x, float* dw, float* db, const Con
 #ifdef CNNKERN_X86
 void conv_c1_dw_images(const float* x, float* dw, float* db, const ConvGeom& g,
                        const std::function<const float*(int64_t)>& dz_of) {
-  const int64_t nt = num_threads(), KRS = g.K * 9, KD = KRS + (db ? g.K : 0);
+  const int64_t KRS = g.K * 9, KD = KRS + (db ? g.K : 0), chunks = reduction_chunks(g.N, g.PQ(), KD);
   thread_local std::vector<double> partbuf;
-  partbuf.assign(static_cast<size_t>(nt * KD), 0.0);
+  partbuf.assign(static_cast<size_t>(chunks * KD), 0.0);
   double* parts = partbuf.data();  // the caller's buffer (a thread_local name would be each worker's own)
-  parallel_for(nt, [&](int64_t t0, int64_t t1) {
+  parallel_chunks(chunks, [&](int64_t c) {
     thread_local std::vector<float> imgbuf;
     float* img = grow(imgbuf, KD);
-    for (int64_t t = t0; t < t1; ++t)
-      for (int64_t n = g.N * t / nt; n < g.N * (t + 1) / nt; ++n) {
-        avx2::conv_c1_3x3_dw(x + n * g.H * g.W, g.H, g.W, dz_of(n), g.K, img, db ? img + KRS : nullptr);
-        for (int64_t i = 0; i < KD; ++i) parts[t * KD + i] += img[i];
-      }
+    double* part = parts + c * KD;
+    for (int64_t n = g.N * c / chunks; n < g.N * (c + 1) / chunks; ++n) {
+      avx2::conv_c1_3x3_dw(x + n * g.H * g.W, g.H, g.W, dz_of(n), g.K, img, db ? img + KRS : nullptr);
+      for (int64_t i = 0; i < KD; ++i) part[i] += img[i];
+    }
   });
   for (int64_t i = 0; i < KD; ++i) {
     double s = 0.0;
-    for (int64_t t = 0; t < nt; ++t) s += parts[t * KD + i];
+    for (int64_t c = 0; c < chunks; ++c) s += parts[c * KD + i];
     (i < KRS ? dw[i] : db[i - KRS]) = static_cast<float>(s);
   }
 }
@@ -186,13 +186,16 @@ namespace {
 // outputs, conv2's 11x11) make thin per-image GEMMs: 9 columns fill 9 of a 16-wide sliver, and the dw
 // GEMM sums over only 9 terms per pass over its output; 121 columns leave 7 of 128 idle. Such convs put
 // `nb` images side by side instead: col (C*R*S, nb*P*Q), image i in columns [i*PQ, (i+1)*PQ) (and dy
-// likewise gathered to (K, nb*P*Q)), so one GEMM covers nb images. Blocks of about kBatchCols columns,
-// their count a multiple of the thread count so every thread gets the same number. Measured on the
+// likewise gathered to (K, nb*P*Q)), so one GEMM covers nb images. Blocks of about kBatchCols columns: in
+// the forward their count a multiple of the thread count so every thread gets the same number (the
+// forward's sums run within one column, so the blocking changes no bit); in the backward, where dw sums
+// over the images, blocks within the chunks of reduction_chunks, from the problem alone. Measured on the
 // classic CNN at batch 128 (noisy VM): conv2's forward (121 columns) gained ~15% batched, its backward
 // lost ~25% at 2 threads (a 3-image dcol, 288 x 363 floats, no longer stays in L2 for col2im), so the
 // backward batches only below 64 columns; conv3 (9 columns) gains in both.
 constexpr int64_t kBatchBelowForward = 128, kBatchBelowBackward = 64, kBatchCols = 256;
 
+// Images per block of the batched forward.
 int64_t batch_images(const ConvGeom& g, int64_t below) {
   if (g.pointwise() || g.PQ() >= below || g.N < 2) return 1;
   const int64_t nt = num_threads();
@@ -363,85 +366,88 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
       scatter(0, g.C);
   };
 
-  const int64_t nt = num_threads(), dw_size = g.K * CgRS;
-  if (const int64_t nb = batch_images(g, kBatchBelowBackward); nb > 1) {
-    // Batched: thread t takes image blocks [blocks*t/nt, blocks*(t+1)/nt); per block dy is gathered to
-    // dyb (K, cols), then dw-partial (=|+=) dyb · col^T and dcol (C*R*S, cols) = w^T · dyb, scattered per
-    // image with col2im.
-    const int64_t blocks = (g.N + nb - 1) / nb;
-    thread_local std::vector<float> partbuf;
-    float* parts = dw ? grow(partbuf, (nt - 1) * dw_size) : nullptr;
-    parallel_for(nt, [&](int64_t t0, int64_t t1) {
-      thread_local std::vector<float> dybuf, dcolbuf;
-      for (int64_t t = t0; t < t1; ++t) {
-        float* part = t == 0 ? dw : parts + (t - 1) * dw_size;
-        const int64_t bb0 = blocks * t / nt, bb1 = blocks * (t + 1) / nt;
-        if (dw && bb0 == bb1) std::fill(part, part + dw_size, 0.0f);  // a thread without blocks
-        for (int64_t bi = bb0; bi < bb1; ++bi) {
-          const int64_t n0 = bi * nb, cnt = std::min(nb, g.N - n0), cols = cnt * PQ;
-          float* dyb = grow(dybuf, g.K * cols);
-          for (int64_t i = 0; i < cnt; ++i)
-            for (int64_t k = 0; k < g.K; ++k) {
-              const float* src = dy + ((n0 + i) * g.K + k) * PQ;
-              std::copy(src, src + PQ, dyb + k * cols + i * PQ);
-            }
-          if (dw) {
-            float* col = col_scratch(CRS * cols);
-            im2col_images(x, g, n0, cnt, col, cols);
-            for (int64_t gi = 0; gi < g.G; ++gi)
-              sgemm_serial(Kg, CgRS, cols, MatView{dyb + gi * Kg * cols, cols, 1},
-                           MatView{col + gi * CgRS * cols, 1, cols}, part + gi * Kg * CgRS, CgRS, bi > bb0);
-          }
-          if (dx) {
-            float* dcol = grow(dcolbuf, CRS * cols);
-            for (int64_t gi = 0; gi < g.G; ++gi)
-              sgemm_packed_serial(wtp[gi], 0, cols, MatView{dyb + gi * Kg * cols, cols, 1}, dcol + gi * CgRS * cols,
-                                  cols, false);
-            for (int64_t i = 0; i < cnt; ++i) {
-              float* dxn = dx + (n0 + i) * g.C * HW;
-              std::memset(dxn, 0, sizeof(float) * g.C * HW);
-              col2im_add(dcol + i * PQ, g, 0, g.C, dxn, cols);
-            }
-          }
-        }
+  // dw: a partial per chunk of images (reduction_chunks, from the problem alone), the chunk's images summed
+  // in order into it (GEMM accumulation), the partials added in chunk order; dx: image by image. At least as
+  // many chunks as threads: the threads take chunks. Fewer: the chunks run one after another, each GEMM,
+  // im2col and col2im split over the threads (the same bits: those split output elements, never a sum).
+  // Few output pixels (PQ below kBatchBelowBackward): a chunk's images go side by side, blocks of about
+  // kBatchCols columns, one GEMM per block (the blocks too depend on the problem alone).
+  const int64_t dw_size = g.K * CgRS, nt = num_threads();
+  const int64_t chunks = reduction_chunks(g.N, PQ, dw ? dw_size : 0);
+  const bool batched = !g.pointwise() && PQ < kBatchBelowBackward && g.N > 1;
+  thread_local std::vector<float> partbuf;
+  float* parts = dw && chunks > 1 ? grow(partbuf, (chunks - 1) * dw_size) : nullptr;
+  auto block = [&](int64_t b0, int64_t m, float* part, bool acc, bool parallel) {
+    thread_local std::vector<float> dybuf, dcolbuf;
+    const int64_t cols = m * PQ;
+    float* dyb = grow(dybuf, g.K * cols);  // dy of the block's images, (K, cols)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t k = 0; k < g.K; ++k) {
+        const float* src = dy + ((b0 + i) * g.K + k) * PQ;
+        std::copy(src, src + PQ, dyb + k * cols + i * PQ);
       }
-    });
-    if (dw && nt > 1)
-      parallel_for(dw_size, [&](int64_t i0, int64_t i1) {
-        for (int64_t t = 1; t < nt; ++t) {
-          const float* part = parts + (t - 1) * dw_size;
-          for (int64_t i = i0; i < i1; ++i) dw[i] += part[i];
-        }
-      });
-    return;
-  }
-  if (g.N >= nt) {
-    // Thread t takes images [N*t/nt, N*(t+1)/nt); its dw partial is dw itself for t = 0.
-    thread_local std::vector<float> partbuf;
-    float* parts = dw ? grow(partbuf, (nt - 1) * dw_size) : nullptr;
-    parallel_for(nt, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t n0 = g.N * t / nt, n1 = g.N * (t + 1) / nt;
-        float* part = t == 0 ? dw : parts + (t - 1) * dw_size;
-        for (int64_t n = n0; n < n1; ++n) {
-          if (dw) dw_image(n, part, n > n0, false);
-          if (dx) dx_image(n, false);
-        }
+    auto each_image = [&](const std::function<void(int64_t)>& fn) {
+      if (parallel)
+        parallel_for(m, [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i) fn(i);
+        });
+      else
+        for (int64_t i = 0; i < m; ++i) fn(i);
+    };
+    if (part) {
+      float* col = col_scratch(CRS * cols);
+      each_image([&](int64_t i) { im2col(x + (b0 + i) * g.C * HW, g, 0, g.C, col + i * PQ, cols, false); });
+      for (int64_t gi = 0; gi < g.G; ++gi) {
+        const MatView A{dyb + gi * Kg * cols, cols, 1}, B{col + gi * CgRS * cols, 1, cols};
+        if (parallel)
+          sgemm(Kg, CgRS, cols, A, B, part + gi * Kg * CgRS, CgRS, acc);
+        else
+          sgemm_serial(Kg, CgRS, cols, A, B, part + gi * Kg * CgRS, CgRS, acc);
       }
-    });
-    if (dw && nt > 1)
-      parallel_for(dw_size, [&](int64_t i0, int64_t i1) {
-        for (int64_t t = 1; t < nt; ++t) {
-          const float* part = parts + (t - 1) * dw_size;
-          for (int64_t i = i0; i < i1; ++i) dw[i] += part[i];
-        }
-      });
-  } else {
-    for (int64_t n = 0; n < g.N; ++n) {
-      if (dw) dw_image(n, dw, n > 0, true);
-      if (dx) dx_image(n, true);
     }
-  }
+    if (dx) {
+      float* dcol = grow(dcolbuf, CRS * cols);
+      for (int64_t gi = 0; gi < g.G; ++gi) {
+        const MatView B{dyb + gi * Kg * cols, cols, 1};
+        if (parallel)
+          sgemm_packed(wtp[gi], cols, B, dcol + gi * CgRS * cols, cols, false);
+        else
+          sgemm_packed_serial(wtp[gi], 0, cols, B, dcol + gi * CgRS * cols, cols, false);
+      }
+      each_image([&](int64_t i) {
+        float* dxn = dx + (b0 + i) * g.C * HW;
+        std::memset(dxn, 0, sizeof(float) * g.C * HW);
+        col2im_add(dcol + i * PQ, g, 0, g.C, dxn, cols);
+      });
+    }
+  };
+  auto chunk = [&](int64_t c, bool parallel) {
+    const int64_t n0 = g.N * c / chunks, n1 = g.N * (c + 1) / chunks, cnt = n1 - n0;
+    float* part = dw ? (c == 0 ? dw : parts + (c - 1) * dw_size) : nullptr;
+    if (batched) {
+      const int64_t blocks = (cnt * PQ + kBatchCols - 1) / kBatchCols;
+      for (int64_t j = 0; j < blocks; ++j) {
+        const int64_t b0 = n0 + cnt * j / blocks, b1 = n0 + cnt * (j + 1) / blocks;
+        block(b0, b1 - b0, part, j > 0, parallel);
+      }
+      return;
+    }
+    for (int64_t n = n0; n < n1; ++n) {
+      if (part) dw_image(n, part, n > n0, parallel);
+      if (dx) dx_image(n, parallel);
+    }
+  };
+  if (chunks >= nt)
+    parallel_chunks(chunks, [&](int64_t c) { chunk(c, false); });
+  else
+    for (int64_t c = 0; c < chunks; ++c) chunk(c, true);
+  if (parts)
+    parallel_for(dw_size, [&](int64_t i0, int64_t i1) {
+      for (int64_t c = 1; c < chunks; ++c) {
+        const float* part = parts + (c - 1) * dw_size;
+        for (int64_t i = i0; i < i1; ++i) dw[i] += part[i];
+      }
+    });
 }
 
 ConvGrads::ConvGrads(const ConvGeom& g, bool need_dx, bool need_dw, bool need_db) {

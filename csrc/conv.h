@@ -42,8 +42,8 @@ void conv_c1_image(const float* xn, const float* w, const float* b, float* yn, c
                    float alpha);
 // dw (K,1,3,3) and db (K,) when not null, of a conv_c1_applies geometry, from image n's dz (K,P,Q) as dz_of(n)
 // returns it (called once per image, on the thread summing that image; the pointer must stay valid until
-// that thread's next call). Thread t sums a fixed run of images in double, the runs added in thread order:
-// the result depends neither on timing nor on where dz comes from.
+// that thread's next call). Each chunk of images (reduction_chunks) is summed in double, the chunks added in
+// order: the result depends neither on the thread count, nor on timing, nor on where dz comes from.
 void conv_c1_dw_images(const float* x, float* dw, float* db, const ConvGeom& g,
                        const std::function<const float*(int64_t)>& dz_of);
 namespace avx2 {  // conv_c1_avx2.cpp

@@ -16,9 +16,9 @@
 //     chunk (pixels x filters, 16-aligned rows), so the whole reduction over a chunk stays in registers.
 // Threads: forward splits the tiles; dx splits its items (image block, channel sliver) into one contiguous
 // range per thread, and a thread done with its own range takes items from the back of the fullest other one
-// (each item is computed alone, in a fixed order, so results do not depend on who runs it); dw splits the
-// images (a partial per thread, added in thread order, so results do not depend on timing), or the tap tiles
-// when there are fewer images than threads.
+// (each item is computed alone, in a fixed order, so results do not depend on who runs it); dw sums chunks
+// of images that depend on the problem alone (reduction_chunks), a partial each, added in chunk order, so
+// no bit depends on the thread count (dw_impl).
 #include "conv_igemm.h"
 
 #include <algorithm>
@@ -308,38 +308,40 @@ void dw_block(const float* dy, const float* x, float* dst, double* dbs, const Co
   }
 }
 
+// dw (and db) summed per chunk of images (reduction_chunks: from the problem alone), each chunk into its own
+// partial, the partials added in chunk order. At least as many chunks as threads: the threads take chunks;
+// fewer: chunk after chunk, its tap tiles split over the threads (tiles are separate outputs: same bits).
 void dw_impl(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g) {
   const int64_t CRS = g.C * g.R * g.S, size = g.K * CRS, row_tiles = (CRS + MR - 1) / MR;
-  const int64_t nt = num_threads();
+  const int64_t chunks = reduction_chunks(g.N, g.PQ(), size), nt = num_threads();
   thread_local std::vector<double> dbbuf;
-  dbbuf.assign(db ? static_cast<size_t>(nt * g.K) : 0, 0.0);
-  double* dbs = db ? dbbuf.data() : nullptr;  // per-thread db partials (the caller's buffer)
-  if (g.N < nt) {
-    parallel_for(row_tiles, [&](int64_t r0, int64_t r1) {
-      dw_block(dy, x, dw, r0 == 0 ? dbs : nullptr, g, 0, g.N, r0, r1);
-    });
-    if (db)
-      for (int64_t k = 0; k < g.K; ++k) db[k] = static_cast<float>(dbs[k]);
-    return;
-  }
+  dbbuf.assign(db ? static_cast<size_t>(chunks * g.K) : 0, 0.0);
+  double* dbs = db ? dbbuf.data() : nullptr;  // per-chunk db partials (the caller's buffer)
   thread_local std::vector<float> partbuf;
-  float* parts = grow(partbuf, (nt - 1) * size);
-  parallel_for(nt, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      dw_block(dy, x, t == 0 ? dw : parts + (t - 1) * size, dbs ? dbs + t * g.K : nullptr, g, g.N * t / nt,
-               g.N * (t + 1) / nt, 0, row_tiles);
-  });
-  if (nt > 1)
+  float* parts = chunks > 1 ? grow(partbuf, (chunks - 1) * size) : nullptr;
+  auto part = [&](int64_t c) { return c == 0 ? dw : parts + (c - 1) * size; };
+  auto first = [&](int64_t c) { return g.N * c / chunks; };
+  if (chunks >= nt) {
+    parallel_chunks(chunks, [&](int64_t c) {
+      dw_block(dy, x, part(c), dbs ? dbs + c * g.K : nullptr, g, first(c), first(c + 1), 0, row_tiles);
+    });
+  } else {
+    for (int64_t c = 0; c < chunks; ++c)
+      parallel_for(row_tiles, [&](int64_t r0, int64_t r1) {
+        dw_block(dy, x, part(c), dbs && r0 == 0 ? dbs + c * g.K : nullptr, g, first(c), first(c + 1), r0, r1);
+      });
+  }
+  if (parts)
     parallel_for(size, [&](int64_t i0, int64_t i1) {
-      for (int64_t t = 1; t < nt; ++t) {
-        const float* part = parts + (t - 1) * size;
-        for (int64_t i = i0; i < i1; ++i) dw[i] += part[i];
+      for (int64_t c = 1; c < chunks; ++c) {
+        const float* p = parts + (c - 1) * size;
+        for (int64_t i = i0; i < i1; ++i) dw[i] += p[i];
       }
     });
   if (db)
     for (int64_t k = 0; k < g.K; ++k) {
       double sum = 0.0;
-      for (int64_t t = 0; t < nt; ++t) sum += dbs[t * g.K + k];
+      for (int64_t c = 0; c < chunks; ++c) sum += dbs[c * g.K + k];
       db[k] = static_cast<float>(sum);
     }
 }

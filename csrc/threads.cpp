@@ -1,13 +1,32 @@
-// The thread pool behind parallel_for: the caller runs a share of each job itself, and a job returns only
-// when every chunk is done. Between jobs, workers (and the caller waiting for them) spin for a short while
-// before sleeping on a condition variable: in a training step the next kernel follows within tens of
-// microseconds, and a futex wake-up on a VM costs about as much as a small kernel.
+// The thread pool behind parallel_for (common.h; the rules are in docs/threads.md).
+//
+// A job is a count of chunks; the caller and the workers claim chunks in order from a shared counter until
+// none is left, and the caller returns when every chunk is done. Claiming, rather than one fixed share per
+// thread, is what keeps a step fast when another process holds one of the cores: a worker that is not
+// running (descheduled, or not yet woken) simply claims nothing, and the threads that run take its share,
+// instead of the whole job waiting for the scheduler to give that worker its next time slice. A worker
+// that wakes after the job's last chunk was claimed leaves without touching it; the next job waits (under
+// the mutex) until such late workers have left before it resets the counter.
+//
+// Between jobs, workers (and the caller waiting for the last chunks) spin for a short while before sleeping
+// on a condition variable: in a training step the next kernel follows within tens of microseconds, and a
+// futex wake-up on a VM costs about as much as a small kernel.
+//
+// Sizes: 1 <= threads <= max_threads() = kThreadsPerCpu x the CPUs in this process's affinity mask. A resize
+// is all or nothing: if a worker cannot be started, the ones started are joined, the previous size is
+// restored and the error is raised.
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
+#include <exception>
 #include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -18,17 +37,11 @@
 namespace cnnkern {
 namespace {
 
-int default_threads() {
-  if (const char* env = std::getenv("CNNKERN_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n >= 1) return n;
-  }
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
+constexpr int kThreadsPerCpu = 4;    // max_threads(): more than this many per CPU only adds switching
+constexpr int64_t kChunksPerThread = 4;  // parallel_for: chunks per thread, so a stalled thread holds little
 constexpr auto kSpin = std::chrono::microseconds(100);
+
+int env_threads_value = 0;  // CNNKERN_NUM_THREADS as parsed at import (0: not set)
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -47,68 +60,109 @@ bool spin_until(Ready ready) {
   }
 }
 
+int default_threads() { return env_threads_value > 0 ? env_threads_value : usable_cpus(); }
+
 class Pool {
  public:
-  explicit Pool(int n) { resize(n); }
+  Pool() = default;  // no workers until started: constructing the pool cannot fail
   ~Pool() { stop(); }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
 
-  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  int size() const { return size_.load(); }
+  bool started() const { return started_.load(); }
+
+  // Sizes the pool from CNNKERN_NUM_THREADS (else the usable CPUs) on first use; if the workers cannot be
+  // started the error propagates and the next use tries again.
+  void start_default() {
+    Busy b(busy_);
+    if (!started_.load()) {
+      resize_held(default_threads());
+      started_.store(true);
+    }
+  }
 
   // Waits for a job in flight (another Python thread may be inside a kernel, the GIL released) before
   // replacing the workers.
   void resize(int n) {
-    for (bool idle = false; !busy_.compare_exchange_weak(idle, true); idle = false) std::this_thread::yield();
+    Busy b(busy_);
+    resize_held(n);
+    started_.store(true);
+  }
+
+  // Runs task(c) once for every c in [0, nchunks); serial when there is one chunk or one thread, and when
+  // nested in a job or called while another thread's job runs (the pool serves one job at a time).
+  void run(int64_t nchunks, const std::function<void(int64_t)>& task) {
+    if (nchunks <= 0) return;
+    if (nchunks == 1 || size_.load() == 1 || busy_.exchange(true)) {
+      for (int64_t c = 0; c < nchunks; ++c) task(c);
+      return;
+    }
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      idle_cv_.wait(lk, [this] { return active_ == 0; });  // late workers of the previous job have left
+      task_ = &task;
+      nchunks_ = nchunks;
+      next_.store(0);
+      done_.store(0);
+      error_ = nullptr;
+      generation_.fetch_add(1);  // publishes the job to spinning workers
+    }
+    cv_.notify_all();  // and to sleeping ones
+    claim(task, nchunks);
+    auto all_done = [this, nchunks] { return done_.load() == nchunks; };
+    if (!spin_until(all_done)) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, all_done);
+    }
+    std::exception_ptr error;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      std::swap(error, error_);
+    }
+    busy_.store(false);
+    if (error) std::rethrow_exception(error);
+  }
+
+ private:
+  // Holds the busy flag for its scope (resize and start_default wait for a job in flight to end).
+  struct Busy {
+    explicit Busy(std::atomic<bool>& f) : flag(f) {
+      for (bool idle = false; !flag.compare_exchange_weak(idle, true); idle = false) std::this_thread::yield();
+    }
+    ~Busy() { flag.store(false); }
+    std::atomic<bool>& flag;
+  };
+
+  // All or nothing: on failure the previous size is restored (or, failing that too, the caller alone).
+  void resize_held(int n) {
+    const int old = size();
     stop();
+    try {
+      start(n);
+    } catch (const std::exception& e) {
+      const int started = size();
+      stop();
+      try {
+        start(old);
+      } catch (const std::exception&) {
+        stop();
+      }
+      throw std::runtime_error("could not start thread " + std::to_string(started + 1) + " of " +
+                               std::to_string(n) + " (" + e.what() + "); the pool keeps " +
+                               std::to_string(size()) + " thread(s)");
+    }
+  }
+
+  void start(int n) {
     std::lock_guard<std::mutex> g(mu_);
     quit_ = false;
     // A new worker must only see jobs posted after it starts: it begins at the current generation.
     const uint64_t g0 = generation_.load();
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, g0] { loop(i, g0); });
-    busy_.store(false);
-  }
-
-  // Runs task(t) for t in [0, nt) with t = 0 on the calling thread.
-  void run(int nt, const std::function<void(int)>& task) {
-    if (nt <= 1 || busy_.exchange(true)) {  // serial when asked, or when nested / called concurrently
-      for (int t = 0; t < nt; ++t) task(t);
-      return;
-    }
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      task_ = &task;
-      ntasks_ = nt;
-      pending_.store(nt - 1);
-      generation_.fetch_add(1);  // publishes the job to spinning workers
-    }
-    cv_.notify_all();  // and to sleeping ones
-    task(0);
-    auto done = [this] { return pending_.load() == 0; };
-    if (!spin_until(done)) {
-      std::unique_lock<std::mutex> lk(mu_);
-      done_cv_.wait(lk, done);
-    }
-    busy_.store(false);
-  }
-
- private:
-  void loop(int id, uint64_t seen) {
-    auto posted = [&] { return quit_.load() || generation_.load() != seen; };
-    for (;;) {
-      spin_until(posted);
-      const std::function<void(int)>* task;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, posted);
-        if (quit_) return;
-        seen = generation_.load();
-        task = task_;
-        if (id >= ntasks_) continue;
-      }
-      (*task)(id);
-      if (pending_.fetch_sub(1) == 1) {  // the last chunk: wake the caller if it went to sleep
-        std::lock_guard<std::mutex> g(mu_);
-        done_cv_.notify_one();
-      }
+    workers_.reserve(static_cast<size_t>(n - 1));
+    for (int i = 1; i < n; ++i) {
+      workers_.emplace_back([this, g0] { loop(g0); });
+      size_.store(static_cast<int>(workers_.size()) + 1);
     }
   }
 
@@ -120,35 +174,127 @@ class Pool {
     cv_.notify_all();
     for (auto& w : workers_) w.join();
     workers_.clear();
+    size_.store(1);
+  }
+
+  // Claims chunks until none is left; the one finishing the last chunk wakes the caller if it sleeps.
+  void claim(const std::function<void(int64_t)>& task, int64_t n) {
+    for (int64_t c = next_.fetch_add(1); c < n; c = next_.fetch_add(1)) {
+      try {
+        task(c);
+      } catch (...) {  // kept for the caller to rethrow; the other chunks still run
+        std::lock_guard<std::mutex> g(mu_);
+        if (!error_) error_ = std::current_exception();
+      }
+      if (done_.fetch_add(1) + 1 == n) {
+        std::lock_guard<std::mutex> g(mu_);
+        done_cv_.notify_one();
+      }
+    }
+  }
+
+  void loop(uint64_t seen) {
+    auto posted = [&] { return quit_.load() || generation_.load() != seen; };
+    for (;;) {
+      spin_until(posted);
+      const std::function<void(int64_t)>* task;
+      int64_t n;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, posted);
+        if (quit_) return;
+        seen = generation_.load();
+        task = task_;
+        n = nchunks_;
+        ++active_;  // the next job waits for this worker to leave before it resets the counter
+      }
+      claim(*task, n);  // claims nothing if the job's chunks are all taken (task is then never called)
+      std::lock_guard<std::mutex> g(mu_);
+      if (--active_ == 0) idle_cv_.notify_all();
+    }
   }
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
-  std::condition_variable cv_, done_cv_;
-  const std::function<void(int)>* task_ = nullptr;
-  int ntasks_ = 0;
-  std::atomic<int> pending_{0};
+  std::condition_variable cv_, done_cv_, idle_cv_;
+  const std::function<void(int64_t)>* task_ = nullptr;  // the job, under mu_
+  int64_t nchunks_ = 0;
+  int active_ = 0;                // workers inside a job, under mu_
+  std::exception_ptr error_;      // the first exception of the job, under mu_
+  std::atomic<int64_t> next_{0};  // the next chunk to claim
+  std::atomic<int64_t> done_{0};  // chunks finished
   std::atomic<uint64_t> generation_{0};
+  std::atomic<int> size_{1};
+  std::atomic<bool> started_{false};
   std::atomic<bool> quit_{false};
   std::atomic<bool> busy_{false};
 };
 
+Pool& raw_pool() {
+  static Pool p;
+  return p;
+}
+
 Pool& pool() {
-  static Pool p(default_threads());
+  Pool& p = raw_pool();
+  if (!p.started()) p.start_default();
   return p;
 }
 
 }  // namespace
 
+int usable_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+int max_threads() { return kThreadsPerCpu * usable_cpus(); }
+
+std::string check_thread_count(int64_t n, const char* what, const std::string& shown) {
+  const int cap = max_threads();
+  if (n >= 1 && n <= cap) return {};
+  return std::string(what) + " must be an integer from 1 to " + std::to_string(cap) + " (" +
+         std::to_string(kThreadsPerCpu) + " x the " + std::to_string(usable_cpus()) +
+         " CPUs this process may use), got " + (shown.empty() ? std::to_string(n) : shown);
+}
+
+void init_threads_from_env() {
+  env_threads_value = 0;
+  const char* env = std::getenv("CNNKERN_NUM_THREADS");
+  if (!env) return;
+  std::string s(env);
+  const auto b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+  s = b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+  if (s.empty()) return;  // set but empty: as if unset (the shell idiom for clearing a variable)
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  if (*end != '\0' || end == s.c_str())
+    throw std::invalid_argument("CNNKERN_NUM_THREADS must be an integer from 1 to " + std::to_string(max_threads()) +
+                                ", got '" + std::string(env) + "'");
+  const std::string err = check_thread_count(errno == ERANGE ? (v < 0 ? -1 : INT64_MAX) : v, "CNNKERN_NUM_THREADS",
+                                             "'" + std::string(env) + "'");
+  if (!err.empty()) throw std::invalid_argument(err);
+  env_threads_value = static_cast<int>(v);
+}
+
+int env_threads() { return env_threads_value; }
+
 int num_threads() { return pool().size(); }
 
-void set_num_threads(int n) { pool().resize(std::max(1, n)); }
+void set_num_threads(int n) {
+  const std::string err = check_thread_count(n, "n");
+  if (!err.empty()) throw std::invalid_argument(err);
+  raw_pool().resize(n);  // not pool(): a CNNKERN_NUM_THREADS that cannot start must not block the way out
+}
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  const int nt = static_cast<int>(std::min<int64_t>(n, num_threads()));
-  pool().run(nt, [&](int t) {
-    const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+  const int nt = num_threads();
+  const int64_t chunks = nt == 1 ? 1 : std::min<int64_t>(n, kChunksPerThread * nt);
+  pool().run(chunks, [&](int64_t c) {
+    const int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
     if (begin < end) fn(begin, end);
   });
 }
@@ -157,12 +303,18 @@ void parallel_for_dynamic(int64_t n, int64_t grain, const std::function<void(int
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t chunks = (n + grain - 1) / grain;
-  const int nt = static_cast<int>(std::min<int64_t>(chunks, num_threads()));
-  std::atomic<int64_t> next{0};
-  pool().run(nt, [&](int) {
-    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
-      fn(c * grain, std::min(n, (c + 1) * grain));
-  });
+  pool().run(chunks, [&](int64_t c) { fn(c * grain, std::min(n, (c + 1) * grain)); });
+}
+
+void parallel_chunks(int64_t nchunks, const std::function<void(int64_t)>& fn) { pool().run(nchunks, fn); }
+
+int64_t reduction_chunks(int64_t items, int64_t len_per_item, int64_t partial_floats) {
+  if (items <= 1) return 1;
+  const int64_t by_len = std::max<int64_t>(1, items * len_per_item / kMinChunkLen);
+  const int64_t by_mem = std::max<int64_t>(1, kChunkBudgetFloats / std::max<int64_t>(1, partial_floats));
+  int64_t c = std::min({items, kMaxChunks, by_len, by_mem});
+  if (c > 4) c -= c % 4;  // a multiple of 4: the chunks divide evenly over 1, 2 and 4 threads
+  return c;
 }
 
 }  // namespace cnnkern

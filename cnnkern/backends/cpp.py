@@ -3,7 +3,9 @@
 Every ``_cpp`` function has exactly the signature of the :class:`~cnnkern.backends.base.Backend` method of
 the same name (same positional arrays, same keywords, tuples for stride/padding/...), so each method here
 is a direct call. The extension releases the GIL around computation and picks its SIMD path at import
-(``CNNKERN_SIMD=scalar|avx2|avx512`` forces one).
+(``CNNKERN_SIMD=scalar|avx2|avx512`` forces one). Its thread pool (csrc/threads.cpp, docs/threads.md) has
+``CNNKERN_NUM_THREADS`` threads (default: the CPUs this process may use), at most 4 per usable CPU; a bad
+value makes the import fail, and the backend unavailable, with the reason.
 
 A kernel of the table that the extension lacks (a build older than the Python sources) does not make the
 whole backend unavailable: that kernel's method raises NotImplementedError naming it and the fix, and
@@ -17,13 +19,13 @@ from .base import Backend
 _IMPORT_ERROR = None
 try:
     from .. import _cpp
-except Exception as exc:  # ImportError, or RuntimeError from a bad CNNKERN_SIMD
+except Exception as exc:  # ImportError, also for a bad CNNKERN_SIMD or CNNKERN_NUM_THREADS
     _cpp = None
     _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
 
 def probe():
-    if _cpp is None and "CNNKERN_SIMD" in _IMPORT_ERROR:
+    if _cpp is None and ("CNNKERN_SIMD" in _IMPORT_ERROR or "CNNKERN_NUM_THREADS" in _IMPORT_ERROR):
         return f"cnnkern._cpp refused to load: {_IMPORT_ERROR}"
     if _cpp is None:
         return (
@@ -65,11 +67,39 @@ class CppBackend(Backend):
             "simd": _cpp.simd(),
             "supported": ",".join(_cpp.supported_simd()),
             "threads": _cpp.num_threads(),
+            "max_threads": _cpp.max_threads(),
         }
         missing = missing_kernels()
         if missing:
             info["missing"] = ",".join(missing) + " (stale build: rebuild cnnkern._cpp)"
         return info
+
+    # threads: cnnkern.set_num_threads / get_num_threads (cnnkern/threads.py)
+    @staticmethod
+    def num_threads():
+        return _cpp.num_threads()
+
+    @staticmethod
+    def max_threads():
+        """The largest pool: 4 x the CPUs in this process's affinity mask."""
+        return _cpp.max_threads()
+
+    @staticmethod
+    def thread_count_error(n):
+        """None if the pool can have ``n`` threads, else why not."""
+        top = _cpp.max_threads()
+        if n <= top:
+            return None
+        return (
+            f"n={n} exceeds the cpp backend's limit of {top} threads (4 x the {_cpp.usable_cpus()} CPUs this "
+            "process may use)"
+        )
+
+    @staticmethod
+    def set_num_threads(n):
+        """Resize the pool; ValueError outside [1, max_threads()], RuntimeError (size unchanged) if a thread
+        cannot start."""
+        _cpp.set_num_threads(n)
 
     @staticmethod
     def simd():

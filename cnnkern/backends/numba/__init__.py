@@ -9,11 +9,15 @@ this package does not import Numba; :func:`create` does. A kernel compiles on it
 or under ``NUMBA_CACHE_DIR``); :func:`warmup` does that up front and reports the cost. No kernel uses
 fastmath, so IEEE NaN/inf rules hold (docs/design.md §3); the GEMM's multiply-adds are explicit ``llvm.fma``
 calls (gemm.py: one rounding per multiply-add, as the C++ backend's FMA micro-kernels). Threads: Numba's
-pool (``NUMBA_NUM_THREADS``).
+pool, started with ``NUMBA_NUM_THREADS`` threads (default: the CPUs), of which ``cnnkern.set_num_threads``
+uses 1 to that many; :func:`configure_threading` makes its OpenMP workers sleep when idle (docs/threads.md).
+Every kernel's result is independent of the thread count: each reduction is cut into parts that depend on
+the problem alone (conv.py's DW_TASKS runs, one task per channel or per row), added in a fixed order.
 """
 
 import importlib
 import importlib.util
+import os
 import time
 
 import numpy as np
@@ -43,7 +47,39 @@ def probe():
     return None
 
 
+# Put in the environment while Numba starts its threading layer, unless already set: OpenMP workers that
+# sleep as soon as a parallel loop ends instead of spinning (GNU OpenMP's default spins some 300,000 rounds,
+# Intel's 200 ms). Spinning workers starve a peer that shares its core with another process, and every
+# parallel loop then waits for the scheduler to run that peer: with one core busy elsewhere the classic CNN's
+# training step took 30 times its quiet time on 2 cores (issue 12), 1 to 2 times with these. The price is a
+# futex wake-up per parallel loop: on an otherwise idle machine the step measured about 13 ms against 8.5 ms
+# spinning (2-core VM, batch 32); set OMP_WAIT_POLICY=ACTIVE to prefer that. The variables are removed
+# again afterwards, so that OpenMP runtimes loaded later (PyTorch's) keep their own defaults; they only take
+# effect if this is the process's first load of the runtime.
+THREADING_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+
+
+def configure_threading():
+    """Start Numba's threading layer with :data:`THREADING_DEFAULTS` (those the user has not set); a no-op
+    once the layer runs (it was then started by an earlier call, or by the user's own Numba code)."""
+    import numba
+
+    try:
+        numba.threading_layer()
+        return  # already started: its settings are fixed
+    except ValueError:  # "Threading layer is not initialized."
+        pass
+    added = {k: v for k, v in THREADING_DEFAULTS.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        numba.get_num_threads()  # launches the threading layer, which reads the variables as it loads
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 def create():
+    configure_threading()
     return NumbaBackend()
 
 
@@ -77,8 +113,48 @@ class NumbaBackend(Backend):
         return {
             "numba": numba.__version__,
             "threads": numba.get_num_threads(),
+            "max_threads": self.max_threads(),
+            "layer": numba.threading_layer(),
             "compiled": f"{done}/{len(dispatchers)}",  # loops compiled or loaded in this process
         }
+
+    # threads: cnnkern.set_num_threads / get_num_threads (cnnkern/threads.py)
+    @staticmethod
+    def num_threads():
+        import numba
+
+        return numba.get_num_threads()
+
+    @staticmethod
+    def max_threads():
+        """The threads Numba's pool was started with (NUMBA_NUM_THREADS): set_num_threads' upper bound."""
+        import numba
+
+        return numba.config.NUMBA_NUM_THREADS
+
+    @classmethod
+    def thread_count_error(cls, n):
+        """None if the pool can run ``n`` threads, else why not and what to do."""
+        top = cls.max_threads()
+        if n <= top:
+            return None
+        env = os.environ.get("NUMBA_NUM_THREADS")
+        how = f"NUMBA_NUM_THREADS={env}" if env else "NUMBA_NUM_THREADS unset: the CPU count"
+        return (
+            f"n={n} exceeds the numba backend's thread pool, which numba started with {top} threads ({how}); "
+            f"numba cannot grow it: set NUMBA_NUM_THREADS={n} (or more) in the environment before numba is "
+            f"first imported, or use at most {top} threads with numba (set_num_threads(n, backend='cpp') "
+            "sets the cpp backend alone)"
+        )
+
+    @classmethod
+    def set_num_threads(cls, n):
+        import numba
+
+        err = cls.thread_count_error(n)
+        if err is not None:
+            raise ValueError(err)
+        numba.set_num_threads(n)
 
     # fused conv + activation + max pool: conv_pool.py for a one-channel first layer, else the composition
     def conv2d_act_maxpool_forward(
