@@ -264,7 +264,7 @@ def expected_weights(path: PathLike, cfg: dict[str, Any]) -> dict[str, Shape]:
 
 def check_architecture(path: PathLike, cfg: Any) -> None:
     """The top level of a saved architecture: format, name, dtype, input shape, layers list, compile."""
-    from .models import FORMAT, FORMAT_VERSION
+    from .saving import FORMAT, FORMAT_VERSION
 
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: the architecture must be a JSON object, got {_short(cfg)}")

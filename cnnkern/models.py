@@ -5,21 +5,12 @@ Backend: ``Sequential(backend=...)`` or ``compile(backend=...)``, else :func:`cn
 (which converts every array). Parameters, optimizer state and activations live on that backend (NumPy
 arrays, or CuPy for cuda); ``predict`` returns NumPy.
 
-Loss: sparse categorical cross-entropy, always computed by the fused, numerically stable
-``softmax_cross_entropy`` kernel on logits: a final ``softmax`` (Dense(..., activation='softmax') or an
-Activation('softmax') layer) hands its pre-softmax values to the loss during training and evaluation, and
-still outputs probabilities in ``predict``. With ``SparseCategoricalCrossentropy(from_logits=True)`` the
-final layer must be linear and ``predict`` returns logits, as in Keras.
-
-Saved models are one ``.npz`` file: an ``__architecture__`` entry (JSON: layers, input shape, dtype,
-compile settings) and one array per weight (``<index>.<layer name>/<weight>``), written atomically. Optimizer
-moments are not saved: training a loaded model starts them afresh (checkpoints, :mod:`cnnkern.checkpoint`,
-keep them). NaN / Inf inputs and losses follow :mod:`cnnkern.nonfinite`.
+Loss: :mod:`cnnkern.losses`. Saving and loading: :mod:`cnnkern.saving`.
+NaN / Inf inputs and losses follow :mod:`cnnkern.nonfinite`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import backends, nonfinite, ops, optimizers
+from . import backends, losses, nonfinite, ops, optimizers
 from . import layers as layers_mod
-from ._io import atomic_save
 from ._typing import BackendArray, Logs, PathLike, Shape
 from .layers import Context, Layer, keras_shape, to_numpy
+from .losses import SparseCategoricalCrossentropy
+from .saving import FORMAT, FORMAT_VERSION, load_model, save_model
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -41,33 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Sequential", "SparseCategoricalCrossentropy", "load_model"]
 
-FORMAT = "cnnkern-sequential"
-FORMAT_VERSION = 1
 _ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy")
-
-
-class SparseCategoricalCrossentropy:
-    """Cross-entropy of integer labels. ``from_logits=False`` (the string
-    'sparse_categorical_crossentropy'): the model ends in a softmax; True: it ends in a linear layer."""
-
-    def __init__(self, from_logits: bool = False) -> None:
-        self.from_logits = bool(from_logits)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"class_name": "SparseCategoricalCrossentropy", "from_logits": self.from_logits}
-
-
-def _loss(identifier: str | SparseCategoricalCrossentropy | dict[str, Any]) -> SparseCategoricalCrossentropy:
-    if isinstance(identifier, SparseCategoricalCrossentropy):
-        return identifier
-    if identifier == "sparse_categorical_crossentropy":
-        return SparseCategoricalCrossentropy()
-    if isinstance(identifier, dict) and identifier.get("class_name") == "SparseCategoricalCrossentropy":
-        return SparseCategoricalCrossentropy(identifier.get("from_logits", False))
-    raise ValueError(
-        f"loss must be 'sparse_categorical_crossentropy' or a SparseCategoricalCrossentropy, "
-        f"got {identifier!r}"
-    )
 
 
 def _output_shape(layer: Layer) -> Shape:
@@ -228,7 +194,7 @@ class Sequential:
         if not self.layers:
             raise ValueError("the model has no layers; add some before compiling it")
         self.optimizer = optimizers.get(optimizer)
-        self.loss = _loss(loss)
+        self.loss = losses.get(loss)
         metrics = list(metrics or [])
         for m in metrics:
             if m not in _ACCURACY_NAMES:
@@ -513,22 +479,5 @@ class Sequential:
 
     def save(self, path: PathLike) -> None:
         """Architecture and weights to ONE .npz file at exactly ``path``, written atomically (a crash or a
-        full disk leaves any previous file at ``path`` as it was)."""
-        self.build()
-        arrays = {key: to_numpy(d[k]) for key, _, d, k in self._weight_items()}
-        arrays["__architecture__"] = np.array(json.dumps(self.get_config()))
-        # numpy's stub types **kwds against savez's own allow_pickle keyword, hence the ignore
-        atomic_save(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
-
-
-def load_model(path: PathLike, backend: str | Backend | None = None) -> Sequential:
-    """A model saved by :meth:`Sequential.save`, built and (if it was) compiled, on ``backend`` (None: the
-    current default). Its predictions are those of the saved model.
-
-    The file is untrusted input: the architecture (layer classes, required and unknown keys, types and
-    ranges, the sizes it implies) and each weight's dtype (the model's) and shape are checked before
-    anything of the model's size is allocated; pickles are refused. Errors are ``ValueError`` naming the file
-    and the layer (see :mod:`cnnkern._modelfile`)."""
-    from . import _modelfile
-
-    return _modelfile.load(path, backend)
+        full disk leaves any previous file at ``path`` as it was; see :mod:`cnnkern.saving`)."""
+        save_model(self, path)

@@ -1,0 +1,79 @@
+"""Keras-style layers over :mod:`cnnkern.ops`: Conv2D, MaxPooling2D, AveragePooling2D, BatchNormalization,
+Dense, Flatten, Activation, ReLU, LeakyReLU, Dropout.
+
+Argument names and defaults are Keras's. Layouts:
+
+* The user's images are ``(N, H, W, C)`` as in Keras; :class:`cnnkern.models.Sequential` transposes them
+  ONCE at the model input to the canonical ``(N, C, H, W)``, and every layer works in NCHW from there on.
+  Shapes printed by ``summary()`` are given back in Keras's order, ``(None, H, W, C)``.
+* :class:`Flatten` flattens NCHW activations in C, H, W order (PyTorch's order, not Keras's H, W, C). It
+  only matters when weights are copied to or from another framework's Dense layer after a Flatten.
+* Weights are canonical: conv ``(K, C, R, S)``, dense ``(out, in)``.
+
+A layer is built once its input shape is known (``build``), keeps on ``forward`` exactly what its
+``backward`` needs (its input for conv/dense/batch norm, its output for an activation, the argmax for max
+pooling, the mask for dropout) and writes its parameter gradients to ``grads``. Arrays live on the model's
+backend (NumPy, or CuPy for cuda). Layers never call a backend directly: every kernel goes through
+:mod:`cnnkern.ops`.
+
+The layers live in one module per kernel family, the stems of :mod:`cnnkern.ops`: ``base`` (Layer, Context,
+shared helpers), ``activation``, ``conv``, ``pool``, ``batchnorm``, ``dense``, and ``core`` (Flatten,
+Dropout). Import them from here: the module a class lives in is not part of the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# the names other modules use besides __all__ (``X as X``: re-exported on purpose)
+from .activation import ACTIVATIONS as ACTIVATIONS
+from .activation import KERAS_LEAKY_RELU_SLOPE as KERAS_LEAKY_RELU_SLOPE
+from .activation import Activation, LeakyReLU, ReLU
+from .activation import ActivationSource as ActivationSource
+from .base import Context as Context
+from .base import Layer
+from .base import keras_shape as keras_shape
+from .base import to_numpy as to_numpy
+from .batchnorm import BatchNormalization
+from .conv import Conv2D
+from .core import Dropout, Flatten
+from .dense import Dense
+from .pool import AveragePooling2D, MaxPooling2D
+
+__all__ = [
+    "Activation",
+    "AveragePooling2D",
+    "BatchNormalization",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "LeakyReLU",
+    "MaxPooling2D",
+    "ReLU",
+]
+
+
+LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (
+        Conv2D,
+        MaxPooling2D,
+        AveragePooling2D,
+        BatchNormalization,
+        Dense,
+        Flatten,
+        Activation,
+        ReLU,
+        LeakyReLU,
+        Dropout,
+    )
+}
+
+
+def from_config(class_name: str, config: dict[str, Any]) -> Layer:
+    """Rebuild a layer from ``get_config()`` output (used by :func:`cnnkern.models.load_model`)."""
+    if class_name not in LAYERS:
+        raise ValueError(f"unknown layer class {class_name!r} (known: {', '.join(LAYERS)})")
+    return LAYERS[class_name](**config)

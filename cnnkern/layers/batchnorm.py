@@ -1,0 +1,115 @@
+"""Normalisation layers: :class:`BatchNormalization`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from .._typing import BackendArray, Shape
+from .base import Context, Layer
+
+
+class BatchNormalization(Layer):
+    """Batch normalisation over the channel axis (images) or the feature axis (flat input).
+
+    ``convention='torch'`` (default): momentum 0.1 weighting the NEW batch statistic, eps 1e-5, running
+    variance unbiased (PyTorch's BatchNorm2d). ``convention='keras'``: Keras's meaning and defaults,
+    momentum 0.99 weighting the OLD running value, epsilon 1e-3, running variance biased. ``momentum`` and
+    ``epsilon`` override the convention's defaults and are read in that convention's sense.
+    """
+
+    def __init__(
+        self,
+        axis: int = -1,
+        momentum: float | None = None,
+        epsilon: float | None = None,
+        center: bool = True,
+        scale: bool = True,
+        convention: str = "torch",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if axis != -1:
+            raise ValueError(f"axis must be -1 (the channel axis of (N, H, W, C) input), got {axis!r}")
+        if convention not in ("torch", "keras"):
+            raise ValueError(f"convention must be 'torch' or 'keras', got {convention!r}")
+        self.convention = convention
+        keras = convention == "keras"
+        self.momentum = float((0.99 if keras else 0.1) if momentum is None else momentum)
+        self.epsilon = float((1e-3 if keras else 1e-5) if epsilon is None else epsilon)
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {self.momentum}")
+        if not self.epsilon > 0.0:
+            raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self._x = None
+
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
+        c = in_shape[0]
+        if self.scale:
+            self.params["gamma"] = ctx.asarray(np.ones(c))
+        if self.center:
+            self.params["beta"] = ctx.asarray(np.zeros(c))
+        self.state["moving_mean"] = ctx.asarray(np.zeros(c))
+        self.state["moving_variance"] = ctx.asarray(np.ones(c))
+        return in_shape
+
+    def _as4d(self, a: BackendArray) -> BackendArray:
+        return a if a.ndim == 4 else a.reshape(a.shape[0], a.shape[1], 1, 1)
+
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+        x4 = self._as4d(x)
+        new_weight = 1.0 - self.momentum if self.convention == "keras" else self.momentum
+        rv = self.state["moving_variance"]
+        y, mean, invstd = ops.batchnorm2d_forward(
+            x4,
+            self.params.get("gamma"),
+            self.params.get("beta"),
+            self.state["moving_mean"],
+            rv,
+            training=training,
+            momentum=new_weight,
+            eps=self.epsilon,
+            backend=self._ctx.backend,
+        )
+        if training:
+            if self.convention == "keras":
+                # the kernel blended in the unbiased variance var·n/(n−1); Keras blends the biased var, which
+                # is smaller by var/(n−1), with var = 1/invstd² − eps
+                n = x4.shape[0] * x4.shape[2] * x4.shape[3]
+                rv -= new_weight * (1.0 / (invstd * invstd) - self.epsilon) / (n - 1)
+            self._x, self._mean, self._invstd = x4, mean, invstd
+        return y.reshape(x.shape)
+
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        x4, self._x = self._x, None
+        dx, dgamma, dbeta = ops.batchnorm2d_backward(
+            self._as4d(dy),
+            x4,
+            self.params.get("gamma"),
+            self._mean,
+            self._invstd,
+            training=True,
+            backend=self._ctx.backend,
+        )
+        if self.scale:
+            self.grads["gamma"] = dgamma
+        if self.center:
+            self.grads["beta"] = dbeta
+        return dx.reshape(dy.shape) if need_dx else None
+
+    def _clear(self) -> None:
+        self._x = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "convention": self.convention,
+        }

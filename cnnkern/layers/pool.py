@@ -1,0 +1,157 @@
+"""Pooling layers: :class:`MaxPooling2D`, :class:`AveragePooling2D`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import ops, shapes
+from .._typing import BackendArray, Shape
+from .activation import ActivationSource
+from .base import Context, Layer, _padding, _pair
+
+if TYPE_CHECKING:
+    from .conv import Conv2D
+
+
+class _Pooling2D(Layer):
+    """Shared geometry of the pooling layers. ``padding='same'`` follows TensorFlow: output ceil(H/s), the
+    window grid padded by (lo, hi) with hi - lo in {0, 1}; that is pool padding ``lo`` on both sides plus
+    ceil_mode for the one extra at the end (whose overhang max pooling ignores and average pooling does not
+    count). A 'same' geometry that this cannot express (lo > pool_size // 2) is refused at build."""
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] | list[int] = (2, 2),
+        strides: int | tuple[int, int] | list[int] | None = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"data_format must be 'channels_last', got {data_format!r}")
+        self.pool_size = _pair("pool_size", pool_size)
+        self.strides = self.pool_size if strides is None else _pair("strides", strides)
+        self.padding = _padding(padding)
+
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
+        self._require_images(in_shape)
+        c, h, w = in_shape
+        pad: list[int] = []
+        ceil = False
+        out: list[int] = []
+        for length, k, s in zip((h, w), self.pool_size, self.strides):
+            if self.padding == "valid":
+                pad.append(0)
+                continue
+            lo, hi = shapes.same_padding(length, k, s, 1)
+            if lo > k // 2 or hi - lo not in (0, 1):
+                raise ValueError(
+                    f"{self.name}: padding='same' for pool_size {self.pool_size}, strides "
+                    f"{self.strides} on a {h}x{w} input needs padding {lo}/{hi}, which pooling "
+                    f"cannot express"
+                )
+            pad.append(lo)
+            ceil = ceil or hi > lo
+        self._geom: dict[str, Any] = {
+            "kernel_size": self.pool_size,
+            "stride": self.strides,
+            "padding": tuple(pad),
+            "ceil_mode": ceil,
+        }
+        for length, k, s, p in zip((h, w), self.pool_size, self.strides, pad):
+            out.append(shapes.pool_out(length, k, s, p, 1, ceil))
+            if self.padding == "same" and out[-1] != -(-length // s):
+                raise ValueError(
+                    f"{self.name}: padding='same' cannot be expressed for pool_size "
+                    f"{self.pool_size}, strides {self.strides} on a {h}x{w} input"
+                )
+        if min(out) < 1:
+            raise ValueError(f"{self.name}: pool_size {self.pool_size} does not fit the {h}x{w} input")
+        return (c, out[0], out[1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "pool_size": list(self.pool_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+        }
+
+
+class MaxPooling2D(_Pooling2D):
+    """Max pooling (window ``pool_size``, default stride = pool_size); keeps the argmax for backward.
+
+    When the model puts it right after a Conv2D, the two run as one kernel pair (``conv_source``, see
+    Conv2D). Right after another layer with an activation (ReLU, Dense...), the model links that layer as
+    ``act_source`` and backward returns the gradient before the activation (ops.maxpool2d_act_backward: pool
+    scatter and activation gradient in one pass); the source then skips its own activation gradient.
+    """
+
+    act_source: ActivationSource | None = None
+    # a Conv2D right before, linked by the model to run with this pool as one kernel
+    conv_source: Conv2D | None = None
+    # the output that conv_source computed for this layer, until forward passes it on
+    _prepooled: BackendArray | None = None
+    _fused = False  # the last training forward was conv_source's: backward passes dy back to it
+
+    def fused_geometry(self) -> dict[str, Any]:
+        """This pool's arguments to ops.conv2d_act_maxpool_forward."""
+        g = self._geom
+        return dict(
+            pool_size=g["kernel_size"],
+            pool_stride=g["stride"],
+            pool_padding=g["padding"],
+            ceil_mode=g["ceil_mode"],
+        )
+
+    def accept_pooled(self, y: BackendArray) -> None:
+        """Called by conv_source's fused forward with this layer's output."""
+        self._prepooled = y
+        self._fused = False
+
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+        if self._prepooled is not None and x is self._prepooled:  # conv_source already pooled it
+            self._prepooled = None
+            self._fused = training
+            return x
+        self._prepooled, self._fused = None, False
+        if not training:  # no argmax needed: the kernel skips writing it
+            return ops.maxpool2d_forward(x, **self._geom, return_argmax=False, backend=self._ctx.backend)
+        y, self._argmax = ops.maxpool2d_forward(x, **self._geom, backend=self._ctx.backend)
+        self._x_shape = x.shape
+        return y
+
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        if self._fused:  # conv_source's backward applies this pool's (and its activation's) gradient
+            self._fused = False
+            return dy
+        argmax, self._argmax = self._argmax, None
+        if argmax is None:
+            raise RuntimeError(f"{self.name}: backward called without a training forward before it")
+        taken = self.act_source.take_activation() if self.act_source is not None else None
+        if taken is not None:
+            a, kind, alpha = taken
+            return ops.maxpool2d_act_backward(dy, argmax, a, kind, alpha=alpha, backend=self._ctx.backend)
+        return ops.maxpool2d_backward(dy, argmax, self._x_shape, backend=self._ctx.backend)
+
+    def _clear(self) -> None:
+        self._argmax = self._prepooled = None
+        self._fused = False
+
+
+class AveragePooling2D(_Pooling2D):
+    """Average pooling; with padding='same' the divisor counts only real elements (as Keras)."""
+
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
+        out = super()._build(in_shape, ctx)
+        self._geom["count_include_pad"] = False
+        return out
+
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+        if training:
+            self._x_shape = x.shape
+        return ops.avgpool2d_forward(x, **self._geom, backend=self._ctx.backend)
+
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        return ops.avgpool2d_backward(dy, self._x_shape, **self._geom, backend=self._ctx.backend)
