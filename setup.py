@@ -27,9 +27,19 @@ if not is_x86:
     sources = [s for s in sources if not (s.endswith("_avx2.cpp") or s.endswith("_avx512.cpp"))]
 
 args = ["-O3", "-fno-math-errno", "-fvisibility=hidden", "-Wall", "-Wno-unknown-pragmas"]
+link_args = ["-pthread"]
 macros = [("CNNKERN_X86", "1")] if is_x86 else []
+# CNNKERN_DEBUG_BUILD=1: AddressSanitizer + UndefinedBehaviorSanitizer (scripts/sanitize.sh builds it into a
+# separate folder and runs the cpp conformance suite under it). Every UBSan report is fatal
+# (-fno-sanitize-recover=all), misaligned accesses included (-fsanitize=alignment, named explicitly), and
+# libstdc++'s own bounds checks are on; -fno-wrapv undoes the -fwrapv of Python's CFLAGS so that signed
+# overflow is checked. Same sources and the same #pragma GCC target files: the run-time SIMD dispatch still
+# picks scalar / AVX2 / AVX-512. The interpreter is not sanitized, so libasan must be
+# LD_PRELOADed (g++ -print-file-name=libasan.so) with ASAN_OPTIONS=detect_leaks=0.
 if os.environ.get("CNNKERN_DEBUG_BUILD"):
-    args = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    sanitize = ["-fsanitize=address,undefined,alignment", "-fno-sanitize-recover=all"]
+    args = ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv", "-D_GLIBCXX_ASSERTIONS"] + sanitize + args[1:]
+    link_args += sanitize
 
 ext = Pybind11Extension(
     "cnnkern._cpp",
@@ -37,7 +47,7 @@ ext = Pybind11Extension(
     include_dirs=["csrc"],
     cxx_std=17,
     extra_compile_args=args,
-    extra_link_args=["-pthread"] + (["-fsanitize=address,undefined"] if os.environ.get("CNNKERN_DEBUG_BUILD") else []),
+    extra_link_args=link_args,
     define_macros=macros,
     optional=not os.environ.get("CNNKERN_REQUIRE_CPP"),
 )

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "checked.h"
 
 namespace cnnkern {
 
@@ -29,9 +30,15 @@ size_t cache_idle_bytes(bool release);
 
 template <typename T>
 carray<T> new_array(const std::vector<py::ssize_t>& shape) {
-  size_t n = 1;
-  for (py::ssize_t d : shape) n *= static_cast<size_t>(d);
-  const size_t bytes = n * sizeof(T);
+  // Sizes overflow-checked: a shape whose byte count wraps int64 (maxpool2d_backward with
+  // x_shape=(2, 3, 2**31, 2**31)) was signed overflow in pybind11's strides (found by the UBSan build) and
+  // a wrapped, small allocation here.
+  int64_t n = 1;
+  for (py::ssize_t d : shape) {
+    if (d < 0) throw py::value_error("negative dimension in an output shape");
+    n = checked_mul(n, d, "the output array's size");
+  }
+  const size_t bytes = static_cast<size_t>(checked_mul(n, int64_t(sizeof(T)), "the output array's bytes"));
   if (bytes < kCacheMinBytes) return carray<T>(shape);
   void* p = cache_take(bytes);
   py::capsule owner(p, [](void* q) { cache_give(q); });

@@ -28,6 +28,7 @@
 #include "activation.h"
 #include "alloc.h"
 #include "bindings.h"
+#include "checked.h"
 #include "common.h"
 #include "conv_direct.h"
 #include "conv_igemm.h"
@@ -69,10 +70,16 @@ ConvGeom conv_geom(const carray<float>& x, const carray<float>& w, Pair stride, 
   if (g.C % groups || g.K % groups || w.shape(1) != g.C / groups)
     throw std::invalid_argument("w of shape " + shape_str(w) + " does not fit x of shape " + shape_str(x) +
                                 " with groups=" + std::to_string(groups));
-  g.P = (g.H + padding[0] + padding[1] - (g.dh * (g.R - 1) + 1)) / g.sh + 1;
-  g.Q = (g.W + padding[2] + padding[3] - (g.dw * (g.S - 1) + 1)) / g.sw + 1;
-  if (g.H + padding[0] + padding[1] < g.dh * (g.R - 1) + 1 || g.W + padding[2] + padding[3] < g.dw * (g.S - 1) + 1)
-    throw std::invalid_argument("the (dilated) kernel is larger than the padded input");
+  // Padded input and dilated kernel extents, overflow-checked: padding=2**62 wrapped past the check below
+  // (signed overflow, found by the UBSan build).
+  const char* what = "the padded input or the dilated kernel extent";
+  const int64_t Hp = checked_add(checked_add(g.H, padding[0], what), padding[1], what);
+  const int64_t Wp = checked_add(checked_add(g.W, padding[2], what), padding[3], what);
+  const int64_t Rd = checked_add(checked_mul(g.dh, g.R - 1, what), 1, what);
+  const int64_t Sd = checked_add(checked_mul(g.dw, g.S - 1, what), 1, what);
+  if (Hp < Rd || Wp < Sd) throw std::invalid_argument("the (dilated) kernel is larger than the padded input");
+  g.P = checked_sub(Hp, Rd, what) / g.sh + 1;
+  g.Q = checked_sub(Wp, Sd, what) / g.sw + 1;
   return g;
 }
 

@@ -23,6 +23,7 @@
 #include "activation.h"
 #include "alloc.h"
 #include "bindings.h"
+#include "checked.h"
 #include "common.h"
 
 namespace cnnkern {
@@ -45,7 +46,11 @@ using Geom = PoolGeom;
 // out = floor((L + 2p - d(k-1) - 1 + (ceil_mode ? s-1 : 0)) / s) + 1, minus one if the last window would
 // start inside the right padding.
 int64_t pool_out(int64_t L, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode, const char* dim) {
-  const int64_t num = L + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
+  // Overflow-checked, as conv_geom: signed overflow is undefined behaviour and wraps past the check below.
+  const char* what = "the padded input or the dilated window extent";
+  const int64_t span = checked_add(checked_mul(d, k - 1, what), 1, what);
+  int64_t num = checked_sub(checked_add(L, checked_mul(2, p, what), what), span, what);
+  if (ceil_mode) num = checked_add(num, s - 1, what);
   if (num < 0) throw py::value_error(std::string("pool window larger than the padded input along ") + dim);
   int64_t out = num / s + 1;
   if (ceil_mode && (out - 1) * s >= L + p) --out;
@@ -267,8 +272,9 @@ carray<float> maxpool_scatter(const carray<float>& dy, const carray<int64_t>& ar
   const Shape4 ds = shape4(dy, "dy");
   if (argmax.ndim() != 4 || argmax.size() != dy.size()) throw py::value_error("argmax must have the shape of dy");
   if (x_shape[0] != ds[0] || x_shape[1] != ds[1]) throw py::value_error("x_shape must share N and C with dy");
-  const int64_t planes = ds[0] * ds[1], PQ = ds[2] * ds[3], HW = x_shape[2] * x_shape[3];
+  // dx first: new_array refuses a shape whose size overflows, before H * W could (UBSan: x_shape=2**40).
   carray<float> dx = new_array<float>({x_shape[0], x_shape[1], x_shape[2], x_shape[3]});
+  const int64_t planes = ds[0] * ds[1], PQ = ds[2] * ds[3], HW = x_shape[2] * x_shape[3];
   bool ok;
   {
     py::gil_scoped_release release;
