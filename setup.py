@@ -1,7 +1,7 @@
 """Build of cnnkern's C++ extension ``cnnkern._cpp``.
 
 Portable code only: the AVX2 and AVX-512 micro-kernels live in their own translation units
-(``csrc/*_avx2.cpp``, ``csrc/*_avx512.cpp``) that enable those instruction sets with ``#pragma GCC target``
+(``csrc/isa/avx2/``, ``csrc/isa/avx512/``) that enable those instruction sets with ``#pragma GCC target``
 and are only called after a run-time CPU check, so the wheel runs on any x86-64 (and builds elsewhere
 with the scalar path alone). No native-CPU tuning and no fast-math flags: IEEE NaN semantics are part
 of the kernel contract.
@@ -21,10 +21,12 @@ from setuptools import setup
 # older than their source (naive_recompile: headers are not tracked, so touch the .cpp after editing a .h).
 ParallelCompile("CNNKERN_BUILD_JOBS", needs_recompile=naive_recompile).install()
 
-sources = sorted(glob.glob("csrc/*.cpp"))
+# csrc/runtime: module, bindings, thread pool, allocator, SIMD detection; csrc/kernels: one file per kernel
+# family (the same stems as cnnkern/backends/<name>/); csrc/isa/<isa>: the micro-kernels of one instruction set.
+sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
 is_x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 if not is_x86:
-    sources = [s for s in sources if not (s.endswith("_avx2.cpp") or s.endswith("_avx512.cpp"))]
+    sources = [s for s in sources if not s.startswith(os.path.join("csrc", "isa", ""))]
 
 args = ["-O3", "-fno-math-errno", "-fvisibility=hidden", "-Wall", "-Wno-unknown-pragmas"]
 link_args = ["-pthread"]

@@ -48,7 +48,7 @@ def set_num_threads(n: int) -> None:
     (docs/threads.md)."""
 
 def output_cache(release: bool = False) -> int:
-    """Bytes of idle output blocks kept for reuse (csrc/alloc.h: outputs of 256 KiB or more come from a
+    """Bytes of idle output blocks kept for reuse (csrc/runtime/alloc.h: outputs of 256 KiB or more come from a
     cache of recycled blocks, at most 256 MiB idle, so a training loop does not page-fault fresh memory
     every step); ``release=True`` frees them."""
 

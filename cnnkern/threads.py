@@ -1,7 +1,7 @@
 """Thread counts of the CPU backends: :func:`cnnkern.set_num_threads` and :func:`cnnkern.get_num_threads`.
 
 The cpp and numba backends each run their kernels on a thread pool (the calling thread included): cpp's
-(csrc/threads.cpp) takes 1 to 4 x the usable CPUs and starts with ``CNNKERN_NUM_THREADS`` threads (default:
+(csrc/runtime/threads.cpp) takes 1 to 4 x the usable CPUs and starts with ``CNNKERN_NUM_THREADS`` threads (default:
 the CPUs in the affinity mask); Numba's takes 1 to ``NUMBA_NUM_THREADS``, the size Numba started its pool
 with, which cannot grow afterwards. The reference and cuda backends have no CPU pool. Every kernel's result
 is bitwise the same at any thread count (docs/threads.md).

@@ -23,7 +23,7 @@ start=$(date +%s)
 # build_ext --force does not override it).
 "$py" -c "import setuptools, pybind11" 2>/dev/null || "$py" -m pip install -q "setuptools>=68" "pybind11>=2.11"
 mkdir -p "$out"
-stamp=$(cat csrc/*.h setup.py | cksum)
+stamp=$(find csrc -name '*.h' | sort | xargs cat setup.py | cksum)
 if [ "$(cat "$out/tmp/headers.cksum" 2>/dev/null)" != "$stamp" ]; then
   rm -rf "$out/tmp" "$out/lib"
   mkdir -p "$out/tmp"

@@ -247,7 +247,7 @@ def test_show_config_reports_threads():
 @pytest.mark.slow
 @pytest.mark.parametrize("sanitizer", ["thread", "address,undefined"])
 def test_pool_under_sanitizers(tmp_path, sanitizer):
-    """csrc/threads.cpp alone, stressed (tests/native/threads_stress.cpp) under ThreadSanitizer and under
+    """csrc/runtime/threads.cpp alone, stressed (tests/native/threads_stress.cpp) under ThreadSanitizer and under
     AddressSanitizer + UBSan: no report, every result right."""
     import shutil
     from pathlib import Path
@@ -267,7 +267,7 @@ def test_pool_under_sanitizers(tmp_path, sanitizer):
             "-fno-sanitize-recover=all",
             f"-I{root / 'csrc'}",
             str(root / "tests/native/threads_stress.cpp"),
-            str(root / "csrc/threads.cpp"),
+            str(root / "csrc/runtime/threads.cpp"),
             "-o",
             str(exe),
             "-pthread",

@@ -3,7 +3,7 @@
 Every ``_cpp`` function has exactly the signature of the :class:`~cnnkern.backends.base.Backend` method of
 the same name (same positional arrays, same keywords, tuples for stride/padding/...), so each method here
 is a direct call. The extension releases the GIL around computation and picks its SIMD path at import
-(``CNNKERN_SIMD=scalar|avx2|avx512`` forces one). Its thread pool (csrc/threads.cpp, docs/threads.md) has
+(``CNNKERN_SIMD=scalar|avx2|avx512`` forces one). Its thread pool (csrc/runtime/threads.cpp, docs/threads.md) has
 ``CNNKERN_NUM_THREADS`` threads (default: the CPUs this process may use), at most 4 per usable CPU; a bad
 value makes the import fail, and the backend unavailable, with the reason.
 
@@ -60,7 +60,7 @@ class CppBackend(Backend):
     name = "cpp"
     dtypes = ("float32",)
     array_module = "numpy"
-    checks_argmax = True  # csrc/pool.cpp raises ValueError for an index outside the plane
+    checks_argmax = True  # csrc/kernels/pool.cpp raises ValueError for an index outside the plane
 
     def info(self):
         info = {

@@ -1,4 +1,4 @@
-// Stress of the thread pool (csrc/threads.cpp) alone, built with a sanitizer by tests/test_threads.py: jobs
+// Stress of the thread pool (csrc/runtime/threads.cpp) alone, built with a sanitizer by tests/test_threads.py: jobs
 // posted from two threads while a third resizes the pool, nested jobs (run serially), an exception thrown in
 // one chunk (rethrown by the caller once every chunk ran), and a refused size. Exit status 1 on a wrong
 // result; the sanitizer reports races and memory errors.

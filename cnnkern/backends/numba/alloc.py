@@ -1,4 +1,4 @@
-"""Output and scratch arrays backed by a cache of recycled memory blocks (the numba side of csrc/alloc.h).
+"""Output and scratch arrays backed by a cache of recycled memory blocks (the numba side of csrc/runtime/alloc.h).
 
 An array of a few MB allocated fresh each call (conv1's output at batch 128 is 11 MB) is mmap'ed by the C
 library, page-faulted in 4 KiB at a time on first write and unmapped again when NumPy frees it; in a

@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <string>
 
-#include "alloc.h"
-#include "bindings.h"
-#include "common.h"
+#include "runtime/alloc.h"
+#include "runtime/bindings.h"
+#include "runtime/common.h"
 
 namespace py = pybind11;
 

@@ -32,7 +32,7 @@
 
 #include <sched.h>
 
-#include "common.h"
+#include "runtime/common.h"
 
 namespace cnnkern {
 namespace {

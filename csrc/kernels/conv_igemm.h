@@ -5,8 +5,8 @@
 //   backward: dy (N,K,P,Q), x, w -> dx (N,C,H,W) | None, dw (K,C,R,S) | None; db (K,) along with dw
 #pragma once
 
-#include "activation.h"
-#include "conv_im2col.h"
+#include "kernels/activation.h"
+#include "kernels/conv_im2col.h"
 
 namespace cnnkern {
 

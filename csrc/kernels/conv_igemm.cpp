@@ -19,7 +19,7 @@
 // (each item is computed alone, in a fixed order, so results do not depend on who runs it); dw sums chunks
 // of images that depend on the problem alone (reduction_chunks), a partial each, added in chunk order, so
 // no bit depends on the thread count (dw_impl).
-#include "conv_igemm.h"
+#include "kernels/conv_igemm.h"
 
 #include <algorithm>
 #include <atomic>
@@ -28,8 +28,8 @@
 #include <utility>
 #include <vector>
 
-#include "common.h"
-#include "gemm.h"
+#include "runtime/common.h"
+#include "kernels/gemm.h"
 
 namespace cnnkern {
 

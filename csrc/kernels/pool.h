@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "activation.h"
+#include "kernels/activation.h"
 
 namespace cnnkern {
 

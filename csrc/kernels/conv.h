@@ -8,9 +8,9 @@
 #include <functional>
 #include <string>
 
-#include "activation.h"
-#include "bindings.h"
-#include "conv_im2col.h"
+#include "kernels/activation.h"
+#include "runtime/bindings.h"
+#include "kernels/conv_im2col.h"
 
 namespace cnnkern {
 

@@ -10,9 +10,9 @@
 #include <cmath>
 #include <string>
 
-#include "alloc.h"
-#include "bindings.h"
-#include "common.h"
+#include "runtime/alloc.h"
+#include "runtime/bindings.h"
+#include "runtime/common.h"
 
 namespace cnnkern {
 

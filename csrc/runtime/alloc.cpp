@@ -1,7 +1,7 @@
 // The block cache behind new_array (alloc.h). Each block carries a 64-byte header holding its size, so the
 // capsule destructor needs only the data pointer; idle blocks wait in a multimap keyed by size and are
 // reused only for a request of exactly that size (a training loop asks for the same sizes every step).
-#include "alloc.h"
+#include "runtime/alloc.h"
 
 #include <cstdlib>
 #include <map>

@@ -14,8 +14,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "bindings.h"
-#include "checked.h"
+#include "runtime/bindings.h"
+#include "runtime/checked.h"
 
 namespace cnnkern {
 

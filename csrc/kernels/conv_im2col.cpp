@@ -2,7 +2,7 @@
 // Each col row (c, r, s) is P runs of Q outputs; along a run the input column is iw = q*sw - pl + s*dw,
 // so the in-image part is one interval [q_lo, q_hi) (a contiguous copy when sw == 1) with zero padding
 // on either side, and a whole run is zero when its input row ih = p*sh - pt + r*dh is outside the image.
-#include "conv_im2col.h"
+#include "kernels/conv_im2col.h"
 
 #include <cstring>
 

@@ -3,9 +3,9 @@
 // read from column q*sw - pl + s*dw over the in-image interval of q (an axpy the compiler vectorises
 // when sw == 1), and w[k,r,s] * 0 over the padding. The row stays in L1 across the R*S taps; planes are
 // split over the threads.
-#include "conv_direct.h"
+#include "kernels/conv_direct.h"
 
-#include "common.h"
+#include "runtime/common.h"
 
 namespace cnnkern {
 

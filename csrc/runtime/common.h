@@ -38,6 +38,16 @@ void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 void parallel_for_dynamic(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 // fn(c) once for every c in [0, nchunks), the chunks claimed by the caller and the workers.
 void parallel_chunks(int64_t nchunks, const std::function<void(int64_t)>& fn);
+// Elementwise loops (activations, optimizer updates): fn(begin, end) over [0, n), on the calling thread alone
+// below kElementwiseSerialBelow elements, where waking the pool costs more than the work.
+constexpr int64_t kElementwiseSerialBelow = 1 << 15;
+template <typename Fn>
+void run_elementwise(int64_t n, const Fn& fn) {
+  if (n < kElementwiseSerialBelow)
+    fn(0, n);
+  else
+    parallel_for(n, fn);
+}
 
 // Deterministic reductions (docs/threads.md): a sum over `items` (images, rows) is cut into
 // reduction_chunks(items, len_per_item, partial_floats) contiguous runs of items, item range

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "bindings.h"
+#include "runtime/bindings.h"
 
 namespace cnnkern {
 

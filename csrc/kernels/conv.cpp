@@ -23,17 +23,17 @@
 #include <string>
 #include <vector>
 
-#include "conv.h"
+#include "kernels/conv.h"
 
-#include "activation.h"
-#include "alloc.h"
-#include "bindings.h"
-#include "checked.h"
-#include "common.h"
-#include "conv_direct.h"
-#include "conv_igemm.h"
-#include "conv_im2col.h"
-#include "gemm.h"
+#include "kernels/activation.h"
+#include "runtime/alloc.h"
+#include "runtime/bindings.h"
+#include "runtime/checked.h"
+#include "runtime/common.h"
+#include "kernels/conv_direct.h"
+#include "kernels/conv_igemm.h"
+#include "kernels/conv_im2col.h"
+#include "kernels/gemm.h"
 
 namespace cnnkern {
 

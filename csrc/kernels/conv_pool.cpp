@@ -22,13 +22,13 @@
 #include <string>
 #include <vector>
 
-#include "activation.h"
-#include "alloc.h"
-#include "bindings.h"
-#include "common.h"
-#include "conv.h"
-#include "gemm.h"
-#include "pool.h"
+#include "kernels/activation.h"
+#include "runtime/alloc.h"
+#include "runtime/bindings.h"
+#include "runtime/common.h"
+#include "kernels/conv.h"
+#include "kernels/gemm.h"
+#include "kernels/pool.h"
 
 namespace cnnkern {
 namespace {

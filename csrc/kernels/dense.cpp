@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "activation.h"
-#include "alloc.h"
-#include "bindings.h"
-#include "common.h"
-#include "gemm.h"
+#include "kernels/activation.h"
+#include "runtime/alloc.h"
+#include "runtime/bindings.h"
+#include "runtime/common.h"
+#include "kernels/gemm.h"
 
 namespace cnnkern {
 namespace {

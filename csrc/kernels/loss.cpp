@@ -11,8 +11,8 @@
 #include <cmath>
 #include <string>
 
-#include "bindings.h"
-#include "common.h"
+#include "runtime/bindings.h"
+#include "runtime/common.h"
 
 namespace cnnkern {
 namespace {

@@ -12,10 +12,10 @@
 #include <stdexcept>
 #include <string>
 
-#include "activation.h"
-#include "alloc.h"
-#include "bindings.h"
-#include "common.h"
+#include "kernels/activation.h"
+#include "runtime/alloc.h"
+#include "runtime/bindings.h"
+#include "runtime/common.h"
 
 namespace cnnkern {
 
@@ -46,9 +46,6 @@ Kind parse_kind(const std::string& kind) {
   if (kind == "tanh") return Kind::tanh;
   throw py::value_error("kind must be 'relu', 'leaky_relu', 'sigmoid' or 'tanh', got '" + kind + "'");
 }
-
-// Below this many elements the pool's wake-up costs more than the work.
-constexpr int64_t kSerialBelow = 1 << 15;
 
 void relu_forward(const float* x, float* y, int64_t n, float) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
@@ -106,14 +103,6 @@ Kernels kernels_for(Kind kind) {
   return kScalar[static_cast<int>(kind)];
 }
 
-template <typename Fn>
-void run_chunks(int64_t n, const Fn& fn) {
-  if (n < kSerialBelow)
-    fn(0, n);
-  else
-    parallel_for(n, fn);
-}
-
 carray<float> like(const carray<float>& a) {
   return new_array<float>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
 }
@@ -126,7 +115,7 @@ carray<float> activation_forward(const carray<float>& x, const std::string& kind
   const float a = static_cast<float>(alpha);
   {
     py::gil_scoped_release release;
-    run_chunks(x.size(), [&](int64_t b, int64_t e) { fn(xp + b, yp + b, e - b, a); });
+    run_elementwise(x.size(), [&](int64_t b, int64_t e) { fn(xp + b, yp + b, e - b, a); });
   }
   return y;
 }
@@ -141,7 +130,7 @@ carray<float> activation_backward(const carray<float>& dy, const carray<float>& 
   const float a = static_cast<float>(alpha);
   {
     py::gil_scoped_release release;
-    run_chunks(dy.size(), [&](int64_t b, int64_t e) { fn(dyp + b, ypp + b, dxp + b, e - b, a); });
+    run_elementwise(dy.size(), [&](int64_t b, int64_t e) { fn(dyp + b, ypp + b, dxp + b, e - b, a); });
   }
   return dx;
 }

@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "bindings.h"
-#include "common.h"
+#include "runtime/bindings.h"
+#include "runtime/common.h"
 
 namespace cnnkern {
 
@@ -34,8 +34,6 @@ void adam(float* param, const float* grad, float* m, float* v, int64_t n, float 
 #endif
 
 namespace {
-
-constexpr int64_t kSerialBelow = 1 << 15;
 
 // velocity may be null (no momentum).
 void sgd(float* param, const float* grad, float* velocity, int64_t n, float lr, float momentum, bool nesterov,
@@ -74,14 +72,6 @@ bool vectorised() {
 #endif
 }
 
-template <typename Fn>
-void run_chunks(int64_t n, const Fn& fn) {
-  if (n < kSerialBelow)
-    fn(0, n);
-  else
-    parallel_for(n, fn);
-}
-
 void check_same(const carray<float>& param, const carray<float>& other, const char* name) {
   if (other.size() != param.size())
     throw py::value_error(std::string(name) + " must have the size of param (" + std::to_string(param.size()) +
@@ -104,7 +94,7 @@ void sgd_update(carray<float> param, const carray<float>& grad, std::optional<ca
 #else
   const auto fn = sgd;
 #endif
-  run_chunks(param.size(),
+  run_elementwise(param.size(),
              [&](int64_t b, int64_t e) { fn(pp + b, gp + b, vp ? vp + b : nullptr, e - b, flr, fmom, nesterov, fwd); });
 }
 
@@ -150,7 +140,7 @@ void adam_update(carray<float> param, const carray<float>& grad, carray<float> m
   float *pp = param.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
   const float* gp = grad.data();
   py::gil_scoped_release release;
-  run_chunks(param.size(), [&](int64_t b, int64_t e) { adam_run(s, pp + b, gp + b, mp + b, vp + b, e - b); });
+  run_elementwise(param.size(), [&](int64_t b, int64_t e) { adam_run(s, pp + b, gp + b, mp + b, vp + b, e - b); });
 }
 
 // adam_update over lists of parameters (one step t for all): the elements of every tensor form one joint
@@ -180,7 +170,7 @@ void adam_update_multi(std::vector<carray<float>> params, const std::vector<carr
     v[t] = vs[t].mutable_data();
   }
   py::gil_scoped_release release;
-  run_chunks(start[k], [&](int64_t b, int64_t e) {
+  run_elementwise(start[k], [&](int64_t b, int64_t e) {
     // the last tensor starting at or before b, then each tensor overlapping [b, e) in turn
     size_t t = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
     for (; b < e; ++t) {

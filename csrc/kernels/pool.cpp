@@ -18,13 +18,13 @@
 #include <string>
 #include <vector>
 
-#include "pool.h"
+#include "kernels/pool.h"
 
-#include "activation.h"
-#include "alloc.h"
-#include "bindings.h"
-#include "checked.h"
-#include "common.h"
+#include "kernels/activation.h"
+#include "runtime/alloc.h"
+#include "runtime/bindings.h"
+#include "runtime/checked.h"
+#include "runtime/common.h"
 
 namespace cnnkern {
 

@@ -4,7 +4,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "common.h"
+#include "runtime/common.h"
 
 namespace cnnkern {
 

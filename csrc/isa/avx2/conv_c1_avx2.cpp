@@ -21,16 +21,12 @@
 
 #include <cstdint>
 
-#include "pool_taps_avx2.h"
+#include "isa/avx2/pool_taps_avx2.h"
+#include "isa/avx2/avx2_common.h"
 
 namespace cnnkern {
 namespace avx2 {
 namespace {
-
-inline __m256i tail_mask(int64_t n) {  // the first n (1..8) lanes
-  alignas(32) static const int32_t t[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + 8 - n));
-}
 
 // act: 0 none, 1 relu (x < 0 ? 0 : x, NaN kept), 2 leaky_relu (x > 0 ? x : alpha*x).
 inline __m256 activate(__m256 v, int act, __m256 alpha) {

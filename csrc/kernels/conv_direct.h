@@ -6,7 +6,7 @@
 // loop; its 3x3 case now has its own register-blocked SIMD kernel (conv_c1_avx2.cpp, 4 filters at a time).
 #pragma once
 
-#include "conv_im2col.h"
+#include "kernels/conv_im2col.h"
 
 namespace cnnkern {
 

@@ -4,12 +4,12 @@
 // into NR-wide slivers (zero-padded past N); then for each MC-tall row block, for each B sliver (it stays in
 // L1), for each A sliver of the block (the block stays in L2), one MR x NR micro-kernel call. A is packed
 // once over the full K (see PackedA), so the KC slice of an A sliver is the contiguous run at k*MR.
-#include "gemm.h"
+#include "kernels/gemm.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "common.h"
+#include "runtime/common.h"
 
 namespace cnnkern {
 namespace {

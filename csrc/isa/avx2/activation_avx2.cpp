@@ -9,16 +9,11 @@
 #pragma GCC optimize("fp-contract=off")
 #include <immintrin.h>
 #include <stdint.h>
+#include "isa/avx2/avx2_common.h"
 
 namespace cnnkern {
 namespace avx2 {
 namespace {
-
-// Lanes [0, n) of a load/store mask, n in [0, 8].
-__m256i tail_mask(int64_t n) {
-  static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
-}
 
 // Applies op to every 8-float block of one input stream, tail included.
 template <typename Op>

@@ -7,7 +7,7 @@
 #include <immintrin.h>
 #include <stdint.h>
 
-#include "pool_taps_avx2.h"
+#include "isa/avx2/pool_taps_avx2.h"
 
 namespace cnnkern {
 namespace avx2 {
