@@ -223,6 +223,9 @@ def test_masked_arrays_are_refused(plain_target, kernel, build, name):
         plain_target.call(kernel, **kwargs)
     with pytest.raises(TypeError, match=r"labels is a masked array"):
         plain_target.call("softmax_cross_entropy_forward", np.ones((2, 3), F32), np.ma.masked_array([0, 1]))
+    with pytest.raises(TypeError, match=r"argmax is a masked array"):
+        arg = np.ma.masked_array(np.zeros((1, 1, 1, 1), np.int64))
+        plain_target.call("maxpool2d_backward", np.ones((1, 1, 1, 1), F32), arg, (1, 1, 2, 2))
 
 
 # --- item 4: non-finite hyperparameters ------------------------------------------------------------------

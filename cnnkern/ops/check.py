@@ -106,7 +106,7 @@ def _dtype_of(name, a, backend, writable):
     raise TypeError(f"{name} must be float32 or float64, got dtype {dt.name}")
 
 
-def _base_class(name, a, cls, backend):
+def base_class(name, a, cls, backend):
     """a as an instance of exactly ``cls`` (a view of the same memory for a subclass), or TypeError."""
     if not isinstance(a, cls):
         raise TypeError(
@@ -119,7 +119,9 @@ def _base_class(name, a, cls, backend):
             f"{name} is a masked array ({type(a).__name__}); the kernels cannot honour a mask: pass "
             f"{name}.filled(value) or {name}.data explicitly"
         )
-    return a.view(cls)
+    if cls is np.ndarray:
+        return a.view(np.ndarray)
+    return cls(a.shape, a.dtype, a.data, a.strides)  # CuPy's view() takes a dtype, not a class
 
 
 def _copy_check(name, a):
@@ -141,7 +143,7 @@ def array(name, a, backend, *, ndim=None, dtype=None, writable=False, batch=Fals
     ``batch``: dimension 0 is a batch and may be 0 (every other dimension must still be >= 1).
     """
     cls = array_types(backend)
-    a = _base_class(name, a, cls, backend)
+    a = base_class(name, a, cls, backend)
     dt = _dtype_of(name, a, backend, writable)
     if dt is None:
         _copy_check(name, a)
@@ -210,7 +212,7 @@ def labels(name, a, backend, n, num_classes):
     cls = array_types(backend)
     if not isinstance(a, cls):
         raise TypeError(f"{name} must be a {_kind_name(backend)} of integers, got {type(a).__name__}")
-    a = _base_class(name, a, cls, backend)
+    a = base_class(name, a, cls, backend)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype, got {a.dtype.name}")
     if a.ndim != 1 or a.shape[0] != n:

@@ -6,8 +6,6 @@ and its padded input are estimated against check.memory_limit() before anything 
 
 import functools
 
-import numpy as np
-
 from .. import shapes
 from ..backends import resolve
 from . import check
@@ -96,13 +94,12 @@ def _argmax_checked(dy, argmax, x_shape, be, shape_name="x_shape"):
         raise TypeError(f"argmax must be a {cls.__module__}.ndarray, got {type(argmax).__name__}")
     if argmax.dtype.kind != "i" or argmax.dtype.itemsize != 8:
         raise TypeError(f"argmax must be int64 (as maxpool2d_forward returns it), got {argmax.dtype.name}")
-    if isinstance(argmax, np.ma.MaskedArray):
-        raise TypeError("argmax is a masked array; the kernels cannot honour a mask")
+    argmax = check.base_class("argmax", argmax, cls, be)
     check.shape_is("argmax", argmax, dy.shape, "the shape of dy")
     if tuple(dy.shape[:2]) != x_shape[:2]:
         raise ValueError(f"dy {tuple(dy.shape)} and {shape_name} {x_shape} must agree on (N, C)")
     # int64 in the other byte order, strided or misaligned: a layout, converted like the floats
-    argmax = check.int64_array("argmax", argmax.view(cls) if type(argmax) is not cls else argmax)
+    argmax = check.int64_array("argmax", argmax)
     if argmax.size == 0:
         return argmax
     if not be.checks_argmax:  # else the kernel checks every index as it scatters (one pass less)
