@@ -366,38 +366,38 @@ def test_integers_beyond_their_bound_are_refused(plain_target, name):
 
 
 _BIG = {
-    "conv2d_forward-padding": (dict(x=_X, w=_W, padding=2**10), "padding"),
-    "conv2d_backward-padding": (dict(x=_X, w=_W, padding=2**10), "padding"),
+    "conv2d_forward-padding": (dict(x=_X, w=_W, padding=2**11), "padding"),
+    "conv2d_backward-padding": (dict(x=_X, w=_W, padding=548), "padding"),
     "maxpool2d_forward-kernel_size": (dict(x=_X[:, :, :1, :1], kernel_size=2**20 + 1, padding=2**19),
                                       "padding"),
-    "avgpool2d_backward-x_shape": (dict(dy=_X[:, :, :1, :1], x_shape=(1, 1, 2**10, 2**10), kernel_size=2**10),
+    "avgpool2d_backward-x_shape": (dict(dy=_X[:, :, :1, :1], x_shape=(1, 1, 2**12, 2**12), kernel_size=2**12),
                                    "x_shape"),
     "maxpool2d_backward-x_shape": (dict(dy=_X[:, :, :1, :1], argmax=np.zeros((1, 1, 1, 1), int),
-                                        x_shape=(1, 1, 2**10, 2**10)), "x_shape"),
-    "activation_forward-broadcast": (dict(x=np.broadcast_to(F32(1), (2**10, 2**10)), kind="relu"),
+                                        x_shape=(1, 1, 2**12, 2**12)), "x_shape"),
+    "activation_forward-broadcast": (dict(x=np.broadcast_to(F32(1), (2**12, 2**12)), kind="relu"),
                                      "copy of x"),
-    "sgd_update-broadcast": (dict(param=np.ones(2**20, F32), grad=np.broadcast_to(F32(1), (2**20,)),
+    "sgd_update-broadcast": (dict(param=np.ones(2**23, F32), grad=np.broadcast_to(F32(1), (2**23,)),
                                   velocity=None, lr=0.1), "copy of grad"),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(_BIG))
 def test_allocations_beyond_the_limit_are_refused_before_allocating(plain_target, monkeypatch, case):
-    """With CNNKERN_MAX_ALLOC_BYTES at 1 MiB, a call whose outputs, padded input or contiguous copies would
-    take 4 MiB or more is refused with AllocationTooLargeError (a MemoryError and a ValueError) that names
+    """With CNNKERN_MAX_ALLOC_BYTES at 16 MiB (its floor), a call whose outputs, padded input or contiguous
+    copies would take more is refused with AllocationTooLargeError (a MemoryError and a ValueError) that names
     the argument and the limit, before anything is allocated (the same rule at 8 GiB for a broadcast view and
     the machine's memory by default)."""
     _numpy_only(plain_target)
-    monkeypatch.setenv("CNNKERN_MAX_ALLOC_BYTES", str(2**20))
+    monkeypatch.setenv("CNNKERN_MAX_ALLOC_BYTES", str(2**24))
     kwargs, name = _BIG[case]
     kernel = case.split("-")[0]
     if kernel == "conv2d_backward":
-        kwargs = dict(kwargs, dy=np.ones((1, 1, 2052, 2052), F32))  # 16 MiB: dy exists, the padded x not yet
+        kwargs = dict(kwargs, dy=np.ones((1, 1, 1100, 1100), F32))  # 5 MB: dy exists, the padded x not yet
     with pytest.raises(check.AllocationTooLargeError) as info:
         plain_target.call(kernel, **kwargs)
     assert isinstance(info.value, MemoryError) and isinstance(info.value, ValueError)
     msg = str(info.value)
-    assert "CNNKERN_MAX_ALLOC_BYTES" in msg and "1048576" in msg, msg
+    assert "CNNKERN_MAX_ALLOC_BYTES" in msg and "16777216" in msg, msg
     if name is not None:
         assert name in msg, msg
 

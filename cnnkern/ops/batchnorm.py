@@ -22,7 +22,7 @@ def batchnorm2d_forward(
     xp = __import__(be.array_module)
     gamma = xp.ones(c, dt) if gamma is None else check.array("gamma", gamma, be, ndim=1, dtype=dt)
     beta = xp.zeros(c, dt) if beta is None else check.array("beta", beta, be, ndim=1, dtype=dt)
-    check.allocation(2 * check.nbytes(x.shape, dt), f"batchnorm2d_forward on x {x.shape}")
+    check.allocation(2 * check.nbytes(x.shape, dt), lambda: f"batchnorm2d_forward on x {x.shape}")
     training = check.flag("training", training)
     running_mean = check.array("running_mean", running_mean, be, ndim=1, dtype=dt, writable=training)
     running_var = check.array("running_var", running_var, be, ndim=1, dtype=dt, writable=training)
@@ -65,7 +65,7 @@ def batchnorm2d_backward(dy, x, gamma, mean, invstd, *, training=True, backend=N
     for name, a in (("gamma", gamma), ("mean", mean), ("invstd", invstd)):
         check.shape_is(name, a, (c,), f"one value per channel of x {tuple(x.shape)}")
     training = check.flag("training", training)
-    check.allocation(2 * check.nbytes(x.shape, dt), f"batchnorm2d_backward on x {x.shape}")
+    check.allocation(2 * check.nbytes(x.shape, dt), lambda: f"batchnorm2d_backward on x {x.shape}")
     if x.shape[0] == 0:
         return xp.empty(x.shape, dt), xp.zeros(c, dt), xp.zeros(c, dt)
     return be.batchnorm2d_backward(dy, x, gamma, mean, invstd, training=training)

@@ -16,11 +16,13 @@ Integers (:func:`integer`) are bounded: sizes, strides, paddings, dilations and 
 
 Memory (:func:`allocation`): before a call allocates, the front door estimates the bytes of its outputs and
 the copies it makes; above the limit it raises :class:`AllocationTooLargeError`. The limit is
-``CNNKERN_MAX_ALLOC_BYTES`` (bytes) when set, else the machine's physical memory.
+``CNNKERN_MAX_ALLOC_BYTES`` (bytes, at least 16 MiB) when set, else the machine's physical memory.
 """
 
+import functools
 import numbers
 import os
+from typing import Callable
 
 import numpy as np
 
@@ -29,6 +31,11 @@ from ..backends.base import ACTIVATIONS
 # Bound of every size-like integer argument (stride, padding, dilation, kernel size, groups, x_shape): the C++
 # kernels index with int64, and no real image comes near 2**31 along a dimension.
 MAX_DIM = 2**31 - 1
+
+
+# Estimates up to this many bytes always pass (a smaller CNNKERN_MAX_ALLOC_BYTES acts as this), so that the
+# calls of a training step never pay for reading the environment.
+ALWAYS_FITS = 2**24
 
 
 class AllocationTooLargeError(MemoryError, ValueError):
@@ -48,6 +55,11 @@ def memory_limit() -> int:
         if limit < 1:
             raise ValueError(f"CNNKERN_MAX_ALLOC_BYTES must be >= 1, got {limit}")
         return limit
+    return _physical_memory()
+
+
+@functools.lru_cache(maxsize=1)
+def _physical_memory():
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not a POSIX system: no estimate to compare with
@@ -58,20 +70,23 @@ def _gib(n):
     return f"{n / 2**30:.3g} GiB"
 
 
-def allocation(nbytes: int, what: str) -> None:
+def allocation(nbytes: int, what: Callable[[], str]) -> None:
     """Raise AllocationTooLargeError if ``nbytes`` (an estimate, a Python int, so it never wraps) exceeds
-    the memory limit; ``what`` names the arguments and the arrays that the bytes come from."""
-    limit = memory_limit()
+    the memory limit; ``what()`` names the arguments and the arrays that the bytes come from (a callable, so
+    that the message costs nothing on the hot path, where the call goes through)."""
+    if nbytes <= ALWAYS_FITS:  # the common case, without reading the environment (2 us a call)
+        return
+    limit = max(memory_limit(), ALWAYS_FITS)
     if nbytes > limit:
         raise AllocationTooLargeError(
-            f"{what} would allocate about {nbytes} bytes ({_gib(nbytes)}), more than the limit of {limit} "
+            f"{what()} would allocate about {nbytes} bytes ({_gib(nbytes)}), more than the limit of {limit} "
             f"bytes ({_gib(limit)}; set CNNKERN_MAX_ALLOC_BYTES to change it)"
         )
 
 
 def nbytes(shape, dtype) -> int:
     """Bytes of an array of this shape and dtype, as a Python int (exact, never wrapping)."""
-    n = np.dtype(dtype).itemsize
+    n = dtype.itemsize if isinstance(dtype, np.dtype) else np.dtype(dtype).itemsize
     for d in shape:
         n *= int(d)
     return n
@@ -108,12 +123,12 @@ def _dtype_of(name, a, backend, writable):
 
 def base_class(name, a, cls, backend):
     """a as an instance of exactly ``cls`` (a view of the same memory for a subclass), or TypeError."""
+    if type(a) is cls:
+        return a
     if not isinstance(a, cls):
         raise TypeError(
             f"{name} must be a {_kind_name(backend)} for the {backend.name!r} backend, got {type(a).__name__}"
         )
-    if type(a) is cls:
-        return a
     if isinstance(a, np.ma.MaskedArray):
         raise TypeError(
             f"{name} is a masked array ({type(a).__name__}); the kernels cannot honour a mask: pass "
@@ -126,11 +141,7 @@ def base_class(name, a, cls, backend):
 
 def _copy_check(name, a):
     """Refuse a copy the machine cannot hold (a zero-stride broadcast view is small until copied)."""
-    allocation(nbytes(a.shape, a.dtype), f"the contiguous copy of {name} {tuple(a.shape)} {a.dtype.name}")
-
-
-def _aligned(a):
-    return getattr(a.flags, "aligned", True)  # CuPy allocations are always aligned and lack the flag
+    allocation(a.size * a.itemsize, lambda: f"the contiguous copy of {name} {tuple(a.shape)} {a.dtype.name}")
 
 
 def array(name, a, backend, *, ndim=None, dtype=None, writable=False, batch=False):
@@ -167,18 +178,20 @@ def array(name, a, backend, *, ndim=None, dtype=None, writable=False, batch=Fals
     if a.size == 0 and not (batch and a.ndim > 0 and all(d > 0 for d in a.shape[1:])):
         what = "only its batch dimension (0) may be 0" if batch else "no dimension may be 0"
         raise ValueError(f"{name} must not be empty ({what}), got shape {tuple(a.shape)}")
+    flags = a.flags
+    aligned = getattr(flags, "aligned", True)  # CuPy allocations are always aligned and lack the flag
     if writable:
-        if not a.flags.c_contiguous:
+        if not flags.c_contiguous:
             raise ValueError(f"{name} is updated in place and must be C-contiguous, got strides {a.strides}")
-        if not _aligned(a):
+        if not aligned:
             raise ValueError(
                 f"{name} is updated in place and must be aligned to its itemsize {a.dtype.itemsize}; a copy "
                 f"would lose the update (its address is {a.ctypes.data:#x})"
             )
-        if not getattr(a.flags, "writeable", True):  # CuPy flags lack 'writeable': always writable
+        if not getattr(flags, "writeable", True):  # CuPy flags lack 'writeable': always writable
             raise ValueError(f"{name} is updated in place and must be writable")
         return a
-    if not a.flags.c_contiguous or not _aligned(a):
+    if not (flags.c_contiguous and aligned):
         _copy_check(name, a)
         if cls is np.ndarray:
             a = np.array(a, order="C", copy=True)  # ascontiguousarray would keep a misaligned contiguous view
@@ -199,7 +212,7 @@ def shape_is(name, a, shape, what=""):
 
 def int64_array(name, a):
     """An int64 array checked elsewhere, returned C-contiguous, aligned and in native byte order."""
-    if a.dtype == np.int64 and a.flags.c_contiguous and _aligned(a):
+    if a.dtype == np.int64 and a.flags.c_contiguous and getattr(a.flags, "aligned", True):
         return a
     _copy_check(name, a)
     if isinstance(a, np.ndarray):

@@ -51,26 +51,21 @@ def _xp(be):
     return __import__(be.array_module)
 
 
-def _padded_bytes(x, pad):
-    """Bytes of x zero-padded by pad (the reference's and the direct kernels' workspace)."""
-    n, c, h, wd = x.shape
-    return check.nbytes((n, c, h + pad[0] + pad[1], wd + pad[2] + pad[3]), x.dtype)
-
-
 def _budget(x, w, pad, pq, backward=False):
-    """Estimated bytes of a conv call: y (or dx and dw), the padded input and one image's im2col matrix
-    (C/g·R·S, P·Q), refused above the memory limit with the arguments that set them."""
+    """Estimated bytes of a conv call: y (or dx and dw), the zero-padded input (the reference's and the
+    direct kernels' workspace) and one image's im2col matrix (C/g·R·S, P·Q), refused above the memory limit
+    with the arguments that set them. Python ints: the product never wraps."""
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape
-    out = check.nbytes((n, k) + pq, x.dtype)
-    cols = check.nbytes((cg * r * s,) + pq, x.dtype)
-    total = out + cols + _padded_bytes(x, pad) * (2 if backward else 1)
-    if backward:
-        total += check.nbytes(x.shape, x.dtype) + check.nbytes(w.shape, x.dtype)
+    p, q = pq
+    padded = n * c * (h + pad[0] + pad[1]) * (wd + pad[2] + pad[3])
+    elements = n * k * p * q + cg * r * s * p * q + padded
+    if backward:  # dx, its padded form, dw
+        elements += padded + n * c * h * wd + w.size
     check.allocation(
-        total,
-        f"conv2d{'_backward' if backward else ''} on x {tuple(x.shape)}, w {tuple(w.shape)} with padding "
-        f"{pad} (output {(n, k) + pq})",
+        elements * x.itemsize,
+        lambda: f"conv2d{'_backward' if backward else ''} on x {tuple(x.shape)}, w {tuple(w.shape)} with "
+        f"padding {pad} (output {(n, k) + pq})",
     )
 
 
@@ -122,7 +117,7 @@ def conv2d_backward(
     dy = check.array("dy", dy, be, ndim=4, dtype=x.dtype, batch=True)
     stride, pad, dilation, groups, (p, q) = _geometry(x, w, stride, padding, dilation, groups)
     check.shape_is("dy", dy, (x.shape[0], w.shape[0], p, q), "the conv2d output shape")
-    need = [check.flag(n, v) for n, v in (("need_dx", need_dx), ("need_dw", need_dw), ("need_db", need_db))]
+    need = (check.flag("need_dx", need_dx), check.flag("need_dw", need_dw), check.flag("need_db", need_db))
     _budget(x, w, pad, (p, q), backward=True)
     if x.shape[0] == 0:
         return empty_batch_grads(be, x, w, *need)

@@ -48,7 +48,7 @@ def conv2d_act_maxpool_forward(
         z_shape, pool_size, pool_stride, pool_padding, pool_dilation, ceil_mode
     )
     need_argmax = check.flag("return_argmax", return_argmax)
-    what = f"conv2d_act_maxpool_forward's pool on the conv output {z_shape}, pool_size {k}"
+    what = lambda: f"conv2d_act_maxpool_forward's pool on the conv output {z_shape}, pool_size {k}"  # noqa: E731
     pool_ops._budget(z_shape, x.dtype, p, out, what, argmax=need_argmax)
     if x.shape[0] == 0:  # an empty batch: empty outputs, no kernel (as PyTorch)
         xp = conv_ops._xp(be)
@@ -106,7 +106,7 @@ def conv2d_act_maxpool_backward(
     check.shape_is("y", y, dy.shape, "the shape of dy: the pooled output of the forward")
     z_shape = (int(x.shape[0]), int(w.shape[0]), p, q)
     argmax = pool_ops._argmax_checked(dy, argmax, z_shape, be, shape_name="the conv output")
-    need = [check.flag(n, v) for n, v in (("need_dx", need_dx), ("need_dw", need_dw), ("need_db", need_db))]
+    need = (check.flag("need_dx", need_dx), check.flag("need_dw", need_dw), check.flag("need_db", need_db))
     conv_ops._budget(x, w, pad, (p, q), backward=True)
     if x.shape[0] == 0:
         return conv_ops.empty_batch_grads(be, x, w, *need)

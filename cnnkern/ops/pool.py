@@ -56,10 +56,10 @@ def _window_in_padding(length, k, s, p, d, out):
 def _budget(x_shape, dtype, padding, out, what, argmax=True):
     """Refuse a pooling call whose output (and int64 argmax), and padded input, exceed the memory limit."""
     n, c, h, w = x_shape
-    y = check.nbytes((n, c) + tuple(out), dtype)
-    padded = check.nbytes((n, c, h + 2 * padding[0], w + 2 * padding[1]), dtype)
-    total = y + padded + (check.nbytes((n, c) + tuple(out), "int64") if argmax else 0)
-    check.allocation(total, f"{what} with padding {tuple(padding)} (output {tuple(out)})")
+    y = n * c * out[0] * out[1]
+    padded = n * c * (h + 2 * padding[0]) * (w + 2 * padding[1])
+    total = (y + padded) * dtype.itemsize + (8 * y if argmax else 0)
+    check.allocation(total, lambda: f"{what()} with padding {tuple(padding)} (output {tuple(out)})")
 
 
 def _empty(be, shape, dtype):
@@ -77,7 +77,7 @@ def maxpool2d_forward(
     k, s, p, d, ceil_mode, out = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     kw = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode)
     need_argmax = check.flag("return_argmax", return_argmax)
-    what = f"maxpool2d_forward on x {x.shape} with kernel_size {k}"
+    what = lambda: f"maxpool2d_forward on x {x.shape} with kernel_size {k}"  # noqa: E731
     _budget(x.shape, x.dtype, p, out, what, argmax=need_argmax)
     if x.shape[0] == 0:
         y = _empty(be, x.shape[:2] + out, x.dtype)
@@ -119,7 +119,7 @@ def maxpool2d_backward(dy, argmax, x_shape, *, backend=None):
     x_shape = check.x_shape("x_shape", x_shape)
     dy = check.array("dy", dy, be, ndim=4, batch=True)
     argmax = _argmax_checked(dy, argmax, x_shape, be)
-    check.allocation(check.nbytes(x_shape, dy.dtype), f"maxpool2d_backward's dx of x_shape {x_shape}")
+    check.allocation(check.nbytes(x_shape, dy.dtype), lambda: f"maxpool2d_backward's dx of x_shape {x_shape}")
     if x_shape[0] == 0:
         return _empty(be, x_shape, dy.dtype)
     return be.maxpool2d_backward(dy, argmax, x_shape)
@@ -147,7 +147,8 @@ def avgpool2d_forward(
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4, batch=True)
     k, s, p, _, ceil_mode, out = _geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode)
-    _budget(x.shape, x.dtype, p, out, f"avgpool2d_forward on x {x.shape} with kernel_size {k}", argmax=False)
+    what = lambda: f"avgpool2d_forward on x {x.shape} with kernel_size {k}"  # noqa: E731
+    _budget(x.shape, x.dtype, p, out, what, argmax=False)
     if x.shape[0] == 0:
         return _empty(be, x.shape[:2] + out, x.dtype)
     return be.avgpool2d_forward(
@@ -169,7 +170,7 @@ def avgpool2d_backward(
     dy = check.array("dy", dy, be, ndim=4, batch=True)
     k, s, p, _, ceil_mode, out = _geometry(x_shape, kernel_size, stride, padding, 1, ceil_mode)
     check.shape_is("dy", dy, x_shape[:2] + out, "the pooling output shape")
-    what = f"avgpool2d_backward to x_shape {x_shape} with kernel_size {k}"
+    what = lambda: f"avgpool2d_backward to x_shape {x_shape} with kernel_size {k}"  # noqa: E731
     _budget(x_shape, dy.dtype, p, (x_shape[2], x_shape[3]), what, argmax=False)
     if x_shape[0] == 0:
         return _empty(be, x_shape, dy.dtype)
