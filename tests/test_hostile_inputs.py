@@ -403,14 +403,29 @@ def test_allocations_beyond_the_limit_are_refused_before_allocating(plain_target
 
 
 def test_memory_limit_comes_from_the_environment_or_the_machine(monkeypatch):
+    """Unset: a quarter of the memory available now (which moves a little between two reads)."""
     monkeypatch.delenv("CNNKERN_MAX_ALLOC_BYTES", raising=False)
-    assert check.memory_limit() == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit, available = check.memory_limit(), check.available_memory()
+    assert 0 < limit <= physical // 4
+    assert abs(limit - available // 4) <= 0.1 * available, (limit, available)
     monkeypatch.setenv("CNNKERN_MAX_ALLOC_BYTES", "12345")
     assert check.memory_limit() == 12345
     for bad in ("lots", "0", "-1"):
         monkeypatch.setenv("CNNKERN_MAX_ALLOC_BYTES", bad)
         with pytest.raises(ValueError, match="CNNKERN_MAX_ALLOC_BYTES"):
             check.memory_limit()
+
+
+def test_an_8_gib_broadcast_view_is_not_materialised_by_default(plain_target, monkeypatch):
+    """The issue's case, under the default limit: an 8 GiB zero-stride view is refused before its copy."""
+    _numpy_only(plain_target)
+    monkeypatch.delenv("CNNKERN_MAX_ALLOC_BYTES", raising=False)
+    if check.memory_limit() >= 2**33:
+        pytest.skip(f"this machine's default limit ({check.memory_limit()} bytes) admits an 8 GiB copy")
+    x = np.broadcast_to(F32(1), (2**21, 2**10))
+    with pytest.raises(check.AllocationTooLargeError, match=r"contiguous copy of x \(2097152, 1024\)"):
+        plain_target.call("activation_forward", x, "relu")
 
 
 def test_a_pool_window_near_2_31_is_checked_in_constant_time():

@@ -15,11 +15,12 @@ Integers (:func:`integer`) are bounded: sizes, strides, paddings, dilations and 
 (:data:`MAX_DIM`), so nothing reaches a kernel or an int64 product that could overflow.
 
 Memory (:func:`allocation`): before a call allocates, the front door estimates the bytes of its outputs and
-the copies it makes; above the limit it raises :class:`AllocationTooLargeError`. The limit is
-``CNNKERN_MAX_ALLOC_BYTES`` (bytes, at least 16 MiB) when set, else the machine's physical memory.
+each copy it makes; above the limit it raises :class:`AllocationTooLargeError`. The limit is
+``CNNKERN_MAX_ALLOC_BYTES`` (bytes, at least 16 MiB) when set, else a quarter of the memory available at the
+time of the call (MemAvailable): estimates are made apart, and a copy, the output computed from it and the
+temporaries of the NumPy reference must fit together.
 """
 
-import functools
 import numbers
 import os
 from typing import Callable
@@ -39,13 +40,16 @@ ALWAYS_FITS = 2**24
 
 
 class AllocationTooLargeError(MemoryError, ValueError):
-    """A call would allocate more than the memory limit (``CNNKERN_MAX_ALLOC_BYTES``, else physical memory).
-    A MemoryError raised before anything is allocated; also a ValueError, since its cause is an argument."""
+    """A call would allocate more than the memory limit (``CNNKERN_MAX_ALLOC_BYTES``, else a quarter of the
+    memory available). A MemoryError raised before anything is allocated; also a ValueError, since its cause
+    is an argument."""
 
 
 def memory_limit() -> int:
-    """The most bytes one front-door call may allocate: ``CNNKERN_MAX_ALLOC_BYTES`` if set, else the
-    machine's physical memory (os.sysconf), else no limit where neither is known."""
+    """The most bytes one estimate (a contiguous copy, or a call's outputs and workspace) may take:
+    ``CNNKERN_MAX_ALLOC_BYTES`` if set, else a quarter of the memory available now: each estimate is made
+    apart, and a copy, the output computed from it and the reference backend's NumPy temporaries (two more of
+    the same size in an elementwise op) must fit together."""
     env = os.environ.get("CNNKERN_MAX_ALLOC_BYTES")
     if env is not None and env.strip():
         try:
@@ -55,15 +59,25 @@ def memory_limit() -> int:
         if limit < 1:
             raise ValueError(f"CNNKERN_MAX_ALLOC_BYTES must be >= 1, got {limit}")
         return limit
-    return _physical_memory()
+    return available_memory() // 4
 
 
-@functools.lru_cache(maxsize=1)
-def _physical_memory():
+def available_memory() -> int:
+    """Bytes of memory available now: MemAvailable of /proc/meminfo (Linux), else the free pages, else the
+    physical memory (os.sysconf), else 2**63 where none is known. Read at each large call: it changes."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not a POSIX system: no estimate to compare with
-        return 2**63
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf(pages)
+        except (ValueError, OSError, AttributeError):
+            continue
+    return 2**63
 
 
 def _gib(n):
