@@ -4,7 +4,7 @@ and dense1) at batch 32 and 128, and the other kinds (leaky ReLU, sigmoid, tanh)
 
 import pytest
 
-from cnnkern.bench import kernels, shapes
+from cnnkern.bench import shapes, workloads
 
 RELU = [shapes.classic_layers(b)[name] for b in (32, 128) for name in ("relu1", "relu2", "relu3", "relu4")]
 OTHERS = [shapes.Elementwise(kind, (32, 32, 26, 26), kind) for kind in ("leaky_relu", "sigmoid", "tanh")]
@@ -17,9 +17,9 @@ def _id(spec):
 
 @pytest.mark.parametrize("spec", SHAPES, ids=_id)
 def test_activation_forward(measure, spec):
-    measure(kernels.ActivationForward(spec))
+    measure(workloads.ActivationForward(spec))
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=_id)
 def test_activation_backward(measure, spec):
-    measure(kernels.ActivationBackward(spec))
+    measure(workloads.ActivationBackward(spec))

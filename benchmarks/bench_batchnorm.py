@@ -4,16 +4,16 @@ Memory-bound: compare the GB/s in extra_info."""
 
 import pytest
 
-from cnnkern.bench import kernels, shapes
+from cnnkern.bench import shapes, workloads
 
 SHAPES = list({s: None for b in (32, 128) for s in shapes.batchnorm_shapes(b).values()})
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
 def test_batchnorm2d_forward(measure, spec):
-    measure(kernels.BatchNormForward(spec))
+    measure(workloads.BatchNormForward(spec))
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
 def test_batchnorm2d_backward(measure, spec):
-    measure(kernels.BatchNormBackward(spec))
+    measure(workloads.BatchNormBackward(spec))

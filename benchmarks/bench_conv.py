@@ -4,7 +4,7 @@ db only, as in training."""
 
 import pytest
 
-from cnnkern.bench import kernels, shapes
+from cnnkern.bench import shapes, workloads
 
 SHAPES = [shapes.classic_layers(b)[name] for b in (32, 128) for name in ("conv1", "conv2", "conv3")]
 SHAPES += list(shapes.resnet_convs().values())
@@ -12,9 +12,9 @@ SHAPES += list(shapes.resnet_convs().values())
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
 def test_conv2d_forward(measure, spec):
-    measure(kernels.ConvForward(spec))
+    measure(workloads.ConvForward(spec))
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
 def test_conv2d_backward(measure, spec):
-    measure(kernels.ConvBackward(spec))
+    measure(workloads.ConvBackward(spec))

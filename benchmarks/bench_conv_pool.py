@@ -5,16 +5,16 @@ writes conv1's full-resolution output."""
 
 import pytest
 
-from cnnkern.bench import kernels, shapes
+from cnnkern.bench import shapes, workloads
 
 PAIRS = [pair for b in (32, 128) for pair in shapes.conv_pool_pairs(b).values()]
 
 
 @pytest.mark.parametrize("spec", PAIRS, ids=lambda s: f"{s.name}-b{s.n}")
 def test_conv2d_act_maxpool_forward(measure, spec):
-    measure(kernels.ConvPoolForward(spec))
+    measure(workloads.ConvPoolForward(spec))
 
 
 @pytest.mark.parametrize("spec", PAIRS, ids=lambda s: f"{s.name}-b{s.n}")
 def test_conv2d_act_maxpool_backward(measure, spec):
-    measure(kernels.ConvPoolBackward(spec))
+    measure(workloads.ConvPoolBackward(spec))

@@ -2,16 +2,16 @@
 
 import pytest
 
-from cnnkern.bench import kernels, shapes
+from cnnkern.bench import shapes, workloads
 
 SHAPES = [shapes.classic_layers(b)[name] for b in (32, 128) for name in ("dense1", "dense2")]
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
 def test_dense_forward(measure, spec):
-    measure(kernels.DenseForward(spec))
+    measure(workloads.DenseForward(spec))
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
 def test_dense_backward(measure, spec):
-    measure(kernels.DenseBackward(spec))
+    measure(workloads.DenseBackward(spec))

@@ -4,16 +4,16 @@ _log_softmax_backward_data backward."""
 
 import pytest
 
-from cnnkern.bench import kernels, shapes
+from cnnkern.bench import shapes, workloads
 
 SHAPES = [shapes.classic_layers(b)["loss"] for b in (32, 128)]
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"loss-b{s.n}")
 def test_softmax_cross_entropy_forward(measure, spec):
-    measure(kernels.LossForward(spec))
+    measure(workloads.LossForward(spec))
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"loss-b{s.n}")
 def test_softmax_cross_entropy_backward(measure, spec):
-    measure(kernels.LossBackward(spec))
+    measure(workloads.LossBackward(spec))

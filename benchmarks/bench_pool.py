@@ -4,21 +4,21 @@ compare the GB/s in extra_info."""
 
 import pytest
 
-from cnnkern.bench import kernels, shapes
+from cnnkern.bench import shapes, workloads
 
 SHAPES = [shapes.classic_layers(b)[name] for b in (32, 128) for name in ("pool1", "pool2")]
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
 def test_maxpool2d_forward(measure, spec):
-    measure(kernels.MaxPoolForward(spec))
+    measure(workloads.MaxPoolForward(spec))
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
 def test_maxpool2d_backward(measure, spec):
-    measure(kernels.MaxPoolBackward(spec))
+    measure(workloads.MaxPoolBackward(spec))
 
 
 @pytest.mark.parametrize("spec", SHAPES, ids=lambda s: f"{s.name}-b{s.n}")
 def test_maxpool2d_act_backward(measure, spec):
-    measure(kernels.MaxPoolReluBackward(spec))
+    measure(workloads.MaxPoolReluBackward(spec))

@@ -9,7 +9,18 @@ from . import backends, ops
 from .backends import available, set_backend
 from .errors import BackendUnavailableError
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version; a checkout run without installing has no metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cnnkern")
+    except PackageNotFoundError:
+        return "0+unknown (not installed: run from a source tree)"
+
+
+__version__ = _version()
 
 __all__ = [
     "BackendUnavailableError",

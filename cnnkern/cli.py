@@ -19,6 +19,7 @@ import numpy as np
 
 from . import backends
 from .bench import add_bench
+from .zoo import classic_cnn
 
 # Defaults of `cnnkern train`: on the bundled subset (9000 train images) with the cpp backend (AVX2, 2
 # threads) they give 86.3% test accuracy (seed 0; 85.8-86.6% over seeds 0-2) for 42 s of CPU time, i.e. well
@@ -99,27 +100,6 @@ def _images(x):
     return (x.astype(np.float32) / np.float32(255.0)).reshape(x.shape[0], x.shape[1], x.shape[2], 1)
 
 
-def classic_cnn(seed=None, backend=None, lr=TRAIN_LR):
-    """The classic Keras Fashion-MNIST CNN, compiled with Adam and sparse categorical cross-entropy."""
-    from . import layers, models, optimizers
-
-    model = models.Sequential(backend=backend, seed=seed)
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
-    model.compile(
-        optimizer=optimizers.Adam(learning_rate=lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
-
-
 # --- train -------------------------------------------------------------------------------------------------
 def add_train(subparsers):
     p = subparsers.add_parser(
@@ -145,6 +125,25 @@ def add_train(subparsers):
     )
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default 0)")
     p.add_argument("--save", metavar="PATH", help="save the trained model (one .npz file)")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="write a training checkpoint (weights, optimizer, progress, generator; docs/checkpoints.md) "
+        "to PATH, atomically, every --checkpoint-every; it is kept when training ends",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_save_freq,
+        default="epoch",
+        metavar="N|epoch",
+        help="checkpoint every N steps, or at the end of each epoch (default)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --checkpoint PATH (same data, seed, lr, batch size) where it "
+        "stopped; the final weights are those of an uninterrupted run",
+    )
     p.add_argument("--plot", metavar="PNG", help="plot loss and accuracy per epoch (needs matplotlib)")
     p.add_argument(
         "--verbose",
@@ -156,7 +155,40 @@ def add_train(subparsers):
     p.set_defaults(run=run_train)
 
 
+def _save_freq(text):
+    if text == "epoch":
+        return text
+    return _positive(int)(text)
+
+
+def _backup(args, parser):
+    """The BackupAndRestore callback that --checkpoint / --resume ask for (None without --checkpoint)."""
+    from .callbacks import BackupAndRestore
+
+    if args.resume and not args.checkpoint:
+        parser.error("--resume needs --checkpoint PATH (the checkpoint to continue from)")
+    if not args.checkpoint:
+        return None
+    path = os.path.abspath(args.checkpoint)
+    if os.path.isdir(path):
+        parser.error(f"--checkpoint {args.checkpoint}: is a directory; give a file path")
+    exists = os.path.exists(path)
+    if args.resume and not exists:
+        parser.error(f"--resume: no checkpoint at {args.checkpoint}")
+    if exists and not args.resume:
+        parser.error(
+            f"--checkpoint {args.checkpoint} exists: pass --resume to continue from it, or remove it first"
+        )
+    return BackupAndRestore(
+        os.path.dirname(path),
+        save_freq=args.checkpoint_every,
+        delete_checkpoint=False,
+        filename=os.path.basename(path),
+    )
+
+
 def run_train(args, parser):
+    backup = _backup(args, parser)
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -171,18 +203,29 @@ def run_train(args, parser):
     )
     start = time.perf_counter()
     model = classic_cnn(seed=args.seed, backend=be, lr=args.lr)
-    history = model.fit(
-        _images(x_train), y_train, epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose
-    )
+    from .errors import CheckpointError, NonFiniteLossError
+
+    try:
+        history = model.fit(
+            _images(x_train),
+            y_train,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            verbose=args.verbose,
+            callbacks=[backup] if backup else None,
+        )
+    except (CheckpointError, NonFiniteLossError) as exc:
+        raise CommandError(str(exc)) from None
+    if backup is not None and backup.restored_from is not None:
+        e, s = backup.restored_from
+        print(f"resumed from {args.checkpoint} at epoch {e + 1}, step {s} of it done")
     train_seconds = sum(history.epoch_seconds)
     loss, acc = model.evaluate(_images(x_test), y_test, batch_size=EVAL_BATCH_SIZE)
     wall = time.perf_counter() - start
     n_seen = len(x_train) * len(history.epoch)
     print(f"test accuracy: {acc:.4f}  test loss: {loss:.4f}  ({len(x_test)} images)")
-    print(
-        f"training: {n_seen} images in {train_seconds:.1f} s = {n_seen / train_seconds:,.0f} images/s; "
-        f"wall time {wall:.1f} s"
-    )
+    rate = f"{n_seen / train_seconds:,.0f} images/s" if train_seconds > 0 else "nothing left to train"
+    print(f"training: {n_seen} images in {train_seconds:.1f} s = {rate}; wall time {wall:.1f} s")
     if args.save:
         model.save(args.save)
         print(f"saved model to {args.save}")
@@ -220,8 +263,16 @@ def _plot(history, path):
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save_figure(fig, path, dpi=100)
     plt.close(fig)
+
+
+def _save_figure(fig, path, dpi):
+    """``fig`` to ``path`` atomically, in the format its suffix names (PNG without one)."""
+    from ._io import atomic_save
+
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    atomic_save(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
 
 
 # --- evaluate ----------------------------------------------------------------------------------------------
@@ -321,7 +372,14 @@ def run_predict(args, parser):
         x = x[: args.limit]
     if model.input_shape != (28, 28, 1):
         raise CommandError(f"{args.model} takes inputs of shape {model.input_shape}, not 28x28 images")
-    probs = model.predict(x, batch_size=EVAL_BATCH_SIZE)
+    from .errors import NonFiniteInputError
+
+    try:
+        probs = model.predict(x, batch_size=EVAL_BATCH_SIZE)
+    except NonFiniteInputError as exc:
+        raise CommandError(
+            f"{args.images}: image {exc.index} holds NaN or Inf values; refusing to classify it ({exc})"
+        ) from None
     names = None
     if args.labels != "none":
         import importlib
@@ -376,6 +434,9 @@ def build_parser():
         epilog="Exit status: 0 success; 2 bad command line or a backend unavailable here; 1 failure while "
         "running (missing or corrupt data or model file).",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"cnnkern {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)

@@ -1,5 +1,7 @@
 """Text for ``cnnkern info`` and :func:`cnnkern.show_config`."""
 
+from __future__ import annotations
+
 import os
 import platform
 import sys
@@ -7,7 +9,7 @@ import sys
 from . import backends
 
 
-def config_text():
+def config_text() -> str:
     import numpy
 
     lines = [

@@ -14,12 +14,25 @@ Truncated normals follow Keras: values beyond two standard deviations are redraw
 by 0.87962566103423978 (the std of a unit normal truncated at ±2) so the result has the intended variance.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
 import numpy as np
+from numpy.typing import NDArray
+
+from ._typing import Shape
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeAlias
+
+Initializer: TypeAlias = Callable[[Shape, int, int, np.random.Generator], "NDArray[Any]"]
+"""``(shape, fan_in, fan_out, rng) -> array``: what every initializer (and a custom callable) is."""
 
 _TRUNC_STD = 0.87962566103423978
 
 
-def _truncated_normal(shape, std, rng):
+def _truncated_normal(shape: Shape, std: float, rng: np.random.Generator) -> NDArray[np.float64]:
     out = rng.standard_normal(shape)
     bad = np.abs(out) > 2.0
     while bad.any():
@@ -28,36 +41,38 @@ def _truncated_normal(shape, std, rng):
     return out * (std / _TRUNC_STD)
 
 
-def glorot_uniform(shape, fan_in, fan_out, rng):
+def glorot_uniform(shape: Shape, fan_in: int, fan_out: int, rng: np.random.Generator) -> NDArray[np.float64]:
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, shape)
 
 
-def glorot_normal(shape, fan_in, fan_out, rng):
+def glorot_normal(shape: Shape, fan_in: int, fan_out: int, rng: np.random.Generator) -> NDArray[np.float64]:
     return _truncated_normal(shape, np.sqrt(2.0 / (fan_in + fan_out)), rng)
 
 
-def he_uniform(shape, fan_in, fan_out, rng):
+def he_uniform(shape: Shape, fan_in: int, fan_out: int, rng: np.random.Generator) -> NDArray[np.float64]:
     limit = np.sqrt(6.0 / fan_in)
     return rng.uniform(-limit, limit, shape)
 
 
-def he_normal(shape, fan_in, fan_out, rng):
+def he_normal(shape: Shape, fan_in: int, fan_out: int, rng: np.random.Generator) -> NDArray[np.float64]:
     return _truncated_normal(shape, np.sqrt(2.0 / fan_in), rng)
 
 
-def zeros(shape, fan_in, fan_out, rng):
+def zeros(shape: Shape, fan_in: int, fan_out: int, rng: np.random.Generator) -> NDArray[np.float64]:
     return np.zeros(shape)
 
 
-def ones(shape, fan_in, fan_out, rng):
+def ones(shape: Shape, fan_in: int, fan_out: int, rng: np.random.Generator) -> NDArray[np.float64]:
     return np.ones(shape)
 
 
-_BY_NAME = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, zeros, ones)}
+_BY_NAME: dict[str, Initializer] = {
+    f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, zeros, ones)
+}
 
 
-def get(name):
+def get(name: str | Initializer) -> Initializer:
     """The initializer called ``name``; a callable with the same signature is returned as is."""
     if callable(name):
         return name
@@ -66,7 +81,7 @@ def get(name):
     return _BY_NAME[name]
 
 
-def name_of(init):
+def name_of(init: Initializer) -> str:
     """The name to store in a saved architecture (custom callables cannot be saved by name)."""
     for name, f in _BY_NAME.items():
         if f is init:

@@ -17,9 +17,19 @@ backend (NumPy, or CuPy for cuda). Layers never call a backend directly: every k
 :mod:`cnnkern.ops`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import initializers, ops, shapes
+from ._typing import BackendArray, Shape
+from .initializers import Initializer
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 __all__ = [
     "Activation",
@@ -43,18 +53,18 @@ KERAS_LEAKY_RELU_SLOPE = 0.2  # activation='leaky_relu' (Keras 3's default slope
 class Context:
     """What layers need from their model: the backend, its array module, the dtype, the random generator."""
 
-    def __init__(self, backend, dtype, rng):
+    def __init__(self, backend: Backend, dtype: DTypeLike, rng: np.random.Generator) -> None:
         self.backend = backend
-        self.xp = __import__(backend.array_module)
+        self.xp: Any = __import__(backend.array_module)  # the array module: numpy, or cupy for cuda
         self.dtype = np.dtype(dtype)
         self.rng = rng
 
-    def asarray(self, a):
+    def asarray(self, a: Any) -> BackendArray:
         """``a`` (NumPy) as an array of the model's dtype on its backend."""
         return self.xp.asarray(np.asarray(a, dtype=self.dtype))
 
 
-def _pair(name, v):
+def _pair(name: str, v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) != 2 or not all(isinstance(i, (int, np.integer)) and i >= 1 for i in v):
             raise ValueError(f"{name} must be a positive int or a pair of them, got {v!r}")
@@ -64,13 +74,13 @@ def _pair(name, v):
     return (int(v), int(v))
 
 
-def _padding(v):
+def _padding(v: str) -> str:
     if v not in ("valid", "same"):
         raise ValueError(f"padding must be 'valid' or 'same', got {v!r}")
     return v
 
 
-def _activation(v):
+def _activation(v: str | None) -> str:
     if v is None:
         return "linear"
     if v not in ACTIVATIONS:
@@ -78,7 +88,7 @@ def _activation(v):
     return v
 
 
-def keras_shape(shape):
+def keras_shape(shape: Shape) -> tuple[int | None, ...]:
     """An internal per-sample shape, (C, H, W) or (F,), in Keras's order with the batch: (None, H, W, C)."""
     if len(shape) == 3:
         c, h, w = shape
@@ -93,10 +103,12 @@ class Layer:
     names to arrays on the backend; ``grads`` holds the gradients of the last ``backward``.
     """
 
-    def __init__(self, *, name=None, input_shape=None, trainable=True):
+    def __init__(
+        self, *, name: str | None = None, input_shape: Shape | list[int] | None = None, trainable: bool = True
+    ) -> None:
         self.name = name
         self.trainable = trainable
-        self.input_shape = None
+        self.input_shape: Shape | None = None
         if input_shape is not None:
             input_shape = tuple(int(d) for d in input_shape)
             if len(input_shape) not in (1, 3) or min(input_shape) < 1:
@@ -104,15 +116,16 @@ class Layer:
                     f"input_shape must be (H, W, C) or (features,) without the batch, got {input_shape}"
                 )
             self.input_shape = input_shape
-        self.params = {}
-        self.state = {}
-        self.grads = {}
+        self.params: dict[str, BackendArray] = {}
+        self.state: dict[str, BackendArray] = {}
+        self.grads: dict[str, BackendArray] = {}
         self.built = False
-        self.output_shape = None
-        self._ctx = None
+        self.output_shape: Shape | None = None
+        # None until build() or to_context(); forward and backward only run after one of them
+        self._ctx: Context = None  # type: ignore[assignment]
 
     # --- building -------------------------------------------------------------------------------
-    def build(self, in_shape, ctx):
+    def build(self, in_shape: Shape, ctx: Context) -> Shape:
         """Create parameters for the per-sample input shape ``in_shape`` (internal layout); set
         ``output_shape``."""
         self._ctx = ctx
@@ -121,26 +134,26 @@ class Layer:
         self.built = True
         return self.output_shape
 
-    def _build(self, in_shape, ctx):
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
         return in_shape
 
-    def _require_images(self, in_shape):
+    def _require_images(self, in_shape: Shape) -> None:
         if len(in_shape) != 3:
             raise ValueError(
                 f"{self.name} ({type(self).__name__}) needs image input (H, W, C), got per-sample "
                 f"shape {keras_shape(in_shape)[1:]}; add a Flatten/reshape or fix input_shape"
             )
 
-    def count_params(self):
+    def count_params(self) -> int:
         return sum(int(a.size) for a in self.params.values()) + sum(int(a.size) for a in self.state.values())
 
-    def get_config(self):
-        cfg = {"name": self.name, "trainable": self.trainable}
+    def get_config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"name": self.name, "trainable": self.trainable}
         if self.input_shape is not None:
             cfg["input_shape"] = list(self.input_shape)
         return cfg
 
-    def to_context(self, ctx):
+    def to_context(self, ctx: Context) -> None:
         """Move parameters and state to another backend (arrays converted); saved activations are dropped."""
         self._ctx = ctx
         for d in (self.params, self.state):
@@ -149,21 +162,27 @@ class Layer:
         self.grads = {}
         self._clear()
 
-    def _clear(self):
+    def _clear(self) -> None:
         """Forget what the last forward saved for backward."""
 
     # --- running ----------------------------------------------------------------------------------
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         """Output for input ``x``. ``logits``: the model asks the final softmax layer for its pre-softmax
         values so that the loss can use the fused softmax cross-entropy kernel."""
         raise NotImplementedError
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         """dL/dx from dL/dy (None when not ``need_dx``); parameter gradients go to ``grads``."""
         raise NotImplementedError
 
 
-def to_numpy(a):
+class ActivationSource(Protocol):
+    """A layer whose activation gradient a max pool after it can apply (see :meth:`MaxPooling2D.backward`)."""
+
+    def take_activation(self) -> tuple[BackendArray, str, float] | None: ...
+
+
+def to_numpy(a: Any) -> np.ndarray:
     """A NumPy copy of a NumPy or CuPy array."""
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
 
@@ -171,14 +190,18 @@ def to_numpy(a):
 class _ActivationMixin:
     """The activation applied after a layer's linear part; keeps the activation's output for backward."""
 
-    def _set_activation(self, activation):
+    # provided by the Layer the mixin is combined with
+    name: str | None
+    _ctx: Context
+
+    def _set_activation(self, activation: str | None) -> None:
         self.activation = _activation(activation)
         self.alpha = KERAS_LEAKY_RELU_SLOPE  # used by 'leaky_relu' only; LeakyReLU sets its own
-        self._out = None
+        self._out: BackendArray | None = None
         self._passthrough = False
         self._act_taken = False  # the next layer's backward already applied this activation's gradient
 
-    def _act_forward(self, z, training, logits):
+    def _act_forward(self, z: BackendArray, training: bool, logits: bool) -> BackendArray:
         kind = self.activation
         # linear, or softmax left to the fused softmax cross-entropy: backward gets dL/dz directly
         passthrough = kind == "linear" or (kind == "softmax" and logits)
@@ -196,12 +219,12 @@ class _ActivationMixin:
             self._out = None if passthrough else out
         return out
 
-    def _fused_kind(self):
+    def _fused_kind(self) -> str | None:
         """The activation a fused ``*_bias_act_forward`` kernel applies for this layer (None for linear, or
         for softmax, which stays outside the kernels)."""
         return self.activation if self.activation in _KERNEL_ACTIVATIONS else None
 
-    def _act_fused(self, y, training, logits):
+    def _act_fused(self, y: BackendArray, training: bool, logits: bool) -> BackendArray:
         """Bookkeeping after a fused forward that already returned ``y = act(z)``: keep y for backward
         (activation_backward takes the output, so the pre-activation z is never needed)."""
         if self._fused_kind() is None:
@@ -212,7 +235,7 @@ class _ActivationMixin:
             self._out = y
         return y
 
-    def take_activation(self):
+    def take_activation(self) -> tuple[BackendArray, str, float] | None:
         """For a max pool right after this layer: ``(a, kind, alpha)`` so that its backward can apply this
         activation's gradient in the same pass (ops.maxpool2d_act_backward), after which this layer's
         backward skips it; None where there is nothing to take (linear, softmax, no training forward)."""
@@ -222,7 +245,7 @@ class _ActivationMixin:
         self._act_taken = True
         return a, self.activation, self.alpha
 
-    def _act_backward(self, dy):
+    def _act_backward(self, dy: BackendArray) -> BackendArray:
         if self._passthrough:
             return dy
         if self._act_taken:
@@ -236,7 +259,7 @@ class _ActivationMixin:
             return y * (dy - (dy * y).sum(axis=1, keepdims=True))
         return ops.activation_backward(dy, y, self.activation, alpha=self.alpha, backend=self._ctx.backend)
 
-    def _act_config(self, cfg):
+    def _act_config(self, cfg: dict[str, Any]) -> dict[str, Any]:
         cfg["activation"] = self.activation
         return cfg
 
@@ -256,19 +279,19 @@ class Conv2D(_ActivationMixin, Layer):
 
     def __init__(
         self,
-        filters,
-        kernel_size,
-        strides=(1, 1),
-        padding="valid",
-        data_format=None,
-        dilation_rate=(1, 1),
-        groups=1,
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        **kwargs,
-    ):
+        filters: int,
+        kernel_size: int | tuple[int, int] | list[int],
+        strides: int | tuple[int, int] | list[int] = (1, 1),
+        padding: str = "valid",
+        data_format: str | None = None,
+        dilation_rate: int | tuple[int, int] | list[int] = (1, 1),
+        groups: int = 1,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: str | Initializer = "glorot_uniform",
+        bias_initializer: str | Initializer = "zeros",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not isinstance(filters, (int, np.integer)) or filters < 1:
             raise ValueError(f"filters must be a positive int, got {filters!r}")
@@ -288,15 +311,16 @@ class Conv2D(_ActivationMixin, Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self._set_activation(activation)
-        self._x = None
-        self._pooled = None  # (y, argmax) of a fused forward with the linked pool, for backward
+        self._x: BackendArray | None = None
+        # (y, argmax) of a fused forward with the linked pool, for backward
+        self._pooled: tuple[BackendArray, BackendArray] | None = None
 
-    def can_fuse_pool(self):
+    def can_fuse_pool(self) -> bool:
         """Whether a max pool after this layer can run fused with it (not after softmax, which normalises
         over the channels before pooling)."""
         return self.activation == "linear" or self._fused_kind() is not None
 
-    def _build(self, in_shape, ctx):
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
         self._require_images(in_shape)
         c, h, w = in_shape
         if c % self.groups:
@@ -325,12 +349,12 @@ class Conv2D(_ActivationMixin, Layer):
     # The MaxPooling2D right after this layer, linked by the model (Sequential.build): forward then runs conv,
     # activation and pool as one kernel (ops.conv2d_act_maxpool_forward) and hands the pooled output to that
     # layer, whose forward passes it on and whose backward passes dy back here.
-    pool_sink = None
+    pool_sink: MaxPooling2D | None = None
 
-    def _conv_args(self, activation=True):
+    def _conv_args(self, activation: bool = True) -> dict[str, Any]:
         """The keywords every conv kernel call of this layer takes (with the activation's, for the fused
         kernels that apply it)."""
-        args = dict(
+        args: dict[str, Any] = dict(
             stride=self.strides,
             padding=self.padding,
             dilation=self.dilation_rate,
@@ -341,8 +365,7 @@ class Conv2D(_ActivationMixin, Layer):
             args.update(activation=self._fused_kind(), alpha=self.alpha)
         return args
 
-    def _forward_pooled(self, x, training):
-        pool = self.pool_sink
+    def _forward_pooled(self, x: BackendArray, training: bool, pool: MaxPooling2D) -> BackendArray:
         out = ops.conv2d_act_maxpool_forward(
             x,
             self.params["kernel"],
@@ -358,9 +381,9 @@ class Conv2D(_ActivationMixin, Layer):
         pool.accept_pooled(y)
         return y
 
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if self.pool_sink is not None:
-            return self._forward_pooled(x, training)
+            return self._forward_pooled(x, training, self.pool_sink)
         # conv + bias + activation in one kernel (the backend's fused epilogue where it has one)
         y = ops.conv2d_bias_act_forward(
             x, self.params["kernel"], self.params.get("bias"), **self._conv_args()
@@ -369,7 +392,7 @@ class Conv2D(_ActivationMixin, Layer):
             self._x = x
         return self._act_fused(y, training, logits)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         if self._pooled is not None:  # dy is the gradient of the linked pool's output
             (y, argmax), self._pooled = self._pooled, None
             x, self._x = self._x, None
@@ -398,16 +421,16 @@ class Conv2D(_ActivationMixin, Layer):
         )
         return self._keep_grads(dx, dw, db)
 
-    def _keep_grads(self, dx, dw, db):
+    def _keep_grads(self, dx: BackendArray, dw: BackendArray, db: BackendArray) -> BackendArray:
         self.grads["kernel"] = dw
         if self.use_bias:
             self.grads["bias"] = db
         return dx
 
-    def _clear(self):
+    def _clear(self) -> None:
         self._x = self._out = self._pooled = None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return self._act_config(
             {
                 **super().get_config(),
@@ -430,7 +453,14 @@ class _Pooling2D(Layer):
     ceil_mode for the one extra at the end (whose overhang max pooling ignores and average pooling does not
     count). A 'same' geometry that this cannot express (lo > pool_size // 2) is refused at build."""
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, **kwargs):
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] | list[int] = (2, 2),
+        strides: int | tuple[int, int] | list[int] | None = None,
+        padding: str = "valid",
+        data_format: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if data_format not in (None, "channels_last"):
             raise ValueError(f"data_format must be 'channels_last', got {data_format!r}")
@@ -438,11 +468,12 @@ class _Pooling2D(Layer):
         self.strides = self.pool_size if strides is None else _pair("strides", strides)
         self.padding = _padding(padding)
 
-    def _build(self, in_shape, ctx):
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
         self._require_images(in_shape)
         c, h, w = in_shape
-        pad, ceil = [], False
-        out = []
+        pad: list[int] = []
+        ceil = False
+        out: list[int] = []
         for length, k, s in zip((h, w), self.pool_size, self.strides):
             if self.padding == "valid":
                 pad.append(0)
@@ -456,7 +487,7 @@ class _Pooling2D(Layer):
                 )
             pad.append(lo)
             ceil = ceil or hi > lo
-        self._geom = {
+        self._geom: dict[str, Any] = {
             "kernel_size": self.pool_size,
             "stride": self.strides,
             "padding": tuple(pad),
@@ -473,7 +504,7 @@ class _Pooling2D(Layer):
             raise ValueError(f"{self.name}: pool_size {self.pool_size} does not fit the {h}x{w} input")
         return (c, out[0], out[1])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "pool_size": list(self.pool_size),
@@ -491,12 +522,14 @@ class MaxPooling2D(_Pooling2D):
     scatter and activation gradient in one pass); the source then skips its own activation gradient.
     """
 
-    act_source = None
-    conv_source = None  # a Conv2D right before, linked by the model to run with this pool as one kernel
-    _prepooled = None  # the output that conv_source computed for this layer, until forward passes it on
+    act_source: ActivationSource | None = None
+    # a Conv2D right before, linked by the model to run with this pool as one kernel
+    conv_source: Conv2D | None = None
+    # the output that conv_source computed for this layer, until forward passes it on
+    _prepooled: BackendArray | None = None
     _fused = False  # the last training forward was conv_source's: backward passes dy back to it
 
-    def fused_geometry(self):
+    def fused_geometry(self) -> dict[str, Any]:
         """This pool's arguments to ops.conv2d_act_maxpool_forward."""
         g = self._geom
         return dict(
@@ -506,12 +539,12 @@ class MaxPooling2D(_Pooling2D):
             ceil_mode=g["ceil_mode"],
         )
 
-    def accept_pooled(self, y):
+    def accept_pooled(self, y: BackendArray) -> None:
         """Called by conv_source's fused forward with this layer's output."""
         self._prepooled = y
         self._fused = False
 
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if self._prepooled is not None and x is self._prepooled:  # conv_source already pooled it
             self._prepooled = None
             self._fused = training
@@ -523,7 +556,7 @@ class MaxPooling2D(_Pooling2D):
         self._x_shape = x.shape
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         if self._fused:  # conv_source's backward applies this pool's (and its activation's) gradient
             self._fused = False
             return dy
@@ -536,7 +569,7 @@ class MaxPooling2D(_Pooling2D):
             return ops.maxpool2d_act_backward(dy, argmax, a, kind, alpha=alpha, backend=self._ctx.backend)
         return ops.maxpool2d_backward(dy, argmax, self._x_shape, backend=self._ctx.backend)
 
-    def _clear(self):
+    def _clear(self) -> None:
         self._argmax = self._prepooled = None
         self._fused = False
 
@@ -544,17 +577,17 @@ class MaxPooling2D(_Pooling2D):
 class AveragePooling2D(_Pooling2D):
     """Average pooling; with padding='same' the divisor counts only real elements (as Keras)."""
 
-    def _build(self, in_shape, ctx):
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
         out = super()._build(in_shape, ctx)
         self._geom["count_include_pad"] = False
         return out
 
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if training:
             self._x_shape = x.shape
         return ops.avgpool2d_forward(x, **self._geom, backend=self._ctx.backend)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         return ops.avgpool2d_backward(dy, self._x_shape, **self._geom, backend=self._ctx.backend)
 
 
@@ -568,8 +601,15 @@ class BatchNormalization(Layer):
     """
 
     def __init__(
-        self, axis=-1, momentum=None, epsilon=None, center=True, scale=True, convention="torch", **kwargs
-    ):
+        self,
+        axis: int = -1,
+        momentum: float | None = None,
+        epsilon: float | None = None,
+        center: bool = True,
+        scale: bool = True,
+        convention: str = "torch",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if axis != -1:
             raise ValueError(f"axis must be -1 (the channel axis of (N, H, W, C) input), got {axis!r}")
@@ -587,7 +627,7 @@ class BatchNormalization(Layer):
         self.scale = bool(scale)
         self._x = None
 
-    def _build(self, in_shape, ctx):
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
         c = in_shape[0]
         if self.scale:
             self.params["gamma"] = ctx.asarray(np.ones(c))
@@ -597,10 +637,10 @@ class BatchNormalization(Layer):
         self.state["moving_variance"] = ctx.asarray(np.ones(c))
         return in_shape
 
-    def _as4d(self, a):
+    def _as4d(self, a: BackendArray) -> BackendArray:
         return a if a.ndim == 4 else a.reshape(a.shape[0], a.shape[1], 1, 1)
 
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         x4 = self._as4d(x)
         new_weight = 1.0 - self.momentum if self.convention == "keras" else self.momentum
         rv = self.state["moving_variance"]
@@ -624,7 +664,7 @@ class BatchNormalization(Layer):
             self._x, self._mean, self._invstd = x4, mean, invstd
         return y.reshape(x.shape)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         x4, self._x = self._x, None
         dx, dgamma, dbeta = ops.batchnorm2d_backward(
             self._as4d(dy),
@@ -641,10 +681,10 @@ class BatchNormalization(Layer):
             self.grads["beta"] = dbeta
         return dx.reshape(dy.shape) if need_dx else None
 
-    def _clear(self):
+    def _clear(self) -> None:
         self._x = None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "momentum": self.momentum,
@@ -660,13 +700,13 @@ class Dense(_ActivationMixin, Layer):
 
     def __init__(
         self,
-        units,
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        **kwargs,
-    ):
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: str | Initializer = "glorot_uniform",
+        bias_initializer: str | Initializer = "zeros",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units must be a positive int, got {units!r}")
@@ -677,7 +717,7 @@ class Dense(_ActivationMixin, Layer):
         self._set_activation(activation)
         self._x = None
 
-    def _build(self, in_shape, ctx):
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
         if len(in_shape) != 1:
             raise ValueError(
                 f"{self.name} (Dense) needs flat input (features,), got per-sample shape "
@@ -691,7 +731,7 @@ class Dense(_ActivationMixin, Layer):
             self.params["bias"] = ctx.asarray(self.bias_initializer((self.units,), n_in, self.units, ctx.rng))
         return (self.units,)
 
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         y = ops.dense_bias_act_forward(
             x,
             self.params["kernel"],
@@ -704,7 +744,7 @@ class Dense(_ActivationMixin, Layer):
             self._x = x
         return self._act_fused(y, training, logits)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         dz = self._act_backward(dy)
         x, self._x = self._x, None
         dx, dw, db = ops.dense_backward(
@@ -715,10 +755,10 @@ class Dense(_ActivationMixin, Layer):
             self.grads["bias"] = db
         return dx
 
-    def _clear(self):
+    def _clear(self) -> None:
         self._x = self._out = None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return self._act_config(
             {
                 **super().get_config(),
@@ -733,13 +773,13 @@ class Dense(_ActivationMixin, Layer):
 class Flatten(Layer):
     """(N, C, H, W) -> (N, C·H·W) in C, H, W order (a view: no copy); backward reshapes back."""
 
-    def _build(self, in_shape, ctx):
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
         return (int(np.prod(in_shape)),)
 
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         return dy.reshape((dy.shape[0], *self.in_shape))
 
 
@@ -747,51 +787,51 @@ class Activation(_ActivationMixin, Layer):
     """An activation as a layer: 'relu', 'leaky_relu', 'sigmoid', 'tanh', 'softmax' (over the features of
     flat input) or 'linear'."""
 
-    def __init__(self, activation, **kwargs):
+    def __init__(self, activation: str | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._set_activation(activation)
 
-    def _build(self, in_shape, ctx):
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
         if self.activation == "softmax" and len(in_shape) != 1:
             raise ValueError(
                 f"{self.name}: softmax needs flat input (features,), got {keras_shape(in_shape)[1:]}"
             )
         return in_shape
 
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         return self._act_forward(x, training, logits)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         return self._act_backward(dy)
 
-    def _clear(self):
+    def _clear(self) -> None:
         self._out = None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return self._act_config(super().get_config())
 
 
 class ReLU(Activation):
     """max(x, 0)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("relu", **kwargs)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return Layer.get_config(self)
 
 
 class LeakyReLU(Activation):
     """x for x > 0, negative_slope·x below (Keras 3's name and default 0.3; Keras 2's ``alpha`` accepted)."""
 
-    def __init__(self, negative_slope=0.3, alpha=None, **kwargs):
+    def __init__(self, negative_slope: float = 0.3, alpha: float | None = None, **kwargs: Any) -> None:
         super().__init__("leaky_relu", **kwargs)
         slope = negative_slope if alpha is None else alpha
         if not isinstance(slope, (int, float)) or isinstance(slope, bool) or slope < 0:
             raise ValueError(f"negative_slope must be a number >= 0, got {slope!r}")
         self.alpha = float(slope)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**Layer.get_config(self), "negative_slope": self.alpha}
 
 
@@ -799,34 +839,34 @@ class Dropout(Layer):
     """In training, zero each value with probability ``rate`` and scale the rest by 1/(1−rate) (inverted
     dropout, as Keras); identity at inference. The mask is drawn from the model's generator."""
 
-    def __init__(self, rate, **kwargs):
+    def __init__(self, rate: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
             raise ValueError(f"rate must be a number in [0, 1), got {rate!r}")
         self.rate = float(rate)
-        self._mask = None
+        self._mask: BackendArray | None = None
 
-    def forward(self, x, training=False, logits=False):
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if not training or self.rate == 0.0:
             return x
         keep = self._ctx.rng.random(x.shape) >= self.rate
         self._mask = self._ctx.asarray(keep / (1.0 - self.rate))
         return x * self._mask
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         if self._mask is None:
             return dy
         mask, self._mask = self._mask, None
         return dy * mask
 
-    def _clear(self):
+    def _clear(self) -> None:
         self._mask = None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate}
 
 
-LAYERS = {
+LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (
         Conv2D,
@@ -843,7 +883,7 @@ LAYERS = {
 }
 
 
-def from_config(class_name, config):
+def from_config(class_name: str, config: dict[str, Any]) -> Layer:
     """Rebuild a layer from ``get_config()`` output (used by :func:`cnnkern.models.load_model`)."""
     if class_name not in LAYERS:
         raise ValueError(f"unknown layer class {class_name!r} (known: {', '.join(LAYERS)})")

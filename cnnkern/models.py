@@ -12,21 +12,32 @@ still outputs probabilities in ``predict``. With ``SparseCategoricalCrossentropy
 final layer must be linear and ``predict`` returns logits, as in Keras.
 
 Saved models are one ``.npz`` file: an ``__architecture__`` entry (JSON: layers, input shape, dtype,
-compile settings) and one array per weight (``<index>.<layer name>/<weight>``). Optimizer moments are not
-saved: training a loaded model starts them afresh.
+compile settings) and one array per weight (``<index>.<layer name>/<weight>``), written atomically. Optimizer
+moments are not saved: training a loaded model starts them afresh (checkpoints, :mod:`cnnkern.checkpoint`,
+keep them). NaN / Inf inputs and losses follow :mod:`cnnkern.nonfinite`.
 """
+
+from __future__ import annotations
 
 import json
 import re
 import time
-import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
-from . import backends, ops, optimizers
-from . import callbacks as callbacks_mod
+from . import backends, nonfinite, ops, optimizers
 from . import layers as layers_mod
-from .layers import Context, keras_shape, to_numpy
+from ._io import atomic_save
+from ._typing import BackendArray, Logs, PathLike, Shape
+from .layers import Context, Layer, keras_shape, to_numpy
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .callbacks import Callback, History
+    from .optimizers import Optimizer
 
 __all__ = ["Sequential", "SparseCategoricalCrossentropy", "load_model"]
 
@@ -39,14 +50,14 @@ class SparseCategoricalCrossentropy:
     """Cross-entropy of integer labels. ``from_logits=False`` (the string
     'sparse_categorical_crossentropy'): the model ends in a softmax; True: it ends in a linear layer."""
 
-    def __init__(self, from_logits=False):
+    def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"class_name": "SparseCategoricalCrossentropy", "from_logits": self.from_logits}
 
 
-def _loss(identifier):
+def _loss(identifier: str | SparseCategoricalCrossentropy | dict[str, Any]) -> SparseCategoricalCrossentropy:
     if isinstance(identifier, SparseCategoricalCrossentropy):
         return identifier
     if identifier == "sparse_categorical_crossentropy":
@@ -59,7 +70,13 @@ def _loss(identifier):
     )
 
 
-def _snake(name):
+def _output_shape(layer: Layer) -> Shape:
+    """The per-sample output shape of a built layer (internal layout)."""
+    assert layer.output_shape is not None, f"{layer.name} is not built"
+    return layer.output_shape
+
+
+def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", name).lower()
 
 
@@ -67,9 +84,21 @@ class Sequential:
     """A linear stack of layers. ``seed`` seeds the one generator used for initialisation, shuffling and
     dropout; ``dtype`` is 'float32' (every backend) or 'float64' (the reference backend)."""
 
-    def __init__(self, layers=None, name="sequential", *, backend=None, dtype="float32", seed=None):
+    # set by build(): the per-sample input shape (Keras order) and the index of the first layer with weights
+    _input_shape: Shape
+    _first_param: int
+
+    def __init__(
+        self,
+        layers: Iterable[Layer] | None = None,
+        name: str = "sequential",
+        *,
+        backend: str | Backend | None = None,
+        dtype: DTypeLike = "float32",
+        seed: int | None = None,
+    ) -> None:
         self.name = name
-        self.layers = []
+        self.layers: list[Layer] = []
         self._backend_arg = backend
         if backend is not None and not isinstance(backend, backends.Backend):
             backends._check_name(backend)
@@ -77,18 +106,20 @@ class Sequential:
         if self.dtype.name not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self.rng = np.random.default_rng(seed)
-        self._ctx = None
-        self.optimizer = None
-        self.loss = None
-        self.metrics = []
+        # None until build(); everything that reads it runs after build (see `built`)
+        self._ctx: Context = None  # type: ignore[assignment]
+        # None until compile(); everything that reads them runs after compile (see `compiled`)
+        self.optimizer: Optimizer = None  # type: ignore[assignment]
+        self.loss: SparseCategoricalCrossentropy = None  # type: ignore[assignment]
+        self.metrics: list[str] = []
         self.compiled = False
         self.stop_training = False
-        self.history = None
+        self.history: History | None = None
         for layer in layers or ():
             self.add(layer)
 
     # --- building ----------------------------------------------------------------------------------------
-    def add(self, layer):
+    def add(self, layer: Layer) -> None:
         if not isinstance(layer, layers_mod.Layer):
             raise TypeError(f"layer must be a cnnkern.layers.Layer, got {type(layer).__name__}")
         if self.built:
@@ -109,20 +140,20 @@ class Sequential:
         self.layers.append(layer)
 
     @property
-    def built(self):
+    def built(self) -> bool:
         return self._ctx is not None
 
     @property
-    def backend(self):
+    def backend(self) -> Backend:
         """The Backend the model runs on (resolved now if the model is not built yet)."""
         return self._ctx.backend if self._ctx else backends.resolve(self._backend_arg)
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> Shape | None:
         """Per-sample input in Keras's order: (H, W, C) or (features,); None until known."""
         return self._input_shape if self.built else (self.layers[0].input_shape if self.layers else None)
 
-    def _context(self, backend):
+    def _context(self, backend: str | Backend | None) -> Context:
         be = backends.resolve(backend)
         if self.dtype.name not in be.dtypes:
             raise ValueError(
@@ -131,7 +162,7 @@ class Sequential:
             )
         return Context(be, self.dtype, self.rng)
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Sequence[int] | None = None) -> None:
         """Create every layer's weights for the per-sample ``input_shape`` ((H, W, C) or (features,);
         default: the first layer's ``input_shape``)."""
         if self.built:
@@ -152,6 +183,9 @@ class Sequential:
             raise ValueError(f"input_shape must be (H, W, C) or (features,), got {shape}")
         ctx = self._context(self._backend_arg)
         internal = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
+        from ._modelfile import dry_build  # sizes checked before any weight is allocated
+
+        dry_build(self.layers, internal, self.dtype)
         for layer in self.layers:
             internal = layer.build(internal, ctx)
         # a max pool right after a Conv2D runs with it as one kernel pair (ops.conv2d_act_maxpool_*); after
@@ -159,16 +193,16 @@ class Sequential:
         for prev, layer in zip(self.layers, self.layers[1:]):
             if not isinstance(layer, layers_mod.MaxPooling2D):
                 continue
-            fuse = isinstance(prev, layers_mod.Conv2D) and prev.can_fuse_pool()
-            layer.conv_source = prev if fuse else None
-            if fuse:
-                prev.pool_sink = layer
-            layer.act_source = prev if not fuse and hasattr(prev, "take_activation") else None
+            conv = prev if isinstance(prev, layers_mod.Conv2D) and prev.can_fuse_pool() else None
+            layer.conv_source = conv
+            if conv is not None:
+                conv.pool_sink = layer
+            layer.act_source = prev if conv is None and hasattr(prev, "take_activation") else None
         self._input_shape = tuple(int(d) for d in shape)
         self._ctx = ctx
         self._first_param = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))
 
-    def to_backend(self, backend):
+    def to_backend(self, backend: str | Backend) -> Sequential:
         """Move the model (weights, running statistics, optimizer state) to ``backend``; returns self."""
         ctx = self._context(backend)
         if self.built:
@@ -181,7 +215,13 @@ class Sequential:
         return self
 
     # --- compiling -----------------------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None, backend=None):
+    def compile(
+        self,
+        optimizer: str | Optimizer | dict[str, Any] = "adam",
+        loss: str | SparseCategoricalCrossentropy | dict[str, Any] = "sparse_categorical_crossentropy",
+        metrics: Sequence[str] | None = None,
+        backend: str | Backend | None = None,
+    ) -> None:
         """``optimizer``: 'adam', 'sgd' or an optimizer object; ``loss``: 'sparse_categorical_crossentropy'
         or SparseCategoricalCrossentropy(from_logits=...); ``metrics``: None or ['accuracy'];
         ``backend``: run on this backend (moving the weights if the model is already built)."""
@@ -211,13 +251,14 @@ class Sequential:
         self.compiled = True
 
     # --- data --------------------------------------------------------------------------------------------
-    def _ensure_built(self, x):
+    def _ensure_built(self, x: Any) -> None:
         if not self.built:
             self.build(None if self.layers and self.layers[0].input_shape else tuple(x.shape[1:]))
 
-    def _to_internal(self, x, name="x"):
+    def _to_internal(self, x: Any, name: str = "x", check_finite: bool = True) -> BackendArray:
         """User data (N, H, W, C) or (N, features), any real dtype -> the model's dtype, NCHW or (N, F),
-        C-contiguous, on the backend: the one layout conversion of the model."""
+        C-contiguous, on the backend: the one layout conversion of the model. ``check_finite``: refuse
+        NaN / Inf after the cast (cnnkern.nonfinite)."""
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             x = np.asarray(x)
         self._ensure_built(x)
@@ -234,9 +275,12 @@ class Sequential:
         mod = np if isinstance(x, np.ndarray) else self._ctx.xp
         if x.ndim == 4:
             x = x.transpose(0, 3, 1, 2)
-        return self._ctx.xp.asarray(mod.ascontiguousarray(x, dtype=self.dtype))
+        out = self._ctx.xp.asarray(mod.ascontiguousarray(x, dtype=self.dtype))
+        if check_finite:
+            nonfinite.check_inputs(out, name, self._ctx.xp)
+        return out
 
-    def _labels(self, y, n, name="y"):
+    def _labels(self, y: ArrayLike, n: int, name: str = "y") -> BackendArray:
         y = np.asarray(to_numpy(y))
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -245,7 +289,7 @@ class Sequential:
         if y.dtype.kind not in "iu":
             if y.dtype.kind != "f" or not np.all(y == np.round(y)):
                 raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype.name}")
-        classes = self.layers[-1].output_shape[0]
+        classes = _output_shape(self.layers[-1])[0]
         if n and (y.min() < 0 or y.max() >= classes):
             bad = y.min() if y.min() < 0 else y.max()
             raise IndexError(
@@ -254,17 +298,19 @@ class Sequential:
         return self._ctx.xp.asarray(y.astype(np.int64))
 
     # --- running -----------------------------------------------------------------------------------------
-    def _forward(self, x, training, logits):
+    def _forward(self, x: BackendArray, training: bool, logits: bool) -> BackendArray:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer.forward(x, training=training, logits=logits and i == last)
         return x
 
-    def _loss_and_probs(self, xb, yb, training):
+    def _loss_and_probs(
+        self, xb: BackendArray, yb: BackendArray, training: bool
+    ) -> tuple[BackendArray, BackendArray]:
         logits = self._forward(xb, training=training, logits=True)
         return ops.softmax_cross_entropy_forward(logits, yb, backend=self._ctx.backend)
 
-    def _gradients(self, xb, yb):
+    def _gradients(self, xb: BackendArray, yb: BackendArray) -> tuple[BackendArray, BackendArray]:
         """Forward in training mode and backward: (loss, probs), each layer's ``grads`` filled in. Layers
         before the first one with parameters are not back-propagated through."""
         loss, probs = self._loss_and_probs(xb, yb, training=True)
@@ -273,30 +319,24 @@ class Sequential:
             d = self.layers[i].backward(d, need_dx=i > self._first_param)
         return loss, probs
 
-    def _train_step(self, xb, yb):
-        loss, probs = self._gradients(xb, yb)
-        self.optimizer.apply_gradients(
-            [
-                ((i, k), p, layer.grads[k])
-                for i, layer in enumerate(self.layers)
-                if layer.trainable
-                for k, p in layer.params.items()
-            ],
-            self._ctx,
-        )
-        return loss, probs
+    def _train_step(
+        self, xb: BackendArray, yb: BackendArray, epoch: int | None = None, step: int = 0, check: bool = True
+    ) -> tuple[BackendArray, BackendArray]:
+        from . import training
 
-    def _require_compiled(self, what):
+        return training.train_step(self, xb, yb, epoch, step, check)
+
+    def _require_compiled(self, what: str) -> None:
         if not self.compiled:
             raise RuntimeError(f"call compile() before {what}()")
 
-    def train_on_batch(self, x, y):
+    def train_on_batch(self, x: ArrayLike, y: ArrayLike) -> float | list[float]:
         """One optimizer step on the batch (x, y); returns ``[loss, accuracy]`` (the loss alone without
         metrics) from that step's forward pass, i.e. before the update, as Keras does."""
         self._require_compiled("train_on_batch")
         X = self._to_internal(x)
         Y = self._labels(y, X.shape[0])
-        loss, probs = self._train_step(X, Y)
+        loss, probs = self._train_step(X, Y, step=self.optimizer.iterations)
         for layer in self.layers:
             layer._clear()
         if not self.metrics:
@@ -305,109 +345,51 @@ class Sequential:
 
     def fit(
         self,
-        x,
-        y,
-        batch_size=None,
-        epochs=1,
-        verbose=1,
-        callbacks=None,
-        validation_split=0.0,
-        validation_data=None,
-        shuffle=True,
-        initial_epoch=0,
-    ):
+        x: ArrayLike,
+        y: ArrayLike,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: int = 1,
+        callbacks: Iterable[Callback] | None = None,
+        validation_split: float = 0.0,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        shuffle: bool = True,
+        initial_epoch: int = 0,
+        stop_on_nonfinite: bool = True,
+    ) -> History:
         """Train; returns a :class:`cnnkern.callbacks.History`. ``validation_split`` holds out the LAST
-        fraction of x/y (before shuffling), as Keras does."""
-        self._require_compiled("fit")
-        batch_size = 32 if batch_size is None else int(batch_size)
-        if batch_size < 1 or int(epochs) < 0:
-            raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size}, {epochs}")
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        n_all = len(x)
-        if validation_data is None and validation_split > 0.0:
-            cut = n_all - int(n_all * validation_split)
-            validation_data = (x[cut:], y[cut:])
-            x, y = x[:cut], y[:cut]
-        X = self._to_internal(x)
-        n = X.shape[0]
-        if n == 0:
-            raise ValueError("x holds no samples to train on")
-        Y = self._labels(y, n)
-        val = None
-        if validation_data is not None:
-            xv, yv = validation_data[0], validation_data[1]
-            xv = self._to_internal(xv, "validation x")
-            val = (xv, self._labels(yv, xv.shape[0], "validation y"))
+        fraction of x/y (before shuffling), as Keras does.
 
-        steps = -(-n // batch_size)
-        history = self.history = callbacks_mod.History()
-        user_cbs = list(callbacks or [])
-        bar = callbacks_mod.ProgressBar(verbose=verbose) if verbose else None
-        cbs = [history] + user_cbs + ([bar] if bar else [])
-        for cb in cbs:
-            cb.set_model(self)
-            cb.params = {"epochs": int(epochs), "steps": steps, "batch_size": batch_size, "samples": n}
-        xp = self._ctx.xp
-        if shuffle:  # gather buffers, allocated once
-            xbuf = xp.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
-            ybuf = xp.empty(min(batch_size, n), Y.dtype)
-        self.stop_training = False
-        for cb in cbs:
-            cb.on_train_begin()
-        logs = {}
-        for epoch in range(int(initial_epoch), int(epochs)):
-            for cb in cbs:
-                cb.on_epoch_begin(epoch)
-            order = xp.asarray(self.rng.permutation(n)) if shuffle else None
-            loss_sum = correct = 0.0
-            start = time.perf_counter()
-            for step in range(steps):
-                lo, hi = step * batch_size, min((step + 1) * batch_size, n)
-                if shuffle:
-                    xb = _gather(xp, X, order[lo:hi], xbuf[: hi - lo])
-                    yb = _gather(xp, Y, order[lo:hi], ybuf[: hi - lo])
-                else:
-                    xb, yb = X[lo:hi], Y[lo:hi]
-                loss, probs = self._train_step(xb, yb)
-                loss_sum = loss_sum + loss * (hi - lo)
-                if self.metrics:
-                    correct = correct + (probs.argmax(axis=1) == yb).sum()
-                # batch logs read the running sums back (a device sync on cuda): only when someone looks
-                bar_due = bar is not None and bar.due(step)
-                if user_cbs or bar_due:
-                    batch_logs = self._logs(loss_sum, correct, hi)
-                    for cb in user_cbs:
-                        cb.on_train_batch_end(step, batch_logs)
-                    if bar_due:
-                        bar.on_train_batch_end(step, batch_logs)
-            self._ctx.backend.synchronize()
-            elapsed = time.perf_counter() - start
-            history.epoch_seconds.append(elapsed)
-            history.images_per_second.append(n / elapsed)
-            logs = self._logs(loss_sum, correct, n)
-            if val is not None:
-                vloss, vacc = self._evaluate_internal(*val, batch_size)
-                logs["val_loss"] = vloss
-                if self.metrics:
-                    logs["val_" + self.metrics[0]] = vacc
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        for cb in cbs:
-            cb.on_train_end(logs)
-        for layer in self.layers:
-            layer._clear()
-        return history
+        ``stop_on_nonfinite`` (default True): refuse x / validation x holding NaN or Inf up front
+        (:class:`cnnkern.errors.NonFiniteInputError`), and stop at the first step whose loss or gradients
+        are not finite with :class:`cnnkern.errors.NonFiniteLossError` naming the epoch and step, that
+        step's update not applied (see :mod:`cnnkern.nonfinite`). False: train on regardless.
+        A :class:`cnnkern.callbacks.BackupAndRestore` among ``callbacks`` checkpoints the run and resumes it
+        after a crash (see :mod:`cnnkern.checkpoint`)."""
+        from . import training
 
-    def _logs(self, loss_sum, correct, n):
+        return training.fit(
+            self,
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            initial_epoch=initial_epoch,
+            stop_on_nonfinite=stop_on_nonfinite,
+        )
+
+    def _logs(self, loss_sum: BackendArray | float, correct: BackendArray | float, n: int) -> Logs:
         logs = {"loss": float(loss_sum) / n}
         if self.metrics:
             logs[self.metrics[0]] = float(correct) / n
         return logs
 
-    def _evaluate_internal(self, X, Y, batch_size):
+    def _evaluate_internal(self, X: BackendArray, Y: BackendArray, batch_size: int) -> tuple[float, float]:
         n = X.shape[0]
         loss_sum = correct = 0.0
         for lo in range(0, n, batch_size):
@@ -417,7 +399,14 @@ class Sequential:
             correct = correct + (probs.argmax(axis=1) == Y[lo:hi]).sum()
         return float(loss_sum) / n, float(correct) / n
 
-    def evaluate(self, x, y, batch_size=None, verbose=0, return_dict=False):
+    def evaluate(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        batch_size: int | None = None,
+        verbose: int = 0,
+        return_dict: bool = False,
+    ) -> float | list[float] | dict[str, float]:
         """``[loss, accuracy]`` (or the loss alone without metrics) over x, y, as Keras returns it."""
         self._require_compiled("evaluate")
         X = self._to_internal(x)
@@ -436,13 +425,13 @@ class Sequential:
             return result
         return list(result.values()) if self.metrics else loss
 
-    def predict(self, x, batch_size=None, verbose=0):
+    def predict(self, x: ArrayLike, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
         """The model's outputs as a NumPy array: probabilities for a final softmax (logits for a linear
         final layer); image outputs are given back as (N, H, W, C)."""
         X = self._to_internal(x)
         bs = 32 if batch_size is None else int(batch_size)
         n = X.shape[0]
-        out = np.empty((n,) + tuple(self.layers[-1].output_shape), self.dtype)
+        out = np.empty((n,) + _output_shape(self.layers[-1]), self.dtype)
         for lo in range(0, n, bs):
             out[lo : lo + bs] = to_numpy(self._forward(X[lo : lo + bs], training=False, logits=False))
         if verbose:
@@ -450,14 +439,14 @@ class Sequential:
         return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
 
     # --- inspection ----------------------------------------------------------------------------------
-    def count_params(self):
+    def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
-    def summary(self, print_fn=print):
+    def summary(self, print_fn: Callable[[str], object] = print) -> None:
         """A table: layer (type), output shape (Keras order), parameter count; then the totals."""
         self.build()
         rows = [
-            (f"{l.name} ({type(l).__name__})", str(keras_shape(l.output_shape)), f"{l.count_params():,}")
+            (f"{l.name} ({type(l).__name__})", str(keras_shape(_output_shape(l))), f"{l.count_params():,}")
             for l in self.layers
         ]
         w0 = max(28, *(len(r[0]) + 2 for r in rows))
@@ -482,19 +471,19 @@ class Sequential:
         print_fn("\n".join(lines))
 
     # --- weights, save and load -------------------------------------------------------------------------
-    def _weight_items(self):
+    def _weight_items(self) -> Iterator[tuple[str, Layer, dict[str, BackendArray], str]]:
         """(key, layer, dict, name) for every saved array, in a fixed order."""
         for i, layer in enumerate(self.layers):
             for d in (layer.params, layer.state):
                 for k in d:
                     yield f"{i:03d}.{layer.name}/{k}", layer, d, k
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         """Every weight (parameters, then running statistics, layer by layer) as NumPy copies."""
         self.build()
         return [to_numpy(d[k]).copy() for _, _, d, k in self._weight_items()]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         self.build()
         items = list(self._weight_items())
         if len(weights) != len(items):
@@ -505,13 +494,13 @@ class Sequential:
                 raise ValueError(f"weight {key} must have shape {tuple(d[k].shape)}, got {w.shape}")
             d[k] = self._ctx.asarray(w)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "name": self.name,
             "dtype": self.dtype.name,
-            "input_shape": list(self.input_shape),
+            "input_shape": list(self.input_shape),  # type: ignore[arg-type]  # None: TypeError, as always
             "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers],
             "compile": None
             if not self.compiled
@@ -522,54 +511,24 @@ class Sequential:
             },
         }
 
-    def save(self, path):
-        """Architecture and weights to ONE .npz file at exactly ``path``."""
+    def save(self, path: PathLike) -> None:
+        """Architecture and weights to ONE .npz file at exactly ``path``, written atomically (a crash or a
+        full disk leaves any previous file at ``path`` as it was)."""
         self.build()
         arrays = {key: to_numpy(d[k]) for key, _, d, k in self._weight_items()}
         arrays["__architecture__"] = np.array(json.dumps(self.get_config()))
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        # numpy's stub types **kwds against savez's own allow_pickle keyword, hence the ignore
+        atomic_save(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
-def _gather(xp, a, idx, out):
-    """Rows ``idx`` of ``a`` into the preallocated ``out`` (NumPy's mode='clip' skips the buffered bounds
-    check; the indices come from a permutation, so they are in range)."""
-    if xp is np:
-        return np.take(a, idx, axis=0, out=out, mode="clip")
-    return xp.take(a, idx, axis=0, out=out)
-
-
-def load_model(path, backend=None):
+def load_model(path: PathLike, backend: str | Backend | None = None) -> Sequential:
     """A model saved by :meth:`Sequential.save`, built and (if it was) compiled, on ``backend`` (None: the
-    current default). Its predictions are those of the saved model."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path}: not a saved cnnkern model ({type(exc).__name__}: {exc})") from None
-    if "__architecture__" not in arrays:
-        raise ValueError(f"{path}: not a saved cnnkern model (no __architecture__ entry)")
-    try:
-        cfg = json.loads(str(arrays.pop("__architecture__")))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: corrupt architecture entry ({exc})") from None
-    if cfg.get("format") != FORMAT or cfg.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: format {cfg.get('format')!r} version {cfg.get('version')!r}, expected "
-            f"{FORMAT!r} version {FORMAT_VERSION}"
-        )
-    model = Sequential(
-        [layers_mod.from_config(l["class_name"], l["config"]) for l in cfg["layers"]],
-        name=cfg["name"],
-        backend=backend,
-        dtype=cfg["dtype"],
-    )
-    model.build(tuple(cfg["input_shape"]))
-    expected = [key for key, _, _, _ in model._weight_items()]
-    if sorted(expected) != sorted(arrays):
-        raise ValueError(f"{path}: weights {sorted(arrays)} do not match the architecture's {expected}")
-    model.set_weights([arrays[key] for key in expected])
-    if cfg.get("compile"):
-        c = cfg["compile"]
-        model.compile(optimizer=c["optimizer"], loss=c["loss"], metrics=c["metrics"])
-    return model
+    current default). Its predictions are those of the saved model.
+
+    The file is untrusted input: the architecture (layer classes, required and unknown keys, types and
+    ranges, the sizes it implies) and each weight's dtype (the model's) and shape are checked before
+    anything of the model's size is allocated; pickles are refused. Errors are ``ValueError`` naming the file
+    and the layer (see :mod:`cnnkern._modelfile`)."""
+    from . import _modelfile
+
+    return _modelfile.load(path, backend)

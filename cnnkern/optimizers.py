@@ -42,6 +42,23 @@ class Optimizer:
     def get_config(self):
         return {"class_name": type(self).__name__, "learning_rate": self.learning_rate}
 
+    # --- state, for checkpoints (cnnkern.checkpoint) -------------------------------------------------------
+    def get_state(self):
+        """``{"iterations": int, "slots": {key: {slot name: NumPy copy}}}``: everything a resumed run needs
+        (Adam's m, v and step count; SGD's velocity); the hyperparameters are in :meth:`get_config`."""
+        slots = {
+            key: {name: (a.get() if not isinstance(a, np.ndarray) else a).copy() for name, a in s.items()}
+            for key, s in self._slots.items()
+        }
+        return {"iterations": int(self.iterations), "slots": slots}
+
+    def set_state(self, state, ctx):
+        """Restore what :meth:`get_state` returned, the slots moved to the backend of ``ctx``."""
+        self.iterations = int(state["iterations"])
+        self._slots = {
+            key: {name: ctx.asarray(a) for name, a in s.items()} for key, s in state["slots"].items()
+        }
+
 
 def _positive(name, v, *, allow_zero=False):
     """A finite hyperparameter > 0 (>= 0 with allow_zero): the rule of the ops' front door

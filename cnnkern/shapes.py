@@ -1,12 +1,22 @@
-"""Output-size arithmetic shared by the front door and every backend (DESIGN.md §3)."""
+"""Output-size arithmetic shared by the front door and every backend (docs/design.md §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 
-def conv_out(length, k, stride, pad_lo, pad_hi, dilation):
+def conv_out(length: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation: int) -> int:
     """conv2d output length along one dim: ``(L + p_lo + p_hi - (d(k-1)+1)) // s + 1``."""
     return (length + pad_lo + pad_hi - (dilation * (k - 1) + 1)) // stride + 1
 
 
-def conv_out_hw(x_shape, w_shape, stride, padding, dilation):
+def conv_out_hw(
+    x_shape: Sequence[int],
+    w_shape: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[int, int]:
     """(P, Q) of conv2d on x (N,C,H,W) with w (K,C/g,R,S) and normalised arguments: stride and dilation
     pairs, padding (top, bottom, left, right)."""
     return (
@@ -15,7 +25,7 @@ def conv_out_hw(x_shape, w_shape, stride, padding, dilation):
     )
 
 
-def same_padding(length, k, stride, dilation):
+def same_padding(length: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
     """('same') padding (lo, hi) along one dim.
 
     stride 1 (PyTorch): ``K-1`` in total, the extra one at the end.
@@ -31,7 +41,7 @@ def same_padding(length, k, stride, dilation):
     return total // 2, total - total // 2
 
 
-def pool_out(length, k, stride, pad, dilation, ceil_mode):
+def pool_out(length: int, k: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
     """Pool output length along one dim (PyTorch's rule, including the ceil_mode correction)."""
     num = length + 2 * pad - dilation * (k - 1) - 1 + (stride - 1 if ceil_mode else 0)
     out = num // stride + 1

@@ -1,4 +1,4 @@
-// Batch normalisation of NCHW float32 over the n = N*H*W values of each channel (DESIGN.md §3).
+// Batch normalisation of NCHW float32 over the n = N*H*W values of each channel (docs/design.md §3).
 //   batchnorm2d_forward:  x (N,C,H,W), gamma, beta, running_mean, running_var (C,)
 //                         -> y (N,C,H,W), mean (C,), invstd (C,)
 //   batchnorm2d_backward: dy (N,C,H,W), x (N,C,H,W), gamma, mean, invstd (C,)

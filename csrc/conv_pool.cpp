@@ -1,4 +1,4 @@
-// conv2d + bias + activation followed by max pooling, as one kernel pair (DESIGN.md §2, fused kernels).
+// conv2d + bias + activation followed by max pooling, as one kernel pair (docs/design.md §2, fused kernels).
 //   conv2d_act_maxpool_forward:  x (N,C,H,W), w, b -> y (N,K,P',Q') = maxpool(act(conv(x, w) + b)),
 //                                argmax (N,K,P',Q') int64, a flat index into the P*Q plane of the conv output
 //   conv2d_act_maxpool_backward: dy (N,K,P',Q'), y, argmax, x, w -> (dx | None, dw | None, db | None):

@@ -1,4 +1,4 @@
-// Softmax cross-entropy with integer labels, mean over the batch (DESIGN.md §3).
+// Softmax cross-entropy with integer labels, mean over the batch (docs/design.md §3).
 //   softmax_cross_entropy_forward:  logits (N,C), labels int64 (N,) -> loss 0-d float32, probs (N,C)
 //   softmax_cross_entropy_backward: probs (N,C), labels int64 (N,) -> dlogits (N,C) = (probs - onehot)/N
 // Per row, with m = max_j x_j and s = Σ_j exp(x_j - m): probs = exp(x - m)/s and the row loss is

@@ -1,4 +1,4 @@
-// Max and average pooling of NCHW float32 planes, forward and backward (DESIGN.md §3).
+// Max and average pooling of NCHW float32 planes, forward and backward (docs/design.md §3).
 //   maxpool2d_forward:  x (N,C,H,W) -> y (N,C,P,Q), argmax int64 (N,C,P,Q): flat index into the H*W plane
 //   maxpool2d_values_forward: the same y without the argmax (inference)
 //   maxpool2d_backward: dy (N,C,P,Q), argmax (N,C,P,Q) -> dx (N,C,H,W)

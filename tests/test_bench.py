@@ -12,7 +12,7 @@ import pytest
 
 from cnnkern import backends, cli
 from cnnkern.backends.base import KERNELS
-from cnnkern.bench import kernels, profile, runner, shapes, timing
+from cnnkern.bench import profile, runner, shapes, timing, workloads
 
 CLASSIC_KERNELS = {
     "conv2d_forward",
@@ -172,7 +172,7 @@ def test_each_sample_settles_for_settle_s():
 
 def test_a_wrong_result_is_not_timed_and_fails_the_run(monkeypatch, capsys):
     spec = shapes.Conv("tiny", 1, 2, 3, 5, 5)
-    work = kernels.ConvForward(spec)
+    work = workloads.ConvForward(spec)
     right = work.expected()[0].astype(np.float32)
     wrong = right.copy()
     wrong[0, 1, 2, 2] += 1.0

@@ -213,3 +213,126 @@ def test_keras_example_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Total params: 93,322" in proc.stdout and "Epoch 10/10" in proc.stdout
     assert "Test accuracy:" in proc.stdout
+
+
+# --- issue 12: NaN images, checkpoints and --resume ------------------------------------------------------
+def test_predict_refuses_nonfinite_images(tmp_path, capsys):
+    """Item 12: predict on NaN images used to exit 0 printing class 0 with probability nan."""
+    from cnnkern.cli import classic_cnn
+
+    model_path = tmp_path / "m.npz"
+    classic_cnn(seed=0, backend="reference").save(model_path)
+    x = np.random.default_rng(0).random((4, 28, 28)).astype(np.float32)
+    x[2, 5, 5] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    status, out, err = run(
+        ["predict", str(model_path), str(tmp_path / "nan.npy"), "--backend", "reference"], capsys
+    )
+    assert status == 1 and out == ""
+    assert "nan.npy" in err and "image 2" in err and "NaN" in err
+
+
+def test_checkpoint_arguments_exit_2(tmp_path, capsys):
+    ck = tmp_path / "run.ckpt"
+    status, _, err = run(["train", "--resume"], capsys)
+    assert status == 2 and "--resume needs --checkpoint" in err
+    status, _, err = run(["train", "--resume", "--checkpoint", str(ck)], capsys)
+    assert status == 2 and "no checkpoint at" in err
+    ck.write_bytes(b"x")
+    status, _, err = run(["train", "--checkpoint", str(ck)], capsys)
+    assert status == 2 and "pass --resume" in err
+    status, _, err = run(["train", "--checkpoint-every", "0"], capsys)
+    assert status == 2 and "--checkpoint-every" in err
+
+
+def _train_argv(data_dir, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "cnnkern.cli",
+        "train",
+        "--data",
+        str(data_dir),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--seed",
+        "3",
+        "--verbose",
+        "0",
+        "--backend",
+        "cpp",
+        *extra,
+    ]
+
+
+def test_train_resume_after_kill_9(tmp_path):
+    """Item 13 through the command line: `cnnkern train --checkpoint C --checkpoint-every 1` killed with
+    SIGKILL mid-run, then `--resume`, saves the model an uninterrupted run saves, bitwise."""
+    import random
+    import time
+
+    from cnnkern import models
+
+    from .conftest import load_backend, subprocess_env
+
+    load_backend("cpp")
+    make_dataset(tmp_path / "data", n_train=96, n_test=8)
+    env = subprocess_env()
+    full = subprocess.run(
+        _train_argv(tmp_path / "data", "--save", str(tmp_path / "full.npz")),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert full.returncode == 0, full.stderr
+    ck = tmp_path / "run.ckpt"
+    seed = int.from_bytes(os.urandom(4), "little")
+    rnd = random.Random(seed)
+    for attempt in range(5):  # a kill that comes too late (the run already done) is tried again, sooner
+        ck.unlink(missing_ok=True)
+        child = subprocess.Popen(
+            _train_argv(tmp_path / "data", "--checkpoint", str(ck), "--checkpoint-every", "1"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        while not ck.exists() and child.poll() is None:
+            time.sleep(0.002)
+        time.sleep(rnd.uniform(0.0, 0.2) / (attempt + 1))
+        child.kill()
+        child.wait(timeout=60)
+        child.stderr.close()
+        if child.returncode == -9:
+            break
+    why = f"(random seed {seed}, attempt {attempt})"
+    assert child.returncode == -9, f"never killed mid-run {why}"
+    resumed = subprocess.run(
+        _train_argv(
+            tmp_path / "data", "--checkpoint", str(ck), "--resume", "--save", str(tmp_path / "r.npz")
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr + why
+    assert f"resumed from {ck} at epoch" in resumed.stdout, why
+    a = models.load_model(tmp_path / "full.npz", backend="cpp").get_weights()
+    b = models.load_model(tmp_path / "r.npz", backend="cpp").get_weights()
+    for wa, wb in zip(a, b):
+        assert wa.tobytes() == wb.tobytes(), why
+    acc = [out.split("test accuracy: ")[1].split()[0] for out in (full.stdout, resumed.stdout)]
+    assert acc[0] == acc[1]
+
+
+def test_train_stops_on_a_nonfinite_loss_exit_1(tmp_path, capsys):
+    """Item 12 through the command line: an absurd learning rate makes the loss NaN at step 2; the run stops
+    there with exit status 1 and the epoch, step and likely causes, instead of training on in NaN."""
+    make_dataset(tmp_path / "data", n_train=64, n_test=8)
+    argv = ["train", "--data", str(tmp_path / "data"), "--lr", "1e30", "--epochs", "1", "--verbose", "0"]
+    status, out, err = run(argv + ["--batch-size", "16", "--save", str(tmp_path / "m.npz")], capsys)
+    assert status == 1 and "training stopped at epoch 1, step 2" in err and "learning rate" in err
+    assert not (tmp_path / "m.npz").exists()

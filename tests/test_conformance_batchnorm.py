@@ -3,7 +3,7 @@
 Training: batch statistics (two-pass biased variance), running stats updated in place with momentum and the
 unbiased variance; eval: the running statistics, which must stay untouched. Backward gets the reference's
 mean and invstd. Tolerances scale with sqrt(n), n = N·H·W values per channel. The offset case (values around
-1000 that sum exactly) catches the one-pass variance E[x²]−E[x]², which DESIGN.md rules out.
+1000 that sum exactly) catches the one-pass variance E[x²]−E[x]², which docs/design.md §3 rules out.
 """
 
 import numpy as np

@@ -334,7 +334,7 @@ def test_adam_update_multi_device_step(cuda_target, eps_mode):
 def test_adam_update_multi_rejects_bad_lists(cuda_target):
     t = cuda_target
     p, q = t.put(np.zeros(3), "float32"), t.put(np.zeros(4), "float32")
-    kw = dict(step=1)
+    kw = dict(step=1, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, eps_mode="torch")
     with pytest.raises(ValueError, match=r"grads has 2 arrays but params has 1"):
         t.backend.adam_update_multi([p], [p, p], [p], [p], **kw)
     with pytest.raises(ValueError, match=r"ms\[0\] has 4 elements but params\[0\] has 3"):
@@ -342,9 +342,9 @@ def test_adam_update_multi_rejects_bad_lists(cuda_target):
     with pytest.raises(TypeError, match=r"vs\[0\] must be float32"):
         t.backend.adam_update_multi([p], [p], [p], [t.put(np.zeros(3), "float64")], **kw)
     with pytest.raises(ValueError, match="eps_mode must be 'torch' or 'keras'"):
-        t.backend.adam_update_multi([p], [p], [p], [p], step=1, eps_mode="tf")
+        t.backend.adam_update_multi([p], [p], [p], [p], **{**kw, "eps_mode": "tf"})
     with pytest.raises(ValueError, match="step must be an integer >= 1 or a 0-d int64 device array"):
-        t.backend.adam_update_multi([p], [p], [p], [p], step=0)
+        t.backend.adam_update_multi([p], [p], [p], [p], **{**kw, "step": 0})
 
 
 def test_fused_activation_name_is_checked(cuda_target):

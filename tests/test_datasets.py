@@ -99,7 +99,8 @@ def test_idx_bad_gzip(tmp_path):
         read_idx(not_gzip)
     assert str(not_gzip) in str(info.value)
 
-    data = gzip.compress(_good_bytes() * 100)
+    # a consistent file (header and payload agree) whose gzip stream is then damaged
+    data = gzip.compress(bytes([0, 0, 0x08, 1, 0, 0, 3, 32]) + bytes(range(256)) * 3)
     cut = tmp_path / "cut.gz"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(IdxFormatError, match="corrupt or truncated gzip") as info:
@@ -112,6 +113,47 @@ def test_idx_bad_gzip(tmp_path):
     bad_crc.write_bytes(bytes(flipped))
     with pytest.raises(IdxFormatError, match="gzip"):
         read_idx(bad_crc)
+
+
+def test_idx_gzip_bomb_is_not_inflated(tmp_path):
+    """Issue 12 item 9: 10 labels declared, then 64 MiB of zeros in a 64 KiB gzip file. The old reader
+    inflated all of it before noticing; decompression must stop right after the declared payload."""
+    import tracemalloc
+
+    header = bytes([0, 0, 0x08, 1, 0, 0, 0, 10])
+    bomb = tmp_path / "bomb-idx1-ubyte.gz"
+    bomb.write_bytes(gzip.compress(header + bytes(64 << 20), compresslevel=9))
+    assert bomb.stat().st_size < 128 << 10
+    tracemalloc.start()
+    try:
+        with pytest.raises(IdxFormatError, match="trailing") as info:
+            read_idx(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(bomb) in str(info.value)
+    assert peak < 8 << 20, f"reading a 64 KiB file peaked at {peak / 2**20:.0f} MiB"
+
+
+def test_idx_declared_size_bound_and_int64_wrap(tmp_path):
+    """Item 9: 65536**4 wraps to 0 in int64, so the old size check passed an empty payload and numpy's
+    reshape failed naming no file. Sizes are Python ints now, bounded, and the error names the file."""
+    wrap = tmp_path / "wrap"
+    wrap.write_bytes(bytes([0, 0, 0x08, 4]) + (65536).to_bytes(4, "big") * 4)
+    with pytest.raises(IdxFormatError, match="over the limit") as info:
+        read_idx(wrap)
+    assert str(wrap) in str(info.value) and "18,446,744,073,709,551,616" in str(info.value)
+    # within the bound but not there: refused from the header and the file size, nothing allocated
+    big = tmp_path / "big.gz"
+    big.write_bytes(gzip.compress(bytes([0, 0, 0x0D, 1]) + (1 << 29).to_bytes(4, "big") + bytes(100)))
+    with pytest.raises(IdxFormatError, match="truncated") as info:
+        read_idx(big)
+    assert str(big) in str(info.value)
+    small = tmp_path / "small"
+    write_idx(small, np.arange(100, dtype=np.uint8))
+    with pytest.raises(IdxFormatError, match="over the limit"):
+        read_idx(small, max_bytes=99)
+    np.testing.assert_array_equal(read_idx(small, max_bytes=100), np.arange(100))
 
 
 def test_idx_wrong_number_of_dimensions(tmp_path):

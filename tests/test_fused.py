@@ -62,7 +62,7 @@ def test_conv2d_bias_act_exact_on_small_integers(target, case, kind):
 
 
 def test_conv2d_bias_act_keeps_nan(target):
-    """A NaN input reaches every output whose window holds it, and relu keeps NaN (DESIGN.md §3)."""
+    """A NaN input reaches every output whose window holds it, and relu keeps NaN (docs/design.md §3)."""
     x, w, b = randn((2, 3, 9, 9), 50), randn((5, 3, 3, 3), 51), randn((5,), 52)
     x[1, 2, 4, 4] = np.nan
     want = _compose(ops.conv2d_forward(x, w, b, stride=1, padding=1, backend="reference"), "relu", 0.0)

@@ -231,7 +231,7 @@ def test_adam_first_step_by_hand():
 
 
 def _adam_scalar(p, g_seq, lr, b1, b2, eps, wd, eps_mode):
-    """Adam on one scalar, written out from DESIGN.md §3 with plain floats (weight decay as L2: g += wd·p)."""
+    """Adam on one scalar, from docs/design.md §3 in plain floats (weight decay as L2: g += wd·p)."""
     m = v = 0.0
     for t, g in enumerate(g_seq, start=1):
         g = g + wd * p

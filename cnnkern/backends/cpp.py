@@ -4,9 +4,15 @@ Every ``_cpp`` function has exactly the signature of the :class:`~cnnkern.backen
 the same name (same positional arrays, same keywords, tuples for stride/padding/...), so each method here
 is a direct call. The extension releases the GIL around computation and picks its SIMD path at import
 (``CNNKERN_SIMD=scalar|avx2|avx512`` forces one).
+
+A kernel of the table that the extension lacks (a build older than the Python sources) does not make the
+whole backend unavailable: that kernel's method raises NotImplementedError naming it and the fix, and
+``cnnkern info`` lists it under ``missing``; every other kernel runs. A fused kernel the extension lacks is
+Backend's composition of the unfused ones, by design (not every fused kernel has C++ of its own).
 """
 
-from .base import FUSED_KERNELS, KERNELS, Backend
+from ..kernels import BASIC, FUSED, forwarder, install, method
+from .base import Backend
 
 _IMPORT_ERROR = None
 try:
@@ -24,19 +30,28 @@ def probe():
             f"cnnkern._cpp failed to import ({_IMPORT_ERROR}); reinstall with a C++17 compiler present: "
             "pip install --force-reinstall --no-deps cnnkern"
         )
-    missing = [k for k in KERNELS if not hasattr(_cpp, k)]
-    if missing:
-        return f"cnnkern._cpp lacks kernels {', '.join(missing)} (stale build: reinstall cnnkern)"
     return None
 
 
-def _forward(kernel):
-    def method(self, *args, **kwargs):
-        return getattr(_cpp, kernel)(*args, **kwargs)
+def missing_kernels() -> list[str]:
+    """The unfused kernels of the table that the loaded extension has no binding for."""
+    return [kernel.name for kernel in BASIC if _cpp is None or not hasattr(_cpp, kernel.name)]
 
-    method.__name__ = kernel
-    method.__doc__ = f"``_cpp.{kernel}``; see Backend.{kernel}."
-    return method
+
+def _forward(kernel):
+    """The method calling ``_cpp.<kernel>``, with the table's signature (so help() shows the contract)."""
+    return forwarder(kernel, f"_cpp.{kernel.name}", {"_cpp": _cpp}, keywords=True)
+
+
+def _unbound(kernel):
+    """The method for a kernel the extension lacks: the table's signature, raising with the fix."""
+    message = (
+        f"the 'cpp' backend has no kernel {kernel.name!r}: cnnkern._cpp "
+        f"({getattr(_cpp, '__file__', '?')}) was built from older sources; rebuild it "
+        "(pip install --force-reinstall --no-deps cnnkern, or in a checkout: "
+        "python setup.py build_ext --inplace)"
+    )
+    return method(kernel, f"raise NotImplementedError({message!r})")
 
 
 class CppBackend(Backend):
@@ -46,11 +61,15 @@ class CppBackend(Backend):
     checks_argmax = True  # csrc/pool.cpp raises ValueError for an index outside the plane
 
     def info(self):
-        return {
+        info = {
             "simd": _cpp.simd(),
             "supported": ",".join(_cpp.supported_simd()),
             "threads": _cpp.num_threads(),
         }
+        missing = missing_kernels()
+        if missing:
+            info["missing"] = ",".join(missing) + " (stale build: rebuild cnnkern._cpp)"
+        return info
 
     @staticmethod
     def simd():
@@ -66,12 +85,13 @@ class CppBackend(Backend):
         return list(_cpp.supported_simd())
 
 
-for _k in KERNELS:
-    setattr(CppBackend, _k, _forward(_k))
+for _kernel in BASIC:
+    _bound = _cpp is not None and hasattr(_cpp, _kernel.name)
+    install(CppBackend, _forward(_kernel) if _bound else _unbound(_kernel))
 # fused kernels the extension implements; the others keep Backend's composition of the unfused ones
-for _k in FUSED_KERNELS:
-    if _cpp is not None and hasattr(_cpp, _k):
-        setattr(CppBackend, _k, _forward(_k))
+for _kernel in FUSED:
+    if _cpp is not None and hasattr(_cpp, _kernel.name):
+        install(CppBackend, _forward(_kernel))
 
 
 def create():

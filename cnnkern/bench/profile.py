@@ -13,8 +13,9 @@ import time
 from collections import defaultdict
 
 from ..backends.base import FUSED_KERNELS, KERNELS, Backend
+from ..zoo import classic_cnn_with_weights
 from . import shapes as S
-from .steps import classic_batch, classic_weights
+from .steps import LR, classic_batch, classic_weights
 
 
 def _key_shape(kernel, args):
@@ -136,10 +137,8 @@ def profile_step(backend, batch, steps=20, warmup=3, seed=0, inference=False):
     batch) of the classic CNN through the model layer on ``backend`` (a Backend) and return the breakdown:
     rows (layer, kernel, calls/step, s/step, FLOPs/step, bytes/step) and the step time. Per-step figures are
     totals over the steps divided by ``steps``."""
-    from .steps import _model
-
     timed = TimedBackend(backend)
-    model = _model(timed, classic_weights(seed))
+    model = classic_cnn_with_weights(classic_weights(seed), timed, lr=LR)
     images, labels = classic_batch(batch, seed)
 
     def step():

@@ -1,6 +1,9 @@
 """What ``cnnkern bench`` prints and writes: the results table, the profile table, the JSON file, the plot."""
 
 import json
+import os
+
+from .._io import atomic_save, atomic_write
 
 GEMM_KERNELS = (
     "train_step",
@@ -112,7 +115,7 @@ def profile_table(prof):
 
 
 def write_json(data, path):
-    with open(path, "w") as f:
+    with atomic_write(path, "w") as f:  # a crash mid-write never leaves a half file
         json.dump(data, f, indent=1)
         f.write("\n")
 
@@ -171,5 +174,6 @@ def plot(data, path):
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    atomic_save(path, lambda f: fig.savefig(f, format=fmt, dpi=110))
     plt.close(fig)

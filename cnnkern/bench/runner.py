@@ -14,7 +14,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .. import backends
-from . import kernels, peak, steps, timing
+from . import peak, steps, timing
+from .workloads import classic_workloads, resnet_workloads
 
 TORCH = "torch"
 TORCH_FORMAT_NAMES = {"nchw": "torch", "channels_last": "torch/cl"}
@@ -79,9 +80,9 @@ def workloads(settings):
         out += [steps.Inference(b, settings.seed) for b in settings.batches]
     if settings.kernels:
         for b in settings.batches:
-            out += kernels.classic_workloads(b, settings.seed)
+            out += classic_workloads(b, settings.seed)
         if settings.resnet:
-            out += kernels.resnet_workloads(settings.seed)
+            out += resnet_workloads(settings.seed)
     return out
 
 

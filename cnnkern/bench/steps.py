@@ -1,7 +1,7 @@
 """The classic CNN's training step and inference as benchmark workloads.
 
 cnnkern runs them through the model layer, exactly as ``cnnkern train`` builds the model
-(:func:`cnnkern.cli.classic_cnn`: Adam, final softmax with the fused loss, accuracy metric): one training
+(:func:`cnnkern.zoo.classic_cnn`: Adam, final softmax with the fused loss, accuracy metric): one training
 step is ``Sequential.train_on_batch``, inference is ``Sequential.predict`` on one batch. PyTorch runs
 :mod:`cnnkern.torch_ref`'s step, NCHW or channels_last. Every candidate starts from the same weights and
 batch.
@@ -14,6 +14,7 @@ from :mod:`cnnkern.ops` on the reference backend in float64, independent of the 
 import numpy as np
 
 from .. import backends, ops
+from ..zoo import classic_cnn_with_weights
 from . import shapes as S
 
 LR = 1e-3
@@ -100,15 +101,6 @@ class ComposedCNN:
         return float(loss)
 
 
-def _model(backend, weights):
-    from ..cli import classic_cnn
-
-    model = classic_cnn(seed=0, backend=backend, lr=LR)
-    model.build()
-    model.set_weights([w.copy() for w in weights])  # the model may keep (and train) the arrays it is given
-    return model
-
-
 def _compare_values(got, want, rtol, what):
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
@@ -146,7 +138,7 @@ class TrainStep:
 
     def bind(self, backend):
         """``fn()`` runs one step through the model layer and returns its loss."""
-        model = _model(backend, self.weights)
+        model = classic_cnn_with_weights(self.weights, backend, lr=LR)
         return lambda: model.train_on_batch(self.images, self.labels)[0]  # [loss, accuracy]
 
     def bind_torch(self, memory_format="nchw"):
@@ -192,7 +184,7 @@ class Inference:
     bytes = None
 
     def bind(self, backend):
-        model = _model(backend, self.weights)
+        model = classic_cnn_with_weights(self.weights, backend, lr=LR)
         return lambda: model.predict(self.images, batch_size=self.batch)
 
     def bind_torch(self, memory_format="nchw"):
@@ -209,6 +201,6 @@ class Inference:
         return self._expected
 
     def verify(self, fn):
-        from .kernels import to_numpy
+        from .workloads import to_numpy
 
         return _compare_values(to_numpy(fn()), self.expected(), self.rtol, "probabilities")

@@ -3,6 +3,8 @@
 Real IDX files are read from disk (:mod:`.loader` says where); :mod:`.idx` reads and writes the format.
 """
 
+from __future__ import annotations
+
 from . import fashion_mnist, mnist
 from .idx import IdxFormatError, read_idx, write_idx
 

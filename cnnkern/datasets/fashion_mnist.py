@@ -5,8 +5,11 @@ when none are installed it falls back, with a warning, to the stratified subset 
 (``data/``: 900 train and 200 test images per class, drawn by ``scripts/make_subset.py``).
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
+from .._typing import PathLike
 from . import loader
 
 CLASS_NAMES = (
@@ -25,14 +28,14 @@ BUNDLED_DIR = Path(__file__).parent / "data"
 BUNDLED_DESCRIPTION = "the Fashion-MNIST subset bundled with cnnkern (9000 train, 2000 test images)"
 
 
-def load(path=None, *, subset=False):
+def load(path: PathLike | None = None, *, subset: bool = False) -> tuple[loader.Data, str]:
     """``(data, source)``: the arrays of :func:`load_data` and a line saying where they came from."""
     if subset:
         return loader.load_directory(BUNDLED_DIR), f"{BUNDLED_DESCRIPTION} ({BUNDLED_DIR})"
     return loader.load("fashion-mnist", path, fallback=(BUNDLED_DIR, BUNDLED_DESCRIPTION))
 
 
-def load_data(path=None, *, subset=False):
+def load_data(path: PathLike | None = None, *, subset: bool = False) -> loader.Data:
     """``((x_train, y_train), (x_test, y_test))`` as Keras returns them: uint8 images (N, 28, 28) and uint8
     labels (N,).
 

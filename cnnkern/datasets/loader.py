@@ -12,13 +12,27 @@ an error). Only when 1 and 2 are unset and the system directory holds none of th
 fall back to a bundled subset, and it says so with a warning.
 """
 
+from __future__ import annotations
+
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
+from .._typing import PathLike
 from .idx import IdxFormatError, read_idx
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeAlias
+
+Split: TypeAlias = tuple[NDArray[np.uint8], NDArray[np.uint8]]
+"""``(images, labels)`` of one split: uint8 images (N, H, W) and uint8 labels (N,)."""
+Data: TypeAlias = tuple[Split, Split]
+"""``((x_train, y_train), (x_test, y_test))``, as Keras's ``load_data()`` returns it."""
 
 SYSTEM_ROOT = Path("/usr/share/datasets")
 # Keras's names for the four arrays -> the IDX file stem; each is looked for as <stem>.gz, then <stem>
@@ -30,7 +44,7 @@ FILES = (
 )
 
 
-def _file_in(directory, stem):
+def _file_in(directory: PathLike, stem: str) -> Path | None:
     for name in (stem + ".gz", stem):
         p = Path(directory) / name
         if p.is_file():
@@ -38,11 +52,11 @@ def _file_in(directory, stem):
     return None
 
 
-def _missing(directory):
+def _missing(directory: PathLike) -> list[str]:
     return [stem for _, stem in FILES if _file_in(directory, stem) is None]
 
 
-def locate(dataset, path=None):
+def locate(dataset: str, path: PathLike | None = None) -> tuple[Path, bool]:
     """``(directory, explicit)``: where ``dataset``'s files are to be read from, and whether that place was
     asked for (argument or environment) rather than the system default."""
     if path is not None:
@@ -54,7 +68,9 @@ def locate(dataset, path=None):
     return SYSTEM_ROOT / dataset, False
 
 
-def load_directory(directory, *, image_shape=(28, 28), num_classes=10):
+def load_directory(
+    directory: PathLike, *, image_shape: Sequence[int] = (28, 28), num_classes: int = 10
+) -> Data:
     """``((x_train, y_train), (x_test, y_test))`` from the four IDX files in ``directory``: uint8 images
     ``(N, *image_shape)`` and uint8 labels ``(N,)`` in ``[0, num_classes)``."""
     directory = Path(directory)
@@ -63,9 +79,10 @@ def load_directory(directory, *, image_shape=(28, 28), num_classes=10):
     missing = _missing(directory)
     if missing:
         raise FileNotFoundError(f"data directory {directory} lacks {', '.join(m + '[.gz]' for m in missing)}")
-    arrays = {}
+    arrays: dict[str, tuple[Path, NDArray[np.uint8]]] = {}
     for key, stem in FILES:
         path = _file_in(directory, stem)
+        assert path is not None  # _missing() found all four
         images = key.startswith("x")
         a = read_idx(path, ndim=3 if images else 1)
         if a.dtype != np.uint8:
@@ -81,11 +98,13 @@ def load_directory(directory, *, image_shape=(28, 28), num_classes=10):
         (xp, x), (yp, y) = arrays["x_" + split], arrays["y_" + split]
         if x.shape[0] != y.shape[0]:
             raise IdxFormatError(f"{xp} holds {x.shape[0]} images but {yp} holds {y.shape[0]} labels")
-    a = {k: v for k, (_, v) in arrays.items()}
-    return (a["x_train"], a["y_train"]), (a["x_test"], a["y_test"])
+    data = {k: v for k, (_, v) in arrays.items()}
+    return (data["x_train"], data["y_train"]), (data["x_test"], data["y_test"])
 
 
-def load(dataset, path=None, *, fallback=None):
+def load(
+    dataset: str, path: PathLike | None = None, *, fallback: tuple[PathLike, str] | None = None
+) -> tuple[Data, str]:
     """Load ``dataset`` from where :func:`locate` points. ``fallback``: a ``(directory, description)`` used,
     with a warning, when the system directory holds none of the files and nothing was asked for explicitly.
     Returns ``(data, source)`` where source is a one-line description of what was loaded."""

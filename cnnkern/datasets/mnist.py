@@ -6,16 +6,19 @@
 bundled: without the files it raises :class:`FileNotFoundError` saying where it looked.
 """
 
+from __future__ import annotations
+
+from .._typing import PathLike
 from . import loader
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
 
 
-def load(path=None):
+def load(path: PathLike | None = None) -> tuple[loader.Data, str]:
     """``(data, source)``: the arrays of :func:`load_data` and the directory they came from."""
     return loader.load("mnist", path)
 
 
-def load_data(path=None):
+def load_data(path: PathLike | None = None) -> loader.Data:
     """``((x_train, y_train), (x_test, y_test))``: uint8 images (N, 28, 28) and uint8 labels (N,)."""
     return load(path)[0]

@@ -1,4 +1,4 @@
-"""The front door: one function per kernel (DESIGN.md §2), each validating its arguments once, normalising
+"""The front door: one function per kernel (docs/design.md §2), each checking its arguments once, normalising
 them (stride/padding/... to tuples, non-contiguous or misaligned arrays to contiguous copies, ndarray
 subclasses to base-class views) and calling the chosen backend (``backend=`` a name or a Backend; None: the
 current default). Inputs are never modified; only the optimizer updates and batch norm's running statistics

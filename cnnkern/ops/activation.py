@@ -1,6 +1,6 @@
 """Activations at the front door: elementwise, any shape whose dimension 0 (the batch) may be 0.
 
-The backward reads the forward OUTPUT y (DESIGN.md §2), so leaky_relu takes alpha >= 0 only (check.py's
+The backward reads the forward OUTPUT y (docs/design.md §2), so leaky_relu takes alpha >= 0 only (check.py's
 activation_kind says why).
 """
 

@@ -1,4 +1,4 @@
-"""Argument checking and normalisation for the front door (DESIGN.md §1): every rule lives here once.
+"""Argument checking and normalisation for the front door (docs/design.md §1): every rule lives here once.
 
 ValueError for bad values and shapes, TypeError for a wrong dtype or array kind, IndexError for a class label
 out of range, :class:`AllocationTooLargeError` for a call whose outputs and copies would exceed the memory
@@ -317,7 +317,7 @@ def x_shape(name, v):
 
 def activation_kind(kind, alpha, *, name="activation", allow_none=True):
     """An activation kind (or None where a fused kernel may skip it); returns alpha checked: finite, and for
-    leaky_relu >= 0. Every activation's backward reads the forward OUTPUT y (DESIGN.md §2), and leaky_relu's
+    leaky_relu >= 0. Every activation's backward reads the forward OUTPUT y (docs/design.md §2), and leaky_relu's
     branch is y > 0; a negative slope maps x < 0 to y > 0, so its gradient could not be told from y (PyTorch
     refuses the same case for its in-place leaky_relu, whose backward also sees only the output)."""
     if not (kind in ACTIVATIONS or (allow_none and kind is None)):

@@ -1,12 +1,13 @@
 """The Numba backend: every kernel as ``@njit(parallel=True, cache=True)`` loops on NumPy arrays.
 
 Kernels live in one file per family (conv, pool, batchnorm, dense, activation, loss, optim; the GEMM that
-conv and dense share in gemm.py). Each file holds the compiled loops (``_name``) and one plain Python
-function per kernel, named like the Backend method, that allocates the outputs and calls them. Importing
+conv and dense share in gemm.py). Each file holds the compiled loops (``_name``), one plain Python
+function per kernel, named like the Backend method, that allocates the outputs and calls them (the methods
+forwarding to them are generated from the kernel table), and ``warmup_calls`` for :func:`warmup`. Importing
 this package does not import Numba; :func:`create` does. A kernel compiles on its first call per dtype
 (seconds, once per machine: ``cache=True`` keeps the machine code in ``__pycache__`` next to the sources,
 or under ``NUMBA_CACHE_DIR``); :func:`warmup` does that up front and reports the cost. No kernel uses
-fastmath, so IEEE NaN/inf rules hold (DESIGN.md §3); the GEMM's multiply-adds are explicit ``llvm.fma``
+fastmath, so IEEE NaN/inf rules hold (docs/design.md §3); the GEMM's multiply-adds are explicit ``llvm.fma``
 calls (gemm.py: one rounding per multiply-add, as the C++ backend's FMA micro-kernels). Threads: Numba's
 pool (``NUMBA_NUM_THREADS``).
 """
@@ -17,10 +18,12 @@ import time
 
 import numpy as np
 
-from ..base import KERNELS, Backend
+from ...kernels import BASIC, FAMILIES, forwarder, install
+from ..base import Backend
 
 MIN_NUMBA = (0, 68)  # gemm.py's micro-kernel is LLVM IR through numba.extending.intrinsic: tested on 0.68
-_FAMILIES = ("gemm", "conv", "pool", "batchnorm", "dense", "activation", "loss", "optim", "conv_pool")
+# one module per family of the table (the stem rule), and the GEMM that conv and dense share
+_FAMILIES = ("gemm",) + FAMILIES
 # fused kernels with compiled loops of their own (conv_pool.py); the others are the base class compositions
 FUSED = ("conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward")
 
@@ -76,62 +79,6 @@ class NumbaBackend(Backend):
             "threads": numba.get_num_threads(),
             "compiled": f"{done}/{len(dispatchers)}",  # loops compiled or loaded in this process
         }
-
-    def conv2d_forward(self, x, w, b=None, *, stride, padding, dilation, groups):
-        return self._k["conv"].conv2d_forward(x, w, b, stride, padding, dilation, groups)
-
-    def conv2d_backward(self, dy, x, w, *, stride, padding, dilation, groups, need_dx, need_dw, need_db):
-        return self._k["conv"].conv2d_backward(
-            dy, x, w, stride, padding, dilation, groups, need_dx, need_dw, need_db
-        )
-
-    def maxpool2d_forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
-        return self._k["pool"].maxpool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
-
-    def maxpool2d_backward(self, dy, argmax, x_shape):
-        return self._k["pool"].maxpool2d_backward(dy, argmax, x_shape)
-
-    def avgpool2d_forward(self, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
-        return self._k["pool"].avgpool2d_forward(
-            x, kernel_size, stride, padding, ceil_mode, count_include_pad
-        )
-
-    def avgpool2d_backward(self, dy, x_shape, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
-        return self._k["pool"].avgpool2d_backward(
-            dy, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad
-        )
-
-    def batchnorm2d_forward(self, x, gamma, beta, running_mean, running_var, *, training, momentum, eps):
-        return self._k["batchnorm"].batchnorm2d_forward(
-            x, gamma, beta, running_mean, running_var, training, momentum, eps
-        )
-
-    def batchnorm2d_backward(self, dy, x, gamma, mean, invstd, *, training):
-        return self._k["batchnorm"].batchnorm2d_backward(dy, x, gamma, mean, invstd, training)
-
-    def dense_forward(self, x, w, b=None):
-        return self._k["dense"].dense_forward(x, w, b)
-
-    def dense_backward(self, dy, x, w, *, need_dx, need_db):
-        return self._k["dense"].dense_backward(dy, x, w, need_dx, need_db)
-
-    def activation_forward(self, x, kind, *, alpha):
-        return self._k["activation"].activation_forward(x, kind, alpha)
-
-    def activation_backward(self, dy, y, kind, *, alpha):
-        return self._k["activation"].activation_backward(dy, y, kind, alpha)
-
-    def softmax_cross_entropy_forward(self, logits, labels):
-        return self._k["loss"].softmax_cross_entropy_forward(logits, labels)
-
-    def softmax_cross_entropy_backward(self, probs, labels):
-        return self._k["loss"].softmax_cross_entropy_backward(probs, labels)
-
-    def sgd_update(self, param, grad, velocity, *, lr, momentum, nesterov, weight_decay):
-        self._k["optim"].sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay)
-
-    def adam_update(self, param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
-        self._k["optim"].adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, eps_mode)
 
     # fused conv + activation + max pool: conv_pool.py for a one-channel first layer, else the composition
     def conv2d_act_maxpool_forward(
@@ -212,95 +159,43 @@ class NumbaBackend(Backend):
         )
 
 
+# every unfused kernel forwards to the function of the same name in numba/<family>.py, its arguments
+# positionally in the table's order
+for _kernel in BASIC:
+    install(NumbaBackend, forwarder(_kernel, f"self._k[{_kernel.family!r}].{_kernel.name}"))
+
+
 def _warmup_calls(be, dtype):
-    """One closure per kernel of KERNELS and FUSED, on tiny inputs that reach every compiled loop (both conv
-    paths, bias and none, batch norm training and eval, sgd with and without momentum, the one-channel
-    conv + pool). Run in that order: each backward uses what its forward (run just before) saved, so every
-    compile is charged to its kernel."""
+    """One closure per kernel, in the table's order (its unfused kernels, then FUSED), from the
+    ``warmup_calls`` of each family module: tiny inputs that reach every compiled loop. Run in that order,
+    each backward uses what its forward (run just before) saved, so every compile is charged to its
+    kernel."""
     rng = np.random.default_rng(0)
 
     def rand(*shape):
         return rng.standard_normal(shape).astype(dtype)
 
-    conv = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
-    pointwise = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
-    pool = dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False)
-    avg = dict(pool, count_include_pad=True)
-    x, w, b, w1, dy = rand(2, 2, 4, 4), rand(3, 2, 3, 3), rand(3), rand(3, 2, 1, 1), rand(2, 3, 4, 4)
-    gamma, beta, mean, var = rand(2), rand(2), rand(2), np.abs(rand(2)) + 1
-    logits, labels = rand(3, 4), np.array([0, 3, 1], np.int64)
-    x1, wc = rand(2, 1, 6, 6), rand(3, 1, 3, 3)  # the one-channel conv of conv_pool.py
-    act = dict(activation="relu", alpha=0.01, **pointwise)
-    pool2 = dict(pool_kernel=(2, 2), pool_stride=(2, 2), pool_padding=(0, 0), pool_dilation=(1, 1))
-    p, g, s1, s2 = rand(5), rand(5), np.zeros(5, dtype), np.zeros(5, dtype)
-    saved = {}
+    def zeros(*shape):
+        return np.zeros(shape, dtype)
 
-    def save(key, value):
-        saved[key] = value
-        return value
-
-    return {
-        "conv2d_forward": lambda: (
-            be.conv2d_forward(x, w, b, **conv),
-            be.conv2d_forward(x, w1, None, **pointwise),
-        ),
-        "conv2d_backward": lambda: (
-            be.conv2d_backward(dy, x, w, need_dx=True, need_dw=True, need_db=True, **conv),
-            be.conv2d_backward(dy, x, w1, need_dx=True, need_dw=True, need_db=False, **pointwise),
-        ),
-        "maxpool2d_forward": lambda: save("max", be.maxpool2d_forward(x, dilation=(1, 1), **pool)),
-        "maxpool2d_backward": lambda: be.maxpool2d_backward(saved["max"][0], saved["max"][1], x.shape),
-        "avgpool2d_forward": lambda: save("avg", be.avgpool2d_forward(x, **avg)),
-        "avgpool2d_backward": lambda: be.avgpool2d_backward(saved["avg"], x.shape, **avg),
-        "batchnorm2d_forward": lambda: (
-            save(
-                "bn", be.batchnorm2d_forward(x, gamma, beta, mean, var, training=True, momentum=0.1, eps=1e-5)
-            ),
-            be.batchnorm2d_forward(x, gamma, beta, mean, var, training=False, momentum=0.1, eps=1e-5),
-        ),
-        "batchnorm2d_backward": lambda: (
-            be.batchnorm2d_backward(x, x, gamma, saved["bn"][1], saved["bn"][2], training=True),
-            be.batchnorm2d_backward(x, x, gamma, saved["bn"][1], saved["bn"][2], training=False),
-        ),
-        "dense_forward": lambda: be.dense_forward(logits, rand(2, 4), rand(2)),
-        "dense_backward": lambda: be.dense_backward(
-            rand(3, 2), logits, rand(2, 4), need_dx=True, need_db=True
-        ),
-        "activation_forward": lambda: be.activation_forward(x, "relu", alpha=0.01),
-        "activation_backward": lambda: be.activation_backward(x, x, "relu", alpha=0.01),
-        "softmax_cross_entropy_forward": lambda: save("ce", be.softmax_cross_entropy_forward(logits, labels)),
-        "softmax_cross_entropy_backward": lambda: be.softmax_cross_entropy_backward(saved["ce"][1], labels),
-        "sgd_update": lambda: (
-            be.sgd_update(p, g, None, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0),
-            be.sgd_update(p, g, s1, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0),
-        ),
-        "adam_update": lambda: be.adam_update(
-            p,
-            g,
-            s1,
-            s2,
-            step=1,
-            lr=1e-3,
-            beta1=0.9,
-            beta2=0.999,
-            eps=1e-8,
-            weight_decay=0.0,
-            eps_mode="torch",
-        ),
-        "conv2d_act_maxpool_forward": lambda: save(
-            "cp", be.conv2d_act_maxpool_forward(x1, wc, b, **act, **pool2, pool_ceil_mode=False)
-        ),
-        "conv2d_act_maxpool_backward": lambda: be.conv2d_act_maxpool_backward(
-            saved["cp"][0], *saved["cp"], x1, wc, need_dx=False, need_dw=True, need_db=True, **act
-        ),
-    }
+    calls = {}
+    for family in _FAMILIES:
+        module = importlib.import_module(f"{__name__}.{family}")
+        if hasattr(module, "warmup_calls"):
+            calls.update(module.warmup_calls(be, rand, zeros))
+    order = [kernel.name for kernel in BASIC] + list(FUSED)
+    missing = [name for name in order if name not in calls]
+    if missing:
+        raise RuntimeError(f"numba kernels without a warm-up call in their family module: {missing}")
+    return {name: calls[name] for name in order}
 
 
 def warmup(dtypes=("float32",)):
     """Compile (or load from the cache) every kernel for each dtype by calling it once on tiny inputs.
 
-    Returns ``{kernel: seconds}`` in KERNELS order, then FUSED, the seconds summed over ``dtypes``: the
-    compile cost on a cold cache, the cache-load cost on a warm one, and (negligibly) the tiny call itself.
+    Returns ``{kernel: seconds}`` in the table's order (its unfused kernels), then FUSED, the seconds summed
+    over ``dtypes``: the compile cost on a cold cache, the cache-load cost on a warm one, and (negligibly)
+    the tiny call itself.
     """
     from .. import get
 
@@ -308,7 +203,7 @@ def warmup(dtypes=("float32",)):
     for dtype in dtypes:
         if dtype not in be.dtypes:
             raise ValueError(f"dtypes must be drawn from {be.dtypes}, got {dtype!r}")
-    seconds = dict.fromkeys(KERNELS + FUSED, 0.0)
+    seconds = dict.fromkeys([kernel.name for kernel in BASIC] + list(FUSED), 0.0)
     for dtype in dtypes:
         calls = _warmup_calls(be, np.dtype(dtype))
         for kernel in seconds:

@@ -61,3 +61,13 @@ def activation_backward(dy, y, kind, alpha):
     dx = alloc.empty(y.shape, y.dtype)
     _backward(dy.reshape(-1), y.reshape(-1), KIND_CODES[kind], y.dtype.type(alpha), dx.reshape(-1))
     return dx
+
+
+def warmup_calls(be, rand, zeros):
+    """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
+    loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
+    x = rand(2, 2, 4, 4)
+    return {
+        "activation_forward": lambda: be.activation_forward(x, "relu", alpha=0.01),
+        "activation_backward": lambda: be.activation_backward(x, x, "relu", alpha=0.01),
+    }

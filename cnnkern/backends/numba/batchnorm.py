@@ -117,3 +117,22 @@ def batchnorm2d_backward(dy, x, gamma, mean, invstd, training):
         dx.reshape(N, C, H * W), dgamma, dbeta,
     )  # fmt: skip
     return dx, dgamma, dbeta
+
+
+def warmup_calls(be, rand, zeros):
+    """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
+    loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
+    x, gamma, beta, mean, var = rand(2, 2, 4, 4), rand(2), rand(2), rand(2), np.abs(rand(2)) + 1
+    stats = dict(momentum=0.1, eps=1e-5)
+    saved = {}
+
+    def forward():
+        saved["bn"] = be.batchnorm2d_forward(x, gamma, beta, mean, var, training=True, **stats)
+        be.batchnorm2d_forward(x, gamma, beta, mean, var, training=False, **stats)
+
+    def backward():
+        _, m, invstd = saved["bn"]
+        be.batchnorm2d_backward(x, x, gamma, m, invstd, training=True)
+        be.batchnorm2d_backward(x, x, gamma, m, invstd, training=False)
+
+    return {"batchnorm2d_forward": forward, "batchnorm2d_backward": backward}

@@ -377,3 +377,21 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, need_dx, need_d
         wgrad = np.empty_like(w)
         _sum_partials(part, wgrad.reshape(groups, Kg, CgRS))
     return dx, wgrad, db
+
+
+def warmup_calls(be, rand, zeros):
+    """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
+    loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
+    conv = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    pointwise = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)  # the 1x1 GEMM path
+    x, w, b, w1, dy = rand(2, 2, 4, 4), rand(3, 2, 3, 3), rand(3), rand(3, 2, 1, 1), rand(2, 3, 4, 4)
+    return {
+        "conv2d_forward": lambda: (
+            be.conv2d_forward(x, w, b, **conv),
+            be.conv2d_forward(x, w1, None, **pointwise),
+        ),
+        "conv2d_backward": lambda: (
+            be.conv2d_backward(dy, x, w, need_dx=True, need_dw=True, need_db=True, **conv),
+            be.conv2d_backward(dy, x, w1, need_dx=True, need_dw=True, need_db=False, **pointwise),
+        ),
+    }

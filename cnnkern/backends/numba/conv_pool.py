@@ -283,3 +283,22 @@ def conv2d_act_maxpool_backward(dy, y, argmax, x, w, activation, alpha, need_dw,
         dbpart, dw.reshape(K, R * S), db,
     )  # fmt: skip
     return (dw if need_dw else None), (db if need_db else None)
+
+
+def warmup_calls(be, rand, zeros):
+    """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
+    loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
+    x1, wc, b = rand(2, 1, 6, 6), rand(3, 1, 3, 3), rand(3)  # the one-channel conv this file handles
+    conv = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, activation="relu", alpha=0.01)
+    pool = dict(pool_kernel=(2, 2), pool_stride=(2, 2), pool_padding=(0, 0), pool_dilation=(1, 1))
+    saved = {}
+
+    def forward():
+        saved["cp"] = be.conv2d_act_maxpool_forward(x1, wc, b, **conv, **pool, pool_ceil_mode=False)
+
+    def backward():
+        y, argmax = saved["cp"]
+        need = dict(need_dx=False, need_dw=True, need_db=True)  # dx: a first layer never asks for it
+        be.conv2d_act_maxpool_backward(y, y, argmax, x1, wc, **need, **conv)
+
+    return {"conv2d_act_maxpool_forward": forward, "conv2d_act_maxpool_backward": backward}

@@ -51,3 +51,13 @@ def dense_backward(dy, x, w, need_dx, need_db):
         db = np.empty(w.shape[0], dy.dtype)
         _column_sums(dy, db)
     return dx, dw, db
+
+
+def warmup_calls(be, rand, zeros):
+    """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
+    loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
+    x, w, b, dy = rand(3, 4), rand(2, 4), rand(2), rand(3, 2)
+    return {
+        "dense_forward": lambda: be.dense_forward(x, w, b),
+        "dense_backward": lambda: be.dense_backward(dy, x, w, need_dx=True, need_db=True),
+    }

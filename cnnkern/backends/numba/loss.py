@@ -58,3 +58,18 @@ def softmax_cross_entropy_backward(probs, labels):
     dlogits = np.empty_like(probs)
     _backward(probs, labels, dlogits)
     return dlogits
+
+
+def warmup_calls(be, rand, zeros):
+    """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
+    loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
+    logits, labels = rand(3, 4), np.array([0, 3, 1], np.int64)
+    saved = {}
+
+    def forward():
+        saved["probs"] = be.softmax_cross_entropy_forward(logits, labels)[1]
+
+    return {
+        "softmax_cross_entropy_forward": forward,
+        "softmax_cross_entropy_backward": lambda: be.softmax_cross_entropy_backward(saved["probs"], labels),
+    }

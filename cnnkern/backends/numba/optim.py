@@ -60,3 +60,17 @@ def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, ep
         param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), float(lr), float(beta1),
         float(beta2), float(eps), float(weight_decay), int(step), eps_mode == "keras",
     )  # fmt: skip
+
+
+def warmup_calls(be, rand, zeros):
+    """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
+    loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
+    p, g, s1, s2 = rand(5), rand(5), zeros(5), zeros(5)
+    adam = dict(step=1, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, eps_mode="torch")
+    return {
+        "sgd_update": lambda: (
+            be.sgd_update(p, g, None, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0),
+            be.sgd_update(p, g, s1, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0),
+        ),
+        "adam_update": lambda: be.adam_update(p, g, s1, s2, **adam),
+    }

@@ -263,3 +263,23 @@ def avgpool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, cou
         int(padding[0]), int(padding[1]), bool(count_include_pad), dx,
     )  # fmt: skip
     return dx
+
+
+def warmup_calls(be, rand, zeros):
+    """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
+    loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
+    pool = dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False)
+    avg = dict(pool, count_include_pad=True)
+    x = rand(2, 2, 4, 4)
+    saved = {}  # each backward runs on what its forward (called just before) returned
+
+    def save(key, value):
+        saved[key] = value
+        return value
+
+    return {
+        "maxpool2d_forward": lambda: save("max", be.maxpool2d_forward(x, dilation=(1, 1), **pool)),
+        "maxpool2d_backward": lambda: be.maxpool2d_backward(saved["max"][0], saved["max"][1], x.shape),
+        "avgpool2d_forward": lambda: save("avg", be.avgpool2d_forward(x, **avg)),
+        "avgpool2d_backward": lambda: be.avgpool2d_backward(saved["avg"], x.shape, **avg),
+    }

@@ -1,8 +1,10 @@
 """The NumPy reference backend: the executable specification. Readable NumPy, float32 and float64 (the
 conformance suite runs it in float64 and compares every other backend with it)."""
 
+import importlib
+
+from ...kernels import BASIC
 from ..base import Backend
-from . import activation, batchnorm, conv, dense, loss, optim, pool
 
 
 def probe():
@@ -15,10 +17,11 @@ class ReferenceBackend(Backend):
     array_module = "numpy"
 
 
-for _module in (conv, pool, batchnorm, dense, activation, loss, optim):
-    for _name in dir(_module):
-        if _name.endswith(("_forward", "_backward", "_update")):
-            setattr(ReferenceBackend, _name, staticmethod(getattr(_module, _name)))
+# each unfused kernel of the table is the function of the same name in reference/<family>.py; the fused
+# ones are Backend's compositions of these (the reference has no fused code of its own)
+for _kernel in BASIC:
+    _module = importlib.import_module(f"{__name__}.{_kernel.family}")
+    setattr(ReferenceBackend, _kernel.name, staticmethod(getattr(_module, _kernel.name)))
 
 
 def create():

@@ -24,7 +24,7 @@ def _pad(x, padding):
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
 
 
-def conv2d_forward(x, w, b, *, stride, padding, dilation, groups):
+def conv2d_forward(x, w, b=None, *, stride, padding, dilation, groups):
     n, c, h, wd = x.shape
     k, cg, r_, s_ = w.shape
     p = shapes.conv_out(h, r_, stride[0], padding[0], padding[1], dilation[0])

@@ -1,0 +1,418 @@
+"""Reading a saved model (:func:`cnnkern.models.load_model`) as untrusted input.
+
+Everything is checked BEFORE anything of the model's size is allocated: the JSON architecture (types,
+ranges, required and unknown keys, layer classes), the shapes it implies (a shape-only build: no weight is
+allocated, the per-sample activations and the parameter count are bounded), and each weight entry's
+``.npy`` header (dtype, shape) read from the zip file without reading its data. Pickled (object) arrays are
+refused unread. Every error is a ``ValueError`` that names the file and, where there is one, the layer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import zipfile
+import zlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from . import layers as layers_mod
+from ._typing import PathLike, Shape
+from .initializers import Initializer
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .models import Sequential
+
+Check = Callable[[Any], None]
+"""A check of one JSON value: returns if it is valid, raises :class:`_Bad` saying what was expected if not."""
+
+ARCHITECTURE = "__architecture__"
+MAX_LAYERS = 10_000
+MAX_DIM = 1 << 20  # any one size in the architecture (units, filters, image side...)
+MAX_KERNEL = 1 << 12  # kernel, pool, stride and dilation sizes
+MAX_ACTIVATION = 1 << 28  # elements of one sample's activation after any layer (1 GiB of float32)
+MAX_PARAMS = 1 << 30  # weight elements in all (4 GiB of float32)
+MAX_ARCHITECTURE_CHARS = 1 << 24
+
+
+class _Bad(ValueError):
+    pass
+
+
+def _int(v: Any, lo: int, hi: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise _Bad(f"an int in [{lo}, {hi}]")
+
+
+def _pair(v: Any, lo: int = 1, hi: int = MAX_KERNEL) -> None:
+    if isinstance(v, list) and len(v) == 2:
+        for i in v:
+            _int(i, lo, hi)
+        return
+    try:
+        _int(v, lo, hi)
+    except _Bad:
+        raise _Bad(f"an int in [{lo}, {hi}] or a list of two") from None
+
+
+def _choice(*options: Any) -> Check:
+    def check(v: Any) -> None:
+        if v not in options:
+            raise _Bad(f"one of {', '.join(repr(o) for o in options)}")
+
+    return check
+
+
+def _float(lo: float, hi: float, lo_open: bool = False) -> Check:
+    def check(v: Any) -> None:
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not (lo < v if lo_open else lo <= v)
+            or v > hi
+        ):
+            raise _Bad(f"a number in {'(' if lo_open else '['}{lo}, {hi}]")
+
+    return check
+
+
+def _bool(v: Any) -> None:
+    if not isinstance(v, bool):
+        raise _Bad("true or false")
+
+
+def _name(v: Any) -> None:
+    if not isinstance(v, str) or not v or len(v) > 256 or "/" in v:
+        raise _Bad("a non-empty string of at most 256 characters without '/'")
+
+
+def _input_shape(v: Any) -> None:
+    if not isinstance(v, list) or len(v) not in (1, 3):
+        raise _Bad("a list [H, W, C] or [features]")
+    for d in v:
+        _int(d, 1, MAX_DIM)
+
+
+_INITIALIZERS = _choice("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros", "ones")
+_ACTIVATION = _choice(*layers_mod.ACTIVATIONS, None)
+_COMMON: dict[str, Check] = {"name": _name, "trainable": _bool, "input_shape": _input_shape}
+_POOL: dict[str, Check] = {
+    "pool_size": _pair,
+    "strides": _pair,
+    "padding": _choice("valid", "same"),
+    "data_format": _choice(None, "channels_last"),
+}
+# class -> (required keys, {key: check}) beyond _COMMON; keys are those of each layer's get_config()
+SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
+    "Conv2D": (
+        ("filters", "kernel_size"),
+        {
+            "filters": lambda v: _int(v, 1, MAX_DIM),
+            "kernel_size": _pair,
+            "strides": _pair,
+            "padding": _choice("valid", "same"),
+            "dilation_rate": _pair,
+            "groups": lambda v: _int(v, 1, MAX_DIM),
+            "activation": _ACTIVATION,
+            "use_bias": _bool,
+            "kernel_initializer": _INITIALIZERS,
+            "bias_initializer": _INITIALIZERS,
+            "data_format": _choice(None, "channels_last"),
+        },
+    ),
+    "Dense": (
+        ("units",),
+        {
+            "units": lambda v: _int(v, 1, MAX_DIM),
+            "activation": _ACTIVATION,
+            "use_bias": _bool,
+            "kernel_initializer": _INITIALIZERS,
+            "bias_initializer": _INITIALIZERS,
+        },
+    ),
+    "MaxPooling2D": ((), _POOL),
+    "AveragePooling2D": ((), _POOL),
+    "BatchNormalization": (
+        (),
+        {
+            "axis": _choice(-1),
+            "momentum": _float(0.0, 1.0),
+            "epsilon": _float(0.0, 1e6, lo_open=True),
+            "center": _bool,
+            "scale": _bool,
+            "convention": _choice("torch", "keras"),
+        },
+    ),
+    "Flatten": ((), {}),
+    "Activation": (("activation",), {"activation": _ACTIVATION}),
+    "ReLU": ((), {}),
+    "LeakyReLU": ((), {"negative_slope": _float(0.0, 1e6), "alpha": _float(0.0, 1e6)}),
+    "Dropout": (("rate",), {"rate": _float(0.0, 0.999999)}),
+}
+assert set(SCHEMA) == set(layers_mod.LAYERS), "every layer class needs a schema"
+_BUILTIN = set(layers_mod.LAYERS.values())
+
+
+def _layer(path: PathLike, i: int, entry: Any) -> layers_mod.Layer:
+    """A layer object from architecture entry ``i``, its config checked first."""
+    where = f"{path}: layer {i}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
+        raise ValueError(f'{where}: expected {{"class_name": ..., "config": {{...}}}}, got {_short(entry)}')
+    cls = entry["class_name"]
+    if cls not in SCHEMA:
+        raise ValueError(f"{where}: unknown layer class {cls!r} (known: {', '.join(SCHEMA)})")
+    cfg = entry.get("config")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{where} ({cls}): 'config' must be an object, got {_short(cfg)}")
+    where = f"{where} ({cls} {cfg.get('name')!r})"
+    required, checks = SCHEMA[cls]
+    missing = [k for k in ("name", *required) if k not in cfg]
+    if missing:
+        raise ValueError(f"{where}: config lacks required key(s) {', '.join(map(repr, missing))}")
+    unknown = sorted(set(cfg) - set(checks) - set(_COMMON))
+    if unknown:
+        raise ValueError(f"{where}: unknown config key(s) {', '.join(map(repr, unknown))}")
+    for key, value in cfg.items():
+        try:
+            {**_COMMON, **checks}[key](value)
+        except _Bad as exc:
+            raise ValueError(f"{where}: {key} must be {exc}, got {_short(value)}") from None
+    try:
+        return layers_mod.from_config(cls, cfg)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _ShapeContext(layers_mod.Context):
+    """A Context for a shape-only build: weights are zero-stride views, nothing of their size is allocated.
+    It has no backend: a layer's build (the one thing it is used for) needs none."""
+
+    def __init__(self, dtype: DTypeLike) -> None:  # no super().__init__(): there is no backend
+        self.xp, self.dtype = np, np.dtype(dtype)
+        self.rng = np.random.default_rng(0)  # never the model's: a dry build must not advance it
+        self.params = 0
+
+    def asarray(self, a: Any) -> Any:
+        return a
+
+
+def _shape_only(ctx: _ShapeContext) -> Initializer:
+    def init(shape: Shape, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+        n = 1
+        for d in shape:
+            n *= int(d)
+        ctx.params += n
+        if ctx.params > MAX_PARAMS:
+            raise _Bad(f"the weights reach {ctx.params:,} elements, over the limit of {MAX_PARAMS:,}")
+        return np.broadcast_to(np.zeros((), ctx.dtype), tuple(int(d) for d in shape))
+
+    return init
+
+
+def dry_build(
+    layer_list: Sequence[layers_mod.Layer], internal: Shape, dtype: DTypeLike, prefix: str = ""
+) -> dict[str, Shape]:
+    """Build copies of ``layer_list`` for the per-sample input ``internal`` (C, H, W) / (F,) with shapes only
+    (no weight allocated): ``{weight key: shape}``. Per-sample activations over :data:`MAX_ACTIVATION` or
+    weights over :data:`MAX_PARAMS` elements, and build errors, raise ``ValueError`` naming the layer."""
+    ctx = _ShapeContext(dtype)
+    out: dict[str, Shape] = {}
+    for i, layer in enumerate(layer_list):
+        if type(layer) not in _BUILTIN:  # a user's own Layer subclass: its _build may need more than shapes,
+            return out  # so the checks stop here and its real build reports its own errors
+        where = f"{prefix}layer {i} ({type(layer).__name__} {layer.name!r})"
+        probe = copy.copy(layer)  # the caller's layer is left untouched
+        probe.params, probe.state, probe.grads = {}, {}, {}
+        for attr in ("kernel_initializer", "bias_initializer"):
+            if hasattr(probe, attr):
+                setattr(probe, attr, _shape_only(ctx))
+        try:
+            internal = probe.build(internal, ctx)
+        except (ValueError, _Bad) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        n = 1
+        for d in internal:
+            n *= int(d)
+        if n > MAX_ACTIVATION:
+            raise ValueError(
+                f"{where}: outputs {n:,} values per sample (shape {tuple(internal)}), over the limit of "
+                f"{MAX_ACTIVATION:,}"
+            )
+        for weights in (probe.params, probe.state):
+            for k, a in weights.items():
+                out[f"{i:03d}.{probe.name}/{k}"] = tuple(a.shape)
+    return out
+
+
+def expected_weights(path: PathLike, cfg: dict[str, Any]) -> dict[str, Shape]:
+    """``{weight key: shape}`` of the architecture ``cfg`` (already validated at the top level), from a
+    shape-only build of its layers; errors name the file and the layer."""
+    shape = tuple(cfg["input_shape"])
+    internal = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
+    built = [_layer(path, i, entry) for i, entry in enumerate(cfg["layers"])]
+    return dry_build(built, internal, cfg["dtype"], prefix=f"{path}: ")
+
+
+def check_architecture(path: PathLike, cfg: Any) -> None:
+    """The top level of a saved architecture: format, name, dtype, input shape, layers list, compile."""
+    from .models import FORMAT, FORMAT_VERSION
+
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: the architecture must be a JSON object, got {_short(cfg)}")
+    if cfg.get("format") != FORMAT or cfg.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format {cfg.get('format')!r} version {cfg.get('version')!r}, expected "
+            f"{FORMAT!r} version {FORMAT_VERSION}"
+        )
+    missing = [k for k in ("name", "dtype", "input_shape", "layers") if k not in cfg]
+    if missing:
+        raise ValueError(f"{path}: the architecture lacks {', '.join(map(repr, missing))}")
+    for key, check in (
+        ("name", _name),
+        ("dtype", _choice("float32", "float64")),
+        ("input_shape", _input_shape),
+    ):
+        try:
+            check(cfg[key])
+        except _Bad as exc:
+            raise ValueError(f"{path}: {key} must be {exc}, got {_short(cfg[key])}") from None
+    layers = cfg["layers"]
+    if not isinstance(layers, list) or not 1 <= len(layers) <= MAX_LAYERS:
+        raise ValueError(f"{path}: layers must be a list of 1 to {MAX_LAYERS} layers, got {_short(layers)}")
+    names = [
+        e.get("config", {}).get("name")
+        for e in layers
+        if isinstance(e, dict) and isinstance(e.get("config"), dict)
+    ]
+    dup = sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{path}: layer name(s) {', '.join(map(repr, dup))} used more than once")
+    c = cfg.get("compile")
+    if c is not None and (not isinstance(c, dict) or set(c) != {"optimizer", "loss", "metrics"}):
+        raise ValueError(f"{path}: compile must be null or {{optimizer, loss, metrics}}, got {_short(c)}")
+
+
+@overload
+def read_entries(path: PathLike, expected: None, dtype: None) -> tuple[str, dict[str, np.ndarray]]: ...
+@overload
+def read_entries(
+    path: PathLike, expected: dict[str, Shape], dtype: DTypeLike
+) -> tuple[None, dict[str, np.ndarray]]: ...
+def read_entries(
+    path: PathLike, expected: dict[str, Shape] | None, dtype: DTypeLike | None
+) -> tuple[str | None, dict[str, np.ndarray]]:
+    """``(architecture JSON text, {key: array})`` read from the npz at ``path``; with ``expected`` None only
+    the architecture is read. Weight headers are checked against ``expected`` and ``dtype`` first."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: not a saved cnnkern model ({type(exc).__name__}: {exc})") from None
+    with zf:
+        members = {}
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ValueError(
+                    f"{path}: entry {info.filename!r} is not a .npy array; not a saved cnnkern model"
+                )
+            members[info.filename[:-4]] = info
+        if ARCHITECTURE not in members:
+            raise ValueError(f"{path}: not a saved cnnkern model (no {ARCHITECTURE} entry)")
+        if expected is None:
+            arch = _read(zf, path, members[ARCHITECTURE], ARCHITECTURE, None, None)
+            return str(arch[()]), {}
+        keys = sorted(k for k in members if k != ARCHITECTURE)
+        missing = sorted(set(expected) - set(keys))
+        extra = sorted(set(keys) - set(expected))
+        if missing or extra:
+            raise ValueError(
+                f"{path}: the weights do not match the architecture: "
+                + "; ".join(
+                    part
+                    for part in (
+                        f"missing {', '.join(missing)}" if missing else "",
+                        f"not in the architecture: {', '.join(extra)}" if extra else "",
+                    )
+                    if part
+                )
+            )
+        arrays = {k: _read(zf, path, members[k], k, expected[k], np.dtype(dtype)) for k in keys}
+    return None, arrays
+
+
+def _read(
+    zf: zipfile.ZipFile,
+    path: PathLike,
+    info: zipfile.ZipInfo,
+    key: str,
+    shape: Shape | None,
+    dtype: np.dtype[Any] | None,
+) -> np.ndarray:
+    fmt = np.lib.format
+    where = f"{path}: entry {key}" + (f" (layer {key.split('/')[0]})" if shape is not None else "")
+    try:
+        with zf.open(info) as f:
+            version = fmt.read_magic(f)
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            got_shape, _, got = read_header(f)
+            if got.hasobject:
+                raise ValueError(f"{where}: holds Python objects (a pickle), which are never loaded")
+            if shape is None:  # the architecture: one string
+                if got.kind != "U" or got_shape != () or got.itemsize // 4 > MAX_ARCHITECTURE_CHARS:
+                    raise ValueError(f"{where}: expected one JSON string, got {got} {got_shape}")
+            else:
+                assert dtype is not None  # given with every weight's shape
+                if got.kind != "f" or got.itemsize != dtype.itemsize:
+                    raise ValueError(f"{where}: dtype {got}, expected {dtype.name} (the model's dtype)")
+                if tuple(got_shape) != tuple(shape):
+                    raise ValueError(
+                        f"{where}: shape {tuple(got_shape)}, the architecture needs {tuple(shape)}"
+                    )
+        with zf.open(info) as f:
+            return fmt.read_array(f, allow_pickle=False)
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{where}: unreadable ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{where}: corrupt ({type(exc).__name__}: {exc})") from None
+
+
+def load(path: PathLike, backend: str | Backend | None = None) -> Sequential:
+    """:func:`cnnkern.models.load_model` (documented there)."""
+    from .models import Sequential
+
+    text, _ = read_entries(path, None, None)
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: corrupt architecture entry ({exc})") from None
+    check_architecture(path, cfg)
+    expected = expected_weights(path, cfg)
+    _, arrays = read_entries(path, expected, cfg["dtype"])
+    try:
+        model = Sequential(
+            [layers_mod.from_config(e["class_name"], e["config"]) for e in cfg["layers"]],
+            name=cfg["name"],
+            backend=backend,
+            dtype=cfg["dtype"],
+        )
+        model.build(tuple(cfg["input_shape"]))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    model.set_weights([arrays[key] for key, _, _, _ in model._weight_items()])
+    c = cfg.get("compile")
+    if c:
+        try:
+            model.compile(optimizer=c["optimizer"], loss=c["loss"], metrics=c["metrics"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: bad compile settings ({exc})") from None
+    return model

@@ -1,0 +1,76 @@
+"""What every CUDA launcher shares: block and tile sizes (those of the kernels' headers), argument
+conversion to the kernels' C types, grid sizes and the deterministic split of reductions."""
+
+import numpy as np
+
+from ..base import ACTIVATIONS
+
+_ACT = {None: 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}  # ACT_* in common.cuh
+_BLOCK = 256  # threads per block everywhere (GEMM_THREADS in gemm.cuh)
+_TILE = 64  # GEMM_BM == GEMM_BN
+_DEPTH = 16  # GEMM_BK
+_MAX_BLOCKS = 4096  # grid of the grid-stride kernels
+_SPLIT_TARGET = 1024  # blocks a split reduction aims for (fixed: results must not depend on the device)
+_MAX_DIM = 2**31 - 1  # GEMM sizes are int inside the kernels
+_MAX_GRID_YZ = 65535
+
+
+def _i(v):
+    return np.int64(v)
+
+
+def _f(v):
+    return np.float32(v)
+
+
+def _ints(*values):
+    """Kernel `long long` arguments."""
+    return tuple(np.int64(v) for v in values)
+
+
+def _floats(*values):
+    """Kernel `float` arguments."""
+    return tuple(np.float32(v) for v in values)
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def _act_code(activation):
+    if activation not in _ACT:
+        raise ValueError(f"activation must be None or one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    return _ACT[activation]
+
+
+def _grid_1d(n):
+    """Grid for a grid-stride loop over n items."""
+    return (max(1, min(_cdiv(n, _BLOCK), _MAX_BLOCKS)),)
+
+
+def _check_gemm(op, **sizes):
+    for name, value in sizes.items():
+        if value > _MAX_DIM:
+            raise ValueError(f"{op}: {name} = {value} exceeds the CUDA kernels' limit of 2**31 - 1")
+
+
+def _check_grid(op, what, value):
+    if value > _MAX_GRID_YZ:
+        raise ValueError(f"{op}: {what} = {value} exceeds the CUDA grid limit of {_MAX_GRID_YZ}")
+
+
+def _gemm_splits(depth, tiles, cap):
+    """Split a reduction of length ``depth`` over a GEMM of ``tiles`` output tiles so the grid has about
+    _SPLIT_TARGET blocks, each split at least 8 k-tiles deep; returns (splits, chunk), chunk a multiple
+    of 16."""
+    splits = max(1, min(_SPLIT_TARGET // max(tiles, 1), _cdiv(depth, 8 * _DEPTH), cap))
+    chunk = _cdiv(_cdiv(depth, splits), _DEPTH) * _DEPTH
+    return _cdiv(depth, chunk), chunk
+
+
+def _channel_splits(count, channels):
+    """Chunks per channel for a per-channel sum of ``count`` values: about _SPLIT_TARGET blocks in all,
+    each chunk at least 16 values per thread; returns (splits, chunk)."""
+    splits = max(1, min(_SPLIT_TARGET // channels, _cdiv(count, 16 * _BLOCK), _MAX_GRID_YZ))
+    chunk = _cdiv(count, splits)
+    return _cdiv(count, chunk), chunk

@@ -1,0 +1,29 @@
+"""Launchers of loss.cu: softmax cross-entropy."""
+
+from .launch import _BLOCK, _MAX_BLOCKS, _cdiv, _grid_1d, _i
+
+
+class LossKernels:
+    """The loss kernels of :class:`~cnnkern.backends.cuda.CudaBackend` (a mixin: it uses the backend's
+    ``_launch``, ``_empty`` and ``_cp``), launching ``loss.cu``."""
+
+    def softmax_cross_entropy_forward(self, logits, labels):
+        n, c = logits.shape
+        probs = self._empty((n, c))
+        row_loss = self._empty((n,))
+        loss = self._empty(())
+        warps_per_block = _BLOCK // 32
+        grid = (max(1, min(_cdiv(n, warps_per_block), _MAX_BLOCKS)),)
+        self._launch(
+            "loss", "softmax_cross_entropy_forward", grid, (logits, labels, probs, row_loss, _i(n), _i(c))
+        )
+        self._launch("loss", "mean_loss", (1,), (row_loss, loss, _i(n)))
+        return loss, probs
+
+    def softmax_cross_entropy_backward(self, probs, labels):
+        n, c = probs.shape
+        d = self._empty((n, c))
+        self._launch(
+            "loss", "softmax_cross_entropy_backward", _grid_1d(d.size), (probs, labels, d, _i(n), _i(c))
+        )
+        return d

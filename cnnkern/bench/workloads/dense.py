@@ -1,0 +1,45 @@
+"""Dense-layer workloads: forward and backward."""
+
+from ... import ops
+from .base import Workload, _uniform
+
+
+class DenseForward(Workload):
+    kernel = "dense_forward"
+
+    def _make(self, rng):
+        d = self.spec
+        return {
+            "x": _uniform(rng, (d.n, d.fin)),
+            "w": _uniform(rng, (d.fout, d.fin)),
+            "b": _uniform(rng, (d.fout,)),
+        }
+
+    def _call(self, be, a):
+        return (ops.dense_forward(a["x"], a["w"], a["b"], backend=be),)
+
+    def _torch_call(self, t):
+        from .. import torch_ref
+
+        return torch_ref.dense_forward(t["x"], t["w"], t["b"])
+
+
+class DenseBackward(Workload):
+    kernel = "dense_backward"
+    backward = True
+
+    def _make(self, rng):
+        d = self.spec
+        return {
+            "dy": _uniform(rng, (d.n, d.fout)),
+            "x": _uniform(rng, (d.n, d.fin)),
+            "w": _uniform(rng, (d.fout, d.fin)),
+        }
+
+    def _call(self, be, a):
+        return ops.dense_backward(a["dy"], a["x"], a["w"], need_dx=self.spec.need_dx, backend=be)
+
+    def _torch_call(self, t):
+        from .. import torch_ref
+
+        return torch_ref.dense_backward(t["dy"], t["x"], t["w"], need_dx=self.spec.need_dx)

@@ -1,0 +1,50 @@
+"""Softmax cross-entropy workloads: forward and backward."""
+
+import numpy as np
+
+from ... import ops
+from .base import Workload, _uniform
+
+
+class LossForward(Workload):
+    kernel = "softmax_cross_entropy_forward"
+
+    def _make(self, rng):
+        s = self.spec
+        return {
+            "logits": _uniform(rng, (s.n, s.classes), -5.0, 5.0),
+            "labels": rng.integers(0, s.classes, size=s.n).astype(np.int64),
+        }
+
+    def _call(self, be, a):
+        return ops.softmax_cross_entropy_forward(a["logits"], a["labels"], backend=be)
+
+    def _torch_call(self, t):
+        from .. import torch_ref
+
+        return torch_ref.softmax_cross_entropy_forward(t["logits"], t["labels"])
+
+
+class LossBackward(Workload):
+    kernel = "softmax_cross_entropy_backward"
+    backward = True
+    torch_only = ("logp",)
+
+    def _make(self, rng):
+        s = self.spec
+        logits = rng.uniform(-5.0, 5.0, size=(s.n, s.classes))
+        logp = logits - logits.max(axis=1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        return {
+            "probs": np.exp(logp).astype(np.float32),
+            "logp": logp.astype(np.float32),
+            "labels": rng.integers(0, s.classes, size=s.n).astype(np.int64),
+        }
+
+    def _call(self, be, a):
+        return (ops.softmax_cross_entropy_backward(a["probs"], a["labels"], backend=be),)
+
+    def _torch_call(self, t):
+        from .. import torch_ref
+
+        return torch_ref.softmax_cross_entropy_backward(t["logp"], t["labels"])

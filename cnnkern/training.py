@@ -1,0 +1,205 @@
+"""The training loop behind :meth:`cnnkern.models.Sequential.fit` and ``train_on_batch``: one step with the
+non-finite rule (:mod:`cnnkern.nonfinite`), epochs, callbacks, and checkpoint / resume
+(:class:`cnnkern.callbacks.BackupAndRestore`, :mod:`cnnkern.checkpoint`)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import callbacks as callbacks_mod
+from . import checkpoint, nonfinite
+from ._typing import BackendArray, Logs
+from .errors import NonFiniteLossError
+
+if TYPE_CHECKING:
+    from .models import Sequential
+
+
+def train_step(
+    model: Sequential, xb: BackendArray, yb: BackendArray, epoch: int | None, step: int, check: bool
+) -> tuple[BackendArray, BackendArray]:
+    """Forward, backward and (unless the loss or a gradient is not finite while ``check``) the optimizer
+    update; returns ``(loss, probs)``. On a non-finite step the batch-norm running statistics and the
+    generator are put back as they were and :class:`NonFiniteLossError` is raised; no update is applied."""
+    stats: list[tuple[dict[str, BackendArray], str, BackendArray]] = []
+    rng_state: Mapping[str, Any] = {}
+    if check:
+        stats = [(d, k, d[k].copy()) for layer in model.layers for d in (layer.state,) for k in d]
+        rng_state = model.rng.bit_generator.state
+    loss, probs = model._gradients(xb, yb)
+    items = [
+        ((i, k), p, layer.grads[k])
+        for i, layer in enumerate(model.layers)
+        if layer.trainable
+        for k, p in layer.params.items()
+    ]
+    if check:
+        try:
+            nonfinite.check_step(loss, [g for _, _, g in items], epoch, step, model._ctx.xp)
+        except NonFiniteLossError:
+            for d, k, a in stats:
+                d[k] = a
+            model.rng.bit_generator.state = rng_state
+            for layer in model.layers:
+                layer.grads = {}
+                layer._clear()
+            raise
+    model.optimizer.apply_gradients(items, model._ctx)
+    return loss, probs
+
+
+def _gather(xp: Any, a: BackendArray, idx: BackendArray, out: BackendArray) -> BackendArray:
+    """Rows ``idx`` of ``a`` into the preallocated ``out`` (NumPy's mode='clip' skips the buffered bounds
+    check; the indices come from a permutation, so they are in range)."""
+    if xp is np:
+        return np.take(a, idx, axis=0, out=out, mode="clip")
+    return xp.take(a, idx, axis=0, out=out)
+
+
+def fit(
+    model: Sequential,
+    x: Any,
+    y: Any,
+    batch_size: int | None = None,
+    epochs: int = 1,
+    verbose: int = 1,
+    callbacks: Iterable[callbacks_mod.Callback] | None = None,
+    validation_split: float = 0.0,
+    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+    shuffle: bool = True,
+    initial_epoch: int = 0,
+    stop_on_nonfinite: bool = True,
+) -> callbacks_mod.History:
+    """:meth:`cnnkern.models.Sequential.fit` (documented there)."""
+    model._require_compiled("fit")
+    batch_size = 32 if batch_size is None else int(batch_size)
+    if batch_size < 1 or int(epochs) < 0:
+        raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size}, {epochs}")
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+    check = bool(stop_on_nonfinite)
+    n_all = len(x)
+    if validation_data is None and validation_split > 0.0:
+        cut = n_all - int(n_all * validation_split)
+        validation_data = (x[cut:], y[cut:])
+        x, y = x[:cut], y[:cut]
+    X = model._to_internal(x, check_finite=check)
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("x holds no samples to train on")
+    Y = model._labels(y, n)
+    val = None
+    if validation_data is not None:
+        xv, yv = validation_data[0], validation_data[1]
+        xv = model._to_internal(xv, "validation x", check_finite=check)
+        val = (xv, model._labels(yv, xv.shape[0], "validation y"))
+
+    steps = -(-n // batch_size)
+    history = model.history = callbacks_mod.History()
+    user_cbs = list(callbacks or [])
+    backups = [cb for cb in user_cbs if isinstance(cb, callbacks_mod.BackupAndRestore)]
+    if len(backups) > 1:
+        raise ValueError(f"pass at most one BackupAndRestore callback, got {len(backups)}")
+    backup = backups[0] if backups else None
+    bar = callbacks_mod.ProgressBar(verbose=verbose) if verbose else None
+    cbs = [history] + user_cbs + ([bar] if bar else [])
+    for cb in cbs:
+        cb.set_model(model)
+        cb.params = {"epochs": int(epochs), "steps": steps, "batch_size": batch_size, "samples": n}
+    xp = model._ctx.xp
+    if shuffle:  # gather buffers, allocated once
+        xbuf = xp.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
+        ybuf = xp.empty(min(batch_size, n), Y.dtype)
+    model.stop_training = False
+    for cb in cbs:
+        cb.on_train_begin()
+    state = checkpoint.TrainState(epoch=int(initial_epoch))
+    fit_info: dict[str, Any] = {}  # filled in (and used) only with a BackupAndRestore
+    if backup is not None:
+        fit_info = {
+            "samples": n,
+            "batch_size": batch_size,
+            "steps": steps,
+            "epochs": int(epochs),
+            "shuffle": bool(shuffle),
+            "data_crc32": checkpoint.data_fingerprint(X, Y),
+        }
+        backup.restored_from = None
+        if os.path.exists(backup.filepath):
+            checkpoint.restore(backup.filepath, model, state, [history] + user_cbs, fit_info)
+            backup.restored_from = (state.epoch, state.step)
+            model.stop_training = state.stop_training
+        backup._steps_since_save = 0
+
+    def save(backup: callbacks_mod.BackupAndRestore) -> None:
+        os.makedirs(backup.backup_dir, exist_ok=True)
+        state.stop_training = model.stop_training
+        checkpoint.write(backup.filepath, model, state, [history] + user_cbs, fit_info)
+
+    logs: Logs = {}
+    while state.epoch < int(epochs) and not model.stop_training:
+        epoch = state.epoch
+        for cb in cbs:
+            cb.on_epoch_begin(epoch)
+        if state.step == 0 or (shuffle and state.order is None):  # a fresh epoch (else: resumed mid-epoch)
+            state.order = xp.asarray(model.rng.permutation(n)) if shuffle else None
+            state.loss_sum = state.correct = 0.0
+            state.step = 0
+        order: BackendArray = state.order  # not None when shuffling
+        first = state.step
+        start = time.perf_counter()
+        for step in range(first, steps):
+            lo, hi = step * batch_size, min((step + 1) * batch_size, n)
+            if shuffle:
+                xb = _gather(xp, X, order[lo:hi], xbuf[: hi - lo])
+                yb = _gather(xp, Y, order[lo:hi], ybuf[: hi - lo])
+            else:
+                xb, yb = X[lo:hi], Y[lo:hi]
+            loss, probs = train_step(model, xb, yb, epoch, step, check)
+            state.loss_sum = state.loss_sum + loss * (hi - lo)
+            if model.metrics:
+                state.correct = state.correct + (probs.argmax(axis=1) == yb).sum()
+            state.step = step + 1
+            # batch logs read the running sums back (a device sync on cuda): only when someone looks
+            bar_due = bar is not None and bar.due(step)
+            if user_cbs or bar_due:
+                batch_logs = model._logs(state.loss_sum, state.correct, hi)
+                for cb in user_cbs:
+                    cb.on_train_batch_end(step, batch_logs)
+                if bar is not None and bar_due:
+                    bar.on_train_batch_end(step, batch_logs)
+            if backup is not None and isinstance(backup.save_freq, int):  # every save_freq steps
+                backup._steps_since_save += 1
+                if backup._steps_since_save >= backup.save_freq:
+                    save(backup)
+                    backup._steps_since_save = 0
+        model._ctx.backend.synchronize()
+        elapsed = time.perf_counter() - start
+        seen = min(steps * batch_size, n) - min(first * batch_size, n)
+        history.epoch_seconds.append(elapsed)
+        history.images_per_second.append(seen / elapsed if elapsed > 0 else 0.0)
+        logs = model._logs(state.loss_sum, state.correct, n)
+        if val is not None:
+            vloss, vacc = model._evaluate_internal(*val, batch_size)
+            logs["val_loss"] = vloss
+            if model.metrics:
+                logs["val_" + model.metrics[0]] = vacc
+        for cb in cbs:
+            cb.on_epoch_end(epoch, logs)
+        state.epoch, state.step, state.order = epoch + 1, 0, None
+        state.loss_sum = state.correct = 0.0
+        if backup is not None and backup.save_freq == "epoch":
+            save(backup)
+    for cb in cbs:
+        cb.on_train_end(logs)
+    for layer in model.layers:
+        layer._clear()
+    if backup is not None and backup.delete_checkpoint and os.path.exists(backup.filepath):
+        os.remove(backup.filepath)
+    return history

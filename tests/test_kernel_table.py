@@ -1,0 +1,213 @@
+"""Every place that still spells a kernel's signature agrees with the kernel table (cnnkern/kernels.py):
+the Backend base class, each backend's methods, the numba and reference family modules, the C++ stub
+cnnkern/_cpp.pyi (and the compiled module's names), the front door cnnkern.ops, the numba warm-up and the
+front-door error table. A kernel added to the table and missed in one of them fails here, naming it."""
+
+import ast
+import importlib
+import inspect
+import pathlib
+
+import pytest
+
+from cnnkern import kernels, ops
+from cnnkern.backends import base, cpp, cuda, numba, reference
+from cnnkern.kernels import BASIC, FUSED, REQUIRED, TABLE
+
+ROOT = pathlib.Path(kernels.__file__).parent
+BACKEND_CLASSES = {
+    "base": base.Backend,
+    "reference": reference.ReferenceBackend,
+    "cpp": cpp.CppBackend,
+    "numba": numba.NumbaBackend,
+    "cuda": cuda.CudaBackend,
+}
+# the method-name endings of kernels: a public method so named that the table lacks is a kernel nobody
+# declared
+KERNEL_ENDINGS = ("_forward", "_backward", "_update", "_update_multi")
+
+
+def _shape(sig):
+    """(name, kind, default) of each parameter, self dropped: what a caller sees."""
+    return [(p.name, p.kind, p.default) for p in sig.parameters.values() if p.name != "self"]
+
+
+def test_table_is_consistent():
+    assert len(TABLE) == len(BASIC) + len(FUSED), "a kernel name is declared twice"
+    for kernel in TABLE.values():
+        names = kernel.arg_names()
+        assert len(set(names)) == len(names), f"{kernel.name}: an argument is declared twice"
+        kernel.signature()  # raises for a positional argument without default after one with it
+        kernel.front_signature()
+        assert kernel.family in kernels.FAMILIES
+        for name in kernel.inplace:
+            assert name.split()[0] in names, f"{kernel.name}: in-place {name!r} is not an argument"
+    assert base.KERNELS == tuple(k.name for k in BASIC)
+    assert base.FUSED_KERNELS == tuple(k.name for k in FUSED)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKEND_CLASSES))
+def test_backend_methods_have_the_table_signature(backend):
+    cls = BACKEND_CLASSES[backend]
+    wrong = {}
+    for kernel in TABLE.values():
+        got = _shape(inspect.signature(getattr(cls, kernel.name)))
+        if got != _shape(kernel.signature()):
+            wrong[kernel.name] = got
+    assert not wrong, f"{backend}: methods whose signature differs from the table: {wrong}"
+
+
+@pytest.mark.parametrize("backend", sorted(BACKEND_CLASSES))
+def test_backends_declare_no_kernel_outside_the_table(backend):
+    cls = BACKEND_CLASSES[backend]
+    extra = [
+        name
+        for name in dir(cls)
+        if not name.startswith("_") and name.endswith(KERNEL_ENDINGS) and name not in TABLE
+    ]
+    assert not extra, f"{backend} has kernel methods the table does not declare: {extra}"
+
+
+def test_backend_docstrings_come_from_the_table():
+    for kernel in TABLE.values():
+        method = getattr(base.Backend, kernel.name)
+        assert method.__doc__ == kernel.docstring(), kernel.name
+        assert method.__qualname__ == f"Backend.{kernel.name}"
+
+
+def test_unfused_kernels_are_missing_on_the_base_class():
+    be = base.Backend()
+    with pytest.raises(NotImplementedError, match="no kernel 'dense_forward'"):
+        be.dense_forward(None, None)
+
+
+@pytest.mark.parametrize("family", ["reference", "numba"])
+def test_family_modules_define_each_kernel_in_table_order(family):
+    """reference/<stem>.py: the Backend signature without self; numba/<stem>.py: the arguments
+    positionally in table order (what the generated forwarding passes)."""
+    wrong = {}
+    for kernel in BASIC:
+        module = importlib.import_module(f"cnnkern.backends.{family}.{kernel.family}")
+        fn = getattr(module, kernel.name, None)
+        if fn is None:
+            wrong[kernel.name] = f"missing in {module.__name__}"
+            continue
+        sig = inspect.signature(fn)
+        if family == "reference":
+            ok = _shape(sig) == _shape(kernel.signature(self_arg=False))
+        else:
+            ok = list(sig.parameters) == list(kernel.arg_names())
+        if not ok:
+            wrong[kernel.name] = str(sig)
+    assert not wrong, f"{family} kernel functions that differ from the table: {wrong}"
+
+
+def _stub_functions():
+    tree = ast.parse((ROOT / "_cpp.pyi").read_text())
+    return {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def _stub_params(node):
+    """[(name, kind, default, annotation)] of a stub function."""
+    args = node.args
+    positional = args.args
+    defaults = [REQUIRED] * (len(positional) - len(args.defaults)) + [
+        ast.literal_eval(d) for d in args.defaults
+    ]
+    out = [(a.arg, "positional", d, ast.unparse(a.annotation)) for a, d in zip(positional, defaults)]
+    for a, d in zip(args.kwonlyargs, args.kw_defaults):
+        out.append(
+            (a.arg, "keyword", REQUIRED if d is None else ast.literal_eval(d), ast.unparse(a.annotation))
+        )
+    return out
+
+
+def test_cpp_stub_matches_the_table():
+    stubs = _stub_functions()
+    missing = [k.name for k in BASIC if k.name not in stubs]
+    assert not missing, f"_cpp.pyi lacks the unfused kernels {missing}"
+    wrong = {}
+    for kernel in TABLE.values():
+        node = stubs.get(kernel.name)
+        if node is None:
+            continue  # a fused kernel without C++: the backend composes it
+        want = [
+            (arg.name, "positional" if arg.positional else "keyword", arg.default, arg.type)
+            for arg in kernel.args
+        ]
+        if _stub_params(node) != want or ast.unparse(node.returns) != kernel.returns_type:
+            wrong[kernel.name] = (_stub_params(node), ast.unparse(node.returns))
+    assert not wrong, f"_cpp.pyi signatures that differ from the table: {wrong}"
+
+
+def test_cpp_extension_binds_what_the_stub_declares():
+    if cpp._cpp is None:
+        pytest.skip(f"cnnkern._cpp is not built here: {cpp._IMPORT_ERROR}")
+    declared = set(_stub_functions())
+    assert not cpp.missing_kernels(), f"the built extension is stale: {cpp.missing_kernels()}"
+    assert [name for name in sorted(declared) if not hasattr(cpp._cpp, name)] == []
+    assert [k.name for k in FUSED if hasattr(cpp._cpp, k.name) and k.name not in declared] == []
+
+
+def test_a_missing_cpp_binding_fails_per_kernel():
+    """A stale extension keeps the backend: only the kernel it lacks raises, naming itself and the fix."""
+    kernel = TABLE["dense_forward"]
+    method = cpp._unbound(kernel)
+    assert _shape(inspect.signature(method)) == _shape(kernel.signature())
+    with pytest.raises(NotImplementedError, match=r"'dense_forward'.*rebuild"):
+        method(object(), None, None)
+
+
+def test_front_door_matches_the_table():
+    wrong = {}
+    for kernel in TABLE.values():
+        if not kernel.has_front_door:
+            assert not hasattr(ops, kernel.name), f"{kernel.name} is declared without a front door"
+            continue
+        got = inspect.signature(getattr(ops, kernel.name))
+        if _shape(got) != _shape(kernel.front_signature()):
+            wrong[kernel.name] = str(got)
+    assert not wrong, f"front-door functions whose signature differs from the table: {wrong}"
+    assert sorted(ops.__all__) == sorted(k.name for k in TABLE.values() if k.has_front_door)
+
+
+def test_numba_warmup_covers_the_table():
+    import numpy as np
+
+    calls = numba._warmup_calls(object(), np.dtype("float32"))
+    assert list(calls) == [k.name for k in BASIC] + list(numba.FUSED)
+    assert set(numba.FUSED) <= set(TABLE)
+
+
+def test_front_door_error_table_covers_every_front_door_kernel():
+    from .test_frontdoor_errors import BAD
+
+    front = [k.name for k in TABLE.values() if k.has_front_door]
+    assert [name for name in front if name not in BAD] == []
+    assert [name for name in BAD if name not in front] == []
+
+
+def test_cuda_has_a_launcher_module_per_family_with_a_cu_file():
+    """The stem rule: backends/cuda/<stem>.py beside <stem>.cu, for each family with CUDA code."""
+    folder = ROOT / "backends" / "cuda"
+    for stem in sorted({p.stem for p in folder.glob("*.cu")}):
+        assert (folder / f"{stem}.py").is_file(), f"cuda/{stem}.cu has no cuda/{stem}.py"
+        assert stem in kernels.FAMILIES, f"cuda/{stem}.cu is not a family of the table"
+
+
+def test_generated_forwarding_calls_the_family_function():
+    """The numba forwarding passes every argument, in table order, to numba/<family>.<kernel>."""
+    seen = {}
+    be = numba.NumbaBackend.__new__(numba.NumbaBackend)
+    kernel = TABLE["avgpool2d_backward"]
+
+    class Module:
+        @staticmethod
+        def avgpool2d_backward(*args):
+            seen["args"] = args
+            return "out"
+
+    be._k = {kernel.family: Module}
+    kw = dict(kernel_size=(2, 2), stride=(1, 1), padding=(0, 0), ceil_mode=False, count_include_pad=True)
+    assert be.avgpool2d_backward("dy", (1, 1, 3, 3), **kw) == "out"
+    assert seen["args"] == ("dy", (1, 1, 3, 3), (2, 2), (1, 1), (0, 0), False, True)
