@@ -317,9 +317,9 @@ def x_shape(name, v):
 
 def activation_kind(kind, alpha, *, name="activation", allow_none=True):
     """An activation kind (or None where a fused kernel may skip it); returns alpha checked: finite, and for
-    leaky_relu >= 0. Every activation's backward reads the forward OUTPUT y (docs/design.md §2), and leaky_relu's
-    branch is y > 0; a negative slope maps x < 0 to y > 0, so its gradient could not be told from y (PyTorch
-    refuses the same case for its in-place leaky_relu, whose backward also sees only the output)."""
+    leaky_relu >= 0. Every activation's backward reads the forward OUTPUT y (docs/design.md §2), and
+    leaky_relu's branch is y > 0; a negative slope maps x < 0 to y > 0, so its gradient could not be told from
+    y (PyTorch refuses the same case for its in-place leaky_relu, whose backward sees only the output)."""
     if not (kind in ACTIVATIONS or (allow_none and kind is None)):
         choices = ", ".join(ACTIVATIONS) + (" or None" if allow_none else "")
         raise ValueError(f"{name} must be one of {choices}, got {kind!r}")
