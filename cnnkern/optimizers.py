@@ -61,12 +61,13 @@ class Optimizer:
 
 
 def _positive(name, v, *, allow_zero=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)):
-        raise TypeError(f"{name} must be a number, got {v!r}")
-    v = float(v)
-    if not (v >= 0.0 if allow_zero else v > 0.0) or v != v:
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
-    return v
+    """A finite hyperparameter > 0 (>= 0 with allow_zero): the rule of the ops' front door
+    (cnnkern.ops.optim), enforced when the optimizer is built rather than at its first step."""
+    from .ops import check
+
+    if allow_zero:
+        return check.number(name, v, minimum=0.0, finite=True)
+    return check.number(name, v, above=0.0, finite=True)
 
 
 class SGD(Optimizer):
@@ -121,11 +122,10 @@ class Adam(Optimizer):
         if eps_mode not in ("torch", "keras"):
             raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
         self.eps_mode = eps_mode
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
-        for name, b in (("beta_1", self.beta_1), ("beta_2", self.beta_2)):
-            if not 0.0 <= b < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {b}")
+        from .ops import check
+
+        self.beta_1 = check.number("beta_1", beta_1, minimum=0.0, below=1.0, finite=True)
+        self.beta_2 = check.number("beta_2", beta_2, minimum=0.0, below=1.0, finite=True)
         self.epsilon = _positive(
             "epsilon",
             (1e-7 if eps_mode == "keras" else 1e-8) if epsilon is None else epsilon,

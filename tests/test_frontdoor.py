@@ -189,6 +189,12 @@ HOSTILE = textwrap.dedent(r"""
         lambda: ops.adam_update(f(4), f(4), f(4), f(4), step=2**62, backend=be),
         lambda: ops.adam_update(f(4), f(4), f(4), f(4), step=1, beta1=0.0, beta2=0.0, eps=0.0, backend=be),
         lambda: ops.adam_update(f(0), f(0), f(0), f(0), step=1, backend=be),
+        # issue 12: integers beyond int64, a misaligned view, a masked array, an empty batch
+        lambda: ops.conv2d_forward(f(1, 1, 3, 3), f(1, 1, 1, 1), stride=2**70, backend=be),
+        lambda: ops.conv2d_forward(np.empty(4 * 9 + 1, np.uint8)[1:].view(np.float32).reshape(1, 1, 3, 3),
+                                   f(1, 1, 2, 2), backend=be),
+        lambda: ops.dense_forward(np.ma.masked_array(f(2, 3)), f(2, 3), backend=be),
+        lambda: ops.conv2d_backward(f(0, 1, 2, 2), f(0, 1, 3, 3), f(1, 1, 2, 2), backend=be),
     ]
     clean = (ValueError, TypeError, IndexError, MemoryError, OverflowError)
     for i, call in enumerate(calls):

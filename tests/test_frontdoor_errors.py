@@ -75,7 +75,7 @@ BAD = {
         ("x-list", lambda d: A(d.tg.get(d.x).tolist(), d.w, d.b), TypeError, "x"),
         ("x-int32", lambda d: A(d.put(np.ones((2, 3, 6, 6), np.int32)), d.w, d.b), TypeError, "x"),
         ("x-float16", lambda d: A(d.x.astype(np.float16), d.w, d.b), TypeError, "x"),
-        ("x-empty", lambda d: A(d.x[:0], d.w, d.b), ValueError, "x"),
+        ("x-empty", lambda d: A(d.x[:, :0], d.w, d.b), ValueError, "x"),
         ("w-channels", lambda d: A(d.x, d.w[:, :2], d.b), ValueError, "w"),
         ("w-float64-mixed", lambda d: A(d.x, d.f64(d.w), d.b), TypeError, "w"),
         ("b-shape", lambda d: A(d.x, d.w, d.b[:3]), ValueError, "b"),

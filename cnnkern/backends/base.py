@@ -4,9 +4,14 @@ A backend is a subclass of :class:`Backend` with one method per kernel. The fron
 (:mod:`cnnkern.ops`) validates and normalises every argument before calling a method, so a kernel may
 assume:
 
-* arrays are of the backend's kind (``self.array_module``: ``"numpy"`` or ``"cupy"``), C-contiguous, of
+* arrays are of the backend's kind (``self.array_module``: ``"numpy"`` or ``"cupy"``; the base class itself,
+  never a subclass or a masked array), C-contiguous, aligned to their itemsize, in native byte order, of
   one dtype from ``self.dtypes`` shared by all floating arguments; ``labels`` and ``argmax`` are int64;
-* ``stride``/``dilation``/``kernel_size`` are ``(h, w)`` tuples of ints >= 1;
+* ``stride``/``dilation``/``kernel_size`` are ``(h, w)`` tuples of ints >= 1, and every size-like integer
+  (these, paddings, groups, shapes) is below 2**31; the call's outputs fit the memory limit;
+* every dimension is >= 1, the batch included: the front door answers an empty batch itself;
+* hyperparameters are finite; leaky_relu's ``alpha`` is >= 0, so every activation's backward can read the
+  branch from the OUTPUT y (a negative slope would map x < 0 to y > 0);
 * conv ``padding`` is ``(top, bottom, left, right)`` (asymmetric after ``'same'``), pool ``padding``
   is ``(ph, pw)`` with ``p <= k // 2``;
 * every output dimension is >= 1, ``groups`` divides both channel counts, labels are in range;

@@ -1,7 +1,8 @@
 """The front door: one function per kernel (docs/design.md §2), each checking its arguments once, normalising
-them (stride/padding/... to tuples, non-contiguous arrays to contiguous copies) and calling the chosen
-backend (``backend=`` a name or a Backend; None: the current default). Inputs are never modified; only the
-optimizer updates and batch norm's running statistics write in place.
+them (stride/padding/... to tuples, non-contiguous or misaligned arrays to contiguous copies, ndarray
+subclasses to base-class views) and calling the chosen backend (``backend=`` a name or a Backend; None: the
+current default). Inputs are never modified; only the optimizer updates and batch norm's running statistics
+write in place. The rules (bounds, the memory estimate, empty batches) are in :mod:`cnnkern.ops.check`.
 """
 
 from .activation import activation_backward, activation_forward

@@ -1,4 +1,8 @@
-"""Activations at the front door: elementwise, any shape."""
+"""Activations at the front door: elementwise, any shape whose dimension 0 (the batch) may be 0.
+
+The backward reads the forward OUTPUT y (docs/design.md §2), so leaky_relu takes alpha >= 0 only (check.py's
+activation_kind says why).
+"""
 
 from ..backends import resolve
 from . import check
@@ -9,10 +13,12 @@ def _kind(kind, alpha):
 
 
 def activation_forward(x, kind, *, alpha=0.01, backend=None):
-    """relu, leaky_relu (slope alpha below 0), sigmoid or tanh of x."""
+    """relu, leaky_relu (slope alpha >= 0 below 0), sigmoid or tanh of x."""
     be = resolve(backend)
     alpha = _kind(kind, alpha)
-    x = check.array("x", x, be)
+    x = check.array("x", x, be, batch=True)
+    if x.size == 0:
+        return __import__(be.array_module).empty(x.shape, x.dtype)
     return be.activation_forward(x, kind, alpha=alpha)
 
 
@@ -20,7 +26,9 @@ def activation_backward(dy, y, kind, *, alpha=0.01, backend=None):
     """dL/dx from dL/dy and the forward OUTPUT y (as PyTorch does)."""
     be = resolve(backend)
     alpha = _kind(kind, alpha)
-    y = check.array("y", y, be)
-    dy = check.array("dy", dy, be, dtype=y.dtype)
+    y = check.array("y", y, be, batch=True)
+    dy = check.array("dy", dy, be, dtype=y.dtype, batch=True)
     check.shape_is("dy", dy, y.shape, "the shape of y")
+    if y.size == 0:
+        return __import__(be.array_module).empty(y.shape, y.dtype)
     return be.activation_backward(dy, y, kind, alpha=alpha)

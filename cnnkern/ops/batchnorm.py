@@ -1,4 +1,10 @@
-"""Batch norm at the front door: x (N,C,H,W), per-channel gamma, beta, running stats (C,)."""
+"""Batch norm at the front door: x (N,C,H,W), per-channel gamma, beta, running stats (C,).
+
+An empty batch (N = 0) follows torch.nn.functional.batch_norm (torch 2.13), answered here without a kernel:
+y is empty; in training the running statistics are left as they are and the returned batch mean and invstd
+are NaN (statistics of no values); in eval they are the running ones used. The backward gives an empty dx
+and zero dgamma, dbeta.
+"""
 
 from ..backends import resolve
 from . import check
@@ -10,12 +16,13 @@ def batchnorm2d_forward(
     """Returns (y, mean, invstd). training: batch statistics, running_mean/var updated in place (PyTorch's
     momentum, unbiased running variance); eval: the running statistics. gamma/beta None mean 1 and 0."""
     be = resolve(backend)
-    x = check.array("x", x, be, ndim=4)
+    x = check.array("x", x, be, ndim=4, batch=True)
     dt = x.dtype
     c = x.shape[1]
     xp = __import__(be.array_module)
     gamma = xp.ones(c, dt) if gamma is None else check.array("gamma", gamma, be, ndim=1, dtype=dt)
     beta = xp.zeros(c, dt) if beta is None else check.array("beta", beta, be, ndim=1, dtype=dt)
+    check.allocation(2 * check.nbytes(x.shape, dt), lambda: f"batchnorm2d_forward on x {x.shape}")
     training = check.flag("training", training)
     running_mean = check.array("running_mean", running_mean, be, ndim=1, dtype=dt, writable=training)
     running_var = check.array("running_var", running_var, be, ndim=1, dtype=dt, writable=training)
@@ -27,11 +34,17 @@ def batchnorm2d_forward(
     ):
         check.shape_is(name, a, (c,), f"one value per channel of x {tuple(x.shape)}")
     momentum = check.number("momentum", momentum, minimum=0.0, maximum=1.0)
-    eps = check.number("eps", eps, above=0.0)
+    eps = check.number("eps", eps, above=0.0, finite=True)
     if training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
         raise ValueError(
             f"batch norm in training needs more than one value per channel, got x {tuple(x.shape)}"
         )
+    if x.shape[0] == 0:
+        if training:
+            mean, invstd = xp.full(c, xp.nan, dt), xp.full(c, xp.nan, dt)
+        else:
+            mean, invstd = running_mean.copy(), (1 / xp.sqrt(running_var + dt.type(eps))).astype(dt)
+        return xp.empty(x.shape, dt), mean, invstd
     return be.batchnorm2d_forward(
         x, gamma, beta, running_mean, running_var, training=training, momentum=momentum, eps=eps
     )
@@ -40,10 +53,10 @@ def batchnorm2d_forward(
 def batchnorm2d_backward(dy, x, gamma, mean, invstd, *, training=True, backend=None):
     """Returns (dx, dgamma, dbeta) from the mean and invstd that the forward returned."""
     be = resolve(backend)
-    x = check.array("x", x, be, ndim=4)
+    x = check.array("x", x, be, ndim=4, batch=True)
     dt = x.dtype
     c = x.shape[1]
-    dy = check.array("dy", dy, be, ndim=4, dtype=dt)
+    dy = check.array("dy", dy, be, ndim=4, dtype=dt, batch=True)
     check.shape_is("dy", dy, x.shape, "the shape of x")
     xp = __import__(be.array_module)
     gamma = xp.ones(c, dt) if gamma is None else check.array("gamma", gamma, be, ndim=1, dtype=dt)
@@ -51,4 +64,8 @@ def batchnorm2d_backward(dy, x, gamma, mean, invstd, *, training=True, backend=N
     invstd = check.array("invstd", invstd, be, ndim=1, dtype=dt)
     for name, a in (("gamma", gamma), ("mean", mean), ("invstd", invstd)):
         check.shape_is(name, a, (c,), f"one value per channel of x {tuple(x.shape)}")
-    return be.batchnorm2d_backward(dy, x, gamma, mean, invstd, training=check.flag("training", training))
+    training = check.flag("training", training)
+    check.allocation(2 * check.nbytes(x.shape, dt), lambda: f"batchnorm2d_backward on x {x.shape}")
+    if x.shape[0] == 0:
+        return xp.empty(x.shape, dt), xp.zeros(c, dt), xp.zeros(c, dt)
+    return be.batchnorm2d_backward(dy, x, gamma, mean, invstd, training=training)

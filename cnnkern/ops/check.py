@@ -1,14 +1,109 @@
 """Argument checking and normalisation for the front door (docs/design.md §1): every rule lives here once.
 
 ValueError for bad values and shapes, TypeError for a wrong dtype or array kind, IndexError for a class label
-out of range. Messages name the argument, the value and the expected form.
+out of range, :class:`AllocationTooLargeError` for a call whose outputs and copies would exceed the memory
+limit. Messages name the argument, the value and the expected form.
+
+Arrays (:func:`array`): an ndarray subclass is taken as a base-class view of the same memory (np.matrix,
+np.memmap...), except a masked array, which is refused (the kernels would silently ignore its mask); a
+non-contiguous, misaligned or byte-swapped array is copied (the C++ kernels read float32 through float*, so an
+address not a multiple of the itemsize is undefined behaviour); an in-place target that would need a copy is
+refused, since the copy would lose the update. Only the batch dimension (dimension 0) may be 0, and only
+where the op says so (``batch=True``); the op then answers without calling a kernel.
+
+Integers (:func:`integer`) are bounded: sizes, strides, paddings, dilations and groups below 2**31
+(:data:`MAX_DIM`), so nothing reaches a kernel or an int64 product that could overflow.
+
+Memory (:func:`allocation`): before a call allocates, the front door estimates the bytes of its outputs and
+each copy it makes; above the limit it raises :class:`AllocationTooLargeError`. The limit is
+``CNNKERN_MAX_ALLOC_BYTES`` (bytes, at least 16 MiB) when set, else a quarter of the memory available at the
+time of the call (MemAvailable): estimates are made apart, and a copy, the output computed from it and the
+temporaries of the NumPy reference must fit together.
 """
 
 import numbers
+import os
+from typing import Callable
 
 import numpy as np
 
 from ..backends.base import ACTIVATIONS
+
+# Bound of every size-like integer argument (stride, padding, dilation, kernel size, groups, x_shape): the C++
+# kernels index with int64, and no real image comes near 2**31 along a dimension.
+MAX_DIM = 2**31 - 1
+
+
+# Estimates up to this many bytes always pass (a smaller CNNKERN_MAX_ALLOC_BYTES acts as this), so that the
+# calls of a training step never pay for reading the environment.
+ALWAYS_FITS = 2**24
+
+
+class AllocationTooLargeError(MemoryError, ValueError):
+    """A call would allocate more than the memory limit (``CNNKERN_MAX_ALLOC_BYTES``, else a quarter of the
+    memory available). A MemoryError raised before anything is allocated; also a ValueError, since its cause
+    is an argument."""
+
+
+def memory_limit() -> int:
+    """The most bytes one estimate (a contiguous copy, or a call's outputs and workspace) may take:
+    ``CNNKERN_MAX_ALLOC_BYTES`` if set, else a quarter of the memory available now: each estimate is made
+    apart, and a copy, the output computed from it and the reference backend's NumPy temporaries (two more of
+    the same size in an elementwise op) must fit together."""
+    env = os.environ.get("CNNKERN_MAX_ALLOC_BYTES")
+    if env is not None and env.strip():
+        try:
+            limit = int(env)
+        except ValueError:
+            raise ValueError(f"CNNKERN_MAX_ALLOC_BYTES must be a number of bytes, got {env!r}") from None
+        if limit < 1:
+            raise ValueError(f"CNNKERN_MAX_ALLOC_BYTES must be >= 1, got {limit}")
+        return limit
+    return available_memory() // 4
+
+
+def available_memory() -> int:
+    """Bytes of memory available now: MemAvailable of /proc/meminfo (Linux), else the free pages, else the
+    physical memory (os.sysconf), else 2**63 where none is known. Read at each large call: it changes."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf(pages)
+        except (ValueError, OSError, AttributeError):
+            continue
+    return 2**63
+
+
+def _gib(n):
+    return f"{n / 2**30:.3g} GiB"
+
+
+def allocation(nbytes: int, what: Callable[[], str]) -> None:
+    """Raise AllocationTooLargeError if ``nbytes`` (an estimate, a Python int, so it never wraps) exceeds
+    the memory limit; ``what()`` names the arguments and the arrays that the bytes come from (a callable, so
+    that the message costs nothing on the hot path, where the call goes through)."""
+    if nbytes <= ALWAYS_FITS:  # the common case, without reading the environment (2 us a call)
+        return
+    limit = max(memory_limit(), ALWAYS_FITS)
+    if nbytes > limit:
+        raise AllocationTooLargeError(
+            f"{what()} would allocate about {nbytes} bytes ({_gib(nbytes)}), more than the limit of {limit} "
+            f"bytes ({_gib(limit)}; set CNNKERN_MAX_ALLOC_BYTES to change it)"
+        )
+
+
+def nbytes(shape, dtype) -> int:
+    """Bytes of an array of this shape and dtype, as a Python int (exact, never wrapping)."""
+    n = dtype.itemsize if isinstance(dtype, np.dtype) else np.dtype(dtype).itemsize
+    for d in shape:
+        n *= int(d)
+    return n
 
 _FLOATS = (np.dtype("float32"), np.dtype("float64"))
 _allowed = {}  # backend.dtypes (names) -> the dtype objects, so the hot path compares objects, not names
@@ -40,21 +135,43 @@ def _dtype_of(name, a, backend, writable):
     raise TypeError(f"{name} must be float32 or float64, got dtype {dt.name}")
 
 
-def array(name, a, backend, *, ndim=None, dtype=None, writable=False, allow_empty=False):
-    """Check one floating array: kind, dtype (one the backend runs), ndim; return it C-contiguous and in
-    native byte order (a copy where needed).
-
-    ``dtype``: the dtype it must share with the first array of the call (no silent casts).
-    ``writable``: an in-place target, which must already be C-contiguous and writable (a copy would lose the
-    update).
-    """
-    cls = array_types(backend)
+def base_class(name, a, cls, backend):
+    """a as an instance of exactly ``cls`` (a view of the same memory for a subclass), or TypeError."""
+    if type(a) is cls:
+        return a
     if not isinstance(a, cls):
         raise TypeError(
             f"{name} must be a {_kind_name(backend)} for the {backend.name!r} backend, got {type(a).__name__}"
         )
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array ({type(a).__name__}); the kernels cannot honour a mask: pass "
+            f"{name}.filled(value) or {name}.data explicitly"
+        )
+    if cls is np.ndarray:
+        return a.view(np.ndarray)
+    return cls(a.shape, a.dtype, a.data, a.strides)  # CuPy's view() takes a dtype, not a class
+
+
+def _copy_check(name, a):
+    """Refuse a copy the machine cannot hold (a zero-stride broadcast view is small until copied)."""
+    allocation(a.size * a.itemsize, lambda: f"the contiguous copy of {name} {tuple(a.shape)} {a.dtype.name}")
+
+
+def array(name, a, backend, *, ndim=None, dtype=None, writable=False, batch=False):
+    """Check one floating array: kind, dtype (one the backend runs), ndim; return it C-contiguous, aligned
+    and in native byte order (a copy where needed), as the backend's base array class.
+
+    ``dtype``: the dtype it must share with the first array of the call (no silent casts).
+    ``writable``: an in-place target, which must already be C-contiguous, aligned and writable (a copy would
+    lose the update).
+    ``batch``: dimension 0 is a batch and may be 0 (every other dimension must still be >= 1).
+    """
+    cls = array_types(backend)
+    a = base_class(name, a, cls, backend)
     dt = _dtype_of(name, a, backend, writable)
     if dt is None:
+        _copy_check(name, a)
         a = a.astype(a.dtype.newbyteorder("="))
         dt = a.dtype
     allowed = _allowed.get(backend.dtypes)
@@ -72,17 +189,28 @@ def array(name, a, backend, *, ndim=None, dtype=None, writable=False, allow_empt
         )
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(a.shape)}")
-    if not allow_empty and a.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(a.shape)}")
+    if a.size == 0 and not (batch and a.ndim > 0 and all(d > 0 for d in a.shape[1:])):
+        what = "only its batch dimension (0) may be 0" if batch else "no dimension may be 0"
+        raise ValueError(f"{name} must not be empty ({what}), got shape {tuple(a.shape)}")
+    flags = a.flags
+    aligned = getattr(flags, "aligned", True)  # CuPy allocations are always aligned and lack the flag
     if writable:
-        if not a.flags.c_contiguous:
+        if not flags.c_contiguous:
             raise ValueError(f"{name} is updated in place and must be C-contiguous, got strides {a.strides}")
-        if not getattr(a.flags, "writeable", True):  # CuPy flags lack 'writeable': always writable
+        if not aligned:
+            raise ValueError(
+                f"{name} is updated in place and must be aligned to its itemsize {a.dtype.itemsize}; a copy "
+                f"would lose the update (its address is {a.ctypes.data:#x})"
+            )
+        if not getattr(flags, "writeable", True):  # CuPy flags lack 'writeable': always writable
             raise ValueError(f"{name} is updated in place and must be writable")
         return a
-    if not a.flags.c_contiguous:
-        xp = np if cls is np.ndarray else __import__("cupy")
-        a = xp.ascontiguousarray(a)
+    if not (flags.c_contiguous and aligned):
+        _copy_check(name, a)
+        if cls is np.ndarray:
+            a = np.array(a, order="C", copy=True)  # ascontiguousarray would keep a misaligned contiguous view
+        else:
+            a = __import__("cupy").ascontiguousarray(a)
     return a
 
 
@@ -96,43 +224,63 @@ def shape_is(name, a, shape, what=""):
         raise ValueError(f"{name} must have shape {tuple(shape)}{extra}, got {tuple(a.shape)}")
 
 
+def int64_array(name, a):
+    """An int64 array checked elsewhere, returned C-contiguous, aligned and in native byte order."""
+    if a.dtype == np.int64 and a.flags.c_contiguous and getattr(a.flags, "aligned", True):
+        return a
+    _copy_check(name, a)
+    if isinstance(a, np.ndarray):
+        return np.array(a, dtype=np.int64, order="C", copy=True)
+    return a.astype("int64", order="C")
+
+
 def labels(name, a, backend, n, num_classes):
-    """Integer class labels (N,) in [0, num_classes), returned as contiguous int64."""
+    """Integer class labels (N,) in [0, num_classes), returned as contiguous, aligned int64."""
     cls = array_types(backend)
     if not isinstance(a, cls):
         raise TypeError(f"{name} must be a {_kind_name(backend)} of integers, got {type(a).__name__}")
+    a = base_class(name, a, cls, backend)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype, got {a.dtype.name}")
     if a.ndim != 1 or a.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},), got {tuple(a.shape)}")
+    if n == 0:
+        return int64_array(name, a)
     lo, hi = int(a.min()), int(a.max())
     if lo < 0 or hi >= num_classes:
         bad = lo if lo < 0 else hi
         raise IndexError(
             f"{name} holds class {bad}, outside [0, {num_classes}) for logits with {num_classes} classes"
         )
-    return a.astype("int64", copy=False) if a.flags.c_contiguous else a.astype("int64")
+    return int64_array(name, a)
 
 
-def integer(name, v, *, minimum=None):
-    if type(v) is int:  # the common case, without the ABC check below
-        if minimum is not None and v < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {v}")
-        return v
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {v!r}")
-    v = int(v)
+def integer(name, v, *, minimum=None, maximum=MAX_DIM):
+    """An int in [minimum, maximum] (maximum: MAX_DIM unless given; None: unbounded)."""
+    if type(v) is not int:  # the common case skips the ABC check
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {v!r}")
+        v = int(v)
     if minimum is not None and v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {v}")
     return v
 
 
-def number(name, v, *, minimum=None, maximum=None, below=None, above=None):
+def number(name, v, *, minimum=None, maximum=None, below=None, above=None, finite=False):
+    """A real number as a float, never NaN; ``finite``: never +-inf either (hyperparameters: an infinite
+    learning rate or epsilon turns every weight into NaN or -inf)."""
     if type(v) is not float and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
         raise TypeError(f"{name} must be a real number, got {v!r}")
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"{name} must be a finite number, got {v}") from None
     if v != v:
         raise ValueError(f"{name} must not be NaN")
+    if finite and v in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {v}")
     if minimum is not None and v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v}")
     if maximum is not None and v > maximum:
@@ -161,14 +309,24 @@ def pair(name, v, *, minimum):
 
 
 def x_shape(name, v):
+    """(N, C, H, W), each a bounded int >= 1 except the batch N, which may be 0."""
     if not isinstance(v, (tuple, list)) or len(v) != 4:
         raise ValueError(f"{name} must be a 4-tuple (N, C, H, W), got {v!r}")
-    return tuple(integer(f"{name}[{i}]", d, minimum=1) for i, d in enumerate(v))
+    return tuple(integer(f"{name}[{i}]", d, minimum=0 if i == 0 else 1) for i, d in enumerate(v))
 
 
 def activation_kind(kind, alpha, *, name="activation", allow_none=True):
-    """An activation kind (or None where a fused kernel may skip it); returns alpha checked."""
+    """An activation kind (or None where a fused kernel may skip it); returns alpha checked: finite, and for
+    leaky_relu >= 0. Every activation's backward reads the forward OUTPUT y (docs/design.md §2), and
+    leaky_relu's branch is y > 0; a negative slope maps x < 0 to y > 0, so its gradient could not be told from
+    y (PyTorch refuses the same case for its in-place leaky_relu, whose backward sees only the output)."""
     if not (kind in ACTIVATIONS or (allow_none and kind is None)):
         choices = ", ".join(ACTIVATIONS) + (" or None" if allow_none else "")
         raise ValueError(f"{name} must be one of {choices}, got {kind!r}")
-    return number("alpha", alpha)
+    alpha = number("alpha", alpha, finite=True)
+    if kind == "leaky_relu" and alpha < 0.0:
+        raise ValueError(
+            f"alpha must be >= 0 for leaky_relu, got {alpha}: the backward works from the output y, "
+            "whose sign a negative slope flips (the gradient would be wrong)"
+        )
+    return alpha

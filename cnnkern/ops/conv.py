@@ -1,4 +1,8 @@
-"""conv2d at the front door: x (N,C,H,W), w (K,C/groups,R,S), b (K,) -> y (N,K,P,Q)."""
+"""conv2d at the front door: x (N,C,H,W), w (K,C/groups,R,S), b (K,) -> y (N,K,P,Q).
+
+An empty batch (N = 0) is answered here, as PyTorch does, without a kernel: an empty y, an empty dx and zero
+dw, db. Before a call allocates, its outputs and workspaces are estimated against check.memory_limit().
+"""
 
 from .. import shapes
 from ..backends import resolve
@@ -43,16 +47,39 @@ def _geometry(x, w, stride, padding, dilation, groups):
     return stride, pad, dilation, groups, (p, q)
 
 
+def _xp(be):
+    return __import__(be.array_module)
+
+
+def _budget(x, w, pad, pq, backward=False):
+    """Estimated bytes of a conv call: y (or dx and dw), the zero-padded input (the reference's and the
+    direct kernels' workspace) and one image's im2col matrix (C/g·R·S, P·Q), refused above the memory limit
+    with the arguments that set them. Python ints: the product never wraps."""
+    n, c, h, wd = x.shape
+    k, cg, r, s = w.shape
+    p, q = pq
+    padded = n * c * (h + pad[0] + pad[1]) * (wd + pad[2] + pad[3])
+    elements = n * k * p * q + cg * r * s * p * q + padded
+    if backward:  # dx, its padded form, dw
+        elements += padded + n * c * h * wd + w.size
+    check.allocation(
+        elements * x.itemsize,
+        lambda: f"conv2d{'_backward' if backward else ''} on x {tuple(x.shape)}, w {tuple(w.shape)} with "
+        f"padding {pad} (output {(n, k) + pq})",
+    )
+
+
 def _forward_args(be, x, w, b, stride, padding, dilation, groups):
     """The checks shared by conv2d_forward and its fused variant.
 
     Returns (x, w, b, stride, padding4, dilation, groups, (P, Q))."""
-    x = check.array("x", x, be, ndim=4)
+    x = check.array("x", x, be, ndim=4, batch=True)
     w = check.array("w", w, be, ndim=4, dtype=x.dtype)
     stride, pad, dilation, groups, out = _geometry(x, w, stride, padding, dilation, groups)
     b = check.optional_array("b", b, be, ndim=1, dtype=x.dtype)
     if b is not None:
         check.shape_is("b", b, (w.shape[0],), "one bias per output channel")
+    _budget(x, w, pad, out)
     return x, w, b, stride, pad, dilation, groups, out
 
 
@@ -63,7 +90,9 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, b
     like TensorFlow so that P = ceil(H/sh)).
     """
     be = resolve(backend)
-    x, w, b, stride, pad, dilation, groups, _ = _forward_args(be, x, w, b, stride, padding, dilation, groups)
+    x, w, b, stride, pad, dilation, groups, pq = _forward_args(be, x, w, b, stride, padding, dilation, groups)
+    if x.shape[0] == 0:
+        return _xp(be).empty((0, w.shape[0]) + pq, x.dtype)
     return be.conv2d_forward(x, w, b, stride=stride, padding=pad, dilation=dilation, groups=groups)
 
 
@@ -83,11 +112,15 @@ def conv2d_backward(
 ):
     """Gradients of conv2d_forward: (dx, dw, db), None where not asked for. dy is dL/dy (N,K,P,Q)."""
     be = resolve(backend)
-    x = check.array("x", x, be, ndim=4)
+    x = check.array("x", x, be, ndim=4, batch=True)
     w = check.array("w", w, be, ndim=4, dtype=x.dtype)
-    dy = check.array("dy", dy, be, ndim=4, dtype=x.dtype)
+    dy = check.array("dy", dy, be, ndim=4, dtype=x.dtype, batch=True)
     stride, pad, dilation, groups, (p, q) = _geometry(x, w, stride, padding, dilation, groups)
     check.shape_is("dy", dy, (x.shape[0], w.shape[0], p, q), "the conv2d output shape")
+    need = (check.flag("need_dx", need_dx), check.flag("need_dw", need_dw), check.flag("need_db", need_db))
+    _budget(x, w, pad, (p, q), backward=True)
+    if x.shape[0] == 0:
+        return empty_batch_grads(be, x, w, *need)
     return be.conv2d_backward(
         dy,
         x,
@@ -96,9 +129,20 @@ def conv2d_backward(
         padding=pad,
         dilation=dilation,
         groups=groups,
-        need_dx=check.flag("need_dx", need_dx),
-        need_dw=check.flag("need_dw", need_dw),
-        need_db=check.flag("need_db", need_db),
+        need_dx=need[0],
+        need_dw=need[1],
+        need_db=need[2],
+    )
+
+
+def empty_batch_grads(be, x, w, need_dx, need_dw, need_db):
+    """(dx, dw, db) of a conv (or dense) backward over an empty batch: dx empty, dw and db zero (nothing
+    to sum), None where not asked for, as PyTorch gives them."""
+    xp = _xp(be)
+    return (
+        xp.empty(x.shape, x.dtype) if need_dx else None,
+        xp.zeros(w.shape, x.dtype) if need_dw else None,
+        xp.zeros(w.shape[:1], x.dtype) if need_db else None,
     )
 
 
@@ -109,8 +153,10 @@ def conv2d_bias_act_forward(
     has one (bias and activation applied while the output tile is in cache). activation: None or a kind of
     activation_forward. The backward is the unfused pair: activation_backward from y, then conv2d_backward."""
     be = resolve(backend)
-    x, w, b, stride, pad, dilation, groups, _ = _forward_args(be, x, w, b, stride, padding, dilation, groups)
+    x, w, b, stride, pad, dilation, groups, pq = _forward_args(be, x, w, b, stride, padding, dilation, groups)
     alpha = check.activation_kind(activation, alpha)
+    if x.shape[0] == 0:
+        return _xp(be).empty((0, w.shape[0]) + pq, x.dtype)
     return be.conv2d_bias_act_forward(
         x,
         w,

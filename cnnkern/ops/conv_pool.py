@@ -44,10 +44,16 @@ def conv2d_act_maxpool_forward(
     )
     alpha = check.activation_kind(activation, alpha)
     z_shape = (x.shape[0], w.shape[0]) + pq
-    k, s, p, d, ceil_mode, _ = pool_ops._geometry(
+    k, s, p, d, ceil_mode, out = pool_ops._geometry(
         z_shape, pool_size, pool_stride, pool_padding, pool_dilation, ceil_mode
     )
     need_argmax = check.flag("return_argmax", return_argmax)
+    what = lambda: f"conv2d_act_maxpool_forward's pool on the conv output {z_shape}, pool_size {k}"  # noqa: E731
+    pool_ops._budget(z_shape, x.dtype, p, out, what, argmax=need_argmax)
+    if x.shape[0] == 0:  # an empty batch: empty outputs, no kernel (as PyTorch)
+        xp = conv_ops._xp(be)
+        y = xp.empty(z_shape[:2] + out, x.dtype)
+        return (y, xp.empty(y.shape, "int64")) if need_argmax else y
     y, argmax = be.conv2d_act_maxpool_forward(
         x,
         w,
@@ -91,15 +97,19 @@ def conv2d_act_maxpool_backward(
     ``conv2d_backward(maxpool2d_backward(activation_backward(dy, y, activation), argmax, z.shape), x, w)``.
     """
     be = resolve(backend)
-    x = check.array("x", x, be, ndim=4)
+    x = check.array("x", x, be, ndim=4, batch=True)
     w = check.array("w", w, be, ndim=4, dtype=x.dtype)
-    dy = check.array("dy", dy, be, ndim=4, dtype=x.dtype)
-    y = check.array("y", y, be, ndim=4, dtype=x.dtype)
+    dy = check.array("dy", dy, be, ndim=4, dtype=x.dtype, batch=True)
+    y = check.array("y", y, be, ndim=4, dtype=x.dtype, batch=True)
     stride, pad, dilation, groups, (p, q) = conv_ops._geometry(x, w, stride, padding, dilation, groups)
     alpha = check.activation_kind(activation, alpha)
     check.shape_is("y", y, dy.shape, "the shape of dy: the pooled output of the forward")
     z_shape = (int(x.shape[0]), int(w.shape[0]), p, q)
     argmax = pool_ops._argmax_checked(dy, argmax, z_shape, be, shape_name="the conv output")
+    need = (check.flag("need_dx", need_dx), check.flag("need_dw", need_dw), check.flag("need_db", need_db))
+    conv_ops._budget(x, w, pad, (p, q), backward=True)
+    if x.shape[0] == 0:
+        return conv_ops.empty_batch_grads(be, x, w, *need)
     return be.conv2d_act_maxpool_backward(
         dy,
         y,
@@ -112,7 +122,7 @@ def conv2d_act_maxpool_backward(
         groups=groups,
         activation=activation,
         alpha=alpha,
-        need_dx=check.flag("need_dx", need_dx),
-        need_dw=check.flag("need_dw", need_dw),
-        need_db=check.flag("need_db", need_db),
+        need_dx=need[0],
+        need_dw=need[1],
+        need_db=need[2],
     )

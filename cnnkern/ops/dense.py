@@ -1,11 +1,18 @@
-"""Dense (fully connected) at the front door: x (N,in), w (out,in), b (out,) -> y (N,out)."""
+"""Dense (fully connected) at the front door: x (N,in), w (out,in), b (out,) -> y (N,out).
+
+An empty batch (N = 0) is answered here without a kernel, as PyTorch: an empty y, an empty dx, zero dw, db.
+"""
 
 from ..backends import resolve
 from . import check
 
 
+def _empty(be, shape, dtype):
+    return __import__(be.array_module).empty(shape, dtype)
+
+
 def _check(x, w, be):
-    x = check.array("x", x, be, ndim=2)
+    x = check.array("x", x, be, ndim=2, batch=True)
     w = check.array("w", w, be, ndim=2, dtype=x.dtype)
     if w.shape[1] != x.shape[1]:
         raise ValueError(
@@ -27,6 +34,8 @@ def dense_forward(x, w, b=None, *, backend=None):
     """y = x·wᵀ + b."""
     be = resolve(backend)
     x, w, b = _forward_args(be, x, w, b)
+    if x.shape[0] == 0:
+        return _empty(be, (0, w.shape[0]), x.dtype)
     return be.dense_forward(x, w, b)
 
 
@@ -34,11 +43,14 @@ def dense_backward(dy, x, w, *, need_dx=True, need_db=True, backend=None):
     """Returns (dx, dw, db): dx = dy·w, dw = dyᵀ·x, db = Σₙ dy; None where not asked for."""
     be = resolve(backend)
     x, w = _check(x, w, be)
-    dy = check.array("dy", dy, be, ndim=2, dtype=x.dtype)
+    dy = check.array("dy", dy, be, ndim=2, dtype=x.dtype, batch=True)
     check.shape_is("dy", dy, (x.shape[0], w.shape[0]), "(N, out)")
-    return be.dense_backward(
-        dy, x, w, need_dx=check.flag("need_dx", need_dx), need_db=check.flag("need_db", need_db)
-    )
+    need_dx, need_db = check.flag("need_dx", need_dx), check.flag("need_db", need_db)
+    if x.shape[0] == 0:
+        from .conv import empty_batch_grads
+
+        return empty_batch_grads(be, x, w, need_dx, True, need_db)
+    return be.dense_backward(dy, x, w, need_dx=need_dx, need_db=need_db)
 
 
 def dense_bias_act_forward(x, w, b=None, *, activation=None, alpha=0.01, backend=None):
@@ -47,4 +59,6 @@ def dense_bias_act_forward(x, w, b=None, *, activation=None, alpha=0.01, backend
     be = resolve(backend)
     x, w, b = _forward_args(be, x, w, b)
     alpha = check.activation_kind(activation, alpha)
+    if x.shape[0] == 0:
+        return _empty(be, (0, w.shape[0]), x.dtype)
     return be.dense_bias_act_forward(x, w, b, activation=activation, alpha=alpha)

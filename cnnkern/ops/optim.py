@@ -1,4 +1,9 @@
-"""Optimizer updates at the front door: in place on param (and the optimizer state)."""
+"""Optimizer updates at the front door: in place on param (and the optimizer state).
+
+Every hyperparameter must be a finite number (ValueError naming it otherwise): an infinite learning rate,
+momentum, decay or epsilon turns the weights into NaN or -inf, differently on each backend, so none reaches
+a kernel.
+"""
 
 from ..backends import resolve
 from . import check
@@ -21,9 +26,9 @@ def sgd_update(param, grad, velocity, *, lr, momentum=0.0, nesterov=False, weigh
     """PyTorch's SGD step in place: g = grad + wd·param; v = momentum·v + g; param -= lr·(nesterov ? g +
     momentum·v : v). velocity may be None when momentum is 0."""
     be = resolve(backend)
-    lr = check.number("lr", lr, minimum=0.0)
-    momentum = check.number("momentum", momentum, minimum=0.0)
-    weight_decay = check.number("weight_decay", weight_decay, minimum=0.0)
+    lr = check.number("lr", lr, minimum=0.0, finite=True)
+    momentum = check.number("momentum", momentum, minimum=0.0, finite=True)
+    weight_decay = check.number("weight_decay", weight_decay, minimum=0.0, finite=True)
     nesterov = check.flag("nesterov", nesterov)
     if nesterov and momentum == 0.0:
         raise ValueError("nesterov=True needs momentum > 0")
@@ -42,12 +47,12 @@ def sgd_update(param, grad, velocity, *, lr, momentum=0.0, nesterov=False, weigh
 
 
 def _adam_hyper(step, lr, beta1, beta2, eps, weight_decay, eps_mode):
-    step = check.integer("step", step, minimum=1)
-    lr = check.number("lr", lr, minimum=0.0)
-    beta1 = check.number("beta1", beta1, minimum=0.0, below=1.0)
-    beta2 = check.number("beta2", beta2, minimum=0.0, below=1.0)
-    eps = check.number("eps", eps, minimum=0.0)
-    weight_decay = check.number("weight_decay", weight_decay, minimum=0.0)
+    step = check.integer("step", step, minimum=1, maximum=2**62)  # an int64 in every kernel
+    lr = check.number("lr", lr, minimum=0.0, finite=True)
+    beta1 = check.number("beta1", beta1, minimum=0.0, below=1.0, finite=True)
+    beta2 = check.number("beta2", beta2, minimum=0.0, below=1.0, finite=True)
+    eps = check.number("eps", eps, minimum=0.0, finite=True)
+    weight_decay = check.number("weight_decay", weight_decay, minimum=0.0, finite=True)
     if eps_mode not in ("torch", "keras"):
         raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
     return dict(

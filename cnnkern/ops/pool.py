@@ -1,8 +1,10 @@
-"""Max and average pooling at the front door: x (N,C,H,W) -> y (N,C,P,Q)."""
+"""Max and average pooling at the front door: x (N,C,H,W) -> y (N,C,P,Q).
+
+An empty batch (N = 0) is answered here without a kernel (empty outputs, as PyTorch); every call's outputs
+and its padded input are estimated against check.memory_limit() before anything is allocated.
+"""
 
 import functools
-
-import numpy as np
 
 from .. import shapes
 from ..backends import resolve
@@ -40,12 +42,28 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
 @functools.lru_cache(maxsize=512)
 def _window_in_padding(length, k, s, p, d, out):
     """The first of ``out`` windows along one dim (all ints, checked) with no tap inside [0, length), or
-    None. Cached: a training loop asks for the same few geometries every step."""
+    None. Cached: a training loop asks for the same few geometries every step. Each window is tested in O(1)
+    (its first tap at or after 0), so a kernel size near 2**31 costs no more than 2."""
     for o in range(out):
-        if any(0 <= t < length for t in range(o * s - p, o * s - p + d * k, d)):
+        start = o * s - p
+        first = max(0, -(start // d))  # index of the first tap >= 0: ceil(-start / d) when start < 0
+        if first < k and start + first * d < length:
             continue
         return o
     return None
+
+
+def _budget(x_shape, dtype, padding, out, what, argmax=True):
+    """Refuse a pooling call whose output (and int64 argmax), and padded input, exceed the memory limit."""
+    n, c, h, w = x_shape
+    y = n * c * out[0] * out[1]
+    padded = n * c * (h + 2 * padding[0]) * (w + 2 * padding[1])
+    total = (y + padded) * dtype.itemsize + (8 * y if argmax else 0)
+    check.allocation(total, lambda: f"{what()} with padding {tuple(padding)} (output {tuple(out)})")
+
+
+def _empty(be, shape, dtype):
+    return __import__(be.array_module).empty(shape, dtype)
 
 
 def maxpool2d_forward(
@@ -55,10 +73,16 @@ def maxpool2d_forward(
     alone with ``return_argmax=False`` (inference: the argmax is not written where the backend can skip
     it)."""
     be = resolve(backend)
-    x = check.array("x", x, be, ndim=4)
-    k, s, p, d, ceil_mode, _ = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    x = check.array("x", x, be, ndim=4, batch=True)
+    k, s, p, d, ceil_mode, out = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     kw = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode)
-    if not check.flag("return_argmax", return_argmax):
+    need_argmax = check.flag("return_argmax", return_argmax)
+    what = lambda: f"maxpool2d_forward on x {x.shape} with kernel_size {k}"  # noqa: E731
+    _budget(x.shape, x.dtype, p, out, what, argmax=need_argmax)
+    if x.shape[0] == 0:
+        y = _empty(be, x.shape[:2] + out, x.dtype)
+        return (y, _empty(be, y.shape, "int64")) if need_argmax else y
+    if not need_argmax:
         return be.maxpool2d_values_forward(x, **kw)
     return be.maxpool2d_forward(x, **kw)
 
@@ -70,11 +94,14 @@ def _argmax_checked(dy, argmax, x_shape, be, shape_name="x_shape"):
         raise TypeError(f"argmax must be a {cls.__module__}.ndarray, got {type(argmax).__name__}")
     if argmax.dtype.kind != "i" or argmax.dtype.itemsize != 8:
         raise TypeError(f"argmax must be int64 (as maxpool2d_forward returns it), got {argmax.dtype.name}")
-    if argmax.dtype != np.int64:  # int64 in the other byte order: a layout, converted like the strides
-        argmax = argmax.astype(np.int64)
+    argmax = check.base_class("argmax", argmax, cls, be)
     check.shape_is("argmax", argmax, dy.shape, "the shape of dy")
     if tuple(dy.shape[:2]) != x_shape[:2]:
         raise ValueError(f"dy {tuple(dy.shape)} and {shape_name} {x_shape} must agree on (N, C)")
+    # int64 in the other byte order, strided or misaligned: a layout, converted like the floats
+    argmax = check.int64_array("argmax", argmax)
+    if argmax.size == 0:
+        return argmax
     if not be.checks_argmax:  # else the kernel checks every index as it scatters (one pass less)
         plane = x_shape[2] * x_shape[3]
         lo, hi = int(argmax.min()), int(argmax.max())
@@ -83,15 +110,18 @@ def _argmax_checked(dy, argmax, x_shape, be, shape_name="x_shape"):
                 f"argmax holds {lo if lo < 0 else hi}, outside the H*W plane [0, {plane}) of "
                 f"{shape_name} {x_shape}"
             )
-    return argmax if argmax.flags.c_contiguous else argmax.copy()
+    return argmax
 
 
 def maxpool2d_backward(dy, argmax, x_shape, *, backend=None):
     """Scatter dy to the argmax positions (accumulating where windows overlap); returns dx of x_shape."""
     be = resolve(backend)
     x_shape = check.x_shape("x_shape", x_shape)
-    dy = check.array("dy", dy, be, ndim=4)
+    dy = check.array("dy", dy, be, ndim=4, batch=True)
     argmax = _argmax_checked(dy, argmax, x_shape, be)
+    check.allocation(check.nbytes(x_shape, dy.dtype), lambda: f"maxpool2d_backward's dx of x_shape {x_shape}")
+    if x_shape[0] == 0:
+        return _empty(be, x_shape, dy.dtype)
     return be.maxpool2d_backward(dy, argmax, x_shape)
 
 
@@ -101,10 +131,12 @@ def maxpool2d_act_backward(dy, argmax, a, activation, *, alpha=0.01, backend=Non
     activation)`` in one pass (fused on the cpp backend; a composition of those two kernels elsewhere)."""
     be = resolve(backend)
     alpha = check.activation_kind(activation, alpha, allow_none=False)
-    a = check.array("a", a, be, ndim=4)
-    dy = check.array("dy", dy, be, ndim=4, dtype=a.dtype)
+    a = check.array("a", a, be, ndim=4, batch=True)
+    dy = check.array("dy", dy, be, ndim=4, dtype=a.dtype, batch=True)
     x_shape = tuple(int(d) for d in a.shape)
     argmax = _argmax_checked(dy, argmax, x_shape, be, shape_name="a")
+    if x_shape[0] == 0:
+        return _empty(be, x_shape, a.dtype)
     return be.maxpool2d_act_backward(dy, argmax, x_shape, a, activation, alpha=alpha)
 
 
@@ -113,8 +145,12 @@ def avgpool2d_forward(
 ):
     """Average pooling, PyTorch's divisor rules (count_include_pad; the ceil_mode overhang never counts)."""
     be = resolve(backend)
-    x = check.array("x", x, be, ndim=4)
-    k, s, p, _, ceil_mode, _ = _geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    x = check.array("x", x, be, ndim=4, batch=True)
+    k, s, p, _, ceil_mode, out = _geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    what = lambda: f"avgpool2d_forward on x {x.shape} with kernel_size {k}"  # noqa: E731
+    _budget(x.shape, x.dtype, p, out, what, argmax=False)
+    if x.shape[0] == 0:
+        return _empty(be, x.shape[:2] + out, x.dtype)
     return be.avgpool2d_forward(
         x,
         kernel_size=k,
@@ -131,9 +167,13 @@ def avgpool2d_backward(
     """Gradient of avgpool2d_forward: each dy spread evenly (by the same divisor) over its window."""
     be = resolve(backend)
     x_shape = check.x_shape("x_shape", x_shape)
-    dy = check.array("dy", dy, be, ndim=4)
+    dy = check.array("dy", dy, be, ndim=4, batch=True)
     k, s, p, _, ceil_mode, out = _geometry(x_shape, kernel_size, stride, padding, 1, ceil_mode)
     check.shape_is("dy", dy, x_shape[:2] + out, "the pooling output shape")
+    what = lambda: f"avgpool2d_backward to x_shape {x_shape} with kernel_size {k}"  # noqa: E731
+    _budget(x_shape, dy.dtype, p, (x_shape[2], x_shape[3]), what, argmax=False)
+    if x_shape[0] == 0:
+        return _empty(be, x_shape, dy.dtype)
     return be.avgpool2d_backward(
         dy,
         x_shape,

@@ -2,7 +2,9 @@
 //   softmax_cross_entropy_forward:  logits (N,C), labels int64 (N,) -> loss 0-d float32, probs (N,C)
 //   softmax_cross_entropy_backward: probs (N,C), labels int64 (N,) -> dlogits (N,C) = (probs - onehot)/N
 // Per row, with m = max_j x_j and s = Σ_j exp(x_j - m): probs = exp(x - m)/s and the row loss is
-// -log_softmax[label] = m + log s - x[label], never log of a probability (which underflows). exp runs in
+// -log_softmax[label] = log s - (x[label] - m), never log of a probability (which underflows), and never
+// assembled as m + log s - x[label]: with a large offset (logits near 1e16) m + log s rounds back to m and
+// the loss would come out 0 instead of log s. exp runs in
 // float, s and the losses accumulate in double. Rows are independent; the loss is summed per fixed block of
 // rows and the block sums added in order, so its value does not depend on the thread count.
 #include <algorithm>
@@ -41,7 +43,7 @@ void run_rows(int64_t n, int64_t per_item, const Fn& fn) {
     parallel_for(n, fn);
 }
 
-// One row: writes probs, returns the row loss m + log s - x[label]. A NaN logit makes the max, and so the
+// One row: writes probs, returns the row loss log s - (x[label] - m), from the shifted logit. A NaN logit makes the max, and so the
 // whole row, NaN.
 double softmax_row(const float* x, int64_t C, int64_t label, float* p) {
   float m = x[0];
@@ -54,7 +56,7 @@ double softmax_row(const float* x, int64_t C, int64_t label, float* p) {
   }
   const float inv = static_cast<float>(1.0 / s);
   for (int64_t j = 0; j < C; ++j) p[j] *= inv;
-  return (static_cast<double>(m) + std::log(s)) - x[label];
+  return std::log(s) - (static_cast<double>(x[label]) - static_cast<double>(m));
 }
 
 py::tuple softmax_cross_entropy_forward(const carray<float>& logits, const carray<int64_t>& labels) {

@@ -1,7 +1,9 @@
 """Softmax cross-entropy with integer labels, mean over the batch.
 
 logits (N,C), labels int64 (N,) -> loss 0-d (logits dtype), probs (N,C); backward probs, labels -> dlogits.
-Per row: m = max (NaN wins), lse = m + log(sum exp(x - m)), loss_n = lse - x[label], probs = exp(x - m)/sum.
+Per row: m = max (NaN wins), s = sum exp(x - m), loss_n = log(s) - (x[label] - m), probs = exp(x - m)/s. The
+loss is taken from the shifted logit, never as m + log(s) - x[label]: with a large offset (logits near 1e16)
+m + log(s) rounds back to m and the loss would be 0.
 Rows run in parallel; the batch mean sums the per-row losses in float64.
 """
 
@@ -29,7 +31,7 @@ def _forward(logits, labels, row_loss, probs):
             s += e
         for j in range(C):
             out[j] = out[j] / s
-        row_loss[n] = m + math.log(s) - row[labels[n]]
+        row_loss[n] = math.log(s) - (np.float64(row[labels[n]]) - np.float64(m))
 
 
 @njit(parallel=True, cache=True)
