@@ -241,3 +241,11 @@ def test_plot_is_written(tiny_run, tmp_path):
     path = tmp_path / "bench.png"
     report.plot(tiny_run[1], str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_kernel_workload_has_a_working_pytorch_peer():
+    # the peers import cnnkern.torch_ref lazily; a wrong relative import fails only when torch is there
+    pytest.importorskip("torch")
+    work = workloads.classic_workloads(2) + [workloads.SgdStep(shapes.classic_layers(2)["adam"])]
+    for w in work:
+        assert w.check(w.bind_torch()()) is None, f"{w.kernel} {w.label}"

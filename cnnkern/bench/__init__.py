@@ -3,22 +3,29 @@ every backend and on PyTorch, timed in one process, interleaved; a table (median
 GB/s, % of the FMA peak estimate, time ratio to PyTorch), optionally a JSON file of the raw samples and a
 bar chart. ``--profile`` prints a per-kernel breakdown of the cpp training step and inference instead.
 
-Modules: :mod:`.shapes` (named layer shapes and their FLOP/byte counts), :mod:`.kernels` and :mod:`.steps`
+Modules: :mod:`.shapes` (named layer shapes and their FLOP/byte counts), :mod:`.workloads` and :mod:`.steps`
 (the workloads), :mod:`.timing` (interleaved measurement), :mod:`.peak` (FMA peak estimate),
 :mod:`.runner` (a whole run), :mod:`.profile` (the breakdown), :mod:`.report` (table, JSON, plot). Only
 argument parsing lives here, so that ``cnnkern --help`` stays light.
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runner import Settings
 
 __all__ = ["add_bench", "run_bench"]
 
-QUICK = {"repeat": 5, "target_s": 0.005, "settle_s": 0.002, "profile_steps": 5}
-FULL = {"repeat": 15, "target_s": 0.02, "settle_s": 0.015, "profile_steps": 20}
+# the run length of --quick and of a full run
+QUICK: dict[str, Any] = {"repeat": 5, "target_s": 0.005, "settle_s": 0.002, "profile_steps": 5}
+FULL: dict[str, Any] = {"repeat": 15, "target_s": 0.02, "settle_s": 0.015, "profile_steps": 20}
 
 
-def _int_list(text):
+def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -28,11 +35,11 @@ def _int_list(text):
     return values
 
 
-def _names(text):
+def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def add_bench(subparsers):
+def add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "bench",
         help="time the training step, inference and every layer's kernels against PyTorch",
@@ -99,7 +106,7 @@ def add_bench(subparsers):
     p.set_defaults(run=run_bench)
 
 
-def _settings(args, parser):
+def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Settings:
     """Validate the command line against this machine (exit 2 before any work if it cannot be honoured)."""
     from .. import backends, torch_ref
     from .runner import Settings, default_threads
@@ -139,7 +146,7 @@ def _settings(args, parser):
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error('--plot needs matplotlib, which is not installed: pip install "cnnkern[plot]"')
-    simd = []
+    simd: list[str] = []
     if "cpp" in names:
         cpp = backends.get("cpp")
         supported = cpp.supported_simd()
@@ -169,7 +176,7 @@ def _settings(args, parser):
     )
 
 
-def run_bench(args, parser):
+def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Entry point of ``cnnkern bench`` (see :func:`add_bench`). Exit status 1 if a result was wrong."""
     settings = _settings(args, parser)
     from . import report, runner
@@ -183,7 +190,7 @@ def run_bench(args, parser):
         cpp = backends.get("cpp")
         default = cpp.simd()
         steps = QUICK["profile_steps"] if args.quick else FULL["profile_steps"]
-        profiles = []
+        profiles: list[dict[str, Any]] = []
         try:
             for path in settings.simd if args.simd else [default]:
                 cpp.set_simd(path)

@@ -11,15 +11,22 @@ SGEMM runs at 80-95% of it):
   one GEMM call), under each SIMD path asked for.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import ops
+
+if TYPE_CHECKING:
+    from ..backends.cpp import CppBackend
 
 _SGEMM_SCRIPT = r"""
 import json, sys, time
@@ -48,7 +55,7 @@ print(json.dumps({"n": n, "runs": runs, "best_s": best, "gflops": 2 * n**3 / bes
 CLEARED_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def blas_sgemm(threads, n=1024, seconds=0.5):
+def blas_sgemm(threads: int, n: int = 1024, seconds: float = 0.5) -> dict[str, Any]:
     """NumPy's float32 matmul rate in a clean subprocess: a dict with ``gflops`` (best run), or ``error``."""
     env = {k: v for k, v in os.environ.items() if k not in CLEARED_VARIABLES}
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -66,19 +73,21 @@ def blas_sgemm(threads, n=1024, seconds=0.5):
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         return {"error": f"the sgemm subprocess failed ({proc.returncode}): {last}"}
-    result = json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
     result["threads"] = threads
     result["cleared"] = [v for v in CLEARED_VARIABLES if v in os.environ]
     return result
 
 
-def cpp_gemm(backend, simd_paths, n=512, seconds=0.3):
+def cpp_gemm(
+    backend: CppBackend, simd_paths: Sequence[str], n: int = 512, seconds: float = 0.3
+) -> dict[str, float]:
     """cnnkern's SGEMM rate (cpp ``dense_forward`` on (n,n)·(n,n)ᵀ) per SIMD path: {path: gflops}."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, n), dtype=np.float32)
     w = rng.standard_normal((n, n), dtype=np.float32)
     before = backend.simd()
-    rates = {}
+    rates: dict[str, float] = {}
     try:
         for path in simd_paths:
             backend.set_simd(path)
@@ -95,7 +104,9 @@ def cpp_gemm(backend, simd_paths, n=512, seconds=0.3):
     return rates
 
 
-def estimate(threads, cpp_backend=None, simd_paths=(), quick=False):
+def estimate(
+    threads: int, cpp_backend: CppBackend | None = None, simd_paths: Sequence[str] = (), quick: bool = False
+) -> dict[str, Any]:
     """{'blas': ..., 'cpp_gemm': {path: gflops}, 'peak_gflops': the best rate measured (or None)}."""
     blas = blas_sgemm(threads, n=768 if quick else 1024, seconds=0.2 if quick else 0.5)
     cpp = cpp_gemm(cpp_backend, simd_paths, seconds=0.1 if quick else 0.3) if cpp_backend is not None else {}

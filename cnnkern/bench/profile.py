@@ -9,16 +9,25 @@ is the step's wall time minus the kernels' sum, reported as its own row.
 The timer costs about a microsecond per call (perf_counter twice, a dict update), some 40 calls per step.
 """
 
+from __future__ import annotations
+
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 from ..backends.base import FUSED_KERNELS, KERNELS, Backend
 from ..zoo import classic_cnn_with_weights
 from . import shapes as S
 from .steps import LR, classic_batch, classic_weights
 
+Key = tuple[str, Optional[tuple[int, ...]]]
+"""(kernel, key shape): what a kernel call is attributed to (the shape None where none identifies it)."""
+LayerTable = dict[tuple[str, tuple[int, ...]], tuple[str, int, int]]
+"""(kernel, key shape) -> (layer name, FLOPs, bytes) of one call."""
 
-def _key_shape(kernel, args):
+
+def _key_shape(kernel: str, args: Sequence[Any]) -> tuple[int, ...] | None:
     """The shape that identifies the layer of a kernel call (the layer's input, or its output for the
     activation backward), or None."""
     pick = {
@@ -44,10 +53,12 @@ def _key_shape(kernel, args):
     return None
 
 
-def layer_table(batch):
+def layer_table(batch: int) -> LayerTable:
     """{(kernel, key shape): (layer name, FLOPs, bytes)} for every kernel call of the classic CNN's step."""
-    table = {}
+    table: LayerTable = {}
     for spec in S.classic_layers(batch).values():
+        shape: tuple[int, ...]
+        kernels: tuple[str, str]
         if isinstance(spec, S.Conv):
             shape, kernels = (spec.n, spec.c, spec.h, spec.w), ("conv2d_forward", "conv2d_backward")
         elif isinstance(spec, S.Pool):
@@ -76,7 +87,7 @@ def layer_table(batch):
     return table
 
 
-def _fused_conv_pool_rows(table, batch):
+def _fused_conv_pool_rows(table: LayerTable, batch: int) -> None:
     """Rows for the model layer's Conv2D + MaxPooling2D pairs (ops.conv2d_act_maxpool_*), named 'conv1+pool1',
     keyed by the conv's input shape."""
     for pair in S.conv_pool_pairs(batch).values():
@@ -90,27 +101,28 @@ def _fused_conv_pool_rows(table, batch):
 class TimedBackend(Backend):
     """Wraps a Backend; every kernel call is timed and attributed to ``(kernel, key shape)``."""
 
-    def __init__(self, inner):
+    def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.name = inner.name
         self.dtypes = inner.dtypes
         self.array_module = inner.array_module
-        self.records = defaultdict(lambda: [0, 0.0])  # (kernel, key shape) -> [calls, seconds]
+        # (kernel, key shape) -> [calls, seconds]
+        self.records: defaultdict[Key, list[float]] = defaultdict(lambda: [0, 0.0])
         self.adam_values = 0  # parameter values updated, for Adam's byte and FLOP counts
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         return self.inner.info()
 
-    def synchronize(self):
+    def synchronize(self) -> None:
         self.inner.synchronize()
 
-    def reset(self):
+    def reset(self) -> None:
         self.records.clear()
         self.adam_values = 0
 
 
-def _timed(kernel):
-    def method(self, *args, **kwargs):
+def _timed(kernel: str) -> Callable[..., Any]:
+    def method(self: TimedBackend, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         out = getattr(self.inner, kernel)(*args, **kwargs)
         self.inner.synchronize()
@@ -132,7 +144,9 @@ for _k in KERNELS + FUSED_KERNELS:
     setattr(TimedBackend, _k, _timed(_k))
 
 
-def profile_step(backend, batch, steps=20, warmup=3, seed=0, inference=False):
+def profile_step(
+    backend: Backend, batch: int, steps: int = 20, warmup: int = 3, seed: int = 0, inference: bool = False
+) -> dict[str, Any]:
     """Run ``steps`` training steps (or, with ``inference``, forward passes: ``Sequential.predict`` on one
     batch) of the classic CNN through the model layer on ``backend`` (a Backend) and return the breakdown:
     rows (layer, kernel, calls/step, s/step, FLOPs/step, bytes/step) and the step time. Per-step figures are
@@ -141,7 +155,7 @@ def profile_step(backend, batch, steps=20, warmup=3, seed=0, inference=False):
     model = classic_cnn_with_weights(classic_weights(seed), timed, lr=LR)
     images, labels = classic_batch(batch, seed)
 
-    def step():
+    def step() -> None:
         if inference:
             model.predict(images, batch_size=batch)
         else:
@@ -156,11 +170,14 @@ def profile_step(backend, batch, steps=20, warmup=3, seed=0, inference=False):
     step_s = (time.perf_counter() - start) / steps
 
     known = layer_table(batch)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (kernel, shape), (calls, seconds) in timed.records.items():
+        layer: str
+        flops: float | None
+        nbytes: float | None
         if kernel in ("adam_update", "adam_update_multi"):
             layer, flops, nbytes = "adam", 12 * timed.adam_values, 7 * S.F32 * timed.adam_values
-        elif (kernel, shape) in known:
+        elif shape is not None and (kernel, shape) in known:
             layer, flops, nbytes = known[(kernel, shape)]
             flops, nbytes = flops * calls, nbytes * calls
         else:

@@ -1,9 +1,13 @@
 """What ``cnnkern bench`` prints and writes: the results table, the profile table, the JSON file, the plot."""
 
+from __future__ import annotations
+
 import json
 import os
+from typing import Any
 
 from .._io import atomic_save, atomic_write
+from .._typing import PathLike
 
 GEMM_KERNELS = (
     "train_step",
@@ -17,7 +21,7 @@ GEMM_KERNELS = (
 )
 
 
-def fmt_time(s):
+def fmt_time(s: float | None) -> str:
     if s is None:
         return "-"
     if s >= 1.0:
@@ -27,11 +31,11 @@ def fmt_time(s):
     return f"{s * 1e6:.3g} us"
 
 
-def _num(v, spec):
+def _num(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def peak_text(peak):
+def peak_text(peak: dict[str, Any]) -> str:
     blas = peak["blas"]
     if "error" in blas:
         lines = [f"BLAS sgemm: {blas['error']}"]
@@ -48,7 +52,7 @@ def peak_text(peak):
     return "\n".join(lines)
 
 
-def table(data):
+def table(data: dict[str, Any]) -> str:
     """The results, one block per workload, one line per candidate."""
     meta = data["meta"]
     out = [
@@ -85,7 +89,7 @@ def table(data):
     return "\n".join(out)
 
 
-def profile_table(prof):
+def profile_table(prof: dict[str, Any]) -> str:
     """The per-kernel breakdown of one profiled training step (or inference pass)."""
     info = "  ".join(f"{k}={v}" for k, v in prof["info"].items())
     step = prof["step_s"]
@@ -114,13 +118,13 @@ def profile_table(prof):
     return "\n".join(out)
 
 
-def write_json(data, path):
+def write_json(data: Any, path: PathLike) -> None:
     with atomic_write(path, "w") as f:  # a crash mid-write never leaves a half file
         json.dump(data, f, indent=1)
         f.write("\n")
 
 
-def plot(data, path):
+def plot(data: dict[str, Any], path: PathLike) -> None:
     """A horizontal bar chart, one group per workload: PyTorch's median time over each candidate's (above 1:
     faster than PyTorch), or without PyTorch each candidate's speed relative to the slowest. IQR whiskers."""
     import matplotlib
@@ -129,7 +133,7 @@ def plot(data, path):
     import matplotlib.pyplot as plt
 
     records = [r for r in data["results"] if any(c["status"] == "ok" for c in r["candidates"].values())]
-    names = []
+    names: list[str] = []
     for r in records:
         names += [n for n, c in r["candidates"].items() if c["status"] == "ok" and n not in names]
     height = 0.8 / max(1, len(names))
@@ -138,7 +142,9 @@ def plot(data, path):
         "torch" in r["candidates"] and r["candidates"]["torch"]["status"] == "ok" for r in records
     )
     for j, name in enumerate(names):
-        ys, vals, errs = [], [], []
+        ys: list[float] = []
+        vals: list[float] = []
+        errs: list[list[list[float]]] = []
         for i, r in enumerate(records):
             c = r["candidates"].get(name)
             if not c or c["status"] != "ok":

@@ -6,16 +6,25 @@ its median time to PyTorch's (NCHW, and channels_last where PyTorch ran both) fr
 whose first result disagrees with the reference is not timed; its record holds the reason instead.
 """
 
+from __future__ import annotations
+
 import datetime
+import functools
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any, Union
 
 from .. import backends
 from . import peak, steps, timing
-from .workloads import classic_workloads, resnet_workloads
+from .workloads import Workload, classic_workloads, resnet_workloads
+
+AnyWorkload = Union[Workload, steps.TrainStep, steps.Inference]
+"""What a run times: a kernel workload, or the classic CNN's training step or inference."""
+Log = Callable[[str], object]
 
 TORCH = "torch"
 TORCH_FORMAT_NAMES = {"nchw": "torch", "channels_last": "torch/cl"}
@@ -23,10 +32,10 @@ TORCH_FORMAT_NAMES = {"nchw": "torch", "channels_last": "torch/cl"}
 
 @dataclass
 class Settings:
-    backends: list  # cnnkern backend names to time
+    backends: list[str]  # cnnkern backend names to time
     torch: bool  # PyTorch as a peer
-    simd: list  # the cpp backend's SIMD paths to time
-    batches: list = field(default_factory=lambda: [32, 128])
+    simd: list[str]  # the cpp backend's SIMD paths to time
+    batches: list[int] = field(default_factory=lambda: [32, 128])
     repeat: int = 15
     target_s: float = 0.02  # length of one sample
     settle_s: float = 0.015  # untimed calls before each sample (timing.py)
@@ -38,17 +47,17 @@ class Settings:
     seed: int = 0
 
 
-def default_threads():
+def default_threads() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
 
 
-def apply_threads(n, backend_names, with_torch):
+def apply_threads(n: int, backend_names: Sequence[str], with_torch: bool) -> dict[str, int]:
     """Give the cpp and numba backends (those named) and PyTorch (``with_torch``) ``n`` threads each; return
     what each reports afterwards."""
-    out = {}
+    out: dict[str, int] = {}
     if "cpp" in backend_names:
         from ..backends import cpp
 
@@ -72,9 +81,9 @@ def apply_threads(n, backend_names, with_torch):
     return out
 
 
-def workloads(settings):
+def workloads(settings: Settings) -> list[AnyWorkload]:
     """The workloads of a run, in the order they are run and reported."""
-    out = []
+    out: list[AnyWorkload] = []
     if settings.steps:
         out += [steps.TrainStep(b, settings.seed) for b in settings.batches]
         out += [steps.Inference(b, settings.seed) for b in settings.batches]
@@ -86,25 +95,31 @@ def workloads(settings):
     return out
 
 
-def candidates(workload, settings):
+def candidates(
+    workload: AnyWorkload, settings: Settings
+) -> list[tuple[str, Callable[[], Callable[[], Any]], Callable[[], Any] | None]]:
     """(name, bind, before) per candidate: bind() gives the callable, before() restores the SIMD path."""
-    out = []
+    out: list[tuple[str, Callable[[], Callable[[], Any]], Callable[[], Any] | None]] = []
     for name in settings.backends:
         be = backends.get(name)
         if name == "cpp":
             for path in settings.simd:
                 out.append(
-                    (f"cpp/{path}", lambda be=be: workload.bind(be), lambda be=be, p=path: be.set_simd(p))
+                    (
+                        f"cpp/{path}",
+                        functools.partial(workload.bind, be),
+                        functools.partial(be.set_simd, path),
+                    )
                 )
         else:
-            out.append((name, lambda be=be: workload.bind(be), None))
+            out.append((name, functools.partial(workload.bind, be), None))
     if settings.torch:
         for fmt in workload.torch_formats:
-            out.append((TORCH_FORMAT_NAMES[fmt], lambda fmt=fmt: workload.bind_torch(fmt), None))
+            out.append((TORCH_FORMAT_NAMES[fmt], functools.partial(workload.bind_torch, fmt), None))
     return out
 
 
-def machine():
+def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -120,12 +135,16 @@ def machine():
     }
 
 
-def versions(settings):
+def versions(settings: Settings) -> dict[str, str | None]:
     import numpy
 
     from .. import __version__
 
-    out = {"python": sys.version.split()[0], "numpy": numpy.__version__, "cnnkern": __version__}
+    out: dict[str, str | None] = {
+        "python": sys.version.split()[0],
+        "numpy": numpy.__version__,
+        "cnnkern": __version__,
+    }
     if settings.torch:
         from .. import torch_ref
 
@@ -137,7 +156,7 @@ def versions(settings):
     return out
 
 
-def _derive(record, peak_gflops):
+def _derive(record: dict[str, Any], peak_gflops: float | None) -> None:
     """Add GFLOP/s, GB/s, % of peak and the ratios to PyTorch to every timed candidate of a record."""
     cands = record["candidates"]
     for c in cands.values():
@@ -152,10 +171,12 @@ def _derive(record, peak_gflops):
             c[key] = med / ref["median_s"] if ref and ref["status"] == "ok" else None
 
 
-def measure_workload(workload, settings, peak_gflops, log):
+def measure_workload(
+    workload: AnyWorkload, settings: Settings, peak_gflops: float | None, log: Log
+) -> dict[str, Any]:
     """Check each candidate once, time the ones that pass (interleaved), return the record."""
-    timed = []
-    record = {
+    timed: list[timing.Candidate] = []
+    record: dict[str, Any] = {
         "kernel": workload.kernel,
         "label": workload.label,
         "flops": workload.flops,
@@ -187,7 +208,7 @@ def measure_workload(workload, settings, peak_gflops, log):
     return record
 
 
-def run(settings, log=None, options=None):
+def run(settings: Settings, log: Log | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The whole run: metadata, peak estimate, every workload. Returns the JSON-ready result."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()

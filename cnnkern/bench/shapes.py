@@ -19,15 +19,20 @@ Counting rules, the same for every backend and for PyTorch:
   (sum, centre, square-add, scale, affine) and 10 backward; loss 4 per logit; Adam 12 per parameter.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Union
 
 from .. import shapes as _out
+from .._typing import Shape
 
 F32 = 4
 I64 = 8
 
 
-def _numel(shape):
+def _numel(shape: Iterable[int]) -> int:
     n = 1
     for d in shape:
         n *= int(d)
@@ -50,25 +55,25 @@ class Conv:
     first: bool = False  # the network's first layer: its backward computes dw, db only
 
     @property
-    def p(self):
+    def p(self) -> int:
         return _out.conv_out(self.h, self.r, 1, self.pad, self.pad, 1)
 
     @property
-    def q(self):
+    def q(self) -> int:
         return _out.conv_out(self.w, self.s, 1, self.pad, self.pad, 1)
 
     @property
-    def label(self):
+    def label(self) -> str:
         pad = f" pad {self.pad}" if self.pad else ""
         return f"{self.name} {self.c}->{self.k} {self.h}x{self.w} {self.r}x{self.s}{pad} b{self.n}"
 
-    def forward_flops(self):
+    def forward_flops(self) -> int:
         return 2 * self.n * self.k * self.p * self.q * self.c * self.r * self.s
 
-    def backward_flops(self):
+    def backward_flops(self) -> int:
         return (1 if self.first else 2) * self.forward_flops() + self.n * self.k * self.p * self.q
 
-    def forward_bytes(self):
+    def forward_bytes(self) -> int:
         return F32 * (
             self.n * self.c * self.h * self.w
             + self.k * self.c * self.r * self.s
@@ -76,7 +81,7 @@ class Conv:
             + self.n * self.k * self.p * self.q
         )
 
-    def backward_bytes(self):
+    def backward_bytes(self) -> int:
         y = self.n * self.k * self.p * self.q
         x = self.n * self.c * self.h * self.w
         wt = self.k * self.c * self.r * self.s
@@ -95,27 +100,27 @@ class Pool:
     k: int = 2
 
     @property
-    def p(self):
+    def p(self) -> int:
         return _out.pool_out(self.h, self.k, self.k, 0, 1, False)
 
     @property
-    def q(self):
+    def q(self) -> int:
         return _out.pool_out(self.w, self.k, self.k, 0, 1, False)
 
     @property
-    def label(self):
+    def label(self) -> str:
         return f"{self.name} {self.c}x{self.h}x{self.w} -> {self.p}x{self.q} b{self.n}"
 
-    def forward_flops(self):
+    def forward_flops(self) -> int:
         return self.n * self.c * self.p * self.q * (self.k * self.k - 1)
 
-    def backward_flops(self):
+    def backward_flops(self) -> int:
         return self.n * self.c * self.p * self.q
 
-    def forward_bytes(self):
+    def forward_bytes(self) -> int:
         return self.n * self.c * (F32 * self.h * self.w + (F32 + I64) * self.p * self.q)
 
-    def backward_bytes(self):
+    def backward_bytes(self) -> int:
         return self.n * self.c * ((F32 + I64) * self.p * self.q + F32 * self.h * self.w)
 
 
@@ -130,19 +135,19 @@ class Dense:
     need_dx: bool = True
 
     @property
-    def label(self):
+    def label(self) -> str:
         return f"{self.name} {self.fin}->{self.fout} b{self.n}"
 
-    def forward_flops(self):
+    def forward_flops(self) -> int:
         return 2 * self.n * self.fin * self.fout
 
-    def backward_flops(self):
+    def backward_flops(self) -> int:
         return (2 if self.need_dx else 1) * self.forward_flops() + self.n * self.fout
 
-    def forward_bytes(self):
+    def forward_bytes(self) -> int:
         return F32 * (self.n * self.fin + self.fout * self.fin + self.fout + self.n * self.fout)
 
-    def backward_bytes(self):
+    def backward_bytes(self) -> int:
         dx = self.n * self.fin if self.need_dx else 0
         return F32 * (self.n * self.fout + self.n * self.fin + 2 * self.fout * self.fin + self.fout + dx)
 
@@ -152,27 +157,27 @@ class Elementwise:
     """An activation over a tensor of ``shape`` (batch first)."""
 
     name: str
-    shape: tuple
+    shape: Shape
     kind: str = "relu"
 
     @property
-    def n(self):
+    def n(self) -> int:
         return self.shape[0]
 
     @property
-    def label(self):
+    def label(self) -> str:
         return f"{self.name} {self.kind} {'x'.join(map(str, self.shape[1:]))} b{self.n}"
 
-    def forward_flops(self):
+    def forward_flops(self) -> int:
         return _numel(self.shape)
 
-    def backward_flops(self):
+    def backward_flops(self) -> int:
         return _numel(self.shape)
 
-    def forward_bytes(self):
+    def forward_bytes(self) -> int:
         return 2 * F32 * _numel(self.shape)
 
-    def backward_bytes(self):
+    def backward_bytes(self) -> int:
         return 3 * F32 * _numel(self.shape)
 
 
@@ -187,19 +192,19 @@ class BatchNorm:
     w: int
 
     @property
-    def label(self):
+    def label(self) -> str:
         return f"{self.name} {self.c}x{self.h}x{self.w} b{self.n}"
 
-    def forward_flops(self):
+    def forward_flops(self) -> int:
         return 8 * self.n * self.c * self.h * self.w
 
-    def backward_flops(self):
+    def backward_flops(self) -> int:
         return 10 * self.n * self.c * self.h * self.w
 
-    def forward_bytes(self):
+    def forward_bytes(self) -> int:
         return F32 * (2 * self.n * self.c * self.h * self.w + 8 * self.c)
 
-    def backward_bytes(self):
+    def backward_bytes(self) -> int:
         return F32 * (3 * self.n * self.c * self.h * self.w + 5 * self.c)
 
 
@@ -212,19 +217,19 @@ class Loss:
     classes: int = 10
 
     @property
-    def label(self):
+    def label(self) -> str:
         return f"{self.name} {self.classes} classes b{self.n}"
 
-    def forward_flops(self):
+    def forward_flops(self) -> int:
         return 4 * self.n * self.classes
 
-    def backward_flops(self):
+    def backward_flops(self) -> int:
         return 2 * self.n * self.classes
 
-    def forward_bytes(self):
+    def forward_bytes(self) -> int:
         return 2 * F32 * self.n * self.classes + I64 * self.n
 
-    def backward_bytes(self):
+    def backward_bytes(self) -> int:
         return 2 * F32 * self.n * self.classes + I64 * self.n
 
 
@@ -233,20 +238,20 @@ class Params:
     """An optimizer step over parameters of ``shapes`` (one update call per parameter)."""
 
     name: str
-    shapes: tuple
+    shapes: tuple[Shape, ...]
 
     @property
-    def count(self):
+    def count(self) -> int:
         return sum(_numel(s) for s in self.shapes)
 
     @property
-    def label(self):
+    def label(self) -> str:
         return f"{self.name} {len(self.shapes)} tensors, {self.count} values"
 
-    def forward_flops(self):
+    def forward_flops(self) -> int:
         return 12 * self.count
 
-    def forward_bytes(self):
+    def forward_bytes(self) -> int:
         return 7 * F32 * self.count  # read param, grad, m, v; write param, m, v
 
 
@@ -264,10 +269,10 @@ CLASSIC_PARAM_SHAPES = (
 )
 
 
-def classic_layers(batch):
+def classic_layers(batch: int) -> dict[str, Layer]:
     """The classic CNN's layers at batch size ``batch``, by name, in network order."""
     n = batch
-    layers = [
+    layers: list[Layer] = [
         Conv("conv1", n, 1, 32, 28, 28, first=True),
         Elementwise("relu1", (n, 32, 26, 26)),
         Pool("pool1", n, 32, 26, 26),
@@ -285,6 +290,10 @@ def classic_layers(batch):
     return {layer.name: layer for layer in layers}
 
 
+Layer = Union[Conv, Pool, Dense, Elementwise, Loss, Params]
+"""A layer of :func:`classic_layers`."""
+
+
 @dataclass(frozen=True)
 class ConvPool:
     """A conv, its ReLU and the max pool after it as the model layer runs them: one kernel pair
@@ -296,39 +305,39 @@ class ConvPool:
     pool: Pool
 
     @property
-    def name(self):
+    def name(self) -> str:
         return f"{self.conv.name}+{self.pool.name}"
 
     @property
-    def n(self):
+    def n(self) -> int:
         return self.conv.n
 
     @property
-    def label(self):
+    def label(self) -> str:
         c = self.conv
         return f"{self.name} {c.c}->{c.k} {c.h}x{c.w} {c.r}x{c.s} relu pool {self.pool.k} b{c.n}"
 
-    def _z(self):
+    def _z(self) -> int:
         return F32 * self.conv.n * self.conv.k * self.conv.p * self.conv.q
 
-    def forward_flops(self):
+    def forward_flops(self) -> int:
         return self.conv.forward_flops() + self.pool.forward_flops()
 
-    def backward_flops(self):
+    def backward_flops(self) -> int:
         return self.conv.backward_flops() + self.pool.backward_flops()
 
-    def forward_bytes(self):
+    def forward_bytes(self) -> int:
         return self.conv.forward_bytes() + self.pool.forward_bytes() - 2 * self._z()
 
-    def backward_bytes(self):
+    def backward_bytes(self) -> int:
         pooled = F32 * self.pool.n * self.pool.c * self.pool.p * self.pool.q
         return self.conv.backward_bytes() + self.pool.backward_bytes() - 2 * self._z() + pooled
 
 
-def conv_pool_pairs(batch):
+def conv_pool_pairs(batch: int) -> dict[str, ConvPool]:
     """The classic CNN's conv + ReLU + max pool pairs at ``batch`` (conv1+pool1, conv2+pool2), by name."""
     specs = list(classic_layers(batch).values())
-    pairs = {}
+    pairs: dict[str, ConvPool] = {}
     for conv, act, pool in zip(specs, specs[1:], specs[2:]):
         if isinstance(conv, Conv) and isinstance(act, Elementwise) and isinstance(pool, Pool):
             pair = ConvPool(conv, pool)
@@ -336,7 +345,7 @@ def conv_pool_pairs(batch):
     return pairs
 
 
-def resnet_convs():
+def resnet_convs() -> dict[str, Conv]:
     """Two ResNet-like 3x3 convolutions at batch 8 (the GEMM-bound regime)."""
     return {
         "res64": Conv("res64", 8, 64, 64, 56, 56, pad=1),
@@ -344,7 +353,7 @@ def resnet_convs():
     }
 
 
-def batchnorm_shapes(batch):
+def batchnorm_shapes(batch: int) -> dict[str, BatchNorm]:
     """Batch norm over the classic CNN's first two conv outputs at ``batch`` and the ResNet-like shapes."""
     return {
         "bn1": BatchNorm("bn1", batch, 32, 26, 26),
@@ -354,7 +363,7 @@ def batchnorm_shapes(batch):
     }
 
 
-def train_step_flops(batch):
+def train_step_flops(batch: int) -> int:
     """FLOPs of one classic-CNN training step: conv and dense, forward and backward (the rest is < 1%)."""
     return sum(
         layer.forward_flops() + layer.backward_flops()
@@ -363,7 +372,7 @@ def train_step_flops(batch):
     )
 
 
-def inference_flops(batch):
+def inference_flops(batch: int) -> int:
     """FLOPs of one classic-CNN forward pass: conv and dense."""
     return sum(
         layer.forward_flops() for layer in classic_layers(batch).values() if isinstance(layer, (Conv, Dense))

@@ -11,16 +11,24 @@ it checks backward and the optimizer too) with :class:`ComposedCNN`, the same ne
 from :mod:`cnnkern.ops` on the reference backend in float64, independent of the model layer.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
 
 from .. import backends, ops
 from ..zoo import classic_cnn_with_weights
 from . import shapes as S
 
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+
 LR = 1e-3
 
 
-def classic_weights(seed=0):
+def classic_weights(seed: int = 0) -> list[np.ndarray]:
     """Parameters of the classic CNN (:data:`.shapes.CLASSIC_PARAM_SHAPES`): He-uniform weights, small
     uniform biases (non-zero, so that the bias paths are exercised), float32."""
     rng = np.random.default_rng(seed)
@@ -35,7 +43,7 @@ def classic_weights(seed=0):
     return out
 
 
-def classic_batch(batch, seed=0):
+def classic_batch(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Images (N,28,28,1) float32 in [0,1) and labels (N,) int64: the model layer's (Keras's) input layout,
     which for one channel is also NCHW's memory order."""
     rng = np.random.default_rng(seed + 1)
@@ -48,17 +56,19 @@ class ComposedCNN:
     """The classic CNN's forward pass and training step composed from :mod:`cnnkern.ops` on one backend
     (float64 on the reference backend: the oracle of the check). Adam in PyTorch's form, lr 1e-3."""
 
-    def __init__(self, weights, backend="reference", dtype="float64"):
+    def __init__(
+        self, weights: Sequence[np.ndarray], backend: str | Backend = "reference", dtype: str = "float64"
+    ) -> None:
         self.backend = backends.resolve(backend)
         self.params = [np.array(w, dtype=dtype) for w in weights]
         self.m = [np.zeros_like(p) for p in self.params]
         self.v = [np.zeros_like(p) for p in self.params]
         self.step = 0
 
-    def _ops(self, kernel, *args, **kw):
+    def _ops(self, kernel: str, *args: Any, **kw: Any) -> Any:
         return getattr(ops, kernel)(*args, backend=self.backend, **kw)
 
-    def forward(self, images):
+    def forward(self, images: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """Logits and what backward needs; ``images`` (N,28,28,1) are reshaped to (N,1,28,28)."""
         w1, b1, w2, b2, w3, b3, wd1, bd1, wd2, bd2 = self.params
         x = np.ascontiguousarray(images.reshape(images.shape[0], 1, 28, 28), dtype=w1.dtype)
@@ -73,13 +83,13 @@ class ComposedCNN:
         logits = f("dense_forward", h, wd2, bd2)
         return logits, (x, a1, p1, i1, a2, p2, i2, a3, flat, h)
 
-    def probabilities(self, images):
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
         logits, _ = self.forward(images)
         z = logits - logits.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
-    def train_step(self, images, labels):
+    def train_step(self, images: np.ndarray, labels: np.ndarray) -> float:
         """One step; returns the loss before the update (a float)."""
         f = self._ops
         w1, b1, w2, b2, w3, b3, wd1, bd1, wd2, bd2 = self.params
@@ -101,7 +111,7 @@ class ComposedCNN:
         return float(loss)
 
 
-def _compare_values(got, want, rtol, what):
+def _compare_values(got: Any, want: Any, rtol: float, what: str) -> str | None:
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
@@ -119,42 +129,43 @@ class TrainStep:
     torch_formats = ("nchw", "channels_last")
     rtol = 2e-4
 
-    def __init__(self, batch, seed=0):
+    def __init__(self, batch: int, seed: int = 0) -> None:
         self.batch = batch
         self.seed = seed
         self.weights = classic_weights(seed)
         self.images, self.labels = classic_batch(batch, seed)
-        self._expected = None
+        self._expected: list[float] | None = None
 
     @property
-    def label(self):
+    def label(self) -> str:
         return f"classic CNN training step b{self.batch}"
 
     @property
-    def flops(self):
+    def flops(self) -> int:
         return S.train_step_flops(self.batch)
 
-    bytes = None
+    bytes: int | None = None
 
-    def bind(self, backend):
+    def bind(self, backend: Backend) -> Callable[[], float]:
         """``fn()`` runs one step through the model layer and returns its loss."""
         model = classic_cnn_with_weights(self.weights, backend, lr=LR)
-        return lambda: model.train_on_batch(self.images, self.labels)[0]  # [loss, accuracy]
+        # [loss, accuracy]: the model has a metric, so train_on_batch returns a list
+        return lambda: cast("list[float]", model.train_on_batch(self.images, self.labels))[0]
 
-    def bind_torch(self, memory_format="nchw"):
+    def bind_torch(self, memory_format: str = "nchw") -> Callable[[], float]:
         from .. import torch_ref
 
         step = torch_ref.TrainStep(self.weights, memory_format, lr=LR)
         images = np.ascontiguousarray(self.images.reshape(self.batch, 1, 28, 28))
         return lambda: float(step(images, self.labels))
 
-    def expected(self):
+    def expected(self) -> list[float]:
         if self._expected is None:
             net = ComposedCNN(self.weights)
             self._expected = [net.train_step(self.images, self.labels) for _ in range(2)]
         return self._expected
 
-    def verify(self, fn):
+    def verify(self, fn: Callable[[], float]) -> str | None:
         """None if the first two steps' losses agree with the float64 oracle, else what differs."""
         return _compare_values([fn(), fn()], self.expected(), self.rtol, "losses of steps 1 and 2")
 
@@ -166,28 +177,28 @@ class Inference:
     torch_formats = ("nchw", "channels_last")
     rtol = 1e-3
 
-    def __init__(self, batch, seed=0):
+    def __init__(self, batch: int, seed: int = 0) -> None:
         self.batch = batch
         self.seed = seed
         self.weights = classic_weights(seed)
         self.images, _ = classic_batch(batch, seed)
-        self._expected = None
+        self._expected: np.ndarray | None = None
 
     @property
-    def label(self):
+    def label(self) -> str:
         return f"classic CNN inference b{self.batch}"
 
     @property
-    def flops(self):
+    def flops(self) -> int:
         return S.inference_flops(self.batch)
 
-    bytes = None
+    bytes: int | None = None
 
-    def bind(self, backend):
+    def bind(self, backend: Backend) -> Callable[[], np.ndarray]:
         model = classic_cnn_with_weights(self.weights, backend, lr=LR)
         return lambda: model.predict(self.images, batch_size=self.batch)
 
-    def bind_torch(self, memory_format="nchw"):
+    def bind_torch(self, memory_format: str = "nchw") -> Callable[[], Any]:
         from .. import torch_ref
 
         torch = torch_ref.require_torch()
@@ -195,12 +206,12 @@ class Inference:
         images = np.ascontiguousarray(self.images.reshape(self.batch, 1, 28, 28))
         return lambda: torch.softmax(forward(images), 1)
 
-    def expected(self):
+    def expected(self) -> np.ndarray:
         if self._expected is None:
             self._expected = ComposedCNN(self.weights).probabilities(self.images)
         return self._expected
 
-    def verify(self, fn):
+    def verify(self, fn: Callable[[], Any]) -> str | None:
         from .workloads import to_numpy
 
         return _compare_values(to_numpy(fn()), self.expected(), self.rtol, "probabilities")

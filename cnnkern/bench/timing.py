@@ -15,9 +15,12 @@ settling, the start of a sample pays for its neighbour rather than for itself (u
 of a short kernel). The samples measure each candidate's steady state, as a training loop runs it.
 """
 
+from __future__ import annotations
+
 import gc
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,12 +32,12 @@ class Candidate:
     needs from global state before each sample (the cpp SIMD path)."""
 
     name: str
-    fn: object
-    before: object = None
+    fn: Callable[[], object]
+    before: Callable[[], object] | None = None
     loops: int = 1
-    samples: list = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)
 
-    def prepare(self):
+    def prepare(self) -> None:
         if self.before is not None:
             self.before()
 
@@ -42,7 +45,7 @@ class Candidate:
 SETTLE_S = 0.015  # the neighbours' spinning outlasted 10 ms in the measurement above
 
 
-def time_once(candidate, loops, settle_s=SETTLE_S):
+def time_once(candidate: Candidate, loops: int, settle_s: float | None = SETTLE_S) -> float:
     """Seconds per call, averaged over ``loops`` calls, after untimed calls for ``settle_s`` seconds (at least
     one call; None: none)."""
     candidate.prepare()
@@ -64,7 +67,7 @@ def time_once(candidate, loops, settle_s=SETTLE_S):
     return elapsed / loops
 
 
-def calibrate(candidate, target_s, max_loops=100_000):
+def calibrate(candidate: Candidate, target_s: float, max_loops: int = 100_000) -> int:
     """Warm up (JIT compilation, first-touch allocation, thread start-up) and choose ``loops``."""
     candidate.prepare()
     candidate.fn()
@@ -75,7 +78,14 @@ def calibrate(candidate, target_s, max_loops=100_000):
     return candidate.loops
 
 
-def measure(candidates, *, repeat, target_s, settle_s=SETTLE_S, on_repetition=None):
+def measure(
+    candidates: Sequence[Candidate],
+    *,
+    repeat: int,
+    target_s: float,
+    settle_s: float | None = SETTLE_S,
+    on_repetition: Callable[[int], object] | None = None,
+) -> None:
     """Calibrate each candidate, then take ``repeat`` samples of each, interleaved (each after ``settle_s``
     of untimed calls). Samples (seconds per call) are appended to ``candidate.samples``.
     ``on_repetition(i)`` is called after each round."""
@@ -90,7 +100,7 @@ def measure(candidates, *, repeat, target_s, settle_s=SETTLE_S, on_repetition=No
             on_repetition(i)
 
 
-def summary(samples):
+def summary(samples: Sequence[float]) -> dict[str, float]:
     """median, quartiles, min, max (seconds) of a list of samples."""
     a = np.asarray(samples, dtype=np.float64)
     q1, med, q3 = np.percentile(a, [25, 50, 75])

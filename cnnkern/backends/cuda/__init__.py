@@ -21,10 +21,14 @@ of chunks summed in a fixed order, never with float atomics: results are bitwise
 counts do not depend on the GPU model.
 """
 
+from __future__ import annotations
+
 import importlib.util
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..._typing import BackendArray
 from ..base import Backend
 from . import loader
 from .activation import ActivationKernels
@@ -36,11 +40,14 @@ from .loss import LossKernels
 from .optim import OptimKernels
 from .pool import PoolKernels
 
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
+
 # what the tests reach through this package
 __all__ = ["CudaBackend", "_channel_splits", "_check_gemm", "_check_grid", "_gemm_splits", "create", "probe"]
 
 
-def probe():
+def probe() -> str | None:
     """None if the backend can run here, else why not (and the fix)."""
     if importlib.util.find_spec("cupy") is None:
         return "cupy not installed: pip install cnnkern[cuda12] (or cnnkern[cuda13])"
@@ -64,7 +71,7 @@ def probe():
     return None
 
 
-def create():
+def create() -> CudaBackend:
     return CudaBackend()
 
 
@@ -85,7 +92,7 @@ class CudaBackend(
     dtypes = ("float32",)
     array_module = "cupy"
 
-    def __init__(self):
+    def __init__(self) -> None:
         import cupy
 
         self._cp = cupy
@@ -95,14 +102,16 @@ class CudaBackend(
     # tests' CPU emulator overrides _kernel, _address and _upload)
     _kernel = staticmethod(loader.function)
 
-    def _launch(self, stem, kernel, grid, args, block=_BLOCK):
+    def _launch(
+        self, stem: str, kernel: str, grid: tuple[int, ...], args: tuple[Any, ...], block: int = _BLOCK
+    ) -> None:
         self._kernel(stem, kernel)(grid, (block,), args)
 
     @staticmethod
-    def _address(a):
+    def _address(a: BackendArray) -> int:
         return a.data.ptr
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         cp = self._cp
         dev = cp.cuda.Device()
         props = cp.cuda.runtime.getDeviceProperties(dev.id)
@@ -114,13 +123,15 @@ class CudaBackend(
             "cupy": cp.__version__,
         }
 
-    def synchronize(self):
+    def synchronize(self) -> None:
         self._cp.cuda.Device().synchronize()
 
-    def _empty(self, shape, dtype=np.float32):
+    def _empty(self, shape: int | tuple[int, ...], dtype: DTypeLike = np.float32) -> BackendArray:
         return self._cp.empty(shape, dtype=dtype)
 
-    def _channel_sum(self, stem, x, out, n, k, pq):
+    def _channel_sum(
+        self, stem: str, x: BackendArray, out: BackendArray, n: int, k: int, pq: int
+    ) -> BackendArray:
         """out[k] = sum over (n, pq) of x (n, k, pq), two deterministic launches (reduce.cuh, which module
         ``stem`` includes)."""
         splits, chunk = _channel_splits(n * pq, k)
@@ -130,7 +141,7 @@ class CudaBackend(
             self._launch(stem, "sum_partials", _grid_1d(k), (partial, out, _i(k), _i(splits)))
         return out
 
-    def _upload(self, host):
+    def _upload(self, host: np.ndarray) -> BackendArray:
         """A device copy of a NumPy array from CuPy's default memory pool, so that a cached table outlives any
         private pool active at the time (graph.CapturedStep allocates from its own while it warms up)."""
         cp = self._cp

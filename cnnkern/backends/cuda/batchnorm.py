@@ -1,31 +1,47 @@
 """Launchers of batchnorm.cu: batch norm forward (with an optional activation) and backward."""
 
-from .launch import _act_code, _channel_splits, _f, _floats, _grid_1d, _i, _ints
+from __future__ import annotations
+
+from typing import Any
+
+from ..._typing import BackendArray
+from .launch import Launchers, _act_code, _channel_splits, _f, _floats, _grid_1d, _i, _ints
 
 
-class BatchnormKernels:
+class BatchnormKernels(Launchers):
     """The batchnorm kernels of :class:`~cnnkern.backends.cuda.CudaBackend` (a mixin: it uses the backend's
     ``_launch``, ``_empty`` and ``_cp``), launching ``batchnorm.cu``."""
 
-    def batchnorm2d_forward(self, x, gamma, beta, running_mean, running_var, *, training, momentum, eps):
+    def batchnorm2d_forward(
+        self,
+        x: BackendArray,
+        gamma: BackendArray,
+        beta: BackendArray,
+        running_mean: BackendArray,
+        running_var: BackendArray,
+        *,
+        training: bool,
+        momentum: float,
+        eps: float,
+    ) -> tuple[BackendArray, BackendArray, BackendArray]:
         return self.batchnorm2d_act_forward(
             x, gamma, beta, running_mean, running_var, training=training, momentum=momentum, eps=eps
         )
 
     def batchnorm2d_act_forward(
         self,
-        x,
-        gamma,
-        beta,
-        running_mean,
-        running_var,
+        x: BackendArray,
+        gamma: BackendArray,
+        beta: BackendArray,
+        running_mean: BackendArray,
+        running_var: BackendArray,
         *,
-        training,
-        momentum,
-        eps,
-        activation=None,
-        alpha=0.01,
-    ):
+        training: bool,
+        momentum: float,
+        eps: float,
+        activation: str | None = None,
+        alpha: float = 0.01,
+    ) -> tuple[BackendArray, BackendArray, BackendArray]:
         """batchnorm2d_forward with ``activation`` applied in the normalising pass; returns (y, mean, invstd)
         where y is the activated output."""
         act = _act_code(activation)
@@ -50,7 +66,14 @@ class BatchnormKernels:
             self._launch(
                 "batchnorm", "batchnorm2d_partial_moment", (c, splits), (x, mean, partial, *common, _i(1))
             )
-            args = (partial, mean, invstd, running_mean, running_var, *_ints(c, splits, count))
+            args: tuple[Any, ...] = (
+                partial,
+                mean,
+                invstd,
+                running_mean,
+                running_var,
+                *_ints(c, splits, count),
+            )
             args += _floats(momentum, eps)
             self._launch("batchnorm", "batchnorm2d_finish_var", _grid_1d(c), args)
         else:
@@ -61,7 +84,16 @@ class BatchnormKernels:
         self._launch("batchnorm", "batchnorm2d_forward", _grid_1d(x.size), args)
         return y, mean, invstd
 
-    def batchnorm2d_backward(self, dy, x, gamma, mean, invstd, *, training):
+    def batchnorm2d_backward(
+        self,
+        dy: BackendArray,
+        x: BackendArray,
+        gamma: BackendArray,
+        mean: BackendArray,
+        invstd: BackendArray,
+        *,
+        training: bool,
+    ) -> tuple[BackendArray, BackendArray, BackendArray]:
         n, c, h, w = x.shape
         hw = h * w
         count = n * hw
@@ -72,7 +104,7 @@ class BatchnormKernels:
             pdy, pdyx = dbeta, dgamma
         else:
             pdy, pdyx = self._empty((c * splits,)), self._empty((c * splits,))
-        args = (dy, x, mean, invstd, pdy, pdyx, _i(n), _i(c), _i(hw), _i(chunk))
+        args: tuple[Any, ...] = (dy, x, mean, invstd, pdy, pdyx, _i(n), _i(c), _i(hw), _i(chunk))
         self._launch("batchnorm", "batchnorm2d_partial_grad", (c, splits), args)
         if splits > 1:
             args = (pdy, pdyx, dbeta, dgamma, _i(c), _i(splits))

@@ -1,9 +1,18 @@
 """Launchers of conv.cu: convolution forward (bias and activation in the GEMM epilogue) and backward."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
 from ... import shapes
+from ..._typing import BackendArray
 from .launch import (
     _MAX_GRID_YZ,
     _TILE,
+    Launchers,
     _act_code,
     _cdiv,
     _check_gemm,
@@ -16,18 +25,38 @@ from .launch import (
 )
 
 
-class ConvKernels:
+class ConvKernels(Launchers):
     """The conv kernels of :class:`~cnnkern.backends.cuda.CudaBackend` (a mixin: it uses the backend's
     ``_launch``, ``_empty`` and ``_cp``), launching ``conv.cu``."""
 
-    def conv2d_forward(self, x, w, b=None, *, stride, padding, dilation, groups):
+    def conv2d_forward(
+        self,
+        x: BackendArray,
+        w: BackendArray,
+        b: BackendArray | None = None,
+        *,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int,
+    ) -> BackendArray:
         return self.conv2d_bias_act_forward(
             x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, activation=None
         )
 
     def conv2d_bias_act_forward(
-        self, x, w, b=None, *, stride, padding, dilation, groups, activation=None, alpha=0.01
-    ):
+        self,
+        x: BackendArray,
+        w: BackendArray,
+        b: BackendArray | None = None,
+        *,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int,
+        activation: str | None = None,
+        alpha: float = 0.01,
+    ) -> BackendArray:
         """``activation_forward(conv2d_forward(x, w, b), activation)`` in one launch (epilogue fusion)."""
         act = _act_code(activation)
         geo = _ConvGeometry(x.shape, w.shape, stride, padding, dilation, groups)
@@ -39,16 +68,31 @@ class ConvKernels:
             plane=geo.h * geo.w,
         )
         _check_grid("conv2d_forward", "groups", groups)
-        grid = (_cdiv(geo.n * geo.p * geo.q, _TILE), _cdiv(geo.kg, _TILE), groups)
+        grid: tuple[int, ...] = (_cdiv(geo.n * geo.p * geo.q, _TILE), _cdiv(geo.kg, _TILE), groups)
         has_bias = b is not None
         args = (x, w, b if has_bias else w, y, *geo.args(), _i(has_bias), _i(act), _f(alpha))
         self._launch("conv", "conv2d_forward", grid, args)
         return y
 
-    def conv2d_backward(self, dy, x, w, *, stride, padding, dilation, groups, need_dx, need_dw, need_db):
+    def conv2d_backward(
+        self,
+        dy: BackendArray,
+        x: BackendArray,
+        w: BackendArray,
+        *,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int,
+        need_dx: bool,
+        need_dw: bool,
+        need_db: bool,
+    ) -> tuple[BackendArray | None, BackendArray | None, BackendArray | None]:
         geo = _ConvGeometry(x.shape, w.shape, stride, padding, dilation, groups)
         _check_grid("conv2d_backward", "groups", groups)
-        dx = dw = db = None
+        dx: Any = None
+        dw: Any = None
+        db: Any = None
         if need_dx:
             dx = self._empty(x.shape)
             _check_gemm("conv2d_backward", pixels=geo.n * geo.h * geo.w, reduction=geo.kg * geo.r * geo.s)
@@ -76,7 +120,15 @@ class ConvKernels:
 class _ConvGeometry:
     """Sizes of one convolution and the kernel's 16 shape arguments (CONV_SHAPE_ARGS in conv.cu)."""
 
-    def __init__(self, x_shape, w_shape, stride, padding, dilation, groups):
+    def __init__(
+        self,
+        x_shape: Sequence[int],
+        w_shape: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int,
+    ) -> None:
         self.n, self.c, self.h, self.w = x_shape
         self.k, self.cg, self.r, self.s = w_shape
         self.sh, self.sw = stride
@@ -90,5 +142,5 @@ class _ConvGeometry:
     # the order of CONV_SHAPE_ARGS
     _ARGS = ("n", "c", "h", "w", "k", "p", "q", "r", "s", "sh", "sw", "pt", "pl", "dh", "dw", "groups")
 
-    def args(self):
+    def args(self) -> tuple[np.int64, ...]:
         return _ints(*(getattr(self, name) for name in self._ARGS))

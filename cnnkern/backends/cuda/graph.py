@@ -21,6 +21,11 @@ capture: a value that changes per step must live on the device (``adam_update_mu
 as a 0-d device array for this; ``step += 1`` inside the function is captured too).
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 
 class CapturedStep:
     """``fn()`` captured once (after ``warmup`` eager calls) into a CUDA graph; calling the object replays it
@@ -28,7 +33,7 @@ class CapturedStep:
     A replay is ordered after the work queued on the caller's current stream and before the work queued
     there afterwards, so copying inputs in and reading results out need no explicit synchronisation."""
 
-    def __init__(self, fn, *, warmup=2):
+    def __init__(self, fn: Callable[[], Any], *, warmup: int = 2) -> None:
         import cupy
 
         if not callable(fn):
@@ -54,7 +59,7 @@ class CapturedStep:
         self._graph = graph
         caller.wait_event(self._stream.record())
 
-    def __call__(self):
+    def __call__(self) -> Any:
         # order the replay after work already queued on the caller's stream (the input copies), and the
         # caller's later work after the replay: the private stream is non-blocking, so nothing else does
         caller = self._cp.cuda.get_current_stream()

@@ -6,9 +6,12 @@ kernel cache, keyed by the source text, sees every header change. Everything her
 works without CuPy (the tests compile the same sources with nvcc and NVRTC on machines without a GPU).
 """
 
+from __future__ import annotations
+
 import pathlib
 import re
 import threading
+from typing import Any
 
 HERE = pathlib.Path(__file__).resolve().parent
 MODULES = ("conv", "pool", "batchnorm", "dense", "activation", "loss", "optim")
@@ -17,20 +20,20 @@ OPTIONS = ("-std=c++17",)
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
 _lock = threading.Lock()
-_modules = {}  # (device id, stem) -> cupy.RawModule
-_functions = {}  # (device id, stem, kernel) -> cupy.RawKernel
+_modules: dict[tuple[int, str], Any] = {}  # (device id, stem) -> cupy.RawModule
+_functions: dict[tuple[int, str, str], Any] = {}  # (device id, stem, kernel) -> cupy.RawKernel
 
 
-def source(stem):
+def source(stem: str) -> str:
     """The self-contained source of module ``stem``: the .cu file with its local headers pasted in."""
     if stem not in MODULES:
         raise ValueError(f"unknown CUDA module {stem!r}; expected one of {', '.join(MODULES)}")
-    seen = set()
+    seen: set[str] = set()
 
-    def expand(path):
+    def expand(path: pathlib.Path) -> str:
         text = path.read_text()
 
-        def paste(match):
+        def paste(match: re.Match[str]) -> str:
             name = match.group(1)
             if name in seen:
                 return f"// {name} already included"
@@ -45,7 +48,7 @@ def source(stem):
     return expand(HERE / f"{stem}.cu")
 
 
-def function(stem, kernel):
+def function(stem: str, kernel: str) -> Any:
     """The compiled kernel ``kernel`` of module ``stem`` for the current device (compiled on first use)."""
     import cupy
 

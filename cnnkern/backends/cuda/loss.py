@@ -1,13 +1,18 @@
 """Launchers of loss.cu: softmax cross-entropy."""
 
-from .launch import _BLOCK, _MAX_BLOCKS, _cdiv, _grid_1d, _i
+from __future__ import annotations
+
+from ..._typing import BackendArray
+from .launch import _BLOCK, _MAX_BLOCKS, Launchers, _cdiv, _grid_1d, _i
 
 
-class LossKernels:
+class LossKernels(Launchers):
     """The loss kernels of :class:`~cnnkern.backends.cuda.CudaBackend` (a mixin: it uses the backend's
     ``_launch``, ``_empty`` and ``_cp``), launching ``loss.cu``."""
 
-    def softmax_cross_entropy_forward(self, logits, labels):
+    def softmax_cross_entropy_forward(
+        self, logits: BackendArray, labels: BackendArray
+    ) -> tuple[BackendArray, BackendArray]:
         n, c = logits.shape
         probs = self._empty((n, c))
         row_loss = self._empty((n,))
@@ -20,7 +25,7 @@ class LossKernels:
         self._launch("loss", "mean_loss", (1,), (row_loss, loss, _i(n)))
         return loss, probs
 
-    def softmax_cross_entropy_backward(self, probs, labels):
+    def softmax_cross_entropy_backward(self, probs: BackendArray, labels: BackendArray) -> BackendArray:
         n, c = probs.shape
         d = self._empty((n, c))
         self._launch(

@@ -1,23 +1,45 @@
 """Launchers of optim.cu: SGD and Adam, one tensor or a list of them in one launch."""
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from .launch import _f, _floats, _grid_1d, _i
+from ..._typing import BackendArray
+from .launch import Launchers, _f, _floats, _grid_1d, _i
+
+# adam_update_multi's cached device tables: ((address, size) of every array) -> (pointers, offsets)
+_AdamTables = dict[tuple[tuple[int, int], ...], tuple[BackendArray, BackendArray]]
 
 
-class OptimKernels:
+class OptimKernels(Launchers):
     """The optim kernels of :class:`~cnnkern.backends.cuda.CudaBackend` (a mixin: it uses the backend's
     ``_launch``, ``_empty`` and ``_cp``), launching ``optim.cu``."""
 
-    def sgd_update(self, param, grad, velocity, *, lr, momentum, nesterov, weight_decay):
+    _adam_tables: _AdamTables  # set by CudaBackend.__init__
+
+    def sgd_update(
+        self,
+        param: BackendArray,
+        grad: BackendArray,
+        velocity: BackendArray | None,
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+    ) -> None:
         v = velocity if velocity is not None else param  # never touched when momentum == 0
         args = (param, grad, v, _i(param.size), _f(lr), _f(momentum), _i(bool(nesterov)), _f(weight_decay))
         self._launch("optim", "sgd_update", _grid_1d(param.size), args)
 
     @staticmethod
-    def _adam_scalars(step, lr, beta1, beta2, eps_mode):
+    def _adam_scalars(
+        step: int, lr: float, beta1: float, beta2: float, eps_mode: str
+    ) -> tuple[float, float, int]:
         """(step_size, sqrt(1 - beta2^t), keras flag), computed in double."""
         if eps_mode not in ("torch", "keras"):
             raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
@@ -27,7 +49,21 @@ class OptimKernels:
             return lr / c1, sqrt_c2, 0
         return lr * sqrt_c2 / c1, sqrt_c2, 1
 
-    def adam_update(self, param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
+    def adam_update(
+        self,
+        param: BackendArray,
+        grad: BackendArray,
+        m: BackendArray,
+        v: BackendArray,
+        *,
+        step: int,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        eps_mode: str,
+    ) -> None:
         step_size, sqrt_c2, keras = self._adam_scalars(step, lr, beta1, beta2, eps_mode)
         scalars = _floats(beta1, beta2, eps, weight_decay, step_size, sqrt_c2)
         args = (param, grad, m, v, _i(param.size), *scalars, _i(keras))
@@ -35,19 +71,19 @@ class OptimKernels:
 
     def adam_update_multi(
         self,
-        params,
-        grads,
-        ms,
-        vs,
+        params: Sequence[BackendArray],
+        grads: Sequence[BackendArray],
+        ms: Sequence[BackendArray],
+        vs: Sequence[BackendArray],
         *,
-        step,
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        eps_mode,
-    ):
+        step: Any,  # an int >= 1, or a 0-d int64 device array (below)
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        eps_mode: str,
+    ) -> None:
         """adam_update over every (param, grad, m, v) quadruple of the lists in one launch.
 
         ``step``: an int >= 1, or a 0-d int64 array on the device holding it, read when the kernel runs.
@@ -93,7 +129,13 @@ class OptimKernels:
         total = sum(q[0].size for q in quads)
         keras = _i(eps_mode == "keras")
         if device_step:
-            args = (table, offsets, _i(len(quads)), step, *map(np.float64, (lr, beta1, beta2)))
+            args: tuple[Any, ...] = (
+                table,
+                offsets,
+                _i(len(quads)),
+                step,
+                *map(np.float64, (lr, beta1, beta2)),
+            )
             args += (*_floats(eps, weight_decay), keras)
             self._launch("optim", "adam_update_multi_device_step", _grid_1d(total), args)
         else:
@@ -106,7 +148,9 @@ class OptimKernels:
                 (table, offsets, _i(len(quads)), *scalars, keras),
             )
 
-    def _adam_table(self, quads):
+    def _adam_table(
+        self, quads: Sequence[tuple[BackendArray, BackendArray, BackendArray, BackendArray]]
+    ) -> tuple[BackendArray, BackendArray]:
         key = tuple((self._address(a), a.size) for q in quads for a in q)
         hit = self._adam_tables.get(key)
         if hit is None:

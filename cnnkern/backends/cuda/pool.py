@@ -1,16 +1,30 @@
 """Launchers of pool.cu: max and average pooling, forward and backward."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 from ... import shapes
-from .launch import _BLOCK, _MAX_BLOCKS, _cdiv, _grid_1d, _i, _ints
+from ..._typing import BackendArray
+from .launch import _BLOCK, _MAX_BLOCKS, Launchers, _cdiv, _grid_1d, _i, _ints
 
 
-class PoolKernels:
+class PoolKernels(Launchers):
     """The pool kernels of :class:`~cnnkern.backends.cuda.CudaBackend` (a mixin: it uses the backend's
     ``_launch``, ``_empty`` and ``_cp``), launching ``pool.cu``."""
 
-    def maxpool2d_forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
+    def maxpool2d_forward(
+        self,
+        x: BackendArray,
+        *,
+        kernel_size: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        ceil_mode: bool,
+    ) -> tuple[BackendArray, BackendArray]:
         n, c, h, w = x.shape
         p = shapes.pool_out(h, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
         q = shapes.pool_out(w, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
@@ -21,7 +35,9 @@ class PoolKernels:
         self._launch("pool", "maxpool2d_forward", _grid_1d(y.size), args)
         return y, argmax
 
-    def maxpool2d_backward(self, dy, argmax, x_shape):
+    def maxpool2d_backward(
+        self, dy: BackendArray, argmax: BackendArray, x_shape: Sequence[int]
+    ) -> BackendArray:
         n, c, h, w = x_shape
         dx = self._cp.zeros(tuple(x_shape), dtype=np.float32)
         planes = n * c
@@ -31,10 +47,31 @@ class PoolKernels:
         self._launch("pool", "maxpool2d_backward", grid, (dy, argmax, dx, _i(planes), _i(h * w), _i(pq)))
         return dx
 
-    def _avg_args(self, n, c, h, w, p, q, kernel_size, stride, padding, count_include_pad):
+    def _avg_args(
+        self,
+        n: int,
+        c: int,
+        h: int,
+        w: int,
+        p: int,
+        q: int,
+        kernel_size: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int],
+        count_include_pad: bool,
+    ) -> tuple[np.int64, ...]:
         return _ints(n * c, h, w, p, q, *kernel_size, *stride, *padding, bool(count_include_pad))
 
-    def avgpool2d_forward(self, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
+    def avgpool2d_forward(
+        self,
+        x: BackendArray,
+        *,
+        kernel_size: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int],
+        ceil_mode: bool,
+        count_include_pad: bool,
+    ) -> BackendArray:
         n, c, h, w = x.shape
         p = shapes.pool_out(h, kernel_size[0], stride[0], padding[0], 1, ceil_mode)
         q = shapes.pool_out(w, kernel_size[1], stride[1], padding[1], 1, ceil_mode)
@@ -43,7 +80,17 @@ class PoolKernels:
         self._launch("pool", "avgpool2d_forward", _grid_1d(y.size), (x, y, *args))
         return y
 
-    def avgpool2d_backward(self, dy, x_shape, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
+    def avgpool2d_backward(
+        self,
+        dy: BackendArray,
+        x_shape: Sequence[int],
+        *,
+        kernel_size: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int],
+        ceil_mode: bool,
+        count_include_pad: bool,
+    ) -> BackendArray:
         n, c, h, w = x_shape
         p, q = dy.shape[2], dy.shape[3]
         dx = self._empty(tuple(x_shape))

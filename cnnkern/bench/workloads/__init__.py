@@ -12,6 +12,8 @@ reference within ``rtol`` of the largest reference magnitude, argmax exactly.
 One module per family (the stem rule: ``workloads/<stem>.py``), the shared base in ``base.py``.
 """
 
+from __future__ import annotations
+
 from .. import shapes as S
 from .activation import ActivationBackward, ActivationForward
 from .base import Workload, to_numpy
@@ -30,7 +32,7 @@ __all__ = [
     "SgdStep", "Workload", "classic_workloads", "resnet_workloads", "to_numpy", "workloads_for",
 ]  # fmt: skip
 
-FAMILIES = {
+FAMILIES: dict[str, tuple[type[Workload], ...]] = {
     "conv": (ConvForward, ConvBackward),
     "pool": (MaxPoolForward, MaxPoolBackward, MaxPoolReluBackward),
     "batchnorm": (BatchNormForward, BatchNormBackward),
@@ -39,7 +41,7 @@ FAMILIES = {
     "loss": (LossForward, LossBackward),
     "optim": (AdamStep,),
 }
-_SPEC_FAMILY = {
+_SPEC_FAMILY: dict[type, str] = {
     S.Conv: "conv",
     S.Pool: "pool",
     S.BatchNorm: "batchnorm",
@@ -50,16 +52,16 @@ _SPEC_FAMILY = {
 }
 
 
-def workloads_for(spec, seed=0):
+def workloads_for(spec: S.Layer | S.BatchNorm, seed: int = 0) -> list[Workload]:
     """The forward and backward workloads of one layer spec (Adam: the one update)."""
     return [cls(spec, seed) for cls in FAMILIES[_SPEC_FAMILY[type(spec)]]]
 
 
-def classic_workloads(batch, seed=0):
+def classic_workloads(batch: int, seed: int = 0) -> list[Workload]:
     """Every kernel of the classic CNN's training step at ``batch``, in network order, each conv + ReLU +
     pool pair also as the fused kernel pair the model layer runs for it (after the pool's kernels)."""
     pairs = {pair.pool.name: pair for pair in S.conv_pool_pairs(batch).values()}
-    out = []
+    out: list[Workload] = []
     for spec in S.classic_layers(batch).values():
         out += workloads_for(spec, seed)
         if spec.name in pairs:
@@ -67,5 +69,5 @@ def classic_workloads(batch, seed=0):
     return out
 
 
-def resnet_workloads(seed=0):
+def resnet_workloads(seed: int = 0) -> list[Workload]:
     return [w for spec in S.resnet_convs().values() for w in workloads_for(spec, seed)]

@@ -1,12 +1,27 @@
 """What every workload shares: the :class:`Workload` base (bind to a backend or to PyTorch, check against
 the reference), array conversion and the seeded input helpers."""
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ... import backends
+from ..._typing import Shape
+
+if TYPE_CHECKING:
+    from ...backends.base import Backend
+
+Inputs = dict[str, Any]
+"""A workload's inputs by name: NumPy arrays (lists of them for the optimizers); in a binding, the backend's
+or torch's arrays."""
+Outputs = Sequence[Any]
+"""A kernel's outputs, aligned with the reference's (None where a peer has no such output)."""
 
 
-def to_numpy(a):
+def to_numpy(a: Any) -> np.ndarray | None:
     """A backend or torch array as NumPy (None stays None)."""
     if a is None:
         return None
@@ -17,7 +32,7 @@ def to_numpy(a):
     return np.asarray(a)
 
 
-def _copy_to(a, backend):
+def _copy_to(a: Any, backend: Backend) -> Any:
     """A copy of NumPy ``a`` (or of each array in a list) as the backend's array kind."""
     if isinstance(a, list):
         return [_copy_to(v, backend) for v in a]
@@ -30,7 +45,7 @@ def _copy_to(a, backend):
     return a.copy()
 
 
-def _as64(a):
+def _as64(a: Any) -> Any:
     if isinstance(a, list):
         return [_as64(v) for v in a]
     if isinstance(a, np.ndarray) and a.dtype == np.float32:
@@ -38,11 +53,11 @@ def _as64(a):
     return a
 
 
-def _uniform(rng, shape, lo=-1.0, hi=1.0):
+def _uniform(rng: np.random.Generator, shape: Shape, lo: float = -1.0, hi: float = 1.0) -> np.ndarray:
     return rng.uniform(lo, hi, size=shape).astype(np.float32)
 
 
-def _eighths(rng, shape):
+def _eighths(rng: np.random.Generator, shape: Shape) -> np.ndarray:
     """Multiples of 1/8 in [-1, 1]: a conv of them is exact in float32 (its products are multiples of 1/64
     and its sums stay far below 2^24/64), so the argmax of a pool after it is the same on every backend."""
     return (rng.integers(-8, 9, size=shape) / 8).astype(np.float32)
@@ -54,39 +69,40 @@ class Workload:
     kernel = ""
     backward = False  # which of the spec's counts apply
     rtol = 1e-3
-    torch_only = ()  # input names only the PyTorch peer uses
-    torch_formats = ("nchw",)
+    torch_only: tuple[str, ...] = ()  # input names only the PyTorch peer uses
+    torch_formats: tuple[str, ...] = ("nchw",)
+    spec: Any  # a :mod:`..shapes` layer spec; each subclass names its type
 
-    def __init__(self, spec, seed=0):
+    def __init__(self, spec: Any, seed: int = 0) -> None:
         self.spec = spec
         self.seed = seed
-        self._inputs = None
-        self._expected = None
+        self._inputs: Inputs | None = None
+        self._expected: tuple[Any, ...] | None = None
 
     @property
-    def label(self):
+    def label(self) -> str:
         return self.spec.label
 
     @property
-    def flops(self):
+    def flops(self) -> int | None:
         return self.spec.backward_flops() if self.backward else self.spec.forward_flops()
 
     @property
-    def bytes(self):
+    def bytes(self) -> int | None:
         return self.spec.backward_bytes() if self.backward else self.spec.forward_bytes()
 
-    def inputs(self):
+    def inputs(self) -> Inputs:
         if self._inputs is None:
             self._inputs = self._make(np.random.default_rng(self.seed))
         return self._inputs
 
-    def bind(self, backend):
+    def bind(self, backend: Backend) -> Callable[[], Outputs]:
         """A no-argument callable running the kernel once on ``backend`` (a Backend) and returning its
         outputs; CuPy work is synchronised before it returns."""
         a = {k: _copy_to(v, backend) for k, v in self.inputs().items() if k not in self.torch_only}
         if backend.array_module == "cupy":
 
-            def run():
+            def run() -> Outputs:
                 out = self._call(backend, a)
                 backend.synchronize()
                 return out
@@ -94,7 +110,7 @@ class Workload:
             return run
         return lambda: self._call(backend, a)
 
-    def bind_torch(self, memory_format="nchw"):
+    def bind_torch(self, memory_format: str = "nchw") -> Callable[[], Outputs]:
         """The same for the PyTorch peer (inputs as contiguous CPU tensors; kernels run NCHW only)."""
         import torch
 
@@ -104,7 +120,7 @@ class Workload:
         }
         return lambda: self._torch_call(t)
 
-    def expected(self):
+    def expected(self) -> tuple[Any, ...]:
         """The reference backend's outputs on float64 copies of the inputs."""
         if self._expected is None:
             ref = backends.get("reference")
@@ -113,17 +129,17 @@ class Workload:
             self._expected = tuple(_host(o) for o in self._call(ref, a))
         return self._expected
 
-    def verify(self, fn):
+    def verify(self, fn: Callable[[], Outputs]) -> str | None:
         """Run a fresh binding's ``fn`` once and :meth:`check` what it returns."""
         return self.check(fn())
 
-    def check(self, outputs):
+    def check(self, outputs: Outputs) -> str | None:
         """None if ``outputs`` (a tuple aligned with the kernel's outputs, None where a peer has no such
         output) agree with :meth:`expected`, else what differs."""
         expected = self.expected()
         if len(outputs) != len(expected):
             return f"{len(outputs)} outputs, expected {len(expected)}"
-        pairs = []
+        pairs: list[tuple[str, Any, Any]] = []
         for i, (out, ref) in enumerate(zip(outputs, expected)):
             if out is None or ref is None:
                 continue
@@ -135,24 +151,24 @@ class Workload:
             return "no output to compare"
         return next((m for m in (_compare(what, o, r, self.rtol) for what, o, r in pairs) if m), None)
 
-    def _make(self, rng):
+    def _make(self, rng: np.random.Generator) -> Inputs:
         raise NotImplementedError
 
-    def _call(self, be, a):
+    def _call(self, be: Backend, a: Inputs) -> Outputs:
         raise NotImplementedError
 
-    def _torch_call(self, t):
+    def _torch_call(self, t: Inputs) -> Outputs:
         raise NotImplementedError
 
 
-def _host(o):
+def _host(o: Any) -> Any:
     """An output (or list of outputs) as NumPy; None stays None."""
     if isinstance(o, (list, tuple)):
         return [_host(v) for v in o]
     return to_numpy(o)
 
 
-def _compare(what, out, ref, rtol):
+def _compare(what: str, out: Any, ref: Any, rtol: float) -> str | None:
     """None if ``out`` matches ``ref``: integers exactly, floats within ``rtol`` x (max |ref| + |ref|)."""
     out = to_numpy(out)
     ref = np.asarray(ref)

@@ -1,15 +1,24 @@
 """Batch-norm workloads: forward (training) and backward."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ... import ops
-from .base import Workload, _uniform
+from .. import shapes as S
+from .base import Inputs, Outputs, Workload, _uniform
+
+if TYPE_CHECKING:
+    from ...backends.base import Backend
 
 
 class BatchNormForward(Workload):
+    spec: S.BatchNorm
     kernel = "batchnorm2d_forward"
 
-    def _make(self, rng):
+    def _make(self, rng: np.random.Generator) -> Inputs:
         b = self.spec
         return {
             "x": _uniform(rng, (b.n, b.c, b.h, b.w)),
@@ -19,13 +28,13 @@ class BatchNormForward(Workload):
             "running_var": np.ones(b.c, np.float32),
         }
 
-    def _call(self, be, a):
+    def _call(self, be: Backend, a: Inputs) -> Outputs:
         return ops.batchnorm2d_forward(
             a["x"], a["gamma"], a["beta"], a["running_mean"], a["running_var"], training=True, backend=be
         )
 
-    def _torch_call(self, t):
-        from .. import torch_ref
+    def _torch_call(self, t: Inputs) -> Outputs:
+        from ... import torch_ref
 
         return torch_ref.batchnorm2d_forward(
             t["x"], t["gamma"], t["beta"], t["running_mean"], t["running_var"]
@@ -33,10 +42,11 @@ class BatchNormForward(Workload):
 
 
 class BatchNormBackward(Workload):
+    spec: S.BatchNorm
     kernel = "batchnorm2d_backward"
     backward = True
 
-    def _make(self, rng):
+    def _make(self, rng: np.random.Generator) -> Inputs:
         b = self.spec
         x = _uniform(rng, (b.n, b.c, b.h, b.w))
         x64 = x.astype(np.float64)
@@ -50,12 +60,12 @@ class BatchNormBackward(Workload):
             "invstd": invstd.astype(np.float32),
         }
 
-    def _call(self, be, a):
+    def _call(self, be: Backend, a: Inputs) -> Outputs:
         return ops.batchnorm2d_backward(
             a["dy"], a["x"], a["gamma"], a["mean"], a["invstd"], training=True, backend=be
         )
 
-    def _torch_call(self, t):
-        from .. import torch_ref
+    def _torch_call(self, t: Inputs) -> Outputs:
+        from ... import torch_ref
 
         return torch_ref.batchnorm2d_backward(t["dy"], t["x"], t["gamma"], t["mean"], t["invstd"])
