@@ -22,7 +22,8 @@ from setuptools import setup
 ParallelCompile("CNNKERN_BUILD_JOBS", needs_recompile=naive_recompile).install()
 
 # csrc/runtime: module, bindings, thread pool, allocator, SIMD detection; csrc/kernels: one file per kernel
-# family (the same stems as cnnkern/backends/<name>/); csrc/isa/<isa>: the micro-kernels of one instruction set.
+# family (the same stems as cnnkern/backends/<name>/); csrc/isa/<isa>: the micro-kernels of one
+# instruction set.
 sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
 is_x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 if not is_x86:
@@ -40,7 +41,8 @@ macros = [("CNNKERN_X86", "1")] if is_x86 else []
 # LD_PRELOADed (g++ -print-file-name=libasan.so) with ASAN_OPTIONS=detect_leaks=0.
 if os.environ.get("CNNKERN_DEBUG_BUILD"):
     sanitize = ["-fsanitize=address,undefined,alignment", "-fno-sanitize-recover=all"]
-    args = ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv", "-D_GLIBCXX_ASSERTIONS"] + sanitize + args[1:]
+    debug = ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv", "-D_GLIBCXX_ASSERTIONS"]
+    args = debug + sanitize + args[1:]
     link_args += sanitize
 
 ext = Pybind11Extension(

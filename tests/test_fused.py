@@ -40,8 +40,13 @@ def test_conv2d_bias_act_forward(target, case, kind):
     k = case.w[1] * case.w[2] * case.w[3]
     for dt in target.dtypes:
         got = target.call(
-            "conv2d_bias_act_forward", target.put(x, dt), target.put(w, dt), target.put(b, dt),
-            activation=kind, alpha=alpha, **case.kwargs(),
+            "conv2d_bias_act_forward",
+            target.put(x, dt),
+            target.put(w, dt),
+            target.put(b, dt),
+            activation=kind,
+            alpha=alpha,
+            **case.kwargs(),
         )
         assert_close(target.get(got), want, **_tol(k, dt), what=f"{target.id} {dt} {kind} y", dtype=dt)
 
@@ -55,8 +60,13 @@ def test_conv2d_bias_act_exact_on_small_integers(target, case, kind):
     b = randint((case.w[0],), 42) if case.bias else None
     want = _compose(ops.conv2d_forward(x, w, b, backend="reference", **case.kwargs()), kind, 0.5)
     got = target.call(
-        "conv2d_bias_act_forward", target.put(x, "float32"), target.put(w, "float32"), target.put(b, "float32"),
-        activation=kind, alpha=0.5, **case.kwargs(),
+        "conv2d_bias_act_forward",
+        target.put(x, "float32"),
+        target.put(w, "float32"),
+        target.put(b, "float32"),
+        activation=kind,
+        alpha=0.5,
+        **case.kwargs(),
     )
     assert_equal(target.get(got), want, what=f"{target.id} {kind} y")
 
@@ -67,8 +77,13 @@ def test_conv2d_bias_act_keeps_nan(target):
     x[1, 2, 4, 4] = np.nan
     want = _compose(ops.conv2d_forward(x, w, b, stride=1, padding=1, backend="reference"), "relu", 0.0)
     got = target.call(
-        "conv2d_bias_act_forward", target.put(x, "float32"), target.put(w, "float32"), target.put(b, "float32"),
-        stride=1, padding=1, activation="relu",
+        "conv2d_bias_act_forward",
+        target.put(x, "float32"),
+        target.put(w, "float32"),
+        target.put(b, "float32"),
+        stride=1,
+        padding=1,
+        activation="relu",
     )
     assert np.isnan(want).sum() == 5 * 9
     assert_close(target.get(got), want, **_tol(27, "float32"), what=f"{target.id} y", dtype="float32")
@@ -83,10 +98,16 @@ def test_dense_bias_act_forward(target, case, kind):
     want = _compose(ops.dense_forward(x, w, b, backend="reference"), kind, alpha)
     for dt in target.dtypes:
         got = target.call(
-            "dense_bias_act_forward", target.put(x, dt), target.put(w, dt), target.put(b, dt),
-            activation=kind, alpha=alpha,
+            "dense_bias_act_forward",
+            target.put(x, dt),
+            target.put(w, dt),
+            target.put(b, dt),
+            activation=kind,
+            alpha=alpha,
         )
-        assert_close(target.get(got), want, **_tol(case.fan_in, dt), what=f"{target.id} {dt} {kind} y", dtype=dt)
+        assert_close(
+            target.get(got), want, **_tol(case.fan_in, dt), what=f"{target.id} {dt} {kind} y", dtype=dt
+        )
 
 
 # Tensor sizes across the SIMD tails and the pool's split point (2^15 elements), so a chunk boundary falls
@@ -105,19 +126,28 @@ def test_adam_update_multi(target, config):
     grads = [[randn(s, 100 * t + i) for i, s in enumerate(MULTI_SHAPES)] for t in range(steps)]
     for dt in target.dtypes:
         ref = [(p.copy(), np.zeros(p.shape), np.zeros(p.shape)) for p in params]
-        got = [(target.put(p, dt), target.put(np.zeros(p.shape), dt), target.put(np.zeros(p.shape), dt)) for p in params]
+        got = [
+            (target.put(p, dt), target.put(np.zeros(p.shape), dt), target.put(np.zeros(p.shape), dt))
+            for p in params
+        ]
         for t in range(1, steps + 1):
             for (p, m, v), g in zip(ref, grads[t - 1]):
                 ops.adam_update(p, g, m, v, step=t, backend="reference", **config)
             target.call(
                 "adam_update_multi",
-                [q[0] for q in got], [target.put(g, dt) for g in grads[t - 1]], [q[1] for q in got],
-                [q[2] for q in got], step=t, **config,
+                [q[0] for q in got],
+                [target.put(g, dt) for g in grads[t - 1]],
+                [q[1] for q in got],
+                [q[2] for q in got],
+                step=t,
+                **config,
             )
             tol = scaled(dt, 16 * EPS32 * t, 16 * EPS32 * t)
             for i, (r, q) in enumerate(zip(ref, got)):
                 for name, a, want in zip(("param", "m", "v"), q, r):
-                    assert_close(target.get(a), want, **tol, what=f"{target.id} {dt} {name}[{i}] step {t}", dtype=dt)
+                    assert_close(
+                        target.get(a), want, **tol, what=f"{target.id} {dt} {name}[{i}] step {t}", dtype=dt
+                    )
 
 
 # Convolutions with few output pixels per image (P*Q < 128): the cpp backend multiplies several images in one
@@ -134,7 +164,9 @@ BATCHED = [
 
 
 @pytest.mark.parametrize("kind", (None, "relu"), ids=str)
-@pytest.mark.parametrize("xs, ws, kw", BATCHED, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else None)
+@pytest.mark.parametrize(
+    "xs, ws, kw", BATCHED, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else None
+)
 def test_batched_small_output_conv(target, xs, ws, kw, kind):
     x, w, b = randn(xs, 80), randn(ws, 81), randn((ws[0],), 82)
     y = ops.conv2d_forward(x, w, b, backend="reference", **kw)
@@ -145,12 +177,22 @@ def test_batched_small_output_conv(target, xs, ws, kw, kind):
     k_dw = y.shape[0] * y.shape[2] * y.shape[3]
     for dt in target.dtypes:
         got = target.call(
-            "conv2d_bias_act_forward", target.put(x, dt), target.put(w, dt), target.put(b, dt), activation=kind, **kw
+            "conv2d_bias_act_forward",
+            target.put(x, dt),
+            target.put(w, dt),
+            target.put(b, dt),
+            activation=kind,
+            **kw,
         )
-        assert_close(target.get(got), _compose(y, kind, 0.01), **_tol(k_y, dt), what=f"{target.id} {dt} y", dtype=dt)
-        dx, dw, db = (target.get(a) for a in target.call(
-            "conv2d_backward", target.put(dy, dt), target.put(x, dt), target.put(w, dt), **kw
-        ))
+        assert_close(
+            target.get(got), _compose(y, kind, 0.01), **_tol(k_y, dt), what=f"{target.id} {dt} y", dtype=dt
+        )
+        dx, dw, db = (
+            target.get(a)
+            for a in target.call(
+                "conv2d_backward", target.put(dy, dt), target.put(x, dt), target.put(w, dt), **kw
+            )
+        )
         assert_close(dx, want_dx, **gemm_tol(k_dx, dt), what=f"{target.id} {dt} dx", dtype=dt)
         assert_close(dw, want_dw, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} dw", dtype=dt)
         assert_close(db, want_db, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} db", dtype=dt)
@@ -184,14 +226,21 @@ def test_stride1_valid_conv(target, xs, ws, kind):
     k_dw = y.shape[0] * y.shape[2] * y.shape[3]
     for dt in target.dtypes:
         got = target.call(
-            "conv2d_bias_act_forward", target.put(x, dt), target.put(w, dt), target.put(b, dt), activation=kind
+            "conv2d_bias_act_forward",
+            target.put(x, dt),
+            target.put(w, dt),
+            target.put(b, dt),
+            activation=kind,
         )
-        assert_close(target.get(got), _compose(y, kind, 0.01), **_tol(k_y, dt), what=f"{target.id} {dt} y", dtype=dt)
+        assert_close(
+            target.get(got), _compose(y, kind, 0.01), **_tol(k_y, dt), what=f"{target.id} {dt} y", dtype=dt
+        )
         if kind is not None:
             continue
-        dx, dw, db = (target.get(a) for a in target.call(
-            "conv2d_backward", target.put(dy, dt), target.put(x, dt), target.put(w, dt)
-        ))
+        dx, dw, db = (
+            target.get(a)
+            for a in target.call("conv2d_backward", target.put(dy, dt), target.put(x, dt), target.put(w, dt))
+        )
         assert_close(dx, want_dx, **gemm_tol(k_dx, dt), what=f"{target.id} {dt} dx", dtype=dt)
         assert_close(dw, want_dw, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} dw", dtype=dt)
         assert_close(db, want_db, **gemm_tol(k_dw, dt), what=f"{target.id} {dt} db", dtype=dt)
@@ -199,10 +248,14 @@ def test_stride1_valid_conv(target, xs, ws, kind):
     x, w, b = randint(xs, 88), randint(ws, 89), randint((ws[0],), 90)
     dy = randint(y.shape, 91)
     want = ops.conv2d_forward(x, w, b, backend="reference")
-    got = target.call("conv2d_forward", target.put(x, "float32"), target.put(w, "float32"), target.put(b, "float32"))
+    got = target.call(
+        "conv2d_forward", target.put(x, "float32"), target.put(w, "float32"), target.put(b, "float32")
+    )
     assert_equal(target.get(got), want, what=f"{target.id} y")
     want = ops.conv2d_backward(dy, x, w, backend="reference")
-    got = target.call("conv2d_backward", target.put(dy, "float32"), target.put(x, "float32"), target.put(w, "float32"))
+    got = target.call(
+        "conv2d_backward", target.put(dy, "float32"), target.put(x, "float32"), target.put(w, "float32")
+    )
     for name, g, ref in zip(("dx", "dw", "db"), got, want):
         assert_equal(target.get(g), ref, what=f"{target.id} {name}")
 
@@ -223,7 +276,9 @@ C1_CASES = [
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=str)
-@pytest.mark.parametrize("xs, k", C1_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v))
+@pytest.mark.parametrize(
+    "xs, k", C1_CASES, ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
+)
 def test_single_channel_3x3_conv(target, xs, k, kind):
     x, w, b = randn(xs, 90), randn((k, 1, 3, 3), 91), randn((k,), 92)
     y = ops.conv2d_forward(x, w, b, backend="reference")
@@ -232,16 +287,29 @@ def test_single_channel_3x3_conv(target, xs, k, kind):
     k_dw = y.shape[0] * y.shape[2] * y.shape[3]
     for dt in target.dtypes:
         got = target.call(
-            "conv2d_bias_act_forward", target.put(x, dt), target.put(w, dt), target.put(b, dt), activation=kind,
+            "conv2d_bias_act_forward",
+            target.put(x, dt),
+            target.put(w, dt),
+            target.put(b, dt),
+            activation=kind,
             alpha=0.3,
         )
-        assert_close(target.get(got), _compose(y, kind, 0.3), **_tol(9, dt), what=f"{target.id} {dt} y", dtype=dt)
+        assert_close(
+            target.get(got), _compose(y, kind, 0.3), **_tol(9, dt), what=f"{target.id} {dt} y", dtype=dt
+        )
         if kind is not None:
             continue
         for need_dx in (False, True):
-            dx, dw, db = (target.get(a) for a in target.call(
-                "conv2d_backward", target.put(dy, dt), target.put(x, dt), target.put(w, dt), need_dx=need_dx
-            ))
+            dx, dw, db = (
+                target.get(a)
+                for a in target.call(
+                    "conv2d_backward",
+                    target.put(dy, dt),
+                    target.put(x, dt),
+                    target.put(w, dt),
+                    need_dx=need_dx,
+                )
+            )
             assert (dx is None) == (not need_dx)
             if need_dx:
                 assert_close(dx, want_dx, **gemm_tol(9 * k, dt), what=f"{target.id} {dt} dx", dtype=dt)
@@ -253,13 +321,22 @@ def test_single_channel_3x3_conv_exact_and_nan(target):
     """Integer inputs are exact in any order; a NaN pixel reaches exactly the 3x3 block of outputs over it."""
     x, w, b = randint((2, 1, 11, 13), 94), randint((6, 1, 3, 3), 95), randint((6,), 96)
     want = ops.conv2d_forward(x, w, b, backend="reference")
-    got = target.call("conv2d_bias_act_forward", target.put(x, "float32"), target.put(w, "float32"),
-                      target.put(b, "float32"))
+    got = target.call(
+        "conv2d_bias_act_forward",
+        target.put(x, "float32"),
+        target.put(w, "float32"),
+        target.put(b, "float32"),
+    )
     assert_equal(target.get(got), want, what=f"{target.id} y")
     x[1, 0, 5, 12] = np.nan
     want = _compose(ops.conv2d_forward(x, w, b, backend="reference"), "relu", 0.0)
-    got = target.call("conv2d_bias_act_forward", target.put(x, "float32"), target.put(w, "float32"),
-                      target.put(b, "float32"), activation="relu")
+    got = target.call(
+        "conv2d_bias_act_forward",
+        target.put(x, "float32"),
+        target.put(w, "float32"),
+        target.put(b, "float32"),
+        activation="relu",
+    )
     assert np.isnan(want).sum() == 6 * 3
     assert_equal(target.get(got), want, what=f"{target.id} relu y")
 
@@ -291,6 +368,4 @@ def test_maxpool2d_act_backward(target, case, kind, data):
     for dt in target.dtypes:
         args = (target.put(dy, dt), target.put(arg), target.put(a, dt), kind)
         got = target.call("maxpool2d_act_backward", *args, alpha=alpha)
-        assert_close(
-            target.get(got), want, **_tol(kh * kw, dt), what=f"{target.id} {dt} {kind} dz", dtype=dt
-        )
+        assert_close(target.get(got), want, **_tol(kh * kw, dt), what=f"{target.id} {dt} {kind} dz", dtype=dt)

@@ -247,8 +247,8 @@ def test_show_config_reports_threads():
 @pytest.mark.slow
 @pytest.mark.parametrize("sanitizer", ["thread", "address,undefined"])
 def test_pool_under_sanitizers(tmp_path, sanitizer):
-    """csrc/runtime/threads.cpp alone, stressed (tests/native/threads_stress.cpp) under ThreadSanitizer and under
-    AddressSanitizer + UBSan: no report, every result right."""
+    """csrc/runtime/threads.cpp alone, stressed (tests/native/threads_stress.cpp) under ThreadSanitizer and
+    under AddressSanitizer + UBSan: no report, every result right."""
     import shutil
     from pathlib import Path
 
