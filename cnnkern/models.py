@@ -241,7 +241,10 @@ class Sequential:
         mod = np if isinstance(x, np.ndarray) else self._ctx.xp
         if x.ndim == 4:
             x = x.transpose(0, 3, 1, 2)
-        out = self._ctx.xp.asarray(mod.ascontiguousarray(x, dtype=self.dtype))
+        # A value beyond the dtype's range becomes inf here, which check_inputs then reports by name: NumPy's
+        # overflow warning would only repeat it.
+        with np.errstate(over="ignore"):
+            out = self._ctx.xp.asarray(mod.ascontiguousarray(x, dtype=self.dtype))
         if check_finite:
             nonfinite.check_inputs(out, name, self._ctx.xp)
         return out

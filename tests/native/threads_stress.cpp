@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
-#include "common.h"
+#include "runtime/common.h"
 using namespace cnnkern;
 int main() {
   init_threads_from_env();
