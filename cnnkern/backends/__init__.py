@@ -6,6 +6,8 @@ then :func:`set_backend`, then the ``CNNKERN_BACKEND`` environment variable, the
 else cpp, else numba, else reference). A backend asked for by name never falls back to another.
 """
 
+from __future__ import annotations
+
 import importlib
 import os
 import threading
@@ -23,19 +25,19 @@ _MODULES = {
 }
 
 _lock = threading.Lock()
-_instances = {}
-_probes = {}
-_default = None
+_instances: dict[str, Backend] = {}
+_probes: dict[str, str | None] = {}
+_default: str | Backend | None = None
 
 __all__ = ["Backend", "KERNELS", "NAMES", "available", "probe", "get", "set_backend", "current", "resolve"]
 
 
-def _check_name(name):
+def _check_name(name: object) -> None:
     if not isinstance(name, str) or name not in NAMES + ("auto",):
         raise ValueError(f"backend must be one of {', '.join(NAMES + ('auto',))}, got {name!r}")
 
 
-def probe(name):
+def probe(name: str) -> str | None:
     """``None`` if backend ``name`` can run here, else a one-line reason (with the fix where there is one)."""
     _check_name(name)
     if name == "auto":
@@ -50,12 +52,12 @@ def probe(name):
         return _probes[name]
 
 
-def available():
+def available() -> list[str]:
     """Names of the backends that can run on this machine, in registry order."""
     return [n for n in NAMES if probe(n) is None]
 
 
-def get(name):
+def get(name: str) -> Backend:
     """The backend instance named ``name`` ('auto' picks the best usable one); raises
     :class:`BackendUnavailableError` with the probe's reason if it cannot run here."""
     _check_name(name)
@@ -72,7 +74,7 @@ def get(name):
         return _instances[name]
 
 
-def set_backend(name):
+def set_backend(name: str | Backend | None) -> None:
     """Make ``name`` (or a Backend instance, or None to go back to the environment/auto) the default."""
     global _default
     if name is None or isinstance(name, Backend):
@@ -82,7 +84,7 @@ def set_backend(name):
     _default = name
 
 
-def current():
+def current() -> Backend:
     """The default backend: :func:`set_backend`, else ``CNNKERN_BACKEND``, else auto."""
     if isinstance(_default, Backend):
         return _default
@@ -96,7 +98,7 @@ def current():
     return get("auto")
 
 
-def resolve(backend=None):
+def resolve(backend: str | Backend | None = None) -> Backend:
     """A Backend from a name, an instance, or None (the current default)."""
     if backend is None:
         return current()
