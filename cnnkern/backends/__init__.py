@@ -11,9 +11,15 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+from typing import TYPE_CHECKING, Literal, overload
 
 from ..errors import BackendUnavailableError
 from .base import KERNELS, Backend
+
+if TYPE_CHECKING:  # for get()'s overloads: the class each CPU backend's name gives
+    from .cpp import CppBackend
+    from .numba import NumbaBackend
+    from .reference import ReferenceBackend
 
 NAMES = ("reference", "cpp", "numba", "cuda")
 AUTO_ORDER = ("cuda", "cpp", "numba", "reference")
@@ -55,6 +61,16 @@ def probe(name: str) -> str | None:
 def available() -> list[str]:
     """Names of the backends that can run on this machine, in registry order."""
     return [n for n in NAMES if probe(n) is None]
+
+
+@overload
+def get(name: Literal["cpp"]) -> CppBackend: ...
+@overload
+def get(name: Literal["numba"]) -> NumbaBackend: ...
+@overload
+def get(name: Literal["reference"]) -> ReferenceBackend: ...
+@overload
+def get(name: str) -> Backend: ...
 
 
 def get(name: str) -> Backend:
