@@ -48,9 +48,9 @@ def set_num_threads(n: int) -> None:
     (docs/threads.md)."""
 
 def output_cache(release: bool = False) -> int:
-    """Bytes of idle output blocks kept for reuse (csrc/runtime/alloc.h: outputs of 256 KiB or more come from a
-    cache of recycled blocks, at most 256 MiB idle, so a training loop does not page-fault fresh memory
-    every step); ``release=True`` frees them."""
+    """Bytes of idle output blocks kept for reuse (csrc/runtime/alloc.h: outputs of 256 KiB or more come
+    from a cache of recycled blocks, at most 256 MiB idle, so a training loop does not page-fault fresh
+    memory every step); ``release=True`` frees them."""
 
 # --- conv (conv.cpp: im2col + packed SGEMM; conv_direct.cpp: depthwise forward;
 #     conv_c1_avx2.cpp: 1-channel 3x3)
