@@ -5,9 +5,13 @@ is first asked for. See :mod:`cnnkern.ops` for the kernels, :mod:`cnnkern.layers
 :mod:`cnnkern.models` for the model layer.
 """
 
+from __future__ import annotations
+
+from typing import IO, Any
+
 from . import backends, ops
 from .backends import available, set_backend
-from .errors import BackendUnavailableError
+from .errors import AllocationTooLargeError, BackendUnavailableError
 from .threads import get_num_threads, set_num_threads
 
 
@@ -24,6 +28,7 @@ def _version() -> str:
 __version__ = _version()
 
 __all__ = [
+    "AllocationTooLargeError",
     "BackendUnavailableError",
     "available",
     "backends",
@@ -36,19 +41,19 @@ __all__ = [
 ]
 
 
-def get_backend(name=None):
+def get_backend(name: str | backends.Backend | None = None) -> backends.Backend:
     """The backend object for ``name`` (None: the current default)."""
     return backends.resolve(name)
 
 
-def show_config(file=None):
+def show_config(file: IO[str] | None = None) -> None:
     """Print each backend, whether it can run here (or why not) and its details (SIMD path, threads...)."""
     from .info import config_text
 
     print(config_text(), file=file)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # layers, models, datasets are imported on first use so that `import cnnkern` stays light
     if name in ("layers", "models", "datasets", "optimizers", "callbacks"):
         import importlib

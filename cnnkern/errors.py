@@ -7,6 +7,12 @@ class BackendUnavailableError(RuntimeError):
     """A backend was asked for by name but cannot load here; the message says why and how to fix it."""
 
 
+class AllocationTooLargeError(MemoryError, ValueError):
+    """A call would allocate more than the memory limit (``CNNKERN_MAX_ALLOC_BYTES``, else a quarter of the
+    memory available). A MemoryError raised before anything is allocated; also a ValueError, since its cause
+    is an argument."""
+
+
 class NonFiniteInputError(ValueError):
     """Input data holding NaN or +-Inf where finite numbers are needed (``predict``, ``evaluate``, ``fit``):
     the message names the argument and the index of the first bad sample (also in ``.argument``, ``.index``).

@@ -5,7 +5,23 @@ State (Adam's moments, SGD's velocity) is allocated once per parameter, at its f
 backend. ``iterations`` counts the steps taken (Adam's bias correction uses it).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+from ._typing import BackendArray
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeAlias
+
+    from .backends import Backend
+    from .layers import Context
+
+    SlotKey: TypeAlias = tuple[int, str]
+    """A parameter's key: (layer index, parameter name), as the training step and checkpoints use it."""
 
 __all__ = ["Adam", "Optimizer", "SGD", "get"]
 
@@ -13,14 +29,16 @@ __all__ = ["Adam", "Optimizer", "SGD", "get"]
 class Optimizer:
     """Base: a learning rate, per-parameter slots, and :meth:`apply_gradients` for one training step."""
 
-    slot_names = ()
+    slot_names: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate):
+    def __init__(self, learning_rate: float) -> None:
         self.learning_rate = _positive("learning_rate", learning_rate)
         self.iterations = 0
-        self._slots = {}  # parameter key -> {slot name: array}
+        self._slots: dict[SlotKey, dict[str, BackendArray]] = {}  # parameter key -> {slot name: array}
 
-    def apply_gradients(self, params_and_grads, ctx):
+    def apply_gradients(
+        self, params_and_grads: Sequence[tuple[SlotKey, BackendArray, BackendArray]], ctx: Context
+    ) -> None:
         """One step: ``params_and_grads`` is a list of ``(key, param, grad)``, updated in place on the
         backend of ``ctx`` (a :class:`cnnkern.layers.Context`)."""
         self.iterations += 1
@@ -30,20 +48,22 @@ class Optimizer:
                 slots = self._slots[key] = {name: ctx.xp.zeros_like(param) for name in self.slot_names}
             self._update(param, grad, slots, ctx.backend)
 
-    def _update(self, param, grad, slots, backend):
+    def _update(
+        self, param: BackendArray, grad: BackendArray, slots: dict[str, BackendArray], backend: Backend
+    ) -> None:
         raise NotImplementedError
 
-    def to_context(self, ctx):
+    def to_context(self, ctx: Context) -> None:
         """Move the slots to another backend (after ``Sequential.to_backend``)."""
         for slots in self._slots.values():
             for name, a in slots.items():
                 slots[name] = ctx.xp.asarray(a.get() if not isinstance(a, np.ndarray) else a)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"class_name": type(self).__name__, "learning_rate": self.learning_rate}
 
     # --- state, for checkpoints (cnnkern.checkpoint) -------------------------------------------------------
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """``{"iterations": int, "slots": {key: {slot name: NumPy copy}}}``: everything a resumed run needs
         (Adam's m, v and step count; SGD's velocity); the hyperparameters are in :meth:`get_config`."""
         slots = {
@@ -52,7 +72,7 @@ class Optimizer:
         }
         return {"iterations": int(self.iterations), "slots": slots}
 
-    def set_state(self, state, ctx):
+    def set_state(self, state: dict[str, Any], ctx: Context) -> None:
         """Restore what :meth:`get_state` returned, the slots moved to the backend of ``ctx``."""
         self.iterations = int(state["iterations"])
         self._slots = {
@@ -60,7 +80,7 @@ class Optimizer:
         }
 
 
-def _positive(name, v, *, allow_zero=False):
+def _positive(name: str, v: float, *, allow_zero: bool = False) -> float:
     """A finite hyperparameter > 0 (>= 0 with allow_zero): the rule of the ops' front door
     (cnnkern.ops.optim), enforced when the optimizer is built rather than at its first step."""
     from .ops import check
@@ -75,7 +95,13 @@ class SGD(Optimizer):
     steps as Keras's ``v = momentum·v − lr·g; p += v`` at a constant learning rate). ``weight_decay`` adds
     ``weight_decay·p`` to the gradient. Defaults are Keras's: learning_rate 0.01, momentum 0."""
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def __init__(
+        self,
+        learning_rate: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(learning_rate)
         self.momentum = _positive("momentum", momentum, allow_zero=True)
         self.nesterov = bool(nesterov)
@@ -84,7 +110,9 @@ class SGD(Optimizer):
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
         self.slot_names = ("velocity",) if self.momentum > 0.0 else ()
 
-    def _update(self, param, grad, slots, backend):
+    def _update(
+        self, param: BackendArray, grad: BackendArray, slots: dict[str, BackendArray], backend: Backend
+    ) -> None:
         from . import ops
 
         ops.sgd_update(
@@ -98,7 +126,7 @@ class SGD(Optimizer):
             backend=backend,
         )
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "momentum": self.momentum,
@@ -116,8 +144,14 @@ class Adam(Optimizer):
     slot_names = ("m", "v")
 
     def __init__(
-        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=None, eps_mode="torch", weight_decay=0.0
-    ):
+        self,
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float | None = None,
+        eps_mode: str = "torch",
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(learning_rate)
         if eps_mode not in ("torch", "keras"):
             raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
@@ -133,7 +167,9 @@ class Adam(Optimizer):
         )
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
 
-    def apply_gradients(self, params_and_grads, ctx):
+    def apply_gradients(
+        self, params_and_grads: Sequence[tuple[SlotKey, BackendArray, BackendArray]], ctx: Context
+    ) -> None:
         """One step over every parameter in ONE kernel call (:func:`cnnkern.ops.adam_update_multi`; the same
         result as :func:`cnnkern.ops.adam_update` on each parameter, which :meth:`_update` still does)."""
         from . import ops
@@ -141,7 +177,10 @@ class Adam(Optimizer):
         self.iterations += 1
         if not params_and_grads:
             return
-        params, grads, ms, vs = [], [], [], []
+        params: list[BackendArray] = []
+        grads: list[BackendArray] = []
+        ms: list[BackendArray] = []
+        vs: list[BackendArray] = []
         for key, param, grad in params_and_grads:
             slots = self._slots.get(key)
             if slots is None:
@@ -152,7 +191,7 @@ class Adam(Optimizer):
             vs.append(slots["v"])
         ops.adam_update_multi(params, grads, ms, vs, **self._hyper(), backend=ctx.backend)
 
-    def _hyper(self):
+    def _hyper(self) -> dict[str, Any]:
         """The keywords of ops.adam_update / adam_update_multi for the current step."""
         return dict(
             step=self.iterations,
@@ -164,12 +203,14 @@ class Adam(Optimizer):
             eps_mode=self.eps_mode,
         )
 
-    def _update(self, param, grad, slots, backend):
+    def _update(
+        self, param: BackendArray, grad: BackendArray, slots: dict[str, BackendArray], backend: Backend
+    ) -> None:
         from . import ops
 
         ops.adam_update(param, grad, slots["m"], slots["v"], **self._hyper(), backend=backend)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "beta_1": self.beta_1,
@@ -180,10 +221,10 @@ class Adam(Optimizer):
         }
 
 
-_BY_NAME = {"adam": Adam, "sgd": SGD}
+_BY_NAME: dict[str, type[Adam] | type[SGD]] = {"adam": Adam, "sgd": SGD}
 
 
-def get(identifier):
+def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
     """An optimizer from a name ('adam', 'sgd': default arguments), a config dict, or an instance."""
     if isinstance(identifier, Optimizer):
         return identifier

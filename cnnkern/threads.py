@@ -1,15 +1,16 @@
 """Thread counts of the CPU backends: :func:`cnnkern.set_num_threads` and :func:`cnnkern.get_num_threads`.
 
 The cpp and numba backends each run their kernels on a thread pool (the calling thread included): cpp's
-(csrc/runtime/threads.cpp) takes 1 to 4 x the usable CPUs and starts with ``CNNKERN_NUM_THREADS`` threads (default:
-the CPUs in the affinity mask); Numba's takes 1 to ``NUMBA_NUM_THREADS``, the size Numba started its pool
-with, which cannot grow afterwards. The reference and cuda backends have no CPU pool. Every kernel's result
-is bitwise the same at any thread count (docs/threads.md).
+(csrc/runtime/threads.cpp) takes 1 to 4 x the usable CPUs and starts with ``CNNKERN_NUM_THREADS``
+threads (default: the CPUs in the affinity mask); Numba's takes 1 to ``NUMBA_NUM_THREADS``, the size Numba
+started its pool with, which cannot grow afterwards. The reference and cuda backends have no CPU pool. Every
+kernel's result is bitwise the same at any thread count (docs/threads.md).
 """
 
 from __future__ import annotations
 
 import operator
+from typing import Protocol, cast
 
 from . import backends
 from .errors import BackendUnavailableError
@@ -17,7 +18,19 @@ from .errors import BackendUnavailableError
 THREADED = ("cpp", "numba")  # the backends with a CPU thread pool
 
 
-def _count(n):
+class _Pool(Protocol):
+    """What the backends of THREADED add to Backend (CppBackend, NumbaBackend)."""
+
+    name: str
+
+    def num_threads(self) -> int: ...
+
+    def thread_count_error(self, n: int) -> str | None: ...
+
+    def set_num_threads(self, n: int) -> None: ...
+
+
+def _count(n: int) -> int:
     if isinstance(n, bool):
         raise TypeError("n must be an int, got bool")
     try:
@@ -29,7 +42,7 @@ def _count(n):
     return n
 
 
-def _name(backend):
+def _name(backend: str | backends.Backend) -> str:
     name = backend if isinstance(backend, str) else getattr(backend, "name", None)
     if name not in THREADED:
         raise ValueError(
@@ -57,7 +70,7 @@ def set_num_threads(n: int, backend: str | backends.Backend | None = None) -> No
             raise BackendUnavailableError(f"no backend with a CPU thread pool can run here ({reasons})")
     else:
         names = [_name(backend)]
-    pools = [backends.get(name) for name in names]
+    pools = [cast(_Pool, backends.get(name)) for name in names]
     for be in pools:
         err = be.thread_count_error(n)
         if err is not None:
@@ -70,4 +83,4 @@ def get_num_threads(backend: str | backends.Backend | None = None) -> int:
     """The threads ``backend`` (a name or instance; None: the current default backend) runs its kernels
     on; 1 for the backends without a CPU pool (reference runs on the calling thread, cuda on the GPU)."""
     be = backends.resolve(backend)
-    return be.num_threads() if be.name in THREADED else 1
+    return cast(_Pool, be).num_threads() if be.name in THREADED else 1

@@ -6,12 +6,20 @@ then :func:`set_backend`, then the ``CNNKERN_BACKEND`` environment variable, the
 else cpp, else numba, else reference). A backend asked for by name never falls back to another.
 """
 
+from __future__ import annotations
+
 import importlib
 import os
 import threading
+from typing import TYPE_CHECKING, Literal, overload
 
 from ..errors import BackendUnavailableError
 from .base import KERNELS, Backend
+
+if TYPE_CHECKING:  # for get()'s overloads: the class each CPU backend's name gives
+    from .cpp import CppBackend
+    from .numba import NumbaBackend
+    from .reference import ReferenceBackend
 
 NAMES = ("reference", "cpp", "numba", "cuda")
 AUTO_ORDER = ("cuda", "cpp", "numba", "reference")
@@ -23,19 +31,19 @@ _MODULES = {
 }
 
 _lock = threading.Lock()
-_instances = {}
-_probes = {}
-_default = None
+_instances: dict[str, Backend] = {}
+_probes: dict[str, str | None] = {}
+_default: str | Backend | None = None
 
 __all__ = ["Backend", "KERNELS", "NAMES", "available", "probe", "get", "set_backend", "current", "resolve"]
 
 
-def _check_name(name):
+def _check_name(name: object) -> None:
     if not isinstance(name, str) or name not in NAMES + ("auto",):
         raise ValueError(f"backend must be one of {', '.join(NAMES + ('auto',))}, got {name!r}")
 
 
-def probe(name):
+def probe(name: str) -> str | None:
     """``None`` if backend ``name`` can run here, else a one-line reason (with the fix where there is one)."""
     _check_name(name)
     if name == "auto":
@@ -50,12 +58,22 @@ def probe(name):
         return _probes[name]
 
 
-def available():
+def available() -> list[str]:
     """Names of the backends that can run on this machine, in registry order."""
     return [n for n in NAMES if probe(n) is None]
 
 
-def get(name):
+@overload
+def get(name: Literal["cpp"]) -> CppBackend: ...
+@overload
+def get(name: Literal["numba"]) -> NumbaBackend: ...
+@overload
+def get(name: Literal["reference"]) -> ReferenceBackend: ...
+@overload
+def get(name: str) -> Backend: ...
+
+
+def get(name: str) -> Backend:
     """The backend instance named ``name`` ('auto' picks the best usable one); raises
     :class:`BackendUnavailableError` with the probe's reason if it cannot run here."""
     _check_name(name)
@@ -72,7 +90,7 @@ def get(name):
         return _instances[name]
 
 
-def set_backend(name):
+def set_backend(name: str | Backend | None) -> None:
     """Make ``name`` (or a Backend instance, or None to go back to the environment/auto) the default."""
     global _default
     if name is None or isinstance(name, Backend):
@@ -82,7 +100,7 @@ def set_backend(name):
     _default = name
 
 
-def current():
+def current() -> Backend:
     """The default backend: :func:`set_backend`, else ``CNNKERN_BACKEND``, else auto."""
     if isinstance(_default, Backend):
         return _default
@@ -96,7 +114,7 @@ def current():
     return get("auto")
 
 
-def resolve(backend=None):
+def resolve(backend: str | Backend | None = None) -> Backend:
     """A Backend from a name, an instance, or None (the current default)."""
     if backend is None:
         return current()

@@ -26,7 +26,13 @@ Methods not overridden raise ``NotImplementedError`` naming the backend and the 
 lacks is an error, never a detour to another backend.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
+
 from .. import shapes
+from .._typing import BackendArray
 from ..kernels import ACTIVATIONS, BASIC, FUSED, install, missing_method
 
 __all__ = ["ACTIVATIONS", "FUSED_KERNELS", "KERNELS", "Backend"]
@@ -53,80 +59,134 @@ class Backend:
     #: H*W plane themselves, so the front door skips its own scan over argmax (a pass over memory per call)
     checks_argmax = False
 
-    def info(self) -> dict:
+    if TYPE_CHECKING:  # the unfused kernels: installed from the kernel table below (kernels.install)
+        conv2d_forward: Callable[..., BackendArray]
+        conv2d_backward: Callable[..., tuple[BackendArray | None, BackendArray | None, BackendArray | None]]
+        maxpool2d_forward: Callable[..., tuple[BackendArray, BackendArray]]
+        maxpool2d_backward: Callable[..., BackendArray]
+        avgpool2d_forward: Callable[..., BackendArray]
+        avgpool2d_backward: Callable[..., BackendArray]
+        batchnorm2d_forward: Callable[..., tuple[BackendArray, BackendArray, BackendArray]]
+        batchnorm2d_backward: Callable[..., tuple[BackendArray, BackendArray, BackendArray]]
+        dense_forward: Callable[..., BackendArray]
+        dense_backward: Callable[..., tuple[BackendArray | None, BackendArray | None, BackendArray | None]]
+        activation_forward: Callable[..., BackendArray]
+        activation_backward: Callable[..., BackendArray]
+        softmax_cross_entropy_forward: Callable[..., tuple[BackendArray, BackendArray]]
+        softmax_cross_entropy_backward: Callable[..., BackendArray]
+        sgd_update: Callable[..., None]
+        adam_update: Callable[..., None]
+
+    def info(self) -> dict[str, Any]:
         """Extra lines for ``cnnkern info`` (SIMD path, threads, devices...)."""
         return {}
 
     def synchronize(self) -> None:
         """Wait for queued work (a no-op on the CPU backends)."""
 
-    def _missing(self, kernel):
+    def _missing(self, kernel: str) -> NoReturn:
         raise NotImplementedError(f"the {self.name!r} backend has no kernel {kernel!r}")
 
     # --- fused kernels: default compositions of this backend's own kernels (docstrings: the table) ---
 
     def conv2d_bias_act_forward(
-        self, x, w, b=None, *, stride, padding, dilation, groups, activation=None, alpha=0.01
-    ):
+        self,
+        x: BackendArray,
+        w: BackendArray,
+        b: BackendArray | None = None,
+        *,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int,
+        activation: str | None = None,
+        alpha: float = 0.01,
+    ) -> BackendArray:
         y = self.conv2d_forward(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
         return y if activation is None else self.activation_forward(y, activation, alpha=alpha)
 
     def batchnorm2d_act_forward(
         self,
-        x,
-        gamma,
-        beta,
-        running_mean,
-        running_var,
+        x: BackendArray,
+        gamma: BackendArray,
+        beta: BackendArray,
+        running_mean: BackendArray,
+        running_var: BackendArray,
         *,
-        training,
-        momentum,
-        eps,
-        activation=None,
-        alpha=0.01,
-    ):
+        training: bool,
+        momentum: float,
+        eps: float,
+        activation: str | None = None,
+        alpha: float = 0.01,
+    ) -> tuple[BackendArray, BackendArray, BackendArray]:
         stats = dict(training=training, momentum=momentum, eps=eps)
         y, mean, invstd = self.batchnorm2d_forward(x, gamma, beta, running_mean, running_var, **stats)
         if activation is not None:
             y = self.activation_forward(y, activation, alpha=alpha)
         return y, mean, invstd
 
-    def dense_bias_act_forward(self, x, w, b=None, *, activation=None, alpha=0.01):
+    def dense_bias_act_forward(
+        self,
+        x: BackendArray,
+        w: BackendArray,
+        b: BackendArray | None = None,
+        *,
+        activation: str | None = None,
+        alpha: float = 0.01,
+    ) -> BackendArray:
         y = self.dense_forward(x, w, b)
         return y if activation is None else self.activation_forward(y, activation, alpha=alpha)
 
-    def maxpool2d_values_forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
+    def maxpool2d_values_forward(
+        self,
+        x: BackendArray,
+        *,
+        kernel_size: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        ceil_mode: bool,
+    ) -> BackendArray:
         y, _ = self.maxpool2d_forward(
             x, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode
         )
         return y
 
-    def maxpool2d_act_backward(self, dy, argmax, x_shape, a, activation, *, alpha):
+    def maxpool2d_act_backward(
+        self,
+        dy: BackendArray,
+        argmax: BackendArray,
+        x_shape: Sequence[int],
+        a: BackendArray,
+        activation: str,
+        *,
+        alpha: float,
+    ) -> BackendArray:
         dx = self.maxpool2d_backward(dy, argmax, x_shape)
         return self.activation_backward(dx, a, activation, alpha=alpha)
 
     def conv2d_act_maxpool_forward(
         self,
-        x,
-        w,
-        b=None,
+        x: BackendArray,
+        w: BackendArray,
+        b: BackendArray | None = None,
         *,
-        stride,
-        padding,
-        dilation,
-        groups,
-        activation=None,
-        alpha=0.01,
-        pool_kernel,
-        pool_stride,
-        pool_padding,
-        pool_dilation,
-        pool_ceil_mode,
-        need_argmax=True,
-    ):
-        conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int,
+        activation: str | None = None,
+        alpha: float = 0.01,
+        pool_kernel: Sequence[int],
+        pool_stride: Sequence[int],
+        pool_padding: Sequence[int],
+        pool_dilation: Sequence[int],
+        pool_ceil_mode: bool,
+        need_argmax: bool = True,
+    ) -> tuple[BackendArray, BackendArray | None]:
+        conv: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         z = self.conv2d_bias_act_forward(x, w, b, **conv, activation=activation, alpha=alpha)
-        pool = dict(
+        pool: dict[str, Any] = dict(
             kernel_size=pool_kernel,
             stride=pool_stride,
             padding=pool_padding,
@@ -139,31 +199,43 @@ class Backend:
 
     def conv2d_act_maxpool_backward(
         self,
-        dy,
-        y,
-        argmax,
-        x,
-        w,
+        dy: BackendArray,
+        y: BackendArray,
+        argmax: BackendArray,
+        x: BackendArray,
+        w: BackendArray,
         *,
-        stride,
-        padding,
-        dilation,
-        groups,
-        activation=None,
-        alpha=0.01,
-        need_dx,
-        need_dw,
-        need_db,
-    ):
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int,
+        activation: str | None = None,
+        alpha: float = 0.01,
+        need_dx: bool,
+        need_dw: bool,
+        need_db: bool,
+    ) -> tuple[BackendArray | None, BackendArray | None, BackendArray | None]:
         g = dy if activation is None else self.activation_backward(dy, y, activation, alpha=alpha)
         z_shape = (x.shape[0], w.shape[0]) + shapes.conv_out_hw(x.shape, w.shape, stride, padding, dilation)
         dz = self.maxpool2d_backward(g, argmax, z_shape)
-        conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        conv: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         return self.conv2d_backward(dz, x, w, **conv, need_dx=need_dx, need_dw=need_dw, need_db=need_db)
 
     def adam_update_multi(
-        self, params, grads, ms, vs, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode
-    ):
+        self,
+        params: Sequence[BackendArray],
+        grads: Sequence[BackendArray],
+        ms: Sequence[BackendArray],
+        vs: Sequence[BackendArray],
+        *,
+        step: int,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        eps_mode: str,
+    ) -> None:
         for p, g, m, v in zip(params, grads, ms, vs):
             self.adam_update(
                 p,

@@ -3,7 +3,8 @@
 Every ``_cpp`` function has exactly the signature of the :class:`~cnnkern.backends.base.Backend` method of
 the same name (same positional arrays, same keywords, tuples for stride/padding/...), so each method here
 is a direct call. The extension releases the GIL around computation and picks its SIMD path at import
-(``CNNKERN_SIMD=scalar|avx2|avx512`` forces one). Its thread pool (csrc/runtime/threads.cpp, docs/threads.md) has
+(``CNNKERN_SIMD=scalar|avx2|avx512`` forces one). Its thread pool (csrc/runtime/threads.cpp,
+docs/threads.md) has
 ``CNNKERN_NUM_THREADS`` threads (default: the CPUs this process may use), at most 4 per usable CPU; a bad
 value makes the import fail, and the backend unavailable, with the reason.
 
@@ -13,19 +14,27 @@ whole backend unavailable: that kernel's method raises NotImplementedError namin
 Backend's composition of the unfused ones, by design (not every fused kernel has C++ of its own).
 """
 
-from ..kernels import BASIC, FUSED, forwarder, install, method
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..kernels import BASIC, FUSED, Kernel, forwarder, install, method
 from .base import Backend
 
-_IMPORT_ERROR = None
+_IMPORT_ERROR: str | None = None
 try:
     from .. import _cpp
 except Exception as exc:  # ImportError, also for a bad CNNKERN_SIMD or CNNKERN_NUM_THREADS
-    _cpp = None
+    # typed as the module (cnnkern/_cpp.pyi) so the calls below are checked; None only when probe() says why
+    _cpp = None  # type: ignore[assignment]
     _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
 
-def probe():
-    if _cpp is None and ("CNNKERN_SIMD" in _IMPORT_ERROR or "CNNKERN_NUM_THREADS" in _IMPORT_ERROR):
+def probe() -> str | None:
+    refused = _IMPORT_ERROR is not None and (
+        "CNNKERN_SIMD" in _IMPORT_ERROR or "CNNKERN_NUM_THREADS" in _IMPORT_ERROR
+    )
+    if refused:
         return f"cnnkern._cpp refused to load: {_IMPORT_ERROR}"
     if _cpp is None:
         return (
@@ -40,12 +49,12 @@ def missing_kernels() -> list[str]:
     return [kernel.name for kernel in BASIC if _cpp is None or not hasattr(_cpp, kernel.name)]
 
 
-def _forward(kernel):
+def _forward(kernel: Kernel) -> Callable[..., Any]:
     """The method calling ``_cpp.<kernel>``, with the table's signature (so help() shows the contract)."""
     return forwarder(kernel, f"_cpp.{kernel.name}", {"_cpp": _cpp}, keywords=True)
 
 
-def _unbound(kernel):
+def _unbound(kernel: Kernel) -> Callable[..., Any]:
     """The method for a kernel the extension lacks: the table's signature, raising with the fix."""
     message = (
         f"the 'cpp' backend has no kernel {kernel.name!r}: cnnkern._cpp "
@@ -58,11 +67,11 @@ def _unbound(kernel):
 
 class CppBackend(Backend):
     name = "cpp"
-    dtypes = ("float32",)
+    dtypes: tuple[str, ...] = ("float32",)
     array_module = "numpy"
     checks_argmax = True  # csrc/kernels/pool.cpp raises ValueError for an index outside the plane
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         info = {
             "simd": _cpp.simd(),
             "supported": ",".join(_cpp.supported_simd()),
@@ -76,16 +85,16 @@ class CppBackend(Backend):
 
     # threads: cnnkern.set_num_threads / get_num_threads (cnnkern/threads.py)
     @staticmethod
-    def num_threads():
+    def num_threads() -> int:
         return _cpp.num_threads()
 
     @staticmethod
-    def max_threads():
+    def max_threads() -> int:
         """The largest pool: 4 x the CPUs in this process's affinity mask."""
         return _cpp.max_threads()
 
     @staticmethod
-    def thread_count_error(n):
+    def thread_count_error(n: int) -> str | None:
         """None if the pool can have ``n`` threads, else why not."""
         top = _cpp.max_threads()
         if n <= top:
@@ -96,22 +105,22 @@ class CppBackend(Backend):
         )
 
     @staticmethod
-    def set_num_threads(n):
+    def set_num_threads(n: int) -> None:
         """Resize the pool; ValueError outside [1, max_threads()], RuntimeError (size unchanged) if a thread
         cannot start."""
         _cpp.set_num_threads(n)
 
     @staticmethod
-    def simd():
+    def simd() -> str:
         return _cpp.simd()
 
     @staticmethod
-    def set_simd(path):
+    def set_simd(path: str) -> None:
         """Switch the SIMD path at run time ('scalar', 'avx2', 'avx512'); the CPU must support it."""
         _cpp.set_simd(path)
 
     @staticmethod
-    def supported_simd():
+    def supported_simd() -> list[str]:
         return list(_cpp.supported_simd())
 
 
@@ -124,5 +133,5 @@ for _kernel in FUSED:
         install(CppBackend, _forward(_kernel))
 
 
-def create():
+def create() -> CppBackend:
     return CppBackend()

@@ -5,6 +5,8 @@ current default). Inputs are never modified; only the optimizer updates and batc
 write in place. The rules (bounds, the memory estimate, empty batches) are in :mod:`cnnkern.ops.check`.
 """
 
+from __future__ import annotations
+
 from .activation import activation_backward, activation_forward
 from .batchnorm import batchnorm2d_backward, batchnorm2d_forward
 from .conv import conv2d_backward, conv2d_bias_act_forward, conv2d_forward

@@ -4,15 +4,25 @@ The backward reads the forward OUTPUT y (docs/design.md §2), so leaky_relu take
 activation_kind says why).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ..backends import resolve
 from . import check
 
+if TYPE_CHECKING:
+    from .._typing import BackendArray
+    from .check import BackendLike
 
-def _kind(kind, alpha):
+
+def _kind(kind: str, alpha: float) -> float:
     return check.activation_kind(kind, alpha, name="kind", allow_none=False)
 
 
-def activation_forward(x, kind, *, alpha=0.01, backend=None):
+def activation_forward(
+    x: BackendArray, kind: str, *, alpha: float = 0.01, backend: BackendLike = None
+) -> BackendArray:
     """relu, leaky_relu (slope alpha >= 0 below 0), sigmoid or tanh of x."""
     be = resolve(backend)
     alpha = _kind(kind, alpha)
@@ -22,7 +32,9 @@ def activation_forward(x, kind, *, alpha=0.01, backend=None):
     return be.activation_forward(x, kind, alpha=alpha)
 
 
-def activation_backward(dy, y, kind, *, alpha=0.01, backend=None):
+def activation_backward(
+    dy: BackendArray, y: BackendArray, kind: str, *, alpha: float = 0.01, backend: BackendLike = None
+) -> BackendArray:
     """dL/dx from dL/dy and the forward OUTPUT y (as PyTorch does)."""
     be = resolve(backend)
     alpha = _kind(kind, alpha)

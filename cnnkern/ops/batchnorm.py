@@ -6,13 +6,30 @@ are NaN (statistics of no values); in eval they are the running ones used. The b
 and zero dgamma, dbeta.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ..backends import resolve
 from . import check
 
+if TYPE_CHECKING:
+    from .._typing import BackendArray
+    from .check import BackendLike
+
 
 def batchnorm2d_forward(
-    x, gamma, beta, running_mean, running_var, *, training, momentum=0.1, eps=1e-5, backend=None
-):
+    x: BackendArray,
+    gamma: BackendArray | None,
+    beta: BackendArray | None,
+    running_mean: BackendArray,
+    running_var: BackendArray,
+    *,
+    training: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    backend: BackendLike = None,
+) -> tuple[BackendArray, BackendArray, BackendArray]:
     """Returns (y, mean, invstd). training: batch statistics, running_mean/var updated in place (PyTorch's
     momentum, unbiased running variance); eval: the running statistics. gamma/beta None mean 1 and 0."""
     be = resolve(backend)
@@ -50,7 +67,16 @@ def batchnorm2d_forward(
     )
 
 
-def batchnorm2d_backward(dy, x, gamma, mean, invstd, *, training=True, backend=None):
+def batchnorm2d_backward(
+    dy: BackendArray,
+    x: BackendArray,
+    gamma: BackendArray | None,
+    mean: BackendArray,
+    invstd: BackendArray,
+    *,
+    training: bool = True,
+    backend: BackendLike = None,
+) -> tuple[BackendArray, BackendArray, BackendArray]:
     """Returns (dx, dgamma, dbeta) from the mean and invstd that the forward returned."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4, batch=True)

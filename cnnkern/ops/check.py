@@ -21,13 +21,27 @@ time of the call (MemAvailable): estimates are made apart, and a copy, the outpu
 temporaries of the NumPy reference must fit together.
 """
 
+from __future__ import annotations
+
 import numbers
 import os
-from typing import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from ..backends.base import ACTIVATIONS
+from .._typing import BackendArray, Shape
+from ..backends.base import ACTIVATIONS, Backend
+from ..errors import AllocationTooLargeError  # lives in errors.py; check.AllocationTooLargeError still works
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeAlias
+
+    IntPair: TypeAlias = int | Sequence[int]
+    """An int or an (h, w) pair: the front door's stride, padding, dilation and kernel sizes."""
+    BackendLike: TypeAlias = str | Backend | None
+    """The front door's ``backend=``: a registry name, a Backend, or None for the current default."""
 
 # Bound of every size-like integer argument (stride, padding, dilation, kernel size, groups, x_shape): the C++
 # kernels index with int64, and no real image comes near 2**31 along a dimension.
@@ -37,12 +51,6 @@ MAX_DIM = 2**31 - 1
 # Estimates up to this many bytes always pass (a smaller CNNKERN_MAX_ALLOC_BYTES acts as this), so that the
 # calls of a training step never pay for reading the environment.
 ALWAYS_FITS = 2**24
-
-
-class AllocationTooLargeError(MemoryError, ValueError):
-    """A call would allocate more than the memory limit (``CNNKERN_MAX_ALLOC_BYTES``, else a quarter of the
-    memory available). A MemoryError raised before anything is allocated; also a ValueError, since its cause
-    is an argument."""
 
 
 def memory_limit() -> int:
@@ -80,7 +88,7 @@ def available_memory() -> int:
     return 2**63
 
 
-def _gib(n):
+def _gib(n: int) -> str:
     return f"{n / 2**30:.3g} GiB"
 
 
@@ -98,7 +106,7 @@ def allocation(nbytes: int, what: Callable[[], str]) -> None:
         )
 
 
-def nbytes(shape, dtype) -> int:
+def nbytes(shape: Sequence[int], dtype: DTypeLike) -> int:
     """Bytes of an array of this shape and dtype, as a Python int (exact, never wrapping)."""
     n = dtype.itemsize if isinstance(dtype, np.dtype) else np.dtype(dtype).itemsize
     for d in shape:
@@ -106,10 +114,11 @@ def nbytes(shape, dtype) -> int:
     return n
 
 _FLOATS = (np.dtype("float32"), np.dtype("float64"))
-_allowed = {}  # backend.dtypes (names) -> the dtype objects, so the hot path compares objects, not names
+# backend.dtypes (names) -> the dtype objects, so the hot path compares objects, not names
+_allowed: dict[tuple[str, ...], tuple[np.dtype, ...]] = {}
 
 
-def array_types(backend):
+def array_types(backend: Backend) -> type[Any]:
     """The array class a backend takes (numpy.ndarray, or cupy.ndarray for the cuda backend)."""
     if backend.array_module == "cupy":
         import cupy
@@ -118,11 +127,11 @@ def array_types(backend):
     return np.ndarray
 
 
-def _kind_name(backend):
+def _kind_name(backend: Backend) -> str:
     return "cupy.ndarray" if backend.array_module == "cupy" else "numpy.ndarray"
 
 
-def _dtype_of(name, a, backend, writable):
+def _dtype_of(name: str, a: BackendArray, backend: Backend, writable: bool) -> np.dtype | None:
     """a's dtype as one of _FLOATS, or an error; a non-native byte order is a layout (returned as None:
     the caller converts), except for an in-place target."""
     dt = a.dtype
@@ -135,7 +144,7 @@ def _dtype_of(name, a, backend, writable):
     raise TypeError(f"{name} must be float32 or float64, got dtype {dt.name}")
 
 
-def base_class(name, a, cls, backend):
+def base_class(name: str, a: Any, cls: type[Any], backend: Backend) -> BackendArray:
     """a as an instance of exactly ``cls`` (a view of the same memory for a subclass), or TypeError."""
     if type(a) is cls:
         return a
@@ -153,12 +162,21 @@ def base_class(name, a, cls, backend):
     return cls(a.shape, a.dtype, a.data, a.strides)  # CuPy's view() takes a dtype, not a class
 
 
-def _copy_check(name, a):
+def _copy_check(name: str, a: BackendArray) -> None:
     """Refuse a copy the machine cannot hold (a zero-stride broadcast view is small until copied)."""
     allocation(a.size * a.itemsize, lambda: f"the contiguous copy of {name} {tuple(a.shape)} {a.dtype.name}")
 
 
-def array(name, a, backend, *, ndim=None, dtype=None, writable=False, batch=False):
+def array(
+    name: str,
+    a: Any,
+    backend: Backend,
+    *,
+    ndim: int | None = None,
+    dtype: np.dtype | None = None,
+    writable: bool = False,
+    batch: bool = False,
+) -> BackendArray:
     """Check one floating array: kind, dtype (one the backend runs), ndim; return it C-contiguous, aligned
     and in native byte order (a copy where needed), as the backend's base array class.
 
@@ -214,17 +232,17 @@ def array(name, a, backend, *, ndim=None, dtype=None, writable=False, batch=Fals
     return a
 
 
-def optional_array(name, a, backend, **kw):
+def optional_array(name: str, a: Any, backend: Backend, **kw: Any) -> BackendArray | None:
     return None if a is None else array(name, a, backend, **kw)
 
 
-def shape_is(name, a, shape, what=""):
+def shape_is(name: str, a: BackendArray, shape: Sequence[int], what: str = "") -> None:
     if tuple(a.shape) != tuple(shape):
         extra = f" ({what})" if what else ""
         raise ValueError(f"{name} must have shape {tuple(shape)}{extra}, got {tuple(a.shape)}")
 
 
-def int64_array(name, a):
+def int64_array(name: str, a: BackendArray) -> BackendArray:
     """An int64 array checked elsewhere, returned C-contiguous, aligned and in native byte order."""
     if a.dtype == np.int64 and a.flags.c_contiguous and getattr(a.flags, "aligned", True):
         return a
@@ -234,7 +252,7 @@ def int64_array(name, a):
     return a.astype("int64", order="C")
 
 
-def labels(name, a, backend, n, num_classes):
+def labels(name: str, a: Any, backend: Backend, n: int, num_classes: int) -> BackendArray:
     """Integer class labels (N,) in [0, num_classes), returned as contiguous, aligned int64."""
     cls = array_types(backend)
     if not isinstance(a, cls):
@@ -255,7 +273,7 @@ def labels(name, a, backend, n, num_classes):
     return int64_array(name, a)
 
 
-def integer(name, v, *, minimum=None, maximum=MAX_DIM):
+def integer(name: str, v: Any, *, minimum: int | None = None, maximum: int | None = MAX_DIM) -> int:
     """An int in [minimum, maximum] (maximum: MAX_DIM unless given; None: unbounded)."""
     if type(v) is not int:  # the common case skips the ABC check
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
@@ -268,7 +286,16 @@ def integer(name, v, *, minimum=None, maximum=MAX_DIM):
     return v
 
 
-def number(name, v, *, minimum=None, maximum=None, below=None, above=None, finite=False):
+def number(
+    name: str,
+    v: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    below: float | None = None,
+    above: float | None = None,
+    finite: bool = False,
+) -> float:
     """A real number as a float, never NaN; ``finite``: never +-inf either (hyperparameters: an infinite
     learning rate or epsilon turns every weight into NaN or -inf)."""
     if type(v) is not float and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
@@ -292,30 +319,32 @@ def number(name, v, *, minimum=None, maximum=None, below=None, above=None, finit
     return v
 
 
-def flag(name, v):
+def flag(name: str, v: Any) -> bool:
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {v!r}")
     return bool(v)
 
 
-def pair(name, v, *, minimum):
+def pair(name: str, v: Any, *, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each >= minimum, as an (h, w) tuple."""
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"{name} must be an int or a pair (h, w), got {v!r}")
-        return tuple(integer(f"{name}[{i}]", x, minimum=minimum) for i, x in enumerate(v))
+        return (integer(f"{name}[0]", v[0], minimum=minimum), integer(f"{name}[1]", v[1], minimum=minimum))
     v = integer(name, v, minimum=minimum)
     return (v, v)
 
 
-def x_shape(name, v):
+def x_shape(name: str, v: Any) -> Shape:
     """(N, C, H, W), each a bounded int >= 1 except the batch N, which may be 0."""
     if not isinstance(v, (tuple, list)) or len(v) != 4:
         raise ValueError(f"{name} must be a 4-tuple (N, C, H, W), got {v!r}")
     return tuple(integer(f"{name}[{i}]", d, minimum=0 if i == 0 else 1) for i, d in enumerate(v))
 
 
-def activation_kind(kind, alpha, *, name="activation", allow_none=True):
+def activation_kind(
+    kind: str | None, alpha: Any, *, name: str = "activation", allow_none: bool = True
+) -> float:
     """An activation kind (or None where a fused kernel may skip it); returns alpha checked: finite, and for
     leaky_relu >= 0. Every activation's backward reads the forward OUTPUT y (docs/design.md §2), and
     leaky_relu's branch is y > 0; a negative slope maps x < 0 to y > 0, so its gradient could not be told from

@@ -4,12 +4,23 @@ An empty batch (N = 0) is answered here, as PyTorch does, without a kernel: an e
 dw, db. Before a call allocates, its outputs and workspaces are estimated against check.memory_limit().
 """
 
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 from .. import shapes
-from ..backends import resolve
+from ..backends import Backend, resolve
 from . import check
 
+if TYPE_CHECKING:
+    from .._typing import BackendArray
+    from .check import BackendLike, IntPair
 
-def _geometry(x, w, stride, padding, dilation, groups):
+
+def _geometry(
+    x: BackendArray, w: BackendArray, stride: IntPair, padding: IntPair | str, dilation: IntPair, groups: int
+) -> tuple[tuple[int, int], tuple[int, int, int, int], tuple[int, int], int, tuple[int, int]]:
     """Check the conv arguments against x and w; return (stride, padding4, dilation, groups, (P, Q))."""
     stride = check.pair("stride", stride, minimum=1)
     dilation = check.pair("dilation", dilation, minimum=1)
@@ -47,11 +58,17 @@ def _geometry(x, w, stride, padding, dilation, groups):
     return stride, pad, dilation, groups, (p, q)
 
 
-def _xp(be):
+def _xp(be: Backend) -> ModuleType:
     return __import__(be.array_module)
 
 
-def _budget(x, w, pad, pq, backward=False):
+def _budget(
+    x: BackendArray,
+    w: BackendArray,
+    pad: tuple[int, int, int, int],
+    pq: tuple[int, int],
+    backward: bool = False,
+) -> None:
     """Estimated bytes of a conv call: y (or dx and dw), the zero-padded input (the reference's and the
     direct kernels' workspace) and one image's im2col matrix (C/g·R·S, P·Q), refused above the memory limit
     with the arguments that set them. Python ints: the product never wraps."""
@@ -69,7 +86,25 @@ def _budget(x, w, pad, pq, backward=False):
     )
 
 
-def _forward_args(be, x, w, b, stride, padding, dilation, groups):
+def _forward_args(
+    be: Backend,
+    x: BackendArray,
+    w: BackendArray,
+    b: BackendArray | None,
+    stride: IntPair,
+    padding: IntPair | str,
+    dilation: IntPair,
+    groups: int,
+) -> tuple[
+    BackendArray,
+    BackendArray,
+    BackendArray | None,
+    tuple[int, int],
+    tuple[int, int, int, int],
+    tuple[int, int],
+    int,
+    tuple[int, int],
+]:
     """The checks shared by conv2d_forward and its fused variant.
 
     Returns (x, w, b, stride, padding4, dilation, groups, (P, Q))."""
@@ -83,7 +118,17 @@ def _forward_args(be, x, w, b, stride, padding, dilation, groups):
     return x, w, b, stride, pad, dilation, groups, out
 
 
-def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, backend=None):
+def conv2d_forward(
+    x: BackendArray,
+    w: BackendArray,
+    b: BackendArray | None = None,
+    *,
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    backend: BackendLike = None,
+) -> BackendArray:
     """Cross-correlation with zero padding, PyTorch's conv2d. Returns y (N,K,P,Q).
 
     stride, dilation: int or (sh, sw); padding: int, (ph, pw), 'valid' or 'same' ('same' with stride > 1 pads
@@ -97,19 +142,19 @@ def conv2d_forward(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, b
 
 
 def conv2d_backward(
-    dy,
-    x,
-    w,
+    dy: BackendArray,
+    x: BackendArray,
+    w: BackendArray,
     *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    need_dx=True,
-    need_dw=True,
-    need_db=True,
-    backend=None,
-):
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    need_dx: bool = True,
+    need_dw: bool = True,
+    need_db: bool = True,
+    backend: BackendLike = None,
+) -> tuple[BackendArray | None, BackendArray | None, BackendArray | None]:
     """Gradients of conv2d_forward: (dx, dw, db), None where not asked for. dy is dL/dy (N,K,P,Q)."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4, batch=True)
@@ -135,7 +180,9 @@ def conv2d_backward(
     )
 
 
-def empty_batch_grads(be, x, w, need_dx, need_dw, need_db):
+def empty_batch_grads(
+    be: Backend, x: BackendArray, w: BackendArray, need_dx: bool, need_dw: bool, need_db: bool
+) -> tuple[BackendArray | None, BackendArray | None, BackendArray | None]:
     """(dx, dw, db) of a conv (or dense) backward over an empty batch: dx empty, dw and db zero (nothing
     to sum), None where not asked for, as PyTorch gives them."""
     xp = _xp(be)
@@ -147,8 +194,18 @@ def empty_batch_grads(be, x, w, need_dx, need_dw, need_db):
 
 
 def conv2d_bias_act_forward(
-    x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1, activation=None, alpha=0.01, backend=None
-):
+    x: BackendArray,
+    w: BackendArray,
+    b: BackendArray | None = None,
+    *,
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    activation: str | None = None,
+    alpha: float = 0.01,
+    backend: BackendLike = None,
+) -> BackendArray:
     """``activation_forward(conv2d_forward(x, w, b, ...), activation)`` as one fused kernel where the backend
     has one (bias and activation applied while the output tile is in cache). activation: None or a kind of
     activation_forward. The backward is the unfused pair: activation_backward from y, then conv2d_backward."""

@@ -6,31 +6,39 @@ cache, so the full-resolution activations are never written to memory, forward o
 for other geometries) it is the composition of the unfused kernels of the same backend.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ..backends import resolve
 from . import check
+
+if TYPE_CHECKING:
+    from .._typing import BackendArray
+    from .check import BackendLike, IntPair
 from . import conv as conv_ops
 from . import pool as pool_ops
 
 
 def conv2d_act_maxpool_forward(
-    x,
-    w,
-    b=None,
+    x: BackendArray,
+    w: BackendArray,
+    b: BackendArray | None = None,
     *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    activation=None,
-    alpha=0.01,
-    pool_size,
-    pool_stride=None,
-    pool_padding=0,
-    pool_dilation=1,
-    ceil_mode=False,
-    return_argmax=True,
-    backend=None,
-):
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    activation: str | None = None,
+    alpha: float = 0.01,
+    pool_size: IntPair,
+    pool_stride: IntPair | None = None,
+    pool_padding: IntPair = 0,
+    pool_dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_argmax: bool = True,
+    backend: BackendLike = None,
+) -> tuple[BackendArray, BackendArray] | BackendArray:
     """``maxpool2d_forward(conv2d_bias_act_forward(x, w, b, ...), kernel_size=pool_size, stride=pool_stride,
     ...)``: returns (y, argmax), argmax int64 (N,K,P',Q') a flat index into the P*Q plane of the conv output
     (what conv2d_act_maxpool_backward takes), or y alone with ``return_argmax=False`` (inference).
@@ -75,23 +83,23 @@ def conv2d_act_maxpool_forward(
 
 
 def conv2d_act_maxpool_backward(
-    dy,
-    y,
-    argmax,
-    x,
-    w,
+    dy: BackendArray,
+    y: BackendArray,
+    argmax: BackendArray,
+    x: BackendArray,
+    w: BackendArray,
     *,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    activation=None,
-    alpha=0.01,
-    need_dx=True,
-    need_dw=True,
-    need_db=True,
-    backend=None,
-):
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    activation: str | None = None,
+    alpha: float = 0.01,
+    need_dx: bool = True,
+    need_dw: bool = True,
+    need_db: bool = True,
+    backend: BackendLike = None,
+) -> tuple[BackendArray | None, BackendArray | None, BackendArray | None]:
     """Gradients (dx, dw, db) of conv2d_act_maxpool_forward (None where not asked for), from dy = dL/dy and
     the forward's y and argmax (all (N,K,P',Q')) and x, w with the forward's conv arguments and activation:
     ``conv2d_backward(maxpool2d_backward(activation_backward(dy, y, activation), argmax, z.shape), x, w)``.

@@ -4,11 +4,21 @@ An empty batch (N = 0) follows PyTorch's cross_entropy: the mean over no rows is
 gradient are empty (0, C); no kernel is called.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ..backends import resolve
 from . import check
 
+if TYPE_CHECKING:
+    from .._typing import BackendArray
+    from .check import BackendLike
 
-def softmax_cross_entropy_forward(logits, labels, *, backend=None):
+
+def softmax_cross_entropy_forward(
+    logits: BackendArray, labels: BackendArray, *, backend: BackendLike = None
+) -> tuple[BackendArray, BackendArray]:
     """Returns (loss, probs): the mean cross-entropy (0-d array) and softmax(logits) (N,C), computed stably
     through log_softmax = x - max - log Σ exp(x - max)."""
     be = resolve(backend)
@@ -20,7 +30,9 @@ def softmax_cross_entropy_forward(logits, labels, *, backend=None):
     return be.softmax_cross_entropy_forward(logits, labels)
 
 
-def softmax_cross_entropy_backward(probs, labels, *, backend=None):
+def softmax_cross_entropy_backward(
+    probs: BackendArray, labels: BackendArray, *, backend: BackendLike = None
+) -> BackendArray:
     """d(mean loss)/d logits = (probs - onehot(labels)) / N."""
     be = resolve(backend)
     probs = check.array("probs", probs, be, ndim=2, batch=True)

@@ -5,11 +5,22 @@ momentum, decay or epsilon turns the weights into NaN or -inf, differently on ea
 a kernel.
 """
 
-from ..backends import resolve
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..backends import Backend, resolve
 from . import check
 
+if TYPE_CHECKING:
+    from .._typing import BackendArray
+    from .check import BackendLike
 
-def _state(be, param, grad, **state):
+
+def _state(
+    be: Backend, param: BackendArray, grad: BackendArray, **state: BackendArray
+) -> tuple[BackendArray, BackendArray, list[BackendArray]]:
     param = check.array("param", param, be, writable=True)
     dt = param.dtype
     grad = check.array("grad", grad, be, dtype=dt)
@@ -22,7 +33,17 @@ def _state(be, param, grad, **state):
     return param, grad, out
 
 
-def sgd_update(param, grad, velocity, *, lr, momentum=0.0, nesterov=False, weight_decay=0.0, backend=None):
+def sgd_update(
+    param: BackendArray,
+    grad: BackendArray,
+    velocity: BackendArray | None,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    backend: BackendLike = None,
+) -> None:
     """PyTorch's SGD step in place: g = grad + wd·param; v = momentum·v + g; param -= lr·(nesterov ? g +
     momentum·v : v). velocity may be None when momentum is 0."""
     be = resolve(backend)
@@ -46,7 +67,9 @@ def sgd_update(param, grad, velocity, *, lr, momentum=0.0, nesterov=False, weigh
     )
 
 
-def _adam_hyper(step, lr, beta1, beta2, eps, weight_decay, eps_mode):
+def _adam_hyper(
+    step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, eps_mode: str
+) -> dict[str, Any]:
     step = check.integer("step", step, minimum=1, maximum=2**62)  # an int64 in every kernel
     lr = check.number("lr", lr, minimum=0.0, finite=True)
     beta1 = check.number("beta1", beta1, minimum=0.0, below=1.0, finite=True)
@@ -61,20 +84,20 @@ def _adam_hyper(step, lr, beta1, beta2, eps, weight_decay, eps_mode):
 
 
 def adam_update(
-    param,
-    grad,
-    m,
-    v,
+    param: BackendArray,
+    grad: BackendArray,
+    m: BackendArray,
+    v: BackendArray,
     *,
-    step,
-    lr=1e-3,
-    beta1=0.9,
-    beta2=0.999,
-    eps=1e-8,
-    weight_decay=0.0,
-    eps_mode="torch",
-    backend=None,
-):
+    step: int,
+    lr: float = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    eps_mode: str = "torch",
+    backend: BackendLike = None,
+) -> None:
     """Adam step in place (PyTorch form). step counts from 1. eps_mode='keras' adds eps to sqrt(v) before the
     bias correction, as Keras does (use eps=1e-7 for Keras's default)."""
     be = resolve(backend)
@@ -84,20 +107,20 @@ def adam_update(
 
 
 def adam_update_multi(
-    params,
-    grads,
-    ms,
-    vs,
+    params: Sequence[BackendArray],
+    grads: Sequence[BackendArray],
+    ms: Sequence[BackendArray],
+    vs: Sequence[BackendArray],
     *,
-    step,
-    lr=1e-3,
-    beta1=0.9,
-    beta2=0.999,
-    eps=1e-8,
-    weight_decay=0.0,
-    eps_mode="torch",
-    backend=None,
-):
+    step: int,
+    lr: float = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    eps_mode: str = "torch",
+    backend: BackendLike = None,
+) -> None:
     """One Adam step over every parameter at once (lists of param/grad/m/v, each quadruple of one shape): the
     same result as adam_update on each, in one kernel call where the backend fuses it."""
     be = resolve(backend)
@@ -112,7 +135,7 @@ def adam_update_multi(
     if not params:
         raise ValueError("params must not be empty")
     dt = None
-    out = ([], [], [], [])
+    out: tuple[list[BackendArray], ...] = ([], [], [], [])
     for i, (p, g, m, v) in enumerate(zip(params, grads, ms, vs)):
         p = check.array(f"params[{i}]", p, be, writable=True, dtype=dt)
         dt = p.dtype

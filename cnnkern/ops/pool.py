@@ -4,14 +4,32 @@ An empty batch (N = 0) is answered here without a kernel (empty outputs, as PyTo
 and its padded input are estimated against check.memory_limit() before anything is allocated.
 """
 
+from __future__ import annotations
+
 import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+from numpy.typing import DTypeLike
 
 from .. import shapes
-from ..backends import resolve
+from ..backends import Backend, resolve
 from . import check
 
+if TYPE_CHECKING:
+    from .._typing import BackendArray
+    from .check import BackendLike, IntPair
 
-def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+
+def _geometry(
+    x_shape: Sequence[int],
+    kernel_size: IntPair,
+    stride: IntPair | None,
+    padding: IntPair,
+    dilation: IntPair,
+    ceil_mode: bool,
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int], bool, tuple[int, int]]:
     k = check.pair("kernel_size", kernel_size, minimum=1)
     s = k if stride is None else check.pair("stride", stride, minimum=1)
     p = check.pair("padding", padding, minimum=0)
@@ -40,7 +58,7 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 @functools.lru_cache(maxsize=512)
-def _window_in_padding(length, k, s, p, d, out):
+def _window_in_padding(length: int, k: int, s: int, p: int, d: int, out: int) -> int | None:
     """The first of ``out`` windows along one dim (all ints, checked) with no tap inside [0, length), or
     None. Cached: a training loop asks for the same few geometries every step. Each window is tested in O(1)
     (its first tap at or after 0), so a kernel size near 2**31 costs no more than 2."""
@@ -53,7 +71,14 @@ def _window_in_padding(length, k, s, p, d, out):
     return None
 
 
-def _budget(x_shape, dtype, padding, out, what, argmax=True):
+def _budget(
+    x_shape: Sequence[int],
+    dtype: np.dtype,
+    padding: Sequence[int],
+    out: Sequence[int],
+    what: Callable[[], str],
+    argmax: bool = True,
+) -> None:
     """Refuse a pooling call whose output (and int64 argmax), and padded input, exceed the memory limit."""
     n, c, h, w = x_shape
     y = n * c * out[0] * out[1]
@@ -62,20 +87,28 @@ def _budget(x_shape, dtype, padding, out, what, argmax=True):
     check.allocation(total, lambda: f"{what()} with padding {tuple(padding)} (output {tuple(out)})")
 
 
-def _empty(be, shape, dtype):
+def _empty(be: Backend, shape: Sequence[int], dtype: DTypeLike) -> BackendArray:
     return __import__(be.array_module).empty(shape, dtype)
 
 
 def maxpool2d_forward(
-    x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_argmax=True, backend=None
-):
+    x: BackendArray,
+    *,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_argmax: bool = True,
+    backend: BackendLike = None,
+) -> tuple[BackendArray, BackendArray] | BackendArray:
     """Max pooling; returns (y, argmax) with argmax int64, a flat index into the unpadded H*W plane, or y
     alone with ``return_argmax=False`` (inference: the argmax is not written where the backend can skip
     it)."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4, batch=True)
     k, s, p, d, ceil_mode, out = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    kw = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode)
+    kw: dict[str, Any] = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode)
     need_argmax = check.flag("return_argmax", return_argmax)
     what = lambda: f"maxpool2d_forward on x {x.shape} with kernel_size {k}"  # noqa: E731
     _budget(x.shape, x.dtype, p, out, what, argmax=need_argmax)
@@ -87,7 +120,9 @@ def maxpool2d_forward(
     return be.maxpool2d_forward(x, **kw)
 
 
-def _argmax_checked(dy, argmax, x_shape, be, shape_name="x_shape"):
+def _argmax_checked(
+    dy: BackendArray, argmax: BackendArray, x_shape: Sequence[int], be: Backend, shape_name: str = "x_shape"
+) -> BackendArray:
     """argmax validated against dy and x_shape (int64, the shape of dy, inside the H*W plane), contiguous."""
     cls = check.array_types(be)
     if not isinstance(argmax, cls):
@@ -113,7 +148,9 @@ def _argmax_checked(dy, argmax, x_shape, be, shape_name="x_shape"):
     return argmax
 
 
-def maxpool2d_backward(dy, argmax, x_shape, *, backend=None):
+def maxpool2d_backward(
+    dy: BackendArray, argmax: BackendArray, x_shape: Sequence[int], *, backend: BackendLike = None
+) -> BackendArray:
     """Scatter dy to the argmax positions (accumulating where windows overlap); returns dx of x_shape."""
     be = resolve(backend)
     x_shape = check.x_shape("x_shape", x_shape)
@@ -125,7 +162,15 @@ def maxpool2d_backward(dy, argmax, x_shape, *, backend=None):
     return be.maxpool2d_backward(dy, argmax, x_shape)
 
 
-def maxpool2d_act_backward(dy, argmax, a, activation, *, alpha=0.01, backend=None):
+def maxpool2d_act_backward(
+    dy: BackendArray,
+    argmax: BackendArray,
+    a: BackendArray,
+    activation: str,
+    *,
+    alpha: float = 0.01,
+    backend: BackendLike = None,
+) -> BackendArray:
     """Gradient with respect to z of ``maxpool2d(act(z))``, given the activation's output ``a = act(z)``
     (the pool's input, (N,C,H,W)): ``activation_backward(maxpool2d_backward(dy, argmax, a.shape), a,
     activation)`` in one pass (fused on the cpp backend; a composition of those two kernels elsewhere)."""
@@ -141,8 +186,15 @@ def maxpool2d_act_backward(dy, argmax, a, activation, *, alpha=0.01, backend=Non
 
 
 def avgpool2d_forward(
-    x, *, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, backend=None
-):
+    x: BackendArray,
+    *,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    backend: BackendLike = None,
+) -> BackendArray:
     """Average pooling, PyTorch's divisor rules (count_include_pad; the ceil_mode overhang never counts)."""
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4, batch=True)
@@ -162,8 +214,16 @@ def avgpool2d_forward(
 
 
 def avgpool2d_backward(
-    dy, x_shape, *, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, backend=None
-):
+    dy: BackendArray,
+    x_shape: Sequence[int],
+    *,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    backend: BackendLike = None,
+) -> BackendArray:
     """Gradient of avgpool2d_forward: each dy spread evenly (by the same divisor) over its window."""
     be = resolve(backend)
     x_shape = check.x_shape("x_shape", x_shape)

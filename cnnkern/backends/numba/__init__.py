@@ -15,15 +15,28 @@ Every kernel's result is independent of the thread count: each reduction is cut 
 the problem alone (conv.py's DW_TASKS runs, one task per channel or per row), added in a fixed order.
 """
 
+from __future__ import annotations
+
 import importlib
 import importlib.util
 import os
 import time
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ...kernels import BASIC, FAMILIES, forwarder, install
 from ..base import Backend
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeAlias
+
+    MakeArray: TypeAlias = Callable[..., np.ndarray]
+    """``rand(*shape)`` / ``zeros(*shape)``: an array of the dtype being warmed up."""
+    WarmupCalls: TypeAlias = dict[str, Callable[[], object]]
+    """A family module's ``warmup_calls``: kernel name -> a closure calling it once."""
 
 MIN_NUMBA = (0, 68)  # gemm.py's micro-kernel is LLVM IR through numba.extending.intrinsic: tested on 0.68
 # one module per family of the table (the stem rule), and the GEMM that conv and dense share
@@ -32,7 +45,7 @@ _FAMILIES = ("gemm",) + FAMILIES
 FUSED = ("conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward")
 
 
-def probe():
+def probe() -> str | None:
     """None if Numba can run the kernels here, else why not and how to fix it."""
     if importlib.util.find_spec("numba") is None:
         return "numba not installed: pip install cnnkern[numba]"
@@ -59,7 +72,7 @@ def probe():
 THREADING_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 
 
-def configure_threading():
+def configure_threading() -> None:
     """Start Numba's threading layer with :data:`THREADING_DEFAULTS` (those the user has not set); a no-op
     once the layer runs (it was then started by an earlier call, or by the user's own Numba code)."""
     import numba
@@ -78,7 +91,7 @@ def configure_threading():
             os.environ.pop(k, None)
 
 
-def create():
+def create() -> NumbaBackend:
     configure_threading()
     return NumbaBackend()
 
@@ -87,13 +100,15 @@ class NumbaBackend(Backend):
     """Numba kernels on NumPy arrays, float32 and float64."""
 
     name = "numba"
-    dtypes = ("float32", "float64")
+    dtypes: tuple[str, ...] = ("float32", "float64")
     array_module = "numpy"
 
-    def __init__(self):
-        self._k = {family: importlib.import_module(f"{__name__}.{family}") for family in _FAMILIES}
+    def __init__(self) -> None:
+        self._k: dict[str, ModuleType] = {
+            family: importlib.import_module(f"{__name__}.{family}") for family in _FAMILIES
+        }
 
-    def _dispatchers(self):
+    def _dispatchers(self) -> list[Any]:
         """Every compiled-loop function of the kernel modules (the Numba dispatchers)."""
         from numba.core.registry import CPUDispatcher
 
@@ -104,7 +119,7 @@ class NumbaBackend(Backend):
             if isinstance(obj, CPUDispatcher) and obj.__module__ == module.__name__
         ]
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         import numba
 
         # the parallel loops are the ones called from Python; helpers (the GEMM tile, ...) compile inside them
@@ -120,20 +135,20 @@ class NumbaBackend(Backend):
 
     # threads: cnnkern.set_num_threads / get_num_threads (cnnkern/threads.py)
     @staticmethod
-    def num_threads():
+    def num_threads() -> int:
         import numba
 
         return numba.get_num_threads()
 
     @staticmethod
-    def max_threads():
+    def max_threads() -> int:
         """The threads Numba's pool was started with (NUMBA_NUM_THREADS): set_num_threads' upper bound."""
         import numba
 
         return numba.config.NUMBA_NUM_THREADS
 
     @classmethod
-    def thread_count_error(cls, n):
+    def thread_count_error(cls, n: int) -> str | None:
         """None if the pool can run ``n`` threads, else why not and what to do."""
         top = cls.max_threads()
         if n <= top:
@@ -148,7 +163,7 @@ class NumbaBackend(Backend):
         )
 
     @classmethod
-    def set_num_threads(cls, n):
+    def set_num_threads(cls, n: int) -> None:
         import numba
 
         err = cls.thread_count_error(n)
@@ -159,24 +174,24 @@ class NumbaBackend(Backend):
     # fused conv + activation + max pool: conv_pool.py for a one-channel first layer, else the composition
     def conv2d_act_maxpool_forward(
         self,
-        x,
-        w,
-        b=None,
+        x: np.ndarray,
+        w: np.ndarray,
+        b: np.ndarray | None = None,
         *,
-        stride,
-        padding,
-        dilation,
-        groups,
-        activation=None,
-        alpha=0.01,
-        pool_kernel,
-        pool_stride,
-        pool_padding,
-        pool_dilation,
-        pool_ceil_mode,
-        need_argmax=True,
-    ):
-        conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int,
+        activation: str | None = None,
+        alpha: float = 0.01,
+        pool_kernel: Sequence[int],
+        pool_stride: Sequence[int],
+        pool_padding: Sequence[int],
+        pool_dilation: Sequence[int],
+        pool_ceil_mode: bool,
+        need_argmax: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        conv: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         pool = (pool_kernel, pool_stride, pool_padding, pool_dilation, pool_ceil_mode)
         fused = self._k["conv_pool"]
         if fused.applies(x, w, **conv):
@@ -198,23 +213,23 @@ class NumbaBackend(Backend):
 
     def conv2d_act_maxpool_backward(
         self,
-        dy,
-        y,
-        argmax,
-        x,
-        w,
+        dy: np.ndarray,
+        y: np.ndarray,
+        argmax: np.ndarray,
+        x: np.ndarray,
+        w: np.ndarray,
         *,
-        stride,
-        padding,
-        dilation,
-        groups,
-        activation=None,
-        alpha=0.01,
-        need_dx,
-        need_dw,
-        need_db,
-    ):
-        conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int,
+        activation: str | None = None,
+        alpha: float = 0.01,
+        need_dx: bool,
+        need_dw: bool,
+        need_db: bool,
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        conv: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         fused = self._k["conv_pool"]
         if not need_dx and fused.applies(x, w, **conv):  # dx: a first layer never needs it
             return (None,) + fused.conv2d_act_maxpool_backward(
@@ -241,20 +256,20 @@ for _kernel in BASIC:
     install(NumbaBackend, forwarder(_kernel, f"self._k[{_kernel.family!r}].{_kernel.name}"))
 
 
-def _warmup_calls(be, dtype):
+def _warmup_calls(be: Backend, dtype: np.dtype) -> WarmupCalls:
     """One closure per kernel, in the table's order (its unfused kernels, then FUSED), from the
     ``warmup_calls`` of each family module: tiny inputs that reach every compiled loop. Run in that order,
     each backward uses what its forward (run just before) saved, so every compile is charged to its
     kernel."""
     rng = np.random.default_rng(0)
 
-    def rand(*shape):
+    def rand(*shape: int) -> np.ndarray:
         return rng.standard_normal(shape).astype(dtype)
 
-    def zeros(*shape):
+    def zeros(*shape: int) -> np.ndarray:
         return np.zeros(shape, dtype)
 
-    calls = {}
+    calls: WarmupCalls = {}
     for family in _FAMILIES:
         module = importlib.import_module(f"{__name__}.{family}")
         if hasattr(module, "warmup_calls"):
@@ -266,7 +281,7 @@ def _warmup_calls(be, dtype):
     return {name: calls[name] for name in order}
 
 
-def warmup(dtypes=("float32",)):
+def warmup(dtypes: Iterable[str] = ("float32",)) -> dict[str, float]:
     """Compile (or load from the cache) every kernel for each dtype by calling it once on tiny inputs.
 
     Returns ``{kernel: seconds}`` in the table's order (its unfused kernels), then FUSED, the seconds summed

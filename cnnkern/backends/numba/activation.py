@@ -5,12 +5,20 @@ tanh. NaN propagates: relu(NaN) = NaN, and backward passes dy where y is NaN (Py
 Each kind has its own branch-free parallel loop so LLVM can vectorise it.
 """
 
-import math
+from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
 from numba import njit, prange
 
 from ..base import ACTIVATIONS
 from . import alloc
+
+if TYPE_CHECKING:
+    from ..base import Backend
+    from . import MakeArray, WarmupCalls
 
 KIND_CODES = {kind: code for code, kind in enumerate(ACTIVATIONS)}  # relu 0, leaky_relu 1, sigmoid 2, tanh 3
 
@@ -51,19 +59,19 @@ def _backward(dy, y, kind, alpha, dx):
             dx[i] = dy[i] * (1 - y[i] * y[i])
 
 
-def activation_forward(x, kind, alpha):
+def activation_forward(x: np.ndarray, kind: str, alpha: float) -> np.ndarray:
     y = alloc.empty(x.shape, x.dtype)
     _forward(x.reshape(-1), KIND_CODES[kind], x.dtype.type(alpha), y.reshape(-1))
     return y
 
 
-def activation_backward(dy, y, kind, alpha):
+def activation_backward(dy: np.ndarray, y: np.ndarray, kind: str, alpha: float) -> np.ndarray:
     dx = alloc.empty(y.shape, y.dtype)
     _backward(dy.reshape(-1), y.reshape(-1), KIND_CODES[kind], y.dtype.type(alpha), dx.reshape(-1))
     return dx
 
 
-def warmup_calls(be, rand, zeros):
+def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
     loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
     x = rand(2, 2, 4, 4)

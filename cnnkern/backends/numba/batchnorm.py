@@ -6,8 +6,16 @@ sums accumulate in float64; the statistics are rounded to the array dtype once, 
 that backward gets exactly the mean/invstd that forward applied.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from numba import njit, prange
+
+if TYPE_CHECKING:
+    from ..base import Backend
+    from . import MakeArray, WarmupCalls
 
 
 @njit(parallel=True, cache=True)
@@ -86,7 +94,16 @@ def _backward(dy3, x3, gamma, mean, invstd, training, dx3, dgamma, dbeta):
                     dst[i] = g[i] * scale
 
 
-def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+def batchnorm2d_forward(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     N, C, H, W = x.shape
     x3 = x.reshape(N, C, H * W)
     if training:
@@ -107,7 +124,9 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, training, mom
     return y, mean, invstd
 
 
-def batchnorm2d_backward(dy, x, gamma, mean, invstd, training):
+def batchnorm2d_backward(
+    dy: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, invstd: np.ndarray, training: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     N, C, H, W = x.shape
     dx = np.empty_like(x)
     dgamma = np.empty(C, x.dtype)
@@ -119,18 +138,18 @@ def batchnorm2d_backward(dy, x, gamma, mean, invstd, training):
     return dx, dgamma, dbeta
 
 
-def warmup_calls(be, rand, zeros):
+def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
     loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
     x, gamma, beta, mean, var = rand(2, 2, 4, 4), rand(2), rand(2), rand(2), np.abs(rand(2)) + 1
-    stats = dict(momentum=0.1, eps=1e-5)
-    saved = {}
+    stats: dict[str, Any] = dict(momentum=0.1, eps=1e-5)
+    saved: dict[str, Any] = {}
 
-    def forward():
+    def forward() -> None:
         saved["bn"] = be.batchnorm2d_forward(x, gamma, beta, mean, var, training=True, **stats)
         be.batchnorm2d_forward(x, gamma, beta, mean, var, training=False, **stats)
 
-    def backward():
+    def backward() -> None:
         _, m, invstd = saved["bn"]
         be.batchnorm2d_backward(x, x, gamma, m, invstd, training=True)
         be.batchnorm2d_backward(x, x, gamma, m, invstd, training=False)

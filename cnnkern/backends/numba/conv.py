@@ -28,12 +28,21 @@ buffers come from alloc.py's block cache.
            sums its dz the same way, to give the same bits)
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from numba import njit, prange
 
 from ...shapes import conv_out
 from . import alloc
 from .gemm import MR, NR, fma_tile
+
+if TYPE_CHECKING:
+    from ..base import Backend
+    from . import MakeArray, WarmupCalls
 
 JC = 256  # positions per dw chunk: the reduction length of one fma_tile call
 MIN_CHUNK = 32  # dw: chunks get as short as this to give DW_TASKS tasks work
@@ -280,14 +289,14 @@ def _bias_grad(dy3, bounds, part, db):
     sum_runs(part, db)
 
 
-def dw_split(J):
+def dw_split(J: int) -> tuple[int, int]:
     """(nchunk, ntask): the J positions of the dw sum cut into nchunk even chunks, dealt in runs to ntask
     tasks (_weight_partials)."""
     nchunk = max((J + JC - 1) // JC, min(DW_TASKS, (J + MIN_CHUNK - 1) // MIN_CHUNK))
     return nchunk, min(DW_TASKS, nchunk)
 
 
-def dw_runs(J):
+def dw_runs(J: int) -> np.ndarray:
     """bounds (ntask + 1,) int64: the dw task t sums the positions bounds[t] .. bounds[t+1] (its run of
     chunks); db is summed over the same runs, and so is conv_pool.py's fused backward, to give the same
     bits."""
@@ -295,7 +304,9 @@ def dw_runs(J):
     return np.array([(t * nchunk // ntask) * J // nchunk for t in range(ntask + 1)], np.int64)
 
 
-def _geometry(x, w, stride, padding, dilation):
+def _geometry(
+    x: np.ndarray, w: np.ndarray, stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
+) -> tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int]:
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     sh, sw = int(stride[0]), int(stride[1])
@@ -306,7 +317,7 @@ def _geometry(x, w, stride, padding, dilation):
     return N, C, K, Cg, R, S, sh, sw, pt, pb, pl, pr, dh, dw, P, Q
 
 
-def _padded(x, pt, pb, pl, pr):
+def _padded(x: np.ndarray, pt: int, pb: int, pl: int, pr: int) -> np.ndarray:
     """x with its zero border made real (x itself, contiguous, when there is none)."""
     if pt == pb == pl == pr == 0:
         return x
@@ -316,7 +327,7 @@ def _padded(x, pt, pb, pl, pr):
     return xp
 
 
-def _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw):
+def _taps(C: int, Hp: int, Wp: int, groups: int, Cg: int, R: int, S: int, dh: int, dw: int) -> np.ndarray:
     """tap (g, Cg*R*S) int64: flat offset in xp of tap (cg, r, s) of group g from an output's top-left."""
     c = np.arange(groups * Cg, dtype=np.int64).reshape(groups, Cg, 1, 1)
     r = np.arange(R, dtype=np.int64).reshape(1, 1, R, 1)
@@ -324,7 +335,7 @@ def _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw):
     return (c * Hp * Wp + r * dh * Wp + s * dw).reshape(groups, Cg * R * S)
 
 
-def _panels(w3):
+def _panels(w3: np.ndarray) -> np.ndarray:
     """w3 (g, Kg, CgRS) -> wp (g, ceil(Kg/MR), CgRS, MR), rows past Kg zero."""
     groups, Kg, CgRS = w3.shape
     mblk = (Kg + MR - 1) // MR
@@ -333,7 +344,18 @@ def _panels(w3):
     return np.ascontiguousarray(wpad.reshape(groups, mblk, MR, CgRS).transpose(0, 1, 3, 2))
 
 
-def _conv(xp, w, b, groups, sh, sw, dh, dw, P, Q):
+def _conv(
+    xp: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    groups: int,
+    sh: int,
+    sw: int,
+    dh: int,
+    dw: int,
+    P: int,
+    Q: int,
+) -> np.ndarray:
     """y (N, K, P, Q) = unpadded conv of xp with w (+ b)."""
     N, C, Hp, Wp = xp.shape
     K, Cg, R, S = w.shape
@@ -345,12 +367,31 @@ def _conv(xp, w, b, groups, sh, sw, dh, dw, P, Q):
     return y
 
 
-def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+def conv2d_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> np.ndarray:
     N, C, K, Cg, R, S, sh, sw, pt, pb, pl, pr, dh, dw, P, Q = _geometry(x, w, stride, padding, dilation)
     return _conv(_padded(x, pt, pb, pl, pr), w, b, int(groups), sh, sw, dh, dw, P, Q)
 
 
-def conv2d_backward(dy, x, w, stride, padding, dilation, groups, need_dx, need_dw, need_db):
+def conv2d_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    need_dx: bool,
+    need_dw: bool,
+    need_db: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     N, C, K, Cg, R, S, sh, sw, pt, pb, pl, pr, dh, dw, P, Q = _geometry(x, w, stride, padding, dilation)
     groups = int(groups)
     Kg = K // groups
@@ -379,11 +420,12 @@ def conv2d_backward(dy, x, w, stride, padding, dilation, groups, need_dx, need_d
     return dx, wgrad, db
 
 
-def warmup_calls(be, rand, zeros):
+def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
     loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
-    conv = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
-    pointwise = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)  # the 1x1 GEMM path
+    conv: dict[str, Any] = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    # the 1x1 GEMM path
+    pointwise: dict[str, Any] = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
     x, w, b, w1, dy = rand(2, 2, 4, 4), rand(3, 2, 3, 3), rand(3), rand(3, 2, 1, 1), rand(2, 3, 4, 4)
     return {
         "conv2d_forward": lambda: (

@@ -22,7 +22,11 @@ chains, runs and db lanes, activation.py's formulas), so the two agree bit for b
 numbers whether Sequential links its Conv2D -> MaxPooling2D pairs or not.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit, prange
@@ -33,10 +37,21 @@ from .conv import dw_runs, sum_runs
 from .gemm import MR, NR, fma, fma_tile
 from .pool import _maxpool_plane, _maxpool_plane_2x2, _pool_shape
 
+if TYPE_CHECKING:
+    from ..base import Backend
+    from . import MakeArray, WarmupCalls
+
 NO_ACT = -1  # activation None (the others: activation.KIND_CODES)
 
 
-def applies(x, w, stride, padding, dilation, groups):
+def applies(
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> bool:
     """The geometry these kernels handle: one input channel, groups 1, stride 1, no padding or dilation."""
     one = (1, 1)
     return (
@@ -251,8 +266,18 @@ def _grads(xf, dyf, yf, af, kind, alpha, W, R, S, P, Q, bounds, need_dw, part, l
 
 
 def conv2d_act_maxpool_forward(
-    x, w, b, activation, alpha, kernel, stride, padding, dilation, ceil_mode, need_argmax
-):
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    activation: str | None,
+    alpha: float,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+    need_argmax: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
     N, _, H, W = x.shape
     K, _, R, S = w.shape
     shape = _pool_shape((N, K, H - R + 1, W - S + 1), kernel, stride, padding, dilation, ceil_mode)
@@ -265,40 +290,55 @@ def conv2d_act_maxpool_forward(
     return y, (argmax if need_argmax else None)
 
 
-def conv2d_act_maxpool_backward(dy, y, argmax, x, w, activation, alpha, need_dw, need_db):
+def conv2d_act_maxpool_backward(
+    dy: np.ndarray,
+    y: np.ndarray,
+    argmax: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    activation: str | None,
+    alpha: float,
+    need_dw: bool,
+    need_db: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     N, _, H, W = x.shape
     K, _, R, S = w.shape
     P, Q = H - R + 1, W - S + 1
     PQ2 = dy.shape[2] * dy.shape[3]
     dyf, yf, af = dy.reshape(N, K, PQ2), y.reshape(N, K, PQ2), argmax.reshape(N, K, PQ2)
     kind = NO_ACT if activation is None else KIND_CODES[activation]
-    alpha = x.dtype.type(alpha)
+    alpha_x = x.dtype.type(alpha)
     bounds = dw_runs(N * P * Q)
     nrun, kpad = bounds.size - 1, -(-K // NR) * NR
     part = np.empty((nrun, -(-R * S // MR) * MR, kpad), x.dtype)
     lanes, tails, dbpart = np.empty((nrun, 8, kpad)), np.empty((nrun, kpad)), np.empty((nrun, K))
     dw, db = np.empty_like(w), np.empty(K, x.dtype)
     _grads(
-        x.reshape(N, H * W), dyf, yf, af, kind, alpha, W, R, S, P, Q, bounds, need_dw, part, lanes, tails,
+        x.reshape(N, H * W), dyf, yf, af, kind, alpha_x, W, R, S, P, Q, bounds, need_dw, part, lanes, tails,
         dbpart, dw.reshape(K, R * S), db,
     )  # fmt: skip
     return (dw if need_dw else None), (db if need_db else None)
 
 
-def warmup_calls(be, rand, zeros):
+def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
     loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
     x1, wc, b = rand(2, 1, 6, 6), rand(3, 1, 3, 3), rand(3)  # the one-channel conv this file handles
-    conv = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, activation="relu", alpha=0.01)
-    pool = dict(pool_kernel=(2, 2), pool_stride=(2, 2), pool_padding=(0, 0), pool_dilation=(1, 1))
-    saved = {}
+    conv: dict[str, Any] = dict(
+        stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, activation="relu", alpha=0.01
+    )
+    pool: dict[str, Any] = dict(
+        pool_kernel=(2, 2), pool_stride=(2, 2), pool_padding=(0, 0), pool_dilation=(1, 1)
+    )
+    saved: dict[str, Any] = {}
 
-    def forward():
+    def forward() -> None:
         saved["cp"] = be.conv2d_act_maxpool_forward(x1, wc, b, **conv, **pool, pool_ceil_mode=False)
 
-    def backward():
+    def backward() -> None:
         y, argmax = saved["cp"]
-        need = dict(need_dx=False, need_dw=True, need_db=True)  # dx: a first layer never asks for it
+        # dx: a first layer never asks for it
+        need: dict[str, Any] = dict(need_dx=False, need_dw=True, need_db=True)
         be.conv2d_act_maxpool_backward(y, y, argmax, x1, wc, **need, **conv)
 
     return {"conv2d_act_maxpool_forward": forward, "conv2d_act_maxpool_backward": backward}

@@ -8,10 +8,18 @@ x (N,in), w (out,in), b (out,) | None -> y (N,out)
 The transposes are views: the GEMM packs its operands from any layout.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numba import njit, prange
 
 from .gemm import gemm
+
+if TYPE_CHECKING:
+    from ..base import Backend
+    from . import MakeArray, WarmupCalls
 
 
 @njit(parallel=True, cache=True)
@@ -31,14 +39,16 @@ def _column_sums(dy, db):
             db[o] = acc[o - o0]
 
 
-def dense_forward(x, w, b):
+def dense_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     y = np.empty((x.shape[0], w.shape[0]), x.dtype)
     bias = b if b is not None else np.empty(0, x.dtype)
     gemm(x, w.T, bias, b is not None, y)
     return y
 
 
-def dense_backward(dy, x, w, need_dx, need_db):
+def dense_backward(
+    dy: np.ndarray, x: np.ndarray, w: np.ndarray, need_dx: bool, need_db: bool
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     empty = np.empty(0, dy.dtype)
     dx = None
     if need_dx:
@@ -53,7 +63,7 @@ def dense_backward(dy, x, w, need_dx, need_db):
     return dx, dw, db
 
 
-def warmup_calls(be, rand, zeros):
+def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
     loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
     x, w, b, dy = rand(3, 4), rand(2, 4), rand(2), rand(3, 2)

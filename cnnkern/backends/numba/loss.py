@@ -7,10 +7,17 @@ m + log(s) rounds back to m and the loss would be 0.
 Rows run in parallel; the batch mean sums the per-row losses in float64.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import njit, prange
+
+if TYPE_CHECKING:
+    from ..base import Backend
+    from . import MakeArray, WarmupCalls
 
 
 @njit(parallel=True, cache=True)
@@ -46,7 +53,7 @@ def _backward(probs, labels, dlogits):
         dst[labels[n]] = (src[labels[n]] - 1) / N
 
 
-def softmax_cross_entropy_forward(logits, labels):
+def softmax_cross_entropy_forward(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     N = logits.shape[0]
     row_loss = np.empty(N, np.float64)
     probs = np.empty_like(logits)
@@ -54,19 +61,19 @@ def softmax_cross_entropy_forward(logits, labels):
     return np.array(row_loss.sum() / N, dtype=logits.dtype), probs
 
 
-def softmax_cross_entropy_backward(probs, labels):
+def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     dlogits = np.empty_like(probs)
     _backward(probs, labels, dlogits)
     return dlogits
 
 
-def warmup_calls(be, rand, zeros):
+def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
     loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
     logits, labels = rand(3, 4), np.array([0, 3, 1], np.int64)
-    saved = {}
+    saved: dict[str, np.ndarray] = {}
 
-    def forward():
+    def forward() -> None:
         saved["probs"] = be.softmax_cross_entropy_forward(logits, labels)[1]
 
     return {

@@ -8,9 +8,17 @@ param, grad, velocity | m, v: same shape and dtype.
         keras: param -= (lr*sqrt(1-b2^t)/(1-b1^t)) * m / (sqrt(v) + eps)   (eps before the bias correction)
 """
 
-import math
+from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 from numba import njit, prange
+
+if TYPE_CHECKING:
+    from ..base import Backend
+    from . import MakeArray, WarmupCalls
 
 
 @njit(parallel=True, cache=True)
@@ -45,7 +53,15 @@ def _adam(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, keras):
             param[i] = param[i] - (lr / bias1) * mi / (math.sqrt(vi) / bias2_sqrt + eps)
 
 
-def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
+def sgd_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    velocity: np.ndarray | None,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> None:
     if velocity is None:
         _sgd_plain(param.reshape(-1), grad.reshape(-1), float(lr), float(weight_decay))
     else:
@@ -55,22 +71,38 @@ def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
         )  # fmt: skip
 
 
-def adam_update(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
+def adam_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    eps_mode: str,
+) -> None:
     _adam(
         param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), float(lr), float(beta1),
         float(beta2), float(eps), float(weight_decay), int(step), eps_mode == "keras",
     )  # fmt: skip
 
 
-def warmup_calls(be, rand, zeros):
+def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
     loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
     p, g, s1, s2 = rand(5), rand(5), zeros(5), zeros(5)
-    adam = dict(step=1, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, eps_mode="torch")
-    return {
-        "sgd_update": lambda: (
-            be.sgd_update(p, g, None, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0),
-            be.sgd_update(p, g, s1, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0),
-        ),
-        "adam_update": lambda: be.adam_update(p, g, s1, s2, **adam),
-    }
+    adam: dict[str, Any] = dict(
+        step=1, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, eps_mode="torch"
+    )
+
+    def sgd() -> None:
+        be.sgd_update(p, g, None, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0)
+        be.sgd_update(p, g, s1, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0)
+
+    def adam_step() -> None:
+        be.adam_update(p, g, s1, s2, **adam)
+
+    return {"sgd_update": sgd, "adam_update": adam_step}

@@ -6,13 +6,21 @@ independent, so the backward passes (which scatter-add where windows overlap) ar
 owning one input plane.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit, prange
 
 from ...shapes import pool_out
 from . import alloc
+
+if TYPE_CHECKING:
+    from ..base import Backend
+    from . import MakeArray, WarmupCalls
 
 
 @njit(cache=True)
@@ -222,14 +230,28 @@ def _avgpool_backward(dy, kh, kw, sh, sw, ph, pw, count_include_pad, dx):
         _avgpool_plane_backward(dy[n, c], kh, kw, sh, sw, ph, pw, count_include_pad, dx[n, c])
 
 
-def _pool_shape(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+def _pool_shape(
+    x_shape: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+) -> tuple[int, int, int, int]:
     N, C, H, W = x_shape
     P = pool_out(H, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
     Q = pool_out(W, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
     return (N, C, P, Q)
 
 
-def maxpool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
+def maxpool2d_forward(
+    x: np.ndarray,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     shape = _pool_shape(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     y = alloc.empty(shape, x.dtype)
     argmax = alloc.empty(shape, np.int64)
@@ -241,13 +263,20 @@ def maxpool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     return y, argmax
 
 
-def maxpool2d_backward(dy, argmax, x_shape):
+def maxpool2d_backward(dy: np.ndarray, argmax: np.ndarray, x_shape: Sequence[int]) -> np.ndarray:
     dx = alloc.empty(tuple(int(d) for d in x_shape), dy.dtype)
     _maxpool_backward(dy, argmax, dx)
     return dx
 
 
-def avgpool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad):
+def avgpool2d_forward(
+    x: np.ndarray,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> np.ndarray:
     y = np.empty(_pool_shape(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode), x.dtype)
     _avgpool_forward(
         x, int(kernel_size[0]), int(kernel_size[1]), int(stride[0]), int(stride[1]),
@@ -256,7 +285,15 @@ def avgpool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include_
     return y
 
 
-def avgpool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad):
+def avgpool2d_backward(
+    dy: np.ndarray,
+    x_shape: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> np.ndarray:
     dx = np.empty(tuple(int(d) for d in x_shape), dy.dtype)
     _avgpool_backward(
         dy, int(kernel_size[0]), int(kernel_size[1]), int(stride[0]), int(stride[1]),
@@ -265,15 +302,15 @@ def avgpool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode, cou
     return dx
 
 
-def warmup_calls(be, rand, zeros):
+def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
     loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
-    pool = dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False)
-    avg = dict(pool, count_include_pad=True)
+    pool: dict[str, Any] = dict(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False)
+    avg: dict[str, Any] = dict(pool, count_include_pad=True)
     x = rand(2, 2, 4, 4)
-    saved = {}  # each backward runs on what its forward (called just before) returned
+    saved: dict[str, Any] = {}  # each backward runs on what its forward (called just before) returned
 
-    def save(key, value):
+    def save(key: str, value: Any) -> Any:
         saved[key] = value
         return value
 

@@ -1,19 +1,21 @@
 """The NumPy reference backend: the executable specification. Readable NumPy, float32 and float64 (the
 conformance suite runs it in float64 and compares every other backend with it)."""
 
+from __future__ import annotations
+
 import importlib
 
 from ...kernels import BASIC
 from ..base import Backend
 
 
-def probe():
+def probe() -> str | None:
     return None
 
 
 class ReferenceBackend(Backend):
     name = "reference"
-    dtypes = ("float32", "float64")
+    dtypes: tuple[str, ...] = ("float32", "float64")
     array_module = "numpy"
 
 
@@ -24,5 +26,5 @@ for _kernel in BASIC:
     setattr(ReferenceBackend, _kernel.name, staticmethod(getattr(_module, _kernel.name)))
 
 
-def create():
+def create() -> ReferenceBackend:
     return ReferenceBackend()

@@ -1,9 +1,11 @@
 """Reference activations (elementwise); backward from the output y, as PyTorch does."""
 
+from __future__ import annotations
+
 import numpy as np
 
 
-def activation_forward(x, kind, *, alpha):
+def activation_forward(x: np.ndarray, kind: str, *, alpha: float) -> np.ndarray:
     if kind == "relu":
         return np.where(x > 0, x, np.where(np.isnan(x), x, 0)).astype(x.dtype)
     if kind == "leaky_relu":
@@ -17,7 +19,7 @@ def activation_forward(x, kind, *, alpha):
     raise ValueError(f"unknown activation kind {kind!r}")
 
 
-def activation_backward(dy, y, kind, *, alpha):
+def activation_backward(dy: np.ndarray, y: np.ndarray, kind: str, *, alpha: float) -> np.ndarray:
     if kind == "relu":
         # PyTorch's threshold_backward: y <= 0 ? 0 : dy, so a NaN output passes dy through
         return np.where(y <= 0, 0, dy).astype(dy.dtype)

@@ -1,9 +1,21 @@
 """Reference batch norm over (N, H, W) per channel: x (N,C,H,W), gamma/beta/running stats (C,)."""
 
+from __future__ import annotations
+
 import numpy as np
 
 
-def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, training, momentum, eps):
+def batchnorm2d_forward(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    *,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training: two-pass biased variance, invstd = 1/sqrt(var + eps); running stats updated in place as
     (1-m)·old + m·new with the unbiased variance. Eval: the running statistics."""
     if training:
@@ -24,7 +36,9 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, training, 
     return xhat * gamma[None, :, None, None] + beta[None, :, None, None], mean, invstd
 
 
-def batchnorm2d_backward(dy, x, gamma, mean, invstd, *, training):
+def batchnorm2d_backward(
+    dy: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, invstd: np.ndarray, *, training: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dx = γ·invstd/n·(n·dy − Σdy − x̂·Σ(dy·x̂)) in training; γ·invstd·dy in eval (constant statistics)."""
     c4 = (None, slice(None), None, None)
     xhat = (x - mean[c4]) * invstd[c4]

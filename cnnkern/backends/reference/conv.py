@@ -6,12 +6,18 @@ Written for clarity: one tensordot per kernel tap (r, s) and group, over strided
 input, in the input's dtype (float64 when used as the specification).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 from ... import shapes
 
 
-def _taps(xpad, r, s, stride, dilation, p, q):
+def _taps(
+    xpad: np.ndarray, r: int, s: int, stride: Sequence[int], dilation: Sequence[int], p: int, q: int
+) -> np.ndarray:
     """The view xpad[:, :, r·dh + sh·i, s·dw + sw·j] for i < p, j < q."""
     h0, w0 = r * dilation[0], s * dilation[1]
     return xpad[
@@ -19,12 +25,21 @@ def _taps(xpad, r, s, stride, dilation, p, q):
     ]
 
 
-def _pad(x, padding):
+def _pad(x: np.ndarray, padding: Sequence[int]) -> np.ndarray:
     t, b, l, r = padding
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
 
 
-def conv2d_forward(x, w, b=None, *, stride, padding, dilation, groups):
+def conv2d_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
+    *,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> np.ndarray:
     n, c, h, wd = x.shape
     k, cg, r_, s_ = w.shape
     p = shapes.conv_out(h, r_, stride[0], padding[0], padding[1], dilation[0])
@@ -44,7 +59,19 @@ def conv2d_forward(x, w, b=None, *, stride, padding, dilation, groups):
     return y
 
 
-def conv2d_backward(dy, x, w, *, stride, padding, dilation, groups, need_dx, need_dw, need_db):
+def conv2d_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    *,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    need_dx: bool,
+    need_dw: bool,
+    need_db: bool,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """dw[k,c,r,s] = Σ_{n,p,q} dy[n,k,p,q]·xpad[n,c,tap]; dxpad[n,c,tap] += Σ_k w[k,c,r,s]·dy[n,k,p,q]."""
     n, c, h, wd = x.shape
     k, cg, r_, s_ = w.shape
@@ -57,14 +84,14 @@ def conv2d_backward(dy, x, w, *, stride, padding, dilation, groups, need_dx, nee
         dyg = dy[:, g * kg : (g + 1) * kg]
         for r in range(r_):
             for s in range(s_):
-                if need_dw:
+                if dw is not None:
                     tap = _taps(xpad[:, g * cg : (g + 1) * cg], r, s, stride, dilation, p, q)
                     dw[g * kg : (g + 1) * kg, :, r, s] = np.einsum("nkpq,ncpq->kc", dyg, tap)
-                if need_dx:
+                if dxpad is not None:
                     view = _taps(dxpad[:, g * cg : (g + 1) * cg], r, s, stride, dilation, p, q)
                     view += np.einsum("nkpq,kc->ncpq", dyg, w[g * kg : (g + 1) * kg, :, r, s])
     dx = None
-    if need_dx:
+    if dxpad is not None:
         t, l = padding[0], padding[2]
         dx = np.ascontiguousarray(dxpad[:, :, t : t + h, l : l + wd])
     db = dy.sum(axis=(0, 2, 3)) if need_db else None

@@ -1,9 +1,11 @@
 """Reference softmax cross-entropy: logits (N,C), labels int64 (N,) -> mean loss, probs (N,C)."""
 
+from __future__ import annotations
+
 import numpy as np
 
 
-def softmax_cross_entropy_forward(logits, labels):
+def softmax_cross_entropy_forward(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """log_softmax = x − max − log Σ exp(x − max); loss = −mean(log_softmax[n, label_n])."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     logsum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -13,7 +15,7 @@ def softmax_cross_entropy_forward(logits, labels):
     return np.asarray(loss, dtype=logits.dtype), np.exp(log_probs)
 
 
-def softmax_cross_entropy_backward(probs, labels):
+def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     n = probs.shape[0]
     d = probs.copy()
     d[np.arange(n), labels] -= 1

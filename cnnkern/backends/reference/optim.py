@@ -1,20 +1,45 @@
 """Reference optimizer steps, in place (PyTorch's SGD and Adam; Adam's eps placement per eps_mode)."""
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
 
 
-def sgd_update(param, grad, velocity, *, lr, momentum, nesterov, weight_decay):
+def sgd_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    velocity: np.ndarray | None,
+    *,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+) -> None:
     g = grad + weight_decay * param if weight_decay else grad
     if momentum:
+        assert velocity is not None  # the front door: velocity is None iff momentum == 0
         velocity *= momentum
         velocity += g
         g = g + momentum * velocity if nesterov else velocity
     param -= (lr * g).astype(param.dtype, copy=False)
 
 
-def adam_update(param, grad, m, v, *, step, lr, beta1, beta2, eps, weight_decay, eps_mode):
+def adam_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    eps_mode: str,
+) -> None:
     g = grad + weight_decay * param if weight_decay else grad
     m *= beta1
     m += (1 - beta1) * g
