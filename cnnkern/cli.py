@@ -321,7 +321,8 @@ def run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     _, (x_test, y_test), source = _data_or_fail(args.data)
     start = time.perf_counter()
-    # [loss, accuracy] (a model compiled without metrics would return the loss alone)
+    if "accuracy" not in (model.metrics or []):  # a model saved compiled without it still reports accuracy
+        model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
     loss, acc = cast("list[float]", model.evaluate(_images(x_test), y_test, batch_size=args.batch_size))
     seconds = time.perf_counter() - start
     print(f"data: {source}")

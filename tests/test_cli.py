@@ -336,3 +336,28 @@ def test_train_stops_on_a_nonfinite_loss_exit_1(tmp_path, capsys):
     status, out, err = run(argv + ["--batch-size", "16", "--save", str(tmp_path / "m.npz")], capsys)
     assert status == 1 and "training stopped at epoch 1, step 2" in err and "learning rate" in err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_evaluate_a_model_saved_without_metrics(tmp_path, capsys):
+    """A model saved compiled without the accuracy metric used to crash `cnnkern evaluate` (its evaluate
+    returned the loss alone, unpacked into loss and accuracy)."""
+    from cnnkern.cli import classic_cnn
+
+    make_dataset(tmp_path / "data", n_train=16, n_test=8)
+    model = classic_cnn(seed=0, backend="reference")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.save(tmp_path / "m.npz")
+    argv = ["evaluate", str(tmp_path / "m.npz"), "--data", str(tmp_path / "data"), "--backend", "reference"]
+    status, out, err = run(argv, capsys)
+    assert status == 0, err
+    assert "test accuracy:" in out
+
+
+def test_bench_threads_beyond_the_pool_limit_exit_2(capsys):
+    """`cnnkern bench --threads` beyond the cpp pool's limit used to end in a raw ValueError traceback."""
+    if backends.probe("cpp") is not None:
+        pytest.skip(f"cpp backend unavailable: {backends.probe('cpp')}")
+    top = backends.get("cpp").max_threads()
+    status, _, err = run(["bench", "--backends", "cpp", "--threads", str(top + 1), "--quick"], capsys)
+    assert status == 2
+    assert "--threads" in err and f"limit of {top} threads" in err

@@ -139,6 +139,10 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Sett
         parser.error("--simd selects the cpp backend's SIMD paths, but the cpp backend is not selected")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None and "cpp" in names:
+        too_many = backends.get("cpp").thread_count_error(args.threads)
+        if too_many is not None:
+            parser.error(f"--threads: {too_many}")
     if args.repeat is not None and args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
     if args.plot:

@@ -108,7 +108,7 @@ def candidates(
                     (
                         f"cpp/{path}",
                         functools.partial(workload.bind, be),
-                        functools.partial(be.set_simd, path),
+                        functools.partial(backends.get("cpp").set_simd, path),
                     )
                 )
         else:
@@ -227,7 +227,7 @@ def run(settings: Settings, log: Log | None = None, options: dict[str, Any] | No
             )
             results.append(measure_workload(w, settings, est["peak_gflops"], log))
     finally:
-        if cpp is not None:
+        if cpp is not None and simd_default is not None:
             cpp.set_simd(simd_default)
     log(f"done in {time.perf_counter() - start:.0f} s")
     return {
