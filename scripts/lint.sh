@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cxx_files=$(git ls-files 'csrc/*.cpp' 'csrc/*.h' 'cnnkern/backends/cuda/*.cu' 'cnnkern/backends/cuda/*.cuh' \
-  'tests/*.h')
+  'tests/*.h' 'tests/*.cpp')
 if [ "${1:-}" = "--fix" ]; then
   ruff check --fix .
   ruff format .

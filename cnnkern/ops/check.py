@@ -113,6 +113,7 @@ def nbytes(shape: Sequence[int], dtype: DTypeLike) -> int:
         n *= int(d)
     return n
 
+
 _FLOATS = (np.dtype("float32"), np.dtype("float64"))
 # backend.dtypes (names) -> the dtype objects, so the hot path compares objects, not names
 _allowed: dict[tuple[str, ...], tuple[np.dtype, ...]] = {}

@@ -81,8 +81,10 @@ def _budget(
         elements += padded + n * c * h * wd + w.size
     check.allocation(
         elements * x.itemsize,
-        lambda: f"conv2d{'_backward' if backward else ''} on x {tuple(x.shape)}, w {tuple(w.shape)} with "
-        f"padding {pad} (output {(n, k) + pq})",
+        lambda: (
+            f"conv2d{'_backward' if backward else ''} on x {tuple(x.shape)}, w {tuple(w.shape)} with "
+            f"padding {pad} (output {(n, k) + pq})"
+        ),
     )
 
 

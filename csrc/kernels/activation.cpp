@@ -1,7 +1,8 @@
 // Elementwise activations on any shape, treated as a flat array of n float32 values.
 //   activation_forward:  x (n) -> y (n)           kind: relu, leaky_relu, sigmoid, tanh
 //   activation_backward: dy (n), y (n) -> dx (n)  from the OUTPUT y, as PyTorch does:
-//     relu: y <= 0 ? 0 : dy (a NaN y passes dy, as PyTorch's threshold_backward)   leaky_relu: y > 0 ? dy : alpha*dy   sigmoid: dy*(1-y)*y   tanh: dy*(1-y*y)
+//     relu: y <= 0 ? 0 : dy (a NaN y passes dy, as PyTorch's threshold_backward)   leaky_relu: y > 0 ? dy :
+//     alpha*dy   sigmoid: dy*(1-y)*y   tanh: dy*(1-y*y)
 // relu keeps NaN (x < 0 ? 0 : x); the comparisons select rather than multiply, so an infinite dy next to
 // a zero slope gives 0, not NaN. The portable sigmoid and tanh call the C library's expf/tanhf; the AVX2
 // versions (activation_avx2.cpp) use a vector e^x of the same accuracy (about 2 ulp) and otherwise perform
@@ -143,8 +144,8 @@ Act parse_act(const std::optional<std::string>& kind) {
   if (*kind == "leaky_relu") return Act::leaky_relu;
   if (*kind == "sigmoid") return Act::sigmoid;
   if (*kind == "tanh") return Act::tanh;
-  throw std::invalid_argument("activation must be None, 'relu', 'leaky_relu', 'sigmoid' or 'tanh', got '" + *kind +
-                              "'");
+  throw std::invalid_argument("activation must be None, 'relu', 'leaky_relu', 'sigmoid' or 'tanh', got '" +
+                              *kind + "'");
 }
 
 // The elementwise loops read x[i] before writing y[i], so x == y (in place) is safe.
@@ -168,10 +169,10 @@ void activation_backward_inplace(Act act, const float* y, float* d, int64_t n, f
 }
 
 void bind_activation(py::module_& m) {
-  m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("kind"), py::kw_only(), py::arg("alpha"),
-        "x (any shape) -> y = act(x); kind: 'relu', 'leaky_relu', 'sigmoid', 'tanh'.");
-  m.def("activation_backward", &activation_backward, py::arg("dy"), py::arg("y"), py::arg("kind"), py::kw_only(),
-        py::arg("alpha"), "dy, y (the forward OUTPUT) -> dx.");
+  m.def("activation_forward", &activation_forward, py::arg("x"), py::arg("kind"), py::kw_only(),
+        py::arg("alpha"), "x (any shape) -> y = act(x); kind: 'relu', 'leaky_relu', 'sigmoid', 'tanh'.");
+  m.def("activation_backward", &activation_backward, py::arg("dy"), py::arg("y"), py::arg("kind"),
+        py::kw_only(), py::arg("alpha"), "dy, y (the forward OUTPUT) -> dx.");
 }
 
 }  // namespace cnnkern

@@ -89,7 +89,8 @@ double block_sq_dev(const Lanes& k, const float* x, int64_t n, double mean) {
 }
 
 // Adds Σ dy[i] to sdy and Σ dy[i]·(x[i] - mean) to dot over one block.
-void block_dy_sums(const Lanes& k, const float* dy, const float* x, int64_t n, double mean, double& sdy, double& dot) {
+void block_dy_sums(const Lanes& k, const float* dy, const float* x, int64_t n, double mean, double& sdy,
+                   double& dot) {
   double ls[8] = {}, ld[8] = {};
   const int64_t n8 = n / 8 * 8;
   k.dy(dy, x, n8, mean, ls, ld);
@@ -124,8 +125,8 @@ void check_channels(const carray<float>& a, int64_t C, const char* name) {
 // running_mean/var updated in place as (1-m)·old + m·new with the unbiased variance var·n/(n-1).
 // Eval: running_mean and 1/sqrt(running_var + eps); these are the returned mean and invstd.
 py::tuple batchnorm2d_forward(const carray<float>& x, const carray<float>& gamma, const carray<float>& beta,
-                              carray<float> running_mean, carray<float> running_var, bool training, double momentum,
-                              double eps) {
+                              carray<float> running_mean, carray<float> running_var, bool training,
+                              double momentum, double eps) {
   const Dims d = dims_of(x, "x");
   check_channels(gamma, d.C, "gamma");
   check_channels(beta, d.C, "beta");
@@ -207,7 +208,8 @@ py::tuple batchnorm2d_backward(const carray<float>& dy, const carray<float>& x, 
         for (int64_t i = 0; i < d.N; ++i) {
           const int64_t off = (i * d.C + c) * d.HW;
           if (training)
-            for (int64_t j = 0; j < d.HW; ++j) dxp[off + j] = (dyp[off + j] - mdy - (xp[off + j] - m) * k) * a;
+            for (int64_t j = 0; j < d.HW; ++j)
+              dxp[off + j] = (dyp[off + j] - mdy - (xp[off + j] - m) * k) * a;
           else
             for (int64_t j = 0; j < d.HW; ++j) dxp[off + j] = dyp[off + j] * a;
         }
@@ -223,11 +225,11 @@ void bind_batchnorm(py::module_& m) {
   // The running statistics are updated in place: noconvert makes a wrong dtype or a non-contiguous array
   // a TypeError instead of a silently updated copy.
   m.def("batchnorm2d_forward", &batchnorm2d_forward, py::arg("x"), py::arg("gamma"), py::arg("beta"),
-        py::arg("running_mean").noconvert(), py::arg("running_var").noconvert(), py::kw_only(), py::arg("training"),
-        py::arg("momentum"), py::arg("eps"),
+        py::arg("running_mean").noconvert(), py::arg("running_var").noconvert(), py::kw_only(),
+        py::arg("training"), py::arg("momentum"), py::arg("eps"),
         "x (N,C,H,W), gamma, beta, running_mean, running_var (C,) -> (y, mean (C,), invstd (C,)).");
-  m.def("batchnorm2d_backward", &batchnorm2d_backward, py::arg("dy"), py::arg("x"), py::arg("gamma"), py::arg("mean"),
-        py::arg("invstd"), py::kw_only(), py::arg("training"),
+  m.def("batchnorm2d_backward", &batchnorm2d_backward, py::arg("dy"), py::arg("x"), py::arg("gamma"),
+        py::arg("mean"), py::arg("invstd"), py::kw_only(), py::arg("training"),
         "dy, x (N,C,H,W), gamma, mean, invstd (C,) -> (dx, dgamma (C,), dbeta (C,)).");
 }
 

@@ -54,7 +54,8 @@ std::string shape_str(const py::array& a) {
 ConvGeom conv_geom(const carray<float>& x, const carray<float>& w, Pair stride, Quad padding, Pair dilation,
                    int64_t groups) {
   if (x.ndim() != 4) throw std::invalid_argument("x must be 4-D (N, C, H, W), got shape " + shape_str(x));
-  if (w.ndim() != 4) throw std::invalid_argument("w must be 4-D (K, C/groups, R, S), got shape " + shape_str(w));
+  if (w.ndim() != 4)
+    throw std::invalid_argument("w must be 4-D (K, C/groups, R, S), got shape " + shape_str(w));
   if (groups < 1) throw std::invalid_argument("groups must be >= 1, got " + std::to_string(groups));
   for (int64_t v : stride)
     if (v < 1) throw std::invalid_argument("stride must be >= 1");
@@ -124,8 +125,8 @@ const float* backward_col(const float* xn, const ConvGeom& g, float* col, bool p
 // path: direct kernels (conv_c1_avx2.cpp) instead of a GEMM whose reduction is only 9 long.
 bool conv_c1_applies(const ConvGeom& g) {
 #ifdef CNNKERN_X86
-  return simd_level() != Simd::scalar && g.C == 1 && g.G == 1 && g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 &&
-         g.dh == 1 && g.dw == 1 && g.pt == 0 && g.pl == 0 && g.P == g.H - 2 && g.Q == g.W - 2;
+  return simd_level() != Simd::scalar && g.C == 1 && g.G == 1 && g.R == 3 && g.S == 3 && g.sh == 1 &&
+         g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pt == 0 && g.pl == 0 && g.P == g.H - 2 && g.Q == g.W - 2;
 #else
   (void)g;
   return false;
@@ -227,7 +228,8 @@ void conv_forward_batched(const float* x, const float* b, float* y, const ConvGe
   parallel_for(blocks, [&](int64_t b0, int64_t b1) {
     thread_local std::vector<float> outbuf;
     for (int64_t bi = b0; bi < b1; ++bi) {
-      const int64_t n0 = bi * nb, cnt = std::min(nb, g.N - n0), cols = cnt * PQ, ld = (cols + nr - 1) / nr * nr;
+      const int64_t n0 = bi * nb, cnt = std::min(nb, g.N - n0), cols = cnt * PQ,
+                    ld = (cols + nr - 1) / nr * nr;
       float* col = col_scratch(CRS * ld);
       im2col_images(x, g, n0, cnt, col, ld);
       float* out = grow(outbuf, g.K * cols);
@@ -309,8 +311,10 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
                         const ConvGeom& g) {
   const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S, HW = g.H * g.W;
   // The indirect GEMM path and the single-channel kernel sum db during dw's pass over dy.
-  const bool igemm = conv_igemm_applies(g), c1 = dw && conv_c1_applies(g), db_with_dw = (igemm || c1) && dw && db;
-  if (db && !db_with_dw)  // per channel in double, in 8 interleaved partial sums (independent adds), in a fixed order
+  const bool igemm = conv_igemm_applies(g), c1 = dw && conv_c1_applies(g),
+             db_with_dw = (igemm || c1) && dw && db;
+  if (db && !db_with_dw)  // per channel in double, in 8 interleaved partial sums (independent adds), in a
+                          // fixed order
     parallel_for(g.K, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
         double s[8] = {};
@@ -469,8 +473,8 @@ ConvGrads::ConvGrads(const ConvGeom& g, bool need_dx, bool need_dw, bool need_db
 }
 
 // y = act(conv(x, w) + b) by the fastest method for the geometry (the GIL already released).
-void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, float* yp, const ConvGeom& g, Act act,
-                           float alpha) {
+void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, float* yp, const ConvGeom& g,
+                           Act act, float alpha) {
   if (conv_c1_applies(g)) {
 #ifdef CNNKERN_X86
     conv_c1_forward(xp, wp, bp, yp, g, act, alpha);
@@ -492,8 +496,9 @@ namespace {
 
 // y = act(conv(x, w) + b); act None is the plain conv2d_forward.
 carray<float> conv2d_bias_act_forward(const carray<float>& x, const carray<float>& w,
-                                      const std::optional<carray<float>>& b, Pair stride, Quad padding, Pair dilation,
-                                      int64_t groups, const std::optional<std::string>& activation, double alpha) {
+                                      const std::optional<carray<float>>& b, Pair stride, Quad padding,
+                                      Pair dilation, int64_t groups,
+                                      const std::optional<std::string>& activation, double alpha) {
   const Act act = parse_act(activation);
   const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
   if (b && (b->ndim() != 1 || b->shape(0) != g.K))
@@ -508,17 +513,20 @@ carray<float> conv2d_bias_act_forward(const carray<float>& x, const carray<float
   return y;
 }
 
-carray<float> conv2d_forward(const carray<float>& x, const carray<float>& w, const std::optional<carray<float>>& b,
-                             Pair stride, Quad padding, Pair dilation, int64_t groups) {
+carray<float> conv2d_forward(const carray<float>& x, const carray<float>& w,
+                             const std::optional<carray<float>>& b, Pair stride, Quad padding, Pair dilation,
+                             int64_t groups) {
   return conv2d_bias_act_forward(x, w, b, stride, padding, dilation, groups, std::nullopt, 0.0);
 }
 
-py::tuple conv2d_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& w, Pair stride,
-                          Quad padding, Pair dilation, int64_t groups, bool need_dx, bool need_dw, bool need_db) {
+py::tuple conv2d_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& w,
+                          Pair stride, Quad padding, Pair dilation, int64_t groups, bool need_dx,
+                          bool need_dw, bool need_db) {
   const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
   if (dy.ndim() != 4 || dy.shape(0) != g.N || dy.shape(1) != g.K || dy.shape(2) != g.P || dy.shape(3) != g.Q)
-    throw std::invalid_argument("dy must have shape (" + std::to_string(g.N) + ", " + std::to_string(g.K) + ", " +
-                                std::to_string(g.P) + ", " + std::to_string(g.Q) + "), got " + shape_str(dy));
+    throw std::invalid_argument("dy must have shape (" + std::to_string(g.N) + ", " + std::to_string(g.K) +
+                                ", " + std::to_string(g.P) + ", " + std::to_string(g.Q) + "), got " +
+                                shape_str(dy));
   ConvGrads out(g, need_dx, need_dw, need_db);
   const float *dyp = dy.data(), *xp = x.data(), *wp = w.data();
   {
@@ -531,12 +539,12 @@ py::tuple conv2d_backward(const carray<float>& dy, const carray<float>& x, const
 }  // namespace
 
 void bind_conv(py::module_& m) {
-  m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(), py::kw_only(),
-        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
-        "x (N,C,H,W), w (K,C/groups,R,S), b (K,) | None -> y (N,K,P,Q); padding (top, bottom, left, right).");
-  m.def("conv2d_bias_act_forward", &conv2d_bias_act_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
+  m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
         py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
-        py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
+        "x (N,C,H,W), w (K,C/groups,R,S), b (K,) | None -> y (N,K,P,Q); padding (top, bottom, left, right).");
+  m.def("conv2d_bias_act_forward", &conv2d_bias_act_forward, py::arg("x"), py::arg("w"),
+        py::arg("b") = py::none(), py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
         "y = act(conv2d(x, w) + b): the bias and activation applied in the GEMM's epilogue, while each block "
         "of output columns is in cache; activation None, 'relu', 'leaky_relu', 'sigmoid' or 'tanh'.");
   m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(),

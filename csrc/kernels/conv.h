@@ -1,6 +1,6 @@
-// conv.cpp's entry points for the fused conv + activation + max pool kernels (conv_pool.cpp). None touches the
-// GIL (callers release it); conv_forward_dispatch and conv_backward_impl split their work with parallel_for,
-// so called from inside a parallel_for they run serially on the calling thread.
+// conv.cpp's entry points for the fused conv + activation + max pool kernels (conv_pool.cpp). None touches
+// the GIL (callers release it); conv_forward_dispatch and conv_backward_impl split their work with
+// parallel_for, so called from inside a parallel_for they run serially on the calling thread.
 #pragma once
 
 #include <array>
@@ -16,13 +16,13 @@ namespace cnnkern {
 
 // "(2, 3, 4)" for error messages ("(5,)" for one dimension).
 std::string shape_str(const py::array& a);
-// The geometry of conv2d(x, w) with padding (top, bottom, left, right); std::invalid_argument for what a direct
-// call could get wrong (the front door already checked).
+// The geometry of conv2d(x, w) with padding (top, bottom, left, right); std::invalid_argument for what a
+// direct call could get wrong (the front door already checked).
 ConvGeom conv_geom(const carray<float>& x, const carray<float>& w, std::array<int64_t, 2> stride,
                    std::array<int64_t, 4> padding, std::array<int64_t, 2> dilation, int64_t groups);
 // y (N,K,P,Q) = act(conv(x, w) + b), b may be null, by the fastest method for the geometry.
-void conv_forward_dispatch(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
-                           float alpha);
+void conv_forward_dispatch(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
+                           Act act, float alpha);
 // dx, dw, db (each null when not wanted) from dy (N,K,P,Q).
 void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                         const ConvGeom& g);
@@ -40,20 +40,20 @@ bool conv_c1_applies(const ConvGeom& g);
 // One image of a conv_c1_applies geometry: yn (K,P,Q) = act(conv(xn (1,H,W), w) + b).
 void conv_c1_image(const float* xn, const float* w, const float* b, float* yn, const ConvGeom& g, Act act,
                    float alpha);
-// dw (K,1,3,3) and db (K,) when not null, of a conv_c1_applies geometry, from image n's dz (K,P,Q) as dz_of(n)
-// returns it (called once per image, on the thread summing that image; the pointer must stay valid until
-// that thread's next call). Each chunk of images (reduction_chunks) is summed in double, the chunks added in
-// order: the result depends neither on the thread count, nor on timing, nor on where dz comes from.
+// dw (K,1,3,3) and db (K,) when not null, of a conv_c1_applies geometry, from image n's dz (K,P,Q) as
+// dz_of(n) returns it (called once per image, on the thread summing that image; the pointer must stay valid
+// until that thread's next call). Each chunk of images (reduction_chunks) is summed in double, the chunks
+// added in order: the result depends neither on the thread count, nor on timing, nor on where dz comes from.
 void conv_c1_dw_images(const float* x, float* dw, float* db, const ConvGeom& g,
                        const std::function<const float*(int64_t)>& dz_of);
 namespace avx2 {  // conv_c1_avx2.cpp
-void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y, int64_t K,
-                         int act, float alpha);
-// conv_c1_3x3_forward (act 0 none, 1 relu, 2 leaky_relu) then the 2x2 / stride 2 max pool of each plane, the conv
-// output never stored: y (K,P/2,Q/2) and arg (the same shape, flat index into the P*Q plane; null: not wanted),
-// both equal to those of the unfused pair. Needs Q/2 >= 8.
-void conv_c1_3x3_pool2(const float* x, int64_t H, int64_t W, const float* w, const float* b, int64_t K, int act,
-                       float alpha, float* y, int64_t* arg);
+void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y,
+                         int64_t K, int act, float alpha);
+// conv_c1_3x3_forward (act 0 none, 1 relu, 2 leaky_relu) then the 2x2 / stride 2 max pool of each plane, the
+// conv output never stored: y (K,P/2,Q/2) and arg (the same shape, flat index into the P*Q plane; null: not
+// wanted), both equal to those of the unfused pair. Needs Q/2 >= 8.
+void conv_c1_3x3_pool2(const float* x, int64_t H, int64_t W, const float* w, const float* b, int64_t K,
+                       int act, float alpha, float* y, int64_t* arg);
 // dw (K,9) of one image (written, not accumulated); db (K,) too when not null.
 void conv_c1_3x3_dw(const float* x, int64_t H, int64_t W, const float* dy, int64_t K, float* dw, float* db);
 }  // namespace avx2

@@ -182,7 +182,8 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
   const int64_t nt = std::min<int64_t>(num_threads(), items);
   std::vector<std::atomic<uint64_t>> ranges(static_cast<size_t>(nt));
   for (int64_t t = 0; t < nt; ++t)
-    ranges[t].store(static_cast<uint64_t>(items * t / nt) << 32 | static_cast<uint64_t>(items * (t + 1) / nt));
+    ranges[t].store(static_cast<uint64_t>(items * t / nt) << 32 |
+                    static_cast<uint64_t>(items * (t + 1) / nt));
   parallel_for(nt, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> stbuf, dytbuf;
     float* st = grow(stbuf, nb * HW * NR);
@@ -245,8 +246,8 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
 // dw rows [rt0*6, rt1*6) of the taps (c, r, s), summed over images [n0, n1), into dst (K, C*R*S); dst is
 // overwritten (zeroed when the range is empty). With dbs (K doubles), also db's sums over the same images,
 // taken while dy is transposed (one pass over dy less).
-void dw_block(const float* dy, const float* x, float* dst, double* dbs, const ConvGeom& g, int64_t n0, int64_t n1,
-              int64_t rt0, int64_t rt1) {
+void dw_block(const float* dy, const float* x, float* dst, double* dbs, const ConvGeom& g, int64_t n0,
+              int64_t n1, int64_t rt0, int64_t rt1) {
   const int64_t W = g.W, P = g.P, Q = g.Q, R = g.R, S = g.S, K = g.K;
   const int64_t HW = g.H * W, PQ = P * Q, KPQ = K * PQ, CHW = g.C * HW, CRS = g.C * R * S;
   const int64_t ks = (K + NR - 1) / NR, Kp = ks * NR;
@@ -363,8 +364,8 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
   const int64_t pixels = g.N * PQ, tiles = (pixels + MR - 1) / MR, ks = (K + NR - 1) / NR, Kp = ks * NR;
   const bool in_tile = act == Act::none || act == Act::relu || act == Act::leaky_relu;
   // Tiles go in blocks of at most kBlockTiles, the block count a multiple of the thread count (conv3 of the
-  // classic CNN at batch 32 has only 48 tiles); a block's outputs are staged pixel-major (the tiles' own layout) in
-  // st (pixels x Kp, in L1/L2) and then written to y filter row by filter row, with the bias and
+  // classic CNN at batch 32 has only 48 tiles); a block's outputs are staged pixel-major (the tiles' own
+  // layout) in st (pixels x Kp, in L1/L2) and then written to y filter row by filter row, with the bias and
   // activation: contiguous runs of y instead of 6-float pieces of K rows per tile (measured: the scattered
   // stores cost as much as the arithmetic for conv2 of the classic CNN, y 1 MB at batch 32).
   constexpr int64_t kBlockTiles = 16;
@@ -417,7 +418,9 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
     }
   });
   if (!in_tile)
-    parallel_for(g.N * K, [&](int64_t i0, int64_t i1) { activation_inplace(act, y + i0 * PQ, (i1 - i0) * PQ, alpha); });
+    parallel_for(g.N * K, [&](int64_t i0, int64_t i1) {
+      activation_inplace(act, y + i0 * PQ, (i1 - i0) * PQ, alpha);
+    });
 }
 
 void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,

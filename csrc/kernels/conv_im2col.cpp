@@ -8,7 +8,8 @@
 
 namespace cnnkern {
 
-void im2col(const float* x, const ConvGeom& g, int64_t c0, int64_t c1, float* col, int64_t ld, bool zero_tail) {
+void im2col(const float* x, const ConvGeom& g, int64_t c0, int64_t c1, float* col, int64_t ld,
+            bool zero_tail) {
   const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, sw = g.sw;
   for (int64_t c = c0; c < c1; ++c) {
     const float* xc = x + c * H * W;

@@ -18,7 +18,9 @@ struct ConvGeom {
   int64_t CgRS() const { return C / G * R * S; }
   int64_t PQ() const { return P * Q; }
   // A 1x1, stride-1, unpadded conv needs no im2col: the image (C, H*W) is already col.
-  bool pointwise() const { return R == 1 && S == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && P == H && Q == W; }
+  bool pointwise() const {
+    return R == 1 && S == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && P == H && Q == W;
+  }
 
   // [q_lo, q_hi): the output columns whose input column q*sw - pl + s*dw lies in [0, W) for tap column s.
   void valid_q(int64_t s, int64_t* q_lo, int64_t* q_hi) const {
@@ -33,7 +35,8 @@ struct ConvGeom {
 // Writes col rows of channels [c0, c1) of one image x (C,H,W) into columns [0, P*Q) of rows ld >= P*Q floats
 // apart; with zero_tail the columns [P*Q, ld) are set to zero. Without it several images can share the rows
 // (image i at col + i*P*Q, ld >= count*P*Q): the batched conv of images with few output columns.
-void im2col(const float* x, const ConvGeom& g, int64_t c0, int64_t c1, float* col, int64_t ld, bool zero_tail = true);
+void im2col(const float* x, const ConvGeom& g, int64_t c0, int64_t c1, float* col, int64_t ld,
+            bool zero_tail = true);
 // Adds the col rows (ld floats apart, ld >= P*Q) of channels [c0, c1) back into their image positions:
 // dx[c] += ..., the adjoint of im2col. Channels are independent, so disjoint channel ranges may run on
 // different threads.

@@ -3,11 +3,11 @@
 //                                argmax (N,K,P',Q') int64, a flat index into the P*Q plane of the conv output
 //   conv2d_act_maxpool_backward: dy (N,K,P',Q'), y, argmax, x, w -> (dx | None, dw | None, db | None):
 //                                dz = maxpool2d_backward(activation_backward(dy, y, act), argmax), then
-//                                conv2d_backward(dz, x, w). The activation's gradient is taken from the pooled
-//                                values y: every position argmax points at holds a = act(z) = y.
+//                                conv2d_backward(dz, x, w). The activation's gradient is taken from the
+//                                pooled values y: every position argmax points at holds a = act(z) = y.
 // The first layer of an image CNN (one input channel, conv_c1_applies) runs image by image, so the N*K*P*Q
-// activations (11 MB for the classic CNN at batch 128) never go to memory: the forward with the 2x2 / stride 2
-// pool and relu, leaky_relu or no activation pools in the registers (conv_c1_3x3_pool2), any other pool or
+// activations (11 MB for the classic CNN at batch 128) never go to memory: the forward with the 2x2 / stride
+// 2 pool and relu, leaky_relu or no activation pools in the registers (conv_c1_3x3_pool2), any other pool or
 // activation pools the image's conv output (K,P,Q) from a per-thread buffer that stays in L2, and the weight
 // gradient rebuilds dz there.
 // Results equal the composition of the unfused cpp kernels bit for bit (same operations in the same order;
@@ -42,21 +42,22 @@ void require_shape(const carray<T>& a, const char* name, const std::array<int64_
   for (int i = 0; ok && i < 4; ++i) ok = a.shape(i) == want[i];
   if (!ok)
     throw py::value_error(std::string(name) + " must have shape (" + std::to_string(want[0]) + ", " +
-                          std::to_string(want[1]) + ", " + std::to_string(want[2]) + ", " + std::to_string(want[3]) +
-                          ") (the pooled conv output), got " + shape_str(a));
+                          std::to_string(want[1]) + ", " + std::to_string(want[2]) + ", " +
+                          std::to_string(want[3]) + ") (the pooled conv output), got " + shape_str(a));
 }
 
 py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>& w,
-                                     const std::optional<carray<float>>& b, Pair stride, Quad padding, Pair dilation,
-                                     int64_t groups, const std::optional<std::string>& activation, double alpha,
-                                     Pair pool_kernel, Pair pool_stride, Pair pool_padding, Pair pool_dilation,
-                                     bool pool_ceil_mode, bool need_argmax) {
+                                     const std::optional<carray<float>>& b, Pair stride, Quad padding,
+                                     Pair dilation, int64_t groups,
+                                     const std::optional<std::string>& activation, double alpha,
+                                     Pair pool_kernel, Pair pool_stride, Pair pool_padding,
+                                     Pair pool_dilation, bool pool_ceil_mode, bool need_argmax) {
   const Act act = parse_act(activation);
   const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
   if (b && (b->ndim() != 1 || b->shape(0) != g.K))
     throw py::value_error("b must have shape (" + std::to_string(g.K) + ",), got " + shape_str(*b));
-  const PoolGeom pg = pool_geom({g.N, g.K, g.P, g.Q}, pool_kernel, pool_stride, pool_padding, pool_dilation,
-                                pool_ceil_mode);
+  const PoolGeom pg =
+      pool_geom({g.N, g.K, g.P, g.Q}, pool_kernel, pool_stride, pool_padding, pool_dilation, pool_ceil_mode);
   carray<float> y = new_array<float>({pg.N, pg.C, pg.P, pg.Q});
   py::object arg_obj = py::none();
   int64_t* ap = nullptr;
@@ -106,9 +107,10 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
   return py::make_tuple(y, arg_obj);
 }
 
-py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<float>& y, const carray<int64_t>& argmax,
-                                      const carray<float>& x, const carray<float>& w, Pair stride, Quad padding,
-                                      Pair dilation, int64_t groups, const std::optional<std::string>& activation,
+py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<float>& y,
+                                      const carray<int64_t>& argmax, const carray<float>& x,
+                                      const carray<float>& w, Pair stride, Quad padding, Pair dilation,
+                                      int64_t groups, const std::optional<std::string>& activation,
                                       double alpha, bool need_dx, bool need_dw, bool need_db) {
   const Act act = parse_act(activation);
   const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
@@ -162,15 +164,15 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
 void bind_conv_pool(py::module_& m) {
   m.def("conv2d_act_maxpool_forward", &conv2d_act_maxpool_forward, py::arg("x"), py::arg("w"),
         py::arg("b") = py::none(), py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01, py::arg("pool_kernel"),
-        py::arg("pool_stride"), py::arg("pool_padding"), py::arg("pool_dilation"), py::arg("pool_ceil_mode"),
-        py::arg("need_argmax") = true,
+        py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
+        py::arg("pool_kernel"), py::arg("pool_stride"), py::arg("pool_padding"), py::arg("pool_dilation"),
+        py::arg("pool_ceil_mode"), py::arg("need_argmax") = true,
         "(y, argmax | None): y = maxpool(act(conv2d(x, w) + b)), argmax a flat index into the conv output's "
         "P*Q plane; for one input channel the conv output of each image stays in cache.");
-  m.def("conv2d_act_maxpool_backward", &conv2d_act_maxpool_backward, py::arg("dy"), py::arg("y"), py::arg("argmax"),
-        py::arg("x"), py::arg("w"), py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01, py::arg("need_dx"),
-        py::arg("need_dw"), py::arg("need_db"),
+  m.def("conv2d_act_maxpool_backward", &conv2d_act_maxpool_backward, py::arg("dy"), py::arg("y"),
+        py::arg("argmax"), py::arg("x"), py::arg("w"), py::kw_only(), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
+        py::arg("need_dx"), py::arg("need_dw"), py::arg("need_db"),
         "(dx | None, dw | None, db | None) of conv2d_act_maxpool_forward, from dy, the pooled y and argmax.");
 }
 

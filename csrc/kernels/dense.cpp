@@ -24,14 +24,15 @@ void check_2d(const py::array& a, const char* name, int64_t rows, int64_t cols) 
   if (a.ndim() != 2 || (rows >= 0 && a.shape(0) != rows) || (cols >= 0 && a.shape(1) != cols))
     throw std::invalid_argument(
         std::string(name) + " must be 2-D" +
-        (rows >= 0 ? " with shape (" + std::to_string(rows) + ", " + std::to_string(cols) + ")" : std::string()) +
+        (rows >= 0 ? " with shape (" + std::to_string(rows) + ", " + std::to_string(cols) + ")"
+                   : std::string()) +
         ", got ndim " + std::to_string(a.ndim()));
 }
 
 // y = act(x · w^T + b); act None is the plain dense_forward.
 carray<float> dense_bias_act_forward(const carray<float>& x, const carray<float>& w,
-                                     const std::optional<carray<float>>& b, const std::optional<std::string>& activation,
-                                     double alpha) {
+                                     const std::optional<carray<float>>& b,
+                                     const std::optional<std::string>& activation, double alpha) {
   const Act act = parse_act(activation);
   check_2d(x, "x", -1, -1);
   const int64_t N = x.shape(0), in = x.shape(1);
@@ -53,12 +54,13 @@ carray<float> dense_bias_act_forward(const carray<float>& x, const carray<float>
   return y;
 }
 
-carray<float> dense_forward(const carray<float>& x, const carray<float>& w, const std::optional<carray<float>>& b) {
+carray<float> dense_forward(const carray<float>& x, const carray<float>& w,
+                            const std::optional<carray<float>>& b) {
   return dense_bias_act_forward(x, w, b, std::nullopt, 0.0);
 }
 
-py::tuple dense_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& w, bool need_dx,
-                         bool need_db) {
+py::tuple dense_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& w,
+                         bool need_dx, bool need_db) {
   check_2d(x, "x", -1, -1);
   const int64_t N = x.shape(0), in = x.shape(1);
   check_2d(w, "w", -1, in);
@@ -99,11 +101,11 @@ py::tuple dense_backward(const carray<float>& dy, const carray<float>& x, const 
 void bind_dense(py::module_& m) {
   m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
         "x (N,in), w (out,in), b (out,) | None -> y (N,out) = x w^T + b.");
-  m.def("dense_bias_act_forward", &dense_bias_act_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
-        py::kw_only(), py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
+  m.def("dense_bias_act_forward", &dense_bias_act_forward, py::arg("x"), py::arg("w"),
+        py::arg("b") = py::none(), py::kw_only(), py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
         "y = act(x w^T + b); activation None, 'relu', 'leaky_relu', 'sigmoid' or 'tanh'.");
-  m.def("dense_backward", &dense_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(), py::arg("need_dx"),
-        py::arg("need_db"), "dy (N,out), x, w -> (dx | None, dw, db | None).");
+  m.def("dense_backward", &dense_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(),
+        py::arg("need_dx"), py::arg("need_db"), "dy (N,out), x, w -> (dx | None, dw, db | None).");
 }
 
 }  // namespace cnnkern

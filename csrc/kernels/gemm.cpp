@@ -18,8 +18,8 @@ namespace {
 // (SSE) registers; each k step is an outer product of 4 A values with 8 B values.
 constexpr int64_t kScalarMR = 4, kScalarNR = 8;
 
-void sgemm_ukernel_scalar_4x8(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
-                              int64_t n, bool accumulate) {
+void sgemm_ukernel_scalar_4x8(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                              int64_t m, int64_t n, bool accumulate) {
   float t[kScalarMR][kScalarNR] = {};
   for (int64_t k = 0; k < kc; ++k, a += kScalarMR, b += ldb)
     for (int64_t i = 0; i < kScalarMR; ++i)
@@ -79,7 +79,9 @@ const UKernel& ukernel() {
   return scalar;
 }
 
-int64_t packed_a_floats(int64_t M, int64_t K, const UKernel& uk) { return (M + uk.mr - 1) / uk.mr * uk.mr * K; }
+int64_t packed_a_floats(int64_t M, int64_t K, const UKernel& uk) {
+  return (M + uk.mr - 1) / uk.mr * uk.mr * K;
+}
 
 PackedA pack_a(int64_t M, int64_t K, MatView A, const UKernel& uk, float* dst) {
   const int64_t mr = uk.mr;
@@ -105,12 +107,12 @@ PackedA pack_a(int64_t M, int64_t K, MatView A, const UKernel& uk, float* dst) {
 
 namespace {
 
-// One KC slice: C[i0:i1, 0:nc] (=|+=) A[i0:i1, pc:pc+kc] · B-slivers, where sliver s (columns [s*nr, s*nr+nr))
-// starts at bp + s*bstride with its kc rows ldb apart (packed: bstride = kc*nr, ldb = nr; in place:
+// One KC slice: C[i0:i1, 0:nc] (=|+=) A[i0:i1, pc:pc+kc] · B-slivers, where sliver s (columns [s*nr,
+// s*nr+nr)) starts at bp + s*bstride with its kc rows ldb apart (packed: bstride = kc*nr, ldb = nr; in place:
 // bstride = nr, ldb = B's row stride). Rows go in MC blocks (A block in L2); within a block each B sliver
 // (in L1) meets every A sliver of the block.
-void macro_kernel(const PackedA& A, int64_t pc, int64_t kc, int64_t i0, int64_t i1, const float* bp, int64_t bstride,
-                  int64_t ldb, int64_t nc, float* C, int64_t ldc, bool acc) {
+void macro_kernel(const PackedA& A, int64_t pc, int64_t kc, int64_t i0, int64_t i1, const float* bp,
+                  int64_t bstride, int64_t ldb, int64_t nc, float* C, int64_t ldc, bool acc) {
   const UKernel& uk = A.uk;
   const int64_t mr = uk.mr, nr = uk.nr, MC = block_mc(uk);
   for (int64_t ic = i0; ic < i1; ic += MC) {
@@ -139,8 +141,8 @@ void zero_or_keep(int64_t i0, int64_t i1, int64_t ncols, float* C, int64_t ldc, 
 
 }  // namespace
 
-void sgemm_packed_rows_serial(const PackedA& A, int64_t i0, int64_t i1, int64_t j0, int64_t j1, MatView B, float* C,
-                              int64_t ldc, bool accumulate) {
+void sgemm_packed_rows_serial(const PackedA& A, int64_t i0, int64_t i1, int64_t j0, int64_t j1, MatView B,
+                              float* C, int64_t ldc, bool accumulate) {
   if (i0 >= i1 || j0 >= j1) return;
   const UKernel& uk = A.uk;
   const int64_t K = A.K, nr = uk.nr;
@@ -158,8 +160,8 @@ void sgemm_packed_rows_serial(const PackedA& A, int64_t i0, int64_t i1, int64_t 
   }
 }
 
-void sgemm_padded_b_serial(const PackedA& A, const float* B, int64_t ldb, int64_t j0, int64_t j1, float* C, int64_t ldc,
-                           bool accumulate) {
+void sgemm_padded_b_serial(const PackedA& A, const float* B, int64_t ldb, int64_t j0, int64_t j1, float* C,
+                           int64_t ldc, bool accumulate) {
   if (j0 >= j1) return;
   const int64_t K = A.K, nr = A.uk.nr;
   if (K == 0) return zero_or_keep(0, A.M, j1 - j0, C + j0, ldc, accumulate);
@@ -169,7 +171,8 @@ void sgemm_padded_b_serial(const PackedA& A, const float* B, int64_t ldb, int64_
                  accumulate || pc > 0);
 }
 
-void sgemm_packed_serial(const PackedA& A, int64_t j0, int64_t j1, MatView B, float* C, int64_t ldc, bool accumulate) {
+void sgemm_packed_serial(const PackedA& A, int64_t j0, int64_t j1, MatView B, float* C, int64_t ldc,
+                         bool accumulate) {
   sgemm_packed_rows_serial(A, 0, A.M, j0, j1, B, C, ldc, accumulate);
 }
 
@@ -196,7 +199,8 @@ void sgemm_packed(const PackedA& A, int64_t N, MatView B, float* C, int64_t ldc,
   }
 }
 
-void sgemm_serial(int64_t M, int64_t N, int64_t K, MatView A, MatView B, float* C, int64_t ldc, bool accumulate) {
+void sgemm_serial(int64_t M, int64_t N, int64_t K, MatView A, MatView B, float* C, int64_t ldc,
+                  bool accumulate) {
   const UKernel& uk = ukernel();
   thread_local std::vector<float> abuf;
   const PackedA pa = pack_a(M, K, A, uk, grow(abuf, packed_a_floats(M, K, uk)));

@@ -24,8 +24,8 @@ struct MatView {
 // The micro-kernel of one SIMD path: c[0:m, 0:n] (=|+=) sum_k a[k*mr + i] * b[k*ldb + j] for a packed A
 // sliver a (kc x mr) and a B sliver b (kc rows of nr readable floats, ldb apart: ldb = nr when packed),
 // with m <= mr, n <= nr.
-using UKernelFn = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
-                           int64_t n, bool accumulate);
+using UKernelFn = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                           int64_t m, int64_t n, bool accumulate);
 struct UKernel {
   int64_t mr, nr;
   UKernelFn fn;
@@ -45,22 +45,24 @@ PackedA pack_a(int64_t M, int64_t K, MatView A, const UKernel& uk, float* dst);
 
 // C[:, j0:j1] (=|+=) A · B[:, j0:j1] on the calling thread. Uses a thread-local, grow-only buffer for the
 // packed B blocks.
-void sgemm_packed_serial(const PackedA& A, int64_t j0, int64_t j1, MatView B, float* C, int64_t ldc, bool accumulate);
+void sgemm_packed_serial(const PackedA& A, int64_t j0, int64_t j1, MatView B, float* C, int64_t ldc,
+                         bool accumulate);
 // The same for rows [i0, i1) of C only (i0 a multiple of A.uk.mr).
-void sgemm_packed_rows_serial(const PackedA& A, int64_t i0, int64_t i1, int64_t j0, int64_t j1, MatView B, float* C,
-                              int64_t ldc, bool accumulate);
+void sgemm_packed_rows_serial(const PackedA& A, int64_t i0, int64_t i1, int64_t j0, int64_t j1, MatView B,
+                              float* C, int64_t ldc, bool accumulate);
 // C[:, 0:N] (=|+=) A · B for a row-major B (K, ldb) read in place, without packing: every row must be
 // readable up to column round_up(N, nr) (the padding columns feed only outputs that are not stored), and
 // rows 64-byte aligned with ldb a multiple of nr are what make this fast (one cache line per k and sliver).
 // Columns [j0, j1) only, j0 a multiple of nr.
-void sgemm_padded_b_serial(const PackedA& A, const float* B, int64_t ldb, int64_t j0, int64_t j1, float* C, int64_t ldc,
-                           bool accumulate);
+void sgemm_padded_b_serial(const PackedA& A, const float* B, int64_t ldb, int64_t j0, int64_t j1, float* C,
+                           int64_t ldc, bool accumulate);
 // C (=|+=) A · B for the whole (M, N), the tiles split over the thread pool (columns when N is wide,
 // rows otherwise), so a single GEMM uses every thread.
 void sgemm_packed(const PackedA& A, int64_t N, MatView B, float* C, int64_t ldc, bool accumulate);
 
 // Unpacked conveniences: pack A into a thread-local buffer, then as above.
-void sgemm_serial(int64_t M, int64_t N, int64_t K, MatView A, MatView B, float* C, int64_t ldc, bool accumulate);
+void sgemm_serial(int64_t M, int64_t N, int64_t K, MatView A, MatView B, float* C, int64_t ldc,
+                  bool accumulate);
 void sgemm(int64_t M, int64_t N, int64_t K, MatView A, MatView B, float* C, int64_t ldc, bool accumulate);
 
 // Grow-only scratch: returns a 64-byte aligned pointer to at least n floats, reallocating only when n grows.
@@ -73,11 +75,11 @@ inline float* grow(std::vector<float>& buf, int64_t n) {
 // The per-ISA micro-kernels (gemm_avx2.cpp, gemm_avx512.cpp), plain extern functions.
 #ifdef CNNKERN_X86
 constexpr int64_t kAvx2MR = 6, kAvx2NR = 16;
-void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
-                             int64_t n, bool accumulate);
+void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                             int64_t m, int64_t n, bool accumulate);
 constexpr int64_t kAvx512MR = 14, kAvx512NR = 32;
-void sgemm_ukernel_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
-                                int64_t m, int64_t n, bool accumulate);
+void sgemm_ukernel_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
+                                int64_t ldc, int64_t m, int64_t n, bool accumulate);
 #endif
 
 }  // namespace cnnkern

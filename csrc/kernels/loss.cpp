@@ -30,7 +30,8 @@ Dims check(const carray<float>& a, const carray<int64_t>& labels, const char* na
   if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-d (N,C)");
   if (labels.ndim() != 1 || labels.shape(0) != a.shape(0))
     throw py::value_error(std::string("labels must have shape (N,) with N = ") + std::to_string(a.shape(0)));
-  if (a.shape(0) < 1 || a.shape(1) < 1) throw py::value_error(std::string(name) + " must have N >= 1 and C >= 1");
+  if (a.shape(0) < 1 || a.shape(1) < 1)
+    throw py::value_error(std::string(name) + " must have N >= 1 and C >= 1");
   return {a.shape(0), a.shape(1)};
 }
 
@@ -43,8 +44,8 @@ void run_rows(int64_t n, int64_t per_item, const Fn& fn) {
     parallel_for(n, fn);
 }
 
-// One row: writes probs, returns the row loss log s - (x[label] - m), from the shifted logit. A NaN logit makes the max, and so the
-// whole row, NaN.
+// One row: writes probs, returns the row loss log s - (x[label] - m), from the shifted logit. A NaN logit
+// makes the max, and so the whole row, NaN.
 double softmax_row(const float* x, int64_t C, int64_t label, float* p) {
   float m = x[0];
   for (int64_t j = 1; j < C; ++j)
@@ -108,7 +109,8 @@ carray<float> softmax_cross_entropy_backward(const carray<float>& probs, const c
       for (int64_t i = begin; i < end; ++i) {
         const int64_t label = lp[i];
         if (label < 0 || label >= d.C) bad.store(true, std::memory_order_relaxed);
-        for (int64_t j = 0; j < d.C; ++j) gp[i * d.C + j] = (pp[i * d.C + j] - (j == label ? 1.0f : 0.0f)) / n;
+        for (int64_t j = 0; j < d.C; ++j)
+          gp[i * d.C + j] = (pp[i * d.C + j] - (j == label ? 1.0f : 0.0f)) / n;
       }
     });
   }
@@ -121,8 +123,8 @@ carray<float> softmax_cross_entropy_backward(const carray<float>& probs, const c
 void bind_loss(py::module_& m) {
   m.def("softmax_cross_entropy_forward", &softmax_cross_entropy_forward, py::arg("logits"), py::arg("labels"),
         "logits (N,C), labels int64 (N,) -> (mean loss 0-d float32, probs (N,C)).");
-  m.def("softmax_cross_entropy_backward", &softmax_cross_entropy_backward, py::arg("probs"), py::arg("labels"),
-        "probs (N,C), labels int64 (N,) -> dlogits (N,C) = (probs - onehot)/N.");
+  m.def("softmax_cross_entropy_backward", &softmax_cross_entropy_backward, py::arg("probs"),
+        py::arg("labels"), "probs (N,C), labels int64 (N,) -> dlogits (N,C) = (probs - onehot)/N.");
 }
 
 }  // namespace cnnkern

@@ -5,8 +5,10 @@
 // SGD:  g = grad + wd·param (only if wd != 0, as PyTorch, so an infinite param with wd = 0 stays finite);
 //       with momentum: v = momentum·v + g, g = nesterov ? g + momentum·v : v; param -= lr·g.
 // Adam: g as above; m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g·g;
-//       param -= step_size · m / (sqrt(v)/c2 + eps), where (torch)  step_size = lr/(1-β1^t), c2 = sqrt(1-β2^t)
-//                                                    and (keras)  step_size = lr·sqrt(1-β2^t)/(1-β1^t), c2 = 1
+//       param -= step_size · m / (sqrt(v)/c2 + eps), where (torch)  step_size = lr/(1-β1^t), c2 =
+//       sqrt(1-β2^t)
+//                                                    and (keras)  step_size = lr·sqrt(1-β2^t)/(1-β1^t), c2 =
+//                                                    1
 //       (Keras adds eps to sqrt(v) before the bias correction). Bias corrections are computed in double, the
 //       per-element arithmetic in float. The AVX2 versions (optim_avx2.cpp) do the same operations in the
 //       same order.
@@ -28,8 +30,8 @@ namespace cnnkern {
 namespace avx2 {  // optim_avx2.cpp
 void sgd(float* param, const float* grad, float* velocity, int64_t n, float lr, float momentum, bool nesterov,
          float weight_decay);
-void adam(float* param, const float* grad, float* m, float* v, int64_t n, float beta1, float omb1, float beta2,
-          float omb2, float weight_decay, float step_size, float c2, float eps);
+void adam(float* param, const float* grad, float* m, float* v, int64_t n, float beta1, float omb1,
+          float beta2, float omb2, float weight_decay, float step_size, float c2, float eps);
 }  // namespace avx2
 #endif
 
@@ -51,8 +53,8 @@ void sgd(float* param, const float* grad, float* velocity, int64_t n, float lr, 
 }
 
 // omb1, omb2: 1-β1 and 1-β2 rounded from double.
-void adam(float* param, const float* grad, float* m, float* v, int64_t n, float beta1, float omb1, float beta2,
-          float omb2, float weight_decay, float step_size, float c2, float eps) {
+void adam(float* param, const float* grad, float* m, float* v, int64_t n, float beta1, float omb1,
+          float beta2, float omb2, float weight_decay, float step_size, float c2, float eps) {
   for (int64_t i = 0; i < n; ++i) {
     float g = grad[i];
     if (weight_decay != 0.0f) g = g + weight_decay * param[i];
@@ -74,17 +76,18 @@ bool vectorised() {
 
 void check_same(const carray<float>& param, const carray<float>& other, const char* name) {
   if (other.size() != param.size())
-    throw py::value_error(std::string(name) + " must have the size of param (" + std::to_string(param.size()) +
-                          "), got " + std::to_string(other.size()));
+    throw py::value_error(std::string(name) + " must have the size of param (" +
+                          std::to_string(param.size()) + "), got " + std::to_string(other.size()));
 }
 
-void sgd_update(carray<float> param, const carray<float>& grad, std::optional<carray<float>> velocity, double lr,
-                double momentum, bool nesterov, double weight_decay) {
+void sgd_update(carray<float> param, const carray<float>& grad, std::optional<carray<float>> velocity,
+                double lr, double momentum, bool nesterov, double weight_decay) {
   check_same(param, grad, "grad");
   if ((momentum != 0.0) != velocity.has_value())
     throw py::value_error("velocity must be None exactly when momentum == 0");
   if (velocity) check_same(param, *velocity, "velocity");
-  const float flr = static_cast<float>(lr), fmom = static_cast<float>(momentum), fwd = static_cast<float>(weight_decay);
+  const float flr = static_cast<float>(lr), fmom = static_cast<float>(momentum),
+              fwd = static_cast<float>(weight_decay);
   float* pp = param.mutable_data();
   const float* gp = grad.data();
   float* vp = velocity ? velocity->mutable_data() : nullptr;
@@ -94,8 +97,9 @@ void sgd_update(carray<float> param, const carray<float>& grad, std::optional<ca
 #else
   const auto fn = sgd;
 #endif
-  run_elementwise(param.size(),
-             [&](int64_t b, int64_t e) { fn(pp + b, gp + b, vp ? vp + b : nullptr, e - b, flr, fmom, nesterov, fwd); });
+  run_elementwise(param.size(), [&](int64_t b, int64_t e) {
+    fn(pp + b, gp + b, vp ? vp + b : nullptr, e - b, flr, fmom, nesterov, fwd);
+  });
 }
 
 // One Adam step's per-element coefficients, from the hyperparameters (bias corrections in double).
@@ -131,8 +135,9 @@ void adam_run(const AdamStep& s, float* param, const float* grad, float* m, floa
   fn(param, grad, m, v, n, s.beta1, s.omb1, s.beta2, s.omb2, s.weight_decay, s.step_size, s.c2, s.eps);
 }
 
-void adam_update(carray<float> param, const carray<float>& grad, carray<float> m, carray<float> v, int64_t step,
-                 double lr, double beta1, double beta2, double eps, double weight_decay, const std::string& eps_mode) {
+void adam_update(carray<float> param, const carray<float>& grad, carray<float> m, carray<float> v,
+                 int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay,
+                 const std::string& eps_mode) {
   check_same(param, grad, "grad");
   check_same(param, m, "m");
   check_same(param, v, "v");
@@ -140,7 +145,8 @@ void adam_update(carray<float> param, const carray<float>& grad, carray<float> m
   float *pp = param.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
   const float* gp = grad.data();
   py::gil_scoped_release release;
-  run_elementwise(param.size(), [&](int64_t b, int64_t e) { adam_run(s, pp + b, gp + b, mp + b, vp + b, e - b); });
+  run_elementwise(param.size(),
+                  [&](int64_t b, int64_t e) { adam_run(s, pp + b, gp + b, mp + b, vp + b, e - b); });
 }
 
 // adam_update over lists of parameters (one step t for all): the elements of every tensor form one joint
@@ -148,7 +154,8 @@ void adam_update(carray<float> param, const carray<float>& grad, carray<float> m
 // paying a call and a pool dispatch. Tensor t owns [start[t], start[t+1]) of the joint range.
 void adam_update_multi(std::vector<carray<float>> params, const std::vector<carray<float>>& grads,
                        std::vector<carray<float>> ms, std::vector<carray<float>> vs, int64_t step, double lr,
-                       double beta1, double beta2, double eps, double weight_decay, const std::string& eps_mode) {
+                       double beta1, double beta2, double eps, double weight_decay,
+                       const std::string& eps_mode) {
   const size_t k = params.size();
   if (grads.size() != k || ms.size() != k || vs.size() != k)
     throw py::value_error("params, grads, ms and vs must be lists of the same length");
@@ -191,8 +198,8 @@ void bind_optim(py::module_& m) {
         py::arg("nesterov"), py::arg("weight_decay"),
         "In place: param -= lr*g (g with weight decay, momentum and Nesterov as PyTorch's SGD).");
   m.def("adam_update", &adam_update, py::arg("param").noconvert(), py::arg("grad"), py::arg("m").noconvert(),
-        py::arg("v").noconvert(), py::kw_only(), py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
-        py::arg("eps"), py::arg("weight_decay"), py::arg("eps_mode"),
+        py::arg("v").noconvert(), py::kw_only(), py::arg("step"), py::arg("lr"), py::arg("beta1"),
+        py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("eps_mode"),
         "In place on param, m, v: one Adam step t = step; eps_mode 'torch' or 'keras'.");
   m.def("adam_update_multi", &adam_update_multi, py::arg("params").noconvert(), py::arg("grads"),
         py::arg("ms").noconvert(), py::arg("vs").noconvert(), py::kw_only(), py::arg("step"), py::arg("lr"),

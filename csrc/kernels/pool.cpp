@@ -30,10 +30,12 @@ namespace cnnkern {
 
 #ifdef CNNKERN_X86
 namespace avx2 {  // pool_avx2.cpp
-int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W, int64_t count, float* y, int64_t* arg);
-void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int64_t count, int64_t Q, float* y,
-                      int64_t* arg);
-void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int32_t* off, float* y, int64_t* arg);
+int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W, int64_t count, float* y,
+                        int64_t* arg);
+void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int64_t count, int64_t Q,
+                      float* y, int64_t* arg);
+void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int32_t* off, float* y,
+                              int64_t* arg);
 }  // namespace avx2
 #endif
 
@@ -60,7 +62,8 @@ int64_t pool_out(int64_t L, int64_t k, int64_t s, int64_t p, int64_t d, bool cei
 }  // namespace
 
 PoolGeom pool_geom(const Shape4& x_shape, Pair k, Pair s, Pair p, Pair d, bool ceil_mode) {
-  Geom g{x_shape[0], x_shape[1], x_shape[2], x_shape[3], 0, 0, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1]};
+  Geom g{x_shape[0], x_shape[1], x_shape[2], x_shape[3], 0,    0,    k[0],
+         k[1],       s[0],       s[1],       p[0],       p[1], d[0], d[1]};
   g.P = pool_out(g.H, g.kh, g.sh, g.ph, g.dh, ceil_mode, "H");
   g.Q = pool_out(g.W, g.kw, g.sw, g.pw, g.dw, ceil_mode, "W");
   return g;
@@ -93,7 +96,8 @@ Span dilated_span(int64_t o, int64_t k, int64_t s, int64_t p, int64_t d, int64_t
 // dilation) gives -inf and -1. Computed branch-free as two independent scans, which is the same thing:
 // the strict-greater scan over the numbers (NaN never compares greater) and the position of the last NaN,
 // which wins if there is one.
-inline void max_window(const float* xp, int64_t W, Span hs, Span ws, int64_t dh, int64_t dw, float* y, int64_t* arg) {
+inline void max_window(const float* xp, int64_t W, Span hs, Span ws, int64_t dh, int64_t dw, float* y,
+                       int64_t* arg) {
   float best = -std::numeric_limits<float>::infinity();
   int64_t at = (hs.begin < hs.end && ws.begin < ws.end) ? hs.begin * W + ws.begin : -1, nan_at = -1;
   for (int64_t h = hs.begin; h < hs.end; h += dh)
@@ -148,7 +152,8 @@ void max_row_2x2(const float* xp, const Geom& g, int64_t oh, float* y, int64_t* 
     arg[ow] = (2 * oh + (at >> 1)) * g.W + c + (at & 1);
   }
   const Span hs{2 * oh, 2 * oh + 2};
-  for (ow = whole; ow < g.Q; ++ow) max_window(xp, g.W, hs, dilated_span(ow, 2, 2, 0, 1, g.W), 1, 1, y + ow, arg + ow);
+  for (ow = whole; ow < g.Q; ++ow)
+    max_window(xp, g.W, hs, dilated_span(ow, 2, 2, 0, 1, g.W), 1, 1, y + ow, arg + ow);
 }
 
 }  // namespace
@@ -165,7 +170,8 @@ void maxpool_forward_impl(const float* xp, const PoolGeom& g, float* yp, int64_t
   const bool runs = false;
 #endif
 #ifdef CNNKERN_X86
-  // rows shorter than a vector (pool2: 11x11 -> 5x5): whole planes by gathers, the offsets shared by all planes
+  // rows shorter than a vector (pool2: 11x11 -> 5x5): whole planes by gathers, the offsets shared by all
+  // planes
   if (runs && g.Q < 8 && g.P <= g.H / 2 && g.H * g.W < (int64_t{1} << 30)) {
     const int64_t PQ = g.P * g.Q;
     std::vector<int32_t> off((PQ + 7) / 8 * 8, 0);
@@ -181,7 +187,7 @@ void maxpool_forward_impl(const float* xp, const PoolGeom& g, float* yp, int64_t
 #endif
   parallel_for(g.N * g.C * g.P, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> scratch(ap ? 0 : g.P * g.Q);  // the argmax of up to a plane's rows, when unwanted
-    int64_t plane = begin / g.P, oh = begin % g.P;  // advanced by counting, not dividing, per row
+    int64_t plane = begin / g.P, oh = begin % g.P;     // advanced by counting, not dividing, per row
     for (int64_t r = begin; r < end;) {
       const float* xpl = xp + plane * g.H * g.W;
 #ifdef CNNKERN_X86
@@ -204,11 +210,11 @@ void maxpool_forward_impl(const float* xp, const PoolGeom& g, float* yp, int64_t
   });
 }
 
-// dx = 0 over `planes` planes of HW, then dx[plane][argmax] += dy for each of the PQ outputs of the plane; with
-// an activation, each plane of dx is then mapped through the activation's gradient given its output a (the
-// pool's input), while it is still in cache. Returns false if an index lies outside [0, HW).
-bool maxpool_scatter_planes(const float* dyp, const int64_t* ap, int64_t planes, int64_t PQ, int64_t HW, float* dxp,
-                            Act act, const float* a, float alpha) {
+// dx = 0 over `planes` planes of HW, then dx[plane][argmax] += dy for each of the PQ outputs of the plane;
+// with an activation, each plane of dx is then mapped through the activation's gradient given its output a
+// (the pool's input), while it is still in cache. Returns false if an index lies outside [0, HW).
+bool maxpool_scatter_planes(const float* dyp, const int64_t* ap, int64_t planes, int64_t PQ, int64_t HW,
+                            float* dxp, Act act, const float* a, float alpha) {
   std::atomic<bool> bad{false};
   parallel_for(planes, [&](int64_t begin, int64_t end) {
     for (int64_t pl = begin; pl < end; ++pl) {
@@ -232,14 +238,14 @@ bool maxpool_scatter_planes(const float* dyp, const int64_t* ap, int64_t planes,
 
 std::string argmax_error(int64_t HW, const Shape4& x_shape, const char* name) {
   return "argmax holds an index outside the H*W plane [0, " + std::to_string(HW) + ") of " + name + " (" +
-         std::to_string(x_shape[0]) + ", " + std::to_string(x_shape[1]) + ", " + std::to_string(x_shape[2]) + ", " +
-         std::to_string(x_shape[3]) + ")";
+         std::to_string(x_shape[0]) + ", " + std::to_string(x_shape[1]) + ", " + std::to_string(x_shape[2]) +
+         ", " + std::to_string(x_shape[3]) + ")";
 }
 
 namespace {
 
-py::tuple maxpool2d_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding, Pair dilation,
-                            bool ceil_mode) {
+py::tuple maxpool2d_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding,
+                            Pair dilation, bool ceil_mode) {
   const Geom g = pool_geom(shape4(x, "x"), kernel_size, stride, padding, dilation, ceil_mode);
   carray<float> y = new_array<float>({g.N, g.C, g.P, g.Q});
   carray<int64_t> argmax = new_array<int64_t>({g.N, g.C, g.P, g.Q});
@@ -262,15 +268,16 @@ carray<float> maxpool2d_values_forward(const carray<float>& x, Pair kernel_size,
   return y;
 }
 
-// maxpool_scatter_planes over the whole batch. An index outside the plane (-1 included: the front door refuses
-// windows with no input element) is a ValueError, raised after the loop; the front door relies on this check
-// (CppBackend.checks_argmax) instead of scanning argmax in Python. With an activation
+// maxpool_scatter_planes over the whole batch. An index outside the plane (-1 included: the front door
+// refuses windows with no input element) is a ValueError, raised after the loop; the front door relies on
+// this check (CppBackend.checks_argmax) instead of scanning argmax in Python. With an activation
 // (maxpool2d_act_backward): the same operations, in the same order, as activation_backward(
 // maxpool2d_backward(dy, argmax), a), without the round trip of dx through memory.
 carray<float> maxpool_scatter(const carray<float>& dy, const carray<int64_t>& argmax, Shape4 x_shape, Act act,
                               const float* a, float alpha) {
   const Shape4 ds = shape4(dy, "dy");
-  if (argmax.ndim() != 4 || argmax.size() != dy.size()) throw py::value_error("argmax must have the shape of dy");
+  if (argmax.ndim() != 4 || argmax.size() != dy.size())
+    throw py::value_error("argmax must have the shape of dy");
   if (x_shape[0] != ds[0] || x_shape[1] != ds[1]) throw py::value_error("x_shape must share N and C with dy");
   // dx first: new_array refuses a shape whose size overflows, before H * W could (UBSan: x_shape=2**40).
   carray<float> dx = new_array<float>({x_shape[0], x_shape[1], x_shape[2], x_shape[3]});
@@ -317,8 +324,8 @@ inline int64_t divisor(const AvgSpan& h, const AvgSpan& w, bool count_include_pa
 }
 
 // y = Σ window / divisor, summed in double; an empty window (no real element) gives 0 as in PyTorch.
-carray<float> avgpool2d_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding, bool ceil_mode,
-                                bool count_include_pad) {
+carray<float> avgpool2d_forward(const carray<float>& x, Pair kernel_size, Pair stride, Pair padding,
+                                bool ceil_mode, bool count_include_pad) {
   const Geom g = pool_geom(shape4(x, "x"), kernel_size, stride, padding, {1, 1}, ceil_mode);
   carray<float> y = new_array<float>({g.N, g.C, g.P, g.Q});
   const float* xp = x.data();
@@ -345,8 +352,8 @@ carray<float> avgpool2d_forward(const carray<float>& x, Pair kernel_size, Pair s
 }
 
 // dx = 0, then every element of window (oh, ow) gains dy[oh, ow] / divisor.
-carray<float> avgpool2d_backward(const carray<float>& dy, Shape4 x_shape, Pair kernel_size, Pair stride, Pair padding,
-                                 bool ceil_mode, bool count_include_pad) {
+carray<float> avgpool2d_backward(const carray<float>& dy, Shape4 x_shape, Pair kernel_size, Pair stride,
+                                 Pair padding, bool ceil_mode, bool count_include_pad) {
   const Geom g = pool_geom(x_shape, kernel_size, stride, padding, {1, 1}, ceil_mode);
   const Shape4 ds = shape4(dy, "dy");
   if (ds[0] != g.N || ds[1] != g.C || ds[2] != g.P || ds[3] != g.Q)
@@ -380,19 +387,20 @@ carray<float> avgpool2d_backward(const carray<float>& dy, Shape4 x_shape, Pair k
 }  // namespace
 
 void bind_pool(py::module_& m) {
-  m.def("maxpool2d_forward", &maxpool2d_forward, py::arg("x"), py::kw_only(), py::arg("kernel_size"), py::arg("stride"),
-        py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"),
-        "x (N,C,H,W) -> (y (N,C,P,Q), argmax int64 (N,C,P,Q) into the H*W plane).");
-  m.def("maxpool2d_values_forward", &maxpool2d_values_forward, py::arg("x"), py::kw_only(), py::arg("kernel_size"),
+  m.def("maxpool2d_forward", &maxpool2d_forward, py::arg("x"), py::kw_only(), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("ceil_mode"),
-        "x (N,C,H,W) -> y (N,C,P,Q): maxpool2d_forward's y without the argmax.");
+        "x (N,C,H,W) -> (y (N,C,P,Q), argmax int64 (N,C,P,Q) into the H*W plane).");
+  m.def("maxpool2d_values_forward", &maxpool2d_values_forward, py::arg("x"), py::kw_only(),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("ceil_mode"), "x (N,C,H,W) -> y (N,C,P,Q): maxpool2d_forward's y without the argmax.");
   m.def("maxpool2d_backward", &maxpool2d_backward, py::arg("dy"), py::arg("argmax"), py::arg("x_shape"),
         "dy (N,C,P,Q), argmax (N,C,P,Q), x_shape (N,C,H,W) -> dx (N,C,H,W).");
-  m.def("maxpool2d_act_backward", &maxpool2d_act_backward, py::arg("dy"), py::arg("argmax"), py::arg("x_shape"),
-        py::arg("a"), py::arg("activation"), py::kw_only(), py::arg("alpha"),
+  m.def("maxpool2d_act_backward", &maxpool2d_act_backward, py::arg("dy"), py::arg("argmax"),
+        py::arg("x_shape"), py::arg("a"), py::arg("activation"), py::kw_only(), py::arg("alpha"),
         "activation_backward(maxpool2d_backward(dy, argmax, x_shape), a, activation): a = act(z) (N,C,H,W).");
-  m.def("avgpool2d_forward", &avgpool2d_forward, py::arg("x"), py::kw_only(), py::arg("kernel_size"), py::arg("stride"),
-        py::arg("padding"), py::arg("ceil_mode"), py::arg("count_include_pad"), "x (N,C,H,W) -> y (N,C,P,Q).");
+  m.def("avgpool2d_forward", &avgpool2d_forward, py::arg("x"), py::kw_only(), py::arg("kernel_size"),
+        py::arg("stride"), py::arg("padding"), py::arg("ceil_mode"), py::arg("count_include_pad"),
+        "x (N,C,H,W) -> y (N,C,P,Q).");
   m.def("avgpool2d_backward", &avgpool2d_backward, py::arg("dy"), py::arg("x_shape"), py::kw_only(),
         py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("ceil_mode"),
         py::arg("count_include_pad"), "dy (N,C,P,Q), x_shape (N,C,H,W) -> dx (N,C,H,W).");

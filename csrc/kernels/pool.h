@@ -20,11 +20,12 @@ struct PoolGeom {
 // py::value_error.
 PoolGeom pool_geom(const std::array<int64_t, 4>& x_shape, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
                    std::array<int64_t, 2> p, std::array<int64_t, 2> d, bool ceil_mode);
-// y (N,C,P,Q) = max over each window of x (N,C,H,W), and argmax (flat index into the H*W plane) unless ap is null.
+// y (N,C,P,Q) = max over each window of x (N,C,H,W), and argmax (flat index into the H*W plane) unless ap is
+// null.
 void maxpool_forward_impl(const float* xp, const PoolGeom& g, float* yp, int64_t* ap);
-// dx (planes, HW) = 0, then dx[plane][argmax[j]] += dy[j] for the PQ outputs of each plane; with an activation,
-// each plane is then mapped through the activation's gradient given its output a (planes, HW). Returns false
-// if an index lies outside [0, HW) (nothing is written for it).
+// dx (planes, HW) = 0, then dx[plane][argmax[j]] += dy[j] for the PQ outputs of each plane; with an
+// activation, each plane is then mapped through the activation's gradient given its output a (planes, HW).
+// Returns false if an index lies outside [0, HW) (nothing is written for it).
 bool maxpool_scatter_planes(const float* dy, const int64_t* argmax, int64_t planes, int64_t PQ, int64_t HW,
                             float* dx, Act act, const float* a, float alpha);
 // The ValueError text for an argmax outside the plane of `name` with shape x_shape.

@@ -19,8 +19,8 @@
 
 namespace cnnkern {
 
-constexpr size_t kCacheMinBytes = size_t(1) << 18;   // 256 KiB: below this malloc reuses its heap anyway
-constexpr size_t kCacheMaxBytes = size_t(1) << 28;   // 256 MiB of idle blocks at most
+constexpr size_t kCacheMinBytes = size_t(1) << 18;  // 256 KiB: below this malloc reuses its heap anyway
+constexpr size_t kCacheMaxBytes = size_t(1) << 28;  // 256 MiB of idle blocks at most
 
 // A 64-byte aligned block of `bytes` from the cache (or freshly allocated), and its return.
 void* cache_take(size_t bytes);

@@ -23,9 +23,12 @@ bool cpu_has(Simd level) {
 
 const char* simd_name(Simd level) {
   switch (level) {
-    case Simd::avx512: return "avx512";
-    case Simd::avx2: return "avx2";
-    default: return "scalar";
+    case Simd::avx512:
+      return "avx512";
+    case Simd::avx2:
+      return "avx2";
+    default:
+      return "scalar";
   }
 }
 
@@ -35,10 +38,14 @@ Simd initial_level() {
     std::string s(env);
     if (!s.empty() && s != "auto") {
       Simd want;
-      if (s == "scalar") want = Simd::scalar;
-      else if (s == "avx2") want = Simd::avx2;
-      else if (s == "avx512") want = Simd::avx512;
-      else throw std::runtime_error("CNNKERN_SIMD must be auto, scalar, avx2 or avx512, got '" + s + "'");
+      if (s == "scalar")
+        want = Simd::scalar;
+      else if (s == "avx2")
+        want = Simd::avx2;
+      else if (s == "avx512")
+        want = Simd::avx512;
+      else
+        throw std::runtime_error("CNNKERN_SIMD must be auto, scalar, avx2 or avx512, got '" + s + "'");
       if (!cpu_has(want))
         throw std::runtime_error("CNNKERN_SIMD=" + s + " but this CPU cannot run the " + s + " path");
       return want;
@@ -58,7 +65,8 @@ Simd& level_ref() {
 Simd simd_level() { return level_ref(); }
 
 void set_simd_level(Simd level) {
-  if (!cpu_has(level)) throw std::runtime_error(std::string("this CPU cannot run the ") + simd_name(level) + " path");
+  if (!cpu_has(level))
+    throw std::runtime_error(std::string("this CPU cannot run the ") + simd_name(level) + " path");
   level_ref() = level;
 }
 

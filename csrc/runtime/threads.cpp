@@ -37,7 +37,7 @@
 namespace cnnkern {
 namespace {
 
-constexpr int kThreadsPerCpu = 4;    // max_threads(): more than this many per CPU only adds switching
+constexpr int kThreadsPerCpu = 4;        // max_threads(): more than this many per CPU only adds switching
 constexpr int64_t kChunksPerThread = 4;  // parallel_for: chunks per thread, so a stalled thread holds little
 constexpr auto kSpin = std::chrono::microseconds(100);
 
@@ -128,7 +128,8 @@ class Pool {
   // Holds the busy flag for its scope (resize and start_default wait for a job in flight to end).
   struct Busy {
     explicit Busy(std::atomic<bool>& f) : flag(f) {
-      for (bool idle = false; !flag.compare_exchange_weak(idle, true); idle = false) std::this_thread::yield();
+      for (bool idle = false; !flag.compare_exchange_weak(idle, true); idle = false)
+        std::this_thread::yield();
     }
     ~Busy() { flag.store(false); }
     std::atomic<bool>& flag;
@@ -271,10 +272,10 @@ void init_threads_from_env() {
   errno = 0;
   const long long v = std::strtoll(s.c_str(), &end, 10);
   if (*end != '\0' || end == s.c_str())
-    throw std::invalid_argument("CNNKERN_NUM_THREADS must be an integer from 1 to " + std::to_string(max_threads()) +
-                                ", got '" + std::string(env) + "'");
-  const std::string err = check_thread_count(errno == ERANGE ? (v < 0 ? -1 : INT64_MAX) : v, "CNNKERN_NUM_THREADS",
-                                             "'" + std::string(env) + "'");
+    throw std::invalid_argument("CNNKERN_NUM_THREADS must be an integer from 1 to " +
+                                std::to_string(max_threads()) + ", got '" + std::string(env) + "'");
+  const std::string err = check_thread_count(errno == ERANGE ? (v < 0 ? -1 : INT64_MAX) : v,
+                                             "CNNKERN_NUM_THREADS", "'" + std::string(env) + "'");
   if (!err.empty()) throw std::invalid_argument(err);
   env_threads_value = static_cast<int>(v);
 }

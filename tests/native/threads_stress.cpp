@@ -1,7 +1,7 @@
-// Stress of the thread pool (csrc/runtime/threads.cpp) alone, built with a sanitizer by tests/test_threads.py: jobs
-// posted from two threads while a third resizes the pool, nested jobs (run serially), an exception thrown in
-// one chunk (rethrown by the caller once every chunk ran), and a refused size. Exit status 1 on a wrong
-// result; the sanitizer reports races and memory errors.
+// Stress of the thread pool (csrc/runtime/threads.cpp) alone, built with a sanitizer by
+// tests/test_threads.py: jobs posted from two threads while a third resizes the pool, nested jobs (run
+// serially), an exception thrown in one chunk (rethrown by the caller once every chunk ran), and a refused
+// size. Exit status 1 on a wrong result; the sanitizer reports races and memory errors.
 #include <atomic>
 #include <cstdio>
 #include <stdexcept>
@@ -21,18 +21,27 @@ int main() {
         for (int64_t i = b; i < e; ++i) out[i] += 1;
         parallel_for(3, [&](int64_t, int64_t) {});  // nested: serial
       });
-      for (int v : out) if (v != 1) errors++;
+      for (int v : out)
+        if (v != 1) errors++;
       try {
-        parallel_chunks(7, [&](int64_t c) { if (c == 3) throw std::runtime_error("x"); });
+        parallel_chunks(7, [&](int64_t c) {
+          if (c == 3) throw std::runtime_error("x");
+        });
         errors++;
-      } catch (const std::runtime_error&) {}
+      } catch (const std::runtime_error&) {
+      }
       if (it > 300 + seed) break;
     }
   };
   std::thread a(work, 0), b(work, 7);
   for (int i = 0; i < 60; ++i) set_num_threads(1 + i % 4);
-  a.join(); b.join();
-  try { set_num_threads(100000); errors++; } catch (const std::invalid_argument&) {}
+  a.join();
+  b.join();
+  try {
+    set_num_threads(100000);
+    errors++;
+  } catch (const std::invalid_argument&) {
+  }
   std::printf("errors %ld threads %d\n", errors.load(), num_threads());
   return errors.load() != 0;
 }

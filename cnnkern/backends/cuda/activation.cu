@@ -9,10 +9,10 @@
 
 extern "C" __global__ void activation_forward(const float* __restrict__ x, float* __restrict__ y, i64 total,
                                               i64 kind, float alpha) {
-    GRID_STRIDE_LOOP(e, total) { y[e] = activate(x[e], (int)kind, alpha); }
+  GRID_STRIDE_LOOP(e, total) { y[e] = activate(x[e], (int)kind, alpha); }
 }
 
 extern "C" __global__ void activation_backward(const float* __restrict__ dy, const float* __restrict__ y,
                                                float* __restrict__ dx, i64 total, i64 kind, float alpha) {
-    GRID_STRIDE_LOOP(e, total) { dx[e] = activate_grad(dy[e], y[e], (int)kind, alpha); }
+  GRID_STRIDE_LOOP(e, total) { dx[e] = activate_grad(dy[e], y[e], (int)kind, alpha); }
 }

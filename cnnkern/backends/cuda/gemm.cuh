@@ -34,89 +34,89 @@
 // the 1024 (edge, k) pairs is owned by exactly one (t, l).
 template <bool KFAST>
 struct TileSlot {
-    __device__ static int edge(int t, int l) {
-        return KFAST ? t / GEMM_BK + l * (GEMM_THREADS / GEMM_BK) : t % GEMM_BM;
-    }
-    __device__ static int depth(int t, int l) {
-        return KFAST ? t % GEMM_BK : t / GEMM_BM + l * (GEMM_THREADS / GEMM_BM);
-    }
+  __device__ static int edge(int t, int l) {
+    return KFAST ? t / GEMM_BK + l * (GEMM_THREADS / GEMM_BK) : t % GEMM_BM;
+  }
+  __device__ static int depth(int t, int l) {
+    return KFAST ? t % GEMM_BK : t / GEMM_BM + l * (GEMM_THREADS / GEMM_BM);
+  }
 };
 
 template <class LA, class LB, class EP>
 __device__ __forceinline__ void gemm_tile(const LA& la, const LB& lb, const EP& ep, int M, int Nc,
                                           int k_begin, int k_end) {
-    // +1 column of padding: kfast slots store 16 different k rows per warp, which would otherwise all hit
-    // the same bank
-    __shared__ float sA[GEMM_BK][GEMM_BM + 1];
-    __shared__ float sB[GEMM_BK][GEMM_BN + 1];
-    const int t = threadIdx.x, tx = t % 16, ty = t / 16;
-    const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
+  // +1 column of padding: kfast slots store 16 different k rows per warp, which would otherwise all hit
+  // the same bank
+  __shared__ float sA[GEMM_BK][GEMM_BM + 1];
+  __shared__ float sB[GEMM_BK][GEMM_BN + 1];
+  const int t = threadIdx.x, tx = t % 16, ty = t / 16;
+  const int m0 = blockIdx.y * GEMM_BM, n0 = blockIdx.x * GEMM_BN;
 
-    typename LA::Pos pa[4];
-    typename LB::Pos pb[4];
-    bool oka[4], okb[4];
+  typename LA::Pos pa[4];
+  typename LB::Pos pb[4];
+  bool oka[4], okb[4];
+#pragma unroll
+  for (int l = 0; l < 4; ++l) {
+    const int m = m0 + TileSlot<LA::kfast>::edge(t, l);
+    const int n = n0 + TileSlot<LB::kfast>::edge(t, l);
+    oka[l] = m < M;
+    okb[l] = n < Nc;
+    pa[l] = la.at(oka[l] ? m : m0);
+    pb[l] = lb.at(okb[l] ? n : n0);
+  }
+
+  float ra[4], rb[4];
+  auto fetch = [&](int k0) {
 #pragma unroll
     for (int l = 0; l < 4; ++l) {
-        const int m = m0 + TileSlot<LA::kfast>::edge(t, l);
-        const int n = n0 + TileSlot<LB::kfast>::edge(t, l);
-        oka[l] = m < M;
-        okb[l] = n < Nc;
-        pa[l] = la.at(oka[l] ? m : m0);
-        pb[l] = lb.at(okb[l] ? n : n0);
+      const int ka = k0 + TileSlot<LA::kfast>::depth(t, l);
+      const int kb = k0 + TileSlot<LB::kfast>::depth(t, l);
+      ra[l] = (oka[l] && ka < k_end) ? la.load(pa[l], ka) : 0.f;
+      rb[l] = (okb[l] && kb < k_end) ? lb.load(pb[l], kb) : 0.f;
     }
+  };
 
-    float ra[4], rb[4];
-    auto fetch = [&](int k0) {
+  float acc[4][4];
 #pragma unroll
-        for (int l = 0; l < 4; ++l) {
-            const int ka = k0 + TileSlot<LA::kfast>::depth(t, l);
-            const int kb = k0 + TileSlot<LB::kfast>::depth(t, l);
-            ra[l] = (oka[l] && ka < k_end) ? la.load(pa[l], ka) : 0.f;
-            rb[l] = (okb[l] && kb < k_end) ? lb.load(pb[l], kb) : 0.f;
-        }
-    };
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
 
-    float acc[4][4];
+  if (k_begin < k_end) fetch(k_begin);
+  for (int k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
-
-    if (k_begin < k_end) fetch(k_begin);
-    for (int k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
-#pragma unroll
-        for (int l = 0; l < 4; ++l) {
-            sA[TileSlot<LA::kfast>::depth(t, l)][TileSlot<LA::kfast>::edge(t, l)] = ra[l];
-            sB[TileSlot<LB::kfast>::depth(t, l)][TileSlot<LB::kfast>::edge(t, l)] = rb[l];
-        }
-        __syncthreads();
-        if (k0 + GEMM_BK < k_end) fetch(k0 + GEMM_BK);
-#pragma unroll
-        for (int kk = 0; kk < GEMM_BK; ++kk) {
-            float a[4], b[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) a[i] = sA[kk][ty + 16 * i];
-#pragma unroll
-            for (int j = 0; j < 4; ++j) b[j] = sB[kk][tx + 16 * j];
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-        }
-        __syncthreads();
+    for (int l = 0; l < 4; ++l) {
+      sA[TileSlot<LA::kfast>::depth(t, l)][TileSlot<LA::kfast>::edge(t, l)] = ra[l];
+      sB[TileSlot<LB::kfast>::depth(t, l)][TileSlot<LB::kfast>::edge(t, l)] = rb[l];
     }
+    __syncthreads();
+    if (k0 + GEMM_BK < k_end) fetch(k0 + GEMM_BK);
+#pragma unroll
+    for (int kk = 0; kk < GEMM_BK; ++kk) {
+      float a[4], b[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[i] = sA[kk][ty + 16 * i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j] = sB[kk][tx + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
 
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const int n = n0 + tx + 16 * j;
-        if (n >= Nc) continue;
-        const typename EP::Pos pe = ep.at(n);
+  for (int j = 0; j < 4; ++j) {
+    const int n = n0 + tx + 16 * j;
+    if (n >= Nc) continue;
+    const typename EP::Pos pe = ep.at(n);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int m = m0 + ty + 16 * i;
-            if (m < M) ep.store(m, pe, acc[i][j]);
-        }
+    for (int i = 0; i < 4; ++i) {
+      const int m = m0 + ty + 16 * i;
+      if (m < M) ep.store(m, pe, acc[i][j]);
     }
+  }
 }
 
 // Split-K: blockIdx.z % splits picks the chunk [split * chunk, (split + 1) * chunk) of the reduction
@@ -124,9 +124,9 @@ __device__ __forceinline__ void gemm_tile(const LA& la, const LB& lb, const EP& 
 // copies of the output, summed in split order by sum_splits (deterministic, no atomics).
 extern "C" __global__ void sum_splits(const float* __restrict__ ws, float* __restrict__ out, i64 total,
                                       i64 splits) {
-    GRID_STRIDE_LOOP(i, total) {
-        float s = 0.f;
-        for (i64 p = 0; p < splits; ++p) s += ws[p * total + i];
-        out[i] = s;
-    }
+  GRID_STRIDE_LOOP(i, total) {
+    float s = 0.f;
+    for (i64 p = 0; p < splits; ++p) s += ws[p * total + i];
+    out[i] = s;
+  }
 }

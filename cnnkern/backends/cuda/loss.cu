@@ -14,38 +14,38 @@ extern "C" __global__ void softmax_cross_entropy_forward(const float* __restrict
                                                          const i64* __restrict__ labels,
                                                          float* __restrict__ probs,
                                                          float* __restrict__ row_loss, i64 N, i64 C) {
-    const int lane = threadIdx.x & 31;
-    const i64 warps = ((i64)gridDim.x * blockDim.x) >> 5;
-    for (i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < N; row += warps) {
-        const float* x = logits + row * C;
-        float m = neg_inf();
-        for (i64 j = lane; j < C; j += 32) m = fmaxf(m, x[j]);
-        m = warp_max(m);
-        float s = 0.f;
-        for (i64 j = lane; j < C; j += 32) s += expf(x[j] - m);
-        s = warp_sum(s);
-        const float log_s = logf(s);
-        float* pr = probs + row * C;
-        for (i64 j = lane; j < C; j += 32) pr[j] = expf(x[j] - m - log_s);
-        if (lane == 0) row_loss[row] = -(x[labels[row]] - m - log_s);
-    }
+  const int lane = threadIdx.x & 31;
+  const i64 warps = ((i64)gridDim.x * blockDim.x) >> 5;
+  for (i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < N; row += warps) {
+    const float* x = logits + row * C;
+    float m = neg_inf();
+    for (i64 j = lane; j < C; j += 32) m = fmaxf(m, x[j]);
+    m = warp_max(m);
+    float s = 0.f;
+    for (i64 j = lane; j < C; j += 32) s += expf(x[j] - m);
+    s = warp_sum(s);
+    const float log_s = logf(s);
+    float* pr = probs + row * C;
+    for (i64 j = lane; j < C; j += 32) pr[j] = expf(x[j] - m - log_s);
+    if (lane == 0) row_loss[row] = -(x[labels[row]] - m - log_s);
+  }
 }
 
 // loss[0] = sum(row_loss) / N; launch with one block
 extern "C" __global__ void mean_loss(const float* __restrict__ row_loss, float* __restrict__ loss, i64 N) {
-    __shared__ float scratch[33];
-    float s = 0.f;
-    for (i64 i = threadIdx.x; i < N; i += blockDim.x) s += row_loss[i];
-    s = block_sum(s, scratch);
-    if (threadIdx.x == 0) loss[0] = s / (float)N;
+  __shared__ float scratch[33];
+  float s = 0.f;
+  for (i64 i = threadIdx.x; i < N; i += blockDim.x) s += row_loss[i];
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) loss[0] = s / (float)N;
 }
 
 extern "C" __global__ void softmax_cross_entropy_backward(const float* __restrict__ probs,
                                                           const i64* __restrict__ labels,
                                                           float* __restrict__ dlogits, i64 N, i64 C) {
-    GRID_STRIDE_LOOP(e, N * C) {
-        const i64 row = e / C, j = e - row * C;
-        const float onehot = labels[row] == j ? 1.f : 0.f;
-        dlogits[e] = (probs[e] - onehot) / (float)N;
-    }
+  GRID_STRIDE_LOOP(e, N * C) {
+    const i64 row = e / C, j = e - row * C;
+    const float onehot = labels[row] == j ? 1.f : 0.f;
+    dlogits[e] = (probs[e] - onehot) / (float)N;
+  }
 }

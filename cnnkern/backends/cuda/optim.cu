@@ -16,40 +16,40 @@
 extern "C" __global__ void sgd_update(float* __restrict__ param, const float* __restrict__ grad,
                                       float* __restrict__ velocity, i64 total, float lr, float momentum,
                                       i64 nesterov, float weight_decay) {
-    GRID_STRIDE_LOOP(e, total) {
-        const float p = param[e];
-        float g = grad[e];
-        if (weight_decay != 0.f) g += weight_decay * p;
-        if (momentum != 0.f) {
-            const float v = momentum * velocity[e] + g;
-            velocity[e] = v;
-            g = nesterov ? g + momentum * v : v;
-        }
-        param[e] = p - lr * g;
+  GRID_STRIDE_LOOP(e, total) {
+    const float p = param[e];
+    float g = grad[e];
+    if (weight_decay != 0.f) g += weight_decay * p;
+    if (momentum != 0.f) {
+      const float v = momentum * velocity[e] + g;
+      velocity[e] = v;
+      g = nesterov ? g + momentum * v : v;
     }
+    param[e] = p - lr * g;
+  }
 }
 
 __device__ __forceinline__ void adam_element(float* param, const float* grad, float* m, float* v, i64 e,
                                              float beta1, float beta2, float eps, float weight_decay,
                                              float step_size, float sqrt_c2, int keras) {
-    const float p = param[e];
-    float g = grad[e];
-    if (weight_decay != 0.f) g += weight_decay * p;
-    const float mn = beta1 * m[e] + (1.f - beta1) * g;
-    const float vn = beta2 * v[e] + (1.f - beta2) * g * g;
-    m[e] = mn;
-    v[e] = vn;
-    const float denom = keras ? sqrtf(vn) + eps : sqrtf(vn) / sqrt_c2 + eps;
-    param[e] = p - step_size * (mn / denom);
+  const float p = param[e];
+  float g = grad[e];
+  if (weight_decay != 0.f) g += weight_decay * p;
+  const float mn = beta1 * m[e] + (1.f - beta1) * g;
+  const float vn = beta2 * v[e] + (1.f - beta2) * g * g;
+  m[e] = mn;
+  v[e] = vn;
+  const float denom = keras ? sqrtf(vn) + eps : sqrtf(vn) / sqrt_c2 + eps;
+  param[e] = p - step_size * (mn / denom);
 }
 
 extern "C" __global__ void adam_update(float* __restrict__ param, const float* __restrict__ grad,
                                        float* __restrict__ m, float* __restrict__ v, i64 total, float beta1,
                                        float beta2, float eps, float weight_decay, float step_size,
                                        float sqrt_c2, i64 keras) {
-    GRID_STRIDE_LOOP(e, total) {
-        adam_element(param, grad, m, v, e, beta1, beta2, eps, weight_decay, step_size, sqrt_c2, (int)keras);
-    }
+  GRID_STRIDE_LOOP(e, total) {
+    adam_element(param, grad, m, v, e, beta1, beta2, eps, weight_decay, step_size, sqrt_c2, (int)keras);
+  }
 }
 
 // adam_update over T tensors: table (4, T) of device pointers (rows param, grad, m, v), offsets (T+1,) the
@@ -57,26 +57,26 @@ extern "C" __global__ void adam_update(float* __restrict__ param, const float* _
 __device__ __forceinline__ void adam_multi(const unsigned long long* table, const i64* offsets, i64 T,
                                            float beta1, float beta2, float eps, float weight_decay,
                                            float step_size, float sqrt_c2, int keras) {
-    GRID_STRIDE_LOOP(i, offsets[T]) {
-        i64 lo = 0, hi = T - 1;
-        while (lo < hi) {
-            const i64 mid = (lo + hi + 1) >> 1;
-            if (offsets[mid] <= i)
-                lo = mid;
-            else
-                hi = mid - 1;
-        }
-        adam_element((float*)table[lo], (const float*)table[T + lo], (float*)table[2 * T + lo],
-                     (float*)table[3 * T + lo], i - offsets[lo], beta1, beta2, eps, weight_decay, step_size,
-                     sqrt_c2, keras);
+  GRID_STRIDE_LOOP(i, offsets[T]) {
+    i64 lo = 0, hi = T - 1;
+    while (lo < hi) {
+      const i64 mid = (lo + hi + 1) >> 1;
+      if (offsets[mid] <= i)
+        lo = mid;
+      else
+        hi = mid - 1;
     }
+    adam_element((float*)table[lo], (const float*)table[T + lo], (float*)table[2 * T + lo],
+                 (float*)table[3 * T + lo], i - offsets[lo], beta1, beta2, eps, weight_decay, step_size,
+                 sqrt_c2, keras);
+  }
 }
 
 extern "C" __global__ void adam_update_multi(const unsigned long long* __restrict__ table,
                                              const i64* __restrict__ offsets, i64 T, float beta1, float beta2,
                                              float eps, float weight_decay, float step_size, float sqrt_c2,
                                              i64 keras) {
-    adam_multi(table, offsets, T, beta1, beta2, eps, weight_decay, step_size, sqrt_c2, (int)keras);
+  adam_multi(table, offsets, T, beta1, beta2, eps, weight_decay, step_size, sqrt_c2, (int)keras);
 }
 
 // The same with the step count t read from device memory, so that a CUDA graph, whose kernel arguments are
@@ -87,9 +87,9 @@ extern "C" __global__ void adam_update_multi_device_step(const unsigned long lon
                                                          const i64* __restrict__ step, double lr,
                                                          double beta1, double beta2, float eps,
                                                          float weight_decay, i64 keras) {
-    const double t = (double)step[0];
-    const double c1 = 1.0 - pow(beta1, t), sqrt_c2 = sqrt(1.0 - pow(beta2, t));
-    const float step_size = (float)(keras ? lr * sqrt_c2 / c1 : lr / c1);
-    adam_multi(table, offsets, T, (float)beta1, (float)beta2, eps, weight_decay, step_size, (float)sqrt_c2,
-               (int)keras);
+  const double t = (double)step[0];
+  const double c1 = 1.0 - pow(beta1, t), sqrt_c2 = sqrt(1.0 - pow(beta2, t));
+  const float step_size = (float)(keras ? lr * sqrt_c2 / c1 : lr / c1);
+  adam_multi(table, offsets, T, (float)beta1, (float)beta2, eps, weight_decay, step_size, (float)sqrt_c2,
+             (int)keras);
 }

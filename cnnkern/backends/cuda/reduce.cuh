@@ -12,24 +12,24 @@
 // grid (K, splits), blockDim a multiple of 32. Serial per-thread sums + block_sum: fixed order.
 extern "C" __global__ void channel_partial_sum(const float* __restrict__ x, float* __restrict__ partial,
                                                i64 N, i64 K, i64 PQ, i64 chunk) {
-    __shared__ float scratch[33];
-    const i64 k = blockIdx.x;
-    const ChunkRange r = chunk_range(N * PQ, chunk);
-    float acc = 0.f;
-    for (i64 j = r.begin + threadIdx.x; j < r.end; j += blockDim.x) {
-        const i64 img = j / PQ, pq = j - img * PQ;
-        acc += x[(img * K + k) * PQ + pq];
-    }
-    acc = block_sum(acc, scratch);
-    if (threadIdx.x == 0) partial[k * gridDim.y + blockIdx.y] = acc;
+  __shared__ float scratch[33];
+  const i64 k = blockIdx.x;
+  const ChunkRange r = chunk_range(N * PQ, chunk);
+  float acc = 0.f;
+  for (i64 j = r.begin + threadIdx.x; j < r.end; j += blockDim.x) {
+    const i64 img = j / PQ, pq = j - img * PQ;
+    acc += x[(img * K + k) * PQ + pq];
+  }
+  acc = block_sum(acc, scratch);
+  if (threadIdx.x == 0) partial[k * gridDim.y + blockIdx.y] = acc;
 }
 
 // out[k] = sum over splits of partial[k][split], in split order; one thread per channel
 extern "C" __global__ void sum_partials(const float* __restrict__ partial, float* __restrict__ out, i64 K,
                                         i64 splits) {
-    GRID_STRIDE_LOOP(k, K) {
-        float s = 0.f;
-        for (i64 p = 0; p < splits; ++p) s += partial[k * splits + p];
-        out[k] = s;
-    }
+  GRID_STRIDE_LOOP(k, K) {
+    float s = 0.f;
+    for (i64 p = 0; p < splits; ++p) s += partial[k * splits + p];
+    out[k] = s;
+  }
 }

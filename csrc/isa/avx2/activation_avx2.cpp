@@ -43,8 +43,8 @@ inline void map2(const float* a, const float* b, float* y, int64_t n, Op op) {
 // two halves that are each a normal float, so subnormal results round once, at the end.
 inline __m256 exp_nonpositive(__m256 a) {
   a = _mm256_max_ps(a, _mm256_set1_ps(-104.0f));
-  const __m256 n =
-      _mm256_round_ps(_mm256_mul_ps(a, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(a, _mm256_set1_ps(1.44269504f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-6.931471825e-01f), a);
   r = _mm256_fmadd_ps(n, _mm256_set1_ps(1.904654323e-09f), r);
   __m256 q = _mm256_set1_ps(1.381461043e-03f);
@@ -61,7 +61,9 @@ inline __m256 exp_nonpositive(__m256 a) {
   return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
-inline __m256 keep_nan(__m256 y, __m256 x) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); }
+inline __m256 keep_nan(__m256 y, __m256 x) {
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
 
 }  // namespace
 
@@ -104,13 +106,16 @@ void relu_forward(const float* x, float* y, int64_t n, float) {
 // x > 0 ? x : alpha*x
 void leaky_relu_forward(const float* x, float* y, int64_t n, float alpha) {
   const __m256 zero = _mm256_setzero_ps(), a = _mm256_set1_ps(alpha);
-  map1(x, y, n, [&](__m256 v) { return _mm256_blendv_ps(_mm256_mul_ps(v, a), v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)); });
+  map1(x, y, n, [&](__m256 v) {
+    return _mm256_blendv_ps(_mm256_mul_ps(v, a), v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ));
+  });
 }
 
 // y <= 0 ? 0 : dy (NLE_UQ is true for NaN, so a NaN y passes dy as PyTorch does)
 void relu_backward(const float* dy, const float* y, float* dx, int64_t n, float) {
   const __m256 zero = _mm256_setzero_ps();
-  map2(dy, y, dx, n, [&](__m256 g, __m256 v) { return _mm256_and_ps(g, _mm256_cmp_ps(v, zero, _CMP_NLE_UQ)); });
+  map2(dy, y, dx, n,
+       [&](__m256 g, __m256 v) { return _mm256_and_ps(g, _mm256_cmp_ps(v, zero, _CMP_NLE_UQ)); });
 }
 
 // y > 0 ? dy : alpha*dy
@@ -124,13 +129,15 @@ void leaky_relu_backward(const float* dy, const float* y, float* dx, int64_t n, 
 // dy*(1-y)*y
 void sigmoid_backward(const float* dy, const float* y, float* dx, int64_t n, float) {
   const __m256 one = _mm256_set1_ps(1.0f);
-  map2(dy, y, dx, n, [&](__m256 g, __m256 v) { return _mm256_mul_ps(_mm256_mul_ps(g, _mm256_sub_ps(one, v)), v); });
+  map2(dy, y, dx, n,
+       [&](__m256 g, __m256 v) { return _mm256_mul_ps(_mm256_mul_ps(g, _mm256_sub_ps(one, v)), v); });
 }
 
 // dy*(1-y*y)
 void tanh_backward(const float* dy, const float* y, float* dx, int64_t n, float) {
   const __m256 one = _mm256_set1_ps(1.0f);
-  map2(dy, y, dx, n, [&](__m256 g, __m256 v) { return _mm256_mul_ps(g, _mm256_sub_ps(one, _mm256_mul_ps(v, v))); });
+  map2(dy, y, dx, n,
+       [&](__m256 g, __m256 v) { return _mm256_mul_ps(g, _mm256_sub_ps(one, _mm256_mul_ps(v, v))); });
 }
 
 }  // namespace avx2

@@ -9,10 +9,12 @@
 //   dw:       dw[k,r,s] = sum_{p,q} dy[k,p,q] x[p+r, q+s] for one image, into 9 vector accumulators per k
 //             (8 lanes of partial sums over q, rows in order), reduced to float at the end of the image;
 //             db[k] = sum_{p,q} dy[k,p,q] likewise in a 10th accumulator, when asked (one pass over dy).
-//   pool2:    the forward followed by the 2x2 / stride 2 max pool (conv2d_act_maxpool_forward, conv_pool.cpp):
-//             two filters x two conv rows x 16 columns in eight accumulators, each accumulated in the forward's
-//             order and activated the same way, then split into the four taps of 8 windows and scanned as the
-//             pool does (pool_taps_avx2.h): the same values and indices, and no conv output stored.
+//   pool2:    the forward followed by the 2x2 / stride 2 max pool (conv2d_act_maxpool_forward,
+//   conv_pool.cpp):
+//             two filters x two conv rows x 16 columns in eight accumulators, each accumulated in the
+//             forward's order and activated the same way, then split into the four taps of 8 windows and
+//             scanned as the pool does (pool_taps_avx2.h): the same values and indices, and no conv output
+//             stored.
 // Row tails (Q % 8): in the forward, the last full vector of a row at least 8 wide; otherwise (and in dw)
 // masked loads and stores, so nothing past a row's end is read or written. pool2 likewise ends each pooled
 // row with the 8 windows ending at its end (pooled rows at least 8 wide).
@@ -30,8 +32,10 @@ namespace {
 
 // act: 0 none, 1 relu (x < 0 ? 0 : x, NaN kept), 2 leaky_relu (x > 0 ? x : alpha*x).
 inline __m256 activate(__m256 v, int act, __m256 alpha) {
-  if (act == 1) return _mm256_blendv_ps(v, _mm256_setzero_ps(), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
-  if (act == 2) return _mm256_blendv_ps(_mm256_mul_ps(v, alpha), v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
+  if (act == 1)
+    return _mm256_blendv_ps(v, _mm256_setzero_ps(), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+  if (act == 2)
+    return _mm256_blendv_ps(_mm256_mul_ps(v, alpha), v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
   return v;
 }
 
@@ -50,7 +54,8 @@ inline void forward_vec(const float* x0, int64_t W, const float* w, const float*
       const float* src = x0 + r * W + s;
       const __m256 xv = kMasked ? _mm256_maskload_ps(src, m) : _mm256_loadu_ps(src);
 #pragma GCC unroll 4
-      for (int k = 0; k < KB; ++k) acc[k] = _mm256_fmadd_ps(_mm256_broadcast_ss(w + k * 9 + r * 3 + s), xv, acc[k]);
+      for (int k = 0; k < KB; ++k)
+        acc[k] = _mm256_fmadd_ps(_mm256_broadcast_ss(w + k * 9 + r * 3 + s), xv, acc[k]);
     }
 #pragma GCC unroll 4
   for (int k = 0; k < KB; ++k) {
@@ -87,8 +92,8 @@ void forward_block(const float* x, int64_t W, const float* w, const float* b, fl
 
 // Pooled row i (conv rows 2i, 2i+1), windows j0 .. j0+7 (conv columns 2·j0 .. 2·j0+15) for KB filters.
 template <int KB, bool kArg>
-inline void pool2_block(const float* x, int64_t W, const float* w, const float* b, int64_t Q, int64_t i, int64_t j0,
-                        int act, __m256 alpha, float* y, int64_t* arg, int64_t PQ2, int64_t Q2) {
+inline void pool2_block(const float* x, int64_t W, const float* w, const float* b, int64_t Q, int64_t i,
+                        int64_t j0, int act, __m256 alpha, float* y, int64_t* arg, int64_t PQ2, int64_t Q2) {
   __m256 acc[KB][2][2];  // [filter][conv row][16 columns: low, high 8]
 #pragma GCC unroll 2
   for (int k = 0; k < KB; ++k) {
@@ -96,8 +101,8 @@ inline void pool2_block(const float* x, int64_t W, const float* w, const float* 
     acc[k][0][0] = acc[k][0][1] = acc[k][1][0] = acc[k][1][1] = bk;
   }
   const float* x0 = x + 2 * i * W + 2 * j0;
-  // input row ir feeds conv row 2i with filter row ir and conv row 2i+1 with filter row ir-1: per accumulator the
-  // taps still come in the forward's order (r, then s)
+  // input row ir feeds conv row 2i with filter row ir and conv row 2i+1 with filter row ir-1: per accumulator
+  // the taps still come in the forward's order (r, then s)
 #pragma GCC unroll 4
   for (int ir = 0; ir < 4; ++ir)
 #pragma GCC unroll 3
@@ -131,7 +136,8 @@ inline void pool2_block(const float* x, int64_t W, const float* w, const float* 
     if (!kArg) continue;
     // index in the conv plane = 2i·Q + 2·(j0 + lane) + (tap & 1) + (tap >> 1)·Q, four lanes at a time
     for (int half = 0; half < 2; ++half) {
-      const __m256i t = _mm256_cvtepi32_epi64(half ? _mm256_extracti128_si256(tap, 1) : _mm256_castsi256_si128(tap));
+      const __m256i t =
+          _mm256_cvtepi32_epi64(half ? _mm256_extracti128_si256(tap, 1) : _mm256_castsi256_si128(tap));
       const __m256i down = _mm256_and_si256(_mm256_sub_epi64(zero, _mm256_srli_epi64(t, 1)), width);
       __m256i idx = _mm256_add_epi64(_mm256_set1_epi64x(2 * i * Q + 2 * (j0 + 4 * half)), lane2);
       idx = _mm256_add_epi64(_mm256_add_epi64(idx, _mm256_and_si256(t, one)), down);
@@ -141,8 +147,8 @@ inline void pool2_block(const float* x, int64_t W, const float* w, const float* 
 }
 
 template <int KB, bool kArg>
-void pool2_filters(const float* x, int64_t W, const float* w, const float* b, int64_t Q, int64_t P2, int64_t Q2,
-                   int act, float alpha_s, float* y, int64_t* arg) {
+void pool2_filters(const float* x, int64_t W, const float* w, const float* b, int64_t Q, int64_t P2,
+                   int64_t Q2, int act, float alpha_s, float* y, int64_t* arg) {
   const __m256 alpha = _mm256_set1_ps(alpha_s);
   for (int64_t i = 0; i < P2; ++i)
     for (int64_t j = 0; j < Q2; j += 8) {
@@ -160,18 +166,19 @@ inline float hsum(__m256 v) {
 
 }  // namespace
 
-void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y, int64_t K,
-                         int act, float alpha) {
+void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y,
+                         int64_t K, int act, float alpha) {
   const int64_t P = H - 2, Q = W - 2, PQ = P * Q;
   int64_t k = 0;
-  for (; k + 4 <= K; k += 4) forward_block<4>(x, W, w + k * 9, b ? b + k : nullptr, y + k * PQ, P, Q, act, alpha);
+  for (; k + 4 <= K; k += 4)
+    forward_block<4>(x, W, w + k * 9, b ? b + k : nullptr, y + k * PQ, P, Q, act, alpha);
   for (; k < K; ++k) forward_block<1>(x, W, w + k * 9, b ? b + k : nullptr, y + k * PQ, P, Q, act, alpha);
 }
 
 // act: 0 none, 1 relu, 2 leaky_relu (as the forward). P2 = P / 2 >= 1 and 8 <= Q2 = Q / 2 (floor: an odd last
 // conv row or column is in no window); y (K,P2,Q2), arg (K,P2,Q2) or null.
-void conv_c1_3x3_pool2(const float* x, int64_t H, int64_t W, const float* w, const float* b, int64_t K, int act,
-                       float alpha, float* y, int64_t* arg) {
+void conv_c1_3x3_pool2(const float* x, int64_t H, int64_t W, const float* w, const float* b, int64_t K,
+                       int act, float alpha, float* y, int64_t* arg) {
   const int64_t P = H - 2, Q = W - 2, P2 = P / 2, Q2 = Q / 2, PQ2 = P2 * Q2;
   int64_t k = 0;
   for (; k + 2 <= K; k += 2) {

@@ -16,8 +16,8 @@ namespace avx2 {
 namespace {
 
 template <bool kTable>
-inline void igemm_6x16_impl(int64_t kc, const float* a, const int64_t* aoff, int64_t lda, const float* const* b,
-                            const int64_t* boff, float* t, bool accumulate) {
+inline void igemm_6x16_impl(int64_t kc, const float* a, const int64_t* aoff, int64_t lda,
+                            const float* const* b, const int64_t* boff, float* t, bool accumulate) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3], *b4 = b[4], *b5 = b[5];

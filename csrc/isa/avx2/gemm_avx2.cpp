@@ -14,8 +14,8 @@ namespace {
 constexpr int64_t MR = 6, NR = 16;
 }  // namespace
 
-void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
-                             int64_t n, bool accumulate) {
+void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                             int64_t m, int64_t n, bool accumulate) {
   __m256 acc[MR][2];
 #pragma GCC unroll 6
   for (int64_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
@@ -50,7 +50,8 @@ void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, int64_t
     _mm256_store_ps(t + i * NR + 8, acc[i][1]);
   }
   for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
+    for (int64_t j = 0; j < n; ++j)
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + t[i * NR + j] : t[i * NR + j];
 }
 
 }  // namespace cnnkern

@@ -51,18 +51,19 @@ void sgd(float* param, const float* grad, float* velocity, int64_t n, float lr, 
   });
 }
 
-void adam(float* param, const float* grad, float* m, float* v, int64_t n, float beta1, float omb1, float beta2,
-          float omb2, float weight_decay, float step_size, float c2, float eps) {
+void adam(float* param, const float* grad, float* m, float* v, int64_t n, float beta1, float omb1,
+          float beta2, float omb2, float weight_decay, float step_size, float c2, float eps) {
   const __m256 b1 = _mm256_set1_ps(beta1), c1b1 = _mm256_set1_ps(omb1), b2 = _mm256_set1_ps(beta2),
-               c1b2 = _mm256_set1_ps(omb2), vwd = _mm256_set1_ps(weight_decay), vstep = _mm256_set1_ps(step_size),
-               vc2 = _mm256_set1_ps(c2), veps = _mm256_set1_ps(eps);
+               c1b2 = _mm256_set1_ps(omb2), vwd = _mm256_set1_ps(weight_decay),
+               vstep = _mm256_set1_ps(step_size), vc2 = _mm256_set1_ps(c2), veps = _mm256_set1_ps(eps);
   const bool decay = weight_decay != 0.0f;
   blocks(n, [&](int64_t i, auto io) {
     const __m256 p = io.load(param + i);
     __m256 g = io.load(grad + i);
     if (decay) g = _mm256_add_ps(g, _mm256_mul_ps(vwd, p));
     const __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, io.load(m + i)), _mm256_mul_ps(c1b1, g));
-    const __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, io.load(v + i)), _mm256_mul_ps(_mm256_mul_ps(c1b2, g), g));
+    const __m256 vi =
+        _mm256_add_ps(_mm256_mul_ps(b2, io.load(v + i)), _mm256_mul_ps(_mm256_mul_ps(c1b2, g), g));
     io.store(m + i, mi);
     io.store(v + i, vi);
     const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), vc2), veps);

@@ -24,7 +24,8 @@ inline __attribute__((always_inline)) int64_t row_2x2(const float* r0, const flo
   const __m256i width = _mm256_set1_epi64x(W), zero = _mm256_setzero_si256();
   const __m256i iota32 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const int64_t row = 2 * oh * W;
-  // windows ow .. ow+lanes-1 (lanes <= 8; fewer than 8: masked loads, stores via a buffer, no access past them)
+  // windows ow .. ow+lanes-1 (lanes <= 8; fewer than 8: masked loads, stores via a buffer, no access past
+  // them)
   const auto step = [&](int64_t ow, int64_t lanes) {
     __m256 v0, v1, v2, v3;
     if (lanes == 8) {
@@ -52,7 +53,8 @@ inline __attribute__((always_inline)) int64_t row_2x2(const float* r0, const flo
     _mm256_storeu_ps(yd, best);
     // index = 2·oh·W + 2·ow + (tap & 1) + (tap >> 1)·W, in int64, four lanes at a time
     for (int half = 0; half < 2; ++half) {
-      const __m256i t = _mm256_cvtepi32_epi64(half ? _mm256_extracti128_si256(tap, 1) : _mm256_castsi256_si128(tap));
+      const __m256i t =
+          _mm256_cvtepi32_epi64(half ? _mm256_extracti128_si256(tap, 1) : _mm256_castsi256_si128(tap));
       const __m256i down = _mm256_and_si256(_mm256_sub_epi64(zero, _mm256_srli_epi64(t, 1)), width);
       __m256i idx = _mm256_add_epi64(_mm256_set1_epi64x(row + 2 * (ow + 4 * half)), lane2);
       idx = _mm256_add_epi64(_mm256_add_epi64(idx, _mm256_and_si256(t, one)), down);
@@ -78,8 +80,8 @@ int64_t maxpool_2x2_row(const float* r0, const float* r1, int64_t oh, int64_t W,
 // Output rows oh0 .. oh1-1 of one plane xp (rows W floats apart; every 2·oh+1 inside the plane), windows
 // [0, count) of each: row oh's outputs at y + (oh-oh0)·Q and arg + (oh-oh0)·Q. One call for a run of rows,
 // so that small planes (5x5 outputs) do not pay a call and the constants per row.
-void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int64_t count, int64_t Q, float* y,
-                      int64_t* arg) {
+void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int64_t count, int64_t Q,
+                      float* y, int64_t* arg) {
   for (int64_t oh = oh0; oh < oh1; ++oh, y += Q, arg += Q) {
     const float* r0 = xp + 2 * oh * W;
     row_2x2(r0, r0 + W, oh, W, count, y, arg);
@@ -90,7 +92,8 @@ void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int6
 // time by gathers: output j reads x at off[j], off[j]+1, off[j]+W, off[j]+W+1 (off[j] = 2·(j/Q)·W + 2·(j%Q),
 // int32, padded to a multiple of 8 with zeros). For planes with rows shorter than a vector (pool2's 5x5
 // outputs), where the row path pays a partial step per row of five. Same tap order and rule as row_2x2.
-void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int32_t* off, float* y, int64_t* arg) {
+void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int32_t* off, float* y,
+                              int64_t* arg) {
   const __m256i dW = _mm256_set1_epi32(static_cast<int>(W)), one32 = _mm256_set1_epi32(1);
   for (int64_t j = 0; j < PQ; j += 8) {
     const int64_t lanes = PQ - j < 8 ? PQ - j : 8;
@@ -112,7 +115,8 @@ void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int3
     int64_t* ad = lanes == 8 ? arg + j : abuf;
     _mm256_storeu_ps(yd, best);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(ad), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(idx)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ad + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(idx, 1)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ad + 4),
+                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(idx, 1)));
     for (int64_t i = 0; lanes < 8 && i < lanes; ++i) {
       y[j + i] = ybuf[i];
       arg[j + i] = abuf[i];

@@ -1,7 +1,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
-// AVX-512 SGEMM micro-kernel, 14 x 32: a packed A sliver (kc x 14) times a B sliver (kc x 32, rows ldb apart).
-// 28 zmm accumulators (14 rows x 2 vectors of 16 columns) + 2 B vectors + 1 broadcast A value = 31 of the
-// 32 registers; each k step is 2 loads, 14 broadcasts and 28 FMAs. Edge tiles store through column masks.
+// AVX-512 SGEMM micro-kernel, 14 x 32: a packed A sliver (kc x 14) times a B sliver (kc x 32, rows ldb
+// apart). 28 zmm accumulators (14 rows x 2 vectors of 16 columns) + 2 B vectors + 1 broadcast A value = 31 of
+// the 32 registers; each k step is 2 loads, 14 broadcasts and 28 FMAs. Edge tiles store through column masks.
 // Only <immintrin.h> and fixed-width headers are included (ODR safety, see gemm_avx2.cpp).
 #include <immintrin.h>
 
@@ -13,8 +13,8 @@ namespace {
 constexpr int64_t MR = 14, NR = 32;
 }  // namespace
 
-void sgemm_ukernel_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
-                                int64_t m, int64_t n, bool accumulate) {
+void sgemm_ukernel_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
+                                int64_t ldc, int64_t m, int64_t n, bool accumulate) {
   __m512 acc[MR][2];
 #pragma GCC unroll 14
   for (int64_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -29,7 +29,9 @@ void sgemm_ukernel_avx512_14x32(int64_t kc, const float* a, const float* b, int6
   }
   // Column masks for the two 16-wide halves: all ones for a full tile, the first n columns otherwise.
   const __mmask16 k0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
-  const __mmask16 k1 = n >= 32 ? __mmask16(0xFFFF) : n <= 16 ? __mmask16(0) : __mmask16((1u << (n - 16)) - 1u);
+  const __mmask16 k1 = n >= 32   ? __mmask16(0xFFFF)
+                       : n <= 16 ? __mmask16(0)
+                                 : __mmask16((1u << (n - 16)) - 1u);
 #pragma GCC unroll 14
   for (int64_t i = 0; i < MR; ++i) {
     if (i >= m) break;
