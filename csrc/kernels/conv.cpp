@@ -7,7 +7,7 @@
 //   dw[g]     (Kg, CgRS) = Σ_n dy[n,g] · col[n,g]^T
 //   db[k]                = Σ_{n,p,q} dy[n,k,p,q]
 // On the SIMD path two geometries leave this GEMM-through-im2col scheme (each decided in one predicate):
-// one input channel 3x3 (conv_c1_applies: direct kernels, conv_c1_avx2.cpp), and every other stride-1 conv
+// one input channel 3x3 (conv_c1_applies: direct kernels, conv_c1.cpp), and every other stride-1 conv
 // without padding or dilation in one group (conv_igemm_applies: indirect GEMMs that read x and dy in place,
 // conv_igemm.cpp); the scalar path and all other geometries run the code below.
 // Threads (docs/threads.md): the forward splits images, or each image's output columns; the backward sums
@@ -118,77 +118,6 @@ const float* backward_col(const float* xn, const ConvGeom& g, float* col, bool p
     im2col(xn, g, 0, g.C, col, g.PQ());
   return col;
 }
-
-}  // namespace
-
-// The first layer of an image CNN (one input channel, 3x3, stride 1, no padding or dilation) on the SIMD
-// path: direct kernels (conv_c1_avx2.cpp) instead of a GEMM whose reduction is only 9 long.
-bool conv_c1_applies(const ConvGeom& g) {
-#ifdef CNNKERN_X86
-  return simd_level() != Simd::scalar && g.C == 1 && g.G == 1 && g.R == 3 && g.S == 3 && g.sh == 1 &&
-         g.sw == 1 && g.dh == 1 && g.dw == 1 && g.pt == 0 && g.pl == 0 && g.P == g.H - 2 && g.Q == g.W - 2;
-#else
-  (void)g;
-  return false;
-#endif
-}
-
-#ifdef CNNKERN_X86
-// One image: relu and leaky_relu are applied in the register, other activations after.
-void conv_c1_image(const float* xn, const float* w, const float* b, float* yn, const ConvGeom& g, Act act,
-                   float alpha) {
-  const int code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : 0;
-  avx2::conv_c1_3x3_forward(xn, g.H, g.W, w, b, yn, g.K, code, alpha);
-  if (code == 0) activation_inplace(act, yn, g.K * g.PQ(), alpha);
-}
-#endif
-
-namespace {
-
-#ifdef CNNKERN_X86
-// Images split over the threads.
-void conv_c1_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
-                     float alpha) {
-  const int64_t KPQ = g.K * g.PQ();
-  parallel_for(g.N, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) conv_c1_image(x + n * g.H * g.W, w, b, y + n * KPQ, g, act, alpha);
-  });
-}
-
-// dw (and db when given) over the batch: a double partial per chunk of images (reduction_chunks), the
-// partials added in chunk order.
-void conv_c1_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g) {
-  conv_c1_dw_images(x, dw, db, g, [&](int64_t n) { return dy + n * g.K * g.PQ(); });
-}
-#endif
-
-}  // namespace
-
-#ifdef CNNKERN_X86
-void conv_c1_dw_images(const float* x, float* dw, float* db, const ConvGeom& g,
-                       const std::function<const float*(int64_t)>& dz_of) {
-  const int64_t KRS = g.K * 9, KD = KRS + (db ? g.K : 0), chunks = reduction_chunks(g.N, g.PQ(), KD);
-  thread_local std::vector<double> partbuf;
-  partbuf.assign(static_cast<size_t>(chunks * KD), 0.0);
-  double* parts = partbuf.data();  // the caller's buffer (a thread_local name would be each worker's own)
-  parallel_chunks(chunks, [&](int64_t c) {
-    thread_local std::vector<float> imgbuf;
-    float* img = grow(imgbuf, KD);
-    double* part = parts + c * KD;
-    for (int64_t n = g.N * c / chunks; n < g.N * (c + 1) / chunks; ++n) {
-      avx2::conv_c1_3x3_dw(x + n * g.H * g.W, g.H, g.W, dz_of(n), g.K, img, db ? img + KRS : nullptr);
-      for (int64_t i = 0; i < KD; ++i) part[i] += img[i];
-    }
-  });
-  for (int64_t i = 0; i < KD; ++i) {
-    double s = 0.0;
-    for (int64_t c = 0; c < chunks; ++c) s += parts[c * KD + i];
-    (i < KRS ? dw[i] : db[i - KRS]) = static_cast<float>(s);
-  }
-}
-#endif
-
-namespace {
 
 // Images with few output columns (P*Q below kBatchBelowForward / kBatchBelowBackward: conv3's 3x3
 // outputs, conv2's 11x11) make thin per-image GEMMs: 9 columns fill 9 of a 16-wide sliver, and the dw
