@@ -346,4 +346,26 @@ def test_training_step_degrades_gracefully_under_load(plain_target):
         cnnkern.set_num_threads(before, backend=be)
     ratio = loaded / quiet
     print(f"{be.name}: quiet {quiet * 1e3:.1f} ms, loaded {loaded * 1e3:.1f} ms, ratio {ratio:.2f}")
-    assert ratio <= LOAD_RATIO, f"{be.name}: {loaded * 1e3:.1f} ms loaded vs {quiet * 1e3:.1f} ms quiet"
+    idle = be.info().get("idle_wait", "-")
+    assert ratio <= LOAD_RATIO, (
+        f"{be.name}: {loaded * 1e3:.1f} ms loaded vs {quiet * 1e3:.1f} ms quiet ({idle})"
+    )
+
+
+def test_bench_starts_numba_with_cnnkern_threading_settings():
+    """`cnnkern bench`'s thread setting used to start Numba's threading layer directly
+    (numba.set_num_threads), before cnnkern configured it: OpenMP's spinning defaults then held for the whole
+    process, and the load test above, run after the bench tests, measured 2.8x."""
+    if backends.probe("numba") is not None:
+        pytest.skip(f"numba backend unavailable: {backends.probe('numba')}")
+    code = (
+        "from cnnkern import backends\n"
+        "from cnnkern.bench import runner\n"
+        "runner.apply_threads(1, ['numba'], False)\n"
+        "print(backends.get('numba').info()['idle_wait'])\n"
+    )
+    env = subprocess_env()
+    env.pop("OMP_WAIT_POLICY", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "passive", out.stdout

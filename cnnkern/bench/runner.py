@@ -69,10 +69,12 @@ def apply_threads(n: int, backend_names: Sequence[str], with_torch: bool) -> dic
         out["cpp"] = cpp._cpp.num_threads()
     if "numba" in backend_names:
         os.environ.setdefault("NUMBA_NUM_THREADS", str(n))  # the pool's size, if numba is not loaded yet
-        import numba
-
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        out["numba"] = numba.get_num_threads()
+        # Through the backend, never numba directly: creating it starts Numba's threading layer with
+        # cnnkern's settings (idle workers sleep, configure_threading); a layer started here first would
+        # keep OpenMP's spinning defaults for the whole process.
+        numba_backend = backends.get("numba")
+        numba_backend.set_num_threads(min(n, numba_backend.max_threads()))
+        out["numba"] = numba_backend.num_threads()
     if with_torch:
         from .. import torch_ref
 

@@ -20,7 +20,7 @@ bool cpu_has(Simd level);
 // The thread pool (threads.cpp; docs/threads.md). Its size is CNNKERN_NUM_THREADS, parsed at import by
 // init_threads_from_env (std::invalid_argument for a bad value), else the CPUs this process may use; the pool
 // starts at its first use. Sizes run from 1 to max_threads() = 4 x those CPUs.
-// parallel_for splits [0, n) into contiguous chunks (up to 4 per thread) that the calling thread and the
+// parallel_for splits [0, n) into contiguous chunks (up to 8 per thread) that the calling thread and the
 // workers claim in order, and runs fn(begin, end) on each; nested calls run serially in the caller. Which
 // thread runs a chunk, and how [0, n) is cut, depend on the thread count and on timing: fn must write
 // results that do not depend on either (no sums across chunks; see reduction_chunks for those).

@@ -38,7 +38,7 @@ namespace cnnkern {
 namespace {
 
 constexpr int kThreadsPerCpu = 4;        // max_threads(): more than this many per CPU only adds switching
-constexpr int64_t kChunksPerThread = 4;  // parallel_for: chunks per thread, so a stalled thread holds little
+constexpr int64_t kChunksPerThread = 8;  // parallel_for: chunks per thread, so a stalled thread holds little
 constexpr auto kSpin = std::chrono::microseconds(100);
 
 int env_threads_value = 0;  // CNNKERN_NUM_THREADS as parsed at import (0: not set)

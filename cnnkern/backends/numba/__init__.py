@@ -70,6 +70,8 @@ def probe() -> str | None:
 # again afterwards, so that OpenMP runtimes loaded later (PyTorch's) keep their own defaults; they only take
 # effect if this is the process's first load of the runtime.
 THREADING_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+# How the threading layer was started, for info(): None until configure_threading ran.
+_idle_wait: str | None = None
 
 
 def configure_threading() -> None:
@@ -77,12 +79,17 @@ def configure_threading() -> None:
     once the layer runs (it was then started by an earlier call, or by the user's own Numba code)."""
     import numba
 
+    global _idle_wait
     try:
         numba.threading_layer()
+        if _idle_wait is None:  # started before cnnkern could configure it: OpenMP's defaults hold
+            _idle_wait = "unconfigured (Numba's threading layer was started outside cnnkern)"
         return  # already started: its settings are fixed
     except ValueError:  # "Threading layer is not initialized."
         pass
     added = {k: v for k, v in THREADING_DEFAULTS.items() if k not in os.environ}
+    user = os.environ.get("OMP_WAIT_POLICY")
+    _idle_wait = f"OMP_WAIT_POLICY={user} (yours)" if user else "passive"
     os.environ.update(added)
     try:
         numba.get_num_threads()  # launches the threading layer, which reads the variables as it loads
@@ -130,6 +137,7 @@ class NumbaBackend(Backend):
             "threads": numba.get_num_threads(),
             "max_threads": self.max_threads(),
             "layer": numba.threading_layer(),
+            "idle_wait": _idle_wait or "not started",
             "compiled": f"{done}/{len(dispatchers)}",  # loops compiled or loaded in this process
         }
 
