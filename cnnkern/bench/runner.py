@@ -59,14 +59,12 @@ def apply_threads(n: int, backend_names: Sequence[str], with_torch: bool) -> dic
     what each reports afterwards."""
     out: dict[str, int] = {}
     if "cpp" in backend_names:
-        from ..backends import cpp
-
-        # The pool starts at its first use, sized by CNNKERN_NUM_THREADS; resize only if it differs
-        # (the extension exposes its thread controls as _cpp.num_threads / set_num_threads).
+        # The pool starts at its first use, sized by CNNKERN_NUM_THREADS; resize only if it differs.
         os.environ["CNNKERN_NUM_THREADS"] = str(n)
-        if cpp._cpp.num_threads() != n:
-            cpp._cpp.set_num_threads(n)
-        out["cpp"] = cpp._cpp.num_threads()
+        cpp_backend = backends.get("cpp")
+        if cpp_backend.num_threads() != n:
+            cpp_backend.set_num_threads(n)
+        out["cpp"] = cpp_backend.num_threads()
     if "numba" in backend_names:
         os.environ.setdefault("NUMBA_NUM_THREADS", str(n))  # the pool's size, if numba is not loaded yet
         # Through the backend, never numba directly: creating it starts Numba's threading layer with
