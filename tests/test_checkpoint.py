@@ -262,7 +262,10 @@ def test_kill_9_during_fit_then_resume_gives_the_same_weights(backend_name, tmp_
     rnd = random.Random(seed)
     for attempt in range(4):  # a kill that comes too late (a loaded machine: the child already done) retries
         shutil.rmtree(tmp_path / "cut", ignore_errors=True)
-        kill_after = rnd.randint(1, total - 2 - 3 * attempt if total - 2 - 3 * attempt > 1 else 1)
+        # from the second "step" line on: fit writes step k's checkpoint after the callbacks' step-k line
+        # (and the 20 ms sleep), so only once step k+1's line is out is at least one checkpoint whole; a
+        # kill after the first line can land inside the first write, which leaves nothing to resume from
+        kill_after = rnd.randint(2, max(2, total - 2 - 3 * attempt))
         # within the 20 ms sleep, or on into the checkpoint write and the next step
         delay = rnd.uniform(0.0, 0.04)
         why = f"(random seed {seed}, attempt {attempt}: kill after step {kill_after} + {delay * 1000:.1f} ms)"
