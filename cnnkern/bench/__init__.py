@@ -96,6 +96,17 @@ def add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default="all",
         help="time the training step and inference, or the kernels, or both (default)",
     )
+    p.add_argument(
+        "--zoo",
+        type=_names,
+        nargs="?",
+        const=["all"],
+        default=None,
+        metavar="LIST",
+        help="instead of the classic CNN: the model zoo's training steps and inference against PyTorch twins "
+        "(comma list of models, or all when given alone; batches default 1,32,128, batch 1 inference only; "
+        "the models: benchmarks/NOTES.md)",
+    )
     p.add_argument("--plot", metavar="PNG", help="save a bar chart (needs matplotlib)")
     p.add_argument("--json", metavar="PATH", help="save raw samples and metadata as JSON")
     p.add_argument(
@@ -143,6 +154,18 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Sett
         too_many = backends.get("cpp").thread_count_error(args.threads)
         if too_many is not None:
             parser.error(f"--threads: {too_many}")
+    zoo_names: list[str] = []
+    if args.zoo is not None:
+        from .zoo import ZOO
+
+        zoo_names = list(ZOO) if args.zoo == ["all"] else args.zoo
+        for name in zoo_names:
+            if name not in ZOO:
+                parser.error(f"--zoo: unknown model {name!r}; choose from {', '.join(ZOO)}")
+        if not have_torch:
+            parser.error('--zoo checks every model against its PyTorch twin: pip install "cnnkern[torch]"')
+        if args.profile or args.only != "all":
+            parser.error("--zoo times the zoo models only: it does not combine with --profile or --only")
     if args.repeat is not None and args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
     if args.plot:
@@ -168,15 +191,16 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Sett
         backends=[n for n in names if n != "torch"],
         torch="torch" in names,
         simd=simd,
-        batches=args.batch or ([32] if args.quick else [32, 128]),
+        batches=args.batch or ([32] if args.quick else [1, 32, 128] if zoo_names else [32, 128]),
         repeat=args.repeat or mode["repeat"],
         target_s=mode["target_s"],
         settle_s=mode["settle_s"],
         threads=args.threads or default_threads(),
-        resnet=not args.quick,
-        kernels=args.only in ("all", "kernels"),
-        steps=args.only in ("all", "steps"),
+        resnet=not args.quick and not zoo_names,
+        kernels=args.only in ("all", "kernels") and not zoo_names,
+        steps=args.only in ("all", "steps") and not zoo_names,
         quick=args.quick,
+        zoo=zoo_names,
     )
 
 

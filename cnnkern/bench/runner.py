@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
 from .. import backends
-from . import peak, steps, timing
+from . import peak, steps, timing, zoo
 from .workloads import Workload, classic_workloads, resnet_workloads
 
-AnyWorkload = Union[Workload, steps.TrainStep, steps.Inference]
-"""What a run times: a kernel workload, or the classic CNN's training step or inference."""
+AnyWorkload = Union[Workload, steps.TrainStep, steps.Inference, zoo.ZooTrainStep, zoo.ZooInference]
+"""What a run times: a kernel workload, the classic CNN's training step or inference, or a zoo model's."""
 Log = Callable[[str], object]
 
 TORCH = "torch"
@@ -45,6 +45,9 @@ class Settings:
     steps: bool = True  # training step and inference
     quick: bool = False  # shorter peak measurement
     seed: int = 0
+    zoo: list[str] = field(
+        default_factory=list
+    )  # zoo models (bench/zoo.py) to time: training step, inference
 
 
 def default_threads() -> int:
@@ -92,6 +95,7 @@ def workloads(settings: Settings) -> list[AnyWorkload]:
             out += classic_workloads(b, settings.seed)
         if settings.resnet:
             out += resnet_workloads(settings.seed)
+    out += zoo.zoo_workloads(settings.zoo, settings.batches, settings.seed)
     return out
 
 
