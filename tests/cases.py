@@ -151,6 +151,10 @@ CONV_CASES = [
     ConvCase("no-bias", (2, 9, 8, 8), (16, 9, 3, 3), padding=1, bias=False),
     ConvCase("kernel-covers-image", (2, 3, 7, 7), (4, 3, 7, 7)),
     ConvCase("pad-beyond-kernel", (1, 2, 3, 3), (3, 2, 3, 3), padding=3),
+    # padded stride-1 convs with 8+ channels: the cpp backend's indirect GEMMs over a padded copy of x
+    ConvCase("same-even-4x2-c8", (2, 8, 9, 10), (5, 8, 4, 2), padding="same"),
+    ConvCase("pad-beyond-kernel-c8", (1, 8, 3, 3), (17, 8, 3, 3), padding=3),
+    ConvCase("pad-pair-c12-k33", (3, 12, 7, 11), (33, 12, 3, 5), padding=(2, 1)),
 ]
 
 POOL_CASES = [

@@ -240,8 +240,8 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
                         const ConvGeom& g) {
   const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S, HW = g.H * g.W;
   // The indirect GEMM path and the single-channel kernel sum db during dw's pass over dy.
-  const bool igemm = conv_igemm_applies(g), c1 = dw && conv_c1_applies(g),
-             db_with_dw = (igemm || c1) && dw && db;
+  const bool padded = conv_igemm_padded_applies(g), igemm = padded || conv_igemm_applies(g),
+             c1 = dw && conv_c1_applies(g), db_with_dw = (igemm || c1) && dw && db;
   if (db && !db_with_dw)  // per channel in double, in 8 interleaved partial sums (independent adds), in a
                           // fixed order
     parallel_for(g.K, [&](int64_t k0, int64_t k1) {
@@ -264,7 +264,9 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   }
 #endif
   if (!dx && !dw) return;
-  if (igemm) return conv_igemm_backward(dy, x, w, dx, dw, db_with_dw && !c1 ? db : nullptr, g);
+  if (igemm)
+    return (padded ? conv_igemm_padded_backward : conv_igemm_backward)(dy, x, w, dx, dw,
+                                                                       db_with_dw && !c1 ? db : nullptr, g);
   thread_local std::vector<float> wtbuf;
   thread_local std::vector<PackedA> wtp_scratch;
   if (dx) pack_weights(w, g, true, wtbuf, wtp_scratch);
@@ -410,6 +412,8 @@ void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, fl
 #endif
   } else if (conv_igemm_applies(g)) {
     conv_igemm_forward(xp, wp, bp, yp, g, act, alpha);
+  } else if (conv_igemm_padded_applies(g)) {
+    conv_igemm_padded_forward(xp, wp, bp, yp, g, act, alpha);
   } else if (conv_direct_applies(g)) {
     conv_direct_forward(xp, wp, bp, yp, g);
     if (act != Act::none)

@@ -18,4 +18,11 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
 void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                          const ConvGeom& g);
 
+// Padded stride-1 convs through a zero-padded copy of x (conv_igemm_padded.cpp); the same contract.
+bool conv_igemm_padded_applies(const ConvGeom& g);
+void conv_igemm_padded_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
+                               Act act, float alpha);
+void conv_igemm_padded_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
+                                float* db, const ConvGeom& g);
+
 }  // namespace cnnkern
