@@ -16,6 +16,7 @@ from cnnkern import ops
 
 from .cases import randn
 from .compare import EPS32, assert_close, assert_equal, elementwise_tol, scaled
+from .conftest import load_backend
 
 SHAPES = [(1, 1, 1, 1), (2, 3, 7, 9), (3, 1, 8, 17), (1, 2, 15, 16), (2, 1, 33, 7), (2, 1, 28, 28)]
 IDS = ["x".join(map(str, s)) for s in SHAPES]
@@ -172,3 +173,22 @@ def test_reference_affine_matches_torch_grid_sample():
     ).numpy()
     got = ops.augment_affine_forward(x, theta, backend="reference")
     assert_close(got, want, atol=1e-12, rtol=1e-12, what="reference vs torch grid_sample")
+
+
+def test_cpp_affine_is_bitwise_the_same_on_every_simd_path():
+    """The AVX2 affine loop performs the scalar loop's operations in its order (gathers for the taps)."""
+    be = load_backend("cpp")
+    paths = [p for p in ("scalar", "avx2", "avx512") if p in be.supported_simd()]
+    if len(paths) < 2:
+        pytest.skip(f"the CPU runs only the {paths} SIMD path(s)")
+    x = randn((3, 2, 13, 19), 12).astype(np.float32)
+    theta = affine_params(3, 13, 19, 13).astype(np.float32)
+    previous, outs = be.simd(), {}
+    try:
+        for path in paths:
+            be.set_simd(path)
+            outs[path] = ops.augment_affine_forward(x, theta, fill_value=0.25, backend=be)
+    finally:
+        be.set_simd(previous)
+    for path in paths[1:]:
+        assert_equal(outs[path], outs["scalar"], what=f"cpp-{path} vs cpp-scalar", dtype="float32")

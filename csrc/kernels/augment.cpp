@@ -9,8 +9,8 @@
 //   augment_color_forward:  clip((x - mean) * contrast + mean + brightness, low, high), the mean over the
 //     plane summed in double. The AVX2 path (augment_avx2.cpp) sums in four double lanes and applies the
 //     same operations in the same order; the clip keeps NaN, as the scalar comparisons do.
-// The flips and copies are memory-bound (memcpy and a reversed loop the compiler vectorises); the bilinear
-// taps are gathers, which AVX2 gathers do not speed up at these sizes, so only the colour pass has SIMD code.
+// The flips and copies are memory-bound (memcpy and a reversed loop); the AVX2 paths (augment_avx2.cpp) are
+// the affine kernel, eight output pixels at a time with gathered taps, and the colour pass.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -27,6 +27,7 @@ namespace cnnkern {
 
 #ifdef CNNKERN_X86
 namespace avx2 {  // augment_avx2.cpp
+void affine_plane(const float* src, float* dst, int64_t H, int64_t W, const float* t, float fill);
 double plane_sum(const float* x, int64_t n);
 void color_plane(const float* x, float* y, int64_t n, float mean, float contrast, float brightness, float lo,
                  float hi);
@@ -122,10 +123,22 @@ carray<float> augment_affine_forward(const carray<float>& x, const carray<float>
   float* yp = y.mutable_data();
   const float fill = static_cast<float>(fill_value);
   const float Hmax = static_cast<float>(d.H - 1), Wmax = static_cast<float>(d.W - 1);
+  bool vector = false;
+#ifdef CNNKERN_X86
+  // the same operations in the same order; AVX-512 runs these AVX2 loops (gathers, not arithmetic, bound
+  // them)
+  vector = simd_level() != Simd::scalar && d.H * d.W < (int64_t{1} << 31);
+#endif
   for_planes(d.N * d.C, d.H * d.W, [&](int64_t p) {
     const float* t = tp + 6 * (p / d.C);
     const float* src = xp + p * d.H * d.W;
     float* dst = yp + p * d.H * d.W;
+#ifdef CNNKERN_X86
+    if (vector) {
+      avx2::affine_plane(src, dst, d.H, d.W, t, fill);
+      return;
+    }
+#endif
     // the value of tap (ty, tx), both integral floats; the comparisons are false for NaN, which reads fill
     auto tap = [&](float ty, float tx) {
       if (ty >= 0.0f && ty <= Hmax && tx >= 0.0f && tx <= Wmax)
