@@ -17,7 +17,9 @@ approximated:
 Each layer is active only in training and the identity at inference (RandomCrop: the centre crop). The
 per-image parameters are drawn on the host from the layer's generator: ``numpy.random.default_rng(seed)``
 when ``seed`` is given, else the model's seeded generator, so a run is reproducible and every backend gives
-the same images. The layers have no weights and are not differentiated: put them before the first layer with
+the same images. Only the model's generator is saved by a BackupAndRestore checkpoint (and rewound after a
+non-finite step): a resumed run repeats the uninterrupted one bitwise for layers without a ``seed`` of
+their own. The layers have no weights and are not differentiated: put them before the first layer with
 weights (backward through one raises).
 
 Consecutive RandomFlip, RandomTranslation('nearest') or RandomCrop, and RandomErasing layers, in that order,
