@@ -5,7 +5,7 @@ the fused shift chain equal to the layers one by one, saving and loading, traini
 import numpy as np
 import pytest
 
-from cnnkern import layers, models
+from cnnkern import callbacks, layers, models
 
 from .cases import randn
 
@@ -181,6 +181,42 @@ def test_fit_through_augmentation_is_reproducible():
         return m.get_weights()
 
     for a, b in zip(train(), train()):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAfter(callbacks.Callback):
+    def __init__(self, k):
+        self.k = k
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.k -= 1
+        if self.k == 0:
+            raise _Interrupt
+
+
+def test_interrupted_and_resumed_fit_repeats_the_augmentation(tmp_path):
+    """The unseeded layers draw from the model's generator, which the checkpoint saves: a run cut after
+    step 3 and resumed ends with the uninterrupted run's weights, bitwise."""
+    rng = np.random.default_rng(1)
+    x, y = rng.random((20, 8, 8, 1)), rng.integers(0, 3, 20)
+
+    def run(path, stop=None):
+        pre = [L.RandomFlip(), L.RandomTranslation(0.2, 0.2, interpolation="nearest"), L.RandomRotation(0.1)]
+        m = models.Sequential([*pre, L.Conv2D(2, 3), L.Flatten(), L.Dense(3, activation="softmax")], seed=3)
+        m.build((8, 8, 1))
+        m.compile("sgd")
+        cbs = [callbacks.BackupAndRestore(path, save_freq=1)] + ([_StopAfter(stop)] if stop else [])
+        m.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=cbs)
+        return m.get_weights()
+
+    full = run(tmp_path / "full")
+    with pytest.raises(_Interrupt):
+        run(tmp_path / "cut", stop=7)
+    for a, b in zip(full, run(tmp_path / "cut")):
         np.testing.assert_array_equal(a, b)
 
 
