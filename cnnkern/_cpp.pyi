@@ -296,3 +296,14 @@ def adam_update_multi(
     eps_mode: str,
 ) -> None:
     """adam_update on every (param, grad, m, v) quadruple in one call, the joint range split over the pool."""
+
+# --- augmentation (augment.cpp) -------------------------------------------------------------------------
+
+def augment_shift_forward(x: F32, flip: I64, offset: I64, erase: I64, *, out_hw: Sequence[int]) -> F32:
+    """Flip, translate / crop with zero padding, erase: x (N,C,H,W) -> y (N,C,OH,OW), exact copies."""
+
+def augment_affine_forward(x: F32, theta: F32, *, fill_value: float) -> F32:
+    """Bilinear sampling of x (N,C,H,W) at the affine map theta (N,6) of each output pixel."""
+
+def augment_color_forward(x: F32, contrast: F32, brightness: F32, *, low: float, high: float) -> F32:
+    """clip((x - mean) * contrast + mean + brightness, low, high), the mean over each (n, c) plane."""

@@ -153,6 +153,67 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
     "LeakyReLU": ((), {"negative_slope": _float(0.0, 1e6), "alpha": _float(0.0, 1e6)}),
     "Dropout": (("rate",), {"rate": _float(0.0, 0.999999)}),
 }
+
+
+# the preprocessing layers (layers/preprocessing.py); their constructors check the values further
+def _seed(v: Any) -> None:
+    if v is not None:
+        _int(v, 0, 2**63 - 1)
+
+
+def _factor(v: Any) -> None:
+    if isinstance(v, list) and len(v) == 2:
+        for f in v:
+            _float(-1e3, 1e3)(f)
+        return
+    try:
+        _float(-1e3, 1e3)(v)
+    except _Bad:
+        raise _Bad("a number in [-1000, 1000] or a list of two") from None
+
+
+def _optional_factor(v: Any) -> None:
+    if v is not None:
+        _factor(v)
+
+
+_FILL: dict[str, Check] = {
+    "fill_mode": _choice("constant"),
+    "interpolation": _choice("bilinear", "nearest"),
+    "fill_value": _float(-1e30, 1e30),
+}
+SCHEMA.update(
+    {
+        "RandomFlip": (
+            (),
+            {"seed": _seed, "mode": _choice("horizontal", "vertical", "horizontal_and_vertical")},
+        ),
+        "RandomTranslation": (
+            ("height_factor", "width_factor"),
+            {"seed": _seed, "height_factor": _factor, "width_factor": _factor, **_FILL},
+        ),
+        "RandomCrop": (
+            ("height", "width"),
+            {"seed": _seed, "height": lambda v: _int(v, 1, MAX_DIM), "width": lambda v: _int(v, 1, MAX_DIM)},
+        ),
+        "RandomErasing": (
+            (),
+            {"seed": _seed, "factor": _float(0.0, 1.0), "scale": _factor, "fill_value": _choice(0.0)},
+        ),
+        "RandomRotation": (("factor",), {"seed": _seed, "factor": _factor, **_FILL}),
+        "RandomZoom": (
+            ("height_factor",),
+            {
+                "seed": _seed,
+                "height_factor": _factor,
+                "width_factor": _optional_factor,
+                **_FILL,
+            },
+        ),
+        "RandomContrast": (("factor",), {"seed": _seed, "factor": _factor, "value_range": _factor}),
+        "RandomBrightness": (("factor",), {"seed": _seed, "factor": _factor, "value_range": _factor}),
+    }
+)
 assert set(SCHEMA) == set(layers_mod.LAYERS), "every layer class needs a schema"
 _BUILTIN = set(layers_mod.LAYERS.values())
 

@@ -291,6 +291,51 @@ BASIC: tuple[Kernel, ...] = (
 )
 
 
+# data augmentation (issue 16): forward only; the per-sample parameters are drawn by the caller (the
+# preprocessing layers, from the model's seeded generator) and passed as arrays, so every backend gives the
+# same images for the same seed
+AUGMENT: tuple[Kernel, ...] = (
+    Kernel(
+        "augment_shift_forward",
+        "augment",
+        (
+            a("x", doc="(N,C,H,W)"),
+            a("flip", "I64", doc="(N,2) 0/1: [horizontal, vertical], applied first"),
+            a("offset", "I64", doc="(N,2) [dy, dx]: y[i, j] = flipped[i - dy, j - dx], 0 outside"),
+            a("erase", "I64", doc="(N,4) [top, left, height, width] of the output box set to 0"),
+            k("out_hw", PAIR, front=None, doc="(OH, OW); the front door's None means (H, W)"),
+        ),
+        "y (N,C,OH,OW)",
+        "Flip, integer translation or crop with zero padding, and erasing in one pass (exact).",
+    ),
+    Kernel(
+        "augment_affine_forward",
+        "augment",
+        (
+            a("x", doc="(N,C,H,W)"),
+            a("theta", doc="(N,6): output (i, j) samples x at row a3 j + a4 i + a5, column a0 j + a1 i + a2"),
+            k("fill_value", "float", front=0.0, doc="the value of taps outside the image"),
+        ),
+        "y (N,C,H,W)",
+        "Bilinear resampling through a per-sample affine map (rotation, zoom, shear, translation).",
+    ),
+    Kernel(
+        "augment_color_forward",
+        "augment",
+        (
+            a("x", doc="(N,C,H,W)"),
+            a("contrast", doc="(N,) factor about each (n, c) plane's mean"),
+            a("brightness", doc="(N,) added after the contrast"),
+            k("low", "float", front=0.0, doc="the value range clipped to"),
+            k("high", "float", front=255.0),
+        ),
+        "y = clip((x - mean) * contrast + mean + brightness, low, high), mean over (H, W)",
+        "Random contrast and brightness in one pass (Keras's RandomContrast then RandomBrightness).",
+    ),
+)
+BASIC = BASIC + AUGMENT
+
+
 def _basic(name: str) -> Kernel:
     """The unfused kernel ``name``, whose arguments a fused kernel extends."""
     return next(kernel for kernel in BASIC if kernel.name == name)

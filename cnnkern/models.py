@@ -154,6 +154,7 @@ class Sequential:
         dry_build(self.layers, internal, self.dtype)
         for layer in self.layers:
             internal = layer.build(internal, ctx)
+        layers_mod.fuse_preprocessing(self.layers)  # runs of augmentation layers as one kernel call
         # a max pool right after a Conv2D runs with it as one kernel pair (ops.conv2d_act_maxpool_*); after
         # any other layer with an activation, it applies that activation's gradient in its own backward pass
         for prev, layer in zip(self.layers, self.layers[1:]):

@@ -209,6 +209,48 @@ BAD = {
         ("v-float64", lambda d: d.adam(v=d.f64(d.v)), TypeError, "v"),
     ],
 }  # fmt: skip
+
+
+# the augmentation kernels (x is (2,3,6,6)); their per-image parameters are built here
+def _shift(d, flip=None, offset=None, erase=None, **kw):
+    z = lambda cols: d.put(np.zeros((2, cols)), "int64")  # noqa: E731
+    return (
+        d.x,
+        z(2) if flip is None else flip,
+        z(2) if offset is None else offset,
+        z(4) if erase is None else erase,
+    ), kw
+
+
+BAD_AUGMENT = {
+    "augment_shift_forward": [
+        ("x-3d", lambda d: A(d.x[0], *_shift(d)[0][1:]), ValueError, "x"),
+        ("flip-float", lambda d: _shift(d, flip=d.put(np.zeros((2, 2)), F32)), TypeError, "flip"),
+        ("flip-two", lambda d: _shift(d, flip=d.put(np.full((2, 2), 2), "int64")), ValueError, "flip"),
+        ("offset-shape", lambda d: _shift(d, offset=d.put(np.zeros((3, 2)), "int64")), ValueError, "offset"),
+        ("offset-huge", lambda d: _shift(d, offset=d.put(np.full((2, 2), 2**40), "int64")), ValueError,
+         "offset"),
+        ("erase-negative-height", lambda d: _shift(d, erase=d.put(np.full((2, 4), -1), "int64")), ValueError,
+         "erase"),
+        ("out_hw-zero", lambda d: _shift(d, out_hw=0), ValueError, "out_hw"),
+    ],
+    "augment_affine_forward": [
+        ("theta-shape", lambda d: A(d.x, d.put(np.zeros((2, 4)), F32)), ValueError, "theta"),
+        ("theta-nan", lambda d: A(d.x, d.put(np.full((2, 6), np.nan), F32)), ValueError, "theta"),
+        ("theta-float64", lambda d: A(d.x, d.f64(d.put(np.zeros((2, 6)), F32))), TypeError, "theta"),
+        ("fill_value-inf", lambda d: A(d.x, d.put(np.zeros((2, 6)), F32), fill_value=float("inf")),
+         ValueError, "fill_value"),
+    ],
+    "augment_color_forward": [
+        ("contrast-shape", lambda d: A(d.x, d.put(np.ones(3), F32), d.put(np.zeros(2), F32)), ValueError,
+         "contrast"),
+        ("brightness-inf", lambda d: A(d.x, d.put(np.ones(2), F32), d.put(np.full(2, np.inf), F32)),
+         ValueError, "brightness"),
+        ("high-below-low", lambda d: A(d.x, d.put(np.ones(2), F32), d.put(np.zeros(2), F32), low=1.0,
+                                       high=0.0), ValueError, "high"),
+    ],
+}  # fmt: skip
+BAD.update(BAD_AUGMENT)
 # the fused kernels' own arguments (their shared ones go through the same checks as the unfused kernels')
 BAD_FUSED = {
     "conv2d_bias_act_forward": [

@@ -76,6 +76,9 @@ class Backend:
         softmax_cross_entropy_backward: Callable[..., BackendArray]
         sgd_update: Callable[..., None]
         adam_update: Callable[..., None]
+        augment_shift_forward: Callable[..., BackendArray]
+        augment_affine_forward: Callable[..., BackendArray]
+        augment_color_forward: Callable[..., BackendArray]
 
     def info(self) -> dict[str, Any]:
         """Extra lines for ``cnnkern info`` (SIMD path, threads, devices...)."""

@@ -1,5 +1,7 @@
 """Keras-style layers over :mod:`cnnkern.ops`: Conv2D, MaxPooling2D, AveragePooling2D, BatchNormalization,
-Dense, Flatten, Activation, ReLU, LeakyReLU, Dropout.
+Dense, Flatten, Activation, ReLU, LeakyReLU, Dropout, and the random preprocessing (augmentation) layers
+RandomFlip, RandomTranslation, RandomCrop, RandomErasing, RandomRotation, RandomZoom, RandomContrast,
+RandomBrightness (``preprocessing``).
 
 Argument names and defaults are Keras's. Layouts:
 
@@ -39,6 +41,18 @@ from .conv import Conv2D
 from .core import Dropout, Flatten
 from .dense import Dense
 from .pool import AveragePooling2D, MaxPooling2D
+from .preprocessing import PREPROCESSING_LAYERS as PREPROCESSING_LAYERS
+from .preprocessing import (
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomErasing,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+)
+from .preprocessing import fuse as fuse_preprocessing
 
 __all__ = [
     "Activation",
@@ -51,7 +65,16 @@ __all__ = [
     "Layer",
     "LeakyReLU",
     "MaxPooling2D",
+    "RandomBrightness",
+    "RandomContrast",
+    "RandomCrop",
+    "RandomErasing",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
+    "RandomZoom",
     "ReLU",
+    "fuse_preprocessing",
 ]
 
 
@@ -70,6 +93,7 @@ LAYERS: dict[str, type[Layer]] = {
         Dropout,
     )
 }
+LAYERS.update({cls.__name__: cls for cls in PREPROCESSING_LAYERS})  # issue 16's augmentation layers
 
 
 def from_config(class_name: str, config: dict[str, Any]) -> Layer:

@@ -8,6 +8,7 @@ write in place. The rules (bounds, the memory estimate, empty batches) are in :m
 from __future__ import annotations
 
 from .activation import activation_backward, activation_forward
+from .augment import augment_affine_forward, augment_color_forward, augment_shift_forward
 from .batchnorm import batchnorm2d_backward, batchnorm2d_forward
 from .conv import conv2d_backward, conv2d_bias_act_forward, conv2d_forward
 from .conv_pool import conv2d_act_maxpool_backward, conv2d_act_maxpool_forward
@@ -27,6 +28,9 @@ __all__ = [
     "activation_forward",
     "adam_update",
     "adam_update_multi",
+    "augment_affine_forward",
+    "augment_color_forward",
+    "augment_shift_forward",
     "avgpool2d_backward",
     "avgpool2d_forward",
     "conv2d_act_maxpool_backward",

@@ -32,6 +32,7 @@ from ..._typing import BackendArray
 from ..base import Backend
 from . import loader
 from .activation import ActivationKernels
+from .augment import AugmentKernels
 from .batchnorm import BatchnormKernels
 from .conv import ConvKernels
 from .dense import DenseKernels
@@ -83,6 +84,7 @@ class CudaBackend(
     ActivationKernels,
     LossKernels,
     OptimKernels,
+    AugmentKernels,
     Backend,
 ):
     """The CUDA backend: one mixin of launchers per family (``cuda/<stem>.py`` beside ``<stem>.cu``) and,
