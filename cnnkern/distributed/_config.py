@@ -17,6 +17,8 @@ HINTS = {
     "generator": "create the model with the same seed= on every rank",
     "weights": "create the model with the same seed= (or load the same weights) on every rank",
     "data": "give every rank the same x and y (each rank takes its own rows of every batch)",
+    "start epoch": "a BackupAndRestore checkpoint must be readable by every rank: a shared file system",
+    "start step": "a BackupAndRestore checkpoint must be readable by every rank: a shared file system",
 }
 
 
