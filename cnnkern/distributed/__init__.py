@@ -119,10 +119,9 @@ class MPIStrategy:
     # --- used by cnnkern.training.fit ---------------------------------------------------------------------
     @contextmanager
     def training(self, model: Sequential) -> Iterator[None]:
-        """Hooks installed on ``model`` for one ``fit``; any error on this rank is reported to the others
-        (except those every rank raises together: a configuration mismatch, a non-finite step)."""
-        from ._reducer import GradientReducer
-
+        """``model`` trains through this strategy for one ``fit`` (the hooks go in at :meth:`check_start`,
+        once the model is built); any error on this rank is reported to the others (except those every
+        rank raises together: a configuration mismatch, a non-finite step)."""
         self.link.check_usable()
         be = model.backend
         if be.array_module != "numpy":
@@ -130,11 +129,6 @@ class MPIStrategy:
                 f"distributed training runs on the CPU backends (reference, cpp, numba), not {be.name!r}: "
                 "NCCL for GPUs is not implemented"
             )
-        model.build()
-        self.reducer = GradientReducer(
-            self.link, model.layers, self.deterministic, int(self.bucket_cap_mb * 2**20)
-        )
-        self.reducer.install()
         model._distributed = self  # type: ignore[attr-defined]
         try:
             yield
@@ -144,8 +138,9 @@ class MPIStrategy:
             self.link.notify(f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            self.reducer.remove()
-            self.reducer = None
+            if self.reducer is not None:
+                self.reducer.remove()
+                self.reducer = None
             del model._distributed  # type: ignore[attr-defined]
 
     def check_start(
@@ -167,6 +162,11 @@ class MPIStrategy:
         fit_args["validation data"] = "none" if val is None else data_digest(*val)
         strategy = {"deterministic": self.deterministic, "bucket_cap_mb": self.bucket_cap_mb}
         check_same(self.link, describe(model, fit_args, strategy))
+        from ._reducer import GradientReducer
+
+        cap = int(self.bucket_cap_mb * 2**20)
+        self.reducer = GradientReducer(self.link, model.layers, self.deterministic, cap)
+        self.reducer.install()
 
     def reduce_step(self, loss: BackendArray, probs: BackendArray, yb: BackendArray) -> np.float64:
         """Wait for this step's gradient buckets (the averaged gradients left in the layers); returns the

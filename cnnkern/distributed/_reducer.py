@@ -63,7 +63,7 @@ class GradientReducer:
         self.requests: list[Any] = [None] * len(self.buckets)
         self.scale = 1.0
         self.offset, self.local, self.global_n = 0, 0, 0
-        self._restore: list[tuple[Layer, str]] = []
+        self._restore: list[tuple[Layer, str, Any]] = []  # (layer, attribute, its own value or None)
 
     # --- per step ------------------------------------------------------------------------------------------
     def begin_step(self, offset: int, local: int, global_n: int) -> None:
@@ -154,18 +154,23 @@ class GradientReducer:
         are those of a 1-rank run)."""
         for i, layer in enumerate(self.layers):
             if i in self.closes:
-                layer.backward = self._hook_backward(layer.backward, self.closes[i])  # type: ignore[method-assign]
-                self._restore.append((layer, "backward"))
+                self._wrap(layer, "backward", self._hook_backward(layer.backward, self.closes[i]))
             elif layer.params or isinstance(layer, Dropout):
-                layer.backward = self._hook_progress(layer.backward)  # type: ignore[method-assign]
-                self._restore.append((layer, "backward"))
+                self._wrap(layer, "backward", self._hook_progress(layer.backward))
             if isinstance(layer, Dropout):
-                layer.forward = self._dropout_forward(layer)  # type: ignore[method-assign]
-                self._restore.append((layer, "forward"))
+                self._wrap(layer, "forward", self._dropout_forward(layer))
+
+    def _wrap(self, layer: Layer, name: str, fn: Callable[..., Any]) -> None:
+        self._restore.append((layer, name, layer.__dict__.get(name)))
+        setattr(layer, name, fn)
 
     def remove(self) -> None:
-        for layer, name in self._restore:
-            delattr(layer, name)  # the instance attribute goes; the class's method is seen again
+        """Undo :meth:`install`: the class's methods (or what the instance held before) are seen again."""
+        for layer, name, own in reversed(self._restore):
+            if own is None:
+                delattr(layer, name)
+            else:
+                setattr(layer, name, own)
         self._restore = []
 
     def _hook_backward(self, backward: Callable[..., Any], b: int) -> Callable[..., Any]:
