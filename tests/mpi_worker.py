@@ -4,6 +4,7 @@
     python tests/mpi_worker.py train OPT STEPS BATCH OUT MODE BACKEND DTYPE  # writes OUT.rank{r}.npz
     python tests/mpi_worker.py raise|stall                 # rank 1 fails mid-backward at step 3
     python tests/mpi_worker.py config                      # rank 1 differs: model, batch, seed, backend
+    python tests/mpi_worker.py uneven OUT                  # uneven and empty shards, dropout, validation
 """
 
 from __future__ import annotations
@@ -80,6 +81,28 @@ def train(opt: str, steps: int, batch: int, out: str, strategy: Any, backend: st
     )
 
 
+def uneven(out: str, strategy: Any) -> None:
+    """33 samples at batch 16, 2 epochs: shards of 8 + 8, and a last batch of one row (an empty shard on
+    rank 0); with Dropout (masks drawn for the global batch) and validation data (evaluated by shares)."""
+    x, y = data(33)
+    m = models.Sequential(seed=0, backend="cpp")
+    m.add(layers.Conv2D(8, (3, 3), activation="relu", input_shape=(28, 28, 1)))
+    m.add(layers.MaxPooling2D((2, 2)))
+    m.add(layers.Flatten())
+    m.add(layers.Dropout(0.3))
+    m.add(layers.Dense(10, activation="softmax"))
+    m.compile(optimizer=optimizers.SGD(0.05, momentum=0.9), metrics=["accuracy"])
+    h = m.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=(x[:7], y[:7]), distributed=strategy)
+    rank = 0 if strategy is None else strategy.rank
+    logs = {k: np.asarray(v) for k, v in h.history.items()}
+    np.savez(
+        f"{out}.rank{rank}.npz",
+        **logs,
+        rng=m.rng.random(3),
+        **{f"arr_{i}": w for i, w in enumerate(m.get_weights())},
+    )
+
+
 def inject(m: models.Sequential, kind: str, at_step: int = 3) -> None:
     """On rank 1: the first conv's backward (run after the later layers' buckets were sent) raises or
     stalls at step ``at_step``."""
@@ -104,6 +127,8 @@ def main(argv: list[str]) -> None:
         opt, steps, batch, out, mode, backend, dtype = argv[1:8]
         strategy = None if mode == "none" else distributed.MPIStrategy(deterministic=mode == "ordered")
         train(opt, int(steps), int(batch), out, strategy, backend, dtype)
+    elif case == "uneven":
+        uneven(argv[1], distributed.MPIStrategy())
     elif case in ("raise", "stall"):
         strategy = distributed.MPIStrategy(timeout=float(argv[1]) if len(argv) > 1 else 5.0)
         x, y = data(160)

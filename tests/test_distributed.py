@@ -201,3 +201,21 @@ def test_command_line_under_mpirun(tmp_path: Path) -> None:
     assert "test accuracy:" in res.stdout[0] and f"saved model to {saved}" in res.stdout[0], res.text
     assert res.stdout[1] == "", res.stdout[1]
     assert len(models.load_model(saved).get_weights()) == 10
+
+
+def test_uneven_and_empty_shards_with_dropout(tmp_path: Path) -> None:
+    """Shards of unequal size and an empty one (a last batch of one row over two ranks), Dropout and
+    validation data: the ranks stay bitwise equal, their generator in step, and within float32 rounding of
+    one rank (the same dropout masks: drawn for the global batch)."""
+    load_backend("cpp")
+    out = str(tmp_path / "u")
+    res = mpirun(tmp_path, "uneven", out)
+    assert res.returncode == 0, res.text
+    r0, r1 = (dict(np.load(f"{out}.rank{r}.npz")) for r in range(2))
+    for k in r0:
+        np.testing.assert_array_equal(r0[k], r1[k], err_msg=k)
+    mpi_worker.uneven(str(tmp_path / "one"), None)
+    one = dict(np.load(str(tmp_path / "one.rank0.npz")))
+    np.testing.assert_array_equal(one["rng"], r0["rng"])
+    for k in one:
+        np.testing.assert_allclose(r0[k], one[k], rtol=1e-5, atol=1e-6, err_msg=k)
