@@ -5,6 +5,7 @@
     python tests/mpi_worker.py raise|stall                 # rank 1 fails mid-backward at step 3
     python tests/mpi_worker.py config                      # rank 1 differs: model, batch, seed, backend
     python tests/mpi_worker.py uneven OUT                  # uneven and empty shards, dropout, validation
+    python tests/mpi_worker.py resume DIR                  # BackupAndRestore: 1 epoch, then resume to 2
 """
 
 from __future__ import annotations
@@ -127,6 +128,20 @@ def main(argv: list[str]) -> None:
         opt, steps, batch, out, mode, backend, dtype = argv[1:8]
         strategy = None if mode == "none" else distributed.MPIStrategy(deterministic=mode == "ordered")
         train(opt, int(steps), int(batch), out, strategy, backend, dtype)
+    elif case == "resume":
+        strategy = distributed.MPIStrategy()
+        x, y = data(64)
+        straight = model("adam")
+        straight.fit(x, y, batch_size=16, epochs=2, verbose=0, distributed=strategy)
+        ckdir = argv[1]
+        first = model("adam")
+        backup = callbacks.BackupAndRestore(ckdir, save_freq=3, delete_checkpoint=False)
+        first.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[backup], distributed=strategy)
+        resumed = model("adam")
+        backup = callbacks.BackupAndRestore(ckdir)
+        resumed.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[backup], distributed=strategy)
+        same = all((a == b).all() for a, b in zip(straight.get_weights(), resumed.get_weights()))
+        print(f"RESUME rank {strategy.rank}: from {backup.restored_from}, same weights: {same}", flush=True)
     elif case == "uneven":
         uneven(argv[1], distributed.MPIStrategy())
     elif case in ("raise", "stall"):

@@ -219,3 +219,15 @@ def test_uneven_and_empty_shards_with_dropout(tmp_path: Path) -> None:
     np.testing.assert_array_equal(one["rng"], r0["rng"])
     for k in one:
         np.testing.assert_allclose(r0[k], one[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_checkpoint_resume(tmp_path: Path) -> None:
+    """BackupAndRestore under 2 ranks: rank 0 writes the checkpoint, every rank resumes from it (a shared
+    file system) mid-epoch (step 3 of 4), and the resumed run ends with the weights of an uninterrupted
+    one, bitwise."""
+    load_backend("cpp")
+    res = mpirun(tmp_path, "resume", str(tmp_path / "ck"))
+    assert res.returncode == 0, res.text
+    for rank in (0, 1):
+        assert f"RESUME rank {rank}: from (0, 3), same weights: True" in res.stdout[rank], res.text
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").iterdir())

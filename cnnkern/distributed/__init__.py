@@ -132,6 +132,8 @@ class MPIStrategy:
         model._distributed = self  # type: ignore[attr-defined]
         try:
             yield
+            # leave together: rank 0's last checkpoint and saves are written before any rank goes on
+            self.link.wait([self.link.comm.Ibarrier()], "the end of training")
         except (DistributedError, NonFiniteLossError):
             raise
         except BaseException as exc:
