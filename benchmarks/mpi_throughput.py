@@ -4,8 +4,10 @@ rank: cnnkern over MPI, or PyTorch DDP with the gloo backend started the same wa
     python benchmarks/mpi_throughput.py [--torch] [--batch 256] [--steps 20]                # 1 rank
     mpirun -n 2 python benchmarks/mpi_throughput.py [--torch] [--batch 256] [--steps 20]    # 2 ranks
 
-Rank 0 prints one line: ranks, global batch, seconds per step (median of the timed steps, after one
-warm-up epoch of the same length), images/s. Not a pytest benchmark (it needs mpirun).
+Rank 0 prints one line: ranks, global batch, wall time per step (median of the timed steps, after one
+warm-up epoch of the same length), images/s, and the CPU time per step of each rank (median): on a machine
+busy with other work the wall time measures the load, while the CPU time still measures each rank's work
+(one thread per rank). Not a pytest benchmark (it needs mpirun).
 """
 
 from __future__ import annotations
@@ -32,18 +34,20 @@ class StepTimes(callbacks.Callback):
     def __init__(self) -> None:
         super().__init__()
         self.times: list[float] = []
-        self.last = time.perf_counter()
+        self.cpu: list[float] = []
+        self.last = (time.perf_counter(), time.process_time())
 
     def on_train_batch_end(self, batch: int, logs: object = None) -> None:
-        now = time.perf_counter()
-        self.times.append(now - self.last)
+        now = (time.perf_counter(), time.process_time())
+        self.times.append(now[0] - self.last[0])
+        self.cpu.append(now[1] - self.last[1])
         self.last = now
 
     def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
-        self.last = time.perf_counter()
+        self.last = (time.perf_counter(), time.process_time())
 
 
-def run_cnnkern(batch: int, steps: int) -> tuple[int, int, list[float]]:
+def run_cnnkern(batch: int, steps: int) -> tuple[int, int, list[float], list[float]]:
     os.environ.setdefault("CNNKERN_NUM_THREADS", "1")
     strategy = distributed.from_environment()
     x, y = data(batch * steps)
@@ -51,10 +55,10 @@ def run_cnnkern(batch: int, steps: int) -> tuple[int, int, list[float]]:
     t = StepTimes()
     model.fit(x, y, batch_size=batch, epochs=2, verbose=0, callbacks=[t], distributed=strategy)
     rank, size = (0, 1) if strategy is None else (strategy.rank, strategy.num_replicas)
-    return rank, size, t.times[steps:]
+    return rank, size, t.times[steps:], t.cpu[steps:]
 
 
-def run_torch(batch: int, steps: int) -> tuple[int, int, list[float]]:
+def run_torch(batch: int, steps: int) -> tuple[int, int, list[float], list[float]]:
     import torch
     import torch.distributed as dist
 
@@ -74,11 +78,11 @@ def run_torch(batch: int, steps: int) -> tuple[int, int, list[float]]:
     x, y = data(batch * steps)
     x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     y = torch.from_numpy(y)
-    times = []
+    times, cpu = [], []
     for epoch in range(2):
         perm = torch.from_numpy(np.random.default_rng(epoch).permutation(len(x)))
         for s in range(steps):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             idx = perm[s * batch : (s + 1) * batch]
             idx = idx[len(idx) * rank // size : len(idx) * (rank + 1) // size]
             opt.zero_grad(set_to_none=True)
@@ -86,8 +90,9 @@ def run_torch(batch: int, steps: int) -> tuple[int, int, list[float]]:
             loss.backward()
             opt.step()
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
     dist.destroy_process_group()
-    return rank, size, times[steps:]
+    return rank, size, times[steps:], cpu[steps:]
 
 
 def main() -> None:
@@ -96,13 +101,18 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256, help="global batch (default 256)")
     p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     args = p.parse_args()
-    rank, size, times = (run_torch if args.torch else run_cnnkern)(args.batch, args.steps)
+    rank, size, times, cpu = (run_torch if args.torch else run_cnnkern)(args.batch, args.steps)
+    cpu_ms = f"{statistics.median(cpu) * 1e3:.1f}"
+    if size > 1:
+        from mpi4py import MPI
+
+        cpu_ms = "/".join(MPI.COMM_WORLD.gather(cpu_ms) or [])
     if rank == 0:
         step = statistics.median(times)
         what = "torch DDP gloo" if args.torch else "cnnkern MPI"
         print(
             f"{what}: {size} rank(s) x 1 thread, global batch {args.batch}: {step * 1e3:.1f} ms/step "
-            f"(median of {len(times)}), {args.batch / step:.0f} images/s"
+            f"(median of {len(times)}), {args.batch / step:.0f} images/s; CPU ms/step per rank {cpu_ms}"
         )
 
 
