@@ -13,10 +13,13 @@ list it in :data:`COMMANDS`. :func:`add_backend_argument` and :func:`check_backe
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend
     from .callbacks import BackupAndRestore, History
     from .datasets.loader import Data, Split
+    from .distributed import MPIStrategy
     from .models import Sequential
 
 _Number = TypeVar("_Number", int, float)
@@ -201,6 +205,19 @@ def _backup(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Backup
 
 
 def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Under ``mpirun`` with several ranks: data-parallel (cnnkern.distributed); only rank 0 prints, saves."""
+    from .distributed import DistributedError, from_environment
+
+    try:
+        dist = from_environment()
+        quiet = dist is not None and not dist.is_chief
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            return _train(args, parser, dist)
+    except (ImportError, DistributedError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser, dist: MPIStrategy | None) -> int:
     backup = _backup(args, parser)
     if args.plot:
         try:
@@ -226,6 +243,7 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             batch_size=args.batch_size,
             verbose=args.verbose,
             callbacks=[backup] if backup else None,
+            distributed=dist,
         )
     except (CheckpointError, NonFiniteLossError) as exc:
         raise CommandError(str(exc)) from None
@@ -234,16 +252,17 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"resumed from {args.checkpoint} at epoch {e + 1}, step {s} of it done")
     train_seconds = sum(history.epoch_seconds)
     # [loss, accuracy]: classic_cnn is compiled with the accuracy metric
-    loss, acc = cast("list[float]", model.evaluate(_images(x_test), y_test, batch_size=EVAL_BATCH_SIZE))
+    evaluate = model.evaluate if dist is None else partial(dist.evaluate, model)
+    loss, acc = cast("list[float]", evaluate(_images(x_test), y_test, batch_size=EVAL_BATCH_SIZE))
     wall = time.perf_counter() - start
     n_seen = len(x_train) * len(history.epoch)
     print(f"test accuracy: {acc:.4f}  test loss: {loss:.4f}  ({len(x_test)} images)")
     rate = f"{n_seen / train_seconds:,.0f} images/s" if train_seconds > 0 else "nothing left to train"
     print(f"training: {n_seen} images in {train_seconds:.1f} s = {rate}; wall time {wall:.1f} s")
-    if args.save:
+    if args.save and (dist is None or dist.is_chief):
         model.save(args.save)
         print(f"saved model to {args.save}")
-    if args.plot:
+    if args.plot and (dist is None or dist.is_chief):
         _plot(history, args.plot)
         print(f"saved plot to {args.plot}")
     return 0

@@ -29,6 +29,7 @@ from .saving import FORMAT, FORMAT_VERSION, load_model, save_model
 if TYPE_CHECKING:
     from .backends.base import Backend
     from .callbacks import Callback, History
+    from .distributed import MPIStrategy
     from .optimizers import Optimizer
 
 __all__ = ["Sequential", "SparseCategoricalCrossentropy", "load_model"]
@@ -326,6 +327,7 @@ class Sequential:
         shuffle: bool = True,
         initial_epoch: int = 0,
         stop_on_nonfinite: bool = True,
+        distributed: bool | MPIStrategy | None = None,
     ) -> History:
         """Train; returns a :class:`cnnkern.callbacks.History`. ``validation_split`` holds out the LAST
         fraction of x/y (before shuffling), as Keras does.
@@ -335,7 +337,8 @@ class Sequential:
         are not finite with :class:`cnnkern.errors.NonFiniteLossError` naming the epoch and step, that
         step's update not applied (see :mod:`cnnkern.nonfinite`). False: train on regardless.
         A :class:`cnnkern.callbacks.BackupAndRestore` among ``callbacks`` checkpoints the run and resumes it
-        after a crash (see :mod:`cnnkern.checkpoint`)."""
+        after a crash (see :mod:`cnnkern.checkpoint`). ``distributed``: True (or an
+        :class:`cnnkern.distributed.MPIStrategy`) trains data-parallel over the ranks of ``mpirun``."""
         from . import training
 
         return training.fit(
@@ -351,6 +354,7 @@ class Sequential:
             shuffle=shuffle,
             initial_epoch=initial_epoch,
             stop_on_nonfinite=stop_on_nonfinite,
+            distributed=distributed,
         )
 
     def _logs(self, loss_sum: BackendArray | float, correct: BackendArray | float, n: int) -> Logs:

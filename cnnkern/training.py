@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +34,9 @@ def train_step(
         stats = [(d, k, d[k].copy()) for layer in model.layers for d in (layer.state,) for k in d]
         rng_state = model.rng.bit_generator.state
     loss, probs = model._gradients(xb, yb)
+    dist = getattr(model, "_distributed", None)
+    if dist is not None:  # gradients averaged across ranks; the global batch's loss (cnnkern.distributed)
+        loss = dist.reduce_step(loss, probs, yb)
     items = [
         ((i, k), p, layer.grads[k])
         for i, layer in enumerate(model.layers)
@@ -75,8 +79,16 @@ def fit(
     shuffle: bool = True,
     initial_epoch: int = 0,
     stop_on_nonfinite: bool = True,
+    distributed: Any = None,
 ) -> callbacks_mod.History:
     """:meth:`cnnkern.models.Sequential.fit` (documented there)."""
+    if distributed and getattr(model, "_distributed", None) is None:  # again, inside the strategy's hooks
+        from .distributed import resolve
+
+        with resolve(distributed).training(model):  # type: ignore[union-attr]
+            args = (batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle)
+            return fit(model, x, y, *args, initial_epoch, stop_on_nonfinite)
+    dist = getattr(model, "_distributed", None)
     model._require_compiled("fit")
     batch_size = 32 if batch_size is None else int(batch_size)
     if batch_size < 1 or int(epochs) < 0:
@@ -107,7 +119,7 @@ def fit(
     if len(backups) > 1:
         raise ValueError(f"pass at most one BackupAndRestore callback, got {len(backups)}")
     backup = backups[0] if backups else None
-    bar = callbacks_mod.ProgressBar(verbose=verbose) if verbose else None
+    bar = callbacks_mod.ProgressBar(verbose=verbose) if verbose and (dist is None or dist.is_chief) else None
     cbs = [history] + user_cbs + ([bar] if bar else [])
     for cb in cbs:
         cb.set_model(model)
@@ -136,8 +148,12 @@ def fit(
             backup.restored_from = (state.epoch, state.step)
             model.stop_training = state.stop_training
         backup._steps_since_save = 0
+    if dist is not None:  # every rank runs the same job, else all raise DistributedConfigError
+        dist.check_start(model, X, Y, val, (batch_size, epochs, shuffle, check, state.epoch, state.step))
 
     def save(backup: callbacks_mod.BackupAndRestore) -> None:
+        if dist is not None and not dist.is_chief:
+            return
         os.makedirs(backup.backup_dir, exist_ok=True)
         state.stop_training = model.stop_training
         checkpoint.write(backup.filepath, model, state, [history] + user_cbs, fit_info)
@@ -156,15 +172,17 @@ def fit(
         start = time.perf_counter()
         for step in range(first, steps):
             lo, hi = step * batch_size, min((step + 1) * batch_size, n)
+            a, b = dist.shard(lo, hi) if dist is not None else (lo, hi)  # this rank's rows of the batch
             if shuffle:
-                xb = _gather(xp, X, order[lo:hi], xbuf[: hi - lo])
-                yb = _gather(xp, Y, order[lo:hi], ybuf[: hi - lo])
+                xb = _gather(xp, X, order[a:b], xbuf[: b - a])
+                yb = _gather(xp, Y, order[a:b], ybuf[: b - a])
             else:
-                xb, yb = X[lo:hi], Y[lo:hi]
+                xb, yb = X[a:b], Y[a:b]
             loss, probs = train_step(model, xb, yb, epoch, step, check)
             state.loss_sum = state.loss_sum + loss * (hi - lo)
             if model.metrics:
-                state.correct = state.correct + (probs.argmax(axis=1) == yb).sum()
+                hits = dist.step_correct if dist is not None else (probs.argmax(axis=1) == yb).sum()
+                state.correct = state.correct + hits
             state.step = step + 1
             # batch logs read the running sums back (a device sync on cuda): only when someone looks
             bar_due = bar is not None and bar.due(step)
@@ -186,7 +204,8 @@ def fit(
         history.images_per_second.append(seen / elapsed if elapsed > 0 else 0.0)
         logs = model._logs(state.loss_sum, state.correct, n)
         if val is not None:
-            vloss, vacc = model._evaluate_internal(*val, batch_size)
+            evaluate = model._evaluate_internal if dist is None else partial(dist.evaluate_internal, model)
+            vloss, vacc = evaluate(*val, batch_size)
             logs["val_loss"] = vloss
             if model.metrics:
                 logs["val_" + model.metrics[0]] = vacc
@@ -200,6 +219,7 @@ def fit(
         cb.on_train_end(logs)
     for layer in model.layers:
         layer._clear()
-    if backup is not None and backup.delete_checkpoint and os.path.exists(backup.filepath):
+    chief = dist is None or dist.is_chief
+    if backup is not None and backup.delete_checkpoint and chief and os.path.exists(backup.filepath):
         os.remove(backup.filepath)
     return history

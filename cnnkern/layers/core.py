@@ -18,7 +18,7 @@ class Flatten(Layer):
         return (int(np.prod(in_shape)),)
 
     def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # -1 cannot be inferred for N = 0
 
     def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         return dy.reshape((dy.shape[0], *self.in_shape))

@@ -1,0 +1,235 @@
+"""Data-parallel training over MPI (``mpi4py``; ``pip install "cnnkern[mpi]"``), one process per rank.
+
+``model.fit(x, y, ..., distributed=True)`` under ``mpirun -n N`` (or ``distributed=MPIStrategy(...)``):
+every rank holds the whole model and the same data; each global batch of ``batch_size`` rows (drawn from
+the same shuffle on every rank: the same seed gives the same permutation) is cut into N contiguous shards,
+one per rank; the gradients are averaged across ranks in buckets started during the backward pass
+(:mod:`._reducer`) and every rank applies the same update, so parameters, optimizer state and batch-norm
+statistics are identical on every rank after every step. Loss and accuracy are summed across ranks; only
+rank 0 prints progress and writes checkpoints. ``cnnkern train`` started by ``mpirun`` with more than one
+rank does all this by itself (:func:`from_environment`).
+
+Failures end the job on every rank with :class:`DistributedError`, never a hang (:mod:`._link`): a rank
+that raises tells the others, a rank that waits longer than ``timeout`` seconds gives up, and ranks
+started with different configurations (model, weights, seed, batch size, data, backend...) raise
+:class:`DistributedConfigError` before the first step. Details and the numerical bounds against one rank:
+docs/distributed.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..errors import NonFiniteLossError
+from ._link import DistributedConfigError, DistributedError, Link, import_mpi
+
+if TYPE_CHECKING:
+    from .._typing import BackendArray
+    from ..models import Sequential
+    from ._reducer import GradientReducer
+
+__all__ = [
+    "DistributedConfigError",
+    "DistributedError",
+    "MPIStrategy",
+    "from_environment",
+    "launched_ranks",
+    "resolve",
+]
+
+_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_ranks() -> int:
+    """The number of ranks ``mpirun`` / ``mpiexec`` started, read from its environment (1 otherwise);
+    MPI itself is not initialised."""
+    for name in _SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+class MPIStrategy:
+    """Data parallelism over the ranks of an MPI communicator (default: all of them).
+
+    ``deterministic`` (default True): each gradient bucket is gathered and summed in rank order, so every
+    rank computes the same bits and a run with N ranks repeats bitwise; False: ``MPI_Iallreduce``
+    (less traffic at many ranks, MPI's summation order). ``bucket_cap_mb``: the gradient bucket size,
+    each bucket sent while the backward pass computes the next. ``timeout``: seconds any rank waits for
+    the others before ending the job (default ``CNNKERN_DIST_TIMEOUT``, else 300)."""
+
+    def __init__(
+        self,
+        comm: Any = None,
+        *,
+        deterministic: bool = True,
+        bucket_cap_mb: float = 0.25,
+        timeout: float | None = None,
+    ) -> None:
+        mpi = import_mpi()
+        if timeout is None:
+            timeout = float(os.environ.get("CNNKERN_DIST_TIMEOUT", "300"))
+        if not (isinstance(timeout, (int, float)) and np.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not (isinstance(bucket_cap_mb, (int, float)) and bucket_cap_mb >= 0):
+            raise ValueError(f"bucket_cap_mb must be a number >= 0, got {bucket_cap_mb!r}")
+        world = mpi.COMM_WORLD if comm is None else comm
+        self.deterministic = bool(deterministic)
+        self.bucket_cap_mb = float(bucket_cap_mb)
+        self.timeout = float(timeout)
+        # private communicators: the collectives here never meet a user's; duplicated nonblocking, so a
+        # rank that never gets here is a timeout, not a hang
+        comm_req = world.Idup()
+        self._bootstrap = Link(mpi, world, world, self.timeout)
+        self._bootstrap.wait([comm_req[1]], "creating the strategy's communicator (MPIStrategy())")
+        comm2, req2 = world.Idup()
+        self._bootstrap.wait([req2], "creating the strategy's communicator (MPIStrategy())")
+        self.link = Link(mpi, comm_req[0], comm2, self.timeout)
+        self.rank, self.num_replicas = self.link.rank, self.link.size
+        self.reducer: GradientReducer | None = None
+        self.step_correct = 0.0
+
+    @property
+    def is_chief(self) -> bool:
+        """Rank 0: the one that prints and saves."""
+        return self.rank == 0
+
+    def __repr__(self) -> str:
+        return (
+            f"MPIStrategy(rank={self.rank}, num_replicas={self.num_replicas}, "
+            f"deterministic={self.deterministic}, bucket_cap_mb={self.bucket_cap_mb}, timeout={self.timeout})"
+        )
+
+    def shard(self, lo: int, hi: int) -> tuple[int, int]:
+        """This rank's rows [a, b) of the global rows [lo, hi): N contiguous near-equal parts in rank
+        order (some may be empty when hi - lo < N); also tells the reducer this step's share."""
+        n = hi - lo
+        a, b = lo + n * self.rank // self.num_replicas, lo + n * (self.rank + 1) // self.num_replicas
+        if self.reducer is not None:
+            self.reducer.begin_step(a - lo, b - a, n)
+        return a, b
+
+    # --- used by cnnkern.training.fit ---------------------------------------------------------------------
+    @contextmanager
+    def training(self, model: Sequential) -> Iterator[None]:
+        """``model`` trains through this strategy for one ``fit`` (the hooks go in at :meth:`check_start`,
+        once the model is built); any error on this rank is reported to the others (except those every
+        rank raises together: a configuration mismatch, a non-finite step)."""
+        self.link.check_usable()
+        be = model.backend
+        if be.array_module != "numpy":
+            raise ValueError(
+                f"distributed training runs on the CPU backends (reference, cpp, numba), not {be.name!r}: "
+                "NCCL for GPUs is not implemented"
+            )
+        model._distributed = self  # type: ignore[attr-defined]
+        try:
+            yield
+            # leave together: rank 0's last checkpoint and saves are written before any rank goes on
+            self.link.wait([self.link.comm.Ibarrier()], "the end of training")
+        except (DistributedError, NonFiniteLossError):
+            raise
+        except BaseException as exc:
+            self.link.notify(f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if self.reducer is not None:
+                self.reducer.remove()
+                self.reducer = None
+            del model._distributed  # type: ignore[attr-defined]
+
+    def check_start(
+        self,
+        model: Sequential,
+        X: BackendArray,
+        Y: BackendArray,
+        val: tuple[BackendArray, BackendArray] | None,
+        run: tuple[Any, ...],
+    ) -> None:
+        """Raise DistributedConfigError on every rank unless all ranks run the same job: the model, its
+        weights, generator and optimizer, the data ``X``, ``Y`` and ``val``, and ``run``: (batch size,
+        epochs, shuffle, stop_on_nonfinite, epoch, step) of ``fit``."""
+        from ._config import check_same, data_digest, describe
+
+        names = ("batch_size", "epochs", "shuffle", "stop_on_nonfinite", "start epoch", "start step")
+        fit_args: dict[str, Any] = dict(zip(names, run))
+        fit_args["data"] = data_digest(X, Y)
+        fit_args["validation data"] = "none" if val is None else data_digest(*val)
+        strategy = {"deterministic": self.deterministic, "bucket_cap_mb": self.bucket_cap_mb}
+        check_same(self.link, describe(model, fit_args, strategy))
+        from ._reducer import GradientReducer
+
+        cap = int(self.bucket_cap_mb * 2**20)
+        self.reducer = GradientReducer(self.link, model.layers, self.deterministic, cap)
+        self.reducer.install()
+
+    def reduce_step(self, loss: BackendArray, probs: BackendArray, yb: BackendArray) -> np.float64:
+        """Wait for this step's gradient buckets (the averaged gradients left in the layers); returns the
+        global batch's mean loss and keeps its number of correct predictions in ``step_correct``."""
+        assert self.reducer is not None
+        mean_loss, self.step_correct = self.reducer.finish(loss, probs, yb)
+        return np.float64(mean_loss)
+
+    # --- evaluation ----------------------------------------------------------------------------------------
+    def evaluate_internal(
+        self, model: Sequential, X: BackendArray, Y: BackendArray, batch_size: int
+    ) -> tuple[float, float]:
+        """(mean loss, accuracy) over X, Y (internal layout), each rank evaluating its contiguous share."""
+        n = int(X.shape[0])
+        a, b = n * self.rank // self.num_replicas, n * (self.rank + 1) // self.num_replicas
+        sums = np.zeros(2, np.float64)
+        for lo in range(a, b, batch_size):
+            hi = min(lo + batch_size, b)
+            loss, probs = model._loss_and_probs(X[lo:hi], Y[lo:hi], training=False)
+            sums[0] += float(loss) * (hi - lo)
+            sums[1] += float((probs.argmax(axis=1) == Y[lo:hi]).sum())
+        recv = np.empty((self.num_replicas, 2), np.float64)
+        self.link.wait([self.link.comm.Iallgather(sums, recv)], "the evaluation sums")
+        total = recv[0].copy()
+        for r in range(1, self.num_replicas):
+            total += recv[r]
+        return float(total[0]) / n, float(total[1]) / n
+
+    def evaluate(
+        self, model: Sequential, x: ArrayLike, y: ArrayLike, batch_size: int | None = None
+    ) -> float | list[float]:
+        """``model.evaluate(x, y)`` with the samples shared among the ranks: ``[loss, accuracy]`` (the
+        loss alone without metrics), the same on every rank."""
+        model._require_compiled("evaluate")
+        X = model._to_internal(x)
+        if X.shape[0] == 0:
+            raise ValueError("x holds no samples to evaluate")
+        Y = model._labels(y, X.shape[0])
+        loss, acc = self.evaluate_internal(model, X, Y, 32 if batch_size is None else int(batch_size))
+        return [loss, acc] if model.metrics else loss
+
+
+_DEFAULT: MPIStrategy | None = None
+
+
+def resolve(distributed: bool | MPIStrategy | None) -> MPIStrategy | None:
+    """``fit``'s ``distributed`` argument as a strategy: None / False: none; True: one MPIStrategy over
+    all ranks (created once per process); an MPIStrategy: itself."""
+    global _DEFAULT
+    if distributed is None or distributed is False:
+        return None
+    if distributed is True:
+        if _DEFAULT is None:
+            _DEFAULT = MPIStrategy()
+        return _DEFAULT
+    if isinstance(distributed, MPIStrategy):
+        return distributed
+    raise TypeError(f"distributed must be True, False, None or an MPIStrategy, got {distributed!r}")
+
+
+def from_environment() -> MPIStrategy | None:
+    """The default strategy when this process was started by ``mpirun`` with more than one rank, else None
+    (mpi4py is then not imported)."""
+    return resolve(True) if launched_ranks() > 1 else None
