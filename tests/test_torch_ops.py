@@ -285,6 +285,20 @@ def test_no_grad_and_inference_mode():
     assert pooled.shape == (2, 6, 3, 3)
 
 
+def test_fused_pool_skips_the_argmax_without_autograd():
+    _, args, fn, _ = _cases(torch.float64)["conv2d_act_maxpool"]
+    y, argmax = OPS.conv2d_act_maxpool(*args, False)
+    assert argmax.numel() == 0
+    assert_close(y.numpy(), fn(*args[:3]).numpy(), **F64_TOL, what="conv2d_act_maxpool without argmax")
+    torch.library.opcheck(OPS.conv2d_act_maxpool, (*args, False))
+    w = args[1].clone().requires_grad_()
+    with torch.no_grad():
+        assert not CF.conv2d_act_maxpool(args[0], w, pool_size=2, groups=2).requires_grad
+    y, _ = OPS.conv2d_act_maxpool(args[0], w, *args[2:], False)
+    with pytest.raises(RuntimeError, match="need_argmax=False: it has no gradient"):
+        y.sum().backward()
+
+
 def test_errors_for_unsupported_tensors():
     x = torch.randn(1, 2, 5, 5)
     w = torch.randn(3, 2, 3, 3)

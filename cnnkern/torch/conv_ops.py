@@ -181,7 +181,7 @@ def _pool_kw(
 @torch.library.custom_op(
     "cnnkern::conv2d_act_maxpool",
     mutates_args=(),
-    schema=f"(Tensor x, Tensor w, Tensor? b, {_CONV}, {_POOL}) -> (Tensor, Tensor)",
+    schema=f"(Tensor x, Tensor w, Tensor? b, {_CONV}, {_POOL}, bool need_argmax=True) -> (Tensor, Tensor)",
 )
 def conv2d_act_maxpool(
     x: Tensor,
@@ -198,11 +198,13 @@ def conv2d_act_maxpool(
     pool_padding: list[int],
     pool_dilation: list[int],
     ceil_mode: bool,
+    need_argmax: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """(y, argmax): max pooling of act(conv(x, w) + b); argmax indexes the conv output's P*Q plane."""
+    """(y, argmax): max pooling of act(conv(x, w) + b); argmax indexes the conv output's P*Q plane, an empty
+    int64 tensor unless need_argmax (inference: the kernel then skips writing it)."""
     kw = _conv_kw(x, w, stride, padding, dilation, groups)
     pool = _pool_kw(pool_kernel, pool_stride, pool_padding, pool_dilation, ceil_mode)
-    y, argmax = ops.conv2d_act_maxpool_forward(
+    out = ops.conv2d_act_maxpool_forward(
         np_in(x),
         np_in(w),
         np_in(b),
@@ -210,16 +212,21 @@ def conv2d_act_maxpool(
         activation=activation,
         alpha=alpha,
         **pool,
+        return_argmax=need_argmax,
         backend=cpu_backend(x.dtype),
     )
-    return t_out(y), t_out(argmax)
+    if need_argmax:
+        return t_out(out[0]), t_out(out[1])
+    return t_out(out), torch.empty(0, dtype=torch.int64)
 
 
 @conv2d_act_maxpool.register_fake
-def _(x, w, b, stride, padding, dilation, groups, activation, alpha, pk, ps, pp, pd, ceil_mode):  # type: ignore[no-untyped-def]
+def _(
+    x, w, b, stride, padding, dilation, groups, activation, alpha, pk, ps, pp, pd, ceil_mode, need_argmax=True
+):  # type: ignore[no-untyped-def]
     n, k, p, q = conv_shape(x, w, stride, padding, dilation)
     out = [n, k] + [shapes.pool_out(z, pk[i], ps[i], pp[i], pd[i], ceil_mode) for i, z in enumerate((p, q))]
-    return x.new_empty(out), x.new_empty(out, dtype=torch.int64)
+    return x.new_empty(out), x.new_empty(out if need_argmax else [0], dtype=torch.int64)
 
 
 @torch.library.custom_op(
@@ -270,17 +277,20 @@ def _cap_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor])
     x, w, b, *conf = inputs
     ctx.save_for_backward(x, w, output[0], output[1])
     ctx.conf, ctx.has_b = conf[:6], b is not None
+    ctx.has_argmax = len(conf) < 12 or conf[11]
     ctx.mark_non_differentiable(output[1])
 
 
 def _cap_grad(ctx: Any, dy: Tensor, _dargmax: Any) -> tuple[Any, ...]:
+    if not ctx.has_argmax:
+        raise RuntimeError("cnnkern::conv2d_act_maxpool ran with need_argmax=False: it has no gradient")
     x, w, y, argmax = ctx.saved_tensors
     need = ctx.needs_input_grad
     nb = need[2] and ctx.has_b
     dx, dw, db = torch.ops.cnnkern.conv2d_act_maxpool_backward(
         dy, y, argmax, x, w, *ctx.conf, need[0], need[1], nb
     )
-    return (grad_or_none(dx, need[0]), grad_or_none(dw, need[1]), grad_or_none(db, nb)) + (None,) * 11
+    return (grad_or_none(dx, need[0]), grad_or_none(dw, need[1]), grad_or_none(db, nb)) + (None,) * 12
 
 
 conv2d_act_maxpool.register_autograd(_cap_grad, setup_context=_cap_setup)
