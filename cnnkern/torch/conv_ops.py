@@ -222,8 +222,22 @@ def conv2d_act_maxpool(
 
 @conv2d_act_maxpool.register_fake
 def _(
-    x, w, b, stride, padding, dilation, groups, activation, alpha, pk, ps, pp, pd, ceil_mode, need_argmax=True
-):  # type: ignore[no-untyped-def]
+    x: Tensor,
+    w: Tensor,
+    b: Tensor | None,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    groups: int,
+    activation: str | None,
+    alpha: float,
+    pk: list[int],
+    ps: list[int],
+    pp: list[int],
+    pd: list[int],
+    ceil_mode: bool,
+    need_argmax: bool = True,
+) -> tuple[Tensor, Tensor]:
     n, k, p, q = conv_shape(x, w, stride, padding, dilation)
     out = [n, k] + [shapes.pool_out(z, pk[i], ps[i], pp[i], pd[i], ceil_mode) for i, z in enumerate((p, q))]
     return x.new_empty(out), x.new_empty(out if need_argmax else [0], dtype=torch.int64)
