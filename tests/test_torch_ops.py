@@ -304,7 +304,7 @@ def test_errors_for_unsupported_tensors():
     w = torch.randn(3, 2, 3, 3)
     with pytest.raises(TypeError, match="input must be float32 or float64.*float16"):
         CF.conv2d(x.half(), w.half())
-    with pytest.raises(TypeError, match="weight must have the dtype of x"):
+    with pytest.raises(TypeError, match="weight must have the dtype of the input"):
         CF.conv2d(x, w.double())
     with pytest.raises(TypeError, match="input must be a dense"):
         CF.relu(x.reshape(2, -1).to_sparse())

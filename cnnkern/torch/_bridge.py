@@ -51,10 +51,10 @@ def check_tensor(name: str, t: Any, *, ndim: int | None = None, floating: bool =
 
 
 def same_dtype(x: torch.Tensor, **others: torch.Tensor | None) -> None:
-    """Every floating argument shares x's dtype (cnnkern casts nothing)."""
+    """Every floating argument shares the input's dtype (cnnkern casts nothing)."""
     for name, t in others.items():
         if t is not None and t.dtype != x.dtype:
-            raise TypeError(f"{name} must have the dtype of x ({x.dtype}), got {t.dtype}")
+            raise TypeError(f"{name} must have the dtype of the input ({x.dtype}), got {t.dtype}")
 
 
 def np_in(t: torch.Tensor | None) -> np.ndarray | None:

@@ -83,6 +83,8 @@ def _twin(m: nn.Module, activation: str | None = None, alpha: float = 0.01) -> n
     """The cnnkern twin of ``m`` over the same parameters and buffers (a shallow copy with the class set)."""
     new = copy.copy(m)
     new.__class__ = _TWINS[type(m)]
+    for registry in ("_parameters", "_buffers", "_modules"):  # its own dicts over the same tensors
+        setattr(new, registry, dict(getattr(m, registry)))
     if isinstance(new, (M.Conv2d, M.Linear)):
         new.activation, new.alpha = activation, alpha
     return new
