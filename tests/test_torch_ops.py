@@ -3,6 +3,8 @@ implementation, autograd registration, AOT dispatch), forward and gradients (flo
 backend to 1e-10; float32 on cpp and numba within the suite's gemm tolerance), the same through
 torch.compile, and the errors for what the kernels do not take."""
 
+import subprocess
+import sys
 from unittest import mock
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from cnnkern import backends
 
 from .compare import assert_close, gemm_tol
-from .conftest import load_backend
+from .conftest import load_backend, subprocess_env
 
 torch = pytest.importorskip(
     "torch", reason="torch is not installed: pip install cnnkern[torch] (torch==2.13.0, CPU)"
@@ -331,3 +333,12 @@ def test_float64_runs_on_the_reference_backend(monkeypatch):
     assert cpu_backend(torch.float32) is backends.current()
     assert np.dtype("float64").name in backends.get("reference").dtypes
     assert cnnkern.torch.functional is CF
+
+
+def test_without_torch_the_import_says_how_to_install():
+    code = (
+        "import sys\nsys.modules['torch'] = None  # makes `import torch` raise ImportError\n"
+        "try:\n    import cnnkern.torch\nexcept ImportError as e:\n    print(e)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
+    assert out.stdout.strip() == 'cnnkern.torch needs PyTorch: pip install "cnnkern[torch]"', out.stderr

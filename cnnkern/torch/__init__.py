@@ -17,7 +17,7 @@ from __future__ import annotations
 
 try:
     import torch as _torch
-except ImportError as exc:  # pragma: no cover - the message is the point
+except ImportError as exc:
     raise ImportError('cnnkern.torch needs PyTorch: pip install "cnnkern[torch]"') from exc
 
 if not hasattr(_torch.library, "custom_op"):  # pragma: no cover
