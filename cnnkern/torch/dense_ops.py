@@ -1,0 +1,183 @@
+"""``cnnkern::linear`` (dense layer, bias and an optional activation: cnnkern's dense_bias_act kernel),
+``cnnkern::activation`` and ``cnnkern::softmax_cross_entropy`` (the mean over the batch, as
+F.cross_entropy), with backward ops, fake implementations and autograd formulas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import ops
+from ._bridge import cpu_backend, grad_or_none, none_or, np_in, t_out
+
+# ---- cnnkern::linear ---------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op(
+    "cnnkern::linear",
+    mutates_args=(),
+    schema="(Tensor x, Tensor w, Tensor? b, str? activation, float alpha) -> Tensor",
+)
+def linear(x: Tensor, w: Tensor, b: Tensor | None, activation: str | None, alpha: float) -> Tensor:
+    """act(x w^T + b) for x (N, in), w (out, in)."""
+    y = ops.dense_bias_act_forward(
+        np_in(x), np_in(w), np_in(b), activation=activation, alpha=alpha, backend=cpu_backend(x.dtype)
+    )
+    return t_out(y)
+
+
+@linear.register_fake
+def _(x, w, b, activation, alpha):  # type: ignore[no-untyped-def]
+    return x.new_empty([x.shape[0], w.shape[0]])
+
+
+@torch.library.custom_op(
+    "cnnkern::linear_backward",
+    mutates_args=(),
+    schema="(Tensor dy, Tensor x, Tensor w, Tensor y, str? activation, float alpha, bool need_dx, "
+    "bool need_db) -> (Tensor, Tensor, Tensor)",
+)
+def linear_backward(
+    dy: Tensor,
+    x: Tensor,
+    w: Tensor,
+    y: Tensor,
+    activation: str | None,
+    alpha: float,
+    need_dx: bool,
+    need_db: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dw, db) from dy and the forward's output y (read only with an activation); empty where not
+    asked for."""
+    be = cpu_backend(x.dtype)
+    g = np_in(dy)
+    if activation is not None:
+        g = ops.activation_backward(g, np_in(y), activation, alpha=alpha, backend=be)
+    dx, dw, db = ops.dense_backward(g, np_in(x), np_in(w), need_dx=need_dx, need_db=need_db, backend=be)
+    return none_or(dx, x.dtype), none_or(dw, x.dtype), none_or(db, x.dtype)
+
+
+@linear_backward.register_fake
+def _(dy, x, w, y, activation, alpha, need_dx, need_db):  # type: ignore[no-untyped-def]
+    return (
+        x.new_empty(list(x.shape) if need_dx else [0]),
+        x.new_empty(list(w.shape)),
+        x.new_empty([w.shape[0]] if need_db else [0]),
+    )
+
+
+def _linear_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    x, w, b, activation, alpha = inputs
+    ctx.save_for_backward(x, w, output if activation is not None else None)
+    ctx.conf, ctx.has_b = (activation, alpha), b is not None
+
+
+def _linear_grad(ctx: Any, dy: Tensor) -> tuple[Any, ...]:
+    x, w, y = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    nb = need[2] and ctx.has_b
+    y = dy if y is None else y
+    dx, dw, db = torch.ops.cnnkern.linear_backward(dy, x, w, y, *ctx.conf, need[0], nb)
+    return grad_or_none(dx, need[0]), grad_or_none(dw, need[1]), grad_or_none(db, nb), None, None
+
+
+linear.register_autograd(_linear_grad, setup_context=_linear_setup)
+
+
+# ---- cnnkern::activation -----------------------------------------------------------------------------------
+
+
+@torch.library.custom_op(
+    "cnnkern::activation", mutates_args=(), schema="(Tensor x, str kind, float alpha) -> Tensor"
+)
+def activation(x: Tensor, kind: str, alpha: float) -> Tensor:
+    """relu, leaky_relu (slope alpha >= 0), sigmoid or tanh, elementwise, any shape."""
+    return t_out(ops.activation_forward(np_in(x), kind, alpha=alpha, backend=cpu_backend(x.dtype)))
+
+
+@activation.register_fake
+def _(x, kind, alpha):  # type: ignore[no-untyped-def]
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op(
+    "cnnkern::activation_backward",
+    mutates_args=(),
+    schema="(Tensor dy, Tensor y, str kind, float alpha) -> Tensor",
+)
+def activation_backward(dy: Tensor, y: Tensor, kind: str, alpha: float) -> Tensor:
+    """dx from dy and the forward's OUTPUT y."""
+    return t_out(
+        ops.activation_backward(np_in(dy), np_in(y), kind, alpha=alpha, backend=cpu_backend(y.dtype))
+    )
+
+
+@activation_backward.register_fake
+def _(dy, y, kind, alpha):  # type: ignore[no-untyped-def]
+    return y.new_empty(y.shape)
+
+
+def _act_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    ctx.save_for_backward(output)
+    ctx.conf = inputs[1:]
+
+
+def _act_grad(ctx: Any, dy: Tensor) -> tuple[Any, ...]:
+    (y,) = ctx.saved_tensors
+    return torch.ops.cnnkern.activation_backward(dy, y, *ctx.conf), None, None
+
+
+activation.register_autograd(_act_grad, setup_context=_act_setup)
+
+
+# ---- cnnkern::softmax_cross_entropy ------------------------------------------------------------------------
+
+
+@torch.library.custom_op(
+    "cnnkern::softmax_cross_entropy",
+    mutates_args=(),
+    schema="(Tensor logits, Tensor labels) -> (Tensor, Tensor)",
+)
+def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """(the mean cross-entropy, a 0-d tensor; the softmax probabilities (N, C))."""
+    loss, probs = ops.softmax_cross_entropy_forward(
+        np_in(logits), np_in(labels), backend=cpu_backend(logits.dtype)
+    )
+    return t_out(loss), t_out(probs)
+
+
+@softmax_cross_entropy.register_fake
+def _(logits, labels):  # type: ignore[no-untyped-def]
+    return logits.new_empty([]), logits.new_empty(logits.shape)
+
+
+@torch.library.custom_op(
+    "cnnkern::softmax_cross_entropy_backward",
+    mutates_args=(),
+    schema="(Tensor probs, Tensor labels) -> Tensor",
+)
+def softmax_cross_entropy_backward(probs: Tensor, labels: Tensor) -> Tensor:
+    """d(mean loss)/d(logits) = (probs - onehot(labels)) / N."""
+    return t_out(
+        ops.softmax_cross_entropy_backward(np_in(probs), np_in(labels), backend=cpu_backend(probs.dtype))
+    )
+
+
+@softmax_cross_entropy_backward.register_fake
+def _(probs, labels):  # type: ignore[no-untyped-def]
+    return probs.new_empty(probs.shape)
+
+
+def _ce_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+    ctx.save_for_backward(output[1], inputs[1])
+    ctx.mark_non_differentiable(output[1])
+
+
+def _ce_grad(ctx: Any, dloss: Tensor, _dprobs: Any) -> tuple[Any, ...]:
+    probs, labels = ctx.saved_tensors
+    return torch.ops.cnnkern.softmax_cross_entropy_backward(probs, labels) * dloss, None
+
+
+softmax_cross_entropy.register_autograd(_ce_grad, setup_context=_ce_setup)
