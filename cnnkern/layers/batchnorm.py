@@ -14,10 +14,11 @@ from .base import Context, Layer
 class BatchNormalization(Layer):
     """Batch normalisation over the channel axis (images) or the feature axis (flat input).
 
-    ``convention='torch'`` (default): momentum 0.1 weighting the NEW batch statistic, eps 1e-5, running
-    variance unbiased (PyTorch's BatchNorm2d). ``convention='keras'``: Keras's meaning and defaults,
-    momentum 0.99 weighting the OLD running value, epsilon 1e-3, running variance biased. ``momentum`` and
-    ``epsilon`` override the convention's defaults and are read in that convention's sense.
+    ``convention='keras'`` (default, as the Keras layer of this name): momentum 0.99 weighting the OLD
+    running value, epsilon 1e-3, running variance biased. ``convention='torch'``: PyTorch's BatchNorm2d,
+    momentum 0.1 weighting the NEW batch statistic, eps 1e-5, running variance unbiased. ``momentum`` and
+    ``epsilon`` override the convention's defaults and are read in that convention's sense. The convention
+    is saved with the model (files written when 'torch' was the default name it, and load as they were).
     """
 
     def __init__(
@@ -27,7 +28,7 @@ class BatchNormalization(Layer):
         epsilon: float | None = None,
         center: bool = True,
         scale: bool = True,
-        convention: str = "torch",
+        convention: str = "keras",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -62,8 +63,10 @@ class BatchNormalization(Layer):
 
     def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         x4 = self._as4d(x)
-        new_weight = 1.0 - self.momentum if self.convention == "keras" else self.momentum
+        keras = self.convention == "keras"
+        new_weight = 1.0 - self.momentum if keras else self.momentum
         rv = self.state["moving_variance"]
+        rv_old = rv.copy() if training and keras else None
         y, mean, invstd = ops.batchnorm2d_forward(
             x4,
             self.params.get("gamma"),
@@ -76,11 +79,12 @@ class BatchNormalization(Layer):
             backend=self._ctx.backend,
         )
         if training:
-            if self.convention == "keras":
-                # the kernel blended in the unbiased variance var·n/(n−1); Keras blends the biased var, which
-                # is smaller by var/(n−1), with var = 1/invstd² − eps
-                n = x4.shape[0] * x4.shape[2] * x4.shape[3]
-                rv -= new_weight * (1.0 / (invstd * invstd) - self.epsilon) / (n - 1)
+            if rv_old is not None:
+                # the kernel blended in the unbiased variance (PyTorch's); Keras blends the biased one,
+                # var = 1/invstd² − eps (inf / NaN for non-finite input, which cnnkern.nonfinite reports)
+                with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                    var = 1.0 / (invstd * invstd) - self.epsilon
+                    rv[...] = rv_old * self.momentum + var * new_weight
             self._x, self._mean, self._invstd = x4, mean, invstd
         return y.reshape(x.shape)
 
