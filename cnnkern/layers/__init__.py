@@ -1,5 +1,6 @@
-"""Keras-style layers over :mod:`cnnkern.ops`: Conv2D, MaxPooling2D, AveragePooling2D, BatchNormalization,
-Dense, Flatten, Activation, ReLU, LeakyReLU, Dropout.
+"""Keras-style layers over :mod:`cnnkern.ops`: Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D,
+AveragePooling2D, BatchNormalization, Dense, Flatten, Reshape, ZeroPadding2D, Rescaling, Activation, ReLU,
+LeakyReLU, Dropout.
 
 Argument names and defaults are Keras's. Layouts:
 
@@ -18,7 +19,8 @@ backend (NumPy, or CuPy for cuda). Layers never call a backend directly: every k
 
 The layers live in one module per kernel family, the stems of :mod:`cnnkern.ops`: ``base`` (Layer, Context,
 shared helpers), ``activation``, ``conv``, ``pool``, ``batchnorm``, ``dense``, and ``core`` (Flatten,
-Dropout). Import them from here: the module a class lives in is not part of the API.
+Reshape, ZeroPadding2D, Rescaling, Dropout). Import them from here: the module a class lives in is not
+part of the API.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from .base import Layer
 from .base import keras_shape as keras_shape
 from .base import to_numpy as to_numpy
 from .batchnorm import BatchNormalization
-from .conv import Conv2D
-from .core import Dropout, Flatten
+from .conv import Conv2D, DepthwiseConv2D, SeparableConv2D
+from .core import Dropout, Flatten, Rescaling, Reshape, ZeroPadding2D
 from .dense import Dense
 from .pool import AveragePooling2D, MaxPooling2D
 
@@ -46,12 +48,17 @@ __all__ = [
     "BatchNormalization",
     "Conv2D",
     "Dense",
+    "DepthwiseConv2D",
     "Dropout",
     "Flatten",
     "Layer",
     "LeakyReLU",
     "MaxPooling2D",
     "ReLU",
+    "Rescaling",
+    "Reshape",
+    "SeparableConv2D",
+    "ZeroPadding2D",
 ]
 
 
@@ -68,6 +75,11 @@ LAYERS: dict[str, type[Layer]] = {
         ReLU,
         LeakyReLU,
         Dropout,
+        DepthwiseConv2D,
+        SeparableConv2D,
+        ZeroPadding2D,
+        Reshape,
+        Rescaling,
     )
 }
 

@@ -3,6 +3,7 @@ the layer modules share (argument checks, shapes in Keras's order, arrays back t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -100,6 +101,45 @@ class Layer:
                 f"shape {keras_shape(in_shape)[1:]}; add a Flatten/reshape or fix input_shape"
             )
 
+    # --- weights, as Keras shows them ----------------------------------------------------------------
+    @property
+    def weights(self) -> list[Variable]:
+        """Every weight (parameters, then state such as batch norm's running statistics) as a Variable."""
+        return (
+            self.trainable_weights + self.non_trainable_weights
+            if self.trainable
+            else self.non_trainable_weights
+        )
+
+    @property
+    def trainable_weights(self) -> list[Variable]:
+        return [Variable(self, self.params, k) for k in self.params] if self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list[Variable]:
+        frozen = [] if self.trainable else [Variable(self, self.params, k) for k in self.params]
+        return frozen + [Variable(self, self.state, k) for k in self.state]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The weights as NumPy copies, in the order of :attr:`weights` (empty before the layer is built)."""
+        return [v.numpy() for v in self.weights]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Replace the weights (copies of ``weights``, in the order of :attr:`weights`, the same shapes)."""
+        mine = self.weights
+        if len(weights) != len(mine):
+            raise ValueError(
+                f"{self.name}: set_weights needs {len(mine)} arrays "
+                f"({', '.join(v.name for v in mine) or 'the layer has no weights or is not built'}), "
+                f"got {len(weights)}"
+            )
+        arrays = [np.array(to_numpy(w)) for w in weights]
+        for v, a in zip(mine, arrays):
+            if a.shape != v.shape:
+                raise ValueError(f"{self.name}: weight {v.name} must have shape {v.shape}, got {a.shape}")
+        for v, a in zip(mine, arrays):
+            v.assign(a)
+
     def count_params(self) -> int:
         return sum(int(a.size) for a in self.params.values()) + sum(int(a.size) for a in self.state.values())
 
@@ -135,3 +175,46 @@ class Layer:
 def to_numpy(a: Any) -> np.ndarray:
     """A NumPy copy of a NumPy or CuPy array."""
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+class Variable:
+    """One weight of a layer as Keras shows it (``layer.weights``, ``model.weights``): ``name``, ``path``
+    ('layer/name'), ``shape``, ``dtype``, ``trainable``, ``numpy()`` (a copy) and ``assign(value)``. It
+    refers to the layer's array, so it sees later updates."""
+
+    def __init__(self, layer: Layer, store: dict[str, BackendArray], key: str) -> None:
+        self._layer, self._store, self.name = layer, store, key
+        self.trainable = store is layer.params and layer.trainable
+
+    @property
+    def path(self) -> str:
+        return f"{self._layer.name}/{self.name}"
+
+    @property
+    def value(self) -> BackendArray:
+        """The array itself, on the model's backend."""
+        return self._store[self.name]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.value.shape)
+
+    @property
+    def dtype(self) -> str:
+        return str(np.dtype(self.value.dtype).name)
+
+    def numpy(self) -> np.ndarray:
+        return to_numpy(self.value).copy()
+
+    def assign(self, value: Any) -> None:
+        """Replace the value by a copy of ``value`` (same shape), cast to the model's dtype."""
+        a = np.array(to_numpy(value))
+        if a.shape != self.shape:
+            raise ValueError(f"{self.path} must have shape {self.shape}, got {a.shape}")
+        self._store[self.name] = self._layer._ctx.asarray(a)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return self.numpy() if dtype is None else self.numpy().astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
