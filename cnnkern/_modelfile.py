@@ -239,9 +239,6 @@ def _layer(path: PathLike, i: int, entry: Any) -> layers_mod.Layer:
             {**_COMMON, **checks}[key](value)
         except _Bad as exc:
             raise ValueError(f"{where}: {key} must be {exc}, got {_short(value)}") from None
-    if cls == "BatchNormalization" and "convention" not in cfg:
-        # every file cnnkern wrote names it; one without it predates the key, when 'torch' was the default
-        cfg = {**cfg, "convention": "torch"}
     try:
         return layers_mod.from_config(cls, cfg)
     except (TypeError, ValueError) as exc:

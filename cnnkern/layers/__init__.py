@@ -34,6 +34,7 @@ from .activation import Activation, LeakyReLU, ReLU
 from .activation import ActivationSource as ActivationSource
 from .base import Context as Context
 from .base import Layer
+from .base import Variable as Variable
 from .base import keras_shape as keras_shape
 from .base import to_numpy as to_numpy
 from .batchnorm import BatchNormalization
@@ -88,4 +89,7 @@ def from_config(class_name: str, config: dict[str, Any]) -> Layer:
     """Rebuild a layer from ``get_config()`` output (used by :func:`cnnkern.models.load_model`)."""
     if class_name not in LAYERS:
         raise ValueError(f"unknown layer class {class_name!r} (known: {', '.join(LAYERS)})")
+    if class_name == "BatchNormalization" and "convention" not in config:
+        # get_config always names it; a config without it predates the key, when 'torch' was the default
+        config = {**config, "convention": "torch"}
     return LAYERS[class_name](**config)
