@@ -120,6 +120,7 @@ def _target_shape(v: Any) -> None:
             _int(d, 1, MAX_DIM)
 
 
+_DATA_FORMAT = _choice(None, "channels_last", "channels_first")
 _INITIALIZERS = _choice("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros", "ones")
 _ACTIVATION = _choice(*layers_mod.ACTIVATIONS, None)
 _COMMON: dict[str, Check] = {"name": _name, "trainable": _bool, "input_shape": _input_shape}
@@ -127,7 +128,7 @@ _POOL: dict[str, Check] = {
     "pool_size": _pair,
     "strides": _pair,
     "padding": _choice("valid", "same"),
-    "data_format": _choice(None, "channels_last"),
+    "data_format": _DATA_FORMAT,
 }
 # class -> (required keys, {key: check}) beyond _COMMON; keys are those of each layer's get_config()
 SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
@@ -144,7 +145,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
             "use_bias": _bool,
             "kernel_initializer": _INITIALIZERS,
             "bias_initializer": _INITIALIZERS,
-            "data_format": _choice(None, "channels_last"),
+            "data_format": _DATA_FORMAT,
         },
     ),
     "Dense": (
@@ -162,7 +163,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
     "BatchNormalization": (
         (),
         {
-            "axis": _choice(-1),
+            "axis": _choice(-1, 1),
             "momentum": _float(0.0, 1.0),
             "epsilon": _float(0.0, 1e6, lo_open=True),
             "center": _bool,
@@ -187,7 +188,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
             "use_bias": _bool,
             "depthwise_initializer": _INITIALIZERS,
             "bias_initializer": _INITIALIZERS,
-            "data_format": _choice(None, "channels_last"),
+            "data_format": _DATA_FORMAT,
         },
     ),
     "SeparableConv2D": (
@@ -204,10 +205,10 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
             "depthwise_initializer": _INITIALIZERS,
             "pointwise_initializer": _INITIALIZERS,
             "bias_initializer": _INITIALIZERS,
-            "data_format": _choice(None, "channels_last"),
+            "data_format": _DATA_FORMAT,
         },
     ),
-    "ZeroPadding2D": ((), {"padding": _paddings, "data_format": _choice(None, "channels_last")}),
+    "ZeroPadding2D": ((), {"padding": _paddings, "data_format": _DATA_FORMAT}),
     "Reshape": (("target_shape",), {"target_shape": _target_shape}),
     "Rescaling": (("scale",), {"scale": _float(-1e30, 1e30), "offset": _float(-1e30, 1e30)}),
 }

@@ -179,7 +179,7 @@ def test_depthwise_initializer_uses_keras_fans():
     "make, match",
     [
         (lambda: layers.DepthwiseConv2D(3, depth_multiplier=0), "depth_multiplier"),
-        (lambda: layers.DepthwiseConv2D(3, data_format="channels_first"), "data_format"),
+        (lambda: layers.DepthwiseConv2D(3, data_format="channels_middle"), "data_format"),
         (lambda: layers.SeparableConv2D(0, 3), "filters"),
         (lambda: layers.SeparableConv2D(4, 3, padding="full"), "padding"),
         (lambda: layers.ZeroPadding2D(-1), "padding"),

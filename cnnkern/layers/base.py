@@ -45,6 +45,14 @@ def _padding(v: str) -> str:
     return v
 
 
+def _data_format(v: str | None) -> str:
+    if v in (None, "channels_last"):
+        return "channels_last"
+    if v != "channels_first":
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {v!r}")
+    return v
+
+
 def keras_shape(shape: Shape) -> tuple[int | None, ...]:
     """An internal per-sample shape, (C, H, W) or (F,), in Keras's order with the batch: (None, H, W, C)."""
     if len(shape) == 3:
@@ -81,13 +89,19 @@ class Layer:
         # None until build() or to_context(); forward and backward only run after one of them
         self._ctx: Context = None  # type: ignore[assignment]
 
+    # 'channels_first' (layers that accept it, see ChannelsFirstMixin): the layer sees its images in the
+    # other order; in_shape is then in the layer's own view, output_shape in the model's internal one
+    data_format = "channels_last"
+
     # --- building -------------------------------------------------------------------------------
     def build(self, in_shape: Shape, ctx: Context) -> Shape:
         """Create parameters for the per-sample input shape ``in_shape`` (internal layout); set
         ``output_shape``."""
         self._ctx = ctx
-        self.in_shape = tuple(in_shape)
-        self.output_shape = self._build(self.in_shape, ctx)
+        cf = self.data_format == "channels_first" and len(in_shape) == 3
+        self.in_shape = (in_shape[1], in_shape[2], in_shape[0]) if cf else tuple(in_shape)
+        out = self._build(self.in_shape, ctx)
+        self.output_shape = (out[2], out[0], out[1]) if cf and len(out) == 3 else out
         self.built = True
         return self.output_shape
 
@@ -170,6 +184,34 @@ class Layer:
     def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         """dL/dx from dL/dy (None when not ``need_dx``); parameter gradients go to ``grads``."""
         raise NotImplementedError
+
+
+class ChannelsFirstMixin:
+    """``data_format='channels_first'`` for an image layer, with Keras's meaning: the layer reads the axes
+    of the tensor it is given, as Keras shows it ((N, H, W, C) for a model fed channels-last images), as
+    (N, C, H, W). The model's internal layout is (N, C, H, W) for Keras's (N, H, W, C), so that view is the
+    internal array transposed by (0, 2, 3, 1), and the layer's output goes back by (0, 3, 1, 2): both are
+    views, and between two channels_first layers they cancel (no copy). A channels_first layer is never
+    fused with its neighbours. The layer implements ``_forward`` / ``_backward`` in NCHW."""
+
+    data_format: str
+
+    def _forward(self, x: BackendArray, training: bool, logits: bool) -> BackendArray:
+        raise NotImplementedError
+
+    def _backward(self, dy: BackendArray, need_dx: bool) -> BackendArray | None:
+        raise NotImplementedError
+
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+        if self.data_format == "channels_first" and x.ndim == 4:
+            return self._forward(x.transpose(0, 2, 3, 1), training, logits).transpose(0, 3, 1, 2)
+        return self._forward(x, training, logits)
+
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        if self.data_format == "channels_first" and dy.ndim == 4:
+            dx = self._backward(dy.transpose(0, 2, 3, 1), need_dx)
+            return None if dx is None else dx.transpose(0, 3, 1, 2)
+        return self._backward(dy, need_dx)
 
 
 def to_numpy(a: Any) -> np.ndarray:

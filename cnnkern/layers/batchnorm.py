@@ -8,11 +8,13 @@ import numpy as np
 
 from .. import ops
 from .._typing import BackendArray, Shape
-from .base import Context, Layer
+from .base import ChannelsFirstMixin, Context, Layer
 
 
-class BatchNormalization(Layer):
-    """Batch normalisation over the channel axis (images) or the feature axis (flat input).
+class BatchNormalization(ChannelsFirstMixin, Layer):
+    """Batch normalisation over the channel axis (images) or the feature axis (flat input): ``axis=-1``
+    (Keras's default), or ``axis=1`` for the channels of channels_first images (see ChannelsFirstMixin; on
+    flat input both are the feature axis).
 
     ``convention='keras'`` (default, as the Keras layer of this name): momentum 0.99 weighting the OLD
     running value, epsilon 1e-3, running variance biased. ``convention='torch'``: PyTorch's BatchNorm2d,
@@ -32,8 +34,12 @@ class BatchNormalization(Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if axis != -1:
-            raise ValueError(f"axis must be -1 (the channel axis of (N, H, W, C) input), got {axis!r}")
+        if axis not in (-1, 1) or isinstance(axis, bool):
+            raise ValueError(
+                f"axis must be -1 (the channels of (N, H, W, C) images) or 1 (of (N, C, H, W)), got {axis!r}"
+            )
+        self.axis = int(axis)
+        self.data_format = "channels_first" if axis == 1 else "channels_last"
         if convention not in ("torch", "keras"):
             raise ValueError(f"convention must be 'torch' or 'keras', got {convention!r}")
         self.convention = convention
@@ -61,7 +67,7 @@ class BatchNormalization(Layer):
     def _as4d(self, a: BackendArray) -> BackendArray:
         return a if a.ndim == 4 else a.reshape(a.shape[0], a.shape[1], 1, 1)
 
-    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+    def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         x4 = self._as4d(x)
         keras = self.convention == "keras"
         new_weight = 1.0 - self.momentum if keras else self.momentum
@@ -88,7 +94,7 @@ class BatchNormalization(Layer):
             self._x, self._mean, self._invstd = x4, mean, invstd
         return y.reshape(x.shape)
 
-    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+    def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         x4, self._x = self._x, None
         dx, dgamma, dbeta = ops.batchnorm2d_backward(
             self._as4d(dy),
@@ -111,6 +117,7 @@ class BatchNormalization(Layer):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
+            "axis": self.axis,
             "momentum": self.momentum,
             "epsilon": self.epsilon,
             "center": self.center,

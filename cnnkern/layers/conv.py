@@ -10,7 +10,7 @@ from .. import initializers, ops, shapes
 from .._typing import BackendArray, Shape
 from ..initializers import Initializer
 from .activation import _ActivationMixin
-from .base import Context, Layer, _padding, _pair
+from .base import ChannelsFirstMixin, Context, Layer, _data_format, _padding, _pair
 
 if TYPE_CHECKING:
     from .pool import MaxPooling2D
@@ -30,24 +30,17 @@ def _spatial_out(layer: Conv2D | SeparableConv2D, h: int, w: int) -> tuple[int, 
     return out[0], out[1]
 
 
-def _channels_last(data_format: str | None) -> None:
-    if data_format not in (None, "channels_last"):
-        raise ValueError(
-            f"data_format must be 'channels_last' (images are fed as (N, H, W, C)), got {data_format!r}"
-        )
-
-
 def _depth_multiplier(v: Any) -> int:
     if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
         raise ValueError(f"depth_multiplier must be a positive int, got {v!r}")
     return int(v)
 
 
-class Conv2D(_ActivationMixin, Layer):
+class Conv2D(ChannelsFirstMixin, _ActivationMixin, Layer):
     """2-D convolution (cross-correlation): x (N,C,H,W), kernel (filters,C,R,S), bias (filters,).
 
     ``padding='same'`` with strides > 1 pads like TensorFlow (output ceil(H/s)), the extra row/column at
-    the end. ``data_format`` other than 'channels_last' (the layout the user feeds the model) is refused.
+    the end. ``data_format='channels_first'``: see :class:`cnnkern.layers.base.ChannelsFirstMixin`.
 
     When the model puts a MaxPooling2D right after it (and the activation is not softmax), the model links
     the pair (``pool_sink``): this layer's forward then returns the pooled output, computed with
@@ -74,7 +67,7 @@ class Conv2D(_ActivationMixin, Layer):
         super().__init__(**kwargs)
         if not isinstance(filters, (int, np.integer)) or filters < 1:
             raise ValueError(f"filters must be a positive int, got {filters!r}")
-        _channels_last(data_format)
+        self.data_format = _data_format(data_format)
         if not isinstance(groups, (int, np.integer)) or groups < 1 or filters % groups:
             raise ValueError(f"groups must be a positive int dividing filters={filters}, got {groups!r}")
         self.filters = int(filters)
@@ -94,6 +87,8 @@ class Conv2D(_ActivationMixin, Layer):
     def can_fuse_pool(self) -> bool:
         """Whether a max pool after this layer can run fused with it (not after softmax, which normalises
         over the channels before pooling)."""
+        if self.data_format == "channels_first":
+            return False
         return self.activation == "linear" or self._fused_kind() is not None
 
     def _build(self, in_shape: Shape, ctx: Context) -> Shape:
@@ -117,7 +112,18 @@ class Conv2D(_ActivationMixin, Layer):
     # The MaxPooling2D right after this layer, linked by the model (Sequential.build): forward then runs conv,
     # activation and pool as one kernel (ops.conv2d_act_maxpool_forward) and hands the pooled output to that
     # layer, whose forward passes it on and whose backward passes dy back here.
-    pool_sink: MaxPooling2D | None = None
+    _pool_sink: MaxPooling2D | None = None
+
+    @property
+    def pool_sink(self) -> MaxPooling2D | None:
+        return self._pool_sink
+
+    @pool_sink.setter
+    def pool_sink(self, pool: MaxPooling2D | None) -> None:
+        # fused only where both layers read the model's own layout
+        same = pool is None or self.data_format == pool.data_format == "channels_last"
+        self._pool_sink = pool if same else None
+
     _kernel_name = "kernel"  # the key of the convolution weight in params / grads (Keras's name)
 
     def _conv_args(self, activation: bool = True) -> dict[str, Any]:
@@ -150,7 +156,7 @@ class Conv2D(_ActivationMixin, Layer):
         pool.accept_pooled(y)
         return y
 
-    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+    def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if self.pool_sink is not None:
             return self._forward_pooled(x, training, self.pool_sink)
         # conv + bias + activation in one kernel (the backend's fused epilogue where it has one)
@@ -161,7 +167,7 @@ class Conv2D(_ActivationMixin, Layer):
             self._x = x
         return self._act_fused(y, training, logits)
 
-    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+    def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         if self._pooled is not None:  # dy is the gradient of the linked pool's output
             (y, argmax), self._pooled = self._pooled, None
             x, self._x = self._x, None
@@ -209,6 +215,7 @@ class Conv2D(_ActivationMixin, Layer):
                 "padding": self.padding,
                 "dilation_rate": list(self.dilation_rate),
                 "groups": self.groups,
+                "data_format": self.data_format,
                 "use_bias": self.use_bias,
                 "kernel_initializer": initializers.name_of(self.kernel_initializer),
                 "bias_initializer": initializers.name_of(self.bias_initializer),
@@ -279,7 +286,7 @@ class DepthwiseConv2D(Conv2D):
         return cfg
 
 
-class SeparableConv2D(_ActivationMixin, Layer):
+class SeparableConv2D(ChannelsFirstMixin, _ActivationMixin, Layer):
     """Depthwise separable convolution: a depthwise convolution (groups = channels, ``depth_multiplier``
     filters each, no bias), then a 1x1 ``pointwise`` convolution to ``filters`` channels with the bias and
     the activation. Weights (Keras's names, cnnkern's canonical layout): ``depthwise_kernel``
@@ -306,7 +313,7 @@ class SeparableConv2D(_ActivationMixin, Layer):
         super().__init__(**kwargs)
         if not isinstance(filters, (int, np.integer)) or isinstance(filters, bool) or filters < 1:
             raise ValueError(f"filters must be a positive int, got {filters!r}")
-        _channels_last(data_format)
+        self.data_format = _data_format(data_format)
         self.filters = int(filters)
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.strides = _pair("strides", strides)
@@ -345,7 +352,7 @@ class SeparableConv2D(_ActivationMixin, Layer):
             backend=self._ctx.backend,
         )
 
-    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+    def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         mid = ops.conv2d_forward(x, self.params["depthwise_kernel"], None, **self._depthwise_args())
         y = ops.conv2d_bias_act_forward(
             mid,
@@ -359,7 +366,7 @@ class SeparableConv2D(_ActivationMixin, Layer):
             self._x, self._mid = x, mid
         return self._act_fused(y, training, logits)
 
-    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+    def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         dz = self._act_backward(dy)
         x, mid, self._x, self._mid = self._x, self._mid, None, None
         dmid, dpw, db = ops.conv2d_backward(
@@ -386,6 +393,7 @@ class SeparableConv2D(_ActivationMixin, Layer):
                 "padding": self.padding,
                 "dilation_rate": list(self.dilation_rate),
                 "depth_multiplier": self.depth_multiplier,
+                "data_format": self.data_format,
                 "use_bias": self.use_bias,
                 "depthwise_initializer": initializers.name_of(self.depthwise_initializer),
                 "pointwise_initializer": initializers.name_of(self.pointwise_initializer),

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._typing import BackendArray, Shape
-from .base import Context, Layer, keras_shape
+from .base import ChannelsFirstMixin, Context, Layer, _data_format, keras_shape
 
 
 class Flatten(Layer):
@@ -116,7 +116,7 @@ def _paddings(v: Any) -> tuple[tuple[int, int], tuple[int, int]]:
     )
 
 
-class ZeroPadding2D(Layer):
+class ZeroPadding2D(ChannelsFirstMixin, Layer):
     """Zero rows and columns around each image: ``padding`` an int, (rows, cols) symmetric, or
     ((top, bottom), (left, right)), as Keras."""
 
@@ -127,10 +127,7 @@ class ZeroPadding2D(Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(
-                f"data_format must be 'channels_last' (images are fed as (N, H, W, C)), got {data_format!r}"
-            )
+        self.data_format = _data_format(data_format)  # see ChannelsFirstMixin
         self.padding = _paddings(padding)
 
     def _build(self, in_shape: Shape, ctx: Context) -> Shape:
@@ -139,20 +136,24 @@ class ZeroPadding2D(Layer):
         (t, b), (l, r) = self.padding
         return (c, h + t + b, w + l + r)
 
-    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
-        (t, _), (l, _) = self.padding
-        n, _, h, w = x.shape
-        y = self._ctx.xp.zeros((n, *self.output_shape), x.dtype)  # type: ignore[misc]  # built
+    def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+        (t, b), (l, r) = self.padding
+        n, c, h, w = x.shape
+        y = self._ctx.xp.zeros((n, c, h + t + b, w + l + r), x.dtype)
         y[:, :, t : t + h, l : l + w] = x
         return y
 
-    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+    def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         (t, _), (l, _) = self.padding
         _, h, w = self.in_shape
         return self._ctx.xp.ascontiguousarray(dy[:, :, t : t + h, l : l + w])
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "padding": [list(p) for p in self.padding]}
+        return {
+            **super().get_config(),
+            "padding": [list(p) for p in self.padding],
+            "data_format": self.data_format,
+        }
 
 
 class Rescaling(Layer):
