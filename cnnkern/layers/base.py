@@ -202,6 +202,10 @@ class ChannelsFirstMixin:
     def _backward(self, dy: BackendArray, need_dx: bool) -> BackendArray | None:
         raise NotImplementedError
 
+    def _format_config(self) -> dict[str, Any]:
+        """``data_format`` for get_config, only where it is not the default (configs stay as before)."""
+        return {"data_format": self.data_format} if self.data_format == "channels_first" else {}
+
     def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if self.data_format == "channels_first" and x.ndim == 4:
             return self._forward(x.transpose(0, 2, 3, 1), training, logits).transpose(0, 3, 1, 2)

@@ -117,7 +117,7 @@ class BatchNormalization(ChannelsFirstMixin, Layer):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "axis": self.axis,
+            **({"axis": 1} if self.axis == 1 else {}),  # the default left out: configs stay as before
             "momentum": self.momentum,
             "epsilon": self.epsilon,
             "center": self.center,

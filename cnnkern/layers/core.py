@@ -152,7 +152,7 @@ class ZeroPadding2D(ChannelsFirstMixin, Layer):
         return {
             **super().get_config(),
             "padding": [list(p) for p in self.padding],
-            "data_format": self.data_format,
+            **self._format_config(),
         }
 
 

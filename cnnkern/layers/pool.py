@@ -75,7 +75,7 @@ class _Pooling2D(ChannelsFirstMixin, Layer):
             "pool_size": list(self.pool_size),
             "strides": list(self.strides),
             "padding": self.padding,
-            "data_format": self.data_format,
+            **self._format_config(),
         }
 
 
