@@ -210,3 +210,30 @@ def test_config_round_trips_through_a_saved_file(make, tmp_path):
     assert back.layers[0].get_config() == m.layers[0].get_config()
     x = np.random.default_rng(6).standard_normal((2, 9, 8, 4))
     np.testing.assert_array_equal(back.predict(x), m.predict(x))
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("target_shape", [2, 3], "target_shape must be"),
+        ("target_shape", [-1, -1, 4], "target_shape"),
+        ("padding", [[1, 2], 3], "padding must be"),
+        ("padding", -1, "padding must be"),
+        ("padding", [[1, 1], [1, 1 << 21]], "padding must be"),
+    ],
+)
+def test_a_bad_saved_config_is_refused_naming_the_layer(tmp_path, key, value, match):
+    import json
+
+    layer = layers.Reshape((-1,)) if key == "target_shape" else layers.ZeroPadding2D(1)
+    m = models.Sequential([layer], backend="reference", dtype="float64")
+    m.build((4, 4, 2))
+    m.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as f:
+        arrays = dict(f)
+    cfg = json.loads(str(arrays["__architecture__"]))
+    cfg["layers"][0]["config"][key] = value
+    arrays["__architecture__"] = np.array(json.dumps(cfg))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=f"bad.npz: layer 0 \\({type(layer).__name__} .*{match}"):
+        models.load_model(tmp_path / "bad.npz", backend="reference")
