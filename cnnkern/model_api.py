@@ -88,11 +88,13 @@ class ModelAPI:
     # --- running one batch -------------------------------------------------------------------------------
     def predict_on_batch(self, x: ArrayLike) -> np.ndarray:
         """The outputs for ``x`` as one batch (as ``predict``, without splitting it)."""
-        return self.predict(x, batch_size=max(len(x), 1), verbose=0)  # type: ignore[arg-type]
+        n = len(x)  # type: ignore[arg-type]  # an ArrayLike without len() fails here as in Keras
+        return self.predict(x, batch_size=max(n, 1), verbose=0)
 
     def test_on_batch(self, x: ArrayLike, y: ArrayLike, return_dict: bool = False) -> Any:
         """Loss (and metrics) of ``x``, ``y`` as one batch in inference mode, nothing updated (as Keras)."""
-        return self.evaluate(x, y, batch_size=max(len(x), 1), verbose=0, return_dict=return_dict)  # type: ignore[arg-type]
+        n = len(x)  # type: ignore[arg-type]
+        return self.evaluate(x, y, batch_size=max(n, 1), verbose=0, return_dict=return_dict)
 
     def __call__(self, x: ArrayLike, training: bool = False) -> np.ndarray:
         """``model(x)``: the outputs for ``x`` as one batch, a NumPy array (images as (N, H, W, C)).
