@@ -97,6 +97,30 @@ def _input_shape(v: Any) -> None:
         _int(d, 1, MAX_DIM)
 
 
+def _paddings(v: Any) -> None:
+    """ZeroPadding2D's padding: an int, a list of two, or [[top, bottom], [left, right]]."""
+    try:
+        _pair(v, 0, MAX_DIM)
+        return
+    except _Bad:
+        pass
+    if not isinstance(v, list) or len(v) != 2:
+        raise _Bad(f"an int in [0, {MAX_DIM}], a list of two or [[top, bottom], [left, right]]")
+    for p in v:
+        _pair(p, 0, MAX_DIM)
+        if not isinstance(p, list):
+            raise _Bad("[[top, bottom], [left, right]]")
+
+
+def _target_shape(v: Any) -> None:
+    if not isinstance(v, list) or len(v) not in (1, 3):
+        raise _Bad("a list [H, W, C] or [features] (one may be -1)")
+    for d in v:
+        if d != -1:
+            _int(d, 1, MAX_DIM)
+
+
+_DATA_FORMAT = _choice(None, "channels_last", "channels_first")
 _INITIALIZERS = _choice("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros", "ones")
 _ACTIVATION = _choice(*layers_mod.ACTIVATIONS, None)
 _COMMON: dict[str, Check] = {"name": _name, "trainable": _bool, "input_shape": _input_shape}
@@ -104,7 +128,7 @@ _POOL: dict[str, Check] = {
     "pool_size": _pair,
     "strides": _pair,
     "padding": _choice("valid", "same"),
-    "data_format": _choice(None, "channels_last"),
+    "data_format": _DATA_FORMAT,
 }
 # class -> (required keys, {key: check}) beyond _COMMON; keys are those of each layer's get_config()
 SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
@@ -121,7 +145,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
             "use_bias": _bool,
             "kernel_initializer": _INITIALIZERS,
             "bias_initializer": _INITIALIZERS,
-            "data_format": _choice(None, "channels_last"),
+            "data_format": _DATA_FORMAT,
         },
     ),
     "Dense": (
@@ -139,7 +163,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
     "BatchNormalization": (
         (),
         {
-            "axis": _choice(-1),
+            "axis": _choice(-1, 1),
             "momentum": _float(0.0, 1.0),
             "epsilon": _float(0.0, 1e6, lo_open=True),
             "center": _bool,
@@ -152,6 +176,41 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
     "ReLU": ((), {}),
     "LeakyReLU": ((), {"negative_slope": _float(0.0, 1e6), "alpha": _float(0.0, 1e6)}),
     "Dropout": (("rate",), {"rate": _float(0.0, 0.999999)}),
+    "DepthwiseConv2D": (
+        ("kernel_size",),
+        {
+            "kernel_size": _pair,
+            "strides": _pair,
+            "padding": _choice("valid", "same"),
+            "depth_multiplier": lambda v: _int(v, 1, MAX_DIM),
+            "dilation_rate": _pair,
+            "activation": _ACTIVATION,
+            "use_bias": _bool,
+            "depthwise_initializer": _INITIALIZERS,
+            "bias_initializer": _INITIALIZERS,
+            "data_format": _DATA_FORMAT,
+        },
+    ),
+    "SeparableConv2D": (
+        ("filters", "kernel_size"),
+        {
+            "filters": lambda v: _int(v, 1, MAX_DIM),
+            "kernel_size": _pair,
+            "strides": _pair,
+            "padding": _choice("valid", "same"),
+            "depth_multiplier": lambda v: _int(v, 1, MAX_DIM),
+            "dilation_rate": _pair,
+            "activation": _ACTIVATION,
+            "use_bias": _bool,
+            "depthwise_initializer": _INITIALIZERS,
+            "pointwise_initializer": _INITIALIZERS,
+            "bias_initializer": _INITIALIZERS,
+            "data_format": _DATA_FORMAT,
+        },
+    ),
+    "ZeroPadding2D": ((), {"padding": _paddings, "data_format": _DATA_FORMAT}),
+    "Reshape": (("target_shape",), {"target_shape": _target_shape}),
+    "Rescaling": (("scale",), {"scale": _float(-1e30, 1e30), "offset": _float(-1e30, 1e30)}),
 }
 
 
@@ -293,7 +352,12 @@ def dry_build(
         where = f"{prefix}layer {i} ({type(layer).__name__} {layer.name!r})"
         probe = copy.copy(layer)  # the caller's layer is left untouched
         probe.params, probe.state, probe.grads = {}, {}, {}
-        for attr in ("kernel_initializer", "bias_initializer"):
+        for attr in (
+            "kernel_initializer",
+            "bias_initializer",
+            "depthwise_initializer",
+            "pointwise_initializer",
+        ):
             if hasattr(probe, attr):
                 setattr(probe, attr, _shape_only(ctx))
         try:

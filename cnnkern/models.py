@@ -12,7 +12,6 @@ NaN / Inf inputs and losses follow :mod:`cnnkern.nonfinite`.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from . import layers as layers_mod
 from ._typing import BackendArray, Logs, PathLike, Shape
 from .layers import Context, Layer, keras_shape, to_numpy
 from .losses import SparseCategoricalCrossentropy
+from .model_api import ModelAPI, Progress, model_from_json
 from .saving import FORMAT, FORMAT_VERSION, load_model, save_model
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .distributed import MPIStrategy
     from .optimizers import Optimizer
 
-__all__ = ["Sequential", "SparseCategoricalCrossentropy", "load_model"]
+__all__ = ["Sequential", "SparseCategoricalCrossentropy", "load_model", "model_from_json"]
 
 _ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy")
 
@@ -47,7 +47,7 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", name).lower()
 
 
-class Sequential:
+class Sequential(ModelAPI):
     """A linear stack of layers. ``seed`` seeds the one generator used for initialisation, shuffling and
     dropout; ``dtype`` is 'float32' (every backend) or 'float64' (the reference backend)."""
 
@@ -363,10 +363,14 @@ class Sequential:
             logs[self.metrics[0]] = float(correct) / n
         return logs
 
-    def _evaluate_internal(self, X: BackendArray, Y: BackendArray, batch_size: int) -> tuple[float, float]:
+    def _evaluate_internal(
+        self, X: BackendArray, Y: BackendArray, batch_size: int, bar: Progress | None = None
+    ) -> tuple[float, float]:
         n = X.shape[0]
         loss_sum = correct = 0.0
         for lo in range(0, n, batch_size):
+            if bar is not None and lo:
+                bar.update(lo // batch_size - 1)
             hi = min(lo + batch_size, n)
             loss, probs = self._loss_and_probs(X[lo:hi], Y[lo:hi], training=False)
             loss_sum = loss_sum + loss * (hi - lo)
@@ -387,14 +391,13 @@ class Sequential:
         if X.shape[0] == 0:
             raise ValueError("x holds no samples to evaluate")
         Y = self._labels(y, X.shape[0])
-        start = time.perf_counter()
-        loss, acc = self._evaluate_internal(X, Y, 32 if batch_size is None else int(batch_size))
+        bs = 32 if batch_size is None else int(batch_size)
+        bar = Progress(-(-X.shape[0] // bs), verbose)
+        loss, acc = self._evaluate_internal(X, Y, bs, bar)
         result = {"loss": loss}
         if self.metrics:
             result[self.metrics[0]] = acc
-        if verbose:
-            text = " - ".join(f"{k}: {v:.4f}" for k, v in result.items())
-            print(f"{X.shape[0]} samples - {time.perf_counter() - start:.1f}s - {text}")
+        bar.end(result)
         if return_dict:
             return result
         return list(result.values()) if self.metrics else loss
@@ -406,10 +409,11 @@ class Sequential:
         bs = 32 if batch_size is None else int(batch_size)
         n = X.shape[0]
         out = np.empty((n,) + _output_shape(self.layers[-1]), self.dtype)
+        bar = Progress(-(-n // bs), verbose)
         for lo in range(0, n, bs):
             out[lo : lo + bs] = to_numpy(self._forward(X[lo : lo + bs], training=False, logits=False))
-        if verbose:
-            print(f"predicted {n} samples")
+            bar.update(lo // bs)
+        bar.end()
         return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
 
     # --- inspection ----------------------------------------------------------------------------------

@@ -30,9 +30,9 @@ def test_keras_defaults():
     assert layers.AveragePooling2D(3, strides=1).strides == (1, 1)
     assert layers.LeakyReLU().alpha == 0.3 and layers.LeakyReLU(alpha=0.1).alpha == 0.1
     bn = layers.BatchNormalization()
+    assert (bn.convention, bn.momentum, bn.epsilon) == ("keras", 0.99, 1e-3)
+    bn = layers.BatchNormalization(convention="torch")
     assert (bn.momentum, bn.epsilon) == (0.1, 1e-5)
-    bn = layers.BatchNormalization(convention="keras")
-    assert (bn.momentum, bn.epsilon) == (0.99, 1e-3)
 
 
 @pytest.mark.parametrize(
@@ -122,10 +122,10 @@ def test_batch_norm_conventions():
     c = x.transpose(3, 0, 1, 2).reshape(2, -1)
     mean, var_b = c.mean(axis=1), c.var(axis=1)
     var_u = var_b * c.shape[1] / (c.shape[1] - 1)
-    torch_bn = _train_bn(layers.BatchNormalization(), x)
+    torch_bn = _train_bn(layers.BatchNormalization(convention="torch"), x)
     np.testing.assert_allclose(torch_bn.state["moving_mean"], 0.1 * mean, rtol=1e-12)
     np.testing.assert_allclose(torch_bn.state["moving_variance"], 0.9 + 0.1 * var_u, rtol=1e-12)
-    keras_bn = _train_bn(layers.BatchNormalization(convention="keras"), x)
+    keras_bn = _train_bn(layers.BatchNormalization(), x)
     np.testing.assert_allclose(keras_bn.state["moving_mean"], 0.01 * mean, rtol=1e-12)
     np.testing.assert_allclose(keras_bn.state["moving_variance"], 0.99 + 0.01 * var_b, rtol=1e-10)
     # inference uses the running statistics and the convention's epsilon
@@ -209,14 +209,14 @@ def test_parameters_live_in_the_model_dtype():
         (lambda: layers.Conv2D(0, 3), "filters"),
         (lambda: layers.Conv2D(8, (3, 3, 3)), "kernel_size"),
         (lambda: layers.Conv2D(8, 3, padding="full"), "padding"),
-        (lambda: layers.Conv2D(8, 3, data_format="channels_first"), "data_format"),
+        (lambda: layers.Conv2D(8, 3, data_format="NCHW"), "data_format"),
         (lambda: layers.Conv2D(8, 3, activation="gelu"), "activation"),
         (lambda: layers.Conv2D(8, 3, groups=3), "groups"),
         (lambda: layers.MaxPooling2D(0), "pool_size"),
         (lambda: layers.Dense(-1), "units"),
         (lambda: layers.Dropout(1.0), "rate"),
         (lambda: layers.LeakyReLU(-0.1), "negative_slope"),
-        (lambda: layers.BatchNormalization(axis=1), "axis"),
+        (lambda: layers.BatchNormalization(axis=2), "axis"),
         (lambda: layers.BatchNormalization(convention="tf"), "convention"),
         (lambda: layers.BatchNormalization(epsilon=0.0), "epsilon"),
         (lambda: layers.Dense(3, input_shape=(2, 2)), "input_shape"),

@@ -20,7 +20,7 @@ def tiny_cnn(backend="reference", dtype="float64", seed=3, optimizer=None):
             4, 3, padding="same", use_bias=False, kernel_initializer="he_uniform", input_shape=(8, 8, 2)
         )
     )
-    m.add(layers.BatchNormalization())
+    m.add(layers.BatchNormalization(convention="torch"))  # the PyTorch twin's numbers
     m.add(layers.ReLU())
     m.add(layers.MaxPooling2D(2))
     m.add(layers.Conv2D(6, (3, 3), activation="relu"))

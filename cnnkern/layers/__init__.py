@@ -1,7 +1,7 @@
-"""Keras-style layers over :mod:`cnnkern.ops`: Conv2D, MaxPooling2D, AveragePooling2D, BatchNormalization,
-Dense, Flatten, Activation, ReLU, LeakyReLU, Dropout, and the random preprocessing (augmentation) layers
-RandomFlip, RandomTranslation, RandomCrop, RandomErasing, RandomRotation, RandomZoom, RandomContrast,
-RandomBrightness (``preprocessing``).
+"""Keras-style layers over :mod:`cnnkern.ops`: Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D,
+AveragePooling2D, BatchNormalization, Dense, Flatten, Reshape, ZeroPadding2D, Rescaling, Activation, ReLU,
+LeakyReLU, Dropout, and the random preprocessing (augmentation) layers RandomFlip, RandomTranslation,
+RandomCrop, RandomErasing, RandomRotation, RandomZoom, RandomContrast, RandomBrightness (``preprocessing``).
 
 Argument names and defaults are Keras's. Layouts:
 
@@ -20,7 +20,8 @@ backend (NumPy, or CuPy for cuda). Layers never call a backend directly: every k
 
 The layers live in one module per kernel family, the stems of :mod:`cnnkern.ops`: ``base`` (Layer, Context,
 shared helpers), ``activation``, ``conv``, ``pool``, ``batchnorm``, ``dense``, and ``core`` (Flatten,
-Dropout). Import them from here: the module a class lives in is not part of the API.
+Reshape, ZeroPadding2D, Rescaling, Dropout). Import them from here: the module a class lives in is not
+part of the API.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from .activation import Activation, LeakyReLU, ReLU
 from .activation import ActivationSource as ActivationSource
 from .base import Context as Context
 from .base import Layer
+from .base import Variable as Variable
 from .base import keras_shape as keras_shape
 from .base import to_numpy as to_numpy
 from .batchnorm import BatchNormalization
-from .conv import Conv2D
-from .core import Dropout, Flatten
+from .conv import Conv2D, DepthwiseConv2D, SeparableConv2D
+from .core import Dropout, Flatten, Rescaling, Reshape, ZeroPadding2D
 from .dense import Dense
 from .pool import AveragePooling2D, MaxPooling2D
 from .preprocessing import PREPROCESSING_LAYERS as PREPROCESSING_LAYERS
@@ -60,6 +62,7 @@ __all__ = [
     "BatchNormalization",
     "Conv2D",
     "Dense",
+    "DepthwiseConv2D",
     "Dropout",
     "Flatten",
     "Layer",
@@ -74,6 +77,10 @@ __all__ = [
     "RandomTranslation",
     "RandomZoom",
     "ReLU",
+    "Rescaling",
+    "Reshape",
+    "SeparableConv2D",
+    "ZeroPadding2D",
     "fuse_preprocessing",
 ]
 
@@ -91,6 +98,11 @@ LAYERS: dict[str, type[Layer]] = {
         ReLU,
         LeakyReLU,
         Dropout,
+        DepthwiseConv2D,
+        SeparableConv2D,
+        ZeroPadding2D,
+        Reshape,
+        Rescaling,
     )
 }
 LAYERS.update({cls.__name__: cls for cls in PREPROCESSING_LAYERS})  # issue 16's augmentation layers
@@ -100,4 +112,7 @@ def from_config(class_name: str, config: dict[str, Any]) -> Layer:
     """Rebuild a layer from ``get_config()`` output (used by :func:`cnnkern.models.load_model`)."""
     if class_name not in LAYERS:
         raise ValueError(f"unknown layer class {class_name!r} (known: {', '.join(LAYERS)})")
+    if class_name == "BatchNormalization" and "convention" not in config:
+        # get_config always names it; a config without it predates the key, when 'torch' was the default
+        config = {**config, "convention": "torch"}
     return LAYERS[class_name](**config)

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 from .. import ops, shapes
 from .._typing import BackendArray, Shape
 from .activation import ActivationSource
-from .base import Context, Layer, _padding, _pair
+from .base import ChannelsFirstMixin, Context, Layer, _data_format, _padding, _pair
 
 if TYPE_CHECKING:
     from .conv import Conv2D
 
 
-class _Pooling2D(Layer):
+class _Pooling2D(ChannelsFirstMixin, Layer):
     """Shared geometry of the pooling layers. ``padding='same'`` follows TensorFlow: output ceil(H/s), the
     window grid padded by (lo, hi) with hi - lo in {0, 1}; that is pool padding ``lo`` on both sides plus
     ceil_mode for the one extra at the end (whose overhang max pooling ignores and average pooling does not
@@ -28,8 +28,7 @@ class _Pooling2D(Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"data_format must be 'channels_last', got {data_format!r}")
+        self.data_format = _data_format(data_format)  # see ChannelsFirstMixin
         self.pool_size = _pair("pool_size", pool_size)
         self.strides = self.pool_size if strides is None else _pair("strides", strides)
         self.padding = _padding(padding)
@@ -76,6 +75,7 @@ class _Pooling2D(Layer):
             "pool_size": list(self.pool_size),
             "strides": list(self.strides),
             "padding": self.padding,
+            **self._format_config(),
         }
 
 
@@ -88,9 +88,20 @@ class MaxPooling2D(_Pooling2D):
     scatter and activation gradient in one pass); the source then skips its own activation gradient.
     """
 
-    act_source: ActivationSource | None = None
     # a Conv2D right before, linked by the model to run with this pool as one kernel
     conv_source: Conv2D | None = None
+    _act_source: ActivationSource | None = None
+
+    @property
+    def act_source(self) -> ActivationSource | None:
+        return self._act_source
+
+    @act_source.setter
+    def act_source(self, source: ActivationSource | None) -> None:
+        # the activation's output must be in this pool's layout: both in the model's own
+        same = self.data_format == getattr(source, "data_format", "channels_last") == "channels_last"
+        self._act_source = source if same else None
+
     # the output that conv_source computed for this layer, until forward passes it on
     _prepooled: BackendArray | None = None
     _fused = False  # the last training forward was conv_source's: backward passes dy back to it
@@ -110,7 +121,7 @@ class MaxPooling2D(_Pooling2D):
         self._prepooled = y
         self._fused = False
 
-    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+    def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if self._prepooled is not None and x is self._prepooled:  # conv_source already pooled it
             self._prepooled = None
             self._fused = training
@@ -122,7 +133,7 @@ class MaxPooling2D(_Pooling2D):
         self._x_shape = x.shape
         return y
 
-    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+    def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         if self._fused:  # conv_source's backward applies this pool's (and its activation's) gradient
             self._fused = False
             return dy
@@ -148,10 +159,10 @@ class AveragePooling2D(_Pooling2D):
         self._geom["count_include_pad"] = False
         return out
 
-    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+    def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if training:
             self._x_shape = x.shape
         return ops.avgpool2d_forward(x, **self._geom, backend=self._ctx.backend)
 
-    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+    def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         return ops.avgpool2d_backward(dy, self._x_shape, **self._geom, backend=self._ctx.backend)
