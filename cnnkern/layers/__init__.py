@@ -1,5 +1,6 @@
-"""Keras-style layers over :mod:`cnnkern.ops`: Conv2D, MaxPooling2D, AveragePooling2D, BatchNormalization,
-Dense, Flatten, Activation, ReLU, LeakyReLU, Dropout.
+"""Keras-style layers over :mod:`cnnkern.ops`: Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+GlobalMaxPooling2D, BatchNormalization, Dense, Flatten, Activation, ReLU, LeakyReLU, Dropout, Add,
+Concatenate, InputLayer (and Input).
 
 Argument names and defaults are Keras's. Layouts:
 
@@ -17,8 +18,10 @@ backend (NumPy, or CuPy for cuda). Layers never call a backend directly: every k
 :mod:`cnnkern.ops`.
 
 The layers live in one module per kernel family, the stems of :mod:`cnnkern.ops`: ``base`` (Layer, Context,
-shared helpers), ``activation``, ``conv``, ``pool``, ``batchnorm``, ``dense``, and ``core`` (Flatten,
-Dropout). Import them from here: the module a class lives in is not part of the API.
+shared helpers), ``activation``, ``conv``, ``pool`` (also the global poolings), ``batchnorm``, ``dense``,
+``core`` (Flatten, Dropout), ``merge`` (Add, Concatenate: called on a list of tensors) and ``input`` (Input,
+InputLayer, KerasTensor: the functional API, see :class:`cnnkern.models.Model`). Import them from here:
+the module a class lives in is not part of the API.
 """
 
 from __future__ import annotations
@@ -38,16 +41,25 @@ from .batchnorm import BatchNormalization
 from .conv import Conv2D
 from .core import Dropout, Flatten
 from .dense import Dense
-from .pool import AveragePooling2D, MaxPooling2D
+from .input import Input, InputLayer
+from .input import KerasTensor as KerasTensor
+from .merge import Add, Concatenate
+from .pool import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D
 
 __all__ = [
     "Activation",
+    "Add",
     "AveragePooling2D",
     "BatchNormalization",
+    "Concatenate",
     "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "Input",
+    "InputLayer",
     "Layer",
     "LeakyReLU",
     "MaxPooling2D",
@@ -68,6 +80,11 @@ LAYERS: dict[str, type[Layer]] = {
         ReLU,
         LeakyReLU,
         Dropout,
+        InputLayer,
+        Add,
+        Concatenate,
+        GlobalAveragePooling2D,
+        GlobalMaxPooling2D,
     )
 }
 

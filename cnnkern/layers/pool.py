@@ -1,4 +1,5 @@
-"""Pooling layers: :class:`MaxPooling2D`, :class:`AveragePooling2D`."""
+"""Pooling layers: :class:`MaxPooling2D`, :class:`AveragePooling2D`, :class:`GlobalAveragePooling2D`,
+:class:`GlobalMaxPooling2D`."""
 
 from __future__ import annotations
 
@@ -155,3 +156,67 @@ class AveragePooling2D(_Pooling2D):
 
     def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         return ops.avgpool2d_backward(dy, self._x_shape, **self._geom, backend=self._ctx.backend)
+
+
+class _GlobalPooling2D(Layer):
+    """Pooling over the whole H x W plane: the pooling kernels with one window the size of the input
+    (ops.*pool2d_* with kernel_size = stride = (H, W)). Output (C,), or (1, 1, C) with ``keepdims``."""
+
+    def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"data_format must be 'channels_last', got {data_format!r}")
+        self.keepdims = bool(keepdims)
+
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
+        self._require_images(in_shape)
+        c, h, w = in_shape
+        self._geom: dict[str, Any] = {"kernel_size": (h, w), "stride": (h, w)}
+        return (c, 1, 1) if self.keepdims else (c,)
+
+    def _unflat(self, dy: BackendArray) -> BackendArray:
+        return dy.reshape(dy.shape[0], dy.shape[1], 1, 1)
+
+    def _out(self, y: BackendArray) -> BackendArray:
+        return y if self.keepdims else y.reshape(y.shape[0], y.shape[1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """The mean over H x W of each channel (ops.avgpool2d_*)."""
+
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+        if training:
+            self._x_shape = x.shape
+        return self._out(ops.avgpool2d_forward(x, **self._geom, backend=self._ctx.backend))
+
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        return ops.avgpool2d_backward(
+            self._unflat(dy), self._x_shape, **self._geom, backend=self._ctx.backend
+        )
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """The maximum over H x W of each channel (ops.maxpool2d_*; the argmax kept for backward)."""
+
+    _argmax: BackendArray | None = None
+
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+        if not training:
+            return self._out(
+                ops.maxpool2d_forward(x, **self._geom, return_argmax=False, backend=self._ctx.backend)
+            )
+        y, self._argmax = ops.maxpool2d_forward(x, **self._geom, backend=self._ctx.backend)
+        self._x_shape = x.shape
+        return self._out(y)
+
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        argmax, self._argmax = self._argmax, None
+        if argmax is None:
+            raise RuntimeError(f"{self.name}: backward called without a training forward before it")
+        return ops.maxpool2d_backward(self._unflat(dy), argmax, self._x_shape, backend=self._ctx.backend)
+
+    def _clear(self) -> None:
+        self._argmax = None
