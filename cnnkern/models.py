@@ -26,6 +26,7 @@ from ._typing import BackendArray, Logs, PathLike, Shape
 from .graph import Graph
 from .layers import Context, Layer, keras_shape, to_numpy
 from .losses import SparseCategoricalCrossentropy
+from .plan import Plan
 from .saving import FORMAT, FORMAT_VERSION, FUNCTIONAL_FORMAT, load_model, save_model
 
 if TYPE_CHECKING:
@@ -67,8 +68,9 @@ class Model:
     for initialisation, shuffling and dropout; ``dtype`` is 'float32' (every backend) or 'float64' (the
     reference backend). :class:`Sequential` is the special case of a linear stack."""
 
-    # set by build(): the per-sample input shape (Keras order)
+    # set by build(): the per-sample input shape (Keras order) and the execution plan (cnnkern.plan)
     _input_shape: Shape
+    _plan: Plan
     _graph: Graph | None = None
 
     def __init__(
@@ -181,7 +183,7 @@ class Model:
     def _build_layers(self, internal: Shape, ctx: Context) -> None:
         """Build the layers for the per-sample input ``internal`` (C, H, W) / (F,) on ``ctx``."""
         assert self._graph is not None
-        self._graph.build(internal, ctx)
+        self._plan = self._graph.build(internal, ctx)
 
     def to_backend(self, backend: str | Backend) -> Model:
         """Move the model (weights, running statistics, optimizer state) to ``backend``; returns self."""
@@ -283,8 +285,7 @@ class Model:
 
     # --- running -----------------------------------------------------------------------------------------
     def _forward(self, x: BackendArray, training: bool, logits: bool) -> BackendArray:
-        assert self._graph is not None
-        return self._graph.forward(x, training, logits)
+        return self._plan.forward(x, training, logits)
 
     def _loss_and_probs(
         self, xb: BackendArray, yb: BackendArray, training: bool
@@ -302,8 +303,7 @@ class Model:
 
     def _backward(self, d: BackendArray) -> None:
         """Back-propagate the loss gradient ``d`` (of the logits); each layer's ``grads`` filled in."""
-        assert self._graph is not None
-        self._graph.backward(d)
+        self._plan.backward(d)
 
     def _train_step(
         self, xb: BackendArray, yb: BackendArray, epoch: int | None = None, step: int = 0, check: bool = True
@@ -428,9 +428,10 @@ class Model:
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
-    def summary(self, print_fn: Callable[[str], object] = print) -> None:
+    def summary(self, print_fn: Callable[[str], object] = print, plan: bool = False) -> None:
         """A table: layer (type), output shape (Keras order), parameter count (and, for a functional model,
-        the layers each is connected to); then the totals."""
+        the layers each is connected to); then the totals. ``plan``: then the execution plan, its steps in
+        order and the kernels each calls forward and backward (:mod:`cnnkern.plan`)."""
         self.build()
         links = self._graph.connections() if self._graph is not None else None
         rows = [
@@ -461,6 +462,9 @@ class Model:
             f"Non-trainable params: {total - trainable:,}",
             "_" * width,
         ]
+        if plan:
+            lines += [f"Plan: {len(self._plan.steps)} steps (backward runs them in reverse)"]
+            lines += self._plan.describe()
         print_fn("\n".join(lines))
 
     # --- weights, save and load -------------------------------------------------------------------------

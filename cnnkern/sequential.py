@@ -1,6 +1,6 @@
 """:class:`Sequential`: a linear stack of layers, the special case of :class:`cnnkern.models.Model` whose
-graph is a chain. It keeps its own forward and backward loops (a chain needs no graph bookkeeping: the
-classic CNN's step stays as fast as it was) and its own file format ('cnnkern-sequential')."""
+graph is a chain: its plan (:mod:`cnnkern.plan`) is that of the chain. It keeps its own file format
+('cnnkern-sequential')."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 from numpy.typing import DTypeLike
 
 from . import layers as layers_mod
-from ._typing import BackendArray, Shape
+from ._typing import Shape
 from .layers import Context, Layer
 from .layers.input import InputLayer, KerasTensor
 from .models import Model, _name_layer
+from .plan import Plan
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -24,9 +25,6 @@ class Sequential(Model):
     sets the input shape as ``input_shape=`` on the first layer does. ``seed`` seeds the one generator used
     for initialisation, shuffling and dropout; ``dtype`` is 'float32' (every backend) or 'float64' (the
     reference backend)."""
-
-    # set by build(): the index of the first layer with weights
-    _first_param: int
 
     def __init__(
         self,
@@ -77,25 +75,9 @@ class Sequential(Model):
         dry_build(self.layers, internal, self.dtype)
         for layer in self.layers:
             internal = layer.build(internal, ctx)
-        # a max pool right after a Conv2D runs with it as one kernel pair (ops.conv2d_act_maxpool_*); after
-        # any other layer with an activation, it applies that activation's gradient in its own backward pass
-        for prev, layer in zip(self.layers, self.layers[1:]):
-            if not isinstance(layer, layers_mod.MaxPooling2D):
-                continue
-            conv = prev if isinstance(prev, layers_mod.Conv2D) and prev.can_fuse_pool() else None
-            layer.conv_source = conv
-            if conv is not None:
-                conv.pool_sink = layer
-            layer.act_source = prev if conv is None and hasattr(prev, "take_activation") else None
-        self._first_param = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))
+        self._plan = self._chain_plan()
 
-    def _forward(self, x: BackendArray, training: bool, logits: bool) -> BackendArray:
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = layer.forward(x, training=training, logits=logits and i == last)
-        return x
-
-    def _backward(self, d: BackendArray) -> None:
-        # layers before the first one with parameters are not back-propagated through
-        for i in range(len(self.layers) - 1, self._first_param - 1, -1):
-            d = self.layers[i].backward(d, need_dx=i > self._first_param)
+    def _chain_plan(self, **fusions: bool) -> Plan:
+        """The plan of the chain (layer i reads layer i - 1; the first, the model input)."""
+        n = len(self.layers)
+        return Plan(self.layers, [[i - 1] if i else [] for i in range(n)], [False] * n, **fusions)

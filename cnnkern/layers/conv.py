@@ -22,11 +22,11 @@ class Conv2D(_ActivationMixin, Layer):
     ``padding='same'`` with strides > 1 pads like TensorFlow (output ceil(H/s)), the extra row/column at
     the end. ``data_format`` other than 'channels_last' (the layout the user feeds the model) is refused.
 
-    When the model puts a MaxPooling2D right after it (and the activation is not softmax), the model links
-    the pair (``pool_sink``): this layer's forward then returns the pooled output, computed with
-    ops.conv2d_act_maxpool_forward, and the pool passes it on (and passes dy back); the model's results are
-    those of the unlinked pair (to rounding where pool windows overlap: the activation's gradient is then
-    applied before the pool's scatter-add instead of after).
+    When only a MaxPooling2D reads its output (and the activation is not softmax), the model's plan
+    (:mod:`cnnkern.plan`) runs the pair as one step: :meth:`forward_pooled` returns the pooled output,
+    computed with ops.conv2d_act_maxpool_forward, and :meth:`backward` takes the pooled output's gradient;
+    the results are those of the separate pair (to rounding where pool windows overlap: the activation's
+    gradient is then applied before the pool's scatter-add instead of after).
     """
 
     def __init__(
@@ -98,11 +98,6 @@ class Conv2D(_ActivationMixin, Layer):
             )
         return (self.filters, out[0], out[1])
 
-    # The MaxPooling2D right after this layer, linked by the model (Sequential.build): forward then runs conv,
-    # activation and pool as one kernel (ops.conv2d_act_maxpool_forward) and hands the pooled output to that
-    # layer, whose forward passes it on and whose backward passes dy back here.
-    pool_sink: MaxPooling2D | None = None
-
     def _conv_args(self, activation: bool = True) -> dict[str, Any]:
         """The keywords every conv kernel call of this layer takes (with the activation's, for the fused
         kernels that apply it)."""
@@ -117,7 +112,8 @@ class Conv2D(_ActivationMixin, Layer):
             args.update(activation=self._fused_kind(), alpha=self.alpha)
         return args
 
-    def _forward_pooled(self, x: BackendArray, training: bool, pool: MaxPooling2D) -> BackendArray:
+    def forward_pooled(self, x: BackendArray, training: bool, pool: MaxPooling2D) -> BackendArray:
+        """Conv, activation and ``pool`` as one kernel: the pool's output (the plan's fused step)."""
         out = ops.conv2d_act_maxpool_forward(
             x,
             self.params["kernel"],
@@ -130,12 +126,9 @@ class Conv2D(_ActivationMixin, Layer):
         if training:
             self._x, self._pooled = x, out
             self._out, self._passthrough, self._act_taken = None, False, False
-        pool.accept_pooled(y)
         return y
 
     def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
-        if self.pool_sink is not None:
-            return self._forward_pooled(x, training, self.pool_sink)
         # conv + bias + activation in one kernel (the backend's fused epilogue where it has one)
         y = ops.conv2d_bias_act_forward(
             x, self.params["kernel"], self.params.get("bias"), **self._conv_args()
@@ -145,7 +138,7 @@ class Conv2D(_ActivationMixin, Layer):
         return self._act_fused(y, training, logits)
 
     def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
-        if self._pooled is not None:  # dy is the gradient of the linked pool's output
+        if self._pooled is not None:  # dy is the gradient of the fused pool's output (forward_pooled)
             (y, argmax), self._pooled = self._pooled, None
             x, self._x = self._x, None
             dx, dw, db = ops.conv2d_act_maxpool_backward(

@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import ops, shapes
 from .._typing import BackendArray, Shape
 from .activation import ActivationSource
 from .base import Context, Layer, _padding, _pair
-
-if TYPE_CHECKING:
-    from .conv import Conv2D
 
 
 class _Pooling2D(Layer):
@@ -83,18 +80,14 @@ class _Pooling2D(Layer):
 class MaxPooling2D(_Pooling2D):
     """Max pooling (window ``pool_size``, default stride = pool_size); keeps the argmax for backward.
 
-    When the model puts it right after a Conv2D, the two run as one kernel pair (``conv_source``, see
-    Conv2D). Right after another layer with an activation (ReLU, Dense...), the model links that layer as
-    ``act_source`` and backward returns the gradient before the activation (ops.maxpool2d_act_backward: pool
-    scatter and activation gradient in one pass); the source then skips its own activation gradient.
+    Where it alone reads a Conv2D's output, the model's plan runs the two as one kernel pair (see
+    Conv2D.forward_pooled) and this layer is not called. Where it alone reads another layer with an
+    activation (ReLU, Dense...), the plan calls :meth:`backward_through` with that layer, which returns the
+    gradient before the activation (ops.maxpool2d_act_backward: pool scatter and activation gradient in one
+    pass); the source then skips its own activation gradient.
     """
 
-    act_source: ActivationSource | None = None
-    # a Conv2D right before, linked by the model to run with this pool as one kernel
-    conv_source: Conv2D | None = None
-    # the output that conv_source computed for this layer, until forward passes it on
-    _prepooled: BackendArray | None = None
-    _fused = False  # the last training forward was conv_source's: backward passes dy back to it
+    _argmax: BackendArray | None = None
 
     def fused_geometry(self) -> dict[str, Any]:
         """This pool's arguments to ops.conv2d_act_maxpool_forward."""
@@ -106,39 +99,36 @@ class MaxPooling2D(_Pooling2D):
             ceil_mode=g["ceil_mode"],
         )
 
-    def accept_pooled(self, y: BackendArray) -> None:
-        """Called by conv_source's fused forward with this layer's output."""
-        self._prepooled = y
-        self._fused = False
-
     def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
-        if self._prepooled is not None and x is self._prepooled:  # conv_source already pooled it
-            self._prepooled = None
-            self._fused = training
-            return x
-        self._prepooled, self._fused = None, False
         if not training:  # no argmax needed: the kernel skips writing it
             return ops.maxpool2d_forward(x, **self._geom, return_argmax=False, backend=self._ctx.backend)
         y, self._argmax = ops.maxpool2d_forward(x, **self._geom, backend=self._ctx.backend)
         self._x_shape = x.shape
         return y
 
-    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
-        if self._fused:  # conv_source's backward applies this pool's (and its activation's) gradient
-            self._fused = False
-            return dy
+    def _take_argmax(self) -> BackendArray:
         argmax, self._argmax = self._argmax, None
         if argmax is None:
             raise RuntimeError(f"{self.name}: backward called without a training forward before it")
-        taken = self.act_source.take_activation() if self.act_source is not None else None
-        if taken is not None:
-            a, kind, alpha = taken
-            return ops.maxpool2d_act_backward(dy, argmax, a, kind, alpha=alpha, backend=self._ctx.backend)
-        return ops.maxpool2d_backward(dy, argmax, self._x_shape, backend=self._ctx.backend)
+        return argmax
+
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        return ops.maxpool2d_backward(dy, self._take_argmax(), self._x_shape, backend=self._ctx.backend)
+
+    def backward_through(self, dy: BackendArray, source: ActivationSource) -> BackendArray | None:
+        """The gradient before ``source``'s activation (the layer this pool reads): pool scatter and that
+        activation's gradient in one pass, after which ``source`` skips its own; plain backward where
+        ``source`` has no activation gradient to hand over (linear, softmax)."""
+        taken = source.take_activation()
+        if taken is None:
+            return self.backward(dy)
+        a, kind, alpha = taken
+        return ops.maxpool2d_act_backward(
+            dy, self._take_argmax(), a, kind, alpha=alpha, backend=self._ctx.backend
+        )
 
     def _clear(self) -> None:
-        self._argmax = self._prepooled = None
-        self._fused = False
+        self._argmax = None
 
 
 class AveragePooling2D(_Pooling2D):
