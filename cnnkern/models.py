@@ -91,10 +91,15 @@ class Model:
         self._setup(name or "model", backend, dtype, seed)
         taken: set[str] = set()
         for layer in graph.layers:
-            if layer._ctx is not None:
-                raise ValueError(f"layer {layer.name!r} already belongs to a built model; create a new one")
+            owner = getattr(layer, "_owner", None)
+            if owner is not None or layer._ctx is not None:
+                raise ValueError(
+                    f"layer {layer.name!r} already belongs to model {owner!r}: models sharing layers (e.g. a "
+                    f"sub-model of another model's tensors) are not supported; call new layers"
+                )
         for layer in graph.layers:
             _name_layer(layer, taken, self.name)
+            layer._owner = self.name  # type: ignore[attr-defined]
         self._graph = graph
         self.layers.extend(graph.layers)
 

@@ -248,6 +248,9 @@ def test_what_is_not_supported_says_so():
         layers.Add()([a, keras.Input((3,))])
     with pytest.raises(TypeError, match="takes a list of two or more tensors"):
         layers.Add()(a)
+    model = keras.Model(a, layers.Dense(2)(a))
+    with pytest.raises(ValueError, match=f"already belongs to model {model.name!r}: models sharing layers"):
+        keras.Model(a, layers.Dense(3)(a))  # `a` is that model's input
     with pytest.raises(TypeError, match="model.predict"):
         layers.Dense(2)(np.zeros((1, 4)))
     assert isinstance(dense, Layer)
