@@ -164,7 +164,7 @@ def test_conv_pool_fuse_only_where_the_pool_alone_reads_the_conv(torch):
     np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", ["cpp", "numba"])
+@pytest.mark.parametrize("name", ["cpp", "numba", "cuda"])
 def test_resnet_trains_on_the_fast_backends(name):
     load_backend(name)
     model = resnet(backend=name, seed=0)
@@ -221,6 +221,42 @@ def test_sequential_takes_an_input_first():
     assert model.predict(np.zeros((3, 4, 4, 1))).shape == (3, 2)
     assert model.get_config()["format"] == "cnnkern-sequential"  # files of Sequential models are unchanged
     assert isinstance(model, keras.Model) and keras.layers.Input is keras.Input
+
+
+def test_a_functional_chain_is_the_sequential_model():
+    """The same layers as a chain of calls and as a Sequential: the same plan, the same losses bit for bit."""
+
+    def stack():
+        return [
+            layers.Conv2D(4, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Activation("tanh"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(3, activation="softmax"),
+        ]
+
+    seq = keras.Sequential([keras.Input((10, 10, 1)), *stack()], backend="reference", seed=2)
+    x = inputs = keras.Input((10, 10, 1))
+    for layer in stack():
+        x = layer(x)
+    fun = keras.Model(inputs, x, backend="reference", seed=2)
+    seq.build(), fun.build()
+    fun.set_weights(seq.get_weights())
+    kinds = [[type(l).__name__ for l in s.layers] for s in seq._plan.steps]
+    assert kinds == [["Conv2D", "MaxPooling2D"], ["Activation"], ["MaxPooling2D"], ["Flatten"], ["Dense"]]
+    assert [[type(l).__name__ for l in s.layers] for s in fun._plan.steps[1:]] == kinds
+    assert seq._plan.steps[2].act_from is seq.layers[2] and fun._plan.steps[3].act_from is fun.layers[3]
+    xs, ys = _data(n=6, shape=(10, 10, 1), classes=3)
+    for model in (seq, fun):
+        model.compile(optimizer="adam")
+    for _ in range(3):
+        assert seq.train_on_batch(xs, ys) == fun.train_on_batch(xs, ys)
+    lines = []
+    seq.summary(print_fn=lines.append, plan=True)
+    assert (
+        "conv2d_act_maxpool_forward" in lines[0] and "maxpool2d_act_backward (with activation's" in lines[0]
+    )
 
 
 def test_summary_names_the_connections():
