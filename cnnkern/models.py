@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import backends, losses, nonfinite, ops, optimizers
 from ._typing import BackendArray, Logs, PathLike, Shape
 from .graph import Graph
-from .layers import Context, Layer, keras_shape, to_numpy
+from .layers import Context, Layer, to_numpy
 from .losses import SparseCategoricalCrossentropy
 from .plan import Plan
 from .saving import FORMAT, FORMAT_VERSION, FUNCTIONAL_FORMAT, load_model, save_model
@@ -437,40 +437,10 @@ class Model:
         """A table: layer (type), output shape (Keras order), parameter count (and, for a functional model,
         the layers each is connected to); then the totals. ``plan``: then the execution plan, its steps in
         order and the kernels each calls forward and backward (:mod:`cnnkern.plan`)."""
+        from .summary import summary_text
+
         self.build()
-        links = self._graph.connections() if self._graph is not None else None
-        rows = [
-            (f"{l.name} ({type(l).__name__})", str(keras_shape(_output_shape(l))), f"{l.count_params():,}")
-            for l in self.layers
-        ]
-        w0 = max(28, *(len(r[0]) + 2 for r in rows))
-        w1 = max(22, *(len(r[1]) + 2 for r in rows))
-        w3 = 0 if links is None else max(14, *(len(c) + 2 for c in links))
-        width = w0 + w1 + 12 + w3
-        trainable = sum(int(a.size) for l in self.layers if l.trainable for a in l.params.values())
-        total = self.count_params()
-        lines = [
-            f'Model: "{self.name}"  (backend: {self._ctx.backend.name}, {self.dtype.name})',
-            "_" * width,
-            f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}{'Param #':>10}"
-            + ("" if links is None else f"  {'Connected to':<{w3 - 2}}"),
-            "=" * width,
-        ]
-        lines += [
-            f"{a:<{w0}}{b:<{w1}}{c:>10}" + ("" if links is None else f"  {links[i]}").rstrip()
-            for i, (a, b, c) in enumerate(rows)
-        ]
-        lines += [
-            "=" * width,
-            f"Total params: {total:,}",
-            f"Trainable params: {trainable:,}",
-            f"Non-trainable params: {total - trainable:,}",
-            "_" * width,
-        ]
-        if plan:
-            lines += [f"Plan: {len(self._plan.steps)} steps (backward runs them in reverse)"]
-            lines += self._plan.describe()
-        print_fn("\n".join(lines))
+        print_fn(summary_text(self, plan))
 
     # --- weights, save and load -------------------------------------------------------------------------
     def _weight_items(self) -> Iterator[tuple[str, Layer, dict[str, BackendArray], str]]:
