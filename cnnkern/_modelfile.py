@@ -25,7 +25,7 @@ from .initializers import Initializer
 
 if TYPE_CHECKING:
     from .backends.base import Backend
-    from .models import Sequential
+    from .models import Model
 
 Check = Callable[[Any], None]
 """A check of one JSON value: returns if it is valid, raises :class:`_Bad` saying what was expected if not."""
@@ -211,6 +211,11 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
     "ZeroPadding2D": ((), {"padding": _paddings, "data_format": _DATA_FORMAT}),
     "Reshape": (("target_shape",), {"target_shape": _target_shape}),
     "Rescaling": (("scale",), {"scale": _float(-1e30, 1e30), "offset": _float(-1e30, 1e30)}),
+    "InputLayer": (("shape",), {"shape": _input_shape}),
+    "Add": ((), {}),
+    "Concatenate": ((), {"axis": lambda v: _int(v, -1, 3)}),
+    "GlobalAveragePooling2D": ((), {"keepdims": _bool, "data_format": _choice(None, "channels_last")}),
+    "GlobalMaxPooling2D": ((), {"keepdims": _bool, "data_format": _choice(None, "channels_last")}),
 }
 
 
@@ -338,6 +343,44 @@ def _shape_only(ctx: _ShapeContext) -> Initializer:
     return init
 
 
+def probe(
+    layer: layers_mod.Layer, in_shape: Any, ctx: _ShapeContext | None = None
+) -> tuple[Shape, dict[str, Shape]]:
+    """The output shape and ``{weight name: shape}`` of ``layer`` on the per-sample input ``in_shape``
+    (internal layout; a list of shapes for a merge layer), from a build of a copy of it: ``layer`` is left
+    untouched. cnnkern's own layers build with shapes only (nothing of the weights' size is allocated; the
+    weights counted in ``ctx`` against :data:`MAX_PARAMS`); a user's own Layer subclass builds for real on
+    the reference backend (its _build may need more than shapes). Raises ``ValueError`` (build errors, an
+    output over :data:`MAX_ACTIVATION` values per sample)."""
+    ctx = ctx or _ShapeContext("float32")
+    copy_ = copy.copy(layer)
+    copy_.params, copy_.state, copy_.grads = {}, {}, {}
+    build_ctx: layers_mod.Context = ctx
+    if type(layer) in _BUILTIN:
+        for attr in (
+            "kernel_initializer",
+            "bias_initializer",
+            "depthwise_initializer",
+            "pointwise_initializer",
+        ):
+            if hasattr(copy_, attr):
+                setattr(copy_, attr, _shape_only(ctx))
+    else:
+        from . import backends
+
+        build_ctx = layers_mod.Context(backends.resolve("reference"), "float32", np.random.default_rng(0))
+    out = copy_.build(in_shape, build_ctx)
+    n = 1
+    for d in out:
+        n *= int(d)
+    if n > MAX_ACTIVATION:
+        raise ValueError(
+            f"outputs {n:,} values per sample (shape {tuple(out)}), over the limit of {MAX_ACTIVATION:,}"
+        )
+    weights = {k: tuple(a.shape) for d in (copy_.params, copy_.state) for k, a in d.items()}
+    return tuple(out), weights
+
+
 def dry_build(
     layer_list: Sequence[layers_mod.Layer], internal: Shape, dtype: DTypeLike, prefix: str = ""
 ) -> dict[str, Shape]:
@@ -350,31 +393,12 @@ def dry_build(
         if type(layer) not in _BUILTIN:  # a user's own Layer subclass: its _build may need more than shapes,
             return out  # so the checks stop here and its real build reports its own errors
         where = f"{prefix}layer {i} ({type(layer).__name__} {layer.name!r})"
-        probe = copy.copy(layer)  # the caller's layer is left untouched
-        probe.params, probe.state, probe.grads = {}, {}, {}
-        for attr in (
-            "kernel_initializer",
-            "bias_initializer",
-            "depthwise_initializer",
-            "pointwise_initializer",
-        ):
-            if hasattr(probe, attr):
-                setattr(probe, attr, _shape_only(ctx))
         try:
-            internal = probe.build(internal, ctx)
+            internal, weights = probe(layer, internal, ctx)
         except (ValueError, _Bad) as exc:
             raise ValueError(f"{where}: {exc}") from None
-        n = 1
-        for d in internal:
-            n *= int(d)
-        if n > MAX_ACTIVATION:
-            raise ValueError(
-                f"{where}: outputs {n:,} values per sample (shape {tuple(internal)}), over the limit of "
-                f"{MAX_ACTIVATION:,}"
-            )
-        for weights in (probe.params, probe.state):
-            for k, a in weights.items():
-                out[f"{i:03d}.{probe.name}/{k}"] = tuple(a.shape)
+        for k, shape in weights.items():
+            out[f"{i:03d}.{layer.name}/{k}"] = shape
     return out
 
 
@@ -389,14 +413,14 @@ def expected_weights(path: PathLike, cfg: dict[str, Any]) -> dict[str, Shape]:
 
 def check_architecture(path: PathLike, cfg: Any) -> None:
     """The top level of a saved architecture: format, name, dtype, input shape, layers list, compile."""
-    from .saving import FORMAT, FORMAT_VERSION
+    from .saving import FORMAT, FORMAT_VERSION, FUNCTIONAL_FORMAT
 
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: the architecture must be a JSON object, got {_short(cfg)}")
-    if cfg.get("format") != FORMAT or cfg.get("version") != FORMAT_VERSION:
+    if cfg.get("format") not in (FORMAT, FUNCTIONAL_FORMAT) or cfg.get("version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: format {cfg.get('format')!r} version {cfg.get('version')!r}, expected "
-            f"{FORMAT!r} version {FORMAT_VERSION}"
+            f"{FORMAT!r} or {FUNCTIONAL_FORMAT!r} version {FORMAT_VERSION}"
         )
     missing = [k for k in ("name", "dtype", "input_shape", "layers") if k not in cfg]
     if missing:
@@ -511,9 +535,10 @@ def _read(
         raise ValueError(f"{where}: corrupt ({type(exc).__name__}: {exc})") from None
 
 
-def load(path: PathLike, backend: str | Backend | None = None) -> Sequential:
+def load(path: PathLike, backend: str | Backend | None = None) -> Model:
     """:func:`cnnkern.models.load_model` (documented there)."""
     from .models import Sequential
+    from .saving import FUNCTIONAL_FORMAT
 
     text, _ = read_entries(path, None, None)
     try:
@@ -521,15 +546,22 @@ def load(path: PathLike, backend: str | Backend | None = None) -> Sequential:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: corrupt architecture entry ({exc})") from None
     check_architecture(path, cfg)
-    expected = expected_weights(path, cfg)
+    model: Model
+    if cfg["format"] == FUNCTIONAL_FORMAT:
+        from ._functionalfile import model_and_weights
+
+        model, expected = model_and_weights(path, cfg, backend)
+    else:
+        expected = expected_weights(path, cfg)
     _, arrays = read_entries(path, expected, cfg["dtype"])
     try:
-        model = Sequential(
-            [layers_mod.from_config(e["class_name"], e["config"]) for e in cfg["layers"]],
-            name=cfg["name"],
-            backend=backend,
-            dtype=cfg["dtype"],
-        )
+        if cfg["format"] != FUNCTIONAL_FORMAT:
+            model = Sequential(
+                [layers_mod.from_config(e["class_name"], e["config"]) for e in cfg["layers"]],
+                name=cfg["name"],
+                backend=backend,
+                dtype=cfg["dtype"],
+            )
         model.build(tuple(cfg["input_shape"]))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None

@@ -16,21 +16,21 @@ import numpy as np
 from ._typing import Logs, PathLike
 
 if TYPE_CHECKING:
-    from .models import Sequential
+    from .models import Model
 
 __all__ = ["BackupAndRestore", "Callback", "EarlyStopping", "History", "ProgressBar"]
 
 
 class Callback:
-    """Hooks called by ``Sequential.fit``; ``self.model`` is set before training starts. ``logs`` hold
+    """Hooks called by ``Model.fit``; ``self.model`` is set before training starts. ``logs`` hold
     floats: ``loss``, ``accuracy`` and, with validation, ``val_loss``, ``val_accuracy``."""
 
     # set by set_model() before training starts; None until then
-    model: Sequential = None  # type: ignore[assignment]
+    model: Model = None  # type: ignore[assignment]
     # set by fit before on_train_begin: epochs, steps (per epoch), batch_size, samples
     params: dict[str, Any]
 
-    def set_model(self, model: Sequential) -> None:
+    def set_model(self, model: Model) -> None:
         self.model = model
 
     def on_train_begin(self, logs: Logs | None = None) -> None:

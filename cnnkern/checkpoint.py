@@ -38,7 +38,7 @@ from .layers import to_numpy
 
 if TYPE_CHECKING:
     from .callbacks import Callback
-    from .models import Sequential
+    from .models import Model
 
 FORMAT = "cnnkern-checkpoint"
 VERSION = 1
@@ -69,7 +69,7 @@ def data_fingerprint(*arrays: BackendArray) -> int:
     return crc
 
 
-def _config(model: Sequential) -> Any:
+def _config(model: Model) -> Any:
     return json.loads(json.dumps(model.get_config()))
 
 
@@ -112,7 +112,7 @@ def _stateful(callbacks: Sequence[Callback]) -> list[tuple[Callback, dict[str, A
 
 
 def write(
-    path: PathLike, model: Sequential, state: TrainState, callbacks: Sequence[Callback], fit: dict[str, Any]
+    path: PathLike, model: Model, state: TrainState, callbacks: Sequence[Callback], fit: dict[str, Any]
 ) -> None:
     """Write a checkpoint of ``model`` training at ``state`` to ``path`` (atomically)."""
     arrays = {f"weights/{key}": to_numpy(d[k]) for key, _, d, k in model._weight_items()}
@@ -186,7 +186,7 @@ def _diff(a: Any, b: Any, where: str = "") -> str | None:
 
 
 def restore(
-    path: PathLike, model: Sequential, state: TrainState, callbacks: Sequence[Callback], fit: dict[str, Any]
+    path: PathLike, model: Model, state: TrainState, callbacks: Sequence[Callback], fit: dict[str, Any]
 ) -> None:
     """Load the checkpoint at ``path`` into ``model`` (weights, optimizer state, generator), ``state`` and
     ``callbacks``, after checking that it was written for this model and this training data."""

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .callbacks import BackupAndRestore, History
     from .datasets.loader import Data, Split
     from .distributed import MPIStrategy
-    from .models import Sequential
+    from .models import Model
 
 _Number = TypeVar("_Number", int, float)
 
@@ -322,7 +322,7 @@ def add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.set_defaults(run=run_evaluate)
 
 
-def _load_model_or_fail(path: str, backend: Backend) -> Sequential:
+def _load_model_or_fail(path: str, backend: Backend) -> Model:
     from .models import load_model
 
     if not os.path.isfile(path):

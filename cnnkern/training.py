@@ -1,4 +1,4 @@
-"""The training loop behind :meth:`cnnkern.models.Sequential.fit` and ``train_on_batch``: one step with the
+"""The training loop behind :meth:`cnnkern.models.Model.fit` and ``train_on_batch``: one step with the
 non-finite rule (:mod:`cnnkern.nonfinite`), epochs, callbacks, and checkpoint / resume
 (:class:`cnnkern.callbacks.BackupAndRestore`, :mod:`cnnkern.checkpoint`)."""
 
@@ -19,11 +19,11 @@ from ._typing import BackendArray, Logs
 from .errors import NonFiniteLossError
 
 if TYPE_CHECKING:
-    from .models import Sequential
+    from .models import Model
 
 
 def train_step(
-    model: Sequential, xb: BackendArray, yb: BackendArray, epoch: int | None, step: int, check: bool
+    model: Model, xb: BackendArray, yb: BackendArray, epoch: int | None, step: int, check: bool
 ) -> tuple[BackendArray, BackendArray]:
     """Forward, backward and (unless the loss or a gradient is not finite while ``check``) the optimizer
     update; returns ``(loss, probs)``. On a non-finite step the batch-norm running statistics and the
@@ -67,7 +67,7 @@ def _gather(xp: Any, a: BackendArray, idx: BackendArray, out: BackendArray) -> B
 
 
 def fit(
-    model: Sequential,
+    model: Model,
     x: Any,
     y: Any,
     batch_size: int | None = None,
@@ -81,7 +81,7 @@ def fit(
     stop_on_nonfinite: bool = True,
     distributed: Any = None,
 ) -> callbacks_mod.History:
-    """:meth:`cnnkern.models.Sequential.fit` (documented there)."""
+    """:meth:`cnnkern.models.Model.fit` (documented there)."""
     if distributed and getattr(model, "_distributed", None) is None:  # again, inside the strategy's hooks
         from .distributed import resolve
 

@@ -52,7 +52,12 @@ def test_summary_shapes_are_in_the_layers_order():
     assert shapes[:3] == [(None, 3, 11, 10), (None, 6, 6, 5), (None, 6, 5, 4)]
     assert shapes[7] == (None, 5, 1, 1)
     assert m.predict(data()[0].transpose(0, 3, 1, 2)).shape == (6, 4)
-    assert all(l.pool_sink is None for l in m.layers if isinstance(l, layers.Conv2D))
+    # never fused with a neighbour: the plan runs no channels_first layer in a pair, nor a pool's backward
+    # through a channels_first activation
+    for step in m._plan.steps:
+        if len(step.layers) > 1 or step.act_from is not None:
+            assert all(l.data_format == "channels_last" for l in step.layers)
+            assert getattr(step.act_from, "data_format", "channels_last") == "channels_last"
 
 
 def test_channels_first_model_equals_the_channels_last_one(plain_target):
@@ -87,7 +92,9 @@ def test_a_channels_first_pool_in_a_channels_last_model_matches_pytorch():
     )
     m.build((7, 6, 2))
     m.compile(optimizer=optimizers.SGD(learning_rate=0.1))
-    assert conv.pool_sink is None and pool.act_source is None
+    # the plan runs each alone: no fused pair, no activation gradient taken by the pool
+    assert [len(step.layers) for step in m._plan.steps][:2] == [1, 1]
+    assert all(step.act_from is None for step in m._plan.steps)
     assert layers.keras_shape(pool.output_shape) == (None, 5, 2, 2)
     p = [torch.tensor(w, requires_grad=True) for w in m.get_weights()]
     x, y = data(2)

@@ -1,7 +1,8 @@
 """Keras-style layers over :mod:`cnnkern.ops`: Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D,
-AveragePooling2D, BatchNormalization, Dense, Flatten, Reshape, ZeroPadding2D, Rescaling, Activation, ReLU,
-LeakyReLU, Dropout, and the random preprocessing (augmentation) layers RandomFlip, RandomTranslation,
-RandomCrop, RandomErasing, RandomRotation, RandomZoom, RandomContrast, RandomBrightness (``preprocessing``).
+AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, Dense, Flatten, Reshape,
+ZeroPadding2D, Rescaling, Activation, ReLU, LeakyReLU, Dropout, Add, Concatenate, InputLayer (and Input), and
+the random preprocessing (augmentation) layers RandomFlip, RandomTranslation, RandomCrop, RandomErasing,
+RandomRotation, RandomZoom, RandomContrast, RandomBrightness (``preprocessing``).
 
 Argument names and defaults are Keras's. Layouts:
 
@@ -19,9 +20,11 @@ backend (NumPy, or CuPy for cuda). Layers never call a backend directly: every k
 :mod:`cnnkern.ops`.
 
 The layers live in one module per kernel family, the stems of :mod:`cnnkern.ops`: ``base`` (Layer, Context,
-shared helpers), ``activation``, ``conv``, ``pool``, ``batchnorm``, ``dense``, and ``core`` (Flatten,
-Reshape, ZeroPadding2D, Rescaling, Dropout). Import them from here: the module a class lives in is not
-part of the API.
+shared helpers), ``activation``, ``conv``, ``pool`` (also the global poolings), ``batchnorm``, ``dense``,
+``core`` (Flatten, Reshape, ZeroPadding2D, Rescaling, Dropout), ``merge`` (Add, Concatenate: called on a list
+of tensors), ``input`` (Input, InputLayer, KerasTensor: the functional API, see
+:class:`cnnkern.models.Model`) and ``preprocessing``. Import them from here: the module a class lives in is
+not part of the API.
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ from .batchnorm import BatchNormalization
 from .conv import Conv2D, DepthwiseConv2D, SeparableConv2D
 from .core import Dropout, Flatten, Rescaling, Reshape, ZeroPadding2D
 from .dense import Dense
-from .pool import AveragePooling2D, MaxPooling2D
+from .input import Input, InputLayer
+from .input import KerasTensor as KerasTensor
+from .merge import Add, Concatenate
+from .pool import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D
 from .preprocessing import PREPROCESSING_LAYERS as PREPROCESSING_LAYERS
 from .preprocessing import (
     RandomBrightness,
@@ -58,13 +64,19 @@ from .preprocessing import fuse as fuse_preprocessing
 
 __all__ = [
     "Activation",
+    "Add",
     "AveragePooling2D",
     "BatchNormalization",
+    "Concatenate",
     "Conv2D",
     "Dense",
     "DepthwiseConv2D",
     "Dropout",
     "Flatten",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "Input",
+    "InputLayer",
     "Layer",
     "LeakyReLU",
     "MaxPooling2D",
@@ -103,6 +115,11 @@ LAYERS: dict[str, type[Layer]] = {
         ZeroPadding2D,
         Reshape,
         Rescaling,
+        InputLayer,
+        Add,
+        Concatenate,
+        GlobalAveragePooling2D,
+        GlobalMaxPooling2D,
     )
 }
 LAYERS.update({cls.__name__: cls for cls in PREPROCESSING_LAYERS})  # issue 16's augmentation layers

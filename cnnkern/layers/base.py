@@ -175,6 +175,13 @@ class Layer:
     def _clear(self) -> None:
         """Forget what the last forward saved for backward."""
 
+    def __call__(self, inputs: Any) -> Any:
+        """Keras's functional API: called on a KerasTensor (``cnnkern.Input(...)`` or a layer's output; a list
+        of them for a merge layer), returns the output KerasTensor (see :mod:`cnnkern.layers.input`)."""
+        from .input import call_symbolic
+
+        return call_symbolic(self, inputs)
+
     # --- running ----------------------------------------------------------------------------------
     def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         """Output for input ``x``. ``logits``: the model asks the final softmax layer for its pre-softmax

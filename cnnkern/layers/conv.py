@@ -42,11 +42,11 @@ class Conv2D(ChannelsFirstMixin, _ActivationMixin, Layer):
     ``padding='same'`` with strides > 1 pads like TensorFlow (output ceil(H/s)), the extra row/column at
     the end. ``data_format='channels_first'``: see :class:`cnnkern.layers.base.ChannelsFirstMixin`.
 
-    When the model puts a MaxPooling2D right after it (and the activation is not softmax), the model links
-    the pair (``pool_sink``): this layer's forward then returns the pooled output, computed with
-    ops.conv2d_act_maxpool_forward, and the pool passes it on (and passes dy back); the model's results are
-    those of the unlinked pair (to rounding where pool windows overlap: the activation's gradient is then
-    applied before the pool's scatter-add instead of after).
+    When only a MaxPooling2D reads its output (and the activation is not softmax), the model's plan
+    (:mod:`cnnkern.plan`) runs the pair as one step: :meth:`forward_pooled` returns the pooled output,
+    computed with ops.conv2d_act_maxpool_forward, and :meth:`backward` takes the pooled output's gradient;
+    the results are those of the separate pair (to rounding where pool windows overlap: the activation's
+    gradient is then applied before the pool's scatter-add instead of after).
     """
 
     def __init__(
@@ -109,21 +109,6 @@ class Conv2D(ChannelsFirstMixin, _ActivationMixin, Layer):
             )
         return (self.filters, *_spatial_out(self, h, w))
 
-    # The MaxPooling2D right after this layer, linked by the model (Sequential.build): forward then runs conv,
-    # activation and pool as one kernel (ops.conv2d_act_maxpool_forward) and hands the pooled output to that
-    # layer, whose forward passes it on and whose backward passes dy back here.
-    _pool_sink: MaxPooling2D | None = None
-
-    @property
-    def pool_sink(self) -> MaxPooling2D | None:
-        return self._pool_sink
-
-    @pool_sink.setter
-    def pool_sink(self, pool: MaxPooling2D | None) -> None:
-        # fused only where both layers read the model's own layout
-        same = pool is None or self.data_format == pool.data_format == "channels_last"
-        self._pool_sink = pool if same else None
-
     _kernel_name = "kernel"  # the key of the convolution weight in params / grads (Keras's name)
 
     def _conv_args(self, activation: bool = True) -> dict[str, Any]:
@@ -140,7 +125,8 @@ class Conv2D(ChannelsFirstMixin, _ActivationMixin, Layer):
             args.update(activation=self._fused_kind(), alpha=self.alpha)
         return args
 
-    def _forward_pooled(self, x: BackendArray, training: bool, pool: MaxPooling2D) -> BackendArray:
+    def forward_pooled(self, x: BackendArray, training: bool, pool: MaxPooling2D) -> BackendArray:
+        """Conv, activation and ``pool`` as one kernel: the pool's output (the plan's fused step)."""
         out = ops.conv2d_act_maxpool_forward(
             x,
             self.params[self._kernel_name],
@@ -153,12 +139,9 @@ class Conv2D(ChannelsFirstMixin, _ActivationMixin, Layer):
         if training:
             self._x, self._pooled = x, out
             self._out, self._passthrough, self._act_taken = None, False, False
-        pool.accept_pooled(y)
         return y
 
     def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
-        if self.pool_sink is not None:
-            return self._forward_pooled(x, training, self.pool_sink)
         # conv + bias + activation in one kernel (the backend's fused epilogue where it has one)
         y = ops.conv2d_bias_act_forward(
             x, self.params[self._kernel_name], self.params.get("bias"), **self._conv_args()
@@ -168,7 +151,7 @@ class Conv2D(ChannelsFirstMixin, _ActivationMixin, Layer):
         return self._act_fused(y, training, logits)
 
     def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
-        if self._pooled is not None:  # dy is the gradient of the linked pool's output
+        if self._pooled is not None:  # dy is the gradient of the fused pool's output (forward_pooled)
             (y, argmax), self._pooled = self._pooled, None
             x, self._x = self._x, None
             dx, dw, db = ops.conv2d_act_maxpool_backward(
