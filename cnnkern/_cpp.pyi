@@ -278,8 +278,10 @@ def adam_update(
     eps: float,
     weight_decay: float,
     eps_mode: str,
+    decoupled_weight_decay: bool = False,
 ) -> None:
-    """param, m, v updated in place: one Adam step t = step >= 1; eps_mode 'torch' or 'keras'."""
+    """param, m, v updated in place: one Adam step t = step >= 1; eps_mode 'torch' or 'keras'; AdamW if
+    decoupled_weight_decay."""
 
 def adam_update_multi(
     params: Sequence[F32],
@@ -294,5 +296,23 @@ def adam_update_multi(
     eps: float,
     weight_decay: float,
     eps_mode: str,
+    decoupled_weight_decay: bool = False,
 ) -> None:
     """adam_update on every (param, grad, m, v) quadruple in one call, the joint range split over the pool."""
+
+def rmsprop_update(
+    param: F32,
+    grad: F32,
+    square_avg: F32,
+    momentum_buffer: F32 | None,
+    grad_avg: F32 | None,
+    *,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+) -> None:
+    """param and the state updated in place as PyTorch's RMSprop (rho is its alpha); momentum_buffer is None
+    iff momentum == 0, grad_avg iff not centered."""

@@ -138,6 +138,12 @@ ADAM = (
     k("eps", "float", front=1e-8),
     k("weight_decay", "float", front=0.0),
     k("eps_mode", "str", front="torch", doc="'torch': eps after bias correction, 'keras': before"),
+    k(
+        "decoupled_weight_decay",
+        "bool",
+        False,
+        doc="AdamW: param *= 1 - lr*weight_decay before the step instead of weight_decay*param in g",
+    ),
 )
 DXDWDB = "tuple[F32 | None, F32 | None, F32 | None]"
 CONV_GRADS = "(dx (N,C,H,W) | None, dw (K,C/groups,R,S) | None, db (K,) | None)"
@@ -287,6 +293,27 @@ BASIC: tuple[Kernel, ...] = (
         "One Adam step.",
         returns_type="None",
         inplace=("param", "m", "v"),
+    ),
+    Kernel(
+        "rmsprop_update",
+        "optim",
+        (
+            a("param"),
+            a("grad"),
+            a("square_avg"),
+            a("momentum_buffer", "F32 | None", doc="None iff momentum == 0"),
+            a("grad_avg", "F32 | None", doc="None iff not centered"),
+            k("lr", "float", front=1e-3),
+            k("rho", "float", front=0.9),
+            k("eps", "float", front=1e-7),
+            k("weight_decay", "float", front=0.0),
+            k("momentum", "float", front=0.0),
+            k("centered", "bool", front=False),
+        ),
+        "None",
+        "One step of PyTorch's RMSprop (rho is its alpha; eps added after the square root).",
+        returns_type="None",
+        inplace=("param", "square_avg", "momentum_buffer", "grad_avg"),
     ),
 )
 

@@ -76,6 +76,7 @@ class Backend:
         softmax_cross_entropy_backward: Callable[..., BackendArray]
         sgd_update: Callable[..., None]
         adam_update: Callable[..., None]
+        rmsprop_update: Callable[..., None]
 
     def info(self) -> dict[str, Any]:
         """Extra lines for ``cnnkern info`` (SIMD path, threads, devices...)."""
@@ -235,6 +236,7 @@ class Backend:
         eps: float,
         weight_decay: float,
         eps_mode: str,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         for p, g, m, v in zip(params, grads, ms, vs):
             self.adam_update(
@@ -249,6 +251,7 @@ class Backend:
                 eps=eps,
                 weight_decay=weight_decay,
                 eps_mode=eps_mode,
+                decoupled_weight_decay=decoupled_weight_decay,
             )
 
 

@@ -13,7 +13,7 @@ from .conv import conv2d_backward, conv2d_bias_act_forward, conv2d_forward
 from .conv_pool import conv2d_act_maxpool_backward, conv2d_act_maxpool_forward
 from .dense import dense_backward, dense_bias_act_forward, dense_forward
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
-from .optim import adam_update, adam_update_multi, sgd_update
+from .optim import adam_update, adam_update_multi, rmsprop_update, sgd_update
 from .pool import (
     avgpool2d_backward,
     avgpool2d_forward,
@@ -42,6 +42,7 @@ __all__ = [
     "maxpool2d_act_backward",
     "maxpool2d_backward",
     "maxpool2d_forward",
+    "rmsprop_update",
     "sgd_update",
     "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward",
