@@ -59,6 +59,7 @@ class Optimizer:
             self._schedule = learning_rate
         else:
             self._lr = _positive("learning_rate", learning_rate)
+        self._initial_lr = self._lr  # as constructed: callbacks (ReduceLROnPlateau) change _lr only
         if clipnorm is not None and global_clipnorm is not None:
             raise ValueError("clipnorm and global_clipnorm cannot both be set (Keras's rule): pick one")
         self.clipnorm = None if clipnorm is None else _positive("clipnorm", clipnorm)
@@ -158,17 +159,20 @@ class Optimizer:
 
     # --- state, for checkpoints (cnnkern.checkpoint) -------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
-        """``{"iterations": int, "slots": {key: {slot name: NumPy copy}}}``: everything a resumed run needs
-        (Adam's m, v and step count; SGD's velocity); the hyperparameters are in :meth:`get_config`."""
+        """``{"iterations": int, "learning_rate": float, "slots": {key: {slot name: NumPy copy}}}``:
+        everything a resumed run needs (Adam's m, v and step count; SGD's velocity; the current learning
+        rate, which callbacks may have changed); the hyperparameters are in :meth:`get_config`."""
         slots = {
             key: {name: (a.get() if not isinstance(a, np.ndarray) else a).copy() for name, a in s.items()}
             for key, s in self._slots.items()
         }
-        return {"iterations": int(self.iterations), "slots": slots}
+        return {"iterations": int(self.iterations), "learning_rate": self._lr, "slots": slots}
 
     def set_state(self, state: dict[str, Any], ctx: Context) -> None:
         """Restore what :meth:`get_state` returned, the slots moved to the backend of ``ctx``."""
         self.iterations = int(state["iterations"])
+        if self._schedule is None and "learning_rate" in state:
+            self._lr = _positive("learning_rate", state["learning_rate"])
         self._slots = {
             key: {name: ctx.asarray(a) for name, a in s.items()} for key, s in state["slots"].items()
         }

@@ -107,8 +107,12 @@ def fit(
     if len(backups) > 1:
         raise ValueError(f"pass at most one BackupAndRestore callback, got {len(backups)}")
     backup = backups[0] if backups else None
+    # TerminateOnNaN takes a non-finite step (not applied, cnnkern.nonfinite) instead of the raised error
+    terminate = next((cb for cb in user_cbs if isinstance(cb, callbacks_mod.TerminateOnNaN)), None)
     bar = callbacks_mod.ProgressBar(verbose=verbose) if verbose else None
-    cbs = [history] + user_cbs + ([bar] if bar else [])
+    # Keras's order: the user's callbacks, then History (so it records what they add to the logs, such as
+    # learning_rate), then the progress bar
+    cbs = user_cbs + [history] + ([bar] if bar else [])
     for cb in cbs:
         cb.set_model(model)
         cb.params = {"epochs": int(epochs), "steps": steps, "batch_size": batch_size, "samples": n}
@@ -153,6 +157,7 @@ def fit(
             state.step = 0
         order: BackendArray = state.order  # not None when shuffling
         first = state.step
+        seen_to = n  # the samples the epoch's logs cover (fewer when a callback stops it mid-epoch)
         start = time.perf_counter()
         for step in range(first, steps):
             lo, hi = step * batch_size, min((step + 1) * batch_size, n)
@@ -161,7 +166,16 @@ def fit(
                 yb = _gather(xp, Y, order[lo:hi], ybuf[: hi - lo])
             else:
                 xb, yb = X[lo:hi], Y[lo:hi]
-            loss, probs = train_step(model, xb, yb, epoch, step, check)
+            for cb in user_cbs:
+                cb.on_train_batch_begin(step, {})
+            try:
+                loss, probs = train_step(model, xb, yb, epoch, step, check)
+            except NonFiniteLossError as exc:
+                if terminate is None:
+                    raise
+                terminate.on_nonfinite(step, exc)
+                seen_to = lo
+                break
             state.loss_sum = state.loss_sum + loss * (hi - lo)
             if model.metrics:
                 state.correct = state.correct + (probs.argmax(axis=1) == yb).sum()
@@ -179,17 +193,23 @@ def fit(
                 if backup._steps_since_save >= backup.save_freq:
                     save(backup)
                     backup._steps_since_save = 0
+            if model.stop_training:  # a batch callback stopped training: Keras ends the epoch here
+                seen_to = hi
+                break
         model._ctx.backend.synchronize()
         elapsed = time.perf_counter() - start
-        seen = min(steps * batch_size, n) - min(first * batch_size, n)
+        seen = seen_to - min(first * batch_size, n)
         history.epoch_seconds.append(elapsed)
         history.images_per_second.append(seen / elapsed if elapsed > 0 else 0.0)
-        logs = model._logs(state.loss_sum, state.correct, n)
+        logs = model._logs(state.loss_sum, state.correct, seen_to) if seen_to else {}
         if val is not None:
+            for cb in user_cbs:
+                cb.on_test_begin({})
             vloss, vacc = model._evaluate_internal(*val, batch_size)
-            logs["val_loss"] = vloss
-            if model.metrics:
-                logs["val_" + model.metrics[0]] = vacc
+            test_logs = {"loss": vloss, **({model.metrics[0]: vacc} if model.metrics else {})}
+            for cb in user_cbs:
+                cb.on_test_end(test_logs)
+            logs.update({"val_" + k: v for k, v in test_logs.items()})
         for cb in cbs:
             cb.on_epoch_end(epoch, logs)
         state.epoch, state.step, state.order = epoch + 1, 0, None
