@@ -251,6 +251,14 @@ def softmax_cross_entropy_forward(logits: F32, labels: I64) -> tuple[F32, F32]:
 def softmax_cross_entropy_backward(probs: F32, labels: I64) -> F32:
     """probs (N,C), labels (N,) -> dlogits (N,C) = (probs - onehot) / N."""
 
+def softmax_cross_entropy_soft_forward(
+    logits: F32, targets: F32, weights: F32 | None = None
+) -> tuple[F32, F32]:
+    """logits, targets (N,C), weights (N,) | None -> (Σ_n w_n·row loss / N as a 0-d array, probs (N,C))."""
+
+def softmax_cross_entropy_soft_backward(probs: F32, targets: F32, weights: F32 | None = None) -> F32:
+    """probs, targets (N,C), weights (N,) | None -> dlogits (N,C) = w·(Σ_c t·probs − targets) / N."""
+
 # --- optimizers (optim.cpp), in place -------------------------------------------------------------------
 
 def sgd_update(

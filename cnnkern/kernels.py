@@ -269,6 +269,25 @@ BASIC: tuple[Kernel, ...] = (
         "The gradient of the mean loss with respect to the logits.",
     ),
     Kernel(
+        "softmax_cross_entropy_soft_forward",
+        "loss",
+        (
+            a("logits", doc="(N,C)"),
+            a("targets", doc="(N,C) class probabilities (one-hot, label-smoothed...)"),
+            a("weights", "F32 | None", None, doc="(N,) per-sample weights, or None (all 1)"),
+        ),
+        "(loss: Σ_n w_n·l_n / N, a 0-d array of the logits' dtype, probs (N,C)), l_n = −Σ_c t_nc·log_softmax",
+        "Softmax and the (weighted) mean cross-entropy against soft targets in one pass.",
+        returns_type="tuple[F32, F32]",
+    ),
+    Kernel(
+        "softmax_cross_entropy_soft_backward",
+        "loss",
+        (a("probs", doc="(N,C)"), a("targets"), a("weights", "F32 | None", None)),
+        "dlogits (N,C) = w_n·(Σ_c t_nc·probs − targets) / N",
+        "The gradient of the soft-target loss with respect to the logits.",
+    ),
+    Kernel(
         "sgd_update",
         "optim",
         (

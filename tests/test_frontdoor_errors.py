@@ -185,6 +185,16 @@ BAD = {
         ("labels-range", lambda d: A(d.logits, d.labels * 2), IndexError, "labels"),
         ("probs-3d", lambda d: A(d.x[0], d.labels), ValueError, "probs"),
     ],
+    "softmax_cross_entropy_soft_forward": [
+        ("targets-shape", lambda d: A(d.logits, d.logits[:, :3]), ValueError, "targets"),
+        ("targets-float64", lambda d: A(d.logits, d.f64(d.logits)), TypeError, "targets"),
+        ("weights-shape", lambda d: A(d.logits, d.logits, d.logits[0]), ValueError, "weights"),
+        ("logits-1d", lambda d: A(d.logits[0], d.logits[0]), ValueError, "logits"),
+    ],
+    "softmax_cross_entropy_soft_backward": [
+        ("targets-3d", lambda d: A(d.logits, d.x), ValueError, "targets"),
+        ("weights-2d", lambda d: A(d.logits, d.logits, d.logits), ValueError, "weights"),
+    ],
     "sgd_update": [
         ("lr-negative", lambda d: A(d.param, d.grad, None, lr=-0.1), ValueError, "lr"),
         ("lr-str", lambda d: A(d.param, d.grad, None, lr="0.1"), TypeError, "lr"),

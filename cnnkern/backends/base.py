@@ -74,6 +74,8 @@ class Backend:
         activation_backward: Callable[..., BackendArray]
         softmax_cross_entropy_forward: Callable[..., tuple[BackendArray, BackendArray]]
         softmax_cross_entropy_backward: Callable[..., BackendArray]
+        softmax_cross_entropy_soft_forward: Callable[..., tuple[BackendArray, BackendArray]]
+        softmax_cross_entropy_soft_backward: Callable[..., BackendArray]
         sgd_update: Callable[..., None]
         adam_update: Callable[..., None]
         rmsprop_update: Callable[..., None]
