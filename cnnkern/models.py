@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import backends, losses, nonfinite, ops, optimizers
+from . import backends, losses, nonfinite, optimizers
 from . import layers as layers_mod
 from ._typing import BackendArray, Logs, PathLike, Shape
 from .layers import Context, Layer, keras_shape, to_numpy
@@ -76,7 +76,7 @@ class Sequential:
         self._ctx: Context = None  # type: ignore[assignment]
         # None until compile(); everything that reads them runs after compile (see `compiled`)
         self.optimizer: Optimizer = None  # type: ignore[assignment]
-        self.loss: SparseCategoricalCrossentropy = None  # type: ignore[assignment]
+        self.loss: losses.Loss = None  # type: ignore[assignment]
         self.metrics: list[str] = []
         self.compiled = False
         self.stop_training = False
@@ -184,12 +184,13 @@ class Sequential:
     def compile(
         self,
         optimizer: str | Optimizer | dict[str, Any] = "adam",
-        loss: str | SparseCategoricalCrossentropy | dict[str, Any] = "sparse_categorical_crossentropy",
+        loss: str | losses.Loss | dict[str, Any] = "sparse_categorical_crossentropy",
         metrics: Sequence[str] | None = None,
         backend: str | Backend | None = None,
     ) -> None:
-        """``optimizer``: 'adam', 'sgd' or an optimizer object; ``loss``: 'sparse_categorical_crossentropy'
-        or SparseCategoricalCrossentropy(from_logits=...); ``metrics``: None or ['accuracy'];
+        """``optimizer``: 'adam', 'adamw', 'rmsprop', 'sgd' or an optimizer object; ``loss``:
+        'sparse_categorical_crossentropy' (integer labels), 'categorical_crossentropy' (one-hot rows) or
+        their objects (``from_logits``, ``label_smoothing``); ``metrics``: None or ['accuracy'];
         ``backend``: run on this backend (moving the weights if the model is already built)."""
         if not self.layers:
             raise ValueError("the model has no layers; add some before compiling it")
@@ -204,7 +205,7 @@ class Sequential:
         want = "linear" if self.loss.from_logits else "softmax"
         if final != want:
             raise ValueError(
-                f"sparse_categorical_crossentropy with from_logits={self.loss.from_logits} needs the "
+                f"{self.loss.name} with from_logits={self.loss.from_logits} needs the "
                 f"last layer to have activation {want!r}, but {self.layers[-1].name} has {final!r}"
             )
         if backend is not None:
@@ -250,6 +251,9 @@ class Sequential:
         return out
 
     def _labels(self, y: ArrayLike, n: int, name: str = "y") -> BackendArray:
+        if isinstance(self.loss, losses.CategoricalCrossentropy):  # one-hot rows -> smoothed targets
+            classes = _output_shape(self.layers[-1])[0]
+            return self._ctx.asarray(self.loss.targets(to_numpy(y), n, classes, name))
         y = np.asarray(to_numpy(y))
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -274,16 +278,18 @@ class Sequential:
         return x
 
     def _loss_and_probs(
-        self, xb: BackendArray, yb: BackendArray, training: bool
+        self, xb: BackendArray, yb: BackendArray, training: bool, wb: BackendArray | None = None
     ) -> tuple[BackendArray, BackendArray]:
         logits = self._forward(xb, training=training, logits=True)
-        return ops.softmax_cross_entropy_forward(logits, yb, backend=self._ctx.backend)
+        return losses.forward(logits, yb, wb, self._ctx.backend)
 
-    def _gradients(self, xb: BackendArray, yb: BackendArray) -> tuple[BackendArray, BackendArray]:
+    def _gradients(
+        self, xb: BackendArray, yb: BackendArray, wb: BackendArray | None = None
+    ) -> tuple[BackendArray, BackendArray]:
         """Forward in training mode and backward: (loss, probs), each layer's ``grads`` filled in. Layers
-        before the first one with parameters are not back-propagated through."""
-        loss, probs = self._loss_and_probs(xb, yb, training=True)
-        d = ops.softmax_cross_entropy_backward(probs, yb, backend=self._ctx.backend)
+        before the first one with parameters are not back-propagated through. ``wb``: per-sample weights."""
+        loss, probs = self._loss_and_probs(xb, yb, training=True, wb=wb)
+        d = losses.backward(probs, yb, wb, self._ctx.backend)
         for i in range(len(self.layers) - 1, self._first_param - 1, -1):
             d = self.layers[i].backward(d, need_dx=i > self._first_param)
         return loss, probs
@@ -310,7 +316,7 @@ class Sequential:
             layer._clear()
         if not self.metrics:
             return float(loss)
-        return [float(loss), float((probs.argmax(axis=1) == Y).sum()) / X.shape[0]]
+        return [float(loss), float(losses.correct(probs, Y)) / X.shape[0]]
 
     def fit(
         self,
@@ -321,10 +327,12 @@ class Sequential:
         verbose: int = 1,
         callbacks: Iterable[Callback] | None = None,
         validation_split: float = 0.0,
-        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        validation_data: tuple[ArrayLike, ...] | None = None,
         shuffle: bool = True,
         initial_epoch: int = 0,
         stop_on_nonfinite: bool = True,
+        sample_weight: ArrayLike | None = None,
+        class_weight: dict[int, float] | None = None,
     ) -> History:
         """Train; returns a :class:`cnnkern.callbacks.History`. ``validation_split`` holds out the LAST
         fraction of x/y (before shuffling), as Keras does.
@@ -334,7 +342,9 @@ class Sequential:
         are not finite with :class:`cnnkern.errors.NonFiniteLossError` naming the epoch and step, that
         step's update not applied (see :mod:`cnnkern.nonfinite`). False: train on regardless.
         A :class:`cnnkern.callbacks.BackupAndRestore` among ``callbacks`` checkpoints the run and resumes it
-        after a crash (see :mod:`cnnkern.checkpoint`)."""
+        after a crash (see :mod:`cnnkern.checkpoint`). ``sample_weight`` (N,) or ``class_weight`` ({class:
+        weight}) weight each sample's loss, as Keras (:mod:`cnnkern.losses`); ``validation_data`` may be
+        ``(x, y, sample_weight)``."""
         from . import training
 
         return training.fit(
@@ -350,6 +360,8 @@ class Sequential:
             shuffle=shuffle,
             initial_epoch=initial_epoch,
             stop_on_nonfinite=stop_on_nonfinite,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
         )
 
     def _logs(self, loss_sum: BackendArray | float, correct: BackendArray | float, n: int) -> Logs:
@@ -358,14 +370,17 @@ class Sequential:
             logs[self.metrics[0]] = float(correct) / n
         return logs
 
-    def _evaluate_internal(self, X: BackendArray, Y: BackendArray, batch_size: int) -> tuple[float, float]:
+    def _evaluate_internal(
+        self, X: BackendArray, Y: BackendArray, batch_size: int, W: BackendArray | None = None
+    ) -> tuple[float, float]:
         n = X.shape[0]
         loss_sum = correct = 0.0
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
-            loss, probs = self._loss_and_probs(X[lo:hi], Y[lo:hi], training=False)
+            wb = None if W is None else W[lo:hi]
+            loss, probs = self._loss_and_probs(X[lo:hi], Y[lo:hi], training=False, wb=wb)
             loss_sum = loss_sum + loss * (hi - lo)
-            correct = correct + (probs.argmax(axis=1) == Y[lo:hi]).sum()
+            correct = correct + losses.correct(probs, Y[lo:hi])
         return float(loss_sum) / n, float(correct) / n
 
     def evaluate(
@@ -375,15 +390,19 @@ class Sequential:
         batch_size: int | None = None,
         verbose: int = 0,
         return_dict: bool = False,
+        sample_weight: ArrayLike | None = None,
     ) -> float | list[float] | dict[str, float]:
-        """``[loss, accuracy]`` (or the loss alone without metrics) over x, y, as Keras returns it."""
+        """``[loss, accuracy]`` (or the loss alone without metrics) over x, y, as Keras returns it;
+        ``sample_weight`` (N,) weights each sample's loss (Keras's: the sum over the sample count)."""
         self._require_compiled("evaluate")
         X = self._to_internal(x)
         if X.shape[0] == 0:
             raise ValueError("x holds no samples to evaluate")
         Y = self._labels(y, X.shape[0])
+        w = losses.sample_weights(sample_weight, None, to_numpy(Y), X.shape[0])
+        W = None if w is None else self._ctx.asarray(w)
         start = time.perf_counter()
-        loss, acc = self._evaluate_internal(X, Y, 32 if batch_size is None else int(batch_size))
+        loss, acc = self._evaluate_internal(X, Y, 32 if batch_size is None else int(batch_size), W)
         result = {"loss": loss}
         if self.metrics:
             result[self.metrics[0]] = acc

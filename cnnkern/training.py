@@ -13,16 +13,23 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import callbacks as callbacks_mod
-from . import checkpoint, nonfinite
+from . import checkpoint, losses, nonfinite
 from ._typing import BackendArray, Logs
 from .errors import NonFiniteLossError
+from .layers import to_numpy
 
 if TYPE_CHECKING:
     from .models import Sequential
 
 
 def train_step(
-    model: Sequential, xb: BackendArray, yb: BackendArray, epoch: int | None, step: int, check: bool
+    model: Sequential,
+    xb: BackendArray,
+    yb: BackendArray,
+    epoch: int | None,
+    step: int,
+    check: bool,
+    wb: BackendArray | None = None,
 ) -> tuple[BackendArray, BackendArray]:
     """Forward, backward and (unless the loss or a gradient is not finite while ``check``) the optimizer
     update; returns ``(loss, probs)``. On a non-finite step the batch-norm running statistics and the
@@ -32,7 +39,7 @@ def train_step(
     if check:
         stats = [(d, k, d[k].copy()) for layer in model.layers for d in (layer.state,) for k in d]
         rng_state = model.rng.bit_generator.state
-    loss, probs = model._gradients(xb, yb)
+    loss, probs = model._gradients(xb, yb, wb)
     items = [
         ((i, k), p, layer.grads[k])
         for i, layer in enumerate(model.layers)
@@ -71,10 +78,12 @@ def fit(
     verbose: int = 1,
     callbacks: Iterable[callbacks_mod.Callback] | None = None,
     validation_split: float = 0.0,
-    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+    validation_data: tuple[ArrayLike, ...] | None = None,
     shuffle: bool = True,
     initial_epoch: int = 0,
     stop_on_nonfinite: bool = True,
+    sample_weight: ArrayLike | None = None,
+    class_weight: Mapping[int, float] | None = None,
 ) -> callbacks_mod.History:
     """:meth:`cnnkern.models.Sequential.fit` (documented there)."""
     model._require_compiled("fit")
@@ -85,20 +94,30 @@ def fit(
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
     check = bool(stop_on_nonfinite)
     n_all = len(x)
+    w_all = losses.sample_weights(sample_weight, class_weight, np.asarray(to_numpy(y)), n_all)
     if validation_data is None and validation_split > 0.0:
         cut = n_all - int(n_all * validation_split)
-        validation_data = (x[cut:], y[cut:])
+        validation_data = (x[cut:], y[cut:]) if w_all is None else (x[cut:], y[cut:], w_all[cut:])
         x, y = x[:cut], y[:cut]
+        w_all = None if w_all is None else w_all[:cut]
     X = model._to_internal(x, check_finite=check)
     n = X.shape[0]
     if n == 0:
         raise ValueError("x holds no samples to train on")
     Y = model._labels(y, n)
+    W = None if w_all is None else model._ctx.asarray(w_all)
     val = None
     if validation_data is not None:
+        if len(validation_data) not in (2, 3):
+            raise ValueError(
+                f"validation_data must be (x, y) or (x, y, sample_weight), got {len(validation_data)} items"
+            )
         xv, yv = validation_data[0], validation_data[1]
         xv = model._to_internal(xv, "validation x", check_finite=check)
-        val = (xv, model._labels(yv, xv.shape[0], "validation y"))
+        yv = model._labels(yv, xv.shape[0], "validation y")
+        wv = validation_data[2] if len(validation_data) == 3 else None
+        wv = losses.sample_weights(wv, None, to_numpy(yv), xv.shape[0], "validation ")
+        val = (xv, yv, None if wv is None else model._ctx.asarray(wv))
 
     steps = -(-n // batch_size)
     history = model.history = callbacks_mod.History()
@@ -119,7 +138,8 @@ def fit(
     xp = model._ctx.xp
     if shuffle:  # gather buffers, allocated once
         xbuf = xp.empty((min(batch_size, n),) + X.shape[1:], X.dtype)
-        ybuf = xp.empty(min(batch_size, n), Y.dtype)
+        ybuf = xp.empty((min(batch_size, n),) + Y.shape[1:], Y.dtype)
+        wbuf = None if W is None else xp.empty(min(batch_size, n), W.dtype)
     model.stop_training = False
     for cb in cbs:
         cb.on_train_begin()
@@ -132,7 +152,7 @@ def fit(
             "steps": steps,
             "epochs": int(epochs),
             "shuffle": bool(shuffle),
-            "data_crc32": checkpoint.data_fingerprint(X, Y),
+            "data_crc32": checkpoint.data_fingerprint(X, Y, *([] if W is None else [W])),
         }
         backup.restored_from = None
         if os.path.exists(backup.filepath):
@@ -164,12 +184,14 @@ def fit(
             if shuffle:
                 xb = _gather(xp, X, order[lo:hi], xbuf[: hi - lo])
                 yb = _gather(xp, Y, order[lo:hi], ybuf[: hi - lo])
+                wb = None if wbuf is None else _gather(xp, W, order[lo:hi], wbuf[: hi - lo])
             else:
                 xb, yb = X[lo:hi], Y[lo:hi]
+                wb = None if W is None else W[lo:hi]
             for cb in user_cbs:
                 cb.on_train_batch_begin(step, {})
             try:
-                loss, probs = train_step(model, xb, yb, epoch, step, check)
+                loss, probs = train_step(model, xb, yb, epoch, step, check, wb)
             except NonFiniteLossError as exc:
                 if terminate is None:
                     raise
@@ -178,7 +200,7 @@ def fit(
                 break
             state.loss_sum = state.loss_sum + loss * (hi - lo)
             if model.metrics:
-                state.correct = state.correct + (probs.argmax(axis=1) == yb).sum()
+                state.correct = state.correct + losses.correct(probs, yb)
             state.step = step + 1
             # batch logs read the running sums back (a device sync on cuda): only when someone looks
             bar_due = bar is not None and bar.due(step)
@@ -205,7 +227,7 @@ def fit(
         if val is not None:
             for cb in user_cbs:
                 cb.on_test_begin({})
-            vloss, vacc = model._evaluate_internal(*val, batch_size)
+            vloss, vacc = model._evaluate_internal(val[0], val[1], batch_size, val[2])
             test_logs = {"loss": vloss, **({model.metrics[0]: vacc} if model.metrics else {})}
             for cb in user_cbs:
                 cb.on_test_end(test_logs)
