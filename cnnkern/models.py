@@ -295,23 +295,38 @@ class Sequential:
         return loss, probs
 
     def _train_step(
-        self, xb: BackendArray, yb: BackendArray, epoch: int | None = None, step: int = 0, check: bool = True
+        self,
+        xb: BackendArray,
+        yb: BackendArray,
+        epoch: int | None = None,
+        step: int = 0,
+        check: bool = True,
+        wb: BackendArray | None = None,
     ) -> tuple[BackendArray, BackendArray]:
         from . import training
 
-        return training.train_step(self, xb, yb, epoch, step, check)
+        return training.train_step(self, xb, yb, epoch, step, check, wb)
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
             raise RuntimeError(f"call compile() before {what}()")
 
-    def train_on_batch(self, x: ArrayLike, y: ArrayLike) -> float | list[float]:
+    def train_on_batch(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        class_weight: dict[int, float] | None = None,
+    ) -> float | list[float]:
         """One optimizer step on the batch (x, y); returns ``[loss, accuracy]`` (the loss alone without
-        metrics) from that step's forward pass, i.e. before the update, as Keras does."""
+        metrics) from that step's forward pass, i.e. before the update, as Keras does. ``sample_weight`` /
+        ``class_weight`` as in :meth:`fit`."""
         self._require_compiled("train_on_batch")
         X = self._to_internal(x)
         Y = self._labels(y, X.shape[0])
-        loss, probs = self._train_step(X, Y, step=self.optimizer.iterations)
+        w = losses.sample_weights(sample_weight, class_weight, np.asarray(to_numpy(y)), X.shape[0])
+        W = None if w is None else self._ctx.asarray(w)
+        loss, probs = self._train_step(X, Y, step=self.optimizer.iterations, wb=W)
         for layer in self.layers:
             layer._clear()
         if not self.metrics:

@@ -167,3 +167,16 @@ def test_model_file_keeps_the_new_compile_settings(tmp_path):
     back = saving.load_model(tmp_path / "m.npz", backend="reference")
     assert back.get_config() == m.get_config()
     assert back.evaluate(x, np.eye(3)[y]) == pytest.approx(m.evaluate(x, np.eye(3)[y]), rel=1e-12)
+
+
+def test_train_on_batch_takes_weights():
+    x, y = _data()
+    a, b = _model(opt=optimizers.SGD(0.2)), _model(opt=optimizers.SGD(0.1))
+    la = a.train_on_batch(x, y)
+    lb = b.train_on_batch(x, y, sample_weight=np.full(24, 2.0))
+    assert lb[0] == pytest.approx(2 * la[0], rel=1e-12) and lb[1] == la[1]
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-12, atol=1e-14)
+    c = _model(opt=optimizers.SGD(0.1))
+    lc = c.train_on_batch(x, y, class_weight={0: 2.0, 1: 2.0, 2: 2.0})
+    assert lc == lb
