@@ -39,9 +39,10 @@ class Callback:
     """Hooks called by ``Sequential.fit``; ``self.model`` is set before training starts. ``logs`` hold
     floats: ``loss``, ``accuracy`` and, with validation, ``val_loss``, ``val_accuracy``. Keras's hook
     points: ``on_train_begin/end``, ``on_epoch_begin/end``, ``on_train_batch_begin/end`` (``on_batch_begin``
-    / ``on_batch_end``: Keras's aliases, called by the default ``on_train_batch_*``), and
-    ``on_test_begin/end`` around ``fit``'s validation pass (``logs``: its ``loss`` and accuracy, unprefixed).
-    ``evaluate`` and ``predict`` take no callbacks."""
+    / ``on_batch_end``: Keras's aliases, called by the default ``on_train_batch_*``), ``on_test_begin/end``
+    and ``on_test_batch_begin/end`` (``evaluate(callbacks=...)``, and ``fit``'s validation pass, whose logs
+    hold its ``loss`` and accuracy unprefixed), ``on_predict_begin/end`` and ``on_predict_batch_begin/end``
+    (``predict(callbacks=...)``; batch logs ``{"outputs": ...}``)."""
 
     # set by set_model() before training starts; None until then
     model: Sequential = None  # type: ignore[assignment]
@@ -79,6 +80,24 @@ class Callback:
         pass
 
     def on_test_end(self, logs: Logs | None = None) -> None:
+        pass
+
+    def on_test_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_test_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_predict_begin(self, logs: Logs | None = None) -> None:
+        pass
+
+    def on_predict_end(self, logs: Logs | None = None) -> None:
+        pass
+
+    def on_predict_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        pass
+
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         pass
 
     def get_state(self) -> dict[str, Any] | None:

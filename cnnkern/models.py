@@ -386,16 +386,28 @@ class Sequential:
         return logs
 
     def _evaluate_internal(
-        self, X: BackendArray, Y: BackendArray, batch_size: int, W: BackendArray | None = None
+        self,
+        X: BackendArray,
+        Y: BackendArray,
+        batch_size: int,
+        W: BackendArray | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> tuple[float, float]:
+        """(loss, accuracy) over X, Y; ``callbacks`` get on_test_batch_begin / _end (running logs)."""
         n = X.shape[0]
         loss_sum = correct = 0.0
-        for lo in range(0, n, batch_size):
+        for i, lo in enumerate(range(0, n, batch_size)):
             hi = min(lo + batch_size, n)
+            for cb in callbacks:
+                cb.on_test_batch_begin(i, {})
             wb = None if W is None else W[lo:hi]
             loss, probs = self._loss_and_probs(X[lo:hi], Y[lo:hi], training=False, wb=wb)
             loss_sum = loss_sum + loss * (hi - lo)
             correct = correct + losses.correct(probs, Y[lo:hi])
+            if callbacks:
+                logs = self._logs(loss_sum, correct, hi)
+                for cb in callbacks:
+                    cb.on_test_batch_end(i, logs)
         return float(loss_sum) / n, float(correct) / n
 
     def evaluate(
@@ -406,9 +418,11 @@ class Sequential:
         verbose: int = 0,
         return_dict: bool = False,
         sample_weight: ArrayLike | None = None,
+        callbacks: Iterable[Callback] | None = None,
     ) -> float | list[float] | dict[str, float]:
         """``[loss, accuracy]`` (or the loss alone without metrics) over x, y, as Keras returns it;
-        ``sample_weight`` (N,) weights each sample's loss (Keras's: the sum over the sample count)."""
+        ``sample_weight`` (N,) weights each sample's loss (Keras's: the sum over the sample count);
+        ``callbacks`` get on_test_begin, on_test_batch_begin / _end and on_test_end."""
         self._require_compiled("evaluate")
         X = self._to_internal(x)
         if X.shape[0] == 0:
@@ -416,11 +430,16 @@ class Sequential:
         Y = self._labels(y, X.shape[0])
         w = losses.sample_weights(sample_weight, None, to_numpy(Y), X.shape[0])
         W = None if w is None else self._ctx.asarray(w)
+        cbs = _started(self, callbacks)
+        for cb in cbs:
+            cb.on_test_begin({})
         start = time.perf_counter()
-        loss, acc = self._evaluate_internal(X, Y, 32 if batch_size is None else int(batch_size), W)
+        loss, acc = self._evaluate_internal(X, Y, 32 if batch_size is None else int(batch_size), W, cbs)
         result = {"loss": loss}
         if self.metrics:
             result[self.metrics[0]] = acc
+        for cb in cbs:
+            cb.on_test_end(dict(result))
         if verbose:
             text = " - ".join(f"{k}: {v:.4f}" for k, v in result.items())
             print(f"{X.shape[0]} samples - {time.perf_counter() - start:.1f}s - {text}")
@@ -428,15 +447,31 @@ class Sequential:
             return result
         return list(result.values()) if self.metrics else loss
 
-    def predict(self, x: ArrayLike, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+    def predict(
+        self,
+        x: ArrayLike,
+        batch_size: int | None = None,
+        verbose: int = 0,
+        callbacks: Iterable[Callback] | None = None,
+    ) -> np.ndarray:
         """The model's outputs as a NumPy array: probabilities for a final softmax (logits for a linear
-        final layer); image outputs are given back as (N, H, W, C)."""
+        final layer); image outputs are given back as (N, H, W, C). ``callbacks`` get on_predict_begin,
+        on_predict_batch_begin / _end (``logs["outputs"]``: the batch's outputs) and on_predict_end."""
         X = self._to_internal(x)
         bs = 32 if batch_size is None else int(batch_size)
         n = X.shape[0]
+        cbs = _started(self, callbacks)
+        for cb in cbs:
+            cb.on_predict_begin({})
         out = np.empty((n,) + _output_shape(self.layers[-1]), self.dtype)
-        for lo in range(0, n, bs):
+        for i, lo in enumerate(range(0, n, bs)):
+            for cb in cbs:
+                cb.on_predict_batch_begin(i, {})
             out[lo : lo + bs] = to_numpy(self._forward(X[lo : lo + bs], training=False, logits=False))
+            for cb in cbs:
+                cb.on_predict_batch_end(i, {"outputs": out[lo : lo + bs]})
+        for cb in cbs:
+            cb.on_predict_end({})
         if verbose:
             print(f"predicted {n} samples")
         return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
@@ -518,3 +553,11 @@ class Sequential:
         """Architecture and weights to ONE .npz file at exactly ``path``, written atomically (a crash or a
         full disk leaves any previous file at ``path`` as it was; see :mod:`cnnkern.saving`)."""
         save_model(self, path)
+
+
+def _started(model: Sequential, callbacks: Iterable[Callback] | None) -> list[Callback]:
+    """The callbacks of an evaluate / predict call, each told the model."""
+    cbs = list(callbacks or [])
+    for cb in cbs:
+        cb.set_model(model)
+    return cbs

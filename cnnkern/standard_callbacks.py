@@ -328,13 +328,20 @@ _HOOKS = (
     "on_train_batch_end",
     "on_test_begin",
     "on_test_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_begin",
+    "on_predict_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
 )
 
 
 class LambdaCallback(Callback):
     """A callback from plain functions, Keras's: ``on_epoch_begin(epoch, logs)``, ``on_epoch_end(epoch,
     logs)``, ``on_train_batch_begin(batch, logs)``, ``on_train_batch_end(batch, logs)``,
-    ``on_train_begin(logs)``, ``on_train_end(logs)``, ``on_test_begin(logs)``, ``on_test_end(logs)``."""
+    ``on_train_begin(logs)``, ``on_train_end(logs)``, and the ``on_test_*`` / ``on_predict_*`` hooks alike
+    (``*_begin(logs)`` / ``*_end(logs)``, ``*_batch_begin(batch, logs)`` / ``*_batch_end(batch, logs)``)."""
 
     def __init__(self, **hooks: Callable[..., Any] | None) -> None:
         unknown = sorted(set(hooks) - set(_HOOKS))
@@ -349,6 +356,8 @@ class LambdaCallback(Callback):
 
 def _bound(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """The hook calling ``fn`` with Keras's positional arguments, ``logs`` always passed."""
-    if name.endswith(("_train_begin", "_train_end", "_test_begin", "_test_end")):
+    if name.endswith(
+        ("_train_begin", "_train_end", "_test_begin", "_test_end", "_predict_begin", "_predict_end")
+    ):
         return lambda logs=None: fn(logs)
     return lambda index, logs=None: fn(index, logs)

@@ -227,7 +227,7 @@ def fit(
         if val is not None:
             for cb in user_cbs:
                 cb.on_test_begin({})
-            vloss, vacc = model._evaluate_internal(val[0], val[1], batch_size, val[2])
+            vloss, vacc = model._evaluate_internal(val[0], val[1], batch_size, val[2], user_cbs)
             test_logs = {"loss": vloss, **({model.metrics[0]: vacc} if model.metrics else {})}
             for cb in user_cbs:
                 cb.on_test_end(test_logs)

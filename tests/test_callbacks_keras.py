@@ -72,6 +72,37 @@ def test_hook_order_is_keras():
     assert rec.calls == ["train_begin", *epoch(0), *epoch(1), "train_end"]
 
 
+def test_evaluate_and_predict_hooks():
+    m, (x, y) = small_model(), data()
+    seen = []
+    cb = callbacks.LambdaCallback(
+        on_test_begin=lambda logs: seen.append("test_begin"),
+        on_test_batch_end=lambda b, logs: seen.append(("test_batch", b, round(logs["loss"], 12))),
+        on_test_end=lambda logs: seen.append(("test_end", round(logs["loss"], 12))),
+        on_predict_begin=lambda logs: seen.append("predict_begin"),
+        on_predict_batch_begin=lambda b, logs: seen.append(("predict_batch", b)),
+        on_predict_batch_end=lambda b, logs: seen.append(("outputs", b, logs["outputs"].shape)),
+        on_predict_end=lambda logs: seen.append("predict_end"),
+    )
+    loss, _ = m.evaluate(x, y, batch_size=BATCH, callbacks=[cb])
+    # running logs: after the last batch they are the result
+    assert seen[0] == "test_begin" and [s[1] for s in seen[1:4]] == [0, 1, 2]
+    assert seen[3][2] == seen[4][1] == round(loss, 12)
+    seen.clear()
+    out = m.predict(x, batch_size=BATCH, callbacks=[cb])
+    assert seen == [
+        "predict_begin",
+        ("predict_batch", 0), ("outputs", 0, (8, 3)),
+        ("predict_batch", 1), ("outputs", 1, (8, 3)),
+        ("predict_batch", 2), ("outputs", 2, (4, 3)),
+        "predict_end",
+    ]  # fmt: skip
+    assert out.shape == (N, 3)
+    seen.clear()
+    m.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, validation_data=data(1, 10), callbacks=[cb])
+    assert seen[0] == "test_begin" and [s[:2] for s in seen[1:3]] == [("test_batch", 0), ("test_batch", 1)]
+
+
 def test_lambda_callback_passes_keras_arguments():
     m, (x, y) = small_model(), data()
     seen = []
@@ -88,8 +119,8 @@ def test_lambda_callback_passes_keras_arguments():
         ("epoch", 0, round(hist.history["loss"][0], 12)),
         ("end",),
     ]
-    with pytest.raises(TypeError, match="on_predict_end"):
-        callbacks.LambdaCallback(on_predict_end=print)
+    with pytest.raises(TypeError, match="on_predict_step"):
+        callbacks.LambdaCallback(on_predict_step=print)
 
 
 def test_learning_rate_scheduler_sets_the_rate_each_epoch():
