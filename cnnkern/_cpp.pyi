@@ -251,6 +251,14 @@ def softmax_cross_entropy_forward(logits: F32, labels: I64) -> tuple[F32, F32]:
 def softmax_cross_entropy_backward(probs: F32, labels: I64) -> F32:
     """probs (N,C), labels (N,) -> dlogits (N,C) = (probs - onehot) / N."""
 
+def softmax_cross_entropy_soft_forward(
+    logits: F32, targets: F32, weights: F32 | None = None
+) -> tuple[F32, F32]:
+    """logits, targets (N,C), weights (N,) | None -> (Σ_n w_n·row loss / N as a 0-d array, probs (N,C))."""
+
+def softmax_cross_entropy_soft_backward(probs: F32, targets: F32, weights: F32 | None = None) -> F32:
+    """probs, targets (N,C), weights (N,) | None -> dlogits (N,C) = w·(Σ_c t·probs − targets) / N."""
+
 # --- optimizers (optim.cpp), in place -------------------------------------------------------------------
 
 def sgd_update(
@@ -278,8 +286,10 @@ def adam_update(
     eps: float,
     weight_decay: float,
     eps_mode: str,
+    decoupled_weight_decay: bool = False,
 ) -> None:
-    """param, m, v updated in place: one Adam step t = step >= 1; eps_mode 'torch' or 'keras'."""
+    """param, m, v updated in place: one Adam step t = step >= 1; eps_mode 'torch' or 'keras'; AdamW if
+    decoupled_weight_decay."""
 
 def adam_update_multi(
     params: Sequence[F32],
@@ -294,8 +304,26 @@ def adam_update_multi(
     eps: float,
     weight_decay: float,
     eps_mode: str,
+    decoupled_weight_decay: bool = False,
 ) -> None:
     """adam_update on every (param, grad, m, v) quadruple in one call, the joint range split over the pool."""
+
+def rmsprop_update(
+    param: F32,
+    grad: F32,
+    square_avg: F32,
+    momentum_buffer: F32 | None,
+    grad_avg: F32 | None,
+    *,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+) -> None:
+    """param and the state updated in place as PyTorch's RMSprop (rho is its alpha); momentum_buffer is None
+    iff momentum == 0, grad_avg iff not centered."""
 
 # --- augmentation (augment.cpp) -------------------------------------------------------------------------
 

@@ -138,6 +138,12 @@ ADAM = (
     k("eps", "float", front=1e-8),
     k("weight_decay", "float", front=0.0),
     k("eps_mode", "str", front="torch", doc="'torch': eps after bias correction, 'keras': before"),
+    k(
+        "decoupled_weight_decay",
+        "bool",
+        False,
+        doc="AdamW: param *= 1 - lr*weight_decay before the step instead of weight_decay*param in g",
+    ),
 )
 DXDWDB = "tuple[F32 | None, F32 | None, F32 | None]"
 CONV_GRADS = "(dx (N,C,H,W) | None, dw (K,C/groups,R,S) | None, db (K,) | None)"
@@ -263,6 +269,25 @@ BASIC: tuple[Kernel, ...] = (
         "The gradient of the mean loss with respect to the logits.",
     ),
     Kernel(
+        "softmax_cross_entropy_soft_forward",
+        "loss",
+        (
+            a("logits", doc="(N,C)"),
+            a("targets", doc="(N,C) class probabilities (one-hot, label-smoothed...)"),
+            a("weights", "F32 | None", None, doc="(N,) per-sample weights, or None (all 1)"),
+        ),
+        "(loss: Σ_n w_n·l_n / N, a 0-d array of the logits' dtype, probs (N,C)), l_n = −Σ_c t_nc·log_softmax",
+        "Softmax and the (weighted) mean cross-entropy against soft targets in one pass.",
+        returns_type="tuple[F32, F32]",
+    ),
+    Kernel(
+        "softmax_cross_entropy_soft_backward",
+        "loss",
+        (a("probs", doc="(N,C)"), a("targets"), a("weights", "F32 | None", None)),
+        "dlogits (N,C) = w_n·(Σ_c t_nc·probs − targets) / N",
+        "The gradient of the soft-target loss with respect to the logits.",
+    ),
+    Kernel(
         "sgd_update",
         "optim",
         (
@@ -287,6 +312,27 @@ BASIC: tuple[Kernel, ...] = (
         "One Adam step.",
         returns_type="None",
         inplace=("param", "m", "v"),
+    ),
+    Kernel(
+        "rmsprop_update",
+        "optim",
+        (
+            a("param"),
+            a("grad"),
+            a("square_avg"),
+            a("momentum_buffer", "F32 | None", doc="None iff momentum == 0"),
+            a("grad_avg", "F32 | None", doc="None iff not centered"),
+            k("lr", "float", front=1e-3),
+            k("rho", "float", front=0.9),
+            k("eps", "float", front=1e-7),
+            k("weight_decay", "float", front=0.0),
+            k("momentum", "float", front=0.0),
+            k("centered", "bool", front=False),
+        ),
+        "None",
+        "One step of PyTorch's RMSprop (rho is its alpha; eps added after the square root).",
+        returns_type="None",
+        inplace=("param", "square_avg", "momentum_buffer", "grad_avg"),
     ),
 )
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import backends, losses, nonfinite, ops, optimizers
+from . import backends, losses, nonfinite, optimizers
 from ._typing import BackendArray, Logs, PathLike, Shape
 from .graph import Graph
 from .layers import Context, Layer, to_numpy
@@ -118,7 +118,7 @@ class Model(ModelAPI):
         self._ctx: Context = None  # type: ignore[assignment]
         # None until compile(); everything that reads them runs after compile (see `compiled`)
         self.optimizer: Optimizer = None  # type: ignore[assignment]
-        self.loss: SparseCategoricalCrossentropy = None  # type: ignore[assignment]
+        self.loss: losses.Loss = None  # type: ignore[assignment]
         self.metrics: list[str] = []
         self.compiled = False
         self.stop_training = False
@@ -207,12 +207,13 @@ class Model(ModelAPI):
     def compile(
         self,
         optimizer: str | Optimizer | dict[str, Any] = "adam",
-        loss: str | SparseCategoricalCrossentropy | dict[str, Any] = "sparse_categorical_crossentropy",
+        loss: str | losses.Loss | dict[str, Any] = "sparse_categorical_crossentropy",
         metrics: Sequence[str] | None = None,
         backend: str | Backend | None = None,
     ) -> None:
-        """``optimizer``: 'adam', 'sgd' or an optimizer object; ``loss``: 'sparse_categorical_crossentropy'
-        or SparseCategoricalCrossentropy(from_logits=...); ``metrics``: None or ['accuracy'];
+        """``optimizer``: 'adam', 'adamw', 'rmsprop', 'sgd' or an optimizer object; ``loss``:
+        'sparse_categorical_crossentropy' (integer labels), 'categorical_crossentropy' (one-hot rows) or
+        their objects (``from_logits``, ``label_smoothing``); ``metrics``: None or ['accuracy'];
         ``backend``: run on this backend (moving the weights if the model is already built)."""
         if not self.layers:
             raise ValueError("the model has no layers; add some before compiling it")
@@ -227,7 +228,7 @@ class Model(ModelAPI):
         want = "linear" if self.loss.from_logits else "softmax"
         if final != want:
             raise ValueError(
-                f"sparse_categorical_crossentropy with from_logits={self.loss.from_logits} needs the "
+                f"{self.loss.name} with from_logits={self.loss.from_logits} needs the "
                 f"last layer to have activation {want!r}, but {self._output_layer.name} has {final!r}"
             )
         if backend is not None:
@@ -273,6 +274,9 @@ class Model(ModelAPI):
         return out
 
     def _labels(self, y: ArrayLike, n: int, name: str = "y") -> BackendArray:
+        if isinstance(self.loss, losses.CategoricalCrossentropy):  # one-hot rows -> smoothed targets
+            classes = _output_shape(self._output_layer)[0]
+            return self._ctx.asarray(self.loss.targets(to_numpy(y), n, classes, name))
         y = np.asarray(to_numpy(y))
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -294,16 +298,18 @@ class Model(ModelAPI):
         return self._plan.forward(x, training, logits)
 
     def _loss_and_probs(
-        self, xb: BackendArray, yb: BackendArray, training: bool
+        self, xb: BackendArray, yb: BackendArray, training: bool, wb: BackendArray | None = None
     ) -> tuple[BackendArray, BackendArray]:
         logits = self._forward(xb, training=training, logits=True)
-        return ops.softmax_cross_entropy_forward(logits, yb, backend=self._ctx.backend)
+        return losses.forward(logits, yb, wb, self._ctx.backend)
 
-    def _gradients(self, xb: BackendArray, yb: BackendArray) -> tuple[BackendArray, BackendArray]:
+    def _gradients(
+        self, xb: BackendArray, yb: BackendArray, wb: BackendArray | None = None
+    ) -> tuple[BackendArray, BackendArray]:
         """Forward in training mode and backward: (loss, probs), each layer's ``grads`` filled in. Layers
-        before the first one with parameters are not back-propagated through."""
-        loss, probs = self._loss_and_probs(xb, yb, training=True)
-        d = ops.softmax_cross_entropy_backward(probs, yb, backend=self._ctx.backend)
+        before the first one with parameters are not back-propagated through. ``wb``: per-sample weights."""
+        loss, probs = self._loss_and_probs(xb, yb, training=True, wb=wb)
+        d = losses.backward(probs, yb, wb, self._ctx.backend)
         self._backward(d)
         return loss, probs
 
@@ -312,28 +318,43 @@ class Model(ModelAPI):
         self._plan.backward(d)
 
     def _train_step(
-        self, xb: BackendArray, yb: BackendArray, epoch: int | None = None, step: int = 0, check: bool = True
+        self,
+        xb: BackendArray,
+        yb: BackendArray,
+        epoch: int | None = None,
+        step: int = 0,
+        check: bool = True,
+        wb: BackendArray | None = None,
     ) -> tuple[BackendArray, BackendArray]:
         from . import training
 
-        return training.train_step(self, xb, yb, epoch, step, check)
+        return training.train_step(self, xb, yb, epoch, step, check, wb)
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
             raise RuntimeError(f"call compile() before {what}()")
 
-    def train_on_batch(self, x: ArrayLike, y: ArrayLike) -> float | list[float]:
+    def train_on_batch(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        class_weight: dict[int, float] | None = None,
+    ) -> float | list[float]:
         """One optimizer step on the batch (x, y); returns ``[loss, accuracy]`` (the loss alone without
-        metrics) from that step's forward pass, i.e. before the update, as Keras does."""
+        metrics) from that step's forward pass, i.e. before the update, as Keras does. ``sample_weight`` /
+        ``class_weight`` as in :meth:`fit`."""
         self._require_compiled("train_on_batch")
         X = self._to_internal(x)
         Y = self._labels(y, X.shape[0])
-        loss, probs = self._train_step(X, Y, step=self.optimizer.iterations)
+        w = losses.sample_weights(sample_weight, class_weight, np.asarray(to_numpy(y)), X.shape[0])
+        W = None if w is None else self._ctx.asarray(w)
+        loss, probs = self._train_step(X, Y, step=self.optimizer.iterations, wb=W)
         for layer in self.layers:
             layer._clear()
         if not self.metrics:
             return float(loss)
-        return [float(loss), float((probs.argmax(axis=1) == Y).sum()) / X.shape[0]]
+        return [float(loss), float(losses.correct(probs, Y)) / X.shape[0]]
 
     def fit(
         self,
@@ -344,10 +365,12 @@ class Model(ModelAPI):
         verbose: int = 1,
         callbacks: Iterable[Callback] | None = None,
         validation_split: float = 0.0,
-        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        validation_data: tuple[ArrayLike, ...] | None = None,
         shuffle: bool = True,
         initial_epoch: int = 0,
         stop_on_nonfinite: bool = True,
+        sample_weight: ArrayLike | None = None,
+        class_weight: dict[int, float] | None = None,
         distributed: bool | MPIStrategy | None = None,
     ) -> History:
         """Train; returns a :class:`cnnkern.callbacks.History`. ``validation_split`` holds out the LAST
@@ -359,7 +382,9 @@ class Model(ModelAPI):
         step's update not applied (see :mod:`cnnkern.nonfinite`). False: train on regardless.
         A :class:`cnnkern.callbacks.BackupAndRestore` among ``callbacks`` checkpoints the run and resumes it
         after a crash (see :mod:`cnnkern.checkpoint`). ``distributed``: True (or an
-        :class:`cnnkern.distributed.MPIStrategy`) trains data-parallel over the ranks of ``mpirun``."""
+        :class:`cnnkern.distributed.MPIStrategy`) trains data-parallel over the ranks of ``mpirun``.
+        ``sample_weight`` (N,) or ``class_weight`` ({class: weight}) weight each sample's loss, as Keras
+        (:mod:`cnnkern.losses`); ``validation_data`` may be ``(x, y, sample_weight)``."""
         from . import training
 
         return training.fit(
@@ -375,6 +400,8 @@ class Model(ModelAPI):
             shuffle=shuffle,
             initial_epoch=initial_epoch,
             stop_on_nonfinite=stop_on_nonfinite,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
             distributed=distributed,
         )
 
@@ -385,17 +412,31 @@ class Model(ModelAPI):
         return logs
 
     def _evaluate_internal(
-        self, X: BackendArray, Y: BackendArray, batch_size: int, bar: Progress | None = None
+        self,
+        X: BackendArray,
+        Y: BackendArray,
+        batch_size: int,
+        W: BackendArray | None = None,
+        callbacks: Sequence[Callback] = (),
+        bar: Progress | None = None,
     ) -> tuple[float, float]:
+        """(loss, accuracy) over X, Y; ``callbacks`` get on_test_batch_begin / _end (running logs)."""
         n = X.shape[0]
         loss_sum = correct = 0.0
-        for lo in range(0, n, batch_size):
+        for i, lo in enumerate(range(0, n, batch_size)):
             if bar is not None and lo:
-                bar.update(lo // batch_size - 1)
+                bar.update(i - 1)
             hi = min(lo + batch_size, n)
-            loss, probs = self._loss_and_probs(X[lo:hi], Y[lo:hi], training=False)
+            for cb in callbacks:
+                cb.on_test_batch_begin(i, {})
+            wb = None if W is None else W[lo:hi]
+            loss, probs = self._loss_and_probs(X[lo:hi], Y[lo:hi], training=False, wb=wb)
             loss_sum = loss_sum + loss * (hi - lo)
-            correct = correct + (probs.argmax(axis=1) == Y[lo:hi]).sum()
+            correct = correct + losses.correct(probs, Y[lo:hi])
+            if callbacks:
+                logs = self._logs(loss_sum, correct, hi)
+                for cb in callbacks:
+                    cb.on_test_batch_end(i, logs)
         return float(loss_sum) / n, float(correct) / n
 
     def evaluate(
@@ -405,35 +446,62 @@ class Model(ModelAPI):
         batch_size: int | None = None,
         verbose: int = 0,
         return_dict: bool = False,
+        sample_weight: ArrayLike | None = None,
+        callbacks: Iterable[Callback] | None = None,
     ) -> float | list[float] | dict[str, float]:
-        """``[loss, accuracy]`` (or the loss alone without metrics) over x, y, as Keras returns it."""
+        """``[loss, accuracy]`` (or the loss alone without metrics) over x, y, as Keras returns it;
+        ``sample_weight`` (N,) weights each sample's loss (Keras's: the sum over the sample count);
+        ``callbacks`` get on_test_begin, on_test_batch_begin / _end and on_test_end."""
         self._require_compiled("evaluate")
         X = self._to_internal(x)
         if X.shape[0] == 0:
             raise ValueError("x holds no samples to evaluate")
         Y = self._labels(y, X.shape[0])
+        w = losses.sample_weights(sample_weight, None, to_numpy(Y), X.shape[0])
+        W = None if w is None else self._ctx.asarray(w)
+        cbs = _started(self, callbacks)
+        for cb in cbs:
+            cb.on_test_begin({})
         bs = 32 if batch_size is None else int(batch_size)
         bar = Progress(-(-X.shape[0] // bs), verbose)
-        loss, acc = self._evaluate_internal(X, Y, bs, bar)
+        loss, acc = self._evaluate_internal(X, Y, bs, W, cbs, bar)
         result = {"loss": loss}
         if self.metrics:
             result[self.metrics[0]] = acc
+        for cb in cbs:
+            cb.on_test_end(dict(result))
         bar.end(result)
         if return_dict:
             return result
         return list(result.values()) if self.metrics else loss
 
-    def predict(self, x: ArrayLike, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+    def predict(
+        self,
+        x: ArrayLike,
+        batch_size: int | None = None,
+        verbose: int = 0,
+        callbacks: Iterable[Callback] | None = None,
+    ) -> np.ndarray:
         """The model's outputs as a NumPy array: probabilities for a final softmax (logits for a linear
-        final layer); image outputs are given back as (N, H, W, C)."""
+        final layer); image outputs are given back as (N, H, W, C). ``callbacks`` get on_predict_begin,
+        on_predict_batch_begin / _end (``logs["outputs"]``: the batch's outputs) and on_predict_end."""
         X = self._to_internal(x)
         bs = 32 if batch_size is None else int(batch_size)
         n = X.shape[0]
+        cbs = _started(self, callbacks)
+        for cb in cbs:
+            cb.on_predict_begin({})
         out = np.empty((n,) + _output_shape(self._output_layer), self.dtype)
         bar = Progress(-(-n // bs), verbose)
-        for lo in range(0, n, bs):
+        for i, lo in enumerate(range(0, n, bs)):
+            for cb in cbs:
+                cb.on_predict_batch_begin(i, {})
             out[lo : lo + bs] = to_numpy(self._forward(X[lo : lo + bs], training=False, logits=False))
-            bar.update(lo // bs)
+            for cb in cbs:
+                cb.on_predict_batch_end(i, {"outputs": out[lo : lo + bs]})
+            bar.update(i)
+        for cb in cbs:
+            cb.on_predict_end({})
         bar.end()
         return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
 
@@ -507,3 +575,11 @@ class Model(ModelAPI):
 
 
 from .sequential import Sequential  # noqa: E402  (a Model subclass: imported after Model is defined)
+
+
+def _started(model: Model, callbacks: Iterable[Callback] | None) -> list[Callback]:
+    """The callbacks of an evaluate / predict call, each told the model."""
+    cbs = list(callbacks or [])
+    for cb in cbs:
+        cb.set_model(model)
+    return cbs

@@ -185,6 +185,16 @@ BAD = {
         ("labels-range", lambda d: A(d.logits, d.labels * 2), IndexError, "labels"),
         ("probs-3d", lambda d: A(d.x[0], d.labels), ValueError, "probs"),
     ],
+    "softmax_cross_entropy_soft_forward": [
+        ("targets-shape", lambda d: A(d.logits, d.logits[:, :3]), ValueError, "targets"),
+        ("targets-float64", lambda d: A(d.logits, d.f64(d.logits)), TypeError, "targets"),
+        ("weights-shape", lambda d: A(d.logits, d.logits, d.logits[0]), ValueError, "weights"),
+        ("logits-1d", lambda d: A(d.logits[0], d.logits[0]), ValueError, "logits"),
+    ],
+    "softmax_cross_entropy_soft_backward": [
+        ("targets-3d", lambda d: A(d.logits, d.x), ValueError, "targets"),
+        ("weights-2d", lambda d: A(d.logits, d.logits, d.logits), ValueError, "weights"),
+    ],
     "sgd_update": [
         ("lr-negative", lambda d: A(d.param, d.grad, None, lr=-0.1), ValueError, "lr"),
         ("lr-str", lambda d: A(d.param, d.grad, None, lr="0.1"), TypeError, "lr"),
@@ -196,7 +206,21 @@ BAD = {
         ("grad-shape", lambda d: A(d.param, d.grad[:9], None, lr=0.1), ValueError, "grad"),
         ("grad-float64", lambda d: A(d.param, d.f64(d.grad), None, lr=0.1), TypeError, "grad"),
     ],
+    "rmsprop_update": [
+        ("lr-inf", lambda d: A(d.param, d.grad, d.m, None, None, lr=float("inf")), ValueError, "lr"),
+        ("rho-above-one", lambda d: A(d.param, d.grad, d.m, None, None, rho=1.5), ValueError, "rho"),
+        ("eps-nan", lambda d: A(d.param, d.grad, d.m, None, None, eps=float("nan")), ValueError, "eps"),
+        ("momentum_buffer-missing", lambda d: A(d.param, d.grad, d.m, None, None, momentum=0.9), ValueError,
+         "momentum_buffer"),
+        ("grad_avg-missing", lambda d: A(d.param, d.grad, d.m, None, None, centered=True), ValueError,
+         "grad_avg"),
+        ("square_avg-shape", lambda d: A(d.param, d.grad, d.m[:3], None, None), ValueError, "square_avg"),
+        ("grad_avg-float64", lambda d: A(d.param, d.grad, d.m, None, d.f64(d.v), centered=True), TypeError,
+         "grad_avg"),
+    ],
     "adam_update": [
+        ("decoupled-str", lambda d: d.adam(decoupled_weight_decay="yes"), TypeError,
+         "decoupled_weight_decay"),
         ("step-zero", lambda d: d.adam(step=0), ValueError, "step"),
         ("step-float", lambda d: d.adam(step=1.0), TypeError, "step"),
         ("step-bool", lambda d: d.adam(step=True), TypeError, "step"),

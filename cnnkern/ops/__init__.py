@@ -13,8 +13,13 @@ from .batchnorm import batchnorm2d_backward, batchnorm2d_forward
 from .conv import conv2d_backward, conv2d_bias_act_forward, conv2d_forward
 from .conv_pool import conv2d_act_maxpool_backward, conv2d_act_maxpool_forward
 from .dense import dense_backward, dense_bias_act_forward, dense_forward
-from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
-from .optim import adam_update, adam_update_multi, sgd_update
+from .loss import (
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+    softmax_cross_entropy_soft_backward,
+    softmax_cross_entropy_soft_forward,
+)
+from .optim import adam_update, adam_update_multi, rmsprop_update, sgd_update
 from .pool import (
     avgpool2d_backward,
     avgpool2d_forward,
@@ -46,7 +51,10 @@ __all__ = [
     "maxpool2d_act_backward",
     "maxpool2d_backward",
     "maxpool2d_forward",
+    "rmsprop_update",
     "sgd_update",
     "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_soft_backward",
+    "softmax_cross_entropy_soft_forward",
 ]
