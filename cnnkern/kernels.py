@@ -258,6 +258,22 @@ BASIC: tuple[Kernel, ...] = (
         "The gradient of activation_forward from its output y (as PyTorch does).",
     ),
     Kernel(
+        "elu_forward",
+        "activation",
+        (a("x", doc="any shape"), k("alpha", "float", front=1.0, doc="the limit -alpha as x -> -inf")),
+        "y = x if x > 0 else alpha * (exp(x) - 1), the shape of x (NaN stays NaN)",
+        "ELU, as PyTorch's F.elu.",
+        recipe="elementwise",
+    ),
+    Kernel(
+        "elu_backward",
+        "activation",
+        (a("dy"), a("x", doc="the forward's INPUT"), k("alpha", "float", front=1.0)),
+        "dx = dy if x > 0 else dy * alpha * exp(x), the shape of dy (NaN where x is NaN)",
+        "The gradient of elu_forward from its input x, as PyTorch's elu_backward.",
+        recipe="elementwise",
+    ),
+    Kernel(
         "softmax_cross_entropy_forward",
         "loss",
         (a("logits", doc="(N,C)"), a("labels", "I64", doc="(N,) in [0, C)")),

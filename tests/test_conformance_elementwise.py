@@ -18,7 +18,10 @@ from .compare import assert_close, elementwise_tol
 
 ELEMENTWISE = [kernel for kernel in TABLE.values() if kernel.recipe == "elementwise"]
 # kernel -> more keyword settings to test than the front-door defaults
-SETTINGS: dict[str, list[dict[str, float]]] = {}
+SETTINGS: dict[str, list[dict[str, float]]] = {
+    "elu_forward": [{"alpha": 0.5}],
+    "elu_backward": [{"alpha": 0.5}],
+}
 CALLS = [
     pytest.param(kernel, kw, id=f"{kernel.name}{''.join(f'-{k}{v}' for k, v in kw.items())}")
     for kernel in ELEMENTWISE

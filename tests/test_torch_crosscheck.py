@@ -287,7 +287,9 @@ def test_activation_nan_propagates_like_torch(plain_target, kind):
 # the table's elementwise kernels (recipe "elementwise"): each <name>_forward's torch function of the float64
 # tensors and the keyword settings; its <name>_backward, if the table has one, is checked against autograd
 # (it takes dy, then the forward's arguments)
-TORCH_ELEMENTWISE: dict[str, Any] = {}
+TORCH_ELEMENTWISE: dict[str, Any] = {
+    "elu_forward": lambda x, alpha: F.elu(x, alpha),
+}
 ELEMENTWISE_FORWARD = [
     k.name for k in TABLE.values() if k.recipe == "elementwise" and k.name.endswith("_forward")
 ]
