@@ -79,7 +79,7 @@ class Kernel:
     has_front_door: bool = True
     # a standard front door generated from the entry (cnnkern/ops/recipes.py) instead of one written in
     # ops/<stem>.py: "elementwise" (every positional argument a floating array of the first one's shape
-    # and dtype, every keyword a real number; empty arrays give an empty result)
+    # and dtype, every keyword a finite real number; empty arrays give an empty result)
     recipe: str | None = None
 
     def signature(self, *, self_arg: bool = True) -> inspect.Signature:

@@ -239,8 +239,8 @@ BAD.update(BAD_FUSED)
 
 def _elementwise_cases(kernel):
     """The bad inputs of a kernel with the table's elementwise recipe (its front door is generated, so are
-    these): each array given as a list or (after the first) of another shape or dtype; each setting a string
-    or NaN."""
+    these): each array given as a list or (after the first) of another shape or dtype; each setting a string,
+    NaN or infinite."""
     arrays = [arg.name for arg in kernel.args if arg.positional]
     settings = [arg.name for arg in kernel.args if not arg.positional]
 
@@ -254,6 +254,7 @@ def _elementwise_cases(kernel):
     for name in settings:
         cases.append((f"{name}-str", lambda d, name=name: args(d, **{name: "1"}), TypeError, name))
         cases.append((f"{name}-nan", lambda d, name=name: args(d, **{name: float("nan")}), ValueError, name))
+        cases.append((f"{name}-inf", lambda d, name=name: args(d, **{name: float("inf")}), ValueError, name))
     return cases
 
 

@@ -5,7 +5,7 @@ kernel's docstring.
 
 ``elementwise``: every positional argument is a floating array the backend runs, of the first one's shape
 and dtype (its dimension 0, the batch, may be 0: the result is then empty without a kernel call); every
-keyword argument is a real number, never NaN. Errors name the argument and the shapes.
+keyword argument is a finite real number. Errors name the argument and the shapes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from . import check
 
 def _elementwise(kernel: Kernel, backend: check.BackendLike, arrays: tuple[Any, ...], **kw: Any) -> Any:
     be = resolve(backend)
-    settings = {name: check.number(name, value) for name, value in kw.items()}
+    settings = {name: check.number(name, value, finite=True) for name, value in kw.items()}
     names = [arg.name for arg in kernel.args if arg.positional]
     first = check.array(names[0], arrays[0], be, batch=True)
     checked = [first]
