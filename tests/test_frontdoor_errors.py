@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cnnkern import ops
+from cnnkern.kernels import TABLE
 
 from .cases import frontdoor_arguments, randn
 
@@ -300,6 +301,32 @@ BAD_FUSED = {
     ],
 }  # fmt: skip
 BAD.update(BAD_FUSED)
+
+
+def _elementwise_cases(kernel):
+    """The bad inputs of a kernel with the table's elementwise recipe (its front door is generated, so are
+    these): each array given as a list or (after the first) of another shape or dtype; each setting a string,
+    NaN or infinite."""
+    arrays = [arg.name for arg in kernel.args if arg.positional]
+    settings = [arg.name for arg in kernel.args if not arg.positional]
+
+    def args(d, i=None, value=None, **kw):
+        return A(*[value if j == i else d.x for j in range(len(arrays))], **kw)
+
+    cases = [(f"{arrays[0]}-list", lambda d: args(d, 0, d.tg.get(d.x).tolist()), TypeError, arrays[0])]
+    for i, name in enumerate(arrays[1:], 1):
+        cases.append((f"{name}-shape", lambda d, i=i: args(d, i, d.x[:1]), ValueError, name))
+        cases.append((f"{name}-float64", lambda d, i=i: args(d, i, d.f64(d.x)), TypeError, name))
+    for name in settings:
+        cases.append((f"{name}-str", lambda d, name=name: args(d, **{name: "1"}), TypeError, name))
+        cases.append((f"{name}-nan", lambda d, name=name: args(d, **{name: float("nan")}), ValueError, name))
+        cases.append((f"{name}-inf", lambda d, name=name: args(d, **{name: float("inf")}), ValueError, name))
+    return cases
+
+
+BAD.update(
+    {kernel.name: _elementwise_cases(kernel) for kernel in TABLE.values() if kernel.recipe == "elementwise"}
+)
 CASES = [(kernel,) + case for kernel, cases in BAD.items() for case in cases]
 
 
@@ -315,8 +342,6 @@ def test_bad_input_raises_naming_the_argument(plain_target, case):
 
 
 def test_every_kernel_has_bad_input_cases():
-    from cnnkern.kernels import TABLE
-
     front = {name for name, kernel in TABLE.items() if kernel.has_front_door}
     assert set(BAD) == front, f"no cases: {sorted(front - set(BAD))}; not kernels: {sorted(set(BAD) - front)}"
 

@@ -4,7 +4,8 @@
 import numpy as np
 import pytest
 
-from cnnkern import initializers, layers, models
+from cnnkern import initializers, layers, models, ops
+from cnnkern.kernels import ELEMENTWISE_ACTIVATIONS
 
 
 def build(layer_list, input_shape, dtype="float64", seed=0):
@@ -238,3 +239,31 @@ def test_build_errors_name_the_layer():
         models.Sequential([layers.Dense(3, input_shape=(2,)), layers.Dense(2, input_shape=(3,))])
     with pytest.raises(ValueError, match="used twice"):
         models.Sequential([layers.Dense(3, name="a"), layers.Dense(2, name="a")])
+
+
+@pytest.mark.parametrize("kind", ELEMENTWISE_ACTIVATIONS)
+def test_table_elementwise_activation_in_layers(kind):
+    """activation='<a>' for a pair of the table (kernels.ELEMENTWISE_ACTIVATIONS) on Dense and as an
+    Activation layer: forward and backward equal the unfused ops, the gradient taken from the input."""
+    ref = {"backend": "reference"}
+
+    def fwd(x):
+        return getattr(ops, f"{kind}_forward")(x, **ref)
+
+    def bwd(dy, x):
+        return getattr(ops, f"{kind}_backward")(dy, x, **ref)
+
+    m = build([layers.Dense(3, activation=kind), layers.Activation(kind)], (4,))
+    dense, act = m.layers
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    z = ops.dense_forward(x, dense.params["kernel"], dense.params["bias"], **ref)
+    h = dense.forward(x, training=True)
+    np.testing.assert_array_equal(h, fwd(z))
+    np.testing.assert_array_equal(act.forward(h, training=True), fwd(h))
+    dh = act.backward(dy)
+    np.testing.assert_array_equal(dh, bwd(dy, h))
+    dx = dense.backward(dh)
+    want, _, _ = ops.dense_backward(bwd(dh, z), x, dense.params["kernel"], **ref)
+    np.testing.assert_array_equal(dx, want)
+    assert dense.get_config()["activation"] == kind
