@@ -1,11 +1,14 @@
 """cnnkern.compress: batch-norm folding (predictions equal to the unfolded model's) and the int8 model
 (quantize, predict, evaluate, save and load)."""
 
+import copy
+import json
+
 import numpy as np
 import pytest
 
 from cnnkern import layers, models
-from cnnkern.compress import fold_batchnorm
+from cnnkern.compress import QuantizedModel, fold_batchnorm, quantize
 
 
 def bn_net(backend, dtype, conv_bias=True, seed=1):
@@ -57,3 +60,118 @@ def test_fold_batchnorm_keeps_bn_after_an_activation():
     m.add(layers.Conv2D(2, 3, activation="relu", input_shape=(5, 5, 1)))
     m.add(layers.BatchNormalization())
     assert [type(l).__name__ for l in fold_batchnorm(m).layers] == ["Conv2D", "BatchNormalization"]
+
+
+# --- int8 --------------------------------------------------------------------------------------------------
+def small_cnn(seed=0):
+    """conv(same, BN, ReLU) > pool > conv(relu) > flatten > dropout > dense(relu) > dense softmax."""
+    m = models.Sequential(backend="reference", dtype="float64", seed=seed)
+    m.add(layers.Conv2D(6, 3, padding="same", input_shape=(10, 10, 2)))
+    m.add(layers.BatchNormalization())
+    m.add(layers.Activation("relu"))
+    m.add(layers.MaxPooling2D(2))
+    m.add(layers.Conv2D(8, 3, activation="relu"))
+    m.add(layers.Flatten())
+    m.add(layers.Dropout(0.2))
+    m.add(layers.Dense(16, activation="relu"))
+    m.add(layers.Dense(4, activation="softmax"))
+    m.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return m
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small CNN fitted to a learnable rule (the class is the brighter quadrant), its data."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400)
+    x = rng.uniform(0, 1, size=(400, 2, 5, 2, 5, 2))
+    x[np.arange(400), y // 2, :, y % 2] += 0.6
+    x = x.reshape(400, 10, 10, 2)
+    m = small_cnn()
+    m.fit(x[:300], y[:300], batch_size=32, epochs=6, verbose=0)
+    return m, x, y
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_quantized_model_tracks_the_float_model(trained, method):
+    m, x, y = trained
+    q = quantize(m, x[:100], method=method, percentile=99.9, backend="reference")
+    assert [s["op"] for s in q.stages] == ["conv", "maxpool", "conv", "flatten", "dense", "logits"]
+    assert q.stages[0]["relu"] and q.arrays[0]["kernel"].dtype == np.int8
+    pf, pq = m.predict(x[300:]), q.predict(x[300:])
+    assert pq.dtype == np.float32 and pq.shape == pf.shape
+    np.testing.assert_allclose(pq.sum(axis=1), 1, rtol=1e-5)
+    assert np.abs(pq - pf).max() < 0.1
+    assert (pq.argmax(1) == pf.argmax(1)).mean() >= 0.95
+    float_acc = m.evaluate(x[300:], y[300:])[1]
+    loss, acc = q.evaluate(x[300:], y[300:], batch_size=17)
+    assert float_acc > 0.6 and abs(acc - float_acc) <= 0.03
+    assert loss == pytest.approx(m.evaluate(x[300:], y[300:])[0], abs=0.05)
+
+
+def test_quantized_model_saves_and_loads(trained, tmp_path):
+    m, x, _ = trained
+    q = quantize(m, x[:50], backend="reference")
+    path = tmp_path / "m8.npz"
+    q.save(path)
+    back = models.load_model(path, backend="reference")
+    assert isinstance(back, QuantizedModel)
+    np.testing.assert_array_equal(back.predict(x[:40]), q.predict(x[:40]))
+    m.save(tmp_path / "f.npz")  # a float file still loads as before
+    assert isinstance(models.load_model(tmp_path / "f.npz", backend="reference"), models.Sequential)
+
+
+def _rewrite(src, dst, arch=None, **arrays):
+    """A copy of the saved model ``src`` with its architecture JSON or some arrays replaced."""
+    with np.load(src) as f:
+        entries = dict(f)
+    if arch is not None:
+        entries["__architecture__"] = np.array(json.dumps(arch))
+    entries.update(arrays)
+    np.savez(dst, **entries)
+
+
+def test_a_bad_int8_file_is_refused_naming_the_stage(trained, tmp_path):
+    m, x, _ = trained
+    q = quantize(m, x[:20], backend="reference")
+    good = tmp_path / "m8.npz"
+    q.save(good)
+    cfg = q.get_config()
+    bad = copy.deepcopy(cfg)
+    bad["stages"][2]["stride"] = [0, 1]
+    _rewrite(good, tmp_path / "a.npz", bad)
+    with pytest.raises(ValueError, match=r"stage 2 \(conv 'conv2d_1'\): stride must be an int in \[1"):
+        models.load_model(tmp_path / "a.npz")
+    bad = copy.deepcopy(cfg)
+    bad["stages"][0]["units"] = 7
+    _rewrite(good, tmp_path / "b.npz", bad)
+    with pytest.raises(ValueError, match="shape"):
+        models.load_model(tmp_path / "b.npz")
+    key = "000." + cfg["stages"][0]["name"] + "/kernel"
+    _rewrite(good, tmp_path / "c.npz", **{key: q.arrays[0]["kernel"].astype(np.float32)})
+    with pytest.raises(ValueError, match="dtype float32, expected int8"):
+        models.load_model(tmp_path / "c.npz")
+    _rewrite(good, tmp_path / "d.npz", **{key: np.full_like(q.arrays[0]["kernel"], -128)})
+    with pytest.raises(ValueError, match="stage 0: the kernel holds -128"):
+        models.load_model(tmp_path / "d.npz")
+
+
+def test_quantize_refuses_what_has_no_int8_kernel():
+    m = models.Sequential(backend="reference")
+    m.add(layers.Conv2D(2, 3, activation="tanh", input_shape=(6, 6, 1)))
+    m.add(layers.Flatten())
+    m.add(layers.Dense(3))
+    x = np.zeros((2, 6, 6, 1))
+    with pytest.raises(ValueError, match=r"layer 0 \(Conv2D 'conv2d'\) has activation 'tanh'"):
+        quantize(m, x)
+    m = models.Sequential(backend="reference")
+    m.add(layers.Conv2D(2, 3, input_shape=(6, 6, 1)))
+    m.add(layers.AveragePooling2D(2))
+    m.add(layers.Flatten())
+    m.add(layers.Dense(3))
+    with pytest.raises(ValueError, match="AveragePooling2D.*has no int8 kernel"):
+        quantize(m, x)
+    with pytest.raises(ValueError, match="method must be"):
+        quantize(m, x, method="entropy")
+    with pytest.raises(ValueError, match="int8 model runs on"):
+        quantize(small_cnn(), np.zeros((2, 10, 10, 2)), backend="cuda")

@@ -1,0 +1,44 @@
+"""The int8 kernels of each backend, behind one interface: ``conv2d_q8_forward``, ``dense_q8_forward``,
+``dense_q8_acc`` and ``maxpool2d_q8_forward`` with the reference's signatures
+(:mod:`cnnkern.backends.reference.quant`, the specification every backend equals exactly)."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+# backend -> the module holding its int8 kernels (imported only when asked for)
+MODULES = {
+    "reference": "cnnkern.backends.reference.quant",
+}
+SUPPORTED = tuple(MODULES)
+
+
+class QuantKernels:
+    """One backend's int8 kernels (``name``: the backend)."""
+
+    def __init__(self, name: str, module: ModuleType) -> None:
+        self.name = name
+        self.conv2d_q8_forward: Any = module.conv2d_q8_forward
+        self.dense_q8_forward: Any = module.dense_q8_forward
+        self.dense_q8_acc: Any = module.dense_q8_acc
+        self.maxpool2d_q8_forward: Any = module.maxpool2d_q8_forward
+
+
+def get(backend: str | None = None) -> QuantKernels:
+    """The int8 kernels of ``backend`` (None or 'auto': the first of cpp, numba, reference that runs
+    here)."""
+    from .. import backends
+
+    if backend in (None, "auto"):
+        for name in ("cpp", "numba"):
+            if name in MODULES and backends.probe(name) is None:
+                return get(name)
+        return get("reference")
+    if backend not in MODULES:
+        raise ValueError(f"the int8 model runs on {', '.join(SUPPORTED)}, not backend {backend!r}")
+    reason = backends.probe(backend)
+    if reason is not None:
+        raise RuntimeError(f"backend {backend!r} is unavailable: {reason}")
+    return QuantKernels(backend, importlib.import_module(MODULES[backend]))

@@ -1,0 +1,97 @@
+"""The int8 kernels (cnnkern.compress): the reference (the specification) against a plain-loop integer
+model of it, and every backend's kernels EQUAL to the reference (integers: no tolerance), on shapes that
+cross every SIMD tail (reduction lengths not a multiple of 4, channel counts not a multiple of 16)."""
+
+import numpy as np
+import pytest
+
+from cnnkern.backends.reference import quant as ref
+from cnnkern.compress.qparams import fixed_point
+
+CONV_CASES = [
+    # n, c, h, w, k, r, s, stride, padding (t, b, l, r), dilation, groups
+    (2, 3, 7, 6, 5, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (1, 1, 9, 9, 17, 3, 3, (2, 1), (0, 1, 2, 0), (1, 2), 1),
+    (2, 4, 6, 7, 6, 2, 3, (1, 2), (0, 0, 0, 0), (1, 1), 2),
+    (1, 33, 5, 5, 35, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    (1, 6, 8, 8, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+]
+
+
+def _layer(rng, k, j, x_zero=None):
+    """Random int8 weights (K, ...) with extremes, int32 bias, requantization for a reduction of j."""
+    w = rng.integers(-127, 128, size=k, dtype=np.int64).astype(np.int8)
+    bias = rng.integers(-(1 << 14), 1 << 14, size=k[0]).astype(np.int32)
+    mult, shift = fixed_point(rng.uniform(0.2, 4.0, k[0]) / (j * 40))
+    return w, bias, mult, shift
+
+
+def _codes(rng, shape):
+    x = rng.integers(0, 128, size=shape).astype(np.uint8)
+    x.reshape(-1)[:3] = (0, 127, 127)
+    return x
+
+
+def _requant_loop(acc, m, s, y_zero, relu):
+    v = y_zero + ((int(acc) * int(m) + (1 << (int(s) - 1))) >> int(s))
+    return min(max(v, y_zero if relu else 0), 127)
+
+
+def test_reference_conv_is_the_loop_definition():
+    rng = np.random.default_rng(0)
+    n, c, h, w, k, r, s, st, (t, b, le, ri), dil, g = CONV_CASES[2]
+    x = _codes(rng, (n, c, h, w))
+    wq, bias, mult, shift = _layer(rng, (k, c // g, r, s), c // g * r * s)
+    geom = dict(stride=st, padding=(t, b, le, ri), dilation=dil, groups=g)
+    y = ref.conv2d_q8_forward(x, wq, bias, mult, shift, x_zero=5, y_zero=9, relu=True, **geom)
+    acc = ref.conv2d_q8_acc(x, wq, bias, x_zero=5, **geom)
+    kg, cg = k // g, c // g
+    for ni, ki, p, q in np.ndindex(*y.shape):
+        total = int(bias[ki])
+        for ci in range(cg):
+            for i in range(r):
+                for j in range(s):
+                    hh, ww = p * st[0] - t + i * dil[0], q * st[1] - le + j * dil[1]
+                    if 0 <= hh < h and 0 <= ww < w:
+                        total += (int(x[ni, (ki // kg) * cg + ci, hh, ww]) - 5) * int(wq[ki, ci, i, j])
+        assert acc[ni, ki, p, q] == total
+        assert y[ni, ki, p, q] == _requant_loop(total, mult[ki], shift[ki], 9, True)
+
+
+def test_requantize_rounds_half_up_and_clamps():
+    acc = np.array([[3, -3, 5, -5, 10**6, -(10**6)]], np.int32)
+    one_half = np.full(6, 1 << 30, np.int32), np.full(6, 32, np.int32)  # a factor of 1/4
+    y = ref.requantize(acc, *one_half, y_zero=0, relu=False, axis=1)
+    assert y.tolist() == [[1, 0, 1, 0, 127, 0]]  # 0.75 -> 1, -0.75 -> -1 -> 0 (clamped), 1.25 -> 1
+    y = ref.requantize(
+        np.array([[2, -2, 6, -6]], np.int32), *(a[:4] for a in one_half), y_zero=10, relu=False, axis=1
+    )
+    assert y.tolist() == [[11, 10, 12, 9]]  # 0.5 -> 1 and -0.5 -> 0 (ties up), 1.5 -> 2, -1.5 -> -1
+    y = ref.requantize(
+        np.array([[-6, 6]], np.int32), *(a[:2] for a in one_half), y_zero=10, relu=True, axis=1
+    )
+    assert y.tolist() == [[10, 12]]
+
+
+def test_reference_refuses_codes_outside_the_format():
+    rng = np.random.default_rng(1)
+    w, bias, m, s = _layer(rng, (4, 8), 8)
+    x = _codes(rng, (2, 8))
+    x[0, 0] = 128
+    with pytest.raises(ValueError, match="7-bit codes"):
+        ref.dense_q8_forward(x, w, bias, m, s, x_zero=0, y_zero=0, relu=False)
+    x[0, 0] = 1
+    w[0, 0] = -128
+    with pytest.raises(ValueError, match="-128"):
+        ref.dense_q8_forward(x, w, bias, m, s, x_zero=0, y_zero=0, relu=False)
+    w[0, 0] = 0
+    with pytest.raises(ValueError, match="multiplier must be 0 or in"):
+        ref.dense_q8_forward(x, w, bias, m // 4, s, x_zero=0, y_zero=0, relu=False)
+
+
+def test_fixed_point_is_close_to_the_real_factor():
+    real = np.array([1e-12, 3e-5, 0.37, 0.5, 0.99999999999, 7.0])
+    m, s = fixed_point(real)
+    assert m[0] == 0
+    got = m[1:] * 2.0 ** -s[1:].astype(np.float64)
+    np.testing.assert_allclose(got, real[1:], rtol=2**-30)
