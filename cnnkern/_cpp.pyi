@@ -296,3 +296,32 @@ def adam_update_multi(
     eps_mode: str,
 ) -> None:
     """adam_update on every (param, grad, m, v) quadruple in one call, the joint range split over the pool."""
+
+# int8 inference kernels (cnnkern.compress; the specification is cnnkern/backends/reference/quant.py)
+U8 = npt.NDArray[np.uint8]
+I8 = npt.NDArray[np.int8]
+I32 = npt.NDArray[np.int32]
+
+def conv2d_q8_forward(
+    x: U8,
+    w: I8,
+    bias: I32,
+    multiplier: I32,
+    shift: I32,
+    *,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> U8: ...
+def dense_q8_forward(
+    x: U8, w: I8, bias: I32, multiplier: I32, shift: I32, *, x_zero: int, y_zero: int, relu: bool
+) -> U8: ...
+def dense_q8_acc(x: U8, w: I8, bias: I32, *, x_zero: int) -> I32: ...
+def maxpool2d_q8_forward(
+    x: U8, *, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int], ceil_mode: bool
+) -> U8: ...
+def q8_gemm_path() -> str: ...

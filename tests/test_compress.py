@@ -175,3 +175,12 @@ def test_quantize_refuses_what_has_no_int8_kernel():
         quantize(m, x, method="entropy")
     with pytest.raises(ValueError, match="int8 model runs on"):
         quantize(small_cnn(), np.zeros((2, 10, 10, 2)), backend="cuda")
+
+
+def test_int8_model_gives_the_same_outputs_on_every_backend(trained):
+    m, x, _ = trained
+    q = quantize(m, x[:50], backend="reference")
+    want = q.predict(x[:70], batch_size=70)
+    for name in ("cpp",):
+        q.set_backend(name)
+        np.testing.assert_array_equal(q.predict(x[:70], batch_size=70), want, err_msg=name)

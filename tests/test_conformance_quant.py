@@ -7,6 +7,7 @@ import pytest
 
 from cnnkern.backends.reference import quant as ref
 from cnnkern.compress.qparams import fixed_point
+from tests.conftest import load_backend
 
 CONV_CASES = [
     # n, c, h, w, k, r, s, stride, padding (t, b, l, r), dilation, groups
@@ -95,3 +96,99 @@ def test_fixed_point_is_close_to_the_real_factor():
     assert m[0] == 0
     got = m[1:] * 2.0 ** -s[1:].astype(np.float64)
     np.testing.assert_allclose(got, real[1:], rtol=2**-30)
+
+
+# --- every backend equals the reference ---------------------------------------------------------------------
+QUANT_PATHS = [
+    pytest.param(("cpp", "scalar"), id="cpp-scalar"),
+    pytest.param(("cpp", "avx2"), id="cpp-avx2"),
+    pytest.param(("cpp", "avx512"), id="cpp-avx512"),
+]
+
+
+@pytest.fixture(params=QUANT_PATHS)
+def q8(request):
+    """One backend's int8 kernels (cpp once per SIMD path; its avx512 path runs VNNI where the CPU has it)."""
+    from cnnkern.compress import kernels
+
+    name, simd = request.param
+    be = load_backend(name)
+    if simd is None:
+        yield kernels.get(name)
+        return
+    if simd not in be.supported_simd():
+        pytest.skip(f"CPU cannot run the {simd} path")
+    previous = be.simd()
+    be.set_simd(simd)
+    try:
+        yield kernels.get(name)
+    finally:
+        be.set_simd(previous)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:7])))
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv2d_q8_equals_the_reference(q8, case, relu):
+    rng = np.random.default_rng(hash(case) % 2**32)
+    n, c, h, w, k, r, s, st, pad, dil, g = case
+    x = _codes(rng, (n, c, h, w))
+    wq, bias, mult, shift = _layer(rng, (k, c // g, r, s), c // g * r * s)
+    mult[0], shift[0] = 0, 1  # a channel whose factor rounded to 0
+    kw = dict(x_zero=int(rng.integers(0, 128)), y_zero=int(rng.integers(0, 128)), relu=relu)
+    geom = dict(stride=st, padding=pad, dilation=dil, groups=g)
+    want = ref.conv2d_q8_forward(x, wq, bias, mult, shift, **kw, **geom)
+    got = q8.conv2d_q8_forward(x, wq, bias, mult, shift, **kw, **geom)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, want)
+    assert 0 < (want == kw["y_zero"]).mean() < 0.9  # the requantization spans the codes, not one value
+
+
+@pytest.mark.parametrize(("n", "n_in", "n_out"), [(1, 5, 3), (67, 64, 10), (9, 131, 33), (130, 576, 64)])
+def test_dense_q8_equals_the_reference(q8, n, n_in, n_out):
+    rng = np.random.default_rng(n * 1000 + n_in)
+    x = _codes(rng, (n, n_in))
+    wq, bias, mult, shift = _layer(rng, (n_out, n_in), n_in)
+    for relu in (False, True):
+        kw = dict(x_zero=3, y_zero=40, relu=relu)
+        np.testing.assert_array_equal(
+            q8.dense_q8_forward(x, wq, bias, mult, shift, **kw),
+            ref.dense_q8_forward(x, wq, bias, mult, shift, **kw),
+        )
+    got = q8.dense_q8_acc(x, wq, bias, x_zero=77)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, ref.dense_q8_acc(x, wq, bias, x_zero=77))
+
+
+def test_dense_q8_acc_is_exact_at_the_largest_sums(q8):
+    """All-127 codes against all-127 (and all -127) weights, zero point 0: the largest accumulators the
+    format allows for this length, where a saturating int16 step would show."""
+    x = np.full((3, 4096), 127, np.uint8)
+    w = np.full((17, 4096), 127, np.int8)
+    w[1::2] = -127
+    bias = np.zeros(17, np.int32)
+    got = q8.dense_q8_acc(x, w, bias, x_zero=0)
+    np.testing.assert_array_equal(got, ref.dense_q8_acc(x, w, bias, x_zero=0))
+    assert got[0, 0] == 4096 * 127 * 127
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "stride", "pad", "ceil"),
+    [
+        ((2, 3, 8, 9), (2, 2), (2, 2), (0, 0), False),
+        ((1, 5, 7, 7), (3, 3), (2, 2), (1, 1), True),
+        ((1, 2, 5, 6), (3, 2), (1, 2), (1, 0), True),
+    ],
+)
+def test_maxpool2d_q8_equals_the_reference(q8, shape, k, stride, pad, ceil):
+    x = _codes(np.random.default_rng(7), shape)
+    kw = dict(kernel_size=k, stride=stride, padding=pad, ceil_mode=ceil)
+    np.testing.assert_array_equal(q8.maxpool2d_q8_forward(x, **kw), ref.maxpool2d_q8_forward(x, **kw))
+
+
+def test_backends_refuse_codes_outside_the_format(q8):
+    rng = np.random.default_rng(2)
+    w, bias, m, s = _layer(rng, (4, 8), 8)
+    x = _codes(rng, (2, 8))
+    x[1, 1] = 200
+    with pytest.raises(ValueError, match="7-bit codes"):
+        q8.dense_q8_forward(x, w, bias, m, s, x_zero=0, y_zero=0, relu=False)

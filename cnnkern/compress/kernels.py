@@ -11,6 +11,7 @@ from typing import Any
 # backend -> the module holding its int8 kernels (imported only when asked for)
 MODULES = {
     "reference": "cnnkern.backends.reference.quant",
+    "cpp": "cnnkern.backends.cpp_quant",
 }
 SUPPORTED = tuple(MODULES)
 

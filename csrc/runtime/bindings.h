@@ -18,5 +18,6 @@ void bind_batchnorm(py::module_& m);
 void bind_activation(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_quant(py::module_& m);
 
 }  // namespace cnnkern
