@@ -41,22 +41,22 @@ def _requant_loop(acc, m, s, y_zero, relu):
 def test_reference_conv_is_the_loop_definition():
     rng = np.random.default_rng(0)
     n, c, h, w, k, r, s, st, (t, b, le, ri), dil, g = CONV_CASES[2]
-    x = _codes(rng, (n, c, h, w))
+    x = _codes(rng, (n, h, w, c))
     wq, bias, mult, shift = _layer(rng, (k, c // g, r, s), c // g * r * s)
     geom = dict(stride=st, padding=(t, b, le, ri), dilation=dil, groups=g)
     y = ref.conv2d_q8_forward(x, wq, bias, mult, shift, x_zero=5, y_zero=9, relu=True, **geom)
     acc = ref.conv2d_q8_acc(x, wq, bias, x_zero=5, **geom)
     kg, cg = k // g, c // g
-    for ni, ki, p, q in np.ndindex(*y.shape):
+    for ni, p, q, ki in np.ndindex(*y.shape):
         total = int(bias[ki])
         for ci in range(cg):
             for i in range(r):
                 for j in range(s):
                     hh, ww = p * st[0] - t + i * dil[0], q * st[1] - le + j * dil[1]
                     if 0 <= hh < h and 0 <= ww < w:
-                        total += (int(x[ni, (ki // kg) * cg + ci, hh, ww]) - 5) * int(wq[ki, ci, i, j])
-        assert acc[ni, ki, p, q] == total
-        assert y[ni, ki, p, q] == _requant_loop(total, mult[ki], shift[ki], 9, True)
+                        total += (int(x[ni, hh, ww, (ki // kg) * cg + ci]) - 5) * int(wq[ki, ci, i, j])
+        assert acc[ni, p, q, ki] == total
+        assert y[ni, p, q, ki] == _requant_loop(total, mult[ki], shift[ki], 9, True)
 
 
 def test_requantize_rounds_half_up_and_clamps():
@@ -131,7 +131,7 @@ def q8(request):
 def test_conv2d_q8_equals_the_reference(q8, case, relu):
     rng = np.random.default_rng(hash(case) % 2**32)
     n, c, h, w, k, r, s, st, pad, dil, g = case
-    x = _codes(rng, (n, c, h, w))
+    x = _codes(rng, (n, h, w, c))
     wq, bias, mult, shift = _layer(rng, (k, c // g, r, s), c // g * r * s)
     mult[0], shift[0] = 0, 1  # a channel whose factor rounded to 0
     kw = dict(x_zero=int(rng.integers(0, 128)), y_zero=int(rng.integers(0, 128)), relu=relu)

@@ -163,12 +163,17 @@ def quantize(
     scale, zero = in_scale, in_zero = activation_qparams(*inp.range())
     stages: list[dict[str, Any]] = []
     arrays: list[dict[str, np.ndarray]] = []
+    flattened: tuple[int, ...] | None = None  # (C, H, W) flattened since the last weights, if any
     for op, i, out in plan:
         layer = folded.layers[i]
         stage: dict[str, Any] = {"op": op.split(":")[0], "name": layer.name}
         arr: dict[str, np.ndarray] = {}
         if isinstance(layer, (L.Conv2D, L.Dense)):
-            w, w_scale = quantize_weights(to_numpy(layer.params["kernel"]))
+            kernel = to_numpy(layer.params["kernel"])
+            if flattened is not None:  # the int8 images are channels-last: its columns in (H, W, C) order
+                kernel = kernel.reshape(-1, *flattened).transpose(0, 2, 3, 1).reshape(kernel.shape[0], -1)
+                flattened = None
+            w, w_scale = quantize_weights(kernel)
             acc_scale = scale * w_scale
             bias = to_numpy(layer.params["bias"]) if "bias" in layer.params else None
             arr = {"kernel": w, "bias": quantize_bias(bias, acc_scale)}
@@ -203,6 +208,10 @@ def quantize(
             )
         elif op == "relu":
             stage["zero"] = zero
+        elif op == "flatten":
+            shape = tuple(folded.input_shape or ())
+            before = folded.layers[i - 1].output_shape if i else (shape[2:] + shape[:2])
+            flattened = tuple(before) if before is not None and len(before) == 3 else None
         stages.append(stage)
         arrays.append(arr)
     config = {

@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "kernels/quant.h"
+#include "runtime/alloc.h"
 #include "runtime/bindings.h"
 #include "runtime/common.h"
 
@@ -89,14 +91,21 @@ struct Requant {
   bool relu;
 };
 
-// y = clamp(y_zero + ((acc * m + 2^(s-1)) >> s), lo, 127) with acc = sum + bias - x_zero * wsum (int64), for
-// output channel k (packed as channel kk of p).
-inline uint8_t requant(int64_t sum, int64_t k, int64_t kk, const Requant& q, const Packed& p) {
-  const int64_t acc = sum + q.bias[k] - q.x_zero * p.wsum[static_cast<size_t>(kk)];
+// One output channel's epilogue, y = clamp(y_zero + ((acc * m + 2^(s-1)) >> s), lo, 127) with
+// acc = sum + bias - x_zero * wsum, in int64. Held in a local copy in the loops: the uint8 stores may alias
+// anything, so constants read through pointers would be reloaded at every store.
+struct Channel {
+  int64_t base, mul, round, shift, lo, zero;
+  uint8_t operator()(int64_t sum) const {
+    const int64_t v = zero + (((sum + base) * mul + round) >> shift);
+    return static_cast<uint8_t>(v < lo ? lo : v > 127 ? 127 : v);
+  }
+};
+
+Channel channel(const Requant& q, int64_t k, int64_t wsum) {
   const int64_t s = q.shift[k];
-  int64_t v = q.y_zero + ((acc * q.multiplier[k] + (int64_t{1} << (s - 1))) >> s);
-  v = std::min<int64_t>(std::max<int64_t>(v, q.relu ? q.y_zero : 0), 127);
-  return static_cast<uint8_t>(v);
+  return {q.bias[k] - q.x_zero * wsum, q.multiplier[k], int64_t{1} << (s - 1), s,
+          q.relu ? q.y_zero : 0,       q.y_zero};
 }
 
 void check_vec(const carray<int32_t>& a, int64_t n, const char* name) {
@@ -104,19 +113,22 @@ void check_vec(const carray<int32_t>& a, int64_t n, const char* name) {
     invalid(std::string(name) + " must have shape (" + std::to_string(n) + ",)");
 }
 
+// x (N,H,W,C) channels-last, w (K,C/groups,R,S) -> y (N,P,Q,K). Work items: tiles of kTile output pixels
+// of one image; each builds its im2col rows (taps in (i, j, c) order: whole runs of a pixel's channels),
+// runs the GEMM, and requantizes the tile's rows, which are contiguous runs of y.
 carray<uint8_t> conv2d_q8_forward(const carray<uint8_t>& x, const carray<int8_t>& w,
                                   const carray<int32_t>& bias, const carray<int32_t>& multiplier,
                                   const carray<int32_t>& shift, int64_t x_zero, int64_t y_zero, bool relu,
                                   Pair stride, Quad padding, Pair dilation, int64_t groups) {
-  if (x.ndim() != 4 || w.ndim() != 4) invalid("x must be (N,C,H,W) and w (K,C/groups,R,S)");
-  const int64_t N = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3);
+  if (x.ndim() != 4 || w.ndim() != 4) invalid("x must be (N,H,W,C) and w (K,C/groups,R,S)");
+  const int64_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C = x.shape(3);
   const int64_t K = w.shape(0), CG = w.shape(1), R = w.shape(2), S = w.shape(3);
   if (groups < 1 || C != CG * groups || K % groups) invalid("x and w do not match groups");
   for (auto* a : {&bias, &multiplier, &shift}) check_vec(*a, K, "bias, multiplier and shift");
   const int64_t P = (H + padding[0] + padding[1] - (dilation[0] * (R - 1) + 1)) / stride[0] + 1;
   const int64_t Q = (W + padding[2] + padding[3] - (dilation[1] * (S - 1) + 1)) / stride[1] + 1;
   if (P < 1 || Q < 1) invalid("the kernel does not fit the padded input");
-  carray<uint8_t> y({N, K, P, Q});
+  carray<uint8_t> y = new_array<uint8_t>({N, P, Q, K});
   const uint8_t* xp = x.data();
   uint8_t* yp = y.mutable_data();
   const int64_t KG = K / groups, taps = CG * R * S, PQ = P * Q, tiles = (PQ + kTile - 1) / kTile;
@@ -124,8 +136,20 @@ carray<uint8_t> conv2d_q8_forward(const carray<uint8_t>& x, const carray<int8_t>
   {
     py::gil_scoped_release release;
     std::vector<Packed> packed;
-    for (int64_t g = 0; g < groups; ++g) packed.push_back(pack(w.data() + g * KG * taps, KG, taps));
+    std::vector<Channel> chans;
+    std::vector<int8_t> hwc(static_cast<size_t>(KG * taps));
+    for (int64_t g = 0; g < groups; ++g) {
+      const int8_t* wg = w.data() + g * KG * taps;
+      for (int64_t k = 0; k < KG; ++k)  // (c, i, j) -> (i, j, c), the im2col rows' order
+        for (int64_t c = 0; c < CG; ++c)
+          for (int64_t ij = 0; ij < R * S; ++ij)
+            hwc[static_cast<size_t>(k * taps + ij * CG + c)] = wg[(k * CG + c) * R * S + ij];
+      packed.push_back(pack(hwc.data(), KG, taps));
+      for (int64_t k = 0; k < KG; ++k)
+        chans.push_back(channel(q, g * KG + k, packed.back().wsum[static_cast<size_t>(k)]));
+    }
     const Gemm gemm = pick_gemm().fn;
+    const uint8_t fill = static_cast<uint8_t>(x_zero);
     parallel_for(N * tiles, [&](int64_t begin, int64_t end) {
       std::vector<uint8_t> cols;
       std::vector<int32_t> acc;
@@ -135,30 +159,31 @@ carray<uint8_t> conv2d_q8_forward(const carray<uint8_t>& x, const carray<int8_t>
           const Packed& p = packed[static_cast<size_t>(g)];
           cols.assign(static_cast<size_t>(rows * p.kp), 0);
           acc.resize(static_cast<size_t>(rows * p.nblocks * 16));
-          // im2col of this tile's output pixels: a padded cell holds x_zero (it then adds nothing)
+          // im2col: a padded cell holds x_zero (it then adds nothing)
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t pix = r0 + r, oh = pix / Q, ow = pix % Q;
             uint8_t* row = cols.data() + r * p.kp;
-            int64_t t = 0;
-            for (int64_t c = g * CG; c < (g + 1) * CG; ++c) {
-              const uint8_t* plane = xp + (n * C + c) * H * W;
-              for (int64_t i = 0; i < R; ++i) {
-                const int64_t hh = oh * stride[0] - padding[0] + i * dilation[0];
-                for (int64_t j = 0; j < S; ++j, ++t) {
-                  const int64_t ww = ow * stride[1] - padding[2] + j * dilation[1];
-                  row[t] = (hh >= 0 && hh < H && ww >= 0 && ww < W) ? plane[hh * W + ww]
-                                                                    : static_cast<uint8_t>(x_zero);
+            for (int64_t i = 0; i < R; ++i) {
+              const int64_t hh = oh * stride[0] - padding[0] + i * dilation[0];
+              for (int64_t j = 0; j < S; ++j, row += CG) {
+                const int64_t ww = ow * stride[1] - padding[2] + j * dilation[1];
+                // plain loops, not memcpy: a run is often a handful of bytes (1 for a grayscale input)
+                if (hh >= 0 && hh < H && ww >= 0 && ww < W) {
+                  const uint8_t* src = xp + ((n * H + hh) * W + ww) * C + g * CG;
+                  for (int64_t c = 0; c < CG; ++c) row[c] = src[c];
+                } else {
+                  for (int64_t c = 0; c < CG; ++c) row[c] = fill;
                 }
               }
             }
           }
           const int64_t ldc = p.nblocks * 16;
           gemm(cols.data(), p.kp, rows, p.w.data(), p.kp, p.nblocks, acc.data(), ldc);
-          for (int64_t kk = 0; kk < KG; ++kk) {
-            const int64_t k = g * KG + kk;
-            uint8_t* out = yp + (n * K + k) * PQ + r0;
-            for (int64_t r = 0; r < rows; ++r)
-              out[r] = requant(acc[static_cast<size_t>(r * ldc + kk)], k, kk, q, p);
+          const Channel* ch = chans.data() + g * KG;
+          for (int64_t r = 0; r < rows; ++r) {
+            uint8_t* __restrict out = yp + (n * PQ + r0 + r) * K + g * KG;
+            const int32_t* a = acc.data() + r * ldc;
+            for (int64_t kk = 0; kk < KG; ++kk) out[kk] = ch[kk](a[kk]);
           }
         }
       }
@@ -203,13 +228,15 @@ carray<uint8_t> dense_q8_forward(const carray<uint8_t>& x, const carray<int8_t>&
   check_vec(multiplier, w.shape(0), "multiplier");
   check_vec(shift, w.shape(0), "shift");
   const int64_t OUT = w.shape(0);
-  carray<uint8_t> y({x.shape(0), OUT});
+  carray<uint8_t> y = new_array<uint8_t>({x.shape(0), OUT});
   uint8_t* yp = y.mutable_data();
   const Requant q{bias.data(), multiplier.data(), shift.data(), x_zero, y_zero, relu};
   py::gil_scoped_release release;
   dense_rows(x, w, [&](int64_t r0, int64_t rows, const int32_t* acc, int64_t ldc, const Packed& p) {
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t k = 0; k < OUT; ++k) yp[(r0 + r) * OUT + k] = requant(acc[r * ldc + k], k, k, q, p);
+    for (int64_t k = 0; k < OUT; ++k) {
+      const Channel ch = channel(q, k, p.wsum[static_cast<size_t>(k)]);
+      for (int64_t r = 0; r < rows; ++r) yp[(r0 + r) * OUT + k] = ch(acc[r * ldc + k]);
+    }
   });
   return y;
 }
@@ -218,7 +245,7 @@ carray<int32_t> dense_q8_acc(const carray<uint8_t>& x, const carray<int8_t>& w, 
                              int64_t x_zero) {
   check_dense(x, w, bias);
   const int64_t OUT = w.shape(0);
-  carray<int32_t> y({x.shape(0), OUT});
+  carray<int32_t> y = new_array<int32_t>({x.shape(0), OUT});
   int32_t* yp = y.mutable_data();
   const int32_t* b = bias.data();
   py::gil_scoped_release release;
@@ -238,32 +265,33 @@ int64_t pool_out(int64_t len, int64_t k, int64_t s, int64_t pad, bool ceil_mode)
   return out;
 }
 
+// x (N,H,W,C) -> (N,P,Q,C): each output pixel the elementwise max of its window's channel vectors.
 carray<uint8_t> maxpool2d_q8_forward(const carray<uint8_t>& x, Pair kernel_size, Pair stride, Pair padding,
                                      bool ceil_mode) {
-  if (x.ndim() != 4) invalid("x must be (N,C,H,W)");
-  const int64_t N = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3);
+  if (x.ndim() != 4) invalid("x must be (N,H,W,C)");
+  const int64_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C = x.shape(3);
   const int64_t P = pool_out(H, kernel_size[0], stride[0], padding[0], ceil_mode);
   const int64_t Q = pool_out(W, kernel_size[1], stride[1], padding[1], ceil_mode);
   if (P < 1 || Q < 1) invalid("the pool window does not fit the input");
-  carray<uint8_t> y({N, C, P, Q});
+  carray<uint8_t> y = new_array<uint8_t>({N, P, Q, C});
   const uint8_t* xp = x.data();
   uint8_t* yp = y.mutable_data();
   py::gil_scoped_release release;
-  parallel_for(N * C, [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const uint8_t* in = xp + plane * H * W;
-      uint8_t* out = yp + plane * P * Q;
-      for (int64_t p = 0; p < P; ++p) {
-        const int64_t h0 = p * stride[0] - padding[0];
-        const int64_t ha = std::max<int64_t>(h0, 0), hb = std::min(h0 + kernel_size[0], H);
-        for (int64_t q = 0; q < Q; ++q) {
-          const int64_t w0 = q * stride[1] - padding[1];
-          const int64_t wa = std::max<int64_t>(w0, 0), wb = std::min(w0 + kernel_size[1], W);
-          uint8_t m = 0;  // below every code, as the specification's padding
-          for (int64_t h = ha; h < hb; ++h)
-            for (int64_t w = wa; w < wb; ++w) m = std::max(m, in[h * W + w]);
-          out[p * Q + q] = m;
-        }
+  parallel_for(N * P, [&](int64_t begin, int64_t end) {
+    for (int64_t np = begin; np < end; ++np) {
+      const int64_t n = np / P, p = np % P;
+      const int64_t h0 = p * stride[0] - padding[0];
+      const int64_t ha = std::max<int64_t>(h0, 0), hb = std::min(h0 + kernel_size[0], H);
+      for (int64_t q = 0; q < Q; ++q) {
+        const int64_t w0 = q * stride[1] - padding[1];
+        const int64_t wa = std::max<int64_t>(w0, 0), wb = std::min(w0 + kernel_size[1], W);
+        uint8_t* __restrict out = yp + ((n * P + p) * Q + q) * C;
+        std::memset(out, 0, static_cast<size_t>(C));  // below every code, as the specification's padding
+        for (int64_t h = ha; h < hb; ++h)
+          for (int64_t w = wa; w < wb; ++w) {
+            const uint8_t* __restrict in = xp + ((n * H + h) * W + w) * C;
+            for (int64_t c = 0; c < C; ++c) out[c] = std::max(out[c], in[c]);
+          }
       }
     }
   });

@@ -13,7 +13,10 @@ Number formats (every backend's quantized kernels give results EQUAL to these, b
   ACT_MAX)`` in int64 (``>>`` floors: ties round up), ``m`` an int32 in ``{0} U [2**30, 2**31)``, ``s`` in
   ``[1, 62]``, ``lo = y_zero`` with ReLU, else 0;
 * max pooling on the 7-bit codes (max commutes with the monotone dequantization), padding below every
-  code.
+  code;
+* images are channels-last, (N, H, W, C), as the user's data: a pixel's channels are contiguous, which is
+  what the kernels' im2col (whole channel runs per tap), epilogue (one pixel's output channels) and max pool
+  (channel vectors) want. Weights keep the canonical (K, C/groups, R, S).
 
 The reference computes the reductions with a float64 matrix product: every product and partial sum is an
 integer below 2**31 < 2**53, so float64 holds them exactly whatever the summation order.
@@ -86,7 +89,10 @@ def conv2d_q8_acc(
     dilation: Sequence[int],
     groups: int,
 ) -> np.ndarray:
-    """The int32 accumulators (N,K,P,Q) of the quantized convolution: x (N,C,H,W) uint8, w (K,C/g,R,S)."""
+    """The int32 accumulators (N,P,Q,K) of the quantized convolution: x (N,H,W,C) uint8, w (K,C/g,R,S)."""
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"x must be (N,H,W,C) and w (K,C/groups,R,S), got {x.shape}, {w.shape}")
+    x = x.transpose(0, 3, 1, 2)  # computed on NCHW views, below
     n, c, h, wd = x.shape
     kk, cg, r, s = w.shape
     _check_common(x, w, bias, x_zero, cg * r * s)
@@ -112,7 +118,7 @@ def conv2d_q8_acc(
     for g in range(groups):
         a = cols[:, g * cg : (g + 1) * cg].reshape(n, cg * r * s, p * q)
         acc[:, g * kg : (g + 1) * kg] = _matmul_exact(w[g * kg : (g + 1) * kg].reshape(kg, -1), a)
-    return (acc + bias.reshape(1, kk, 1)).reshape(n, kk, p, q).astype(np.int32)
+    return (acc + bias.reshape(1, kk, 1)).reshape(n, kk, p, q).transpose(0, 2, 3, 1).astype(np.int32)
 
 
 def conv2d_q8_forward(
@@ -130,11 +136,11 @@ def conv2d_q8_forward(
     dilation: Sequence[int],
     groups: int,
 ) -> np.ndarray:
-    """Quantized convolution with the fused epilogue: uint8 (N,K,P,Q) 7-bit codes."""
+    """Quantized convolution with the fused epilogue: uint8 (N,P,Q,K) 7-bit codes."""
     acc = conv2d_q8_acc(
         x, w, bias, x_zero=x_zero, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
-    return requantize(acc, multiplier, shift, y_zero, relu, axis=1)
+    return requantize(acc, multiplier, shift, y_zero, relu, axis=3)
 
 
 def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
@@ -169,9 +175,10 @@ def maxpool2d_q8_forward(
     padding: Sequence[int],
     ceil_mode: bool,
 ) -> np.ndarray:
-    """Max pooling of uint8 codes (N,C,H,W); padding ``(ph, pw)``, each <= k // 2."""
+    """Max pooling of uint8 codes (N,H,W,C) -> (N,P,Q,C); padding ``(ph, pw)``, each <= k // 2."""
     if x.dtype != np.uint8 or x.ndim != 4:
-        raise TypeError(f"x must be uint8 (N,C,H,W), got {x.dtype} {x.shape}")
+        raise TypeError(f"x must be uint8 (N,H,W,C), got {x.dtype} {x.shape}")
+    x = x.transpose(0, 3, 1, 2)  # computed on an NCHW view, below
     n, c, h, w = x.shape
     p = shapes.pool_out(h, kernel_size[0], stride[0], padding[0], 1, ceil_mode)
     q = shapes.pool_out(w, kernel_size[1], stride[1], padding[1], 1, ceil_mode)
@@ -193,4 +200,4 @@ def maxpool2d_q8_forward(
                 :, :, i : i + stride[0] * (p - 1) + 1 : stride[0], j : j + stride[1] * (q - 1) + 1 : stride[1]
             ]
             np.maximum(y, tap, out=y)
-    return y
+    return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
