@@ -1,4 +1,4 @@
-"""The ``cnnkern`` command: ``train``, ``evaluate``, ``predict``, ``info``.
+"""The ``cnnkern`` command: ``train``, ``evaluate``, ``predict``, ``info``, ``bench``, ``quantize``.
 
 Exit status: 0 on success; 2 for a command line that cannot be honoured (argparse errors, a bad value, a
 backend that is unknown OR unavailable here -- the message carries the backend's own reason --, or
@@ -23,6 +23,7 @@ import numpy as np
 
 from . import backends
 from .bench import add_bench
+from .compress.cli import add_quantize
 from .zoo import classic_cnn
 
 if TYPE_CHECKING:
@@ -461,6 +462,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     add_predict,
     add_info,
     add_bench,
+    add_quantize,
 ]
 
 

@@ -184,3 +184,23 @@ def test_int8_model_gives_the_same_outputs_on_every_backend(trained):
     for name in ("cpp",):
         q.set_backend(name)
         np.testing.assert_array_equal(q.predict(x[:70], batch_size=70), want, err_msg=name)
+
+
+def test_cli_quantize_then_evaluate_and_predict(tmp_path, capsys):
+    from cnnkern import cli, zoo
+
+    from .test_datasets import make_dataset
+
+    make_dataset(tmp_path / "data", n_train=40, n_test=12)
+    zoo.classic_cnn(seed=0, backend="reference").save(tmp_path / "m.npz")
+    data = ["--data", str(tmp_path / "data")]
+    argv = ["quantize", str(tmp_path / "m.npz"), "-o", str(tmp_path / "m8.npz"), "--calibrate", "30"]
+    assert cli.main(argv + data) == 0, capsys.readouterr().err
+    assert "30 calibration images" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(tmp_path / "m8.npz"), "--backend", "reference", *data]) == 0
+    assert "int8" in capsys.readouterr().out
+    np.save(tmp_path / "x.npy", np.zeros((3, 28, 28), np.uint8))
+    assert cli.main(["predict", str(tmp_path / "m8.npz"), str(tmp_path / "x.npy"), "--labels", "none"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert cli.main(["quantize", str(tmp_path / "m8.npz"), "-o", str(tmp_path / "x8.npz"), *data]) == 1
+    assert "already an int8 model" in capsys.readouterr().err
