@@ -91,21 +91,42 @@ struct Requant {
   bool relu;
 };
 
-// One output channel's epilogue, y = clamp(y_zero + ((acc * m + 2^(s-1)) >> s), lo, 127) with
-// acc = sum + bias - x_zero * wsum, in int64. Held in a local copy in the loops: the uint8 stores may alias
-// anything, so constants read through pointers would be reloaded at every store.
-struct Channel {
-  int64_t base, mul, round, shift, lo, zero;
-  uint8_t operator()(int64_t sum) const {
-    const int64_t v = zero + (((sum + base) * mul + round) >> shift);
-    return static_cast<uint8_t>(v < lo ? lo : v > 127 ? 127 : v);
+}  // namespace
+
+void q8_requant_scalar(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out) {
+  for (int64_t k = 0; k < n; ++k) out[k] = requant_one(sum[k], q, k);
+}
+
+namespace {
+
+// The requantization constants of channels [0, K) as RequantRow's arrays (kept alive by this object).
+struct Epilogue {
+  std::vector<int32_t> base, mult;
+  std::vector<int64_t> round, shift, lo;
+  int64_t zero = 0;
+  // channel k = the packed channel kk of p
+  void add(const Requant& q, int64_t k, int64_t wsum) {
+    const int64_t s = q.shift[k];
+    base.push_back(static_cast<int32_t>(static_cast<uint32_t>(q.bias[k] - q.x_zero * wsum)));  // wraps
+    mult.push_back(q.multiplier[k]);
+    round.push_back(int64_t{1} << (s - 1));
+    shift.push_back(s);
+    lo.push_back(q.relu ? q.y_zero : 0);
+    zero = q.y_zero;
+  }
+  RequantRow row(int64_t k0) const {
+    const size_t o = static_cast<size_t>(k0);
+    return {base.data() + o, mult.data() + o, round.data() + o, shift.data() + o, lo.data() + o, zero};
   }
 };
 
-Channel channel(const Requant& q, int64_t k, int64_t wsum) {
-  const int64_t s = q.shift[k];
-  return {q.bias[k] - q.x_zero * wsum, q.multiplier[k], int64_t{1} << (s - 1), s,
-          q.relu ? q.y_zero : 0,       q.y_zero};
+using RequantFn = void (*)(const int32_t*, int64_t, const RequantRow&, uint8_t*);
+RequantFn pick_requant() {
+#if defined(CNNKERN_X86) && (defined(__GNUC__) || defined(__clang__))
+  if (simd_level() == Simd::avx512) return q8_requant_avx512;
+  if (simd_level() == Simd::avx2) return q8_requant_avx2;
+#endif
+  return q8_requant_scalar;
 }
 
 void check_vec(const carray<int32_t>& a, int64_t n, const char* name) {
@@ -136,7 +157,7 @@ carray<uint8_t> conv2d_q8_forward(const carray<uint8_t>& x, const carray<int8_t>
   {
     py::gil_scoped_release release;
     std::vector<Packed> packed;
-    std::vector<Channel> chans;
+    Epilogue epi;
     std::vector<int8_t> hwc(static_cast<size_t>(KG * taps));
     for (int64_t g = 0; g < groups; ++g) {
       const int8_t* wg = w.data() + g * KG * taps;
@@ -145,10 +166,10 @@ carray<uint8_t> conv2d_q8_forward(const carray<uint8_t>& x, const carray<int8_t>
           for (int64_t ij = 0; ij < R * S; ++ij)
             hwc[static_cast<size_t>(k * taps + ij * CG + c)] = wg[(k * CG + c) * R * S + ij];
       packed.push_back(pack(hwc.data(), KG, taps));
-      for (int64_t k = 0; k < KG; ++k)
-        chans.push_back(channel(q, g * KG + k, packed.back().wsum[static_cast<size_t>(k)]));
+      for (int64_t k = 0; k < KG; ++k) epi.add(q, g * KG + k, packed.back().wsum[static_cast<size_t>(k)]);
     }
     const Gemm gemm = pick_gemm().fn;
+    const RequantFn requant = pick_requant();
     const uint8_t fill = static_cast<uint8_t>(x_zero);
     parallel_for(N * tiles, [&](int64_t begin, int64_t end) {
       std::vector<uint8_t> cols;
@@ -179,12 +200,9 @@ carray<uint8_t> conv2d_q8_forward(const carray<uint8_t>& x, const carray<int8_t>
           }
           const int64_t ldc = p.nblocks * 16;
           gemm(cols.data(), p.kp, rows, p.w.data(), p.kp, p.nblocks, acc.data(), ldc);
-          const Channel* ch = chans.data() + g * KG;
-          for (int64_t r = 0; r < rows; ++r) {
-            uint8_t* __restrict out = yp + (n * PQ + r0 + r) * K + g * KG;
-            const int32_t* a = acc.data() + r * ldc;
-            for (int64_t kk = 0; kk < KG; ++kk) out[kk] = ch[kk](a[kk]);
-          }
+          const RequantRow rq = epi.row(g * KG);
+          for (int64_t r = 0; r < rows; ++r)
+            requant(acc.data() + r * ldc, KG, rq, yp + (n * PQ + r0 + r) * K + g * KG);
         }
       }
     });
@@ -232,11 +250,18 @@ carray<uint8_t> dense_q8_forward(const carray<uint8_t>& x, const carray<int8_t>&
   uint8_t* yp = y.mutable_data();
   const Requant q{bias.data(), multiplier.data(), shift.data(), x_zero, y_zero, relu};
   py::gil_scoped_release release;
-  dense_rows(x, w, [&](int64_t r0, int64_t rows, const int32_t* acc, int64_t ldc, const Packed& p) {
-    for (int64_t k = 0; k < OUT; ++k) {
-      const Channel ch = channel(q, k, p.wsum[static_cast<size_t>(k)]);
-      for (int64_t r = 0; r < rows; ++r) yp[(r0 + r) * OUT + k] = ch(acc[r * ldc + k]);
-    }
+  Epilogue epi;
+  const int8_t* wp = w.data();
+  const int64_t IN = w.shape(1);
+  for (int64_t k = 0; k < OUT; ++k) {
+    int64_t wsum = 0;
+    for (int64_t t = 0; t < IN; ++t) wsum += wp[k * IN + t];
+    epi.add(q, k, wsum);
+  }
+  const RequantRow rq = epi.row(0);
+  const RequantFn requant = pick_requant();
+  dense_rows(x, w, [&](int64_t r0, int64_t rows, const int32_t* acc, int64_t ldc, const Packed&) {
+    for (int64_t r = 0; r < rows; ++r) requant(acc + r * ldc, OUT, rq, yp + (r0 + r) * OUT);
   });
   return y;
 }
