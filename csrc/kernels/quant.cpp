@@ -171,6 +171,8 @@ carray<uint8_t> conv2d_q8_forward(const carray<uint8_t>& x, const carray<int8_t>
     const Gemm gemm = pick_gemm().fn;
     const RequantFn requant = pick_requant();
     const uint8_t fill = static_cast<uint8_t>(x_zero);
+    const bool contiguous = groups == 1 && dilation[1] == 1;  // a kernel row's taps are adjacent pixels
+    const int64_t run = S * C;
     parallel_for(N * tiles, [&](int64_t begin, int64_t end) {
       std::vector<uint8_t> cols;
       std::vector<int32_t> acc;
@@ -184,8 +186,19 @@ carray<uint8_t> conv2d_q8_forward(const carray<uint8_t>& x, const carray<int8_t>
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t pix = r0 + r, oh = pix / Q, ow = pix % Q;
             uint8_t* row = cols.data() + r * p.kp;
+            const int64_t w0 = ow * stride[1] - padding[2];
             for (int64_t i = 0; i < R; ++i) {
               const int64_t hh = oh * stride[0] - padding[0] + i * dilation[0];
+              if (contiguous && hh >= 0 && hh < H && w0 >= 0 && w0 + S <= W) {
+                // the S taps of this kernel row are one run of S * C bytes of x
+                const uint8_t* src = xp + ((n * H + hh) * W + w0) * C;
+                if (run >= 64)
+                  std::memcpy(row, src, static_cast<size_t>(run));
+                else
+                  for (int64_t c = 0; c < run; ++c) row[c] = src[c];
+                row += run;
+                continue;
+              }
               for (int64_t j = 0; j < S; ++j, row += CG) {
                 const int64_t ww = ow * stride[1] - padding[2] + j * dilation[1];
                 // plain loops, not memcpy: a run is often a handful of bytes (1 for a grayscale input)
