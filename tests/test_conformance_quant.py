@@ -7,7 +7,8 @@ import pytest
 
 from cnnkern.backends.reference import quant as ref
 from cnnkern.compress.qparams import fixed_point
-from tests.conftest import load_backend
+
+from .conftest import load_backend
 
 CONV_CASES = [
     # n, c, h, w, k, r, s, stride, padding (t, b, l, r), dilation, groups
@@ -103,6 +104,7 @@ QUANT_PATHS = [
     pytest.param(("cpp", "scalar"), id="cpp-scalar"),
     pytest.param(("cpp", "avx2"), id="cpp-avx2"),
     pytest.param(("cpp", "avx512"), id="cpp-avx512"),
+    pytest.param(("numba", None), id="numba"),
 ]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 MODULES = {
     "reference": "cnnkern.backends.reference.quant",
     "cpp": "cnnkern.backends.cpp_quant",
+    "numba": "cnnkern.backends.numba.quant",
 }
 SUPPORTED = tuple(MODULES)
 
