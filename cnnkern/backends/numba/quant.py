@@ -126,7 +126,17 @@ def conv2d_q8_forward(
     return y
 
 
-def _dense_call(x, w, bias, multiplier, shift, x_zero, y_zero, relu, requantize):  # type: ignore[no-untyped-def]
+def _dense_call(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+    requantize: bool,
+) -> np.ndarray:
     y = np.empty((x.shape[0], w.shape[0]), np.uint8)
     acc = np.empty((x.shape[0], w.shape[0]), np.int32)
     _dense(
@@ -160,7 +170,7 @@ def dense_q8_forward(
     spec.requantize(np.zeros((1, w.shape[0]), np.int32), multiplier, shift, y_zero, False, axis=1)
     if x.ndim != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(f"x (N,in) and w (out,in) do not match: {x.shape}, {w.shape}")
-    return _dense_call(x, w, bias, multiplier, shift, x_zero, y_zero, relu, True)  # type: ignore[no-any-return]
+    return _dense_call(x, w, bias, multiplier, shift, x_zero, y_zero, relu, True)
 
 
 def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
@@ -168,7 +178,7 @@ def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int)
     if x.ndim != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(f"x (N,in) and w (out,in) do not match: {x.shape}, {w.shape}")
     ones = np.full(w.shape[0], 1 << 30, np.int32)
-    return _dense_call(x, w, bias, ones, ones, x_zero, 0, False, False)  # type: ignore[no-any-return]
+    return _dense_call(x, w, bias, ones, ones, x_zero, 0, False, False)
 
 
 def maxpool2d_q8_forward(
