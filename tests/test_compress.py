@@ -176,7 +176,7 @@ def test_quantize_refuses_what_has_no_int8_kernel():
     with pytest.raises(ValueError, match="method must be"):
         quantize(m, x, method="entropy")
     with pytest.raises(ValueError, match="int8 model runs on"):
-        quantize(small_cnn(), np.zeros((2, 10, 10, 2)), backend="cuda")
+        quantize(small_cnn(), np.zeros((2, 10, 10, 2)), backend="tpu")
 
 
 def test_int8_model_gives_the_same_outputs_on_every_backend(trained):

@@ -8,8 +8,6 @@ import pytest
 from cnnkern.backends.reference import quant as ref
 from cnnkern.compress.qparams import fixed_point
 
-from .conftest import load_backend
-
 CONV_CASES = [
     # n, c, h, w, k, r, s, stride, padding (t, b, l, r), dilation, groups
     (2, 3, 7, 6, 5, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
@@ -17,6 +15,7 @@ CONV_CASES = [
     (2, 4, 6, 7, 6, 2, 3, (1, 2), (0, 0, 0, 0), (1, 1), 2),
     (1, 33, 5, 5, 35, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),
     (1, 6, 8, 8, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (2, 8, 6, 5, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),  # 4-byte channel runs (CUDA's dp4a)
 ]
 
 
@@ -100,37 +99,21 @@ def test_fixed_point_is_close_to_the_real_factor():
 
 
 # --- every backend equals the reference ---------------------------------------------------------------------
-QUANT_PATHS = [
-    pytest.param(("cpp", "scalar"), id="cpp-scalar"),
-    pytest.param(("cpp", "avx2"), id="cpp-avx2"),
-    pytest.param(("cpp", "avx512"), id="cpp-avx512"),
-    pytest.param(("numba", None), id="numba"),
-]
-
-
-@pytest.fixture(params=QUANT_PATHS)
-def q8(request):
-    """One backend's int8 kernels (cpp once per SIMD path; its avx512 path runs VNNI where the CPU has it)."""
+def _q8(target):
+    """The int8 kernels of the backend under test (conftest's ``target``: cpp once per SIMD path, its avx512
+    path running VNNI where the CPU has it; test_cuda.py collects these tests again with the emulated CUDA
+    backend). The reference is the oracle, so it is not compared with itself."""
     from cnnkern.compress import kernels
 
-    name, simd = request.param
-    be = load_backend(name)
-    if simd is None:
-        yield kernels.get(name)
-        return
-    if simd not in be.supported_simd():
-        pytest.skip(f"CPU cannot run the {simd} path")
-    previous = be.simd()
-    be.set_simd(simd)
-    try:
-        yield kernels.get(name)
-    finally:
-        be.set_simd(previous)
+    if target.name == "reference":
+        pytest.skip("the reference is the specification these tests compare with")
+    return kernels.for_backend(target.backend)
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:7])))
 @pytest.mark.parametrize("relu", [False, True])
-def test_conv2d_q8_equals_the_reference(q8, case, relu):
+def test_conv2d_q8_equals_the_reference(target, case, relu):
+    q8 = _q8(target)
     rng = np.random.default_rng(hash(case) % 2**32)
     n, c, h, w, k, r, s, st, pad, dil, g = case
     x = _codes(rng, (n, h, w, c))
@@ -146,7 +129,8 @@ def test_conv2d_q8_equals_the_reference(q8, case, relu):
 
 
 @pytest.mark.parametrize(("n", "n_in", "n_out"), [(1, 5, 3), (67, 64, 10), (9, 131, 33), (130, 576, 64)])
-def test_dense_q8_equals_the_reference(q8, n, n_in, n_out):
+def test_dense_q8_equals_the_reference(target, n, n_in, n_out):
+    q8 = _q8(target)
     rng = np.random.default_rng(n * 1000 + n_in)
     x = _codes(rng, (n, n_in))
     wq, bias, mult, shift = _layer(rng, (n_out, n_in), n_in)
@@ -161,9 +145,10 @@ def test_dense_q8_equals_the_reference(q8, n, n_in, n_out):
     np.testing.assert_array_equal(got, ref.dense_q8_acc(x, wq, bias, x_zero=77))
 
 
-def test_dense_q8_acc_is_exact_at_the_largest_sums(q8):
+def test_dense_q8_acc_is_exact_at_the_largest_sums(target):
     """All-127 codes against all-127 (and all -127) weights, zero point 0: the largest accumulators the
     format allows for this length, where a saturating int16 step would show."""
+    q8 = _q8(target)
     x = np.full((3, 4096), 127, np.uint8)
     w = np.full((17, 4096), 127, np.int8)
     w[1::2] = -127
@@ -181,13 +166,15 @@ def test_dense_q8_acc_is_exact_at_the_largest_sums(q8):
         ((1, 2, 5, 6), (3, 2), (1, 2), (1, 0), True),
     ],
 )
-def test_maxpool2d_q8_equals_the_reference(q8, shape, k, stride, pad, ceil):
+def test_maxpool2d_q8_equals_the_reference(target, shape, k, stride, pad, ceil):
+    q8 = _q8(target)
     x = _codes(np.random.default_rng(7), shape)
     kw = dict(kernel_size=k, stride=stride, padding=pad, ceil_mode=ceil)
     np.testing.assert_array_equal(q8.maxpool2d_q8_forward(x, **kw), ref.maxpool2d_q8_forward(x, **kw))
 
 
-def test_backends_refuse_codes_outside_the_format(q8):
+def test_backends_refuse_codes_outside_the_format(target):
+    q8 = _q8(target)
     rng = np.random.default_rng(2)
     w, bias, m, s = _layer(rng, (4, 8), 8)
     x = _codes(rng, (2, 8))

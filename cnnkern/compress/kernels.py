@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend
 
 # backend -> the module holding its int8 kernels (imported only when asked for)
 MODULES = {
     "reference": "cnnkern.backends.reference.quant",
     "cpp": "cnnkern.backends.cpp_quant",
     "numba": "cnnkern.backends.numba.quant",
+    "cuda": "cnnkern.backends.cuda.quant",
 }
 SUPPORTED = tuple(MODULES)
 
@@ -20,7 +24,7 @@ SUPPORTED = tuple(MODULES)
 class QuantKernels:
     """One backend's int8 kernels (``name``: the backend)."""
 
-    def __init__(self, name: str, module: ModuleType) -> None:
+    def __init__(self, name: str, module: ModuleType | Any) -> None:
         self.name = name
         self.conv2d_q8_forward: Any = module.conv2d_q8_forward
         self.dense_q8_forward: Any = module.dense_q8_forward
@@ -30,7 +34,7 @@ class QuantKernels:
 
 def get(backend: str | None = None) -> QuantKernels:
     """The int8 kernels of ``backend`` (None or 'auto': the first of cpp, numba, reference that runs
-    here)."""
+    here; cuda only when named)."""
     from .. import backends
 
     if backend in (None, "auto"):
@@ -43,4 +47,16 @@ def get(backend: str | None = None) -> QuantKernels:
     reason = backends.probe(backend)
     if reason is not None:
         raise RuntimeError(f"backend {backend!r} is unavailable: {reason}")
-    return QuantKernels(backend, importlib.import_module(MODULES[backend]))
+    return for_backend(backends.get(backend))
+
+
+def for_backend(be: Backend) -> QuantKernels:
+    """The int8 kernels of the backend object ``be`` (the cpp kernels follow its current SIMD path)."""
+    name = "cuda" if be.name.startswith("cuda") else be.name  # the tests' emulated CUDA backend included
+    if name not in MODULES:
+        raise ValueError(f"the int8 model runs on {', '.join(SUPPORTED)}, not backend {be.name!r}")
+    if name == "cuda":
+        from ..backends.cuda.quant import CudaQuantKernels
+
+        return QuantKernels(be.name, CudaQuantKernels(be))
+    return QuantKernels(name, importlib.import_module(MODULES[name]))
