@@ -181,3 +181,14 @@ def test_backends_refuse_codes_outside_the_format(target):
     x[1, 1] = 200
     with pytest.raises(ValueError, match="7-bit codes"):
         q8.dense_q8_forward(x, w, bias, m, s, x_zero=0, y_zero=0, relu=False)
+    x[1, 1] = 0
+    w[2, 3] = -128
+    with pytest.raises(ValueError, match="-128"):
+        q8.dense_q8_acc(x, w, bias, x_zero=0)
+    w[2, 3] = 0
+    with pytest.raises(ValueError, match="multiplier must be 0 or in"):
+        q8.dense_q8_forward(x, w, bias, m // 4, s, x_zero=0, y_zero=0, relu=False)
+    xc, wc = _codes(rng, (1, 4, 4, 2)), w[:, :2].reshape(4, 2, 1, 1).copy()
+    geom = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+    with pytest.raises(ValueError, match="y_zero must be in"):
+        q8.conv2d_q8_forward(xc, wc, bias, m, s, x_zero=0, y_zero=128, relu=False, **geom)

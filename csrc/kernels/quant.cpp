@@ -129,6 +129,34 @@ RequantFn pick_requant() {
   return q8_requant_scalar;
 }
 
+// The format's value ranges (the reference's checks, same messages), checked here so that the Python side
+// need not scan the arrays again on every call.
+void check_format(const carray<uint8_t>& x, const carray<int8_t>& w, const carray<int32_t>& bias,
+                  int64_t x_zero, int64_t reduction) {
+  const uint8_t* xp = x.data();
+  uint8_t top = 0;
+  for (int64_t i = 0, n = x.size(); i < n; ++i) top = std::max(top, xp[i]);
+  if (top > 127) invalid("x holds " + std::to_string(top) + ": activations are 7-bit codes in [0, 127]");
+  const int8_t* wp = w.data();
+  int8_t low = 0;
+  for (int64_t i = 0, n = w.size(); i < n; ++i) low = std::min(low, wp[i]);
+  if (low < -127) invalid("w holds -128: weights are in [-127, 127]");
+  for (int64_t i = 0; i < bias.size(); ++i)
+    if (bias.data()[i] > (1 << 30) || bias.data()[i] < -(1 << 30)) invalid("|bias| must be <= 2**30");
+  if (x_zero < 0 || x_zero > 127) invalid("x_zero must be in [0, 127], got " + std::to_string(x_zero));
+  if (reduction > (int64_t{1} << 16))
+    invalid("the reduction length " + std::to_string(reduction) + " exceeds 65536");
+}
+
+void check_requant(const carray<int32_t>& multiplier, const carray<int32_t>& shift, int64_t y_zero) {
+  for (int64_t i = 0; i < multiplier.size(); ++i) {
+    const int64_t m = multiplier.data()[i], sh = shift.data()[i];
+    if ((m != 0 && m < (int64_t{1} << 30)) || m < 0 || sh < 1 || sh > 62)
+      invalid("multiplier must be 0 or in [2**30, 2**31), shift in [1, 62]");
+  }
+  if (y_zero < 0 || y_zero > 127) invalid("y_zero must be in [0, 127], got " + std::to_string(y_zero));
+}
+
 void check_vec(const carray<int32_t>& a, int64_t n, const char* name) {
   if (a.ndim() != 1 || a.shape(0) != n)
     invalid(std::string(name) + " must have shape (" + std::to_string(n) + ",)");
@@ -146,6 +174,8 @@ carray<uint8_t> conv2d_q8_forward(const carray<uint8_t>& x, const carray<int8_t>
   const int64_t K = w.shape(0), CG = w.shape(1), R = w.shape(2), S = w.shape(3);
   if (groups < 1 || C != CG * groups || K % groups) invalid("x and w do not match groups");
   for (auto* a : {&bias, &multiplier, &shift}) check_vec(*a, K, "bias, multiplier and shift");
+  check_format(x, w, bias, x_zero, CG * R * S);
+  check_requant(multiplier, shift, y_zero);
   const int64_t P = (H + padding[0] + padding[1] - (dilation[0] * (R - 1) + 1)) / stride[0] + 1;
   const int64_t Q = (W + padding[2] + padding[3] - (dilation[1] * (S - 1) + 1)) / stride[1] + 1;
   if (P < 1 || Q < 1) invalid("the kernel does not fit the padded input");
@@ -258,6 +288,8 @@ carray<uint8_t> dense_q8_forward(const carray<uint8_t>& x, const carray<int8_t>&
   check_dense(x, w, bias);
   check_vec(multiplier, w.shape(0), "multiplier");
   check_vec(shift, w.shape(0), "shift");
+  check_format(x, w, bias, x_zero, w.shape(1));
+  check_requant(multiplier, shift, y_zero);
   const int64_t OUT = w.shape(0);
   carray<uint8_t> y = new_array<uint8_t>({x.shape(0), OUT});
   uint8_t* yp = y.mutable_data();
@@ -282,6 +314,7 @@ carray<uint8_t> dense_q8_forward(const carray<uint8_t>& x, const carray<int8_t>&
 carray<int32_t> dense_q8_acc(const carray<uint8_t>& x, const carray<int8_t>& w, const carray<int32_t>& bias,
                              int64_t x_zero) {
   check_dense(x, w, bias);
+  check_format(x, w, bias, x_zero, w.shape(1));
   const int64_t OUT = w.shape(0);
   carray<int32_t> y = new_array<int32_t>({x.shape(0), OUT});
   int32_t* yp = y.mutable_data();
