@@ -162,6 +162,7 @@ def test_dense_q8_acc_is_exact_at_the_largest_sums(target):
     ("shape", "k", "stride", "pad", "ceil"),
     [
         ((2, 3, 8, 9), (2, 2), (2, 2), (0, 0), False),
+        ((2, 6, 7, 35), (2, 2), (2, 2), (1, 1), True),  # channel vectors of 16 and a tail
         ((1, 5, 7, 7), (3, 3), (2, 2), (1, 1), True),
         ((1, 2, 5, 6), (3, 2), (1, 2), (1, 0), True),
     ],

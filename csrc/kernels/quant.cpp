@@ -14,6 +14,9 @@
 #include <vector>
 
 #include "kernels/quant.h"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include "runtime/alloc.h"
 #include "runtime/bindings.h"
 #include "runtime/common.h"
@@ -356,13 +359,24 @@ carray<uint8_t> maxpool2d_q8_forward(const carray<uint8_t>& x, Pair kernel_size,
       for (int64_t q = 0; q < Q; ++q) {
         const int64_t w0 = q * stride[1] - padding[1];
         const int64_t wa = std::max<int64_t>(w0, 0), wb = std::min(w0 + kernel_size[1], W);
-        uint8_t* __restrict out = yp + ((n * P + p) * Q + q) * C;
-        std::memset(out, 0, static_cast<size_t>(C));  // below every code, as the specification's padding
-        for (int64_t h = ha; h < hb; ++h)
-          for (int64_t w = wa; w < wb; ++w) {
-            const uint8_t* __restrict in = xp + ((n * H + h) * W + w) * C;
-            for (int64_t c = 0; c < C; ++c) out[c] = std::max(out[c], in[c]);
-          }
+        uint8_t* out = yp + ((n * P + p) * Q + q) * C;
+        int64_t c = 0;
+#if defined(__SSE2__)
+        for (; c + 16 <= C; c += 16) {      // 16 channels per step (SSE2, the x86-64 baseline)
+          __m128i m = _mm_setzero_si128();  // below every code, as the specification's padding
+          for (int64_t h = ha; h < hb; ++h)
+            for (int64_t w = wa; w < wb; ++w)
+              m = _mm_max_epu8(
+                  m, _mm_loadu_si128(reinterpret_cast<const __m128i*>(xp + ((n * H + h) * W + w) * C + c)));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), m);
+        }
+#endif
+        for (; c < C; ++c) {
+          uint8_t m = 0;
+          for (int64_t h = ha; h < hb; ++h)
+            for (int64_t w = wa; w < wb; ++w) m = std::max(m, xp[((n * H + h) * W + w) * C + c]);
+          out[c] = m;
+        }
       }
     }
   });
