@@ -414,6 +414,11 @@ FUSED: tuple[Kernel, ...] = (
 
 TABLE: dict[str, Kernel] = {kernel.name: kernel for kernel in BASIC + FUSED}
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(kernel.family for kernel in TABLE.values()))
+# Kernel families outside the table: the int8 inference kernels of cnnkern.compress (stem "quant":
+# reference/quant.py is their specification, cpp_quant.py / numba/quant.py / cuda/quant.py + quant.cu and
+# csrc/kernels/quant.cpp their backends). They take uint8 / int8 arrays behind cnnkern.compress.kernels, not
+# Backend methods, so they have no front door; tests/test_conformance_quant.py holds them to the reference.
+OTHER_FAMILIES: tuple[str, ...] = ("quant",)
 
 
 def _source(kernel: Kernel, body: str) -> str:
