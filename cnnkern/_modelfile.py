@@ -25,6 +25,7 @@ from .initializers import Initializer
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .compress import QuantizedModel
     from .models import Model
 
 Check = Callable[[Any], None]
@@ -454,13 +455,14 @@ def check_architecture(path: PathLike, cfg: Any) -> None:
 def read_entries(path: PathLike, expected: None, dtype: None) -> tuple[str, dict[str, np.ndarray]]: ...
 @overload
 def read_entries(
-    path: PathLike, expected: dict[str, Shape], dtype: DTypeLike
+    path: PathLike, expected: dict[str, Shape], dtype: DTypeLike | dict[str, str]
 ) -> tuple[None, dict[str, np.ndarray]]: ...
 def read_entries(
-    path: PathLike, expected: dict[str, Shape] | None, dtype: DTypeLike | None
+    path: PathLike, expected: dict[str, Shape] | None, dtype: DTypeLike | dict[str, str] | None
 ) -> tuple[str | None, dict[str, np.ndarray]]:
     """``(architecture JSON text, {key: array})`` read from the npz at ``path``; with ``expected`` None only
-    the architecture is read. Weight headers are checked against ``expected`` and ``dtype`` first."""
+    the architecture is read. Weight headers are checked against ``expected`` and ``dtype`` first (a float
+    dtype for every entry, or ``{key: dtype}``: exactly that dtype for each, as an int8 model has)."""
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -493,7 +495,11 @@ def read_entries(
                     if part
                 )
             )
-        arrays = {k: _read(zf, path, members[k], k, expected[k], np.dtype(dtype)) for k in keys}
+        per_key: dict[str, Any] = dict(dtype) if isinstance(dtype, dict) else dict.fromkeys(keys, dtype)
+        dtypes = {k: np.dtype(per_key[k]) for k in keys}
+        arrays = {
+            k: _read(zf, path, members[k], k, expected[k], dtypes[k], isinstance(dtype, dict)) for k in keys
+        }
     return None, arrays
 
 
@@ -504,6 +510,7 @@ def _read(
     key: str,
     shape: Shape | None,
     dtype: np.dtype[Any] | None,
+    exact: bool = False,
 ) -> np.ndarray:
     fmt = np.lib.format
     where = f"{path}: entry {key}" + (f" (layer {key.split('/')[0]})" if shape is not None else "")
@@ -519,7 +526,9 @@ def _read(
                     raise ValueError(f"{where}: expected one JSON string, got {got} {got_shape}")
             else:
                 assert dtype is not None  # given with every weight's shape
-                if got.kind != "f" or got.itemsize != dtype.itemsize:
+                if exact and got != dtype:
+                    raise ValueError(f"{where}: dtype {got}, expected {dtype.name}")
+                if not exact and (got.kind != "f" or got.itemsize != dtype.itemsize):
                     raise ValueError(f"{where}: dtype {got}, expected {dtype.name} (the model's dtype)")
                 if tuple(got_shape) != tuple(shape):
                     raise ValueError(
@@ -535,7 +544,7 @@ def _read(
         raise ValueError(f"{where}: corrupt ({type(exc).__name__}: {exc})") from None
 
 
-def load(path: PathLike, backend: str | Backend | None = None) -> Model:
+def load(path: PathLike, backend: str | Backend | None = None) -> Model | QuantizedModel:
     """:func:`cnnkern.models.load_model` (documented there)."""
     from .models import Sequential
     from .saving import FUNCTIONAL_FORMAT
@@ -545,6 +554,10 @@ def load(path: PathLike, backend: str | Backend | None = None) -> Model:
         cfg = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: corrupt architecture entry ({exc})") from None
+    if isinstance(cfg, dict) and cfg.get("format") == "cnnkern-quantized":  # an int8 model (cnnkern.compress)
+        from .compress import qfile
+
+        return qfile.load(path, cfg, backend if backend is None or isinstance(backend, str) else backend.name)
     check_architecture(path, cfg)
     model: Model
     if cfg["format"] == FUNCTIONAL_FORMAT:

@@ -543,6 +543,12 @@ ELEMENTWISE_ACTIVATIONS: tuple[str, ...] = tuple(
     and kernel.name[: -len("_forward")] + "_backward" in TABLE
 )
 
+# Kernel families outside the table: the int8 inference kernels of cnnkern.compress (stem "quant":
+# reference/quant.py is their specification, cpp_quant.py / numba/quant.py / cuda/quant.py + quant.cu and
+# csrc/kernels/quant.cpp their backends). They take uint8 / int8 arrays behind cnnkern.compress.kernels, not
+# Backend methods, so they have no front door; tests/test_conformance_quant.py holds them to the reference.
+OTHER_FAMILIES: tuple[str, ...] = ("quant",)
+
 
 def _source(name: str, sig: inspect.Signature, body: str) -> str:
     """``def <name>(<parameters>): <body>``, each default spelled as the name ``_default_<parameter>``."""

@@ -568,6 +568,17 @@ class Model(ModelAPI):
             },
         }
 
+    def export_onnx(self, path: PathLike, *, opset: int = 17) -> None:
+        """The model as an ONNX file (input (N, H, W, C) float32, as ``predict`` takes it): see
+        :mod:`cnnkern.compress.onnx_export`. Needs ``pip install "cnnkern[onnx]"``."""
+        from .compress.fold import check_supported
+        from .compress.onnx_export import export_onnx
+
+        self.build()
+        check_supported(self, "export_onnx")
+        assert isinstance(self, Sequential)  # check_supported refuses anything else
+        export_onnx(self, path, opset=opset)
+
     def save(self, path: PathLike) -> None:
         """Architecture and weights to ONE .npz file at exactly ``path``, written atomically (a crash or a
         full disk leaves any previous file at ``path`` as it was; see :mod:`cnnkern.saving`)."""

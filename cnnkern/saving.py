@@ -20,6 +20,7 @@ from .layers import to_numpy
 
 if TYPE_CHECKING:
     from .backends.base import Backend
+    from .compress import QuantizedModel
     from .models import Model
 
 __all__ = ["load_model", "save_model"]
@@ -39,9 +40,11 @@ def save_model(model: Model, path: PathLike) -> None:
     atomic_save(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
-def load_model(path: PathLike, backend: str | Backend | None = None) -> Model:
+def load_model(path: PathLike, backend: str | Backend | None = None) -> Model | QuantizedModel:
     """A model saved by :meth:`Model.save` (a Sequential or a functional Model), built and (if it was)
-    compiled, on ``backend`` (None: the current default). Its predictions are those of the saved model.
+    compiled, on ``backend`` (None: the current default). Its predictions are those of the saved model. A
+    file saved by :meth:`cnnkern.compress.QuantizedModel.save` gives that int8 model back (``backend`` None:
+    the fastest with int8 kernels here).
 
     The file is untrusted input: the architecture (layer classes, required and unknown keys, types and
     ranges, the sizes it implies) and each weight's dtype (the model's) and shape are checked before
