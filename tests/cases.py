@@ -148,6 +148,28 @@ CONV_CASES = [
     ConvCase("groups2", (2, 8, 9, 9), (16, 4, 3, 3), padding=1, groups=2),
     ConvCase("depthwise-c16", (3, 16, 15, 15), (16, 1, 3, 3), padding=1, groups=16),
     ConvCase("depthwise-mult2-stride2", (1, 8, 9, 9), (16, 1, 5, 5), stride=2, padding=2, groups=8),
+    # depthwise convs (the cpp backend's direct kernels over a padded, phase-split frame): output widths that
+    # cross the 16-, 8-wide and masked tails, channel counts off multiples of 8, strides, dilation, padding
+    ConvCase("depthwise-c13-w37-same", (2, 13, 6, 37), (13, 1, 3, 3), padding="same", groups=13),
+    ConvCase(
+        "depthwise-c10-stride2-same-even",
+        (3, 10, 10, 36),
+        (10, 1, 3, 3),
+        stride=2,
+        padding="same",
+        groups=10,
+        bias=False,
+    ),
+    ConvCase(
+        "depthwise-c6-stride-dilation-pairs",
+        (2, 6, 13, 23),
+        (6, 1, 3, 2),
+        stride=(2, 3),
+        padding=(2, 1),
+        dilation=(2, 2),
+        groups=6,
+    ),
+    ConvCase("depthwise-c4-5x5-valid-w9", (1, 4, 9, 13), (4, 1, 5, 5), groups=4),
     ConvCase("no-bias", (2, 9, 8, 8), (16, 9, 3, 3), padding=1, bias=False),
     ConvCase("kernel-covers-image", (2, 3, 7, 7), (4, 3, 7, 7)),
     ConvCase("pad-beyond-kernel", (1, 2, 3, 3), (3, 2, 3, 3), padding=3),

@@ -9,7 +9,8 @@
 // On the SIMD path two geometries leave this GEMM-through-im2col scheme (each decided in one predicate):
 // one input channel 3x3 (conv_c1_applies: direct kernels, conv_c1.cpp), and every other stride-1 conv
 // without padding or dilation in one group (conv_igemm_applies: indirect GEMMs that read x and dy in place,
-// conv_igemm.cpp); the scalar path and all other geometries run the code below.
+// conv_igemm.cpp); depthwise convs (groups == C == K) run direct kernels on every path (conv_direct.cpp);
+// the scalar path and all other geometries run the code below.
 // Threads (docs/threads.md): the forward splits images, or each image's output columns; the backward sums
 // dw over chunks of images that depend on the problem alone (reduction_chunks), so no bit of any result
 // depends on the thread count or on timing (conv_backward_impl).
@@ -238,6 +239,7 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
 
 void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                         const ConvGeom& g) {
+  if (conv_direct_applies(g)) return conv_direct_backward(dy, x, w, dx, dw, db, g);  // depthwise
   const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S, HW = g.H * g.W;
   // The indirect GEMM path and the single-channel kernel sum db during dw's pass over dy.
   const bool padded = conv_igemm_padded_applies(g), igemm = padded || conv_igemm_applies(g),
