@@ -148,6 +148,11 @@ CONV_CASES = [
     ConvCase("groups2", (2, 8, 9, 9), (16, 4, 3, 3), padding=1, groups=2),
     ConvCase("depthwise-c16", (3, 16, 15, 15), (16, 1, 3, 3), padding=1, groups=16),
     ConvCase("depthwise-mult2-stride2", (1, 8, 9, 9), (16, 1, 5, 5), stride=2, padding=2, groups=8),
+    # strided convs (the cpp backend's indirect GEMMs for the forward and dw, over a padded copy of x when
+    # padded): filter counts off multiples of 16, taps and pixels off the 6-row tiles, a 1x1 and a pair
+    ConvCase("stride2-c10-k20-same-even", (3, 10, 12, 14), (20, 10, 3, 3), stride=2, padding="same"),
+    ConvCase("stride2-1x1-c9-k17", (2, 9, 9, 11), (17, 9, 1, 1), stride=2),
+    ConvCase("stride-pair-5x5-c8-k33", (2, 8, 13, 11), (33, 8, 5, 5), stride=(2, 3), padding=2, bias=False),
     # depthwise convs (the cpp backend's direct kernels over a padded, phase-split frame): output widths that
     # cross the 16-, 8-wide and masked tails, channel counts off multiples of 8, strides, dilation, padding
     ConvCase("depthwise-c13-w37-same", (2, 13, 6, 37), (13, 1, 3, 3), padding="same", groups=13),

@@ -25,4 +25,11 @@ void conv_igemm_padded_forward(const float* x, const float* w, const float* b, f
 void conv_igemm_padded_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
                                 float* db, const ConvGeom& g);
 
+// Strided convs (sh or sw > 1, no dilation, one group) on the same kernels (conv_igemm_padded.cpp): the
+// forward, and dw (db, when given, summed with it); dx is left to the caller.
+bool conv_igemm_strided_applies(const ConvGeom& g);
+void conv_igemm_strided_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
+                                Act act, float alpha);
+void conv_igemm_strided_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g);
+
 }  // namespace cnnkern

@@ -1,4 +1,5 @@
-// Padded stride-1 convolutions on the indirect GEMMs (conv_igemm.h) through a zero-padded copy of x.
+// Padded stride-1 convolutions, and strided ones, on the indirect GEMMs (conv_igemm.h) through a zero-padded
+// copy of x.
 //
 // The indirect GEMMs read x in place and so take no padding. A 'same' conv (VGG-style, the zoo's vgg_bn and
 // all_conv) otherwise goes through im2col / col2im, whose backward measured about twice the indirect GEMMs'
@@ -21,13 +22,18 @@ namespace {
 
 constexpr int64_t kMinChannels = 8;
 
-// The geometry of the padded copy: the same conv with no padding.
+// The geometry of the padded copy: the same conv with no padding, the frame as large as the taps reach
+// ((P-1)*sh + R rows) and at least the image (a strided conv may leave its last rows unread).
 ConvGeom unpadded(const ConvGeom& g) {
   ConvGeom u = g;
-  u.H = g.P + g.R - 1;
-  u.W = g.Q + g.S - 1;
+  u.H = std::max((g.P - 1) * g.sh + g.R, g.pt + g.H);
+  u.W = std::max((g.Q - 1) * g.sw + g.S, g.pl + g.W);
   u.pt = u.pl = 0;
   return u;
+}
+
+bool needs_copy(const ConvGeom& g, const ConvGeom& u) {
+  return g.pt > 0 || g.pl > 0 || u.H != g.H || u.W != g.W;
 }
 
 // x (N,C,H,W) into the interior of xp (N,C,H',W') at (pt, pl), the border zero.
@@ -62,9 +68,7 @@ bool conv_igemm_padded_applies(const ConvGeom& g) {
   if (g.G != 1 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.C < kMinChannels) return false;
   if (g.R == 1 && g.S == 1) return false;
   const ConvGeom u = unpadded(g);
-  const bool padded = g.pt > 0 || g.pl > 0 || u.H != g.H || u.W != g.W;
-  // every input pixel inside the padded frame (the padding is never negative: the front door checks)
-  return padded && u.H >= g.pt + g.H && u.W >= g.pl + g.W && conv_igemm_applies(u);
+  return needs_copy(g, u) && conv_igemm_applies(u);
 }
 
 void conv_igemm_padded_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
@@ -87,6 +91,29 @@ void conv_igemm_padded_backward(const float* dy, const float* x, const float* w,
       for (int64_t h = 0; h < g.H; ++h)
         std::memcpy(dx + i * HW + h * g.W, dxp + i * HWp + (h + g.pt) * u.W + g.pl, sizeof(float) * g.W);
   });
+}
+
+// Strided convs: the forward and dw (+ db) read the frame (or x itself when it needs no padding) at rows
+// p*sh and columns q*sw; dx stays on im2col's GEMM + col2im (conv.cpp), as the dx kernel's pixel classes
+// assume stride 1. Measured against im2col + GEMM: numbers in the commit.
+bool conv_igemm_strided_applies(const ConvGeom& g) {
+#ifdef CNNKERN_X86
+  return simd_level() != Simd::scalar && g.G == 1 && (g.sh > 1 || g.sw > 1) && g.dh == 1 && g.dw == 1;
+#else
+  (void)g;
+  return false;
+#endif
+}
+
+void conv_igemm_strided_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
+                                Act act, float alpha) {
+  const ConvGeom u = unpadded(g);
+  conv_igemm_forward(needs_copy(g, u) ? padded_x(x, g, u) : x, w, b, y, u, act, alpha);
+}
+
+void conv_igemm_strided_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g) {
+  const ConvGeom u = unpadded(g);
+  conv_igemm_backward(dy, needs_copy(g, u) ? padded_x(x, g, u) : x, nullptr, nullptr, dw, db, u);
 }
 
 }  // namespace cnnkern
