@@ -153,6 +153,10 @@ CONV_CASES = [
     ConvCase("stride2-c10-k20-same-even", (3, 10, 12, 14), (20, 10, 3, 3), stride=2, padding="same"),
     ConvCase("stride2-1x1-c9-k17", (2, 9, 9, 11), (17, 9, 1, 1), stride=2),
     ConvCase("stride-pair-5x5-c8-k33", (2, 8, 13, 11), (33, 8, 5, 5), stride=(2, 3), padding=2, bias=False),
+    # grouped convs with 8+ channels per group (the cpp backend's indirect GEMMs, group by group): filter and
+    # channel counts per group off multiples of 8 and 16, padded and not
+    ConvCase("groups4-c32-k36-same-w13", (2, 32, 9, 13), (36, 8, 3, 3), padding="same", groups=4),
+    ConvCase("groups2-c18-valid-5x3", (3, 18, 10, 11), (6, 9, 5, 3), groups=2, bias=False),
     # depthwise convs (the cpp backend's direct kernels over a padded, phase-split frame): output widths that
     # cross the 16-, 8-wide and masked tails, channel counts off multiples of 8, strides, dilation, padding
     ConvCase("depthwise-c13-w37-same", (2, 13, 6, 37), (13, 1, 3, 3), padding="same", groups=13),

@@ -102,6 +102,7 @@ def cases():
         "conv padded, 2 images": _conv(x32[:2], r(16, 32, 3, 3), r(16), padding=1),
         "conv padded, few pixels": _conv(x64, r(16, 64, 3, 3), r(16), padding=1, stride=2),
         "conv groups + dilation": _conv(x32, r(16, 8, 3, 3), r(16), groups=4, dilation=2),
+        "conv grouped, 8 channels a group": _conv(x32, r(32, 8, 3, 3), r(32), groups=4, padding=1),
         "conv depthwise, stride 2": _conv(x32, r(32, 1, 3, 3), r(32), groups=32, stride=2, padding=1),
         "conv pointwise": _conv(x32, r(48, 32, 1, 1), None),
         "conv one image": _conv(x32[:1], r(64, 32, 3, 3), r(64)),

@@ -32,4 +32,12 @@ void conv_igemm_strided_forward(const float* x, const float* w, const float* b, 
                                 Act act, float alpha);
 void conv_igemm_strided_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g);
 
+// Grouped convs (G > 1, 8+ channels per group) whose per-group conv takes the kernels above, group by group
+// (conv_igemm_padded.cpp); the same contract.
+bool conv_igemm_grouped_applies(const ConvGeom& g);
+void conv_igemm_grouped_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
+                                Act act, float alpha);
+void conv_igemm_grouped_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
+                                 float* db, const ConvGeom& g);
+
 }  // namespace cnnkern
