@@ -1,11 +1,12 @@
-// Padded stride-1 convolutions, and strided ones, on the indirect GEMMs (conv_igemm.h) through a zero-padded
-// copy of x.
+// Padded stride-1 convolutions on the indirect GEMMs (conv_igemm.h) through a zero-padded copy of x; below,
+// strided ones (forward and dw) and grouped ones (group by group) on the same kernels.
 //
 // The indirect GEMMs read x in place and so take no padding. A 'same' conv (VGG-style, the zoo's vgg_bn and
 // all_conv) otherwise goes through im2col / col2im, whose backward measured about twice the indirect GEMMs'
 // time on the same arithmetic (vgg_bn's 32-channel 32x32 conv at batch 32, one thread: 120-154 ms against
 // 58-68 ms for the unpadded conv of the same size). Padding x once costs one pass over it:
-//   forward: xp = pad(x) (N,C,H',W'), H' = P+R-1, W' = Q+S-1; y = igemm_forward(xp) (same P, Q).
+//   forward: xp = pad(x) (N,C,H',W'), H' = (P-1)*sh+R, W' = (Q-1)*sw+S (at least the padded image);
+//   y = igemm_forward(xp) (same P, Q).
 //   dw (+ db): igemm's dw over xp.  dx: igemm's dx over the padded geometry, then its interior is dx.
 // Fewer than 8 input channels stay on im2col: dx's tiles are 16 channels wide and would be mostly empty.
 #include <algorithm>
