@@ -205,6 +205,10 @@ POOL_CASES = [
     ),
     PoolCase("dilation2", (2, 3, 15, 15), 3, stride=2, padding=1, dilation=2),
     PoolCase("global-7x7", (2, 33, 7, 7), 7),
+    # the cpp SIMD average pool: four windows at a time, tails of 1-3 windows and planes, clipped edge windows
+    PoolCase("2x2-w23-c7", (2, 7, 6, 23), 2),
+    PoolCase("global-5x16-planes-15", (3, 5, 5, 16), (5, 16)),
+    PoolCase("3x3-s2-pad1-w33", (1, 6, 9, 33), 3, stride=2, padding=1, count_include_pad=False),
     PoolCase("width1", (2, 3, 9, 1), (3, 1), stride=(2, 1)),
     PoolCase("1x1-kernel-stride2", (1, 8, 9, 9), 1, stride=2),
 ]
