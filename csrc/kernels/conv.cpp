@@ -9,12 +9,12 @@
 // On the SIMD path two geometries leave this GEMM-through-im2col scheme (each decided in one predicate):
 // one input channel 3x3 (conv_c1_applies: direct kernels, conv_c1.cpp), and every other stride-1 conv
 // without padding or dilation in one group (conv_igemm_applies: indirect GEMMs that read x and dy in place,
-// conv_igemm.cpp; padded ones over a padded copy of x, strided ones' forward and dw, grouped ones with 8+
-// channels per group, group by group: conv_igemm_padded.cpp); depthwise convs (groups == C == K) run direct
-// kernels on every path (conv_direct.cpp); the scalar path and all other geometries run the code below.
-// Threads (docs/threads.md): the forward splits images, or each image's output columns; the backward sums dw
-// over chunks of images that depend on the problem alone (reduction_chunks), so no bit of any result depends
-// on the thread count or on timing (conv_backward_impl).
+// conv_igemm.cpp; padded ones over a padded copy of x (dw only below 8 channels), strided ones' forward and
+// dw, grouped ones with 8+ channels per group, group by group: conv_igemm_padded.cpp); depthwise convs
+// (groups == C == K) run direct kernels on every path (conv_direct.cpp); the scalar path and all other
+// geometries run the code below. Threads (docs/threads.md): the forward splits images, or each image's output
+// columns; the backward sums dw over chunks of images that depend on the problem alone (reduction_chunks), so
+// no bit of any result depends on the thread count or on timing (conv_backward_impl).
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -246,7 +246,8 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   const bool padded = conv_igemm_padded_applies(g), grouped = conv_igemm_grouped_applies(g),
              igemm = padded || grouped || conv_igemm_applies(g), c1 = dw && conv_c1_applies(g),
              strided = dw && !c1 && conv_igemm_strided_applies(g),
-             db_with_dw = (igemm || c1 || strided) && dw && db;
+             padded_dw = dw && !c1 && !igemm && conv_igemm_padded_dw_applies(g),
+             db_with_dw = (igemm || c1 || strided || padded_dw) && dw && db;
   if (db && !db_with_dw)  // per channel in double, in 8 interleaved partial sums (independent adds), in a
                           // fixed order
     parallel_for(g.K, [&](int64_t k0, int64_t k1) {
@@ -268,8 +269,8 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
     dw = nullptr;
   }
 #endif
-  if (strided) {  // dw (and db) on the indirect GEMM; dx below
-    conv_igemm_strided_dw(dy, x, dw, db_with_dw ? db : nullptr, g);
+  if (strided || padded_dw) {  // dw (and db) on the indirect GEMM; dx below
+    (strided ? conv_igemm_strided_dw : conv_igemm_padded_dw)(dy, x, dw, db_with_dw ? db : nullptr, g);
     dw = nullptr;
   }
   if (!dx && !dw) return;
