@@ -240,6 +240,11 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
 
 void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                         const ConvGeom& g) {
+  if (g.N == 0) {  // no image: zero dw and db (the kernels below assume one; the im2col path left dw unset)
+    if (dw) std::fill(dw, dw + g.K * g.CgRS(), 0.0f);
+    if (db) std::fill(db, db + g.K, 0.0f);
+    return;
+  }
   if (conv_direct_applies(g)) return conv_direct_backward(dy, x, w, dx, dw, db, g);  // depthwise
   const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S, HW = g.H * g.W;
   // The indirect GEMM path and the single-channel kernel sum db during dw's pass over dy.
@@ -417,6 +422,7 @@ ConvGrads::ConvGrads(const ConvGeom& g, bool need_dx, bool need_dw, bool need_db
 // y = act(conv(x, w) + b) by the fastest method for the geometry (the GIL already released).
 void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, float* yp, const ConvGeom& g,
                            Act act, float alpha) {
+  if (g.N == 0 || g.K == 0) return;  // y is empty (the indirect GEMMs' tiling assumes pixels)
   if (conv_c1_applies(g)) {
 #ifdef CNNKERN_X86
     conv_c1_forward(xp, wp, bp, yp, g, act, alpha);
