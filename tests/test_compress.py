@@ -83,8 +83,8 @@ def small_cnn(seed=0):
 
 @pytest.fixture(scope="module")
 def trained():
-    """A small CNN fitted to a learnable rule (the class is the brighter quadrant), its data. Ten epochs: with
-    Keras's batch-norm momentum (0.99) the running statistics need them (six left the test accuracy at 0.6)."""
+    """A small CNN fitted to a learnable rule (the class is the brighter quadrant), its data. Ten epochs:
+    with Keras's batch-norm momentum (0.99) the running statistics need them (six left accuracy at 0.6)."""
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 400)
     x = rng.uniform(0, 1, size=(400, 2, 5, 2, 5, 2))
