@@ -55,8 +55,12 @@ def show_config(file: IO[str] | None = None) -> None:
 
 def __getattr__(name: str) -> Any:
     # layers, models, datasets are imported on first use so that `import cnnkern` stays light
-    if name in ("layers", "models", "datasets", "optimizers", "callbacks"):
-        import importlib
+    import importlib
 
+    if name in ("layers", "models", "datasets", "optimizers", "callbacks", "utils", "saving"):
         return importlib.import_module(f".{name}", __name__)
+    if name in ("Model", "Sequential", "load_model", "model_from_json"):  # Keras's top-level names
+        return getattr(importlib.import_module(".models", __name__), name)
+    if name == "Input":
+        return importlib.import_module(".layers", __name__).Input
     raise AttributeError(f"module 'cnnkern' has no attribute {name!r}")

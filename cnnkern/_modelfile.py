@@ -25,7 +25,8 @@ from .initializers import Initializer
 
 if TYPE_CHECKING:
     from .backends.base import Backend
-    from .models import Sequential
+    from .compress import QuantizedModel
+    from .models import Model
 
 Check = Callable[[Any], None]
 """A check of one JSON value: returns if it is valid, raises :class:`_Bad` saying what was expected if not."""
@@ -97,6 +98,30 @@ def _input_shape(v: Any) -> None:
         _int(d, 1, MAX_DIM)
 
 
+def _paddings(v: Any) -> None:
+    """ZeroPadding2D's padding: an int, a list of two, or [[top, bottom], [left, right]]."""
+    try:
+        _pair(v, 0, MAX_DIM)
+        return
+    except _Bad:
+        pass
+    if not isinstance(v, list) or len(v) != 2:
+        raise _Bad(f"an int in [0, {MAX_DIM}], a list of two or [[top, bottom], [left, right]]")
+    for p in v:
+        _pair(p, 0, MAX_DIM)
+        if not isinstance(p, list):
+            raise _Bad("[[top, bottom], [left, right]]")
+
+
+def _target_shape(v: Any) -> None:
+    if not isinstance(v, list) or len(v) not in (1, 3):
+        raise _Bad("a list [H, W, C] or [features] (one may be -1)")
+    for d in v:
+        if d != -1:
+            _int(d, 1, MAX_DIM)
+
+
+_DATA_FORMAT = _choice(None, "channels_last", "channels_first")
 _INITIALIZERS = _choice("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros", "ones")
 _ACTIVATION = _choice(*layers_mod.ACTIVATIONS, None)
 _COMMON: dict[str, Check] = {"name": _name, "trainable": _bool, "input_shape": _input_shape}
@@ -104,7 +129,7 @@ _POOL: dict[str, Check] = {
     "pool_size": _pair,
     "strides": _pair,
     "padding": _choice("valid", "same"),
-    "data_format": _choice(None, "channels_last"),
+    "data_format": _DATA_FORMAT,
 }
 # class -> (required keys, {key: check}) beyond _COMMON; keys are those of each layer's get_config()
 SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
@@ -121,7 +146,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
             "use_bias": _bool,
             "kernel_initializer": _INITIALIZERS,
             "bias_initializer": _INITIALIZERS,
-            "data_format": _choice(None, "channels_last"),
+            "data_format": _DATA_FORMAT,
         },
     ),
     "Dense": (
@@ -139,7 +164,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
     "BatchNormalization": (
         (),
         {
-            "axis": _choice(-1),
+            "axis": _choice(-1, 1),
             "momentum": _float(0.0, 1.0),
             "epsilon": _float(0.0, 1e6, lo_open=True),
             "center": _bool,
@@ -152,6 +177,46 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
     "ReLU": ((), {}),
     "LeakyReLU": ((), {"negative_slope": _float(0.0, 1e6), "alpha": _float(0.0, 1e6)}),
     "Dropout": (("rate",), {"rate": _float(0.0, 0.999999)}),
+    "DepthwiseConv2D": (
+        ("kernel_size",),
+        {
+            "kernel_size": _pair,
+            "strides": _pair,
+            "padding": _choice("valid", "same"),
+            "depth_multiplier": lambda v: _int(v, 1, MAX_DIM),
+            "dilation_rate": _pair,
+            "activation": _ACTIVATION,
+            "use_bias": _bool,
+            "depthwise_initializer": _INITIALIZERS,
+            "bias_initializer": _INITIALIZERS,
+            "data_format": _DATA_FORMAT,
+        },
+    ),
+    "SeparableConv2D": (
+        ("filters", "kernel_size"),
+        {
+            "filters": lambda v: _int(v, 1, MAX_DIM),
+            "kernel_size": _pair,
+            "strides": _pair,
+            "padding": _choice("valid", "same"),
+            "depth_multiplier": lambda v: _int(v, 1, MAX_DIM),
+            "dilation_rate": _pair,
+            "activation": _ACTIVATION,
+            "use_bias": _bool,
+            "depthwise_initializer": _INITIALIZERS,
+            "pointwise_initializer": _INITIALIZERS,
+            "bias_initializer": _INITIALIZERS,
+            "data_format": _DATA_FORMAT,
+        },
+    ),
+    "ZeroPadding2D": ((), {"padding": _paddings, "data_format": _DATA_FORMAT}),
+    "Reshape": (("target_shape",), {"target_shape": _target_shape}),
+    "Rescaling": (("scale",), {"scale": _float(-1e30, 1e30), "offset": _float(-1e30, 1e30)}),
+    "InputLayer": (("shape",), {"shape": _input_shape}),
+    "Add": ((), {}),
+    "Concatenate": ((), {"axis": lambda v: _int(v, -1, 3)}),
+    "GlobalAveragePooling2D": ((), {"keepdims": _bool, "data_format": _choice(None, "channels_last")}),
+    "GlobalMaxPooling2D": ((), {"keepdims": _bool, "data_format": _choice(None, "channels_last")}),
 }
 
 
@@ -279,6 +344,44 @@ def _shape_only(ctx: _ShapeContext) -> Initializer:
     return init
 
 
+def probe(
+    layer: layers_mod.Layer, in_shape: Any, ctx: _ShapeContext | None = None
+) -> tuple[Shape, dict[str, Shape]]:
+    """The output shape and ``{weight name: shape}`` of ``layer`` on the per-sample input ``in_shape``
+    (internal layout; a list of shapes for a merge layer), from a build of a copy of it: ``layer`` is left
+    untouched. cnnkern's own layers build with shapes only (nothing of the weights' size is allocated; the
+    weights counted in ``ctx`` against :data:`MAX_PARAMS`); a user's own Layer subclass builds for real on
+    the reference backend (its _build may need more than shapes). Raises ``ValueError`` (build errors, an
+    output over :data:`MAX_ACTIVATION` values per sample)."""
+    ctx = ctx or _ShapeContext("float32")
+    copy_ = copy.copy(layer)
+    copy_.params, copy_.state, copy_.grads = {}, {}, {}
+    build_ctx: layers_mod.Context = ctx
+    if type(layer) in _BUILTIN:
+        for attr in (
+            "kernel_initializer",
+            "bias_initializer",
+            "depthwise_initializer",
+            "pointwise_initializer",
+        ):
+            if hasattr(copy_, attr):
+                setattr(copy_, attr, _shape_only(ctx))
+    else:
+        from . import backends
+
+        build_ctx = layers_mod.Context(backends.resolve("reference"), "float32", np.random.default_rng(0))
+    out = copy_.build(in_shape, build_ctx)
+    n = 1
+    for d in out:
+        n *= int(d)
+    if n > MAX_ACTIVATION:
+        raise ValueError(
+            f"outputs {n:,} values per sample (shape {tuple(out)}), over the limit of {MAX_ACTIVATION:,}"
+        )
+    weights = {k: tuple(a.shape) for d in (copy_.params, copy_.state) for k, a in d.items()}
+    return tuple(out), weights
+
+
 def dry_build(
     layer_list: Sequence[layers_mod.Layer], internal: Shape, dtype: DTypeLike, prefix: str = ""
 ) -> dict[str, Shape]:
@@ -291,26 +394,12 @@ def dry_build(
         if type(layer) not in _BUILTIN:  # a user's own Layer subclass: its _build may need more than shapes,
             return out  # so the checks stop here and its real build reports its own errors
         where = f"{prefix}layer {i} ({type(layer).__name__} {layer.name!r})"
-        probe = copy.copy(layer)  # the caller's layer is left untouched
-        probe.params, probe.state, probe.grads = {}, {}, {}
-        for attr in ("kernel_initializer", "bias_initializer"):
-            if hasattr(probe, attr):
-                setattr(probe, attr, _shape_only(ctx))
         try:
-            internal = probe.build(internal, ctx)
+            internal, weights = probe(layer, internal, ctx)
         except (ValueError, _Bad) as exc:
             raise ValueError(f"{where}: {exc}") from None
-        n = 1
-        for d in internal:
-            n *= int(d)
-        if n > MAX_ACTIVATION:
-            raise ValueError(
-                f"{where}: outputs {n:,} values per sample (shape {tuple(internal)}), over the limit of "
-                f"{MAX_ACTIVATION:,}"
-            )
-        for weights in (probe.params, probe.state):
-            for k, a in weights.items():
-                out[f"{i:03d}.{probe.name}/{k}"] = tuple(a.shape)
+        for k, shape in weights.items():
+            out[f"{i:03d}.{layer.name}/{k}"] = shape
     return out
 
 
@@ -325,14 +414,14 @@ def expected_weights(path: PathLike, cfg: dict[str, Any]) -> dict[str, Shape]:
 
 def check_architecture(path: PathLike, cfg: Any) -> None:
     """The top level of a saved architecture: format, name, dtype, input shape, layers list, compile."""
-    from .saving import FORMAT, FORMAT_VERSION
+    from .saving import FORMAT, FORMAT_VERSION, FUNCTIONAL_FORMAT
 
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: the architecture must be a JSON object, got {_short(cfg)}")
-    if cfg.get("format") != FORMAT or cfg.get("version") != FORMAT_VERSION:
+    if cfg.get("format") not in (FORMAT, FUNCTIONAL_FORMAT) or cfg.get("version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: format {cfg.get('format')!r} version {cfg.get('version')!r}, expected "
-            f"{FORMAT!r} version {FORMAT_VERSION}"
+            f"{FORMAT!r} or {FUNCTIONAL_FORMAT!r} version {FORMAT_VERSION}"
         )
     missing = [k for k in ("name", "dtype", "input_shape", "layers") if k not in cfg]
     if missing:
@@ -366,13 +455,14 @@ def check_architecture(path: PathLike, cfg: Any) -> None:
 def read_entries(path: PathLike, expected: None, dtype: None) -> tuple[str, dict[str, np.ndarray]]: ...
 @overload
 def read_entries(
-    path: PathLike, expected: dict[str, Shape], dtype: DTypeLike
+    path: PathLike, expected: dict[str, Shape], dtype: DTypeLike | dict[str, str]
 ) -> tuple[None, dict[str, np.ndarray]]: ...
 def read_entries(
-    path: PathLike, expected: dict[str, Shape] | None, dtype: DTypeLike | None
+    path: PathLike, expected: dict[str, Shape] | None, dtype: DTypeLike | dict[str, str] | None
 ) -> tuple[str | None, dict[str, np.ndarray]]:
     """``(architecture JSON text, {key: array})`` read from the npz at ``path``; with ``expected`` None only
-    the architecture is read. Weight headers are checked against ``expected`` and ``dtype`` first."""
+    the architecture is read. Weight headers are checked against ``expected`` and ``dtype`` first (a float
+    dtype for every entry, or ``{key: dtype}``: exactly that dtype for each, as an int8 model has)."""
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -405,7 +495,11 @@ def read_entries(
                     if part
                 )
             )
-        arrays = {k: _read(zf, path, members[k], k, expected[k], np.dtype(dtype)) for k in keys}
+        per_key: dict[str, Any] = dict(dtype) if isinstance(dtype, dict) else dict.fromkeys(keys, dtype)
+        dtypes = {k: np.dtype(per_key[k]) for k in keys}
+        arrays = {
+            k: _read(zf, path, members[k], k, expected[k], dtypes[k], isinstance(dtype, dict)) for k in keys
+        }
     return None, arrays
 
 
@@ -416,6 +510,7 @@ def _read(
     key: str,
     shape: Shape | None,
     dtype: np.dtype[Any] | None,
+    exact: bool = False,
 ) -> np.ndarray:
     fmt = np.lib.format
     where = f"{path}: entry {key}" + (f" (layer {key.split('/')[0]})" if shape is not None else "")
@@ -431,7 +526,9 @@ def _read(
                     raise ValueError(f"{where}: expected one JSON string, got {got} {got_shape}")
             else:
                 assert dtype is not None  # given with every weight's shape
-                if got.kind != "f" or got.itemsize != dtype.itemsize:
+                if exact and got != dtype:
+                    raise ValueError(f"{where}: dtype {got}, expected {dtype.name}")
+                if not exact and (got.kind != "f" or got.itemsize != dtype.itemsize):
                     raise ValueError(f"{where}: dtype {got}, expected {dtype.name} (the model's dtype)")
                 if tuple(got_shape) != tuple(shape):
                     raise ValueError(
@@ -447,25 +544,37 @@ def _read(
         raise ValueError(f"{where}: corrupt ({type(exc).__name__}: {exc})") from None
 
 
-def load(path: PathLike, backend: str | Backend | None = None) -> Sequential:
+def load(path: PathLike, backend: str | Backend | None = None) -> Model | QuantizedModel:
     """:func:`cnnkern.models.load_model` (documented there)."""
     from .models import Sequential
+    from .saving import FUNCTIONAL_FORMAT
 
     text, _ = read_entries(path, None, None)
     try:
         cfg = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: corrupt architecture entry ({exc})") from None
+    if isinstance(cfg, dict) and cfg.get("format") == "cnnkern-quantized":  # an int8 model (cnnkern.compress)
+        from .compress import qfile
+
+        return qfile.load(path, cfg, backend if backend is None or isinstance(backend, str) else backend.name)
     check_architecture(path, cfg)
-    expected = expected_weights(path, cfg)
+    model: Model
+    if cfg["format"] == FUNCTIONAL_FORMAT:
+        from ._functionalfile import model_and_weights
+
+        model, expected = model_and_weights(path, cfg, backend)
+    else:
+        expected = expected_weights(path, cfg)
     _, arrays = read_entries(path, expected, cfg["dtype"])
     try:
-        model = Sequential(
-            [layers_mod.from_config(e["class_name"], e["config"]) for e in cfg["layers"]],
-            name=cfg["name"],
-            backend=backend,
-            dtype=cfg["dtype"],
-        )
+        if cfg["format"] != FUNCTIONAL_FORMAT:
+            model = Sequential(
+                [layers_mod.from_config(e["class_name"], e["config"]) for e in cfg["layers"]],
+                name=cfg["name"],
+                backend=backend,
+                dtype=cfg["dtype"],
+            )
         model.build(tuple(cfg["input_shape"]))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None

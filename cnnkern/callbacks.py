@@ -1,6 +1,8 @@
 """Training callbacks in Keras's form: :class:`Callback`, :class:`History` (what ``fit`` returns),
 :class:`EarlyStopping`, :class:`BackupAndRestore` (training that survives a kill) and :class:`ProgressBar`
-(what ``verbose=1``/``2`` prints).
+(what ``verbose=1``/``2`` prints); and, from :mod:`cnnkern.standard_callbacks`, :class:`ModelCheckpoint`,
+:class:`ReduceLROnPlateau`, :class:`TerminateOnNaN`, :class:`CSVLogger`, :class:`LearningRateScheduler`,
+:class:`LambdaCallback`.
 
 A callback whose state affects training implements :meth:`Callback.get_state` / :meth:`Callback.set_state`;
 checkpoints (:mod:`cnnkern.checkpoint`) store that state and give it back on resume."""
@@ -16,21 +18,38 @@ import numpy as np
 from ._typing import Logs, PathLike
 
 if TYPE_CHECKING:
-    from .models import Sequential
+    from .models import Model
 
-__all__ = ["BackupAndRestore", "Callback", "EarlyStopping", "History", "ProgressBar"]
+__all__ = [
+    "BackupAndRestore",
+    "CSVLogger",
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "LambdaCallback",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "ProgressBar",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
+]
 
 
 class Callback:
-    """Hooks called by ``Sequential.fit``; ``self.model`` is set before training starts. ``logs`` hold
-    floats: ``loss``, ``accuracy`` and, with validation, ``val_loss``, ``val_accuracy``."""
+    """Hooks called by ``Model.fit``; ``self.model`` is set before training starts. ``logs`` hold
+    floats: ``loss``, ``accuracy`` and, with validation, ``val_loss``, ``val_accuracy``. Keras's hook
+    points: ``on_train_begin/end``, ``on_epoch_begin/end``, ``on_train_batch_begin/end`` (``on_batch_begin``
+    / ``on_batch_end``: Keras's aliases, called by the default ``on_train_batch_*``), ``on_test_begin/end``
+    and ``on_test_batch_begin/end`` (``evaluate(callbacks=...)``, and ``fit``'s validation pass, whose logs
+    hold its ``loss`` and accuracy unprefixed), ``on_predict_begin/end`` and ``on_predict_batch_begin/end``
+    (``predict(callbacks=...)``; batch logs ``{"outputs": ...}``)."""
 
     # set by set_model() before training starts; None until then
-    model: Sequential = None  # type: ignore[assignment]
+    model: Model = None  # type: ignore[assignment]
     # set by fit before on_train_begin: epochs, steps (per epoch), batch_size, samples
     params: dict[str, Any]
 
-    def set_model(self, model: Sequential) -> None:
+    def set_model(self, model: Model) -> None:
         self.model = model
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
@@ -45,7 +64,40 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         pass
 
+    def on_train_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        self.on_batch_begin(batch, logs)
+
     def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        self.on_batch_end(batch, logs)
+
+    def on_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_test_begin(self, logs: Logs | None = None) -> None:
+        pass
+
+    def on_test_end(self, logs: Logs | None = None) -> None:
+        pass
+
+    def on_test_batch_begin(self, batch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_test_batch_end(self, batch: int, logs: Logs | None = None) -> None:
+        pass
+
+    def on_predict_begin(self, logs: Logs | None = None) -> None:
+        pass
+
+    def on_predict_end(self, logs: Logs | None = None) -> None:
+        pass
+
+    def on_predict_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        pass
+
+    def on_predict_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         pass
 
     def get_state(self) -> dict[str, Any] | None:
@@ -289,3 +341,14 @@ class ProgressBar(Callback):
             else f"Epoch {epoch + 1}/{self.epochs}"
         )
         print(f"{prefix} - {elapsed:.1f}s - {text} - {speed:,.0f} img/s", file=self.file, flush=True)
+
+
+# Keras's standard callbacks, defined beside (they subclass Callback, so they are imported last)
+from .standard_callbacks import (  # noqa: E402
+    CSVLogger,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)

@@ -7,8 +7,8 @@ The format (version 1; docs/checkpoints.md describes it for readers in other too
   ``fit`` (samples, batch size, steps per epoch, epochs, shuffle, CRC-32 of the training data as the model
   sees it), ``progress`` (``epoch``: the epoch under way, 0-based; ``step``: the steps of it already applied;
   ``stop_training``), ``rng`` (the model generator's ``bit_generator.state``: shuffling and dropout),
-  ``optimizer`` (``iterations``) and ``callbacks`` (class name and JSON state of History and of each
-  callback with state, in the order of the callbacks list).
+  ``optimizer`` (``iterations``, the current ``learning_rate``) and ``callbacks`` (class name and JSON
+  state of History and of each callback with state, in the order of the callbacks list).
 * ``weights/<index>.<layer>/<name>``: every parameter and running statistic, the keys of a saved model.
 * ``optimizer/<layer index>/<parameter>/<slot>``: Adam's ``m`` / ``v``, SGD's ``velocity``.
 * ``order``: the epoch's permutation of the samples (when shuffling), so a mid-epoch resume runs the same
@@ -38,7 +38,7 @@ from .layers import to_numpy
 
 if TYPE_CHECKING:
     from .callbacks import Callback
-    from .models import Sequential
+    from .models import Model
 
 FORMAT = "cnnkern-checkpoint"
 VERSION = 1
@@ -69,8 +69,14 @@ def data_fingerprint(*arrays: BackendArray) -> int:
     return crc
 
 
-def _config(model: Sequential) -> Any:
-    return json.loads(json.dumps(model.get_config()))
+def _config(model: Model) -> Any:
+    """The model's config as JSON values, with the optimizer's learning rate as constructed (a callback such
+    as ReduceLROnPlateau changes the current one, which the optimizer's state carries)."""
+    config = json.loads(json.dumps(model.get_config()))
+    opt = (config.get("compile") or {}).get("optimizer")
+    if opt is not None and model.optimizer.schedule is None:
+        opt["learning_rate"] = model.optimizer._initial_lr
+    return config
 
 
 def _split_state(i: int, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -112,7 +118,7 @@ def _stateful(callbacks: Sequence[Callback]) -> list[tuple[Callback, dict[str, A
 
 
 def write(
-    path: PathLike, model: Sequential, state: TrainState, callbacks: Sequence[Callback], fit: dict[str, Any]
+    path: PathLike, model: Model, state: TrainState, callbacks: Sequence[Callback], fit: dict[str, Any]
 ) -> None:
     """Write a checkpoint of ``model`` training at ``state`` to ``path`` (atomically)."""
     arrays = {f"weights/{key}": to_numpy(d[k]) for key, _, d, k in model._weight_items()}
@@ -128,11 +134,11 @@ def write(
     meta = {
         "format": FORMAT,
         "version": VERSION,
-        "model": model.get_config(),
+        "model": _config(model),
         "fit": fit,
         "progress": {"epoch": state.epoch, "step": state.step, "stop_training": bool(state.stop_training)},
         "rng": {"bit_generator": type(rng).__name__, "state": rng.state},
-        "optimizer": {"iterations": opt["iterations"]},
+        "optimizer": {"iterations": opt["iterations"], "learning_rate": opt["learning_rate"]},
         "callbacks": [
             {"class": type(cb).__name__, "state": _split_state(i, s, arrays)}
             for i, (cb, s) in enumerate(_stateful(callbacks))
@@ -186,7 +192,7 @@ def _diff(a: Any, b: Any, where: str = "") -> str | None:
 
 
 def restore(
-    path: PathLike, model: Sequential, state: TrainState, callbacks: Sequence[Callback], fit: dict[str, Any]
+    path: PathLike, model: Model, state: TrainState, callbacks: Sequence[Callback], fit: dict[str, Any]
 ) -> None:
     """Load the checkpoint at ``path`` into ``model`` (weights, optimizer state, generator), ``state`` and
     ``callbacks``, after checking that it was written for this model and this training data."""
@@ -219,7 +225,7 @@ def restore(
         )
     # every check passed: now change the model
     model.set_weights(weights)
-    model.optimizer.set_state({"iterations": meta["optimizer"]["iterations"], "slots": slots}, model._ctx)
+    model.optimizer.set_state({**meta["optimizer"], "slots": slots}, model._ctx)
     rng.state = meta["rng"]["state"]
     p = meta["progress"]
     state.epoch, state.step, state.stop_training = int(p["epoch"]), int(p["step"]), bool(p["stop_training"])

@@ -1,4 +1,4 @@
-"""The ``cnnkern`` command: ``train``, ``evaluate``, ``predict``, ``info``.
+"""The ``cnnkern`` command: ``train``, ``evaluate``, ``predict``, ``info``, ``bench``, ``quantize``.
 
 Exit status: 0 on success; 2 for a command line that cannot be honoured (argparse errors, a bad value, a
 backend that is unknown OR unavailable here -- the message carries the backend's own reason --, or
@@ -26,6 +26,7 @@ import numpy as np
 
 from . import backends
 from .bench import add_bench
+from .compress.cli import add_quantize
 from .recipe_cli import add_recipe_arguments
 from .zoo import classic_cnn
 
@@ -33,9 +34,10 @@ if TYPE_CHECKING:
     from ._typing import PathLike
     from .backends.base import Backend
     from .callbacks import BackupAndRestore, History
+    from .compress import QuantizedModel
     from .datasets.loader import Data, Split
     from .distributed import MPIStrategy
-    from .models import Sequential
+    from .models import Model
 
 _Number = TypeVar("_Number", int, float)
 
@@ -367,33 +369,47 @@ def add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.set_defaults(run=run_evaluate)
 
 
-def _load_model_or_fail(path: str, backend: Backend) -> Sequential:
+def _load_model_or_fail(path: str, backend: Backend, name: str | None) -> Model | QuantizedModel:
+    """The model at ``path`` on ``backend``; an int8 file (cnnkern.compress) on the backend ``name`` the
+    user asked for (None or 'auto': the fastest with int8 kernels)."""
     from .models import load_model
 
     if not os.path.isfile(path):
         raise CommandError(f"no model file {path}")
     try:
+        from .compress import qfile
+
+        if qfile.is_quantized(path):
+            return load_model(path, backend=None if name in (None, "auto") else name)
         return load_model(path, backend=backend)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         raise CommandError(str(exc)) from None
 
 
 def run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .compress import QuantizedModel
+
     be = check_backend(args, parser)
-    model = _load_model_or_fail(args.model, be)
-    if not model.compiled:
-        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = _load_model_or_fail(args.model, be, args.backend)
     _, (x_test, y_test), source = _data_or_fail(args.data)
     start = time.perf_counter()
-    if "accuracy" not in (model.metrics or []):  # a model saved compiled without it still reports accuracy
-        model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+    if isinstance(model, QuantizedModel):
+        where = f"{model.backend_name}, int8"
+    else:
+        where = be.name
+        if "accuracy" not in (model.metrics or []):  # a model saved without it still reports accuracy
+            model.compile(
+                optimizer=model.optimizer if model.compiled else "adam",
+                loss=model.loss if model.compiled else "sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
     loss, acc = cast("list[float]", model.evaluate(_images(x_test), y_test, batch_size=args.batch_size))
     seconds = time.perf_counter() - start
     print(f"data: {source}")
     print(
         f"test accuracy: {acc:.4f}  test loss: {loss:.4f}  ({len(x_test)} images, "
         f"{len(x_test) / seconds:,.0f} "
-        f"images/s on {be.name})"
+        f"images/s on {where})"
     )
     return 0
 
@@ -446,7 +462,7 @@ def _read_images(path: str) -> np.ndarray:
 
 def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     be = check_backend(args, parser)
-    model = _load_model_or_fail(args.model, be)
+    model = _load_model_or_fail(args.model, be, args.backend)
     x = _read_images(args.images)
     if args.limit is not None:
         x = x[: args.limit]
@@ -510,6 +526,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], N
     add_predict,
     add_info,
     add_bench,
+    add_quantize,
 ]
 
 

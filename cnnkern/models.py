@@ -1,7 +1,9 @@
-"""Keras-style :class:`Sequential` model over :mod:`cnnkern.layers`, plus :func:`load_model`.
+"""Keras-style models over :mod:`cnnkern.layers`: the functional :class:`Model` (``Model(inputs, outputs)``
+on :func:`cnnkern.layers.Input` tensors; the layer graph is :mod:`cnnkern.graph`) and :class:`Sequential`
+(a linear stack, :mod:`cnnkern.sequential`), which share everything else here; plus :func:`load_model`.
 
-Backend: ``Sequential(backend=...)`` or ``compile(backend=...)``, else :func:`cnnkern.set_backend`, else
-``CNNKERN_BACKEND``, else auto; fixed when the model is built, changed with :meth:`Sequential.to_backend`
+Backend: ``Model(..., backend=...)`` or ``compile(backend=...)``, else :func:`cnnkern.set_backend`, else
+``CNNKERN_BACKEND``, else auto; fixed when the model is built, changed with :meth:`Model.to_backend`
 (which converts every array). Parameters, optimizer state and activations live on that backend (NumPy
 arrays, or CuPy for cuda); ``predict`` returns NumPy.
 
@@ -12,19 +14,20 @@ NaN / Inf inputs and losses follow :mod:`cnnkern.nonfinite`.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import backends, losses, nonfinite, ops, optimizers
-from . import layers as layers_mod
+from . import backends, losses, nonfinite, optimizers
 from ._typing import BackendArray, Logs, PathLike, Shape
-from .layers import Context, Layer, keras_shape, to_numpy
+from .graph import Graph
+from .layers import Context, Layer, to_numpy
 from .losses import SparseCategoricalCrossentropy
-from .saving import FORMAT, FORMAT_VERSION, load_model, save_model
+from .model_api import ModelAPI, Progress, model_from_json
+from .plan import Plan
+from .saving import FORMAT, FORMAT_VERSION, FUNCTIONAL_FORMAT, load_model, save_model
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
     from .distributed import MPIStrategy
     from .optimizers import Optimizer
 
-__all__ = ["Sequential", "SparseCategoricalCrossentropy", "load_model"]
+__all__ = ["Model", "Sequential", "SparseCategoricalCrossentropy", "load_model", "model_from_json"]
 
 _ACCURACY_NAMES = ("accuracy", "acc", "sparse_categorical_accuracy")
 
@@ -47,23 +50,61 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", name).lower()
 
 
-class Sequential:
-    """A linear stack of layers. ``seed`` seeds the one generator used for initialisation, shuffling and
-    dropout; ``dtype`` is 'float32' (every backend) or 'float64' (the reference backend)."""
+def _name_layer(layer: Layer, taken: set[str], model: str) -> None:
+    """Give ``layer`` a name unique among ``taken`` (its own, or its class's in snake case + a number)."""
+    base = layer.name or _snake(type(layer).__name__)
+    name, i = base, 0
+    while name in taken:
+        if layer.name is not None:
+            raise ValueError(f"layer name {layer.name!r} is used twice in model {model!r}")
+        i += 1
+        name = f"{base}_{i}"
+    layer.name = name
+    taken.add(name)
 
-    # set by build(): the per-sample input shape (Keras order) and the index of the first layer with weights
+
+class Model(ModelAPI):
+    """A model of layers called on :func:`cnnkern.layers.Input` tensors (Keras's functional API):
+    ``Model(inputs, outputs)`` with one input and one output tensor. ``seed`` seeds the one generator used
+    for initialisation, shuffling and dropout; ``dtype`` is 'float32' (every backend) or 'float64' (the
+    reference backend). :class:`Sequential` is the special case of a linear stack."""
+
+    # set by build(): the per-sample input shape (Keras order) and the execution plan (cnnkern.plan)
     _input_shape: Shape
-    _first_param: int
+    _plan: Plan
+    _graph: Graph | None = None
 
     def __init__(
         self,
-        layers: Iterable[Layer] | None = None,
-        name: str = "sequential",
+        inputs: Any = None,
+        outputs: Any = None,
+        name: str | None = None,
         *,
         backend: str | Backend | None = None,
         dtype: DTypeLike = "float32",
         seed: int | None = None,
     ) -> None:
+        if inputs is None or outputs is None:
+            raise TypeError(
+                "Model needs inputs= and outputs= (KerasTensors); for a stack of layers use Sequential"
+            )
+        graph = Graph(inputs, outputs)
+        self._setup(name or "model", backend, dtype, seed)
+        taken: set[str] = set()
+        for layer in graph.layers:
+            owner = getattr(layer, "_owner", None)
+            if owner is not None or layer._ctx is not None:
+                raise ValueError(
+                    f"layer {layer.name!r} already belongs to model {owner!r}: models sharing layers (e.g. a "
+                    f"sub-model of another model's tensors) are not supported; call new layers"
+                )
+        for layer in graph.layers:
+            _name_layer(layer, taken, self.name)
+            layer._owner = self.name  # type: ignore[attr-defined]
+        self._graph = graph
+        self.layers.extend(graph.layers)
+
+    def _setup(self, name: str, backend: str | Backend | None, dtype: DTypeLike, seed: int | None) -> None:
         self.name = name
         self.layers: list[Layer] = []
         self._backend_arg = backend
@@ -77,35 +118,13 @@ class Sequential:
         self._ctx: Context = None  # type: ignore[assignment]
         # None until compile(); everything that reads them runs after compile (see `compiled`)
         self.optimizer: Optimizer = None  # type: ignore[assignment]
-        self.loss: SparseCategoricalCrossentropy = None  # type: ignore[assignment]
+        self.loss: losses.Loss = None  # type: ignore[assignment]
         self.metrics: list[str] = []
         self.compiled = False
         self.stop_training = False
         self.history: History | None = None
-        for layer in layers or ():
-            self.add(layer)
 
     # --- building ----------------------------------------------------------------------------------------
-    def add(self, layer: Layer) -> None:
-        if not isinstance(layer, layers_mod.Layer):
-            raise TypeError(f"layer must be a cnnkern.layers.Layer, got {type(layer).__name__}")
-        if self.built:
-            raise ValueError("cannot add layers to a model that is already built")
-        if layer.input_shape is not None and self.layers:
-            raise ValueError(
-                f"input_shape is only allowed on the first layer, got it on {type(layer).__name__}"
-            )
-        base = layer.name or _snake(type(layer).__name__)
-        taken = {l.name for l in self.layers}
-        name, i = base, 0
-        while name in taken:
-            if layer.name is not None:
-                raise ValueError(f"layer name {layer.name!r} is used twice in model {self.name!r}")
-            i += 1
-            name = f"{base}_{i}"
-        layer.name = name
-        self.layers.append(layer)
-
     @property
     def built(self) -> bool:
         return self._ctx is not None
@@ -118,7 +137,17 @@ class Sequential:
     @property
     def input_shape(self) -> Shape | None:
         """Per-sample input in Keras's order: (H, W, C) or (features,); None until known."""
-        return self._input_shape if self.built else (self.layers[0].input_shape if self.layers else None)
+        return self._input_shape if self.built else self._declared_shape()
+
+    def _declared_shape(self) -> Shape | None:
+        """The input shape the model was given before build (its Input's)."""
+        assert self._graph is not None
+        return self._graph.layers[0].input_shape
+
+    @property
+    def _output_layer(self) -> Layer:
+        assert self._graph is not None
+        return self._graph.layers[self._graph.output]
 
     def _context(self, backend: str | Backend | None) -> Context:
         be = backends.resolve(backend)
@@ -140,7 +169,10 @@ class Sequential:
             return
         if not self.layers:
             raise ValueError("the model has no layers; add some before building it")
-        shape = tuple(input_shape) if input_shape is not None else self.layers[0].input_shape
+        declared = self._declared_shape()
+        shape = tuple(input_shape) if input_shape is not None else declared
+        if self._graph is not None and shape != declared:
+            raise ValueError(f"the model's Input has shape {declared}, got input_shape {shape}")
         if shape is None:
             raise ValueError(
                 "input shape unknown: pass input_shape= to the first layer, call build(input_shape) "
@@ -150,27 +182,16 @@ class Sequential:
             raise ValueError(f"input_shape must be (H, W, C) or (features,), got {shape}")
         ctx = self._context(self._backend_arg)
         internal = (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
-        from ._modelfile import dry_build  # sizes checked before any weight is allocated
-
-        dry_build(self.layers, internal, self.dtype)
-        for layer in self.layers:
-            internal = layer.build(internal, ctx)
-        layers_mod.fuse_preprocessing(self.layers)  # runs of augmentation layers as one kernel call
-        # a max pool right after a Conv2D runs with it as one kernel pair (ops.conv2d_act_maxpool_*); after
-        # any other layer with an activation, it applies that activation's gradient in its own backward pass
-        for prev, layer in zip(self.layers, self.layers[1:]):
-            if not isinstance(layer, layers_mod.MaxPooling2D):
-                continue
-            conv = prev if isinstance(prev, layers_mod.Conv2D) and prev.can_fuse_pool() else None
-            layer.conv_source = conv
-            if conv is not None:
-                conv.pool_sink = layer
-            layer.act_source = prev if conv is None and hasattr(prev, "take_activation") else None
+        self._build_layers(internal, ctx)
         self._input_shape = tuple(int(d) for d in shape)
         self._ctx = ctx
-        self._first_param = next((i for i, l in enumerate(self.layers) if l.params), len(self.layers))
 
-    def to_backend(self, backend: str | Backend) -> Sequential:
+    def _build_layers(self, internal: Shape, ctx: Context) -> None:
+        """Build the layers for the per-sample input ``internal`` (C, H, W) / (F,) on ``ctx``."""
+        assert self._graph is not None
+        self._plan = self._graph.build(internal, ctx)
+
+    def to_backend(self, backend: str | Backend) -> Model:
         """Move the model (weights, running statistics, optimizer state) to ``backend``; returns self."""
         ctx = self._context(backend)
         if self.built:
@@ -186,12 +207,13 @@ class Sequential:
     def compile(
         self,
         optimizer: str | Optimizer | dict[str, Any] = "adam",
-        loss: str | SparseCategoricalCrossentropy | dict[str, Any] = "sparse_categorical_crossentropy",
+        loss: str | losses.Loss | dict[str, Any] = "sparse_categorical_crossentropy",
         metrics: Sequence[str] | None = None,
         backend: str | Backend | None = None,
     ) -> None:
-        """``optimizer``: 'adam', 'sgd' or an optimizer object; ``loss``: 'sparse_categorical_crossentropy'
-        or SparseCategoricalCrossentropy(from_logits=...); ``metrics``: None or ['accuracy'];
+        """``optimizer``: 'adam', 'adamw', 'rmsprop', 'sgd' or an optimizer object; ``loss``:
+        'sparse_categorical_crossentropy' (integer labels), 'categorical_crossentropy' (one-hot rows) or
+        their objects (``from_logits``, ``label_smoothing``); ``metrics``: None or ['accuracy'];
         ``backend``: run on this backend (moving the weights if the model is already built)."""
         if not self.layers:
             raise ValueError("the model has no layers; add some before compiling it")
@@ -202,12 +224,12 @@ class Sequential:
             if m not in _ACCURACY_NAMES:
                 raise ValueError(f"metrics may hold {', '.join(repr(n) for n in _ACCURACY_NAMES)}, got {m!r}")
         self.metrics = ["accuracy" if m == "acc" else m for m in metrics]
-        final = getattr(self.layers[-1], "activation", "linear")
+        final = getattr(self._output_layer, "activation", "linear")
         want = "linear" if self.loss.from_logits else "softmax"
         if final != want:
             raise ValueError(
-                f"sparse_categorical_crossentropy with from_logits={self.loss.from_logits} needs the "
-                f"last layer to have activation {want!r}, but {self.layers[-1].name} has {final!r}"
+                f"{self.loss.name} with from_logits={self.loss.from_logits} needs the "
+                f"last layer to have activation {want!r}, but {self._output_layer.name} has {final!r}"
             )
         if backend is not None:
             if self.built:
@@ -221,7 +243,7 @@ class Sequential:
     # --- data --------------------------------------------------------------------------------------------
     def _ensure_built(self, x: Any) -> None:
         if not self.built:
-            self.build(None if self.layers and self.layers[0].input_shape else tuple(x.shape[1:]))
+            self.build(None if self._declared_shape() else tuple(x.shape[1:]))
 
     def _to_internal(self, x: Any, name: str = "x", check_finite: bool = True) -> BackendArray:
         """User data (N, H, W, C) or (N, features), any real dtype -> the model's dtype, NCHW or (N, F),
@@ -252,6 +274,9 @@ class Sequential:
         return out
 
     def _labels(self, y: ArrayLike, n: int, name: str = "y") -> BackendArray:
+        if isinstance(self.loss, losses.CategoricalCrossentropy):  # one-hot rows -> smoothed targets
+            classes = _output_shape(self._output_layer)[0]
+            return self._ctx.asarray(self.loss.targets(to_numpy(y), n, classes, name))
         y = np.asarray(to_numpy(y))
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -260,7 +285,7 @@ class Sequential:
         if y.dtype.kind not in "iu":
             if y.dtype.kind != "f" or not np.all(y == np.round(y)):
                 raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype.name}")
-        classes = _output_shape(self.layers[-1])[0]
+        classes = _output_shape(self._output_layer)[0]
         if n and (y.min() < 0 or y.max() >= classes):
             bad = y.min() if y.min() < 0 else y.max()
             raise IndexError(
@@ -270,49 +295,66 @@ class Sequential:
 
     # --- running -----------------------------------------------------------------------------------------
     def _forward(self, x: BackendArray, training: bool, logits: bool) -> BackendArray:
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = layer.forward(x, training=training, logits=logits and i == last)
-        return x
+        return self._plan.forward(x, training, logits)
 
     def _loss_and_probs(
-        self, xb: BackendArray, yb: BackendArray, training: bool
+        self, xb: BackendArray, yb: BackendArray, training: bool, wb: BackendArray | None = None
     ) -> tuple[BackendArray, BackendArray]:
         logits = self._forward(xb, training=training, logits=True)
-        return ops.softmax_cross_entropy_forward(logits, yb, backend=self._ctx.backend)
+        return losses.forward(logits, yb, wb, self._ctx.backend)
 
-    def _gradients(self, xb: BackendArray, yb: BackendArray) -> tuple[BackendArray, BackendArray]:
+    def _gradients(
+        self, xb: BackendArray, yb: BackendArray, wb: BackendArray | None = None
+    ) -> tuple[BackendArray, BackendArray]:
         """Forward in training mode and backward: (loss, probs), each layer's ``grads`` filled in. Layers
-        before the first one with parameters are not back-propagated through."""
-        loss, probs = self._loss_and_probs(xb, yb, training=True)
-        d = ops.softmax_cross_entropy_backward(probs, yb, backend=self._ctx.backend)
-        for i in range(len(self.layers) - 1, self._first_param - 1, -1):
-            d = self.layers[i].backward(d, need_dx=i > self._first_param)
+        before the first one with parameters are not back-propagated through. ``wb``: per-sample weights."""
+        loss, probs = self._loss_and_probs(xb, yb, training=True, wb=wb)
+        d = losses.backward(probs, yb, wb, self._ctx.backend)
+        self._backward(d)
         return loss, probs
 
+    def _backward(self, d: BackendArray) -> None:
+        """Back-propagate the loss gradient ``d`` (of the logits); each layer's ``grads`` filled in."""
+        self._plan.backward(d)
+
     def _train_step(
-        self, xb: BackendArray, yb: BackendArray, epoch: int | None = None, step: int = 0, check: bool = True
+        self,
+        xb: BackendArray,
+        yb: BackendArray,
+        epoch: int | None = None,
+        step: int = 0,
+        check: bool = True,
+        wb: BackendArray | None = None,
     ) -> tuple[BackendArray, BackendArray]:
         from . import training
 
-        return training.train_step(self, xb, yb, epoch, step, check)
+        return training.train_step(self, xb, yb, epoch, step, check, wb)
 
     def _require_compiled(self, what: str) -> None:
         if not self.compiled:
             raise RuntimeError(f"call compile() before {what}()")
 
-    def train_on_batch(self, x: ArrayLike, y: ArrayLike) -> float | list[float]:
+    def train_on_batch(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        class_weight: dict[int, float] | None = None,
+    ) -> float | list[float]:
         """One optimizer step on the batch (x, y); returns ``[loss, accuracy]`` (the loss alone without
-        metrics) from that step's forward pass, i.e. before the update, as Keras does."""
+        metrics) from that step's forward pass, i.e. before the update, as Keras does. ``sample_weight`` /
+        ``class_weight`` as in :meth:`fit`."""
         self._require_compiled("train_on_batch")
         X = self._to_internal(x)
         Y = self._labels(y, X.shape[0])
-        loss, probs = self._train_step(X, Y, step=self.optimizer.iterations)
+        w = losses.sample_weights(sample_weight, class_weight, np.asarray(to_numpy(y)), X.shape[0])
+        W = None if w is None else self._ctx.asarray(w)
+        loss, probs = self._train_step(X, Y, step=self.optimizer.iterations, wb=W)
         for layer in self.layers:
             layer._clear()
         if not self.metrics:
             return float(loss)
-        return [float(loss), float((probs.argmax(axis=1) == Y).sum()) / X.shape[0]]
+        return [float(loss), float(losses.correct(probs, Y)) / X.shape[0]]
 
     def fit(
         self,
@@ -323,10 +365,12 @@ class Sequential:
         verbose: int = 1,
         callbacks: Iterable[Callback] | None = None,
         validation_split: float = 0.0,
-        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        validation_data: tuple[ArrayLike, ...] | None = None,
         shuffle: bool = True,
         initial_epoch: int = 0,
         stop_on_nonfinite: bool = True,
+        sample_weight: ArrayLike | None = None,
+        class_weight: dict[int, float] | None = None,
         distributed: bool | MPIStrategy | None = None,
     ) -> History:
         """Train; returns a :class:`cnnkern.callbacks.History`. ``validation_split`` holds out the LAST
@@ -338,7 +382,9 @@ class Sequential:
         step's update not applied (see :mod:`cnnkern.nonfinite`). False: train on regardless.
         A :class:`cnnkern.callbacks.BackupAndRestore` among ``callbacks`` checkpoints the run and resumes it
         after a crash (see :mod:`cnnkern.checkpoint`). ``distributed``: True (or an
-        :class:`cnnkern.distributed.MPIStrategy`) trains data-parallel over the ranks of ``mpirun``."""
+        :class:`cnnkern.distributed.MPIStrategy`) trains data-parallel over the ranks of ``mpirun``.
+        ``sample_weight`` (N,) or ``class_weight`` ({class: weight}) weight each sample's loss, as Keras
+        (:mod:`cnnkern.losses`); ``validation_data`` may be ``(x, y, sample_weight)``."""
         from . import training
 
         return training.fit(
@@ -354,6 +400,8 @@ class Sequential:
             shuffle=shuffle,
             initial_epoch=initial_epoch,
             stop_on_nonfinite=stop_on_nonfinite,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
             distributed=distributed,
         )
 
@@ -363,14 +411,32 @@ class Sequential:
             logs[self.metrics[0]] = float(correct) / n
         return logs
 
-    def _evaluate_internal(self, X: BackendArray, Y: BackendArray, batch_size: int) -> tuple[float, float]:
+    def _evaluate_internal(
+        self,
+        X: BackendArray,
+        Y: BackendArray,
+        batch_size: int,
+        W: BackendArray | None = None,
+        callbacks: Sequence[Callback] = (),
+        bar: Progress | None = None,
+    ) -> tuple[float, float]:
+        """(loss, accuracy) over X, Y; ``callbacks`` get on_test_batch_begin / _end (running logs)."""
         n = X.shape[0]
         loss_sum = correct = 0.0
-        for lo in range(0, n, batch_size):
+        for i, lo in enumerate(range(0, n, batch_size)):
+            if bar is not None and lo:
+                bar.update(i - 1)
             hi = min(lo + batch_size, n)
-            loss, probs = self._loss_and_probs(X[lo:hi], Y[lo:hi], training=False)
+            for cb in callbacks:
+                cb.on_test_batch_begin(i, {})
+            wb = None if W is None else W[lo:hi]
+            loss, probs = self._loss_and_probs(X[lo:hi], Y[lo:hi], training=False, wb=wb)
             loss_sum = loss_sum + loss * (hi - lo)
-            correct = correct + (probs.argmax(axis=1) == Y[lo:hi]).sum()
+            correct = correct + losses.correct(probs, Y[lo:hi])
+            if callbacks:
+                logs = self._logs(loss_sum, correct, hi)
+                for cb in callbacks:
+                    cb.on_test_batch_end(i, logs)
         return float(loss_sum) / n, float(correct) / n
 
     def evaluate(
@@ -380,69 +446,77 @@ class Sequential:
         batch_size: int | None = None,
         verbose: int = 0,
         return_dict: bool = False,
+        sample_weight: ArrayLike | None = None,
+        callbacks: Iterable[Callback] | None = None,
     ) -> float | list[float] | dict[str, float]:
-        """``[loss, accuracy]`` (or the loss alone without metrics) over x, y, as Keras returns it."""
+        """``[loss, accuracy]`` (or the loss alone without metrics) over x, y, as Keras returns it;
+        ``sample_weight`` (N,) weights each sample's loss (Keras's: the sum over the sample count);
+        ``callbacks`` get on_test_begin, on_test_batch_begin / _end and on_test_end."""
         self._require_compiled("evaluate")
         X = self._to_internal(x)
         if X.shape[0] == 0:
             raise ValueError("x holds no samples to evaluate")
         Y = self._labels(y, X.shape[0])
-        start = time.perf_counter()
-        loss, acc = self._evaluate_internal(X, Y, 32 if batch_size is None else int(batch_size))
+        w = losses.sample_weights(sample_weight, None, to_numpy(Y), X.shape[0])
+        W = None if w is None else self._ctx.asarray(w)
+        cbs = _started(self, callbacks)
+        for cb in cbs:
+            cb.on_test_begin({})
+        bs = 32 if batch_size is None else int(batch_size)
+        bar = Progress(-(-X.shape[0] // bs), verbose)
+        loss, acc = self._evaluate_internal(X, Y, bs, W, cbs, bar)
         result = {"loss": loss}
         if self.metrics:
             result[self.metrics[0]] = acc
-        if verbose:
-            text = " - ".join(f"{k}: {v:.4f}" for k, v in result.items())
-            print(f"{X.shape[0]} samples - {time.perf_counter() - start:.1f}s - {text}")
+        for cb in cbs:
+            cb.on_test_end(dict(result))
+        bar.end(result)
         if return_dict:
             return result
         return list(result.values()) if self.metrics else loss
 
-    def predict(self, x: ArrayLike, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+    def predict(
+        self,
+        x: ArrayLike,
+        batch_size: int | None = None,
+        verbose: int = 0,
+        callbacks: Iterable[Callback] | None = None,
+    ) -> np.ndarray:
         """The model's outputs as a NumPy array: probabilities for a final softmax (logits for a linear
-        final layer); image outputs are given back as (N, H, W, C)."""
+        final layer); image outputs are given back as (N, H, W, C). ``callbacks`` get on_predict_begin,
+        on_predict_batch_begin / _end (``logs["outputs"]``: the batch's outputs) and on_predict_end."""
         X = self._to_internal(x)
         bs = 32 if batch_size is None else int(batch_size)
         n = X.shape[0]
-        out = np.empty((n,) + _output_shape(self.layers[-1]), self.dtype)
-        for lo in range(0, n, bs):
+        cbs = _started(self, callbacks)
+        for cb in cbs:
+            cb.on_predict_begin({})
+        out = np.empty((n,) + _output_shape(self._output_layer), self.dtype)
+        bar = Progress(-(-n // bs), verbose)
+        for i, lo in enumerate(range(0, n, bs)):
+            for cb in cbs:
+                cb.on_predict_batch_begin(i, {})
             out[lo : lo + bs] = to_numpy(self._forward(X[lo : lo + bs], training=False, logits=False))
-        if verbose:
-            print(f"predicted {n} samples")
+            for cb in cbs:
+                cb.on_predict_batch_end(i, {"outputs": out[lo : lo + bs]})
+            bar.update(i)
+        for cb in cbs:
+            cb.on_predict_end({})
+        bar.end()
         return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
 
     # --- inspection ----------------------------------------------------------------------------------
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self.layers)
 
-    def summary(self, print_fn: Callable[[str], object] = print) -> None:
-        """A table: layer (type), output shape (Keras order), parameter count; then the totals."""
+    def summary(self, print_fn: Callable[[str], object] = print, plan: bool = False) -> None:
+        """A table: layer (type), output shape (Keras order), parameter count (and, for a functional model,
+        the layers each is connected to); then the totals. ``plan``: then the execution plan, its steps in
+        order and the kernels each calls forward and backward (:mod:`cnnkern.plan`)."""
+        from .summary import summary_text
+
         self.build()
-        rows = [
-            (f"{l.name} ({type(l).__name__})", str(keras_shape(_output_shape(l))), f"{l.count_params():,}")
-            for l in self.layers
-        ]
-        w0 = max(28, *(len(r[0]) + 2 for r in rows))
-        w1 = max(22, *(len(r[1]) + 2 for r in rows))
-        width = w0 + w1 + 12
-        trainable = sum(int(a.size) for l in self.layers if l.trainable for a in l.params.values())
-        total = self.count_params()
-        lines = [
-            f'Model: "{self.name}"  (backend: {self._ctx.backend.name}, {self.dtype.name})',
-            "_" * width,
-            f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}{'Param #':>10}",
-            "=" * width,
-        ]
-        lines += [f"{a:<{w0}}{b:<{w1}}{c:>10}" for a, b, c in rows]
-        lines += [
-            "=" * width,
-            f"Total params: {total:,}",
-            f"Trainable params: {trainable:,}",
-            f"Non-trainable params: {total - trainable:,}",
-            "_" * width,
-        ]
-        print_fn("\n".join(lines))
+        print_fn(summary_text(self, plan))
 
     # --- weights, save and load -------------------------------------------------------------------------
     def _weight_items(self) -> Iterator[tuple[str, Layer, dict[str, BackendArray], str]]:
@@ -469,13 +543,22 @@ class Sequential:
             d[k] = self._ctx.asarray(w)
 
     def get_config(self) -> dict[str, Any]:
+        """The architecture (as saved): a Sequential's layers in order; a functional model's layers each with
+        ``inbound``, the names of the layers it is called on (format 'cnnkern-functional')."""
+        layers: list[dict[str, Any]] = [
+            {"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers
+        ]
+        g = self._graph
+        if g is not None:
+            for entry, ins in zip(layers, g.inputs_of):
+                entry["inbound"] = [self.layers[j].name for j in ins]
         return {
-            "format": FORMAT,
+            "format": FORMAT if g is None else FUNCTIONAL_FORMAT,
             "version": FORMAT_VERSION,
             "name": self.name,
             "dtype": self.dtype.name,
             "input_shape": list(self.input_shape),  # type: ignore[arg-type]  # None: TypeError, as always
-            "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers],
+            "layers": layers,
             "compile": None
             if not self.compiled
             else {
@@ -485,7 +568,29 @@ class Sequential:
             },
         }
 
+    def export_onnx(self, path: PathLike, *, opset: int = 17) -> None:
+        """The model as an ONNX file (input (N, H, W, C) float32, as ``predict`` takes it): see
+        :mod:`cnnkern.compress.onnx_export`. Needs ``pip install "cnnkern[onnx]"``."""
+        from .compress.fold import check_supported
+        from .compress.onnx_export import export_onnx
+
+        self.build()
+        check_supported(self, "export_onnx")
+        assert isinstance(self, Sequential)  # check_supported refuses anything else
+        export_onnx(self, path, opset=opset)
+
     def save(self, path: PathLike) -> None:
         """Architecture and weights to ONE .npz file at exactly ``path``, written atomically (a crash or a
         full disk leaves any previous file at ``path`` as it was; see :mod:`cnnkern.saving`)."""
         save_model(self, path)
+
+
+from .sequential import Sequential  # noqa: E402  (a Model subclass: imported after Model is defined)
+
+
+def _started(model: Model, callbacks: Iterable[Callback] | None) -> list[Callback]:
+    """The callbacks of an evaluate / predict call, each told the model."""
+    cbs = list(callbacks or [])
+    for cb in cbs:
+        cb.set_model(model)
+    return cbs

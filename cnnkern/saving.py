@@ -1,5 +1,5 @@
 """Saving and loading models (Keras's ``keras.saving``): :func:`save_model` (what
-:meth:`cnnkern.models.Sequential.save` runs) and :func:`load_model`.
+:meth:`cnnkern.models.Model.save` runs) and :func:`load_model`.
 
 Saved models are one ``.npz`` file: an ``__architecture__`` entry (JSON: layers, input shape, dtype,
 compile settings) and one array per weight (``<index>.<layer name>/<weight>``), written atomically. Optimizer
@@ -20,15 +20,17 @@ from .layers import to_numpy
 
 if TYPE_CHECKING:
     from .backends.base import Backend
-    from .models import Sequential
+    from .compress import QuantizedModel
+    from .models import Model
 
 __all__ = ["load_model", "save_model"]
 
 FORMAT = "cnnkern-sequential"
+FUNCTIONAL_FORMAT = "cnnkern-functional"  # a functional Model: each layer entry also names its inbound layers
 FORMAT_VERSION = 1
 
 
-def save_model(model: Sequential, path: PathLike) -> None:
+def save_model(model: Model, path: PathLike) -> None:
     """Architecture and weights to ONE .npz file at exactly ``path``, written atomically (a crash or a
     full disk leaves any previous file at ``path`` as it was)."""
     model.build()
@@ -38,9 +40,11 @@ def save_model(model: Sequential, path: PathLike) -> None:
     atomic_save(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
-def load_model(path: PathLike, backend: str | Backend | None = None) -> Sequential:
-    """A model saved by :meth:`Sequential.save`, built and (if it was) compiled, on ``backend`` (None: the
-    current default). Its predictions are those of the saved model.
+def load_model(path: PathLike, backend: str | Backend | None = None) -> Model | QuantizedModel:
+    """A model saved by :meth:`Model.save` (a Sequential or a functional Model), built and (if it was)
+    compiled, on ``backend`` (None: the current default). Its predictions are those of the saved model. A
+    file saved by :meth:`cnnkern.compress.QuantizedModel.save` gives that int8 model back (``backend`` None:
+    the fastest with int8 kernels here).
 
     The file is untrusted input: the architecture (layer classes, required and unknown keys, types and
     ranges, the sizes it implies) and each weight's dtype (the model's) and shape are checked before

@@ -148,6 +148,37 @@ CONV_CASES = [
     ConvCase("groups2", (2, 8, 9, 9), (16, 4, 3, 3), padding=1, groups=2),
     ConvCase("depthwise-c16", (3, 16, 15, 15), (16, 1, 3, 3), padding=1, groups=16),
     ConvCase("depthwise-mult2-stride2", (1, 8, 9, 9), (16, 1, 5, 5), stride=2, padding=2, groups=8),
+    # strided convs (the cpp backend's indirect GEMMs for the forward and dw, over a padded copy of x when
+    # padded): filter counts off multiples of 16, taps and pixels off the 6-row tiles, a 1x1 and a pair
+    ConvCase("stride2-c10-k20-same-even", (3, 10, 12, 14), (20, 10, 3, 3), stride=2, padding="same"),
+    ConvCase("stride2-1x1-c9-k17", (2, 9, 9, 11), (17, 9, 1, 1), stride=2),
+    ConvCase("stride-pair-5x5-c8-k33", (2, 8, 13, 11), (33, 8, 5, 5), stride=(2, 3), padding=2, bias=False),
+    # grouped convs with 8+ channels per group (the cpp backend's indirect GEMMs, group by group): filter and
+    # channel counts per group off multiples of 8 and 16, padded and not
+    ConvCase("groups4-c32-k36-same-w13", (2, 32, 9, 13), (36, 8, 3, 3), padding="same", groups=4),
+    ConvCase("groups2-c18-valid-5x3", (3, 18, 10, 11), (6, 9, 5, 3), groups=2, bias=False),
+    # depthwise convs (the cpp backend's direct kernels over a padded, phase-split frame): output widths that
+    # cross the 16-, 8-wide and masked tails, channel counts off multiples of 8, strides, dilation, padding
+    ConvCase("depthwise-c13-w37-same", (2, 13, 6, 37), (13, 1, 3, 3), padding="same", groups=13),
+    ConvCase(
+        "depthwise-c10-stride2-same-even",
+        (3, 10, 10, 36),
+        (10, 1, 3, 3),
+        stride=2,
+        padding="same",
+        groups=10,
+        bias=False,
+    ),
+    ConvCase(
+        "depthwise-c6-stride-dilation-pairs",
+        (2, 6, 13, 23),
+        (6, 1, 3, 2),
+        stride=(2, 3),
+        padding=(2, 1),
+        dilation=(2, 2),
+        groups=6,
+    ),
+    ConvCase("depthwise-c4-5x5-valid-w9", (1, 4, 9, 13), (4, 1, 5, 5), groups=4),
     ConvCase("no-bias", (2, 9, 8, 8), (16, 9, 3, 3), padding=1, bias=False),
     ConvCase("kernel-covers-image", (2, 3, 7, 7), (4, 3, 7, 7)),
     ConvCase("pad-beyond-kernel", (1, 2, 3, 3), (3, 2, 3, 3), padding=3),
@@ -174,6 +205,10 @@ POOL_CASES = [
     ),
     PoolCase("dilation2", (2, 3, 15, 15), 3, stride=2, padding=1, dilation=2),
     PoolCase("global-7x7", (2, 33, 7, 7), 7),
+    # the cpp SIMD average pool: four windows at a time, tails of 1-3 windows and planes, clipped edge windows
+    PoolCase("2x2-w23-c7", (2, 7, 6, 23), 2),
+    PoolCase("global-5x16-planes-15", (3, 5, 5, 16), (5, 16)),
+    PoolCase("3x3-s2-pad1-w33", (1, 6, 9, 33), 3, stride=2, padding=1, count_include_pad=False),
     PoolCase("width1", (2, 3, 9, 1), (3, 1), stride=(2, 1)),
     PoolCase("1x1-kernel-stride2", (1, 8, 9, 9), 1, stride=2),
 ]

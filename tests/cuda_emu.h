@@ -155,5 +155,10 @@ inline float __int_as_float(int i) {
   memcpy(&f, &i, 4);
   return f;
 }
+// dp4a: the four signed byte products of a and b summed into c
+inline int __dp4a(int a, int b, int c) {
+  for (int i = 0; i < 4; ++i) c += (int)(signed char)(a >> (8 * i)) * (int)(signed char)(b >> (8 * i));
+  return c;
+}
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }

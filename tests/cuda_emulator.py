@@ -33,7 +33,14 @@ SHIM = HERE / "cuda_emu.h"
 _KERNEL = re.compile(
     r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(([^)]*)\)', re.S
 )
-_POINTEE = {"float": np.float32, "i64": np.int64, "unsigned long long": np.uint64}
+_POINTEE = {
+    "float": np.float32,
+    "i64": np.int64,
+    "unsigned long long": np.uint64,
+    "unsigned char": np.uint8,
+    "signed char": np.int8,
+    "int": np.int32,
+}
 
 
 def unavailable():

@@ -1,4 +1,5 @@
-"""sgd_update / adam_update (in place) on every backend against the float64 reference, over several steps.
+"""sgd_update / adam_update (AdamW too) / rmsprop_update (in place) on every backend against the float64
+reference, over several steps.
 
 Each step draws a new gradient; param and the optimizer state are compared after step 1 and after the last
 step. The error budget grows with the step count (each step rounds param and state once more).
@@ -30,8 +31,27 @@ ADAM_CONFIGS = [
     dict(lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01, eps_mode="torch"),
     dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7, weight_decay=0.0, eps_mode="keras"),
     dict(lr=0.1, beta1=0.5, beta2=0.9, eps=1e-3, weight_decay=0.1, eps_mode="keras"),
+    dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.05, decoupled_weight_decay=True),
+    dict(
+        lr=0.1,
+        beta1=0.5,
+        beta2=0.9,
+        eps=1e-3,
+        weight_decay=0.3,
+        eps_mode="keras",
+        decoupled_weight_decay=True,
+    ),
 ]
-ADAM_IDS = ["torch", "torch-wd", "keras", "keras-wd-big-eps"]
+ADAM_IDS = ["torch", "torch-wd", "keras", "keras-wd-big-eps", "adamw", "adamw-keras"]
+
+RMSPROP_CONFIGS = [
+    dict(lr=1e-2, rho=0.9, eps=1e-7, weight_decay=0.0, momentum=0.0, centered=False),
+    dict(lr=1e-2, rho=0.99, eps=1e-8, weight_decay=0.01, momentum=0.0, centered=False),
+    dict(lr=1e-3, rho=0.9, eps=1e-6, weight_decay=0.0, momentum=0.9, centered=False),
+    dict(lr=1e-3, rho=0.9, eps=1e-6, weight_decay=0.0, momentum=0.0, centered=True),
+    dict(lr=5e-3, rho=0.8, eps=1e-3, weight_decay=0.1, momentum=0.5, centered=True),
+]
+RMSPROP_IDS = ["plain", "wd", "momentum", "centered", "centered-momentum-wd"]
 
 
 def _tol(dt, step):
@@ -98,3 +118,38 @@ def test_adam_resumes_at_a_later_step(target):
     target.call("adam_update", p, target.put(g, "float32"), m, v, step=7, lr=1e-2)
     for name, got, want in (("param", p, p_ref), ("m", m, m_ref), ("v", v, v_ref)):
         assert_close(target.get(got), want, **_tol("float32", 1), what=f"{target.id} {name}", dtype="float32")
+
+
+@pytest.mark.parametrize("steps", [1, 10])
+@pytest.mark.parametrize("config", RMSPROP_CONFIGS, ids=RMSPROP_IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_rmsprop_update(target, shape, config, steps):
+    param = randn(shape, 7)
+    grads = [randn(shape, 30 + t) for t in range(steps)]
+    buf0 = np.zeros(shape) if config["momentum"] > 0 else None
+    avg0 = np.zeros(shape) if config["centered"] else None
+    for dt in target.dtypes:
+        ref = [
+            param.copy(),
+            np.zeros(shape),
+            None if buf0 is None else buf0.copy(),
+            None if avg0 is None else avg0.copy(),
+        ]
+        got = [
+            target.put(param, dt),
+            target.put(np.zeros(shape), dt),
+            target.put(buf0, dt),
+            target.put(avg0, dt),
+        ]
+        for t, g in enumerate(grads, start=1):
+            ops.rmsprop_update(ref[0], g, *ref[1:], backend="reference", **config)
+            target.call("rmsprop_update", got[0], target.put(g, dt), *got[1:], **config)
+            for name, a, want in zip(("param", "square_avg", "momentum_buffer", "grad_avg"), got, ref):
+                if want is not None:
+                    assert_close(
+                        target.get(a),
+                        want,
+                        **_tol(dt, t),
+                        what=f"{target.id} {dt} {name} after step {t}",
+                        dtype=dt,
+                    )

@@ -281,12 +281,14 @@ def test_batchnorm2d_act_forward(cuda_target, training):
         assert_equal(t.get(a), t.get(b), what=f"{t.id} batchnorm2d_act_forward {name}", dtype="float32")
 
 
+@pytest.mark.parametrize("decoupled", [False, True], ids=["adam", "adamw"])
 @pytest.mark.parametrize("eps_mode", ["torch", "keras"])
-def test_adam_update_multi(cuda_target, eps_mode):
+def test_adam_update_multi(cuda_target, eps_mode, decoupled):
     """One launch over several tensors (one of them empty) equals adam_update on each, bit for bit."""
     t = cuda_target
     shapes = [(3, 4), (0,), (17,), (2, 3, 5), (1,)]
     kw = dict(step=3, lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-7, weight_decay=0.01, eps_mode=eps_mode)
+    kw["decoupled_weight_decay"] = decoupled
     fused = [[t.put(randn(s, 10 * i + j), "float32") for i, s in enumerate(shapes)] for j in range(4)]
     single = [[t.put(randn(s, 10 * i + j), "float32") for i, s in enumerate(shapes)] for j in range(4)]
     for j in range(len(shapes)):
@@ -302,11 +304,13 @@ def test_adam_update_multi(cuda_target, eps_mode):
             assert_equal(t.get(fused[j][i]), t.get(single[j][i]), what=f"{t.id} {name}[{i}]", dtype="float32")
 
 
+@pytest.mark.parametrize("decoupled", [False, True], ids=["adam", "adamw"])
 @pytest.mark.parametrize("eps_mode", ["torch", "keras"])
-def test_adam_update_multi_device_step(cuda_target, eps_mode):
+def test_adam_update_multi_device_step(cuda_target, eps_mode, decoupled):
     """A step counter in device memory (for CUDA graphs) gives the host-step result at t = 1, 2, 3."""
     t = cuda_target
-    kw = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-7, weight_decay=0.0, eps_mode=eps_mode)
+    kw = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-7, weight_decay=0.05 * decoupled, eps_mode=eps_mode)
+    kw["decoupled_weight_decay"] = decoupled
     host = [t.put(randn((5, 7), j), "float32") for j in range(4)]
     dev = [t.put(randn((5, 7), j), "float32") for j in range(4)]
     host[3] = t.put(np.abs(t.get(host[3])), "float32")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cnnkern import ops
+from cnnkern.kernels import TABLE
 
 from .cases import frontdoor_arguments, randn
 
@@ -185,6 +186,16 @@ BAD = {
         ("labels-range", lambda d: A(d.logits, d.labels * 2), IndexError, "labels"),
         ("probs-3d", lambda d: A(d.x[0], d.labels), ValueError, "probs"),
     ],
+    "softmax_cross_entropy_soft_forward": [
+        ("targets-shape", lambda d: A(d.logits, d.logits[:, :3]), ValueError, "targets"),
+        ("targets-float64", lambda d: A(d.logits, d.f64(d.logits)), TypeError, "targets"),
+        ("weights-shape", lambda d: A(d.logits, d.logits, d.logits[0]), ValueError, "weights"),
+        ("logits-1d", lambda d: A(d.logits[0], d.logits[0]), ValueError, "logits"),
+    ],
+    "softmax_cross_entropy_soft_backward": [
+        ("targets-3d", lambda d: A(d.logits, d.x), ValueError, "targets"),
+        ("weights-2d", lambda d: A(d.logits, d.logits, d.logits), ValueError, "weights"),
+    ],
     "sgd_update": [
         ("lr-negative", lambda d: A(d.param, d.grad, None, lr=-0.1), ValueError, "lr"),
         ("lr-str", lambda d: A(d.param, d.grad, None, lr="0.1"), TypeError, "lr"),
@@ -196,7 +207,21 @@ BAD = {
         ("grad-shape", lambda d: A(d.param, d.grad[:9], None, lr=0.1), ValueError, "grad"),
         ("grad-float64", lambda d: A(d.param, d.f64(d.grad), None, lr=0.1), TypeError, "grad"),
     ],
+    "rmsprop_update": [
+        ("lr-inf", lambda d: A(d.param, d.grad, d.m, None, None, lr=float("inf")), ValueError, "lr"),
+        ("rho-above-one", lambda d: A(d.param, d.grad, d.m, None, None, rho=1.5), ValueError, "rho"),
+        ("eps-nan", lambda d: A(d.param, d.grad, d.m, None, None, eps=float("nan")), ValueError, "eps"),
+        ("momentum_buffer-missing", lambda d: A(d.param, d.grad, d.m, None, None, momentum=0.9), ValueError,
+         "momentum_buffer"),
+        ("grad_avg-missing", lambda d: A(d.param, d.grad, d.m, None, None, centered=True), ValueError,
+         "grad_avg"),
+        ("square_avg-shape", lambda d: A(d.param, d.grad, d.m[:3], None, None), ValueError, "square_avg"),
+        ("grad_avg-float64", lambda d: A(d.param, d.grad, d.m, None, d.f64(d.v), centered=True), TypeError,
+         "grad_avg"),
+    ],
     "adam_update": [
+        ("decoupled-str", lambda d: d.adam(decoupled_weight_decay="yes"), TypeError,
+         "decoupled_weight_decay"),
         ("step-zero", lambda d: d.adam(step=0), ValueError, "step"),
         ("step-float", lambda d: d.adam(step=1.0), TypeError, "step"),
         ("step-bool", lambda d: d.adam(step=True), TypeError, "step"),
@@ -276,6 +301,32 @@ BAD_FUSED = {
     ],
 }  # fmt: skip
 BAD.update(BAD_FUSED)
+
+
+def _elementwise_cases(kernel):
+    """The bad inputs of a kernel with the table's elementwise recipe (its front door is generated, so are
+    these): each array given as a list or (after the first) of another shape or dtype; each setting a string,
+    NaN or infinite."""
+    arrays = [arg.name for arg in kernel.args if arg.positional]
+    settings = [arg.name for arg in kernel.args if not arg.positional]
+
+    def args(d, i=None, value=None, **kw):
+        return A(*[value if j == i else d.x for j in range(len(arrays))], **kw)
+
+    cases = [(f"{arrays[0]}-list", lambda d: args(d, 0, d.tg.get(d.x).tolist()), TypeError, arrays[0])]
+    for i, name in enumerate(arrays[1:], 1):
+        cases.append((f"{name}-shape", lambda d, i=i: args(d, i, d.x[:1]), ValueError, name))
+        cases.append((f"{name}-float64", lambda d, i=i: args(d, i, d.f64(d.x)), TypeError, name))
+    for name in settings:
+        cases.append((f"{name}-str", lambda d, name=name: args(d, **{name: "1"}), TypeError, name))
+        cases.append((f"{name}-nan", lambda d, name=name: args(d, **{name: float("nan")}), ValueError, name))
+        cases.append((f"{name}-inf", lambda d, name=name: args(d, **{name: float("inf")}), ValueError, name))
+    return cases
+
+
+BAD.update(
+    {kernel.name: _elementwise_cases(kernel) for kernel in TABLE.values() if kernel.recipe == "elementwise"}
+)
 CASES = [(kernel,) + case for kernel, cases in BAD.items() for case in cases]
 
 
@@ -291,8 +342,6 @@ def test_bad_input_raises_naming_the_argument(plain_target, case):
 
 
 def test_every_kernel_has_bad_input_cases():
-    from cnnkern.kernels import TABLE
-
     front = {name for name, kernel in TABLE.items() if kernel.has_front_door}
     assert set(BAD) == front, f"no cases: {sorted(front - set(BAD))}; not kernels: {sorted(set(BAD) - front)}"
 

@@ -262,25 +262,23 @@ def _classic_pair(backend, dtype, activation, pool):
 )
 @pytest.mark.parametrize("activation", ["relu", "tanh", None])
 def test_model_runs_conv_and_pool_as_one_kernel_pair(plain_target, activation, pool):
-    """Sequential links each Conv2D -> MaxPooling2D pair; the gradients and predictions equal those of the
-    same model with the link removed (unfused kernels: conv, pool, the activation's gradient in the pool's
-    backward). Non-overlapping windows: equal bit for bit; overlapping: the activation's gradient is applied
-    before the scatter-add instead of after, so equal to rounding."""
+    """The plan runs each Conv2D -> MaxPooling2D pair as one step; the gradients and predictions equal those
+    of the same model planned without that fusion (unfused kernels: conv, pool, the activation's gradient in
+    the pool's backward). Non-overlapping windows: equal bit for bit; overlapping: the activation's gradient
+    is applied before the scatter-add instead of after, so equal to rounding."""
     dtype = plain_target.backend.dtypes[0]
     model = _classic_pair(plain_target.backend, dtype, activation, pool)
     conv1, pool1, conv2, pool2 = model.layers[:4]
-    assert conv1.pool_sink is pool1 and pool1.conv_source is conv1 and pool1.act_source is None
-    assert conv2.pool_sink is pool2 and pool2.conv_source is conv2
+    steps = model._plan.steps
+    assert steps[0].layers == (conv1, pool1) and steps[1].layers == (conv2, pool2)
     rng = np.random.default_rng(0)
     x = rng.random((6, 14, 14, 1)).astype(dtype)
     labels = rng.integers(0, 5, size=6)
     xb, yb = model._to_internal(x), model._labels(labels, 6)
     results = []
     for fused in (True, False):
-        for conv, pl in ((conv1, pool1), (conv2, pool2)):
-            conv.pool_sink = pl if fused else None
-            pl.conv_source = conv if fused else None
-            pl.act_source = None if fused else conv
+        model._plan = model._chain_plan(fuse_conv_pool=fused)  # unfused: each pool applies its conv's
+        assert fused or model._plan.steps[1].act_from is conv1  # activation gradient instead
         model._gradients(xb, yb)
         grads = [np.array(plain_target.get(g)) for layer in model.layers for g in layer.grads.values()]
         results.append((grads, np.array(plain_target.get(model._forward(xb, training=False, logits=False)))))
@@ -297,5 +295,6 @@ def test_softmax_conv_is_not_fused():
     model.add(layers.Conv2D(3, 3, activation="softmax", input_shape=(8, 8, 1)))
     model.add(layers.MaxPooling2D(2))
     model.build()
-    assert model.layers[0].pool_sink is None and model.layers[1].conv_source is None
-    assert model.layers[1].act_source is model.layers[0]
+    steps = model._plan.steps
+    assert [s.layers for s in steps] == [(model.layers[0],), (model.layers[1],)]
+    assert steps[1].act_from is model.layers[0]

@@ -4,7 +4,8 @@
 import numpy as np
 import pytest
 
-from cnnkern import initializers, layers, models
+from cnnkern import initializers, layers, models, ops
+from cnnkern.kernels import ELEMENTWISE_ACTIVATIONS
 
 
 def build(layer_list, input_shape, dtype="float64", seed=0):
@@ -30,9 +31,9 @@ def test_keras_defaults():
     assert layers.AveragePooling2D(3, strides=1).strides == (1, 1)
     assert layers.LeakyReLU().alpha == 0.3 and layers.LeakyReLU(alpha=0.1).alpha == 0.1
     bn = layers.BatchNormalization()
+    assert (bn.convention, bn.momentum, bn.epsilon) == ("keras", 0.99, 1e-3)
+    bn = layers.BatchNormalization(convention="torch")
     assert (bn.momentum, bn.epsilon) == (0.1, 1e-5)
-    bn = layers.BatchNormalization(convention="keras")
-    assert (bn.momentum, bn.epsilon) == (0.99, 1e-3)
 
 
 @pytest.mark.parametrize(
@@ -122,10 +123,10 @@ def test_batch_norm_conventions():
     c = x.transpose(3, 0, 1, 2).reshape(2, -1)
     mean, var_b = c.mean(axis=1), c.var(axis=1)
     var_u = var_b * c.shape[1] / (c.shape[1] - 1)
-    torch_bn = _train_bn(layers.BatchNormalization(), x)
+    torch_bn = _train_bn(layers.BatchNormalization(convention="torch"), x)
     np.testing.assert_allclose(torch_bn.state["moving_mean"], 0.1 * mean, rtol=1e-12)
     np.testing.assert_allclose(torch_bn.state["moving_variance"], 0.9 + 0.1 * var_u, rtol=1e-12)
-    keras_bn = _train_bn(layers.BatchNormalization(convention="keras"), x)
+    keras_bn = _train_bn(layers.BatchNormalization(), x)
     np.testing.assert_allclose(keras_bn.state["moving_mean"], 0.01 * mean, rtol=1e-12)
     np.testing.assert_allclose(keras_bn.state["moving_variance"], 0.99 + 0.01 * var_b, rtol=1e-10)
     # inference uses the running statistics and the convention's epsilon
@@ -209,14 +210,14 @@ def test_parameters_live_in_the_model_dtype():
         (lambda: layers.Conv2D(0, 3), "filters"),
         (lambda: layers.Conv2D(8, (3, 3, 3)), "kernel_size"),
         (lambda: layers.Conv2D(8, 3, padding="full"), "padding"),
-        (lambda: layers.Conv2D(8, 3, data_format="channels_first"), "data_format"),
+        (lambda: layers.Conv2D(8, 3, data_format="NCHW"), "data_format"),
         (lambda: layers.Conv2D(8, 3, activation="gelu"), "activation"),
         (lambda: layers.Conv2D(8, 3, groups=3), "groups"),
         (lambda: layers.MaxPooling2D(0), "pool_size"),
         (lambda: layers.Dense(-1), "units"),
         (lambda: layers.Dropout(1.0), "rate"),
         (lambda: layers.LeakyReLU(-0.1), "negative_slope"),
-        (lambda: layers.BatchNormalization(axis=1), "axis"),
+        (lambda: layers.BatchNormalization(axis=2), "axis"),
         (lambda: layers.BatchNormalization(convention="tf"), "convention"),
         (lambda: layers.BatchNormalization(epsilon=0.0), "epsilon"),
         (lambda: layers.Dense(3, input_shape=(2, 2)), "input_shape"),
@@ -238,3 +239,31 @@ def test_build_errors_name_the_layer():
         models.Sequential([layers.Dense(3, input_shape=(2,)), layers.Dense(2, input_shape=(3,))])
     with pytest.raises(ValueError, match="used twice"):
         models.Sequential([layers.Dense(3, name="a"), layers.Dense(2, name="a")])
+
+
+@pytest.mark.parametrize("kind", ELEMENTWISE_ACTIVATIONS)
+def test_table_elementwise_activation_in_layers(kind):
+    """activation='<a>' for a pair of the table (kernels.ELEMENTWISE_ACTIVATIONS) on Dense and as an
+    Activation layer: forward and backward equal the unfused ops, the gradient taken from the input."""
+    ref = {"backend": "reference"}
+
+    def fwd(x):
+        return getattr(ops, f"{kind}_forward")(x, **ref)
+
+    def bwd(dy, x):
+        return getattr(ops, f"{kind}_backward")(dy, x, **ref)
+
+    m = build([layers.Dense(3, activation=kind), layers.Activation(kind)], (4,))
+    dense, act = m.layers
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    z = ops.dense_forward(x, dense.params["kernel"], dense.params["bias"], **ref)
+    h = dense.forward(x, training=True)
+    np.testing.assert_array_equal(h, fwd(z))
+    np.testing.assert_array_equal(act.forward(h, training=True), fwd(h))
+    dh = act.backward(dy)
+    np.testing.assert_array_equal(dh, bwd(dy, h))
+    dx = dense.backward(dh)
+    want, _, _ = ops.dense_backward(bwd(dh, z), x, dense.params["kernel"], **ref)
+    np.testing.assert_array_equal(dx, want)
+    assert dense.get_config()["activation"] == kind

@@ -187,6 +187,30 @@ def test_conv_sweep_around_vector_widths(simd_path):
             assert_equal(g, ref, what=f"{be.simd()} conv {name} x {xs} K={k}")
 
 
+@pytest.mark.parametrize(
+    "xs, ws, stride, padding, groups",
+    [
+        ((0, 16, 8, 8), (16, 1, 3, 3), 1, 1, 16),  # depthwise
+        ((0, 8, 8, 8), (8, 8, 3, 3), 2, 1, 1),  # strided
+        ((0, 16, 8, 8), (16, 8, 3, 3), 1, 1, 2),  # grouped
+        ((0, 3, 8, 8), (4, 3, 3, 3), 1, 1, 1),  # padded, few channels
+        ((0, 8, 8, 8), (8, 8, 3, 3), 1, 0, 1),  # the indirect GEMM
+    ],
+    ids=["depthwise", "strided", "grouped", "padded-c3", "igemm"],
+)
+def test_cpp_conv_empty_batch_straight_into_the_extension(simd_path, xs, ws, stride, padding, groups):
+    """N = 0 past the front door (which returns early): an empty y and dx, zero dw and db, on each path."""
+    be = simd_path
+    x, w = np.zeros(xs, np.float32), np.ones(ws, np.float32)
+    geom = dict(stride=(stride, stride), padding=(padding,) * 4, dilation=(1, 1), groups=groups)
+    y = be.conv2d_forward(x, w, np.ones(ws[0], np.float32), **geom)
+    assert y.shape[:2] == (0, ws[0])
+    dx, dw, db = be.conv2d_backward(y, x, w, **geom, need_dx=True, need_dw=True, need_db=True)
+    assert dx.shape == xs
+    assert_equal(dw, np.zeros(ws), what=f"{be.simd()} dw")
+    assert_equal(db, np.zeros(ws[0]), what=f"{be.simd()} db")
+
+
 def test_elementwise_sweep_around_vector_widths(simd_path):
     """Activations and optimizer steps on every length 1..40 (vector body plus every possible tail)."""
     be = simd_path

@@ -5,8 +5,12 @@ The reference in float64 must agree with torch to float64 rounding; a backend in
 tolerances as in the conformance suite.
 """
 
+from typing import Any
+
 import numpy as np
 import pytest
+
+from cnnkern.kernels import TABLE
 
 from .cases import CONV_CASES, LOSS_CASES, POOL_CASES, randn
 from .compare import EPS32, assert_close, elementwise_tol, gemm_tol, scaled
@@ -278,6 +282,48 @@ def test_activation_nan_propagates_like_torch(plain_target, kind):
         dx = tg.call("activation_backward", tg.put(dy, dt), y, kind, alpha=alpha)
         # from the backend's own y, as in test_activation
         assert_close(tg.get(dx), n(tx.grad), **scaled(dt, 32 * EPS32, 32 * EPS32), what=f"{tg.id} {dt} dx")
+
+
+# the table's elementwise kernels (recipe "elementwise"): each <name>_forward's torch function of the float64
+# tensors and the keyword settings; its <name>_backward, if the table has one, is checked against autograd
+# (it takes dy, then the forward's arguments)
+TORCH_ELEMENTWISE: dict[str, Any] = {
+    "elu_forward": lambda x, alpha: F.elu(x, alpha),
+}
+ELEMENTWISE_FORWARD = [
+    k.name for k in TABLE.values() if k.recipe == "elementwise" and k.name.endswith("_forward")
+]
+
+
+def test_every_elementwise_kernel_has_a_torch_witness():
+    assert [name for name in ELEMENTWISE_FORWARD if name not in TORCH_ELEMENTWISE] == []
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_FORWARD)
+def test_elementwise(plain_target, name):
+    from cnnkern import ops
+
+    kernel = TABLE[name]
+    kw = {arg.name: arg.front for arg in kernel.args if not arg.positional}
+    count = sum(arg.positional for arg in kernel.args)
+    xs = []
+    for i in range(count):
+        x = randn((3, 5, 7), 30 + i, scale=5.0).reshape(-1)
+        x[:9] = [np.inf, -np.inf, 1e30, -1e30, 89.0, -89.0, 1e4, -1e4, np.nan]
+        xs.append(x.reshape(3, 5, 7))
+    txs = [t(x, True) for x in xs]
+    ty = TORCH_ELEMENTWISE[name](*txs, **kw)
+    dy = randn(ty.shape, 39)
+    ty.backward(t(dy))
+    backward = name[: -len("_forward")] + "_backward"
+    tg = plain_target
+    for dt in _dtypes(tg):
+        y = tg.call(name, *[tg.put(x, dt) for x in xs], **kw)
+        assert_close(tg.get(y), n(ty), **elementwise_tol(dt), what=f"{tg.id} {dt} {name}")
+        if backward in TABLE:
+            assert hasattr(ops, backward)
+            dx = tg.call(backward, tg.put(dy, dt), *[tg.put(x, dt) for x in xs], **kw)
+            assert_close(tg.get(dx), n(txs[0].grad), **elementwise_tol(dt), what=f"{tg.id} {dt} {backward}")
 
 
 @pytest.mark.parametrize("case", LOSS_CASES, ids=lambda c: c.id)

@@ -74,11 +74,14 @@ class Backend:
         activation_backward: Callable[..., BackendArray]
         softmax_cross_entropy_forward: Callable[..., tuple[BackendArray, BackendArray]]
         softmax_cross_entropy_backward: Callable[..., BackendArray]
+        softmax_cross_entropy_soft_forward: Callable[..., tuple[BackendArray, BackendArray]]
+        softmax_cross_entropy_soft_backward: Callable[..., BackendArray]
         sgd_update: Callable[..., None]
         adam_update: Callable[..., None]
         augment_shift_forward: Callable[..., BackendArray]
         augment_affine_forward: Callable[..., BackendArray]
         augment_color_forward: Callable[..., BackendArray]
+        rmsprop_update: Callable[..., None]
 
     def info(self) -> dict[str, Any]:
         """Extra lines for ``cnnkern info`` (SIMD path, threads, devices...)."""
@@ -238,6 +241,7 @@ class Backend:
         eps: float,
         weight_decay: float,
         eps_mode: str,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         for p, g, m, v in zip(params, grads, ms, vs):
             self.adam_update(
@@ -252,6 +256,7 @@ class Backend:
                 eps=eps,
                 weight_decay=weight_decay,
                 eps_mode=eps_mode,
+                decoupled_weight_decay=decoupled_weight_decay,
             )
 
 

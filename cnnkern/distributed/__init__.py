@@ -31,7 +31,7 @@ from ._link import DistributedConfigError, DistributedError, Link, import_mpi
 
 if TYPE_CHECKING:
     from .._typing import BackendArray
-    from ..models import Sequential
+    from ..models import Model
     from ._reducer import GradientReducer
 
 __all__ = [
@@ -118,7 +118,7 @@ class MPIStrategy:
 
     # --- used by cnnkern.training.fit ---------------------------------------------------------------------
     @contextmanager
-    def training(self, model: Sequential) -> Iterator[None]:
+    def training(self, model: Model) -> Iterator[None]:
         """``model`` trains through this strategy for one ``fit`` (the hooks go in at :meth:`check_start`,
         once the model is built); any error on this rank is reported to the others (except those every
         rank raises together: a configuration mismatch, a non-finite step)."""
@@ -147,7 +147,7 @@ class MPIStrategy:
 
     def check_start(
         self,
-        model: Sequential,
+        model: Model,
         X: BackendArray,
         Y: BackendArray,
         val: tuple[BackendArray, BackendArray] | None,
@@ -179,7 +179,7 @@ class MPIStrategy:
 
     # --- evaluation ----------------------------------------------------------------------------------------
     def evaluate_internal(
-        self, model: Sequential, X: BackendArray, Y: BackendArray, batch_size: int
+        self, model: Model, X: BackendArray, Y: BackendArray, batch_size: int
     ) -> tuple[float, float]:
         """(mean loss, accuracy) over X, Y (internal layout), each rank evaluating its contiguous share."""
         n = int(X.shape[0])
@@ -198,7 +198,7 @@ class MPIStrategy:
         return float(total[0]) / n, float(total[1]) / n
 
     def evaluate(
-        self, model: Sequential, x: ArrayLike, y: ArrayLike, batch_size: int | None = None
+        self, model: Model, x: ArrayLike, y: ArrayLike, batch_size: int | None = None
     ) -> float | list[float]:
         """``model.evaluate(x, y)`` with the samples shared among the ranks: ``[loss, accuracy]`` (the
         loss alone without metrics), the same on every rank."""

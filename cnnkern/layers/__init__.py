@@ -1,7 +1,8 @@
-"""Keras-style layers over :mod:`cnnkern.ops`: Conv2D, MaxPooling2D, AveragePooling2D, BatchNormalization,
-Dense, Flatten, Activation, ReLU, LeakyReLU, Dropout, and the random preprocessing (augmentation) layers
-RandomFlip, RandomTranslation, RandomCrop, RandomErasing, RandomRotation, RandomZoom, RandomContrast,
-RandomBrightness (``preprocessing``).
+"""Keras-style layers over :mod:`cnnkern.ops`: Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D,
+AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, BatchNormalization, Dense, Flatten, Reshape,
+ZeroPadding2D, Rescaling, Activation, ReLU, LeakyReLU, Dropout, Add, Concatenate, InputLayer (and Input), and
+the random preprocessing (augmentation) layers RandomFlip, RandomTranslation, RandomCrop, RandomErasing,
+RandomRotation, RandomZoom, RandomContrast, RandomBrightness (``preprocessing``).
 
 Argument names and defaults are Keras's. Layouts:
 
@@ -19,8 +20,11 @@ backend (NumPy, or CuPy for cuda). Layers never call a backend directly: every k
 :mod:`cnnkern.ops`.
 
 The layers live in one module per kernel family, the stems of :mod:`cnnkern.ops`: ``base`` (Layer, Context,
-shared helpers), ``activation``, ``conv``, ``pool``, ``batchnorm``, ``dense``, and ``core`` (Flatten,
-Dropout). Import them from here: the module a class lives in is not part of the API.
+shared helpers), ``activation``, ``conv``, ``pool`` (also the global poolings), ``batchnorm``, ``dense``,
+``core`` (Flatten, Reshape, ZeroPadding2D, Rescaling, Dropout), ``merge`` (Add, Concatenate: called on a list
+of tensors), ``input`` (Input, InputLayer, KerasTensor: the functional API, see
+:class:`cnnkern.models.Model`) and ``preprocessing``. Import them from here: the module a class lives in is
+not part of the API.
 """
 
 from __future__ import annotations
@@ -34,13 +38,17 @@ from .activation import Activation, LeakyReLU, ReLU
 from .activation import ActivationSource as ActivationSource
 from .base import Context as Context
 from .base import Layer
+from .base import Variable as Variable
 from .base import keras_shape as keras_shape
 from .base import to_numpy as to_numpy
 from .batchnorm import BatchNormalization
-from .conv import Conv2D
-from .core import Dropout, Flatten
+from .conv import Conv2D, DepthwiseConv2D, SeparableConv2D
+from .core import Dropout, Flatten, Rescaling, Reshape, ZeroPadding2D
 from .dense import Dense
-from .pool import AveragePooling2D, MaxPooling2D
+from .input import Input, InputLayer
+from .input import KerasTensor as KerasTensor
+from .merge import Add, Concatenate
+from .pool import AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D
 from .preprocessing import PREPROCESSING_LAYERS as PREPROCESSING_LAYERS
 from .preprocessing import (
     RandomBrightness,
@@ -56,12 +64,19 @@ from .preprocessing import fuse as fuse_preprocessing
 
 __all__ = [
     "Activation",
+    "Add",
     "AveragePooling2D",
     "BatchNormalization",
+    "Concatenate",
     "Conv2D",
     "Dense",
+    "DepthwiseConv2D",
     "Dropout",
     "Flatten",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "Input",
+    "InputLayer",
     "Layer",
     "LeakyReLU",
     "MaxPooling2D",
@@ -74,6 +89,10 @@ __all__ = [
     "RandomTranslation",
     "RandomZoom",
     "ReLU",
+    "Rescaling",
+    "Reshape",
+    "SeparableConv2D",
+    "ZeroPadding2D",
     "fuse_preprocessing",
 ]
 
@@ -91,6 +110,16 @@ LAYERS: dict[str, type[Layer]] = {
         ReLU,
         LeakyReLU,
         Dropout,
+        DepthwiseConv2D,
+        SeparableConv2D,
+        ZeroPadding2D,
+        Reshape,
+        Rescaling,
+        InputLayer,
+        Add,
+        Concatenate,
+        GlobalAveragePooling2D,
+        GlobalMaxPooling2D,
     )
 }
 LAYERS.update({cls.__name__: cls for cls in PREPROCESSING_LAYERS})  # issue 16's augmentation layers
@@ -100,4 +129,7 @@ def from_config(class_name: str, config: dict[str, Any]) -> Layer:
     """Rebuild a layer from ``get_config()`` output (used by :func:`cnnkern.models.load_model`)."""
     if class_name not in LAYERS:
         raise ValueError(f"unknown layer class {class_name!r} (known: {', '.join(LAYERS)})")
+    if class_name == "BatchNormalization" and "convention" not in config:
+        # get_config always names it; a config without it predates the key, when 'torch' was the default
+        config = {**config, "convention": "torch"}
     return LAYERS[class_name](**config)

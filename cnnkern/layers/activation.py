@@ -7,9 +7,12 @@ from typing import Any, Protocol
 
 from .. import ops
 from .._typing import BackendArray, Shape
+from ..kernels import ELEMENTWISE_ACTIVATIONS
 from .base import Context, Layer, keras_shape
 
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
+# the table's elementwise activation pairs (kernels.ELEMENTWISE_ACTIVATIONS, e.g. elu) run unfused, through
+# ops.<a>_forward / ops.<a>_backward with their front-door settings, the gradient from the input
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax") + ELEMENTWISE_ACTIVATIONS
 _KERNEL_ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
 KERAS_LEAKY_RELU_SLOPE = 0.2  # activation='leaky_relu' (Keras 3's default slope for the function)
 
@@ -52,12 +55,15 @@ class _ActivationMixin:
             xp = self._ctx.xp
             e = xp.exp(z - z.max(axis=1, keepdims=True))  # stable: the largest exponent is exp(0)
             out = e / e.sum(axis=1, keepdims=True)
+        elif kind in ELEMENTWISE_ACTIVATIONS:
+            out = getattr(ops, f"{kind}_forward")(z, backend=self._ctx.backend)
         else:
             out = ops.activation_forward(z, kind, alpha=self.alpha, backend=self._ctx.backend)
         if training:
             self._passthrough = passthrough
             self._act_taken = False
-            self._out = None if passthrough else out
+            # what backward needs: the input for the table's pairs, else the output
+            self._out = None if passthrough else z if kind in ELEMENTWISE_ACTIVATIONS else out
         return out
 
     def _fused_kind(self) -> str | None:
@@ -95,6 +101,8 @@ class _ActivationMixin:
         if self._out is None:
             raise RuntimeError(f"{self.name}: backward called without a training forward before it")
         y, self._out = self._out, None
+        if self.activation in ELEMENTWISE_ACTIVATIONS:  # y is the input here
+            return getattr(ops, f"{self.activation}_backward")(dy, y, backend=self._ctx.backend)
         if self.activation == "softmax":
             # Jacobian-vector product of softmax along axis 1: y * (dy - Σ dy·y)
             return y * (dy - (dy * y).sum(axis=1, keepdims=True))
@@ -107,7 +115,7 @@ class _ActivationMixin:
 
 class Activation(_ActivationMixin, Layer):
     """An activation as a layer: 'relu', 'leaky_relu', 'sigmoid', 'tanh', 'softmax' (over the features of
-    flat input) or 'linear'."""
+    flat input), 'linear', or one of the table's elementwise activations (kernels.ELEMENTWISE_ACTIVATIONS)."""
 
     def __init__(self, activation: str | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -8,16 +8,19 @@ import numpy as np
 
 from .. import ops
 from .._typing import BackendArray, Shape
-from .base import Context, Layer
+from .base import ChannelsFirstMixin, Context, Layer
 
 
-class BatchNormalization(Layer):
-    """Batch normalisation over the channel axis (images) or the feature axis (flat input).
+class BatchNormalization(ChannelsFirstMixin, Layer):
+    """Batch normalisation over the channel axis (images) or the feature axis (flat input): ``axis=-1``
+    (Keras's default), or ``axis=1`` for the channels of channels_first images (see ChannelsFirstMixin; on
+    flat input both are the feature axis).
 
-    ``convention='torch'`` (default): momentum 0.1 weighting the NEW batch statistic, eps 1e-5, running
-    variance unbiased (PyTorch's BatchNorm2d). ``convention='keras'``: Keras's meaning and defaults,
-    momentum 0.99 weighting the OLD running value, epsilon 1e-3, running variance biased. ``momentum`` and
-    ``epsilon`` override the convention's defaults and are read in that convention's sense.
+    ``convention='keras'`` (default, as the Keras layer of this name): momentum 0.99 weighting the OLD
+    running value, epsilon 1e-3, running variance biased. ``convention='torch'``: PyTorch's BatchNorm2d,
+    momentum 0.1 weighting the NEW batch statistic, eps 1e-5, running variance unbiased. ``momentum`` and
+    ``epsilon`` override the convention's defaults and are read in that convention's sense. The convention
+    is saved with the model (files written when 'torch' was the default name it, and load as they were).
     """
 
     def __init__(
@@ -27,12 +30,16 @@ class BatchNormalization(Layer):
         epsilon: float | None = None,
         center: bool = True,
         scale: bool = True,
-        convention: str = "torch",
+        convention: str = "keras",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if axis != -1:
-            raise ValueError(f"axis must be -1 (the channel axis of (N, H, W, C) input), got {axis!r}")
+        if axis not in (-1, 1) or isinstance(axis, bool):
+            raise ValueError(
+                f"axis must be -1 (the channels of (N, H, W, C) images) or 1 (of (N, C, H, W)), got {axis!r}"
+            )
+        self.axis = int(axis)
+        self.data_format = "channels_first" if axis == 1 else "channels_last"
         if convention not in ("torch", "keras"):
             raise ValueError(f"convention must be 'torch' or 'keras', got {convention!r}")
         self.convention = convention
@@ -60,10 +67,12 @@ class BatchNormalization(Layer):
     def _as4d(self, a: BackendArray) -> BackendArray:
         return a if a.ndim == 4 else a.reshape(a.shape[0], a.shape[1], 1, 1)
 
-    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+    def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         x4 = self._as4d(x)
-        new_weight = 1.0 - self.momentum if self.convention == "keras" else self.momentum
+        keras = self.convention == "keras"
+        new_weight = 1.0 - self.momentum if keras else self.momentum
         rv = self.state["moving_variance"]
+        rv_old = rv.copy() if training and keras else None
         y, mean, invstd = ops.batchnorm2d_forward(
             x4,
             self.params.get("gamma"),
@@ -76,15 +85,16 @@ class BatchNormalization(Layer):
             backend=self._ctx.backend,
         )
         if training:
-            if self.convention == "keras":
-                # the kernel blended in the unbiased variance var·n/(n−1); Keras blends the biased var, which
-                # is smaller by var/(n−1), with var = 1/invstd² − eps
-                n = x4.shape[0] * x4.shape[2] * x4.shape[3]
-                rv -= new_weight * (1.0 / (invstd * invstd) - self.epsilon) / (n - 1)
+            if rv_old is not None:
+                # the kernel blended in the unbiased variance (PyTorch's); Keras blends the biased one,
+                # var = 1/invstd² − eps (inf / NaN for non-finite input, which cnnkern.nonfinite reports)
+                with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                    var = 1.0 / (invstd * invstd) - self.epsilon
+                    rv[...] = rv_old * self.momentum + var * new_weight
             self._x, self._mean, self._invstd = x4, mean, invstd
         return y.reshape(x.shape)
 
-    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+    def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         x4, self._x = self._x, None
         dx, dgamma, dbeta = ops.batchnorm2d_backward(
             self._as4d(dy),
@@ -107,6 +117,7 @@ class BatchNormalization(Layer):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
+            **({"axis": 1} if self.axis == 1 else {}),  # the default left out: configs stay as before
             "momentum": self.momentum,
             "epsilon": self.epsilon,
             "center": self.center,

@@ -1,19 +1,17 @@
-"""Pooling layers: :class:`MaxPooling2D`, :class:`AveragePooling2D`."""
+"""Pooling layers: :class:`MaxPooling2D`, :class:`AveragePooling2D`, :class:`GlobalAveragePooling2D`,
+:class:`GlobalMaxPooling2D`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import ops, shapes
 from .._typing import BackendArray, Shape
 from .activation import ActivationSource
-from .base import Context, Layer, _padding, _pair
-
-if TYPE_CHECKING:
-    from .conv import Conv2D
+from .base import ChannelsFirstMixin, Context, Layer, _data_format, _padding, _pair
 
 
-class _Pooling2D(Layer):
+class _Pooling2D(ChannelsFirstMixin, Layer):
     """Shared geometry of the pooling layers. ``padding='same'`` follows TensorFlow: output ceil(H/s), the
     window grid padded by (lo, hi) with hi - lo in {0, 1}; that is pool padding ``lo`` on both sides plus
     ceil_mode for the one extra at the end (whose overhang max pooling ignores and average pooling does not
@@ -28,8 +26,7 @@ class _Pooling2D(Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if data_format not in (None, "channels_last"):
-            raise ValueError(f"data_format must be 'channels_last', got {data_format!r}")
+        self.data_format = _data_format(data_format)  # see ChannelsFirstMixin
         self.pool_size = _pair("pool_size", pool_size)
         self.strides = self.pool_size if strides is None else _pair("strides", strides)
         self.padding = _padding(padding)
@@ -76,24 +73,21 @@ class _Pooling2D(Layer):
             "pool_size": list(self.pool_size),
             "strides": list(self.strides),
             "padding": self.padding,
+            **self._format_config(),
         }
 
 
 class MaxPooling2D(_Pooling2D):
     """Max pooling (window ``pool_size``, default stride = pool_size); keeps the argmax for backward.
 
-    When the model puts it right after a Conv2D, the two run as one kernel pair (``conv_source``, see
-    Conv2D). Right after another layer with an activation (ReLU, Dense...), the model links that layer as
-    ``act_source`` and backward returns the gradient before the activation (ops.maxpool2d_act_backward: pool
-    scatter and activation gradient in one pass); the source then skips its own activation gradient.
+    Where it alone reads a Conv2D's output, the model's plan runs the two as one kernel pair (see
+    Conv2D.forward_pooled) and this layer is not called. Where it alone reads another layer with an
+    activation (ReLU, Dense...), the plan calls :meth:`backward_through` with that layer, which returns the
+    gradient before the activation (ops.maxpool2d_act_backward: pool scatter and activation gradient in one
+    pass); the source then skips its own activation gradient.
     """
 
-    act_source: ActivationSource | None = None
-    # a Conv2D right before, linked by the model to run with this pool as one kernel
-    conv_source: Conv2D | None = None
-    # the output that conv_source computed for this layer, until forward passes it on
-    _prepooled: BackendArray | None = None
-    _fused = False  # the last training forward was conv_source's: backward passes dy back to it
+    _argmax: BackendArray | None = None
 
     def fused_geometry(self) -> dict[str, Any]:
         """This pool's arguments to ops.conv2d_act_maxpool_forward."""
@@ -105,39 +99,36 @@ class MaxPooling2D(_Pooling2D):
             ceil_mode=g["ceil_mode"],
         )
 
-    def accept_pooled(self, y: BackendArray) -> None:
-        """Called by conv_source's fused forward with this layer's output."""
-        self._prepooled = y
-        self._fused = False
-
-    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
-        if self._prepooled is not None and x is self._prepooled:  # conv_source already pooled it
-            self._prepooled = None
-            self._fused = training
-            return x
-        self._prepooled, self._fused = None, False
+    def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if not training:  # no argmax needed: the kernel skips writing it
             return ops.maxpool2d_forward(x, **self._geom, return_argmax=False, backend=self._ctx.backend)
         y, self._argmax = ops.maxpool2d_forward(x, **self._geom, backend=self._ctx.backend)
         self._x_shape = x.shape
         return y
 
-    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
-        if self._fused:  # conv_source's backward applies this pool's (and its activation's) gradient
-            self._fused = False
-            return dy
+    def _take_argmax(self) -> BackendArray:
         argmax, self._argmax = self._argmax, None
         if argmax is None:
             raise RuntimeError(f"{self.name}: backward called without a training forward before it")
-        taken = self.act_source.take_activation() if self.act_source is not None else None
-        if taken is not None:
-            a, kind, alpha = taken
-            return ops.maxpool2d_act_backward(dy, argmax, a, kind, alpha=alpha, backend=self._ctx.backend)
-        return ops.maxpool2d_backward(dy, argmax, self._x_shape, backend=self._ctx.backend)
+        return argmax
+
+    def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        return ops.maxpool2d_backward(dy, self._take_argmax(), self._x_shape, backend=self._ctx.backend)
+
+    def backward_through(self, dy: BackendArray, source: ActivationSource) -> BackendArray | None:
+        """The gradient before ``source``'s activation (the layer this pool reads): pool scatter and that
+        activation's gradient in one pass, after which ``source`` skips its own; plain backward where
+        ``source`` has no activation gradient to hand over (linear, softmax)."""
+        taken = source.take_activation()
+        if taken is None:
+            return self.backward(dy)
+        a, kind, alpha = taken
+        return ops.maxpool2d_act_backward(
+            dy, self._take_argmax(), a, kind, alpha=alpha, backend=self._ctx.backend
+        )
 
     def _clear(self) -> None:
-        self._argmax = self._prepooled = None
-        self._fused = False
+        self._argmax = None
 
 
 class AveragePooling2D(_Pooling2D):
@@ -148,10 +139,74 @@ class AveragePooling2D(_Pooling2D):
         self._geom["count_include_pad"] = False
         return out
 
-    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+    def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if training:
             self._x_shape = x.shape
         return ops.avgpool2d_forward(x, **self._geom, backend=self._ctx.backend)
 
-    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+    def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         return ops.avgpool2d_backward(dy, self._x_shape, **self._geom, backend=self._ctx.backend)
+
+
+class _GlobalPooling2D(Layer):
+    """Pooling over the whole H x W plane: the pooling kernels with one window the size of the input
+    (ops.*pool2d_* with kernel_size = stride = (H, W)). Output (C,), or (1, 1, C) with ``keepdims``."""
+
+    def __init__(self, data_format: str | None = None, keepdims: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"data_format must be 'channels_last', got {data_format!r}")
+        self.keepdims = bool(keepdims)
+
+    def _build(self, in_shape: Shape, ctx: Context) -> Shape:
+        self._require_images(in_shape)
+        c, h, w = in_shape
+        self._geom: dict[str, Any] = {"kernel_size": (h, w), "stride": (h, w)}
+        return (c, 1, 1) if self.keepdims else (c,)
+
+    def _unflat(self, dy: BackendArray) -> BackendArray:
+        return dy.reshape(dy.shape[0], dy.shape[1], 1, 1)
+
+    def _out(self, y: BackendArray) -> BackendArray:
+        return y if self.keepdims else y.reshape(y.shape[0], y.shape[1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    """The mean over H x W of each channel (ops.avgpool2d_*)."""
+
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+        if training:
+            self._x_shape = x.shape
+        return self._out(ops.avgpool2d_forward(x, **self._geom, backend=self._ctx.backend))
+
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        return ops.avgpool2d_backward(
+            self._unflat(dy), self._x_shape, **self._geom, backend=self._ctx.backend
+        )
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """The maximum over H x W of each channel (ops.maxpool2d_*; the argmax kept for backward)."""
+
+    _argmax: BackendArray | None = None
+
+    def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+        if not training:
+            return self._out(
+                ops.maxpool2d_forward(x, **self._geom, return_argmax=False, backend=self._ctx.backend)
+            )
+        y, self._argmax = ops.maxpool2d_forward(x, **self._geom, backend=self._ctx.backend)
+        self._x_shape = x.shape
+        return self._out(y)
+
+    def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        argmax, self._argmax = self._argmax, None
+        if argmax is None:
+            raise RuntimeError(f"{self.name}: backward called without a training forward before it")
+        return ops.maxpool2d_backward(self._unflat(dy), argmax, self._x_shape, backend=self._ctx.backend)
+
+    def _clear(self) -> None:
+        self._argmax = None

@@ -68,7 +68,14 @@ def sgd_update(
 
 
 def _adam_hyper(
-    step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, eps_mode: str
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    eps_mode: str,
+    decoupled_weight_decay: bool,
 ) -> dict[str, Any]:
     step = check.integer("step", step, minimum=1, maximum=2**62)  # an int64 in every kernel
     lr = check.number("lr", lr, minimum=0.0, finite=True)
@@ -78,8 +85,16 @@ def _adam_hyper(
     weight_decay = check.number("weight_decay", weight_decay, minimum=0.0, finite=True)
     if eps_mode not in ("torch", "keras"):
         raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
+    decoupled_weight_decay = check.flag("decoupled_weight_decay", decoupled_weight_decay)
     return dict(
-        step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, eps_mode=eps_mode
+        step=step,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        eps_mode=eps_mode,
+        decoupled_weight_decay=decoupled_weight_decay,
     )
 
 
@@ -96,12 +111,14 @@ def adam_update(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     eps_mode: str = "torch",
+    decoupled_weight_decay: bool = False,
     backend: BackendLike = None,
 ) -> None:
     """Adam step in place (PyTorch form). step counts from 1. eps_mode='keras' adds eps to sqrt(v) before the
-    bias correction, as Keras does (use eps=1e-7 for Keras's default)."""
+    bias correction, as Keras does (use eps=1e-7 for Keras's default). decoupled_weight_decay: AdamW
+    (param *= 1 - lr*weight_decay first, the gradient without the decay term), as torch.optim.AdamW."""
     be = resolve(backend)
-    hyper = _adam_hyper(step, lr, beta1, beta2, eps, weight_decay, eps_mode)
+    hyper = _adam_hyper(step, lr, beta1, beta2, eps, weight_decay, eps_mode, decoupled_weight_decay)
     param, grad, (m, v) = _state(be, param, grad, m=m, v=v)
     be.adam_update(param, grad, m, v, **hyper)
 
@@ -119,12 +136,13 @@ def adam_update_multi(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     eps_mode: str = "torch",
+    decoupled_weight_decay: bool = False,
     backend: BackendLike = None,
 ) -> None:
     """One Adam step over every parameter at once (lists of param/grad/m/v, each quadruple of one shape): the
     same result as adam_update on each, in one kernel call where the backend fuses it."""
     be = resolve(backend)
-    hyper = _adam_hyper(step, lr, beta1, beta2, eps, weight_decay, eps_mode)
+    hyper = _adam_hyper(step, lr, beta1, beta2, eps, weight_decay, eps_mode, decoupled_weight_decay)
     lists = {"params": params, "grads": grads, "ms": ms, "vs": vs}
     for name, seq in lists.items():
         if not isinstance(seq, (list, tuple)):
@@ -147,3 +165,61 @@ def adam_update_multi(
         for lst, a in zip(out, (p, g, m, v)):
             lst.append(a)
     be.adam_update_multi(*out, **hyper)
+
+
+def rmsprop_update(
+    param: BackendArray,
+    grad: BackendArray,
+    square_avg: BackendArray,
+    momentum_buffer: BackendArray | None,
+    grad_avg: BackendArray | None,
+    *,
+    lr: float = 1e-3,
+    rho: float = 0.9,
+    eps: float = 1e-7,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    backend: BackendLike = None,
+) -> None:
+    """PyTorch's RMSprop step in place (``rho`` is its ``alpha``): g = grad + wd·param; s = rho·s +
+    (1−rho)·g²; centered: a = rho·a + (1−rho)·g, d = sqrt(s − a²) + eps, else d = sqrt(s) + eps; with
+    momentum: b = momentum·b + g/d, param −= lr·b, else param −= lr·g/d. momentum_buffer is None exactly
+    when momentum is 0, grad_avg exactly when not centered."""
+    be = resolve(backend)
+    lr = check.number("lr", lr, minimum=0.0, finite=True)
+    rho = check.number("rho", rho, minimum=0.0, maximum=1.0, finite=True)
+    eps = check.number("eps", eps, minimum=0.0, finite=True)
+    weight_decay = check.number("weight_decay", weight_decay, minimum=0.0, finite=True)
+    momentum = check.number("momentum", momentum, minimum=0.0, finite=True)
+    centered = check.flag("centered", centered)
+    if (momentum > 0.0) != (momentum_buffer is not None):
+        raise ValueError(
+            f"momentum_buffer must be an array shaped like param exactly when momentum > 0 "
+            f"(momentum={momentum}), got {'None' if momentum_buffer is None else 'an array'}"
+        )
+    if centered != (grad_avg is not None):
+        raise ValueError(
+            f"grad_avg must be an array shaped like param exactly when centered (centered={centered}), "
+            f"got {'None' if grad_avg is None else 'an array'}"
+        )
+    state = {"square_avg": square_avg}
+    if momentum_buffer is not None:
+        state["momentum_buffer"] = momentum_buffer
+    if grad_avg is not None:
+        state["grad_avg"] = grad_avg
+    param, grad, checked = _state(be, param, grad, **state)
+    arrays = dict(zip(state, checked))
+    be.rmsprop_update(
+        param,
+        grad,
+        arrays["square_avg"],
+        arrays.get("momentum_buffer"),
+        arrays.get("grad_avg"),
+        lr=lr,
+        rho=rho,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        centered=centered,
+    )

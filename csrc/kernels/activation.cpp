@@ -3,6 +3,8 @@
 //   activation_backward: dy (n), y (n) -> dx (n)  from the OUTPUT y, as PyTorch does:
 //     relu: y <= 0 ? 0 : dy (a NaN y passes dy, as PyTorch's threshold_backward)   leaky_relu: y > 0 ? dy :
 //     alpha*dy   sigmoid: dy*(1-y)*y   tanh: dy*(1-y*y)
+//   elu_forward:         x (n) -> y (n)           x > 0 ? x : alpha*(e^x - 1) (PyTorch's F.elu)
+//   elu_backward:        dy (n), x (n) -> dx (n)  x > 0 ? dy : dy*alpha*e^x, from the INPUT x, as PyTorch
 // relu keeps NaN (x < 0 ? 0 : x); the comparisons select rather than multiply, so an infinite dy next to
 // a zero slope gives 0, not NaN. The portable sigmoid and tanh call the C library's expf/tanhf; the AVX2
 // versions (activation_avx2.cpp) use a vector e^x of the same accuracy (about 2 ulp) and otherwise perform
@@ -30,6 +32,8 @@ void sigmoid_forward(const float* x, float* y, int64_t n, float alpha);
 void tanh_forward(const float* x, float* y, int64_t n, float alpha);
 void sigmoid_backward(const float* dy, const float* y, float* dx, int64_t n, float alpha);
 void tanh_backward(const float* dy, const float* y, float* dx, int64_t n, float alpha);
+void elu_forward(const float* x, float* y, int64_t n, float alpha);
+void elu_backward(const float* dy, const float* x, float* dx, int64_t n, float alpha);
 }  // namespace avx2
 #endif
 
@@ -79,6 +83,14 @@ void tanh_backward(const float* dy, const float* y, float* dx, int64_t n, float)
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 
+// ELU: expm1 keeps the accuracy near 0; a NaN x fails x > 0 and gives NaN in both (PyTorch's vector loops)
+void elu_forward(const float* x, float* y, int64_t n, float alpha) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : alpha * std::expm1(x[i]);
+}
+void elu_backward(const float* dy, const float* x, float* dx, int64_t n, float alpha) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * alpha * std::exp(x[i]);
+}
+
 struct Kernels {
   ForwardFn forward;
   BackwardFn backward;
@@ -104,12 +116,20 @@ Kernels kernels_for(Kind kind) {
   return kScalar[static_cast<int>(kind)];
 }
 
+// ELU's pair on the SIMD path in use (AVX-512 runs the AVX2 one, as above).
+Kernels elu_kernels() {
+#ifdef CNNKERN_X86
+  if (simd_level() != Simd::scalar) return {avx2::elu_forward, avx2::elu_backward};
+#endif
+  return {elu_forward, elu_backward};
+}
+
 carray<float> like(const carray<float>& a) {
   return new_array<float>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
 }
 
-carray<float> activation_forward(const carray<float>& x, const std::string& kind, double alpha) {
-  const ForwardFn fn = kernels_for(parse_kind(kind)).forward;
+// y = fn(x) over the pool, in contiguous chunks
+carray<float> map_forward(ForwardFn fn, const carray<float>& x, double alpha) {
   carray<float> y = like(x);
   const float* xp = x.data();
   float* yp = y.mutable_data();
@@ -121,9 +141,8 @@ carray<float> activation_forward(const carray<float>& x, const std::string& kind
   return y;
 }
 
-carray<float> activation_backward(const carray<float>& dy, const carray<float>& y, const std::string& kind,
-                                  double alpha) {
-  const BackwardFn fn = kernels_for(parse_kind(kind)).backward;
+// dx = fn(dy, y) over the pool; y is the output, or the input for ELU
+carray<float> map_backward(BackwardFn fn, const carray<float>& dy, const carray<float>& y, double alpha) {
   if (dy.size() != y.size()) throw py::value_error("dy and y must have the same size");
   carray<float> dx = like(dy);
   const float *dyp = dy.data(), *ypp = y.data();
@@ -134,6 +153,23 @@ carray<float> activation_backward(const carray<float>& dy, const carray<float>& 
     run_elementwise(dy.size(), [&](int64_t b, int64_t e) { fn(dyp + b, ypp + b, dxp + b, e - b, a); });
   }
   return dx;
+}
+
+carray<float> activation_forward(const carray<float>& x, const std::string& kind, double alpha) {
+  return map_forward(kernels_for(parse_kind(kind)).forward, x, alpha);
+}
+
+carray<float> activation_backward(const carray<float>& dy, const carray<float>& y, const std::string& kind,
+                                  double alpha) {
+  return map_backward(kernels_for(parse_kind(kind)).backward, dy, y, alpha);
+}
+
+carray<float> elu_forward_array(const carray<float>& x, double alpha) {
+  return map_forward(elu_kernels().forward, x, alpha);
+}
+
+carray<float> elu_backward_array(const carray<float>& dy, const carray<float>& x, double alpha) {
+  return map_backward(elu_kernels().backward, dy, x, alpha);
 }
 
 }  // namespace
@@ -173,6 +209,10 @@ void bind_activation(py::module_& m) {
         py::arg("alpha"), "x (any shape) -> y = act(x); kind: 'relu', 'leaky_relu', 'sigmoid', 'tanh'.");
   m.def("activation_backward", &activation_backward, py::arg("dy"), py::arg("y"), py::arg("kind"),
         py::kw_only(), py::arg("alpha"), "dy, y (the forward OUTPUT) -> dx.");
+  m.def("elu_forward", &elu_forward_array, py::arg("x"), py::kw_only(), py::arg("alpha"),
+        "x (any shape) -> y = x > 0 ? x : alpha*(e^x - 1).");
+  m.def("elu_backward", &elu_backward_array, py::arg("dy"), py::arg("x"), py::kw_only(), py::arg("alpha"),
+        "dy, x (the forward INPUT) -> dx.");
 }
 
 }  // namespace cnnkern

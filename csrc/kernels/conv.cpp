@@ -9,10 +9,12 @@
 // On the SIMD path two geometries leave this GEMM-through-im2col scheme (each decided in one predicate):
 // one input channel 3x3 (conv_c1_applies: direct kernels, conv_c1.cpp), and every other stride-1 conv
 // without padding or dilation in one group (conv_igemm_applies: indirect GEMMs that read x and dy in place,
-// conv_igemm.cpp); the scalar path and all other geometries run the code below.
-// Threads (docs/threads.md): the forward splits images, or each image's output columns; the backward sums
-// dw over chunks of images that depend on the problem alone (reduction_chunks), so no bit of any result
-// depends on the thread count or on timing (conv_backward_impl).
+// conv_igemm.cpp; padded ones over a padded copy of x (dw only below 8 channels), strided ones' forward and
+// dw, grouped ones with 8+ channels per group, group by group: conv_igemm_padded.cpp); depthwise convs
+// (groups == C == K) run direct kernels on every path (conv_direct.cpp); the scalar path and all other
+// geometries run the code below. Threads (docs/threads.md): the forward splits images, or each image's output
+// columns; the backward sums dw over chunks of images that depend on the problem alone (reduction_chunks), so
+// no bit of any result depends on the thread count or on timing (conv_backward_impl).
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -238,10 +240,19 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
 
 void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                         const ConvGeom& g) {
+  if (g.N == 0) {  // no image: zero dw and db (the kernels below assume one; the im2col path left dw unset)
+    if (dw) std::fill(dw, dw + g.K * g.CgRS(), 0.0f);
+    if (db) std::fill(db, db + g.K, 0.0f);
+    return;
+  }
+  if (conv_direct_applies(g)) return conv_direct_backward(dy, x, w, dx, dw, db, g);  // depthwise
   const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S, HW = g.H * g.W;
   // The indirect GEMM path and the single-channel kernel sum db during dw's pass over dy.
-  const bool padded = conv_igemm_padded_applies(g), igemm = padded || conv_igemm_applies(g),
-             c1 = dw && conv_c1_applies(g), db_with_dw = (igemm || c1) && dw && db;
+  const bool padded = conv_igemm_padded_applies(g), grouped = conv_igemm_grouped_applies(g),
+             igemm = padded || grouped || conv_igemm_applies(g), c1 = dw && conv_c1_applies(g),
+             strided = dw && !c1 && conv_igemm_strided_applies(g),
+             padded_dw = dw && !c1 && !igemm && conv_igemm_padded_dw_applies(g),
+             db_with_dw = (igemm || c1 || strided || padded_dw) && dw && db;
   if (db && !db_with_dw)  // per channel in double, in 8 interleaved partial sums (independent adds), in a
                           // fixed order
     parallel_for(g.K, [&](int64_t k0, int64_t k1) {
@@ -263,10 +274,15 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
     dw = nullptr;
   }
 #endif
+  if (strided || padded_dw) {  // dw (and db) on the indirect GEMM; dx below
+    (strided ? conv_igemm_strided_dw : conv_igemm_padded_dw)(dy, x, dw, db_with_dw ? db : nullptr, g);
+    dw = nullptr;
+  }
   if (!dx && !dw) return;
   if (igemm)
-    return (padded ? conv_igemm_padded_backward : conv_igemm_backward)(dy, x, w, dx, dw,
-                                                                       db_with_dw && !c1 ? db : nullptr, g);
+    return (grouped  ? conv_igemm_grouped_backward
+            : padded ? conv_igemm_padded_backward
+                     : conv_igemm_backward)(dy, x, w, dx, dw, db_with_dw && !c1 ? db : nullptr, g);
   thread_local std::vector<float> wtbuf;
   thread_local std::vector<PackedA> wtp_scratch;
   if (dx) pack_weights(w, g, true, wtbuf, wtp_scratch);
@@ -406,6 +422,7 @@ ConvGrads::ConvGrads(const ConvGeom& g, bool need_dx, bool need_dw, bool need_db
 // y = act(conv(x, w) + b) by the fastest method for the geometry (the GIL already released).
 void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, float* yp, const ConvGeom& g,
                            Act act, float alpha) {
+  if (g.N == 0 || g.K == 0) return;  // y is empty (the indirect GEMMs' tiling assumes pixels)
   if (conv_c1_applies(g)) {
 #ifdef CNNKERN_X86
     conv_c1_forward(xp, wp, bp, yp, g, act, alpha);
@@ -414,6 +431,10 @@ void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, fl
     conv_igemm_forward(xp, wp, bp, yp, g, act, alpha);
   } else if (conv_igemm_padded_applies(g)) {
     conv_igemm_padded_forward(xp, wp, bp, yp, g, act, alpha);
+  } else if (conv_igemm_grouped_applies(g)) {
+    conv_igemm_grouped_forward(xp, wp, bp, yp, g, act, alpha);
+  } else if (conv_igemm_strided_applies(g)) {
+    conv_igemm_strided_forward(xp, wp, bp, yp, g, act, alpha);
   } else if (conv_direct_applies(g)) {
     conv_direct_forward(xp, wp, bp, yp, g);
     if (act != Act::none)

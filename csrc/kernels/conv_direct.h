@@ -1,9 +1,10 @@
-// Direct conv2d forward for a depthwise conv (groups == C == K: one input and one output channel per
-// group), where im2col + GEMM would be G products of a single row by an R*S-deep reduction.
-//   x (N,C,H,W), w (C,1,R,S), b (C,) | None -> y (N,C,P,Q),  y[n,c] = x[n,c] (*) w[c] + b[c]
-// Measured (1 thread, Zen3, AVX2): depthwise 3x3 on 16x64x28x28 3.9 ms direct vs 5.1 ms by GEMM; a single
-// input channel feeding many filters (the first layer, 1 -> 32) was 4x faster by GEMM than this per-plane
-// loop; its 3x3 case now has its own register-blocked SIMD kernel (conv_c1_avx2.cpp, 4 filters at a time).
+// Direct depthwise conv2d (groups == C == K: one input and one output channel per group), where
+// im2col + GEMM would be G products of a single row by an R*S-deep reduction.
+//   forward:  x (N,C,H,W), w (C,1,R,S), b (C,) | None -> y (N,C,P,Q),  y[n,c] = x[n,c] (*) w[c] + b[c]
+//   backward: dy (N,C,P,Q), x, w -> dx | None, dw (C,1,R,S) | None, db (C,) | None
+// Any stride, padding and dilation: each plane is first copied into a zero-padded frame split into sw column
+// phases (conv_direct.cpp), so every tap reads or writes a contiguous run of Q floats: rows vectorised over
+// the output width (conv_direct_avx2.cpp on the SIMD paths, plain loops on the scalar path).
 #pragma once
 
 #include "kernels/conv_im2col.h"
@@ -12,5 +13,18 @@ namespace cnnkern {
 
 bool conv_direct_applies(const ConvGeom& g);
 void conv_direct_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g);
+// Planes split over the threads for the forward; channels for the backward, each channel's dw and db summed
+// over the images in order, so no bit depends on the thread count.
+void conv_direct_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
+                          const ConvGeom& g);
+
+namespace avx2 {  // conv_direct_avx2.cpp: the row kernels below, eight output columns at a time
+// y[q] = bias + sum_t wt[t] * src[t][q], q in [0, Q)
+void dwconv_fwd_row(int64_t Q, int64_t T, const float* const* src, const float* wt, float bias, float* y);
+// dst[t][q] += wt[t] * dy[q]
+void dwconv_dx_row(int64_t Q, int64_t T, float* const* dst, const float* wt, const float* dy);
+// acc[t*Q + q] += dy[q] * src[t][q]
+void dwconv_dw_row(int64_t Q, int64_t T, const float* const* src, const float* dy, float* acc);
+}  // namespace avx2
 
 }  // namespace cnnkern

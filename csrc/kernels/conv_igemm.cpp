@@ -1,6 +1,7 @@
 // Drivers of the indirect GEMM convolutions (conv_igemm.h) around avx2::igemm_6x16, which computes a 6 x 16
 // tile t[i][v] = sum_j a[aoff_j + v] * b_i[boff[j]] with six row base pointers b_i and one offset table.
-// Stride 1, no padding or dilation, one group: x[c, p+r, q+s] = x + c*HW + r*W + s + (p*W + q).
+// No padding or dilation, one group: x[c, p*sh+r, q*sw+s] = x + c*HW + r*W + s + (p*sh*W + q*sw); the
+// forward and dw take any stride (conv_igemm_strided_*), dx stride 1 only.
 //
 //   forward: rows = 6 output pixels (of any images), columns = 16 filters, j = (c, r, s):
 //     y[n,k,p,q] = sum_j wp[j][k] * x_n[(p*W + q) + (c*HW + r*W + s)];  wp = w^T packed in 16-filter slivers.
@@ -286,7 +287,7 @@ void dw_block(const float* dy, const float* x, float* dst, double* dbs, const Co
     int64_t* boff = offbuf.data();
     for (int64_t i = 0, j = 0; i < c1 - c0; ++i)
       for (int64_t p = 0; p < P; ++p)
-        for (int64_t q = 0; q < Q; ++q) boff[j++] = i * CHW + p * W + q;
+        for (int64_t q = 0; q < Q; ++q) boff[j++] = i * CHW + p * g.sh * W + q * g.sw;
     const float* xc = x + c0 * CHW;
     for (int64_t rt = rt0; rt < rt1; ++rt) {
       const int64_t e0 = rt * MR, m = std::min(MR, CRS - e0);
@@ -390,7 +391,7 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
           }
         };
         for (int64_t i = 0; i < MR; ++i) {
-          bp[i] = x + n * CHW + p * W + q;
+          bp[i] = x + n * CHW + p * g.sh * W + q * g.sw;
           if (i < m - 1) next();
         }
         next();

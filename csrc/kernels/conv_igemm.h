@@ -20,9 +20,27 @@ void conv_igemm_backward(const float* dy, const float* x, const float* w, float*
 
 // Padded stride-1 convs through a zero-padded copy of x (conv_igemm_padded.cpp); the same contract.
 bool conv_igemm_padded_applies(const ConvGeom& g);
+// Their dw (+ db) alone, for any channel count (conv_igemm_padded_applies asks for 8+, for dx's sake).
+bool conv_igemm_padded_dw_applies(const ConvGeom& g);
+void conv_igemm_padded_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g);
 void conv_igemm_padded_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
                                Act act, float alpha);
 void conv_igemm_padded_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
                                 float* db, const ConvGeom& g);
+
+// Strided convs (sh or sw > 1, no dilation, one group) on the same kernels (conv_igemm_padded.cpp): the
+// forward, and dw (db, when given, summed with it); dx is left to the caller.
+bool conv_igemm_strided_applies(const ConvGeom& g);
+void conv_igemm_strided_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
+                                Act act, float alpha);
+void conv_igemm_strided_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g);
+
+// Grouped convs (G > 1, 8+ channels per group) whose per-group conv takes the kernels above, group by group
+// (conv_igemm_padded.cpp); the same contract.
+bool conv_igemm_grouped_applies(const ConvGeom& g);
+void conv_igemm_grouped_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
+                                Act act, float alpha);
+void conv_igemm_grouped_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
+                                 float* db, const ConvGeom& g);
 
 }  // namespace cnnkern

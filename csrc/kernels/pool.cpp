@@ -36,6 +36,9 @@ void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int6
                       float* y, int64_t* arg);
 void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int32_t* off, float* y,
                               int64_t* arg);
+// avgpool_avx2.cpp: window sums in double, four windows at a time, bitwise the scalar loop's
+void avgpool_2wide_sums(const float* x0, int64_t W, int64_t rows, int64_t count, double* sums);
+void avgpool_plane_sums(const float* x, int64_t n, int64_t count, double* sums);
 }  // namespace avx2
 #endif
 
@@ -332,18 +335,57 @@ carray<float> avgpool2d_forward(const carray<float>& x, Pair kernel_size, Pair s
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release release;
+    const int64_t HW = g.H * g.W;
+    // SIMD: four windows at a time (avgpool_avx2.cpp), bitwise the scalar sums: whole planes when the one
+    // window is the plane (global pooling), else a row's width-2 stride-2 windows that no edge clips.
+    bool simd = false, global = false;
+#ifdef CNNKERN_X86
+    const AvgSpan h0 = avg_span(0, g.kh, g.sh, g.ph, g.H), w0 = avg_span(0, g.kw, g.sw, g.pw, g.W);
+    global = simd_level() != Simd::scalar && g.P == 1 && g.Q == 1 && h0.begin == 0 && h0.end == g.H &&
+             w0.begin == 0 && w0.end == g.W;
+    simd = simd_level() != Simd::scalar && g.kw == 2 && g.sw == 2;
+#endif
+    // the unclipped windows of a row: [ow_lo, ow_hi)
+    const int64_t ow_lo = std::min(g.Q, (g.pw + g.sw - 1) / g.sw);
+    const int64_t ow_hi =
+        std::max(ow_lo, std::min(g.Q, g.W + g.pw - g.kw < 0 ? 0 : (g.W + g.pw - g.kw) / g.sw + 1));
     parallel_for(g.N * g.C * g.P, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<double> sums;
+      sums.resize(std::max<int64_t>(end - begin, g.Q));
+      auto put = [&](int64_t r, int64_t ow, const AvgSpan& hs, double sum) {
+        const AvgSpan ws = avg_span(ow, g.kw, g.sw, g.pw, g.W);
+        const bool empty = hs.begin >= hs.end || ws.begin >= ws.end;
+        yp[r * g.Q + ow] = empty ? 0.0f : static_cast<float>(sum / divisor(hs, ws, count_include_pad));
+      };
+#ifdef CNNKERN_X86
+      if (global) {
+        const int64_t count = (end - begin) / 4 * 4;
+        avx2::avgpool_plane_sums(xp + begin * HW, HW, count, sums.data());
+        for (int64_t i = 0; i < count; ++i) put(begin + i, 0, avg_span(0, g.kh, g.sh, g.ph, g.H), sums[i]);
+        begin += count;
+      }
+#endif
       for (int64_t r = begin; r < end; ++r) {
         const int64_t plane = r / g.P, oh = r % g.P;
-        const float* xpl = xp + plane * g.H * g.W;
+        const float* xpl = xp + plane * HW;
         const AvgSpan hs = avg_span(oh, g.kh, g.sh, g.ph, g.H);
+        int64_t v0 = 0, v1 = 0;  // the windows [v0, v1) summed by SIMD
+#ifdef CNNKERN_X86
+        if (simd && hs.begin < hs.end && ow_hi - ow_lo >= 4) {
+          v0 = ow_lo, v1 = ow_lo + (ow_hi - ow_lo) / 4 * 4;
+          avx2::avgpool_2wide_sums(xpl + hs.begin * g.W + ow_lo * g.sw - g.pw, g.W, hs.end - hs.begin,
+                                   v1 - v0, sums.data());
+          for (int64_t ow = v0; ow < v1; ++ow) put(r, ow, hs, sums[ow - v0]);
+        }
+#endif
         for (int64_t ow = 0; ow < g.Q; ++ow) {
+          if (ow == v0 && v1 > v0) ow = v1;
+          if (ow >= g.Q) break;
           const AvgSpan ws = avg_span(ow, g.kw, g.sw, g.pw, g.W);
           double sum = 0.0;
           for (int64_t h = hs.begin; h < hs.end; ++h)
             for (int64_t w = ws.begin; w < ws.end; ++w) sum += xpl[h * g.W + w];
-          const bool empty = hs.begin >= hs.end || ws.begin >= ws.end;
-          yp[r * g.Q + ow] = empty ? 0.0f : static_cast<float>(sum / divisor(hs, ws, count_include_pad));
+          put(r, ow, hs, sum);
         }
       }
     });

@@ -19,5 +19,6 @@ void bind_activation(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_augment(py::module_& m);
+void bind_quant(py::module_& m);
 
 }  // namespace cnnkern

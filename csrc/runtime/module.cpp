@@ -70,4 +70,5 @@ PYBIND11_MODULE(_cpp, m) {
   cnnkern::bind_loss(m);
   cnnkern::bind_optim(m);
   cnnkern::bind_augment(m);
+  cnnkern::bind_quant(m);
 }

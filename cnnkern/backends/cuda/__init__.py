@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..._typing import BackendArray
+from ...kernels import TABLE, install
 from ..base import Backend
 from . import loader
 from .activation import ActivationKernels
@@ -36,7 +37,16 @@ from .augment import AugmentKernels
 from .batchnorm import BatchnormKernels
 from .conv import ConvKernels
 from .dense import DenseKernels
-from .launch import _BLOCK, _channel_splits, _check_gemm, _check_grid, _gemm_splits, _grid_1d, _i
+from .launch import (
+    _BLOCK,
+    _channel_splits,
+    _check_gemm,
+    _check_grid,
+    _gemm_splits,
+    _grid_1d,
+    _i,
+    elementwise_launcher,
+)
 from .loss import LossKernels
 from .optim import OptimKernels
 from .pool import PoolKernels
@@ -149,3 +159,11 @@ class CudaBackend(
         cp = self._cp
         with cp.cuda.using_allocator(cp.get_default_memory_pool().malloc):
             return cp.asarray(host)
+
+
+# the kernels with the table's elementwise recipe and no launcher written in a mixin: the generic one
+for _kernel in TABLE.values():
+    if _kernel.recipe == "elementwise" and getattr(CudaBackend, _kernel.name) is getattr(
+        Backend, _kernel.name
+    ):
+        install(CudaBackend, elementwise_launcher(_kernel))

@@ -1,14 +1,17 @@
 """What every CUDA launcher shares: block and tile sizes (those of the kernels' headers), argument
-conversion to the kernels' C types, grid sizes and the deterministic split of reductions, and the base of
-the family mixins (:class:`Launchers`)."""
+conversion to the kernels' C types, grid sizes and the deterministic split of reductions, the base of the
+family mixins (:class:`Launchers`), and the launcher generated for every ``elementwise`` kernel of the table
+(:func:`elementwise_launcher`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..._typing import BackendArray
+from ...kernels import Kernel, method
 from ..base import ACTIVATIONS
 
 if TYPE_CHECKING:
@@ -107,3 +110,19 @@ class Launchers:
         def _address(a: BackendArray) -> int: ...
 
         def _upload(self, host: np.ndarray) -> BackendArray: ...
+
+
+def elementwise_launcher(kernel: Kernel) -> Callable[..., Any]:
+    """The launcher of a kernel whose table entry has the ``elementwise`` recipe, so such a kernel needs
+    only its ``.cu`` function: ``extern "C" __global__ void <name>(const float* <each positional array>,
+    float* out, i64 total, float <each keyword>)`` in ``<family>.cu``, writing ``out`` of the first array's
+    shape (a grid-stride loop over ``total`` elements)."""
+    arrays = [arg.name for arg in kernel.args if arg.positional]
+    floats = [arg.name for arg in kernel.args if not arg.positional]
+    body = (
+        f"out = self._empty({arrays[0]}.shape); "
+        f"self._launch({kernel.family!r}, {kernel.name!r}, _grid_1d({arrays[0]}.size), "
+        f"({', '.join(arrays)}, out, _i({arrays[0]}.size), {''.join(f'_f({n}), ' for n in floats)})); "
+        "return out"
+    )
+    return method(kernel, body, {"_grid_1d": _grid_1d, "_i": _i, "_f": _f})

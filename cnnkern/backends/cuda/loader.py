@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 HERE = pathlib.Path(__file__).resolve().parent
-MODULES = ("conv", "pool", "batchnorm", "dense", "activation", "loss", "optim", "augment")
+MODULES = ("conv", "pool", "batchnorm", "dense", "activation", "loss", "optim", "augment", "quant")
 # NVRTC options; the tests give nvcc the same ones. No fast-math: NaN and rounding behaviour is specified.
 OPTIONS = ("-std=c++17",)
 

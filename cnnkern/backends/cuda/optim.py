@@ -1,4 +1,4 @@
-"""Launchers of optim.cu: SGD and Adam, one tensor or a list of them in one launch."""
+"""Launchers of optim.cu: SGD, Adam / AdamW (one tensor or a list of them in one launch) and RMSprop."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from .launch import Launchers, _f, _floats, _grid_1d, _i
 
 # adam_update_multi's cached device tables: ((address, size) of every array) -> (pointers, offsets)
 _AdamTables = dict[tuple[tuple[int, int], ...], tuple[BackendArray, BackendArray]]
+
+
+def _decay(lr: float, weight_decay: float, decoupled: bool) -> tuple[float, float]:
+    """(the L2 weight decay added to the gradient, the factor param is scaled by first): (wd, 1) for Adam,
+    (0, 1 - lr*wd) for AdamW (computed in double)."""
+    return (0.0, 1.0 - lr * weight_decay) if decoupled else (weight_decay, 1.0)
 
 
 class OptimKernels(Launchers):
@@ -63,10 +69,12 @@ class OptimKernels(Launchers):
         eps: float,
         weight_decay: float,
         eps_mode: str,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         step_size, sqrt_c2, keras = self._adam_scalars(step, lr, beta1, beta2, eps_mode)
-        scalars = _floats(beta1, beta2, eps, weight_decay, step_size, sqrt_c2)
-        args = (param, grad, m, v, _i(param.size), *scalars, _i(keras))
+        wd, decay = _decay(lr, weight_decay, decoupled_weight_decay)
+        scalars = _floats(beta1, beta2, eps, wd, step_size, sqrt_c2)
+        args = (param, grad, m, v, _i(param.size), *scalars, _i(keras), _f(decay))
         self._launch("optim", "adam_update", _grid_1d(param.size), args)
 
     def adam_update_multi(
@@ -83,6 +91,7 @@ class OptimKernels(Launchers):
         eps: float,
         weight_decay: float,
         eps_mode: str,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         """adam_update over every (param, grad, m, v) quadruple of the lists in one launch.
 
@@ -128,6 +137,7 @@ class OptimKernels(Launchers):
         table, offsets = self._adam_table(quads)
         total = sum(q[0].size for q in quads)
         keras = _i(eps_mode == "keras")
+        wd, decay = _decay(lr, weight_decay, decoupled_weight_decay)
         if device_step:
             args: tuple[Any, ...] = (
                 table,
@@ -136,17 +146,40 @@ class OptimKernels(Launchers):
                 step,
                 *map(np.float64, (lr, beta1, beta2)),
             )
-            args += (*_floats(eps, weight_decay), keras)
+            args += (*_floats(eps, wd), keras, _f(decay))
             self._launch("optim", "adam_update_multi_device_step", _grid_1d(total), args)
         else:
             step_size, sqrt_c2, _ = self._adam_scalars(step, lr, beta1, beta2, eps_mode)
-            scalars = _floats(beta1, beta2, eps, weight_decay, step_size, sqrt_c2)
+            scalars = _floats(beta1, beta2, eps, wd, step_size, sqrt_c2)
             self._launch(
                 "optim",
                 "adam_update_multi",
                 _grid_1d(total),
-                (table, offsets, _i(len(quads)), *scalars, keras),
+                (table, offsets, _i(len(quads)), *scalars, keras, _f(decay)),
             )
+
+    def rmsprop_update(
+        self,
+        param: BackendArray,
+        grad: BackendArray,
+        square_avg: BackendArray,
+        momentum_buffer: BackendArray | None,
+        grad_avg: BackendArray | None,
+        *,
+        lr: float,
+        rho: float,
+        eps: float,
+        weight_decay: float,
+        momentum: float,
+        centered: bool,
+    ) -> None:
+        # a buffer that is off is never touched: square_avg stands in for its pointer
+        buf = momentum_buffer if momentum_buffer is not None else square_avg
+        gavg = grad_avg if grad_avg is not None else square_avg
+        scalars = _floats(lr, rho, 1.0 - rho, eps, weight_decay, momentum)
+        flags = (_i(momentum_buffer is not None), _i(grad_avg is not None))
+        args = (param, grad, square_avg, buf, gavg, _i(param.size), *scalars, *flags)
+        self._launch("optim", "rmsprop_update", _grid_1d(param.size), args)
 
     def _adam_table(
         self, quads: Sequence[tuple[BackendArray, BackendArray, BackendArray, BackendArray]]

@@ -17,6 +17,7 @@ the problem alone (conv.py's DW_TASKS runs, one task per channel or per row), ad
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -264,6 +265,10 @@ for _kernel in BASIC:
     install(NumbaBackend, forwarder(_kernel, f"self._k[{_kernel.family!r}].{_kernel.name}"))
 
 
+def _call(be: Backend, name: str, args: list[np.ndarray], kwargs: dict[str, Any]) -> object:
+    return getattr(be, name)(*args, **kwargs)
+
+
 def _warmup_calls(be: Backend, dtype: np.dtype) -> WarmupCalls:
     """One closure per kernel, in the table's order (its unfused kernels, then FUSED), from the
     ``warmup_calls`` of each family module: tiny inputs that reach every compiled loop. Run in that order,
@@ -282,6 +287,12 @@ def _warmup_calls(be: Backend, dtype: np.dtype) -> WarmupCalls:
         module = importlib.import_module(f"{__name__}.{family}")
         if hasattr(module, "warmup_calls"):
             calls.update(module.warmup_calls(be, rand, zeros))
+    # an elementwise kernel of the table: a call on small arrays, its settings at their front-door defaults
+    for kernel in BASIC:
+        if kernel.recipe == "elementwise" and kernel.name not in calls:
+            arrays = [rand(2, 3, 5) for arg in kernel.args if arg.positional]
+            settings = {arg.name: arg.front for arg in kernel.args if not arg.positional}
+            calls[kernel.name] = functools.partial(_call, be, kernel.name, arrays, settings)
     order = [kernel.name for kernel in BASIC] + list(FUSED)
     missing = [name for name in order if name not in calls]
     if missing:

@@ -2,7 +2,8 @@
 
 x (any shape) -> y (same shape); dy, y -> dx. Kinds: relu, leaky_relu (slope alpha for x <= 0), sigmoid,
 tanh. NaN propagates: relu(NaN) = NaN, and backward passes dy where y is NaN (PyTorch's `y <= 0 ? 0 : dy`).
-Each kind has its own branch-free parallel loop so LLVM can vectorise it.
+Each kind has its own branch-free parallel loop so LLVM can vectorise it. ELU (elu_forward / elu_backward,
+the latter from the input x) has its own pair of loops.
 """
 
 from __future__ import annotations
@@ -68,6 +69,32 @@ def activation_forward(x: np.ndarray, kind: str, alpha: float) -> np.ndarray:
 def activation_backward(dy: np.ndarray, y: np.ndarray, kind: str, alpha: float) -> np.ndarray:
     dx = alloc.empty(y.shape, y.dtype)
     _backward(dy.reshape(-1), y.reshape(-1), KIND_CODES[kind], y.dtype.type(alpha), dx.reshape(-1))
+    return dx
+
+
+@njit(parallel=True, cache=True)
+def _elu_forward(x, alpha, y):
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = v if v > 0 else alpha * math.expm1(v)
+
+
+@njit(parallel=True, cache=True)
+def _elu_backward(dy, x, alpha, dx):
+    for i in prange(x.size):
+        v = x[i]
+        dx[i] = dy[i] if v > 0 else dy[i] * alpha * math.exp(v)
+
+
+def elu_forward(x: np.ndarray, alpha: float) -> np.ndarray:
+    y = alloc.empty(x.shape, x.dtype)
+    _elu_forward(x.reshape(-1), x.dtype.type(alpha), y.reshape(-1))
+    return y
+
+
+def elu_backward(dy: np.ndarray, x: np.ndarray, alpha: float) -> np.ndarray:
+    dx = alloc.empty(x.shape, x.dtype)
+    _elu_backward(dy.reshape(-1), x.reshape(-1), x.dtype.type(alpha), dx.reshape(-1))
     return dx
 
 

@@ -6,6 +6,9 @@ param, grad, velocity | m, v: same shape and dtype.
   adam: g = grad + wd*param; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2
         torch: param -= (lr/(1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
         keras: param -= (lr*sqrt(1-b2^t)/(1-b1^t)) * m / (sqrt(v) + eps)   (eps before the bias correction)
+        decoupled (AdamW): param *= 1 - lr*wd first, and g = grad
+  rmsprop: g = grad + wd*param; s = rho*s + (1-rho)*g^2; centered: a = rho*a + (1-rho)*g, d = sqrt(s - a^2)
+        + eps, else d = sqrt(s) + eps; momentum: b = mu*b + g/d, param -= lr*b; else param -= lr*g/d
 """
 
 from __future__ import annotations
@@ -38,10 +41,13 @@ def _sgd_momentum(param, grad, velocity, lr, momentum, nesterov, weight_decay):
 
 
 @njit(parallel=True, cache=True)
-def _adam(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, keras):
+def _adam(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, keras, decay):
+    # decay: AdamW's 1 - lr*wd (weight_decay then 0), else 1
     bias1 = 1.0 - beta1**step
     bias2_sqrt = math.sqrt(1.0 - beta2**step)
     for i in prange(param.size):
+        if decay != 1.0:
+            param[i] = param[i] * decay
         g = grad[i] + weight_decay * param[i]
         mi = beta1 * m[i] + (1.0 - beta1) * g
         vi = beta2 * v[i] + (1.0 - beta2) * g * g
@@ -83,10 +89,55 @@ def adam_update(
     eps: float,
     weight_decay: float,
     eps_mode: str,
+    decoupled_weight_decay: bool = False,
 ) -> None:
+    decay = 1.0 - lr * weight_decay if decoupled_weight_decay else 1.0
     _adam(
         param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), float(lr), float(beta1),
-        float(beta2), float(eps), float(weight_decay), int(step), eps_mode == "keras",
+        float(beta2), float(eps), 0.0 if decoupled_weight_decay else float(weight_decay), int(step),
+        eps_mode == "keras", float(decay),
+    )  # fmt: skip
+
+
+@njit(parallel=True, cache=True)
+def _rmsprop(param, grad, square_avg, buf, gavg, lr, rho, eps, weight_decay, momentum, use_buf, centered):
+    for i in prange(param.size):
+        g = grad[i] + weight_decay * param[i]
+        s = rho * square_avg[i] + (1.0 - rho) * g * g
+        square_avg[i] = s
+        if centered:
+            a = rho * gavg[i] + (1.0 - rho) * g
+            gavg[i] = a
+            d = math.sqrt(s - a * a) + eps
+        else:
+            d = math.sqrt(s) + eps
+        if use_buf:
+            b = momentum * buf[i] + g / d
+            buf[i] = b
+            param[i] = param[i] - lr * b
+        else:
+            param[i] = param[i] - lr * (g / d)
+
+
+def rmsprop_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    square_avg: np.ndarray,
+    momentum_buffer: np.ndarray | None,
+    grad_avg: np.ndarray | None,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+) -> None:
+    flat = square_avg.reshape(-1)  # stands in for a buffer that is off (never read then: one compiled loop)
+    buf = flat if momentum_buffer is None else momentum_buffer.reshape(-1)
+    gavg = flat if grad_avg is None else grad_avg.reshape(-1)
+    _rmsprop(
+        param.reshape(-1), grad.reshape(-1), flat, buf, gavg, float(lr), float(rho), float(eps),
+        float(weight_decay), float(momentum), momentum_buffer is not None, grad_avg is not None,
     )  # fmt: skip
 
 
@@ -105,4 +156,8 @@ def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     def adam_step() -> None:
         be.adam_update(p, g, s1, s2, **adam)
 
-    return {"sgd_update": sgd, "adam_update": adam_step}
+    def rmsprop() -> None:
+        rms: dict[str, Any] = dict(lr=1e-3, rho=0.9, eps=1e-7, weight_decay=0.0)
+        be.rmsprop_update(p, g, s1, s2, None, **rms, momentum=0.9, centered=False)
+
+    return {"sgd_update": sgd, "adam_update": adam_step, "rmsprop_update": rmsprop}

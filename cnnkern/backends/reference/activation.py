@@ -1,4 +1,5 @@
-"""Reference activations (elementwise); backward from the output y, as PyTorch does."""
+"""Reference activations (elementwise); backward from the output y, as PyTorch does (ELU's from the input x,
+as PyTorch's F.elu does)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,15 @@ def activation_backward(dy: np.ndarray, y: np.ndarray, kind: str, *, alpha: floa
     if kind == "tanh":
         return dy * (1 - y * y)
     raise ValueError(f"unknown activation kind {kind!r}")
+
+
+def elu_forward(x: np.ndarray, *, alpha: float) -> np.ndarray:
+    # PyTorch's (vectorised) x > 0 ? x : alpha * expm1(x), so NaN stays NaN; expm1 keeps the accuracy near 0
+    return np.where(x > 0, x, x.dtype.type(alpha) * np.expm1(np.minimum(x, 0))).astype(x.dtype)
+
+
+def elu_backward(dy: np.ndarray, x: np.ndarray, *, alpha: float) -> np.ndarray:
+    # PyTorch's (vectorised) elu_backward from the input: x > 0 ? dy : dy * alpha * e^x, so a NaN x gives
+    # NaN; an infinite dy where e^x is 0 gives NaN too, as in IEEE arithmetic
+    with np.errstate(invalid="ignore"):
+        return np.where(x > 0, dy, dy * dy.dtype.type(alpha) * np.exp(np.minimum(x, 0))).astype(dy.dtype)

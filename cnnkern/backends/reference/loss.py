@@ -1,4 +1,5 @@
-"""Reference softmax cross-entropy: logits (N,C), labels int64 (N,) -> mean loss, probs (N,C)."""
+"""Reference softmax cross-entropy: logits (N,C), labels int64 (N,) -> mean loss, probs (N,C); and against
+soft targets (N,C) with optional per-sample weights (N,)."""
 
 from __future__ import annotations
 
@@ -20,4 +21,27 @@ def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray) -> np.
     d = probs.copy()
     d[np.arange(n), labels] -= 1
     d /= n
+    return d
+
+
+def softmax_cross_entropy_soft_forward(
+    logits: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """loss = Σ_n w_n·(−Σ_c t_nc·log_softmax_nc) / N (Keras's sum over the batch size)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    rows = -(targets * log_probs).sum(axis=1)
+    if weights is not None:
+        rows = rows * weights
+    loss = rows.sum() / logits.shape[0]
+    return np.asarray(loss, dtype=logits.dtype), np.exp(log_probs)
+
+
+def softmax_cross_entropy_soft_backward(
+    probs: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    d = probs * targets.sum(axis=1, keepdims=True) - targets
+    if weights is not None:
+        d *= weights[:, None]
+    d /= probs.shape[0]
     return d

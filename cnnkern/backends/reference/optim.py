@@ -1,4 +1,5 @@
-"""Reference optimizer steps, in place (PyTorch's SGD and Adam; Adam's eps placement per eps_mode)."""
+"""Reference optimizer steps, in place (PyTorch's SGD, Adam / AdamW and RMSprop; Adam's eps placement per
+eps_mode)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,13 @@ def adam_update(
     eps: float,
     weight_decay: float,
     eps_mode: str,
+    decoupled_weight_decay: bool = False,
 ) -> None:
-    g = grad + weight_decay * param if weight_decay else grad
+    if decoupled_weight_decay:  # AdamW: the decay scales param, the gradient stays as it is
+        param *= 1.0 - lr * weight_decay
+        g = grad
+    else:
+        g = grad + weight_decay * param if weight_decay else grad
     m *= beta1
     m += (1 - beta1) * g
     v *= beta2
@@ -52,3 +58,36 @@ def adam_update(
     else:
         update = (lr * math.sqrt(c2) / c1) * m / (np.sqrt(v) + eps)
     param -= update.astype(param.dtype, copy=False)
+
+
+def rmsprop_update(
+    param: np.ndarray,
+    grad: np.ndarray,
+    square_avg: np.ndarray,
+    momentum_buffer: np.ndarray | None,
+    grad_avg: np.ndarray | None,
+    *,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+) -> None:
+    g = grad + weight_decay * param if weight_decay else grad
+    square_avg *= rho
+    square_avg += (1 - rho) * g * g
+    if centered:
+        assert grad_avg is not None  # the front door: grad_avg is None iff not centered
+        grad_avg *= rho
+        grad_avg += (1 - rho) * g
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = np.sqrt(square_avg) + eps
+    if momentum:
+        assert momentum_buffer is not None  # the front door: None iff momentum == 0
+        momentum_buffer *= momentum
+        momentum_buffer += g / avg
+        param -= (lr * momentum_buffer).astype(param.dtype, copy=False)
+    else:
+        param -= (lr * g / avg).astype(param.dtype, copy=False)

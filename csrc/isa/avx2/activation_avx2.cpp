@@ -41,18 +41,23 @@ inline void map2(const float* a, const float* b, float* y, int64_t n, Op op) {
 // (e^r - 1 - r)/r² (relative error 3e-9 on the interval, far below float's 6e-8). a is clamped at -104
 // (e^-104 is below half the smallest subnormal, so -inf gives 0), and 2^n, n in [-150, 0], is applied in
 // two halves that are each a normal float, so subnormal results round once, at the end.
+// e^r - 1 = r + r²·Q(r) for |r| <= ln2/2: exp_nonpositive's reduced step, and ELU's e^x - 1 near 0.
+inline __m256 expm1_reduced(__m256 r) {
+  __m256 q = _mm256_set1_ps(1.381461043e-03f);
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(8.368710056e-03f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.166838899e-02f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.666652113e-01f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.999999404e-01f));
+  return _mm256_fmadd_ps(_mm256_mul_ps(r, r), q, r);
+}
+
 inline __m256 exp_nonpositive(__m256 a) {
   a = _mm256_max_ps(a, _mm256_set1_ps(-104.0f));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(a, _mm256_set1_ps(1.44269504f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-6.931471825e-01f), a);
   r = _mm256_fmadd_ps(n, _mm256_set1_ps(1.904654323e-09f), r);
-  __m256 q = _mm256_set1_ps(1.381461043e-03f);
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(8.368710056e-03f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.166838899e-02f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.666652113e-01f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.999999404e-01f));
-  const __m256 p = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(r, r), q, r), _mm256_set1_ps(1.0f));
+  const __m256 p = _mm256_add_ps(expm1_reduced(r), _mm256_set1_ps(1.0f));
   const __m256i ni = _mm256_cvtps_epi32(n);
   const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
   const __m256i bias = _mm256_set1_epi32(127);
@@ -138,6 +143,30 @@ void tanh_backward(const float* dy, const float* y, float* dx, int64_t n, float)
   const __m256 one = _mm256_set1_ps(1.0f);
   map2(dy, y, dx, n,
        [&](__m256 g, __m256 v) { return _mm256_mul_ps(g, _mm256_sub_ps(one, _mm256_mul_ps(v, v))); });
+}
+
+// x > 0 ? x : alpha*(e^x - 1). e^x - 1 is expm1_reduced(x) above -ln2/2 (relative accuracy near 0, where
+// e^x - 1 would cancel), else exp_nonpositive(x) - 1 (|e^x - 1| > 0.29 there). NaN stays NaN.
+void elu_forward(const float* x, float* y, int64_t n, float alpha) {
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), a = _mm256_set1_ps(alpha);
+  const __m256 cut = _mm256_set1_ps(-0.34657359f);
+  map1(x, y, n, [&](__m256 v) {
+    const __m256 neg = _mm256_min_ps(v, zero);  // NaN lanes become 0; keep_nan restores them
+    const __m256 big = _mm256_sub_ps(exp_nonpositive(neg), one);
+    const __m256 em1 = _mm256_blendv_ps(expm1_reduced(neg), big, _mm256_cmp_ps(neg, cut, _CMP_LT_OQ));
+    return keep_nan(_mm256_blendv_ps(_mm256_mul_ps(a, em1), v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)), v);
+  });
+}
+
+// x > 0 ? dy : dy*alpha*e^x (from the input x; NaN where x is NaN), the scalar loop's operation order
+void elu_backward(const float* dy, const float* x, float* dx, int64_t n, float alpha) {
+  const __m256 zero = _mm256_setzero_ps(), a = _mm256_set1_ps(alpha);
+  map2(dy, x, dx, n, [&](__m256 g, __m256 v) {
+    const __m256 e = exp_nonpositive(_mm256_min_ps(v, zero));
+    const __m256 d =
+        _mm256_blendv_ps(_mm256_mul_ps(_mm256_mul_ps(g, a), e), g, _mm256_cmp_ps(v, zero, _CMP_GT_OQ));
+    return keep_nan(d, v);
+  });
 }
 
 }  // namespace avx2

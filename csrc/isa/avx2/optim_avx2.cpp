@@ -52,15 +52,17 @@ void sgd(float* param, const float* grad, float* velocity, int64_t n, float lr, 
 }
 
 void adam(float* param, const float* grad, float* m, float* v, int64_t n, float beta1, float omb1,
-          float beta2, float omb2, float weight_decay, float step_size, float c2, float eps) {
+          float beta2, float omb2, float weight_decay, float step_size, float c2, float eps, float decay) {
   const __m256 b1 = _mm256_set1_ps(beta1), c1b1 = _mm256_set1_ps(omb1), b2 = _mm256_set1_ps(beta2),
                c1b2 = _mm256_set1_ps(omb2), vwd = _mm256_set1_ps(weight_decay),
                vstep = _mm256_set1_ps(step_size), vc2 = _mm256_set1_ps(c2), veps = _mm256_set1_ps(eps);
-  const bool decay = weight_decay != 0.0f;
+  const __m256 vdecay = _mm256_set1_ps(decay);
+  const bool l2 = weight_decay != 0.0f, decoupled = decay != 1.0f;
   blocks(n, [&](int64_t i, auto io) {
-    const __m256 p = io.load(param + i);
+    __m256 p = io.load(param + i);
+    if (decoupled) p = _mm256_mul_ps(p, vdecay);
     __m256 g = io.load(grad + i);
-    if (decay) g = _mm256_add_ps(g, _mm256_mul_ps(vwd, p));
+    if (l2) g = _mm256_add_ps(g, _mm256_mul_ps(vwd, p));
     const __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, io.load(m + i)), _mm256_mul_ps(c1b1, g));
     const __m256 vi =
         _mm256_add_ps(_mm256_mul_ps(b2, io.load(v + i)), _mm256_mul_ps(_mm256_mul_ps(c1b2, g), g));
@@ -68,6 +70,38 @@ void adam(float* param, const float* grad, float* m, float* v, int64_t n, float 
     io.store(v + i, vi);
     const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), vc2), veps);
     io.store(param + i, _mm256_sub_ps(p, _mm256_mul_ps(vstep, _mm256_div_ps(mi, denom))));
+  });
+}
+
+void rmsprop(float* param, const float* grad, float* sq, float* buf, float* gavg, int64_t n, float lr,
+             float rho, float omr, float eps, float weight_decay, float momentum) {
+  const __m256 vlr = _mm256_set1_ps(lr), vrho = _mm256_set1_ps(rho), vomr = _mm256_set1_ps(omr),
+               veps = _mm256_set1_ps(eps), vwd = _mm256_set1_ps(weight_decay),
+               vmom = _mm256_set1_ps(momentum);
+  const bool decay = weight_decay != 0.0f;
+  blocks(n, [&](int64_t i, auto io) {
+    const __m256 p = io.load(param + i);
+    __m256 g = io.load(grad + i);
+    if (decay) g = _mm256_add_ps(g, _mm256_mul_ps(vwd, p));
+    const __m256 s =
+        _mm256_add_ps(_mm256_mul_ps(vrho, io.load(sq + i)), _mm256_mul_ps(_mm256_mul_ps(vomr, g), g));
+    io.store(sq + i, s);
+    __m256 d;
+    if (gavg) {
+      const __m256 a = _mm256_add_ps(_mm256_mul_ps(vrho, io.load(gavg + i)), _mm256_mul_ps(vomr, g));
+      io.store(gavg + i, a);
+      d = _mm256_add_ps(_mm256_sqrt_ps(_mm256_sub_ps(s, _mm256_mul_ps(a, a))), veps);
+    } else {
+      d = _mm256_add_ps(_mm256_sqrt_ps(s), veps);
+    }
+    const __m256 q = _mm256_div_ps(g, d);
+    if (buf) {
+      const __m256 b = _mm256_add_ps(_mm256_mul_ps(vmom, io.load(buf + i)), q);
+      io.store(buf + i, b);
+      io.store(param + i, _mm256_sub_ps(p, _mm256_mul_ps(vlr, b)));
+    } else {
+      io.store(param + i, _mm256_sub_ps(p, _mm256_mul_ps(vlr, q)));
+    }
   });
 }
 

@@ -1,0 +1,104 @@
+"""The cpp backend's int8 kernels (csrc/kernels/quant.cpp, with the AVX2 / AVX-512 VNNI GEMMs of csrc/isa):
+the reference's signatures (:mod:`cnnkern.backends.reference.quant`, the specification they equal
+exactly). Dtypes are checked here; shapes and the format's value ranges (7-bit codes, weights in
+[-127, 127], the requantization constants) in C++, with the reference's messages, in one pass that costs
+far less than NumPy's scans at batch 1."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .cpp import _cpp
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a)
+
+
+def _dtypes(x: np.ndarray, w: np.ndarray, *int32: np.ndarray) -> None:
+    if x.dtype != np.uint8 or w.dtype != np.int8 or any(a.dtype != np.int32 for a in int32):
+        raise TypeError(
+            f"x, w must be uint8, int8 and bias, multiplier, shift int32, got {x.dtype}, {w.dtype}"
+        )
+
+
+def conv2d_q8_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    *,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> np.ndarray:
+    _dtypes(x, w, bias, multiplier, shift)
+    return _cpp.conv2d_q8_forward(
+        _c(x),
+        _c(w),
+        _c(bias),
+        _c(multiplier),
+        _c(shift),
+        x_zero=int(x_zero),
+        y_zero=int(y_zero),
+        relu=bool(relu),
+        stride=tuple(stride),
+        padding=tuple(padding),
+        dilation=tuple(dilation),
+        groups=int(groups),
+    )
+
+
+def dense_q8_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    *,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+) -> np.ndarray:
+    _dtypes(x, w, bias, multiplier, shift)
+    return _cpp.dense_q8_forward(
+        _c(x),
+        _c(w),
+        _c(bias),
+        _c(multiplier),
+        _c(shift),
+        x_zero=int(x_zero),
+        y_zero=int(y_zero),
+        relu=bool(relu),
+    )
+
+
+def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
+    _dtypes(x, w, bias)
+    return _cpp.dense_q8_acc(_c(x), _c(w), _c(bias), x_zero=int(x_zero))
+
+
+def maxpool2d_q8_forward(
+    x: np.ndarray,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+) -> np.ndarray:
+    if x.dtype != np.uint8 or x.ndim != 4:
+        raise TypeError(f"x must be uint8 (N,C,H,W), got {x.dtype} {x.shape}")
+    return _cpp.maxpool2d_q8_forward(
+        _c(x),
+        kernel_size=tuple(kernel_size),
+        stride=tuple(stride),
+        padding=tuple(padding),
+        ceil_mode=bool(ceil_mode),
+    )

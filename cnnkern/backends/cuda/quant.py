@@ -1,0 +1,126 @@
+"""Launchers of quant.cu: the cuda backend's int8 kernels, with the reference's signatures
+(:mod:`cnnkern.backends.reference.quant`, the specification they equal exactly). They take and return NumPy
+arrays (the int8 model runs on the host, :class:`cnnkern.compress.QuantizedModel`), moving each call's
+arrays to the device and back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ... import shapes
+from ..reference import quant as spec
+from .launch import _grid_1d, _ints
+
+
+class CudaQuantKernels:
+    """The int8 kernels of the CUDA backend ``backend`` (a :class:`~cnnkern.backends.cuda.CudaBackend`)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.be = backend
+
+    def _put(self, a: np.ndarray) -> Any:
+        return self.be._cp.asarray(np.ascontiguousarray(a))
+
+    def _get(self, a: Any) -> np.ndarray:
+        return a if isinstance(a, np.ndarray) else a.get()
+
+    def conv2d_q8_forward(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray,
+        multiplier: np.ndarray,
+        shift: np.ndarray,
+        *,
+        x_zero: int,
+        y_zero: int,
+        relu: bool,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int,
+    ) -> np.ndarray:
+        spec._check_common(x, w, bias, x_zero, int(np.prod(w.shape[1:])))
+        spec.requantize(np.zeros((1, w.shape[0]), np.int32), multiplier, shift, y_zero, False, axis=1)
+        n, h, wd, c = x.shape
+        k, cg, r, s = w.shape
+        if c != cg * groups or k % groups:
+            raise ValueError(f"x {x.shape} and w {w.shape} do not match groups={groups}")
+        p = shapes.conv_out(h, r, stride[0], padding[0], padding[1], dilation[0])
+        q = shapes.conv_out(wd, s, stride[1], padding[2], padding[3], dilation[1])
+        y = self.be._empty((n, p, q, k), np.uint8)
+        arrays = [self._put(a) for a in (x, w.transpose(0, 2, 3, 1), bias, multiplier, shift)]
+        sizes = _ints(n, h, wd, c, k, r, s, p, q, *stride, padding[0], padding[2], *dilation, groups)
+        zeros = _ints(x_zero, y_zero, y_zero if relu else 0)
+        self.be._launch("quant", "conv2d_q8", _grid_1d(y.size), (*arrays, y, *sizes, *zeros))
+        return self._get(y)
+
+    def _dense(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray,
+        m: np.ndarray,
+        s: np.ndarray,
+        x_zero: int,
+        y_zero: int,
+        relu: bool,
+        requantize: bool,
+    ) -> np.ndarray:
+        if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
+            raise ValueError(f"x (N,in) and w (out,in) do not match: {x.shape}, {w.shape}")
+        n, out = x.shape[0], w.shape[0]
+        y = self.be._empty((n, out), np.uint8)
+        acc = self.be._empty((n, out), np.int32)
+        arrays = [self._put(a) for a in (x, w, bias, m, s)]
+        args = (
+            *arrays,
+            y,
+            acc,
+            *_ints(n, x.shape[1], out, x_zero, y_zero, y_zero if relu else 0, requantize),
+        )
+        self.be._launch("quant", "dense_q8", _grid_1d(n * out), args)
+        return self._get(y if requantize else acc)
+
+    def dense_q8_forward(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        bias: np.ndarray,
+        multiplier: np.ndarray,
+        shift: np.ndarray,
+        *,
+        x_zero: int,
+        y_zero: int,
+        relu: bool,
+    ) -> np.ndarray:
+        spec._check_common(x, w, bias, x_zero, w.shape[-1])
+        spec.requantize(np.zeros((1, w.shape[0]), np.int32), multiplier, shift, y_zero, False, axis=1)
+        return self._dense(x, w, bias, multiplier, shift, x_zero, y_zero, relu, True)
+
+    def dense_q8_acc(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
+        spec._check_common(x, w, bias, x_zero, w.shape[-1])
+        ones = np.full(w.shape[0], 1 << 30, np.int32)
+        return self._dense(x, w, bias, ones, ones, x_zero, 0, False, False)
+
+    def maxpool2d_q8_forward(
+        self,
+        x: np.ndarray,
+        *,
+        kernel_size: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int],
+        ceil_mode: bool,
+    ) -> np.ndarray:
+        if x.dtype != np.uint8 or x.ndim != 4:
+            raise TypeError(f"x must be uint8 (N,H,W,C), got {x.dtype} {x.shape}")
+        n, h, w, c = x.shape
+        p = shapes.pool_out(h, kernel_size[0], stride[0], padding[0], 1, ceil_mode)
+        q = shapes.pool_out(w, kernel_size[1], stride[1], padding[1], 1, ceil_mode)
+        y = self.be._empty((n, p, q, c), np.uint8)
+        sizes = _ints(n, h, w, c, p, q, *kernel_size, *stride, *padding)
+        self.be._launch("quant", "maxpool2d_q8", _grid_1d(y.size), (self._put(x), y, *sizes))
+        return self._get(y)

@@ -1,0 +1,208 @@
+"""The numba backend's int8 kernels (:mod:`cnnkern.compress`): the reference's signatures
+(:mod:`cnnkern.backends.reference.quant`, the specification they equal exactly), as direct loops in int64
+(one parallel task per output row of an image, or per sample). Channels-last images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit, prange
+
+from ...shapes import conv_out, pool_out
+from ..reference import quant as spec
+
+
+@njit(cache=True)
+def _requant(acc, m, s, y_zero, lo):
+    v = y_zero + ((acc * m + (np.int64(1) << (s - 1))) >> s)
+    return np.uint8(min(max(v, lo), 127))
+
+
+@njit(parallel=True, cache=True)
+def _conv(x, w, bias, mult, shift, x_zero, y_zero, lo, sh, sw, pt, pl, dh, dw, groups, P, Q, y):
+    N, H, W, C = x.shape
+    K, R, S, CG = w.shape  # (K, R, S, C/groups): a tap's channels contiguous, as x's
+    KG = K // groups
+    for task in prange(N * P):
+        n, p = task // P, task % P
+        for q in range(Q):
+            for k in range(K):
+                c0 = (k // KG) * CG
+                acc = np.int64(bias[k])
+                for i in range(R):
+                    hh = p * sh - pt + i * dh
+                    if hh < 0 or hh >= H:
+                        continue
+                    for j in range(S):
+                        ww = q * sw - pl + j * dw
+                        if ww < 0 or ww >= W:
+                            continue
+                        for c in range(CG):
+                            acc += (np.int64(x[n, hh, ww, c0 + c]) - x_zero) * w[k, i, j, c]
+                y[n, p, q, k] = _requant(acc, np.int64(mult[k]), np.int64(shift[k]), y_zero, lo)
+
+
+@njit(parallel=True, cache=True)
+def _dense(x, w, bias, mult, shift, x_zero, y_zero, lo, y, acc_out, requantize):
+    N, IN = x.shape
+    OUT = w.shape[0]
+    for n in prange(N):
+        for k in range(OUT):
+            acc = np.int64(bias[k])
+            for t in range(IN):
+                acc += (np.int64(x[n, t]) - x_zero) * w[k, t]
+            if requantize:
+                y[n, k] = _requant(acc, np.int64(mult[k]), np.int64(shift[k]), y_zero, lo)
+            else:
+                acc_out[n, k] = acc
+
+
+@njit(parallel=True, cache=True)
+def _maxpool(x, kh, kw, sh, sw, ph, pw, y):
+    N, H, W, C = x.shape
+    _, P, Q, _ = y.shape
+    for task in prange(N * P):
+        n, p = task // P, task % P
+        for q in range(Q):
+            for c in range(C):
+                best = np.uint8(0)  # below every code, as the specification's padding
+                for i in range(kh):
+                    hh = p * sh - ph + i
+                    if hh < 0 or hh >= H:
+                        continue
+                    for j in range(kw):
+                        ww = q * sw - pw + j
+                        if 0 <= ww < W and x[n, hh, ww, c] > best:
+                            best = x[n, hh, ww, c]
+                y[n, p, q, c] = best
+
+
+def conv2d_q8_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    *,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> np.ndarray:
+    spec._check_common(x, w, bias, x_zero, int(np.prod(w.shape[1:])))
+    spec.requantize(np.zeros((1, w.shape[0]), np.int32), multiplier, shift, y_zero, False, axis=1)
+    n, h, wd, c = x.shape
+    k, cg, r, s = w.shape
+    if c != cg * groups or k % groups:
+        raise ValueError(f"x {x.shape} and w {w.shape} do not match groups={groups}")
+    p = conv_out(h, r, stride[0], padding[0], padding[1], dilation[0])
+    q = conv_out(wd, s, stride[1], padding[2], padding[3], dilation[1])
+    y = np.empty((n, p, q, k), np.uint8)
+    w_rsc = np.ascontiguousarray(w.transpose(0, 2, 3, 1))
+    _conv(
+        np.ascontiguousarray(x),
+        w_rsc,
+        bias,
+        multiplier,
+        shift,
+        np.int64(x_zero),
+        np.int64(y_zero),
+        np.int64(y_zero if relu else 0),
+        stride[0],
+        stride[1],
+        padding[0],
+        padding[2],
+        dilation[0],
+        dilation[1],
+        groups,
+        p,
+        q,
+        y,
+    )
+    return y
+
+
+def _dense_call(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+    requantize: bool,
+) -> np.ndarray:
+    y = np.empty((x.shape[0], w.shape[0]), np.uint8)
+    acc = np.empty((x.shape[0], w.shape[0]), np.int32)
+    _dense(
+        np.ascontiguousarray(x),
+        np.ascontiguousarray(w),
+        bias,
+        multiplier,
+        shift,
+        np.int64(x_zero),
+        np.int64(y_zero),
+        np.int64(y_zero if relu else 0),
+        y,
+        acc,
+        requantize,
+    )
+    return y if requantize else acc
+
+
+def dense_q8_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    *,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+) -> np.ndarray:
+    spec._check_common(x, w, bias, x_zero, w.shape[-1])
+    spec.requantize(np.zeros((1, w.shape[0]), np.int32), multiplier, shift, y_zero, False, axis=1)
+    if x.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"x (N,in) and w (out,in) do not match: {x.shape}, {w.shape}")
+    return _dense_call(x, w, bias, multiplier, shift, x_zero, y_zero, relu, True)
+
+
+def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
+    spec._check_common(x, w, bias, x_zero, w.shape[-1])
+    if x.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"x (N,in) and w (out,in) do not match: {x.shape}, {w.shape}")
+    ones = np.full(w.shape[0], 1 << 30, np.int32)
+    return _dense_call(x, w, bias, ones, ones, x_zero, 0, False, False)
+
+
+def maxpool2d_q8_forward(
+    x: np.ndarray,
+    *,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+) -> np.ndarray:
+    if x.dtype != np.uint8 or x.ndim != 4:
+        raise TypeError(f"x must be uint8 (N,H,W,C), got {x.dtype} {x.shape}")
+    n, h, w, c = x.shape
+    p = pool_out(h, kernel_size[0], stride[0], padding[0], 1, ceil_mode)
+    q = pool_out(w, kernel_size[1], stride[1], padding[1], 1, ceil_mode)
+    y = np.empty((n, p, q, c), np.uint8)
+    _maxpool(
+        np.ascontiguousarray(x),
+        kernel_size[0],
+        kernel_size[1],
+        stride[0],
+        stride[1],
+        padding[0],
+        padding[1],
+        y,
+    )
+    return y

@@ -1,0 +1,199 @@
+"""The execution plan of a built model: an ordered list of steps, each one kernel or one fused group of
+kernels, which forward runs in order and backward in reverse with the same grouping. The layers hold
+parameters and configuration; the plan decides what runs together:
+
+* a Conv2D whose output only a MaxPooling2D reads (and whose activation is not softmax) runs with that pool
+  as one step, ops.conv2d_act_maxpool_forward / _backward; the pool layer itself is not called;
+* a MaxPooling2D after any other layer with an activation whose output only the pool reads applies that
+  activation's gradient in its own backward (ops.maxpool2d_act_backward), and the layer before skips it;
+* every other layer is a step of its own (conv, dense: bias and activation fused into the kernel).
+
+``model.summary(plan=True)`` prints the steps and the kernels each calls. A Sequential's plan is that of its
+chain, a functional model's that of its graph (:mod:`cnnkern.graph`); both run through :class:`Plan`.
+A step whose output several steps read receives the sum of their gradients (array-module ``+``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._typing import BackendArray
+from .layers import Conv2D, Layer, MaxPooling2D
+
+# forward and backward kernels of ops each layer class calls (what the plan prints); a class not listed (a
+# user's own layer) is shown as its forward / backward methods
+_KERNELS: dict[str, tuple[str, str]] = {
+    "Conv2D": ("conv2d_bias_act_forward", "conv2d_backward"),
+    "Dense": ("dense_bias_act_forward", "dense_backward"),
+    "BatchNormalization": ("batchnorm2d_forward", "batchnorm2d_backward"),
+    "Activation": ("activation_forward", "activation_backward"),
+    "ReLU": ("activation_forward", "activation_backward"),
+    "LeakyReLU": ("activation_forward", "activation_backward"),
+    "MaxPooling2D": ("maxpool2d_forward", "maxpool2d_backward"),
+    "AveragePooling2D": ("avgpool2d_forward", "avgpool2d_backward"),
+    "GlobalAveragePooling2D": ("avgpool2d_forward", "avgpool2d_backward"),
+    "GlobalMaxPooling2D": ("maxpool2d_forward", "maxpool2d_backward"),
+    "Add": ("array +", "(dy to each input)"),
+    "Concatenate": ("array concatenate", "array slices"),
+    "Flatten": ("reshape (a view)", "reshape"),
+    "Dropout": ("array * mask", "array * mask"),
+    "InputLayer": ("(the model input)", "-"),
+}
+
+
+class Step:
+    """One step: ``layers`` (one, or a Conv2D and the MaxPooling2D it runs fused with), ``inputs`` (the
+    steps whose outputs it reads; empty: the model input), ``act_from`` (for a pool: the layer whose
+    activation gradient its backward applies)."""
+
+    __slots__ = ("layers", "inputs", "merge", "act_from", "needs_grad", "frees")
+
+    def __init__(self, layers: tuple[Layer, ...], inputs: list[int], merge: bool) -> None:
+        self.layers = layers
+        self.inputs = inputs
+        self.merge = merge
+        self.act_from: Layer | None = None
+        self.needs_grad = False
+        self.frees: list[int] = []
+
+    def kernels(self, act_taken: bool = False) -> tuple[str, str]:
+        """The (forward, backward) kernels this step calls (``act_taken``: a pool after it applies its
+        activation's gradient)."""
+        if len(self.layers) == 2:
+            return "conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward"
+        layer = self.layers[0]
+        fwd, bwd = _KERNELS.get(type(layer).__name__, (f"{type(layer).__name__}.forward", "backward"))
+        own_act = getattr(layer, "activation", "linear") not in ("linear", "softmax")  # softmax: in the loss
+        if own_act and not act_taken and type(layer).__name__ in ("Conv2D", "Dense"):
+            bwd = f"activation_backward, {bwd}"
+        if self.act_from is not None:
+            bwd = f"maxpool2d_act_backward (with {self.act_from.name}'s activation)"
+        return fwd, bwd
+
+
+class Plan:
+    """The steps of the layers ``layers`` (in an order where each comes after those it reads), where
+    ``inputs_of[i]`` are the indices of the layers layer i reads (empty: the model input) and ``merge[i]``
+    says it reads a list. ``fuse_conv_pool`` / ``pool_act``: the two fusions (off: one kernel per layer;
+    the tests compare both ways)."""
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        inputs_of: Sequence[Sequence[int]],
+        merge: Sequence[bool],
+        fuse_conv_pool: bool = True,
+        pool_act: bool = True,
+    ) -> None:
+        n = len(layers)
+        out = n - 1
+        readers = [0] * n
+        for ins in inputs_of:
+            for j in ins:
+                readers[j] += 1
+        # the pool that runs fused with conv j: pooled_by[j]
+        pooled_by: dict[int, int] = {}
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, MaxPooling2D) or not inputs_of[i]:
+                continue
+            j = inputs_of[i][0]
+            prev = layers[j]
+            if (
+                fuse_conv_pool
+                and readers[j] == 1
+                and j != out
+                and isinstance(prev, Conv2D)
+                and prev.can_fuse_pool()
+                and layer.data_format == "channels_last"  # both read the model's own layout
+            ):
+                pooled_by[j] = i
+        fused_pools = set(pooled_by.values())
+        self.steps: list[Step] = []
+        step_of: dict[int, int] = {}  # layer index -> the step that produces its output
+        for i, layer in enumerate(layers):
+            if i in fused_pools:
+                continue  # runs in its conv's step, placed where the conv is (the pool reads nothing else)
+            ins = [step_of[j] for j in inputs_of[i]]
+            if i in pooled_by:
+                step = Step((layer, layers[pooled_by[i]]), ins, False)
+                step_of[pooled_by[i]] = len(self.steps)
+            else:
+                step = Step((layer,), ins, merge[i])
+                if isinstance(layer, MaxPooling2D) and pool_act and inputs_of[i]:
+                    j = inputs_of[i][0]
+                    source = layers[j]
+                    same_layout = layer.data_format == getattr(source, "data_format", "channels_last")
+                    if (
+                        readers[j] == 1
+                        and j != out
+                        and hasattr(source, "take_activation")
+                        and same_layout
+                        and layer.data_format == "channels_last"
+                    ):
+                        step.act_from = layers[j]
+            step_of[i] = len(self.steps)
+            self.steps.append(step)
+        self.output = step_of[out]
+        last_use = list(range(len(self.steps)))
+        for s, step in enumerate(self.steps):
+            step.needs_grad = any(l.params for l in step.layers) or any(
+                self.steps[j].needs_grad for j in step.inputs
+            )
+            for j in step.inputs:
+                last_use[j] = s
+        for j, s in enumerate(last_use):
+            if s != j and j != self.output:
+                self.steps[s].frees.append(j)
+
+    def forward(self, x: BackendArray, training: bool, logits: bool) -> BackendArray:
+        vals: list[Any] = [None] * len(self.steps)
+        for s, step in enumerate(self.steps):
+            ins = step.inputs
+            arg = x if not ins else [vals[j] for j in ins] if step.merge else vals[ins[0]]
+            if len(step.layers) == 2:
+                conv, pool = step.layers
+                vals[s] = conv.forward_pooled(arg, training, pool)  # type: ignore[attr-defined]
+            else:
+                vals[s] = step.layers[0].forward(arg, training=training, logits=logits and s == self.output)
+            for j in step.frees:
+                vals[j] = None
+        return vals[self.output]
+
+    def backward(self, d: BackendArray) -> None:
+        """Back-propagate the gradient ``d`` of the output in reverse step order; each layer's ``grads``
+        filled in. Steps that neither hold parameters nor follow one that does are skipped."""
+        steps = self.steps
+        grads: list[Any] = [None] * len(steps)
+        grads[self.output] = d
+        for s in range(self.output, -1, -1):
+            step = steps[s]
+            if not step.needs_grad:
+                continue
+            dy, grads[s] = grads[s], None
+            ins = step.inputs
+            need_dx = any(steps[j].needs_grad for j in ins)
+            layer = step.layers[0]  # a fused pair's backward is its conv's
+            if step.act_from is not None:
+                dx = layer.backward_through(dy, step.act_from)  # type: ignore[attr-defined]
+            else:
+                dx = layer.backward(dy, need_dx=need_dx)
+            if not need_dx:
+                continue
+            for j, g in zip(ins, dx if step.merge else [dx]):
+                if steps[j].needs_grad:
+                    grads[j] = g if grads[j] is None else grads[j] + g  # fan-out: gradients add up
+
+    def describe(self) -> list[str]:
+        """One line per step: its number, its layers, the kernels it calls forward and backward."""
+        rows = []
+        taken = {id(step.act_from) for step in self.steps if step.act_from is not None}
+        for s, step in enumerate(self.steps):
+            names = " + ".join(f"{l.name} ({type(l).__name__})" for l in step.layers)
+            fwd, bwd = step.kernels(id(step.layers[0]) in taken)
+            rows.append((str(s), names, fwd, bwd))
+        rows.append(("", "(loss)", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"))
+        head = ("#", "Step (layers)", "Forward", "Backward")
+        w = [max(len(head[k]), *(len(r[k]) for r in rows)) + 2 for k in range(3)]
+        lines = [f"{a:<{w[0]}}{b:<{w[1]}}{c:<{w[2]}}{d}" for a, b, c, d in (head, *rows)]
+        return lines

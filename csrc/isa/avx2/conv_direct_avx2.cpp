@@ -1,0 +1,72 @@
+// AVX2 row kernels of the direct depthwise conv (conv_direct.h): eight output columns per step, the last
+// fewer than eight with masked loads and stores (no access past Q). Taps outermost in the dx and dw rows, so
+// each element receives its terms in the scalar path's order. Only intrinsics and fixed-width integers here.
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+#include <stdint.h>
+
+namespace cnnkern {
+namespace avx2 {
+
+namespace {
+inline __m256i tail_mask(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+}  // namespace
+
+void dwconv_fwd_row(int64_t Q, int64_t T, const float* const* src, const float* wt, float bias, float* y) {
+  int64_t q = 0;
+  for (; q + 16 <= Q; q += 16) {  // two independent accumulators per step
+    __m256 a0 = _mm256_set1_ps(bias), a1 = a0;
+    for (int64_t t = 0; t < T; ++t) {
+      const __m256 wv = _mm256_set1_ps(wt[t]);
+      a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(src[t] + q), a0);
+      a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(src[t] + q + 8), a1);
+    }
+    _mm256_storeu_ps(y + q, a0);
+    _mm256_storeu_ps(y + q + 8, a1);
+  }
+  for (; q < Q; q += 8) {
+    const __m256i m = tail_mask(Q - q);
+    __m256 a = _mm256_set1_ps(bias);
+    for (int64_t t = 0; t < T; ++t)
+      a = _mm256_fmadd_ps(_mm256_set1_ps(wt[t]), _mm256_maskload_ps(src[t] + q, m), a);
+    _mm256_maskstore_ps(y + q, m, a);
+  }
+}
+
+void dwconv_dx_row(int64_t Q, int64_t T, float* const* dst, const float* wt, const float* dy) {
+  for (int64_t t = 0; t < T; ++t) {
+    const __m256 wv = _mm256_set1_ps(wt[t]);
+    float* d = dst[t];
+    int64_t q = 0;
+    for (; q + 8 <= Q; q += 8)
+      _mm256_storeu_ps(d + q, _mm256_fmadd_ps(wv, _mm256_loadu_ps(dy + q), _mm256_loadu_ps(d + q)));
+    if (q < Q) {
+      const __m256i m = tail_mask(Q - q);
+      _mm256_maskstore_ps(d + q, m,
+                          _mm256_fmadd_ps(wv, _mm256_maskload_ps(dy + q, m), _mm256_maskload_ps(d + q, m)));
+    }
+  }
+}
+
+void dwconv_dw_row(int64_t Q, int64_t T, const float* const* src, const float* dy, float* acc) {
+  for (int64_t t = 0; t < T; ++t) {
+    const float* s = src[t];
+    float* a = acc + t * Q;
+    int64_t q = 0;
+    for (; q + 8 <= Q; q += 8)
+      _mm256_storeu_ps(
+          a + q, _mm256_fmadd_ps(_mm256_loadu_ps(dy + q), _mm256_loadu_ps(s + q), _mm256_loadu_ps(a + q)));
+    if (q < Q) {
+      const __m256i m = tail_mask(Q - q);
+      _mm256_maskstore_ps(a + q, m,
+                          _mm256_fmadd_ps(_mm256_maskload_ps(dy + q, m), _mm256_maskload_ps(s + q, m),
+                                          _mm256_maskload_ps(a + q, m)));
+    }
+  }
+}
+
+}  // namespace avx2
+}  // namespace cnnkern

@@ -1,0 +1,38 @@
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq")
+// AVX-512 requantization (kernels/quant.h): 16 channels per step, in two halves of 8 int64 lanes: vpmuldq
+// for the products, vpsravq for the arithmetic shift, vpmaxsq / vpminsq for the clamp, vpmovqb to bytes.
+// In its own file (not quant_avx512.cpp's VNNI target): the avx512 path runs it on CPUs without VNNI too.
+// GCC 12 reports the intrinsics' own undefined pass-through operands (avx512fintrin.h's __Y) as
+// "may be used uninitialized" here; those operands are never read.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/quant.h"
+
+namespace cnnkern {
+
+void q8_requant_avx512(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out) {
+  const __m512i zero = _mm512_set1_epi64(q.zero), top = _mm512_set1_epi64(127);
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    const __m512i acc = _mm512_add_epi32(_mm512_loadu_si512(sum + k), _mm512_loadu_si512(q.base + k));
+    const __m512i mult = _mm512_loadu_si512(q.mult + k);
+    const __m256i halves[2][2] = {
+        {_mm512_castsi512_si256(acc), _mm512_maskz_extracti64x4_epi64(0xF, acc, 1)},
+        {_mm512_castsi512_si256(mult), _mm512_maskz_extracti64x4_epi64(0xF, mult, 1)}};
+    for (int h = 0; h < 2; ++h) {
+      const int64_t o = k + 8 * h;
+      const __m512i a = _mm512_cvtepi32_epi64(halves[0][h]);
+      const __m512i m = _mm512_cvtepu32_epi64(halves[1][h]);
+      __m512i v = _mm512_add_epi64(_mm512_mul_epi32(a, m), _mm512_loadu_si512(q.round + o));
+      v = _mm512_add_epi64(_mm512_srav_epi64(v, _mm512_loadu_si512(q.shift + o)), zero);
+      v = _mm512_min_epi64(_mm512_max_epi64(v, _mm512_loadu_si512(q.lo + o)), top);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + o), _mm512_maskz_cvtepi64_epi8(0xFF, v));
+    }
+  }
+  for (; k < n; ++k) out[k] = requant_one(sum[k], q, k);
+}
+
+}  // namespace cnnkern
