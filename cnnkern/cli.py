@@ -27,6 +27,7 @@ import numpy as np
 from . import backends
 from .bench import add_bench
 from .compress.cli import add_quantize
+from .recipe_cli import add_recipe_arguments
 from .zoo import classic_cnn
 
 if TYPE_CHECKING:
@@ -128,13 +129,22 @@ def add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "Flatten > Dense(64) > Dense(10, softmax) with Adam on Fashion-MNIST.",
     )
     add_backend_argument(p)
-    p.add_argument("--epochs", type=_positive(int), default=TRAIN_EPOCHS, help=f"default {TRAIN_EPOCHS}")
     p.add_argument(
-        "--batch-size", type=_positive(int), default=TRAIN_BATCH_SIZE, help=f"default {TRAIN_BATCH_SIZE}"
+        "--epochs", type=_positive(int), default=None, help=f"default {TRAIN_EPOCHS} (or the recipe's)"
     )
     p.add_argument(
-        "--lr", type=_positive(float), default=TRAIN_LR, help=f"Adam learning rate, default {TRAIN_LR}"
+        "--batch-size",
+        type=_positive(int),
+        default=None,
+        help=f"default {TRAIN_BATCH_SIZE} (or the recipe's)",
     )
+    p.add_argument(
+        "--lr",
+        type=_positive(float),
+        default=None,
+        help=f"Adam (peak) learning rate, default {TRAIN_LR} (or the recipe's)",
+    )
+    add_recipe_arguments(p)
     p.add_argument(
         "--data",
         default=None,
@@ -163,7 +173,12 @@ def add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="continue the run saved in --checkpoint PATH (same data, seed, lr, batch size) where it "
         "stopped; the final weights are those of an uninterrupted run",
     )
-    p.add_argument("--plot", metavar="PNG", help="plot loss and accuracy per epoch (needs matplotlib)")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="plot loss and accuracy per epoch (and validation, with --recipe) and against wall time, one "
+        "point per step (needs matplotlib)",
+    )
     p.add_argument(
         "--verbose",
         type=int,
@@ -220,13 +235,27 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser, dist: MPIStrategy | None) -> int:
+    if args.recipe == "list":
+        from .recipes import listing
+
+        print(listing())
+        return 0
+    _check_plot(args, parser)
+    if args.recipe is not None:
+        if dist is not None or args.checkpoint or args.resume or args.save:
+            parser.error(
+                "--recipe runs in one process; it does not combine with --checkpoint, --resume, --save"
+            )
+        from .recipe_cli import train_recipe
+
+        return train_recipe(args, parser, check_backend(args, parser))
+    if args.target is not None or args.steps is not None:
+        parser.error("--target and --steps apply to --recipe runs")
     backup = _backup(args, parser)
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            parser.error("--plot needs matplotlib, which is not installed: pip install 'cnnkern[plot]'")
     be = check_backend(args, parser)
+    args.epochs = args.epochs or TRAIN_EPOCHS
+    args.batch_size = args.batch_size or TRAIN_BATCH_SIZE
+    args.lr = args.lr or TRAIN_LR
     (x_train, y_train), (x_test, y_test), source = _data_or_fail(args.data)
     print(f"data: {source}: {len(x_train)} train, {len(x_test)} test images")
     print(
@@ -237,6 +266,11 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser, dist: MPIS
     model = classic_cnn(seed=args.seed, backend=be, lr=args.lr)
     from .errors import CheckpointError, NonFiniteLossError
 
+    steps = None
+    if args.plot:
+        from .recipe_plot import StepRecorder
+
+        steps = StepRecorder()
     try:
         history = model.fit(
             _images(x_train),
@@ -244,7 +278,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser, dist: MPIS
             epochs=args.epochs,
             batch_size=args.batch_size,
             verbose=args.verbose,
-            callbacks=[backup] if backup else None,
+            callbacks=[cb for cb in (backup, steps) if cb is not None] or None,
             distributed=dist,
         )
     except (CheckpointError, NonFiniteLossError) as exc:
@@ -265,9 +299,20 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser, dist: MPIS
         model.save(args.save)
         print(f"saved model to {args.save}")
     if args.plot and (dist is None or dist.is_chief):
-        _plot(history, args.plot)
+        from .recipe_plot import plot_steps
+
+        assert steps is not None
+        plot_steps([e + 1 for e in history.epoch], history.history, steps.points, args.plot)
         print(f"saved plot to {args.plot}")
     return 0
+
+
+def _check_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib, which is not installed: pip install 'cnnkern[plot]'")
 
 
 def _data_or_fail(data: str | None) -> tuple[Split, Split, str]:

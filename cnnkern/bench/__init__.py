@@ -107,7 +107,24 @@ def add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "(comma list of models, or all when given alone; batches default 1,32,128, batch 1 inference only; "
         "the models: benchmarks/NOTES.md)",
     )
-    p.add_argument("--plot", metavar="PNG", help="save a bar chart (needs matplotlib)")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="save a bar chart (with --recipe: both time-to-accuracy curves on one chart; needs matplotlib)",
+    )
+    from ..recipe_cli import add_recipe_arguments
+
+    add_recipe_arguments(p)
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR|bundled",
+        help="with --recipe: the Fashion-MNIST directory, or 'bundled' (as for `cnnkern train`)",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="with --recipe: override the recipe's epochs")
+    p.add_argument(
+        "--seed", type=int, default=0, help="with --recipe: seed of weights, split, order (default 0)"
+    )
     p.add_argument("--json", metavar="PATH", help="save raw samples and metadata as JSON")
     p.add_argument(
         "--profile",
@@ -206,6 +223,10 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Sett
 
 def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Entry point of ``cnnkern bench`` (see :func:`add_bench`). Exit status 1 if a result was wrong."""
+    if args.recipe is not None:
+        return _bench_recipe(args, parser)
+    if args.target is not None or args.steps is not None or args.data or args.epochs is not None:
+        parser.error("--target, --steps, --data and --epochs apply to --recipe runs")
     settings = _settings(args, parser)
     from . import report, runner
 
@@ -273,3 +294,30 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"  {label}: {name}: {status}", file=sys.stderr)
         return 1
     return 0
+
+
+def _bench_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.recipe == "list":
+        from ..recipes import listing
+
+        print(listing())
+        return 0
+    others = {"--zoo": args.zoo, "--profile": args.profile, "--json": args.json, "--batch": args.batch}
+    given = [k for k, v in others.items() if v]
+    if given or args.only != "all" or args.simd or args.quick or args.repeat:
+        parser.error(
+            "--recipe times a training run: it does not combine with --zoo, --profile, --json, "
+            "--batch, --only, --simd, --quick or --repeat"
+        )
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error('--plot needs matplotlib, which is not installed: pip install "cnnkern[plot]"')
+    from ..recipe_cli import bench_recipe
+
+    return bench_recipe(args, parser)
