@@ -427,12 +427,11 @@ FUSED: tuple[Kernel, ...] = (
         "batchnorm",
         _basic("batchnorm2d_forward").args + ACT,
         "(y = act(batch norm of x), mean (C,), invstd (C,))",
-        "Batch norm with the activation applied in its normalising pass (no front door: the model layer "
-        "does not use it yet).",
+        "Batch norm with the activation applied in its normalising pass (the plan's batch norm + "
+        "activation step).",
         returns_type="tuple[F32, F32, F32]",
         inplace=_basic("batchnorm2d_forward").inplace,
         fused="batchnorm2d_forward(...) with activation_forward applied to its y",
-        has_front_door=False,
     ),
     Kernel(
         "dense_bias_act_forward",

@@ -282,6 +282,11 @@ BAD_FUSED = {
         ("activation-unknown", lambda d: d.conv(activation="gelu"), ValueError, "activation"),
         ("x-3d", lambda d: A(d.x[0], d.w, d.b, activation="relu"), ValueError, "x"),
     ],
+    "batchnorm2d_act_forward": [
+        ("activation-unknown", lambda d: d.bn(activation="gelu"), ValueError, "activation"),
+        ("alpha-negative", lambda d: d.bn(activation="leaky_relu", alpha=-1.0), ValueError, "alpha"),
+        ("gamma-shape", lambda d: d.bn(gamma=d.b, activation="relu"), ValueError, "gamma"),
+    ],
     "dense_bias_act_forward": [
         ("activation-unknown", lambda d: A(d.xd, d.wd, d.bd, activation="gelu"), ValueError, "activation"),
         ("w-fan-in", lambda d: A(d.xd, d.wd[:, :6], d.bd, activation="relu"), ValueError, "w"),

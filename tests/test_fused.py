@@ -2,6 +2,7 @@
 
 conv2d_bias_act_forward(x, w, b, activation) == activation_forward(conv2d_forward(x, w, b), activation)
 dense_bias_act_forward(x, w, b, activation)  == activation_forward(dense_forward(x, w, b), activation)
+batchnorm2d_act_forward(x, ..., activation)  == activation_forward(batchnorm2d_forward(x, ...), activation)
 adam_update_multi(params, grads, ms, vs)      == adam_update on each quadruple
 maxpool2d_act_backward(dy, argmax, a, act)    == activation_backward(maxpool2d_backward(dy, argmax), a, act)
 
@@ -15,7 +16,7 @@ import pytest
 
 from cnnkern import ops
 
-from .cases import CONV_CASES, DENSE_CASES, POOL_CASES, randint, randn
+from .cases import BATCHNORM_CASES, CONV_CASES, DENSE_CASES, POOL_CASES, batchnorm_input, randint, randn
 from .compare import EPS32, assert_close, assert_equal, elementwise_tol, gemm_tol, scaled
 
 KINDS = (None, "relu", "leaky_relu", "sigmoid", "tanh")
@@ -369,3 +370,39 @@ def test_maxpool2d_act_backward(target, case, kind, data):
         args = (target.put(dy, dt), target.put(arg), target.put(a, dt), kind)
         got = target.call("maxpool2d_act_backward", *args, alpha=alpha)
         assert_close(target.get(got), want, **_tol(kh * kw, dt), what=f"{target.id} {dt} {kind} dz", dtype=dt)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: str(k))
+@pytest.mark.parametrize(
+    "case", [c for c in BATCHNORM_CASES if c.x[0] * c.x[2] * c.x[3] > 1][:4], ids=lambda c: c.id
+)
+def test_batchnorm2d_act_forward(target, case, kind, training):
+    """The statistics and the running-stat update are batchnorm2d_forward's; y is its y through the
+    activation (tolerance: batch norm's, sqrt(n)-scaled, plus an elementwise op's)."""
+    c = case.x[1]
+    x = batchnorm_input(case, 60)
+    gamma, beta = randn((c,), 61), randn((c,), 62)
+    rm, rv = randn((c,), 63), 0.5 + np.random.default_rng(64).random(c)
+    want_rm, want_rv = rm.copy(), rv.copy()
+    stats = dict(training=training, momentum=case.momentum, eps=case.eps)
+    y, mean, invstd = ops.batchnorm2d_forward(x, gamma, beta, want_rm, want_rv, **stats, backend="reference")
+    want = _compose(y, kind, 0.1)
+    k = 64 * EPS32 * (case.x[0] * case.x[2] * case.x[3]) ** 0.5 * max(1.0, case.scale)
+    for dt in target.dtypes:
+        g_rm, g_rv = target.put(rm, dt), target.put(rv, dt)
+        gy, gmean, ginvstd = target.call(
+            "batchnorm2d_act_forward",
+            target.put(x, dt),
+            target.put(gamma, dt),
+            target.put(beta, dt),
+            g_rm,
+            g_rv,
+            **stats,
+            activation=kind,
+            alpha=0.1,
+        )
+        what = f"{target.id} {dt} {kind}"
+        assert_close(target.get(gy), want, **scaled(dt, k, k), what=f"{what} y", dtype=dt)
+        assert_close(target.get(gmean), mean, **scaled(dt, k * case.scale, k), what=f"{what} mean", dtype=dt)
+        assert_close(target.get(g_rv), want_rv, **scaled(dt, 0.0, k), what=f"{what} running_var", dtype=dt)

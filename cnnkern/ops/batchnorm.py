@@ -32,6 +32,44 @@ def batchnorm2d_forward(
 ) -> tuple[BackendArray, BackendArray, BackendArray]:
     """Returns (y, mean, invstd). training: batch statistics, running_mean/var updated in place (PyTorch's
     momentum, unbiased running variance); eval: the running statistics. gamma/beta None mean 1 and 0."""
+    return _forward(x, gamma, beta, running_mean, running_var, training, momentum, eps, None, 0.0, backend)
+
+
+def batchnorm2d_act_forward(
+    x: BackendArray,
+    gamma: BackendArray | None,
+    beta: BackendArray | None,
+    running_mean: BackendArray,
+    running_var: BackendArray,
+    *,
+    training: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    activation: str | None = None,
+    alpha: float = 0.01,
+    backend: BackendLike = None,
+) -> tuple[BackendArray, BackendArray, BackendArray]:
+    """``batchnorm2d_forward`` with ``activation_forward(y, activation, alpha=alpha)`` applied in its
+    normalising pass where the backend has one kernel for both. Returns (act(y), mean, invstd). The backward
+    is the unfused pair: activation_backward from act(y), then batchnorm2d_backward."""
+    return _forward(
+        x, gamma, beta, running_mean, running_var, training, momentum, eps, activation, alpha, backend
+    )
+
+
+def _forward(
+    x: BackendArray,
+    gamma: BackendArray | None,
+    beta: BackendArray | None,
+    running_mean: BackendArray,
+    running_var: BackendArray,
+    training: bool,
+    momentum: float,
+    eps: float,
+    activation: str | None,
+    alpha: float,
+    backend: BackendLike,
+) -> tuple[BackendArray, BackendArray, BackendArray]:
     be = resolve(backend)
     x = check.array("x", x, be, ndim=4, batch=True)
     dt = x.dtype
@@ -52,6 +90,7 @@ def batchnorm2d_forward(
         check.shape_is(name, a, (c,), f"one value per channel of x {tuple(x.shape)}")
     momentum = check.number("momentum", momentum, minimum=0.0, maximum=1.0)
     eps = check.number("eps", eps, above=0.0, finite=True)
+    alpha = check.activation_kind(activation, alpha)
     if training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
         raise ValueError(
             f"batch norm in training needs more than one value per channel, got x {tuple(x.shape)}"
@@ -62,8 +101,11 @@ def batchnorm2d_forward(
         else:
             mean, invstd = running_mean.copy(), (1 / xp.sqrt(running_var + dt.type(eps))).astype(dt)
         return xp.empty(x.shape, dt), mean, invstd
-    return be.batchnorm2d_forward(
-        x, gamma, beta, running_mean, running_var, training=training, momentum=momentum, eps=eps
+    stats = dict(training=training, momentum=momentum, eps=eps)
+    if activation is None:
+        return be.batchnorm2d_forward(x, gamma, beta, running_mean, running_var, **stats)
+    return be.batchnorm2d_act_forward(
+        x, gamma, beta, running_mean, running_var, **stats, activation=activation, alpha=alpha
     )
 
 
