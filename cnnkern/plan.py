@@ -2,8 +2,10 @@
 kernels, which forward runs in order and backward in reverse with the same grouping. The layers hold
 parameters and configuration; the plan decides what runs together:
 
-* a Conv2D whose output only a MaxPooling2D reads (and whose activation is not softmax) runs with that pool
-  as one step, ops.conv2d_act_maxpool_forward / _backward; the pool layer itself is not called;
+* a chain of layers, each the only reader of the one before, runs as one step where a fused kernel exists
+  for it (:mod:`cnnkern.plan_fusions`): Conv2D + MaxPooling2D, BatchNormalization + activation, Add +
+  activation, and Conv2D + BatchNormalization (+ activation) with the batch norm folded into the conv in
+  inference;
 * a MaxPooling2D after any other layer with an activation whose output only the pool reads applies that
   activation's gradient in its own backward (ops.maxpool2d_act_backward), and the layer before skips it;
 * every other layer is a step of its own (conv, dense: bias and activation fused into the kernel).
@@ -18,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from . import plan_fusions
 from ._typing import BackendArray
-from .layers import Conv2D, Layer, MaxPooling2D
+from .layers import Layer, MaxPooling2D
 
 # forward and backward kernels of ops each layer class calls (what the plan prints); a class not listed (a
 # user's own layer) is shown as its forward / backward methods
@@ -43,14 +46,15 @@ _KERNELS: dict[str, tuple[str, str]] = {
 
 
 class Step:
-    """One step: ``layers`` (one, or a Conv2D and the MaxPooling2D it runs fused with), ``inputs`` (the
-    steps whose outputs it reads; empty: the model input), ``act_from`` (for a pool: the layer whose
-    activation gradient its backward applies)."""
+    """One step: ``layers`` (one, or a fused chain: see :mod:`cnnkern.plan_fusions`; ``kind`` names it),
+    ``inputs`` (the steps whose outputs it reads; empty: the model input), ``act_from`` (for a pool: the
+    layer whose activation gradient its backward applies)."""
 
-    __slots__ = ("layers", "inputs", "merge", "act_from", "needs_grad", "frees")
+    __slots__ = ("layers", "kind", "inputs", "merge", "act_from", "needs_grad", "frees")
 
     def __init__(self, layers: tuple[Layer, ...], inputs: list[int], merge: bool) -> None:
         self.layers = layers
+        self.kind = plan_fusions.kind_of(layers)
         self.inputs = inputs
         self.merge = merge
         self.act_from: Layer | None = None
@@ -60,8 +64,9 @@ class Step:
     def kernels(self, act_taken: bool = False) -> tuple[str, str]:
         """The (forward, backward) kernels this step calls (``act_taken``: a pool after it applies its
         activation's gradient)."""
-        if len(self.layers) == 2:
-            return "conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward"
+        if self.kind != "layer":
+            fwd, bwd = plan_fusions.KERNELS[self.kind]
+            return fwd, bwd.format(act="" if act_taken else "activation_backward, ")
         layer = self.layers[0]
         fwd, bwd = _KERNELS.get(type(layer).__name__, (f"{type(layer).__name__}.forward", "backward"))
         own_act = getattr(layer, "activation", "linear") not in ("linear", "softmax")  # softmax: in the loss
@@ -75,49 +80,39 @@ class Step:
 class Plan:
     """The steps of the layers ``layers`` (in an order where each comes after those it reads), where
     ``inputs_of[i]`` are the indices of the layers layer i reads (empty: the model input) and ``merge[i]``
-    says it reads a list. ``fuse_conv_pool`` / ``pool_act``: the two fusions (off: one kernel per layer;
-    the tests compare both ways)."""
+    says it reads a list. The fusions (:data:`cnnkern.plan_fusions.FUSIONS`: ``fuse_conv_pool``, ``bn_act``,
+    ``add_act``, ``fold_bn``) and ``pool_act`` can each be turned off (one kernel per layer; the tests
+    compare both ways)."""
 
     def __init__(
         self,
         layers: Sequence[Layer],
         inputs_of: Sequence[Sequence[int]],
         merge: Sequence[bool],
-        fuse_conv_pool: bool = True,
         pool_act: bool = True,
+        **fusions: bool,
     ) -> None:
-        n = len(layers)
-        out = n - 1
-        readers = [0] * n
+        unknown = set(fusions) - set(plan_fusions.FUSIONS)
+        if unknown:
+            raise TypeError(f"unknown fusions {sorted(unknown)}; known: {plan_fusions.FUSIONS}")
+        on = {name: fusions.get(name, True) for name in plan_fusions.FUSIONS}
+        out = len(layers) - 1
+        readers = [0] * len(layers)
         for ins in inputs_of:
             for j in ins:
                 readers[j] += 1
-        # the pool that runs fused with conv j: pooled_by[j]
-        pooled_by: dict[int, int] = {}
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, MaxPooling2D) or not inputs_of[i]:
-                continue
-            j = inputs_of[i][0]
-            prev = layers[j]
-            if (
-                fuse_conv_pool
-                and readers[j] == 1
-                and j != out
-                and isinstance(prev, Conv2D)
-                and prev.can_fuse_pool()
-                and layer.data_format == "channels_last"  # both read the model's own layout
-            ):
-                pooled_by[j] = i
-        fused_pools = set(pooled_by.values())
+        chains = plan_fusions.groups(layers, inputs_of, on)
+        joined = {i for chain in chains.values() for i in chain[1:]}
         self.steps: list[Step] = []
         step_of: dict[int, int] = {}  # layer index -> the step that produces its output
         for i, layer in enumerate(layers):
-            if i in fused_pools:
-                continue  # runs in its conv's step, placed where the conv is (the pool reads nothing else)
+            if i in joined:
+                continue  # runs in its head's step, placed where the head is (it reads nothing else)
             ins = [step_of[j] for j in inputs_of[i]]
-            if i in pooled_by:
-                step = Step((layer, layers[pooled_by[i]]), ins, False)
-                step_of[pooled_by[i]] = len(self.steps)
+            if i in chains:
+                chain = chains[i]
+                step = Step(tuple(layers[k] for k in chain), ins, merge[i])
+                step_of[chain[-1]] = len(self.steps)
             else:
                 step = Step((layer,), ins, merge[i])
                 if isinstance(layer, MaxPooling2D) and pool_act and inputs_of[i]:
@@ -151,9 +146,10 @@ class Plan:
         for s, step in enumerate(self.steps):
             ins = step.inputs
             arg = x if not ins else [vals[j] for j in ins] if step.merge else vals[ins[0]]
-            if len(step.layers) == 2:
-                conv, pool = step.layers
-                vals[s] = conv.forward_pooled(arg, training, pool)  # type: ignore[attr-defined]
+            if step.kind != "layer":
+                vals[s] = plan_fusions.forward(
+                    step.kind, step.layers, arg, training, logits and s == self.output
+                )
             else:
                 vals[s] = step.layers[0].forward(arg, training=training, logits=logits and s == self.output)
             for j in step.frees:
@@ -173,8 +169,10 @@ class Plan:
             dy, grads[s] = grads[s], None
             ins = step.inputs
             need_dx = any(steps[j].needs_grad for j in ins)
-            layer = step.layers[0]  # a fused pair's backward is its conv's
-            if step.act_from is not None:
+            layer = step.layers[0]
+            if step.kind != "layer":
+                dx = plan_fusions.backward(step.kind, step.layers, dy, need_dx)
+            elif step.act_from is not None:
                 dx = layer.backward_through(dy, step.act_from)  # type: ignore[attr-defined]
             else:
                 dx = layer.backward(dy, need_dx=need_dx)
@@ -190,7 +188,7 @@ class Plan:
         taken = {id(step.act_from) for step in self.steps if step.act_from is not None}
         for s, step in enumerate(self.steps):
             names = " + ".join(f"{l.name} ({type(l).__name__})" for l in step.layers)
-            fwd, bwd = step.kernels(id(step.layers[0]) in taken)
+            fwd, bwd = step.kernels(id(step.layers[-1]) in taken)
             rows.append((str(s), names, fwd, bwd))
         rows.append(("", "(loss)", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"))
         head = ("#", "Step (layers)", "Forward", "Backward")

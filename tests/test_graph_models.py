@@ -52,6 +52,7 @@ class TorchTwin:
     def __init__(self, model, torch):
         self.torch, self.F = torch, torch.nn.functional
         self.model, self.graph = model, model._graph
+        self.eval = False  # batch norm on the running statistics (inference) when set
         self.params = {}
         self.state = {}
         for layer in model.layers:
@@ -74,7 +75,8 @@ class TorchTwin:
         if kind == "BatchNormalization":
             momentum = layer.momentum if layer.convention == "torch" else 1.0 - layer.momentum
             rm, rv = self.state[layer.name, "moving_mean"], self.state[layer.name, "moving_variance"]
-            return F.batch_norm(x, rm, rv, p("gamma"), p("beta"), True, momentum, layer.epsilon)
+            train = not self.eval
+            return F.batch_norm(x, rm, rv, p("gamma"), p("beta"), train, momentum, layer.epsilon)
         if kind == "Activation":
             assert layer.activation == "relu"
             return F.relu(x)
@@ -93,12 +95,15 @@ class TorchTwin:
             return F.linear(x, p("kernel"), p("bias"))
         raise AssertionError(f"no twin for {kind}")
 
-    def loss(self, x, y):
+    def logits(self, x):
         vals = [self.torch.tensor(x.transpose(0, 3, 1, 2).copy())]
         for i, layer in enumerate(self.model.layers[1:], 1):
             ins = [vals[j] for j in self.graph.inputs_of[i]]
             vals.append(self._layer(layer, ins if self.graph.merge[i] else ins[0]))
-        return self.F.cross_entropy(vals[-1], self.torch.tensor(y))
+        return vals[-1]
+
+    def loss(self, x, y):
+        return self.F.cross_entropy(self.logits(x), self.torch.tensor(y))
 
 
 @pytest.fixture(scope="module")

@@ -67,13 +67,26 @@ class BatchNormalization(ChannelsFirstMixin, Layer):
     def _as4d(self, a: BackendArray) -> BackendArray:
         return a if a.ndim == 4 else a.reshape(a.shape[0], a.shape[1], 1, 1)
 
-    def _forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
+    def forward_act(self, x: BackendArray, training: bool, activation: str, alpha: float) -> BackendArray:
+        """Batch norm with ``activation`` applied in its normalising pass (ops.batchnorm2d_act_forward): the
+        plan's batch norm + activation step, in the model's own layout. Backward: the activation layer's
+        gradient first, then this layer's :meth:`backward` as after :meth:`forward`."""
+        return self._forward(x, training, activation=activation, alpha=alpha)
+
+    def _forward(
+        self,
+        x: BackendArray,
+        training: bool = False,
+        logits: bool = False,
+        activation: str | None = None,
+        alpha: float = 0.01,
+    ) -> BackendArray:
         x4 = self._as4d(x)
         keras = self.convention == "keras"
         new_weight = 1.0 - self.momentum if keras else self.momentum
         rv = self.state["moving_variance"]
         rv_old = rv.copy() if training and keras else None
-        y, mean, invstd = ops.batchnorm2d_forward(
+        y, mean, invstd = ops.batchnorm2d_act_forward(
             x4,
             self.params.get("gamma"),
             self.params.get("beta"),
@@ -82,6 +95,8 @@ class BatchNormalization(ChannelsFirstMixin, Layer):
             training=training,
             momentum=new_weight,
             eps=self.epsilon,
+            activation=activation,
+            alpha=alpha,
             backend=self._ctx.backend,
         )
         if training:

@@ -101,11 +101,21 @@ def _forward(
         else:
             mean, invstd = running_mean.copy(), (1 / xp.sqrt(running_var + dt.type(eps))).astype(dt)
         return xp.empty(x.shape, dt), mean, invstd
-    stats = dict(training=training, momentum=momentum, eps=eps)
     if activation is None:
-        return be.batchnorm2d_forward(x, gamma, beta, running_mean, running_var, **stats)
+        return be.batchnorm2d_forward(
+            x, gamma, beta, running_mean, running_var, training=training, momentum=momentum, eps=eps
+        )
     return be.batchnorm2d_act_forward(
-        x, gamma, beta, running_mean, running_var, **stats, activation=activation, alpha=alpha
+        x,
+        gamma,
+        beta,
+        running_mean,
+        running_var,
+        training=training,
+        momentum=momentum,
+        eps=eps,
+        activation=activation,
+        alpha=alpha,
     )
 
 

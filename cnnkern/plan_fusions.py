@@ -1,0 +1,159 @@
+"""The fused groups of the plan (:mod:`cnnkern.plan`): which layers run together as one step, and how such a
+step runs forward and backward.
+
+A group is a chain of layers, each reading only the one before, whose output nothing else reads (so the
+intermediate values need not exist for anyone else), all in the model's own layout (channels_last):
+
+* ``conv_pool``: Conv2D + MaxPooling2D, one kernel each way (ops.conv2d_act_maxpool_*);
+* ``bn_act``: BatchNormalization + an activation layer (Activation / ReLU / LeakyReLU of a kind the kernels
+  apply): ops.batchnorm2d_act_forward; backward the activation's gradient (from its output), then
+  batchnorm2d_backward;
+* ``add_act``: Add + an activation layer: the sum (array arithmetic: there is no add kernel), then
+  activation_forward on it; backward the activation's gradient, handed to every input;
+* ``conv_bn`` / ``conv_bn_act``: a Conv2D (or DepthwiseConv2D) without activation + BatchNormalization (+ an
+  activation layer). Inference runs ONE conv2d_bias_act_forward with the batch norm folded into the kernel
+  and bias (compress.fold._folded, recomputed from the current weights and running statistics at each call:
+  a few float64 operations per weight, never stale after training or set_weights); training runs the conv,
+  then the batch norm (+ activation) as ``bn_act``, since batch statistics cannot be folded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from . import ops
+from ._typing import BackendArray
+from .layers import Activation, Add, BatchNormalization, Conv2D, Layer, MaxPooling2D, to_numpy
+
+FUSIONS = ("fuse_conv_pool", "bn_act", "add_act", "fold_bn")
+
+
+def _own_layout(layer: Layer) -> bool:
+    return getattr(layer, "data_format", "channels_last") == "channels_last"
+
+
+def _kernel_act(layer: Layer) -> bool:
+    """An activation layer whose kind the fused kernels apply (relu, leaky_relu, sigmoid, tanh)."""
+    return isinstance(layer, Activation) and layer._fused_kind() is not None
+
+
+def _links(prev: Layer, layer: Layer, on: dict[str, bool]) -> bool:
+    """Whether ``layer``, the only reader of ``prev``, joins ``prev``'s step."""
+    if not (_own_layout(prev) and _own_layout(layer)):
+        return False
+    if isinstance(layer, MaxPooling2D):
+        return on["fuse_conv_pool"] and isinstance(prev, Conv2D) and prev.can_fuse_pool()
+    if _kernel_act(layer):
+        return (on["bn_act"] and isinstance(prev, BatchNormalization)) or (
+            on["add_act"] and isinstance(prev, Add)
+        )
+    return (
+        on["fold_bn"]
+        and isinstance(layer, BatchNormalization)
+        and isinstance(prev, Conv2D)
+        and prev.activation == "linear"
+    )
+
+
+def groups(
+    layers: Sequence[Layer], inputs_of: Sequence[Sequence[int]], on: dict[str, bool]
+) -> dict[int, list[int]]:
+    """{head index: the indices of its chain, head first} for every chain of two or more layers; a layer
+    joins the one it reads when that one has no other reader and is not the model's output."""
+    out = len(layers) - 1
+    readers = [0] * len(layers)
+    for ins in inputs_of:
+        for j in ins:
+            readers[j] += 1
+    joins: dict[int, int] = {}  # j -> the layer that joins j's step
+    for i, layer in enumerate(layers):
+        if len(inputs_of[i]) == 1:
+            j = inputs_of[i][0]
+            if readers[j] == 1 and j != out and _links(layers[j], layer, on):
+                joins[j] = i
+    chains: dict[int, list[int]] = {}
+    for head in sorted(set(joins) - set(joins.values())):
+        chain = [head]
+        while chain[-1] in joins:
+            chain.append(joins[chain[-1]])
+        chains[head] = chain
+    return chains
+
+
+def kind_of(layers: tuple[Layer, ...]) -> str:
+    """The group's kind (see the module docstring); ``layer`` for a step of one layer."""
+    if len(layers) == 1:
+        return "layer"
+    if isinstance(layers[-1], MaxPooling2D):
+        return "conv_pool"
+    if isinstance(layers[0], Add):
+        return "add_act"
+    if isinstance(layers[0], BatchNormalization):
+        return "bn_act"
+    return "conv_bn_act" if len(layers) == 3 else "conv_bn"
+
+
+# the kernels each kind calls, forward and backward, for the plan's summary ({act}: the activation's
+# backward, left out where a max pool after the step applies it)
+KERNELS = {
+    "conv_pool": ("conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward"),
+    "bn_act": ("batchnorm2d_act_forward", "{act}batchnorm2d_backward"),
+    "add_act": ("array + (no add kernel), activation_forward", "{act}(dy to each input)"),
+    "conv_bn": (
+        "conv2d_bias_act_forward, batchnorm2d_forward (infer: one conv, bn folded)",
+        "batchnorm2d_backward, conv2d_backward",
+    ),
+    "conv_bn_act": (
+        "conv2d_bias_act_forward, batchnorm2d_act_forward (infer: one conv, bn folded)",
+        "{act}batchnorm2d_backward, conv2d_backward",
+    ),
+}
+
+
+def forward(kind: str, layers: tuple[Layer, ...], x: Any, training: bool, logits: bool) -> BackendArray:
+    """One fused step forward (``kind`` not ``layer``)."""
+    if kind == "conv_pool":
+        conv, pool = layers
+        return conv.forward_pooled(x, training, pool)  # type: ignore[attr-defined]
+    if kind in ("conv_bn", "conv_bn_act"):
+        conv, bn = layers[0], layers[1]
+        act = layers[2] if len(layers) == 3 else None
+        if not training:
+            return _folded_forward(conv, bn, act, x)  # type: ignore[arg-type]
+        x = conv.forward(x, training=True)
+        if act is None:
+            return bn.forward(x, training=True)
+        layers = (bn, act)
+    act = layers[-1]
+    assert isinstance(act, Activation)
+    if isinstance(layers[0], Add):
+        return act.forward(layers[0].forward(x, training=training), training=training, logits=logits)
+    bn = layers[0]
+    assert isinstance(bn, BatchNormalization)
+    y = bn.forward_act(x, training, act.activation, act.alpha)
+    return act._act_fused(y, training, logits)  # keeps y for the activation's backward
+
+
+def backward(kind: str, layers: tuple[Layer, ...], dy: BackendArray, need_dx: bool) -> Any:
+    """One fused step backward: the layers' own backward passes in reverse (the pair conv + pool: the
+    conv's, which runs the fused kernel)."""
+    if kind == "conv_pool":
+        return layers[0].backward(dy, need_dx=need_dx)
+    for k in range(len(layers) - 1, -1, -1):
+        dy = layers[k].backward(dy, need_dx=need_dx or k > 0)
+    return dy
+
+
+def _folded_forward(conv: Conv2D, bn: BatchNormalization, act: Activation | None, x: BackendArray) -> Any:
+    """Inference: bn(conv(x)) (then act) as one conv2d_bias_act_forward with the folded kernel and bias."""
+    from .compress.fold import _folded
+
+    bias = conv.params.get("bias")
+    w, b = _folded(to_numpy(conv.params[conv._kernel_name]), None if bias is None else to_numpy(bias), bn)
+    ctx = conv._ctx
+    args = conv._conv_args(activation=False)
+    kind, alpha = (None, 0.01) if act is None else (act._fused_kind(), act.alpha)
+    return ops.conv2d_bias_act_forward(
+        x, ctx.asarray(w), ctx.asarray(b), **args, activation=kind, alpha=alpha
+    )
