@@ -11,17 +11,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from .cpp import _cpp
+from .reference import quant as spec
 
 
 def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
-
-
-def _dtypes(x: np.ndarray, w: np.ndarray, *int32: np.ndarray) -> None:
-    if x.dtype != np.uint8 or w.dtype != np.int8 or any(a.dtype != np.int32 for a in int32):
-        raise TypeError(
-            f"x, w must be uint8, int8 and bias, multiplier, shift int32, got {x.dtype}, {w.dtype}"
-        )
 
 
 def conv2d_q8_forward(
@@ -39,7 +33,7 @@ def conv2d_q8_forward(
     dilation: Sequence[int],
     groups: int,
 ) -> np.ndarray:
-    _dtypes(x, w, bias, multiplier, shift)
+    spec.check_dtypes(x, w, bias=bias, multiplier=multiplier, shift=shift)
     return _cpp.conv2d_q8_forward(
         _c(x),
         _c(w),
@@ -67,7 +61,7 @@ def dense_q8_forward(
     y_zero: int,
     relu: bool,
 ) -> np.ndarray:
-    _dtypes(x, w, bias, multiplier, shift)
+    spec.check_dtypes(x, w, bias=bias, multiplier=multiplier, shift=shift)
     return _cpp.dense_q8_forward(
         _c(x),
         _c(w),
@@ -81,7 +75,7 @@ def dense_q8_forward(
 
 
 def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
-    _dtypes(x, w, bias)
+    spec.check_dtypes(x, w, bias=bias)
     return _cpp.dense_q8_acc(_c(x), _c(w), _c(bias), x_zero=int(x_zero))
 
 
@@ -93,8 +87,7 @@ def maxpool2d_q8_forward(
     padding: Sequence[int],
     ceil_mode: bool,
 ) -> np.ndarray:
-    if x.dtype != np.uint8 or x.ndim != 4:
-        raise TypeError(f"x must be uint8 (N,C,H,W), got {x.dtype} {x.shape}")
+    spec.check_maxpool_q8(x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
     return _cpp.maxpool2d_q8_forward(
         _c(x),
         kernel_size=tuple(kernel_size),
