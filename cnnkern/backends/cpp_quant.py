@@ -7,6 +7,7 @@ far less than NumPy's scans at batch 1."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,22 @@ from .reference import quant as spec
 
 def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
+
+
+def _layer(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """The checked, contiguous arrays and the epilogue's keywords of a conv or dense call."""
+    spec.check_dtypes(x, w, bias=bias, multiplier=multiplier, shift=shift)
+    arrays = [_c(a) for a in (x, w, bias, multiplier, shift)]
+    return arrays, dict(x_zero=int(x_zero), y_zero=int(y_zero), relu=bool(relu))
 
 
 def conv2d_q8_forward(
@@ -33,16 +50,10 @@ def conv2d_q8_forward(
     dilation: Sequence[int],
     groups: int,
 ) -> np.ndarray:
-    spec.check_dtypes(x, w, bias=bias, multiplier=multiplier, shift=shift)
+    arrays, epilogue = _layer(x, w, bias, multiplier, shift, x_zero, y_zero, relu)
     return _cpp.conv2d_q8_forward(
-        _c(x),
-        _c(w),
-        _c(bias),
-        _c(multiplier),
-        _c(shift),
-        x_zero=int(x_zero),
-        y_zero=int(y_zero),
-        relu=bool(relu),
+        *arrays,
+        **epilogue,
         stride=tuple(stride),
         padding=tuple(padding),
         dilation=tuple(dilation),
@@ -61,17 +72,8 @@ def dense_q8_forward(
     y_zero: int,
     relu: bool,
 ) -> np.ndarray:
-    spec.check_dtypes(x, w, bias=bias, multiplier=multiplier, shift=shift)
-    return _cpp.dense_q8_forward(
-        _c(x),
-        _c(w),
-        _c(bias),
-        _c(multiplier),
-        _c(shift),
-        x_zero=int(x_zero),
-        y_zero=int(y_zero),
-        relu=bool(relu),
-    )
+    arrays, epilogue = _layer(x, w, bias, multiplier, shift, x_zero, y_zero, relu)
+    return _cpp.dense_q8_forward(*arrays, **epilogue)
 
 
 def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
