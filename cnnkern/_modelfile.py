@@ -26,7 +26,7 @@ from .initializers import Initializer
 if TYPE_CHECKING:
     from .backends.base import Backend
     from .compress import QuantizedModel
-    from .models import Model
+    from .models import Model, Sequential
 
 Check = Callable[[Any], None]
 """A check of one JSON value: returns if it is valid, raises :class:`_Bad` saying what was expected if not."""
@@ -544,9 +544,20 @@ def _read(
         raise ValueError(f"{where}: corrupt ({type(exc).__name__}: {exc})") from None
 
 
+def sequential_of(cfg: dict[str, Any], backend: str | Backend | None) -> Sequential:
+    """The (unbuilt) Sequential model of a checked architecture config."""
+    from .models import Sequential
+
+    return Sequential(
+        [layers_mod.from_config(e["class_name"], e["config"]) for e in cfg["layers"]],
+        name=cfg["name"],
+        backend=backend,
+        dtype=cfg["dtype"],
+    )
+
+
 def load(path: PathLike, backend: str | Backend | None = None) -> Model | QuantizedModel:
     """:func:`cnnkern.models.load_model` (documented there)."""
-    from .models import Sequential
     from .saving import FUNCTIONAL_FORMAT
 
     text, _ = read_entries(path, None, None)
@@ -569,12 +580,7 @@ def load(path: PathLike, backend: str | Backend | None = None) -> Model | Quanti
     _, arrays = read_entries(path, expected, cfg["dtype"])
     try:
         if cfg["format"] != FUNCTIONAL_FORMAT:
-            model = Sequential(
-                [layers_mod.from_config(e["class_name"], e["config"]) for e in cfg["layers"]],
-                name=cfg["name"],
-                backend=backend,
-                dtype=cfg["dtype"],
-            )
+            model = sequential_of(cfg, backend)
         model.build(tuple(cfg["input_shape"]))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None

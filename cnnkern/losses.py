@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 __all__ = ["CategoricalCrossentropy", "SparseCategoricalCrossentropy", "get"]
 
 
+def _nonnegative(name: str, a: np.ndarray, what: str = "") -> np.ndarray:
+    """``a`` as float64, checked to hold finite numbers >= 0 (``what`` ends the error message)."""
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {a.dtype.name}")
+    t = a.astype(np.float64)
+    if not np.isfinite(t).all() or (t < 0).any():
+        raise ValueError(f"{name} must hold finite values >= 0{what}")
+    return t
+
+
 class SparseCategoricalCrossentropy:
     """Cross-entropy of integer labels. ``from_logits=False`` (the string
     'sparse_categorical_crossentropy'): the model ends in a softmax; True: it ends in a linear layer."""
@@ -64,11 +74,7 @@ class CategoricalCrossentropy:
                 f"{name} must hold one-hot rows of shape ({n}, {classes}) for categorical_crossentropy, got "
                 f"{y.shape}; integer labels go with 'sparse_categorical_crossentropy'"
             )
-        if y.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold numbers, got dtype {y.dtype.name}")
-        t = y.astype(np.float64)
-        if not np.isfinite(t).all() or (t < 0).any():
-            raise ValueError(f"{name} must hold finite values >= 0 (class probabilities)")
+        t = _nonnegative(name, y, " (class probabilities)")
         if self.label_smoothing:
             t = t * (1.0 - self.label_smoothing) + self.label_smoothing / classes
         return t
@@ -161,12 +167,7 @@ def sample_weights(
             raise ValueError(
                 f"{name}sample_weight must have shape ({n},), one weight per sample, got {w.shape}"
             )
-        if w.dtype.kind not in "biuf":
-            raise TypeError(f"{name}sample_weight must hold numbers, got dtype {w.dtype.name}")
-        w = w.astype(np.float64)
-        if not np.isfinite(w).all() or (w < 0).any():
-            raise ValueError(f"{name}sample_weight must hold finite values >= 0")
-        return w
+        return _nonnegative(f"{name}sample_weight", w)
     if class_weight is not None:
         if not isinstance(class_weight, Mapping):
             raise TypeError(

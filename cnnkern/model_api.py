@@ -177,8 +177,6 @@ def model_from_json(
     untrusted input, checked as a saved model's architecture is (:mod:`cnnkern._modelfile`).
     ``custom_objects`` is Keras's argument; custom layers are not supported (it must be None)."""
     from . import _modelfile
-    from . import layers as layers_mod
-    from .models import Sequential
 
     if custom_objects:
         raise ValueError("custom_objects is not supported: cnnkern rebuilds its own layer classes only")
@@ -194,12 +192,7 @@ def model_from_json(
     _modelfile.check_architecture(where, cfg)
     _modelfile.expected_weights(where, cfg)  # every layer's config and the sizes they imply, before building
     try:
-        model = Sequential(
-            [layers_mod.from_config(e["class_name"], e["config"]) for e in cfg["layers"]],
-            name=cfg["name"],
-            backend=backend,
-            dtype=cfg["dtype"],
-        )
+        model = _modelfile.sequential_of(cfg, backend)
         model.build(tuple(cfg["input_shape"]))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from None

@@ -43,6 +43,7 @@ class Optimizer:
     :meth:`apply_gradients` for one training step."""
 
     slot_names: tuple[str, ...] = ()
+    _config_keys: tuple[str, ...] = ()  # a subclass's hyperparameters, attributes of these names
 
     def __init__(
         self,
@@ -155,7 +156,8 @@ class Optimizer:
     def get_config(self) -> dict[str, Any]:
         lr: Any = self._lr if self._schedule is None else self._schedule.serialize()
         clip = {name: getattr(self, name) for name in _CLIP_KEYS if getattr(self, name) is not None}
-        return {"class_name": type(self).__name__, "learning_rate": lr, **clip}
+        own = {name: getattr(self, name) for name in self._config_keys}
+        return {"class_name": type(self).__name__, "learning_rate": lr, **clip, **own}
 
     # --- state, for checkpoints (cnnkern.checkpoint) -------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -202,6 +204,8 @@ class SGD(Optimizer):
     steps as Keras's ``v = momentum·v − lr·g; p += v`` at a constant learning rate). ``weight_decay`` adds
     ``weight_decay·p`` to the gradient. Defaults are Keras's: learning_rate 0.01, momentum 0."""
 
+    _config_keys = ("momentum", "nesterov", "weight_decay")
+
     def __init__(
         self,
         learning_rate: float | LearningRateSchedule = 0.01,
@@ -241,14 +245,6 @@ class SGD(Optimizer):
             backend=backend,
         )
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "momentum": self.momentum,
-            "nesterov": self.nesterov,
-            "weight_decay": self.weight_decay,
-        }
-
 
 class Adam(Optimizer):
     """Adam. ``eps_mode='torch'`` (default): PyTorch's form, ``p −= lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) +
@@ -257,6 +253,7 @@ class Adam(Optimizer):
     is PyTorch's L2 form (added to the gradient). learning_rate 1e-3, beta_1 0.9, beta_2 0.999 as in both."""
 
     slot_names = ("m", "v")
+    _config_keys = ("beta_1", "beta_2", "epsilon", "eps_mode", "weight_decay")
     _decoupled = False
 
     def __init__(
@@ -327,16 +324,6 @@ class Adam(Optimizer):
 
         ops.adam_update(param, grad, slots["m"], slots["v"], **self._hyper(lr), backend=backend)
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "beta_1": self.beta_1,
-            "beta_2": self.beta_2,
-            "epsilon": self.epsilon,
-            "eps_mode": self.eps_mode,
-            "weight_decay": self.weight_decay,
-        }
-
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (torch.optim.AdamW, Keras's AdamW): each step first scales the weights
@@ -375,6 +362,8 @@ class RMSprop(Optimizer):
     centered False) and PyTorch's numerics (torch.optim.RMSprop with alpha = rho): ε is added after the
     square root, and the momentum buffer accumulates ``g / (sqrt(s) + ε)`` before the learning rate.
     ``weight_decay`` is PyTorch's L2 form (added to the gradient)."""
+
+    _config_keys = ("rho", "momentum", "epsilon", "centered", "weight_decay")
 
     def __init__(
         self,
@@ -426,16 +415,6 @@ class RMSprop(Optimizer):
             centered=self.centered,
             backend=backend,
         )
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "rho": self.rho,
-            "momentum": self.momentum,
-            "epsilon": self.epsilon,
-            "centered": self.centered,
-            "weight_decay": self.weight_decay,
-        }
 
 
 _BY_NAME: dict[str, type[SGD] | type[Adam] | type[RMSprop]] = {

@@ -210,13 +210,7 @@ def draw_shift(
 # --- models -------------------------------------------------------------------------------------------------
 def _vgg28() -> list[Layer]:
     from . import layers as L
-
-    def block(filters: int) -> list[Layer]:
-        return [
-            L.Conv2D(filters, 3, padding="same", use_bias=False),
-            L.BatchNormalization(convention="torch"),
-            L.ReLU(),
-        ]
+    from .bench.zoo import conv_bn_relu as block
 
     return [
         *block(32),

@@ -74,20 +74,28 @@ def test_requantize_rounds_half_up_and_clamps():
     assert y.tolist() == [[10, 12]]
 
 
-def test_reference_refuses_codes_outside_the_format():
-    rng = np.random.default_rng(1)
+def _refuses_codes_outside_the_format(q8, rng):
+    """Codes, weights, requantization constants and zero points outside the format raise, naming them."""
     w, bias, m, s = _layer(rng, (4, 8), 8)
     x = _codes(rng, (2, 8))
-    x[0, 0] = 128
+    x[1, 1] = 200
     with pytest.raises(ValueError, match="7-bit codes"):
-        ref.dense_q8_forward(x, w, bias, m, s, x_zero=0, y_zero=0, relu=False)
-    x[0, 0] = 1
-    w[0, 0] = -128
+        q8.dense_q8_forward(x, w, bias, m, s, x_zero=0, y_zero=0, relu=False)
+    x[1, 1] = 0
+    w[2, 3] = -128
     with pytest.raises(ValueError, match="-128"):
-        ref.dense_q8_forward(x, w, bias, m, s, x_zero=0, y_zero=0, relu=False)
-    w[0, 0] = 0
+        q8.dense_q8_acc(x, w, bias, x_zero=0)
+    w[2, 3] = 0
     with pytest.raises(ValueError, match="multiplier must be 0 or in"):
-        ref.dense_q8_forward(x, w, bias, m // 4, s, x_zero=0, y_zero=0, relu=False)
+        q8.dense_q8_forward(x, w, bias, m // 4, s, x_zero=0, y_zero=0, relu=False)
+    xc, wc = _codes(rng, (1, 4, 4, 2)), w[:, :2].reshape(4, 2, 1, 1).copy()
+    geom = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
+    with pytest.raises(ValueError, match="y_zero must be in"):
+        q8.conv2d_q8_forward(xc, wc, bias, m, s, x_zero=0, y_zero=128, relu=False, **geom)
+
+
+def test_reference_refuses_codes_outside_the_format():
+    _refuses_codes_outside_the_format(ref, np.random.default_rng(1))
 
 
 def test_fixed_point_is_close_to_the_real_factor():
@@ -175,21 +183,4 @@ def test_maxpool2d_q8_equals_the_reference(target, shape, k, stride, pad, ceil):
 
 
 def test_backends_refuse_codes_outside_the_format(target):
-    q8 = _q8(target)
-    rng = np.random.default_rng(2)
-    w, bias, m, s = _layer(rng, (4, 8), 8)
-    x = _codes(rng, (2, 8))
-    x[1, 1] = 200
-    with pytest.raises(ValueError, match="7-bit codes"):
-        q8.dense_q8_forward(x, w, bias, m, s, x_zero=0, y_zero=0, relu=False)
-    x[1, 1] = 0
-    w[2, 3] = -128
-    with pytest.raises(ValueError, match="-128"):
-        q8.dense_q8_acc(x, w, bias, x_zero=0)
-    w[2, 3] = 0
-    with pytest.raises(ValueError, match="multiplier must be 0 or in"):
-        q8.dense_q8_forward(x, w, bias, m // 4, s, x_zero=0, y_zero=0, relu=False)
-    xc, wc = _codes(rng, (1, 4, 4, 2)), w[:, :2].reshape(4, 2, 1, 1).copy()
-    geom = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
-    with pytest.raises(ValueError, match="y_zero must be in"):
-        q8.conv2d_q8_forward(xc, wc, bias, m, s, x_zero=0, y_zero=128, relu=False, **geom)
+    _refuses_codes_outside_the_format(_q8(target), np.random.default_rng(2))

@@ -7,21 +7,32 @@ far less than NumPy's scans at batch 1."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .cpp import _cpp
+from .reference import quant as spec
 
 
 def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _dtypes(x: np.ndarray, w: np.ndarray, *int32: np.ndarray) -> None:
-    if x.dtype != np.uint8 or w.dtype != np.int8 or any(a.dtype != np.int32 for a in int32):
-        raise TypeError(
-            f"x, w must be uint8, int8 and bias, multiplier, shift int32, got {x.dtype}, {w.dtype}"
-        )
+def _layer(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """The checked, contiguous arrays and the epilogue's keywords of a conv or dense call."""
+    spec.check_dtypes(x, w, bias=bias, multiplier=multiplier, shift=shift)
+    arrays = [_c(a) for a in (x, w, bias, multiplier, shift)]
+    return arrays, dict(x_zero=int(x_zero), y_zero=int(y_zero), relu=bool(relu))
 
 
 def conv2d_q8_forward(
@@ -39,16 +50,10 @@ def conv2d_q8_forward(
     dilation: Sequence[int],
     groups: int,
 ) -> np.ndarray:
-    _dtypes(x, w, bias, multiplier, shift)
+    arrays, epilogue = _layer(x, w, bias, multiplier, shift, x_zero, y_zero, relu)
     return _cpp.conv2d_q8_forward(
-        _c(x),
-        _c(w),
-        _c(bias),
-        _c(multiplier),
-        _c(shift),
-        x_zero=int(x_zero),
-        y_zero=int(y_zero),
-        relu=bool(relu),
+        *arrays,
+        **epilogue,
         stride=tuple(stride),
         padding=tuple(padding),
         dilation=tuple(dilation),
@@ -67,21 +72,12 @@ def dense_q8_forward(
     y_zero: int,
     relu: bool,
 ) -> np.ndarray:
-    _dtypes(x, w, bias, multiplier, shift)
-    return _cpp.dense_q8_forward(
-        _c(x),
-        _c(w),
-        _c(bias),
-        _c(multiplier),
-        _c(shift),
-        x_zero=int(x_zero),
-        y_zero=int(y_zero),
-        relu=bool(relu),
-    )
+    arrays, epilogue = _layer(x, w, bias, multiplier, shift, x_zero, y_zero, relu)
+    return _cpp.dense_q8_forward(*arrays, **epilogue)
 
 
 def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
-    _dtypes(x, w, bias)
+    spec.check_dtypes(x, w, bias=bias)
     return _cpp.dense_q8_acc(_c(x), _c(w), _c(bias), x_zero=int(x_zero))
 
 
@@ -93,8 +89,7 @@ def maxpool2d_q8_forward(
     padding: Sequence[int],
     ceil_mode: bool,
 ) -> np.ndarray:
-    if x.dtype != np.uint8 or x.ndim != 4:
-        raise TypeError(f"x must be uint8 (N,C,H,W), got {x.dtype} {x.shape}")
+    spec.check_maxpool_q8(x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
     return _cpp.maxpool2d_q8_forward(
         _c(x),
         kernel_size=tuple(kernel_size),

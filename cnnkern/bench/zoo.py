@@ -56,7 +56,8 @@ def _classic() -> list[Layer]:
     ]
 
 
-def _conv_bn_relu(filters: int, **kw: Any) -> list[Layer]:
+def conv_bn_relu(filters: int, **kw: Any) -> list[Layer]:
+    """A 3x3 'same' convolution without bias, batch norm (PyTorch's convention) and ReLU."""
     from .. import layers as L
 
     return [
@@ -70,11 +71,11 @@ def _vgg_bn() -> list[Layer]:
     from .. import layers as L
 
     return [
-        *_conv_bn_relu(32),
-        *_conv_bn_relu(32),
+        *conv_bn_relu(32),
+        *conv_bn_relu(32),
         L.MaxPooling2D(2),
-        *_conv_bn_relu(64),
-        *_conv_bn_relu(64),
+        *conv_bn_relu(64),
+        *conv_bn_relu(64),
         L.MaxPooling2D(2),
         L.Flatten(),
         L.Dense(512, activation="relu"),
@@ -141,9 +142,9 @@ def _wide_head() -> list[Layer]:
     from .. import layers as L
 
     return [
-        *_conv_bn_relu(16),
+        *conv_bn_relu(16),
         L.MaxPooling2D(2),
-        *_conv_bn_relu(32),
+        *conv_bn_relu(32),
         L.MaxPooling2D(2),
         L.Flatten(),
         L.Dense(1024, activation="relu"),

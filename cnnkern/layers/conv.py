@@ -30,6 +30,17 @@ def _spatial_out(layer: Conv2D | SeparableConv2D, h: int, w: int) -> tuple[int, 
     return out[0], out[1]
 
 
+def _geometry_config(layer: Conv2D | SeparableConv2D) -> dict[str, Any]:
+    """The convolution's shape arguments in Keras's config form."""
+    return {
+        "filters": layer.filters,
+        "kernel_size": list(layer.kernel_size),
+        "strides": list(layer.strides),
+        "padding": layer.padding,
+        "dilation_rate": list(layer.dilation_rate),
+    }
+
+
 def _depth_multiplier(v: Any) -> int:
     if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
         raise ValueError(f"depth_multiplier must be a positive int, got {v!r}")
@@ -192,11 +203,7 @@ class Conv2D(ChannelsFirstMixin, _ActivationMixin, Layer):
         return self._act_config(
             {
                 **super().get_config(),
-                "filters": self.filters,
-                "kernel_size": list(self.kernel_size),
-                "strides": list(self.strides),
-                "padding": self.padding,
-                "dilation_rate": list(self.dilation_rate),
+                **_geometry_config(self),
                 "groups": self.groups,
                 **self._format_config(),
                 "use_bias": self.use_bias,
@@ -370,11 +377,7 @@ class SeparableConv2D(ChannelsFirstMixin, _ActivationMixin, Layer):
         return self._act_config(
             {
                 **super().get_config(),
-                "filters": self.filters,
-                "kernel_size": list(self.kernel_size),
-                "strides": list(self.strides),
-                "padding": self.padding,
-                "dilation_rate": list(self.dilation_rate),
+                **_geometry_config(self),
                 "depth_multiplier": self.depth_multiplier,
                 **self._format_config(),
                 "use_bias": self.use_bias,

@@ -121,7 +121,7 @@ def conv2d_backward(
     grads = ops.conv2d_backward(
         g, np_in(x), np_in(w), **kw, need_dx=need_dx, need_dw=need_dw, need_db=need_db, backend=be
     )
-    return none_or(grads[0], x.dtype), none_or(grads[1], x.dtype), none_or(grads[2], x.dtype)
+    return _grads_out(grads, x.dtype)
 
 
 def fake_grads(
@@ -147,13 +147,24 @@ def _conv2d_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     ctx.conf, ctx.has_b = conf, b is not None
 
 
+def _grads_out(grads: tuple[Any, Any, Any], dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """A backward op's (dx, dw, db) from the front door's, an empty tensor for each one not asked for."""
+    return none_or(grads[0], dtype), none_or(grads[1], dtype), none_or(grads[2], dtype)
+
+
+def _grads_in(ctx: Any, backward_op: Any, *args: Tensor, others: int) -> tuple[Any, ...]:
+    """Autograd's gradients from ``backward_op(*args, *ctx.conf, need_dx, need_dw, need_db)``: (dx, dw, db),
+    None where not needed, then None for the ``others`` non-tensor inputs."""
+    need = ctx.needs_input_grad
+    nb = need[2] and ctx.has_b
+    dx, dw, db = backward_op(*args, *ctx.conf, need[0], need[1], nb)
+    return (grad_or_none(dx, need[0]), grad_or_none(dw, need[1]), grad_or_none(db, nb)) + (None,) * others
+
+
 def _conv2d_grad(ctx: Any, dy: Tensor) -> tuple[Any, ...]:
     x, w, y = ctx.saved_tensors
-    need = ctx.needs_input_grad
     y = dy if y is None else y  # read only with an activation
-    nb = need[2] and ctx.has_b
-    dx, dw, db = torch.ops.cnnkern.conv2d_backward(dy, x, w, y, *ctx.conf, need[0], need[1], nb)
-    return (grad_or_none(dx, need[0]), grad_or_none(dw, need[1]), grad_or_none(db, nb)) + (None,) * 6
+    return _grads_in(ctx, torch.ops.cnnkern.conv2d_backward, dy, x, w, y, others=6)
 
 
 conv2d.register_autograd(_conv2d_grad, setup_context=_conv2d_setup)
@@ -279,7 +290,7 @@ def conv2d_act_maxpool_backward(
         need_db=need_db,
         backend=cpu_backend(x.dtype),
     )
-    return none_or(grads[0], x.dtype), none_or(grads[1], x.dtype), none_or(grads[2], x.dtype)
+    return _grads_out(grads, x.dtype)
 
 
 @conv2d_act_maxpool_backward.register_fake
@@ -299,12 +310,7 @@ def _cap_grad(ctx: Any, dy: Tensor, _dargmax: Any) -> tuple[Any, ...]:
     if not ctx.has_argmax:
         raise RuntimeError("cnnkern::conv2d_act_maxpool ran with need_argmax=False: it has no gradient")
     x, w, y, argmax = ctx.saved_tensors
-    need = ctx.needs_input_grad
-    nb = need[2] and ctx.has_b
-    dx, dw, db = torch.ops.cnnkern.conv2d_act_maxpool_backward(
-        dy, y, argmax, x, w, *ctx.conf, need[0], need[1], nb
-    )
-    return (grad_or_none(dx, need[0]), grad_or_none(dw, need[1]), grad_or_none(db, nb)) + (None,) * 12
+    return _grads_in(ctx, torch.ops.cnnkern.conv2d_act_maxpool_backward, dy, y, argmax, x, w, others=12)
 
 
 conv2d_act_maxpool.register_autograd(_cap_grad, setup_context=_cap_setup)

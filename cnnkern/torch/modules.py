@@ -35,6 +35,11 @@ def _check_conv(conv: nn.Conv2d) -> None:
         raise ValueError(f"cnnkern's conv2d pads with zeros only, got padding_mode={conv.padding_mode!r}")
 
 
+def _conv_args(m: Conv2d | ConvActPool2d) -> tuple[Any, ...]:
+    """F.conv2d's positional arguments after the input."""
+    return (m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
+
+
 class Conv2d(nn.Conv2d):
     """nn.Conv2d (padding_mode 'zeros'), optionally followed by a fused activation."""
 
@@ -46,12 +51,7 @@ class Conv2d(nn.Conv2d):
     def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(
             input,
-            self.weight,
-            self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
+            *_conv_args(self),
             activation=self.activation,
             alpha=self.alpha,
         )
@@ -93,12 +93,7 @@ class ConvActPool2d(nn.Module):
     def forward(self, input: Tensor) -> Tensor:
         return F.conv2d_act_maxpool(
             input,
-            self.weight,
-            self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
+            *_conv_args(self),
             activation=self.activation,
             alpha=self.alpha,
             pool_size=self.pool_size,

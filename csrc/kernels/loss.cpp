@@ -50,17 +50,24 @@ void run_rows(int64_t n, int64_t per_item, const Fn& fn) {
     parallel_for(n, fn);
 }
 
-// One row: writes probs, returns the row loss log s - (x[label] - m), from the shifted logit. A NaN logit
-// makes the max, and so the whole row, NaN.
-double softmax_row(const float* x, int64_t C, int64_t label, float* p) {
+// A row's max m (NaN if any logit is NaN); writes p_j = exp(x_j - m) and their sum s.
+float shifted_exp(const float* x, int64_t C, float* p, double& s) {
   float m = x[0];
   for (int64_t j = 1; j < C; ++j)
     if (x[j] > m || std::isnan(x[j])) m = x[j];
-  double s = 0.0;
+  s = 0.0;
   for (int64_t j = 0; j < C; ++j) {
     p[j] = std::exp(x[j] - m);
     s += p[j];
   }
+  return m;
+}
+
+// One row: writes probs, returns the row loss log s - (x[label] - m), from the shifted logit. A NaN logit
+// makes the max, and so the whole row, NaN.
+double softmax_row(const float* x, int64_t C, int64_t label, float* p) {
+  double s;
+  const float m = shifted_exp(x, C, p, s);
   const float inv = static_cast<float>(1.0 / s);
   for (int64_t j = 0; j < C; ++j) p[j] *= inv;
   return std::log(s) - (static_cast<double>(x[label]) - static_cast<double>(m));
@@ -127,14 +134,8 @@ carray<float> softmax_cross_entropy_backward(const carray<float>& probs, const c
 // One row against soft targets t: writes probs, returns Σ_j t_j·(log s − (x_j − m)), each term from the
 // shifted logit as softmax_row's.
 double soft_row(const float* x, const float* t, int64_t C, float* p) {
-  float m = x[0];
-  for (int64_t j = 1; j < C; ++j)
-    if (x[j] > m || std::isnan(x[j])) m = x[j];
-  double s = 0.0;
-  for (int64_t j = 0; j < C; ++j) {
-    p[j] = std::exp(x[j] - m);
-    s += p[j];
-  }
+  double s;
+  const float m = shifted_exp(x, C, p, s);
   const float inv = static_cast<float>(1.0 / s);
   const double log_s = std::log(s);
   double row = 0.0;

@@ -12,6 +12,16 @@
 //   softmax_cross_entropy_soft_backward  probs, targets, weights -> dlogits = w * (sum_j t_j * probs - t) / N
 #include "common.cuh"
 
+// a row's max m and log sum_j exp(x_j - m), reduced over the warp: every lane gets both
+__device__ __forceinline__ float warp_log_sum_exp(const float* __restrict__ x, i64 C, int lane, float& m) {
+  m = neg_inf();
+  for (i64 j = lane; j < C; j += 32) m = fmaxf(m, x[j]);
+  m = warp_max(m);
+  float s = 0.f;
+  for (i64 j = lane; j < C; j += 32) s += expf(x[j] - m);
+  return logf(warp_sum(s));
+}
+
 // warp per row, grid-stride over rows; blockDim a multiple of 32
 extern "C" __global__ void softmax_cross_entropy_forward(const float* __restrict__ logits,
                                                          const i64* __restrict__ labels,
@@ -21,13 +31,8 @@ extern "C" __global__ void softmax_cross_entropy_forward(const float* __restrict
   const i64 warps = ((i64)gridDim.x * blockDim.x) >> 5;
   for (i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < N; row += warps) {
     const float* x = logits + row * C;
-    float m = neg_inf();
-    for (i64 j = lane; j < C; j += 32) m = fmaxf(m, x[j]);
-    m = warp_max(m);
-    float s = 0.f;
-    for (i64 j = lane; j < C; j += 32) s += expf(x[j] - m);
-    s = warp_sum(s);
-    const float log_s = logf(s);
+    float m;
+    const float log_s = warp_log_sum_exp(x, C, lane, m);
     float* pr = probs + row * C;
     for (i64 j = lane; j < C; j += 32) pr[j] = expf(x[j] - m - log_s);
     if (lane == 0) row_loss[row] = -(x[labels[row]] - m - log_s);
@@ -63,13 +68,8 @@ extern "C" __global__ void softmax_cross_entropy_soft_forward(const float* __res
   for (i64 row = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < N; row += warps) {
     const float* x = logits + row * C;
     const float* t = targets + row * C;
-    float m = neg_inf();
-    for (i64 j = lane; j < C; j += 32) m = fmaxf(m, x[j]);
-    m = warp_max(m);
-    float s = 0.f;
-    for (i64 j = lane; j < C; j += 32) s += expf(x[j] - m);
-    s = warp_sum(s);
-    const float log_s = logf(s);
+    float m;
+    const float log_s = warp_log_sum_exp(x, C, lane, m);
     float* pr = probs + row * C;
     float acc = 0.f;
     for (i64 j = lane; j < C; j += 32) {

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from ... import shapes
 from ..reference import quant as spec
 from .launch import _grid_1d, _ints
 
@@ -43,14 +42,12 @@ class CudaQuantKernels:
         dilation: Sequence[int],
         groups: int,
     ) -> np.ndarray:
-        spec._check_common(x, w, bias, x_zero, int(np.prod(w.shape[1:])))
-        spec.requantize(np.zeros((1, w.shape[0]), np.int32), multiplier, shift, y_zero, False, axis=1)
-        n, h, wd, c = x.shape
-        k, cg, r, s = w.shape
-        if c != cg * groups or k % groups:
-            raise ValueError(f"x {x.shape} and w {w.shape} do not match groups={groups}")
-        p = shapes.conv_out(h, r, stride[0], padding[0], padding[1], dilation[0])
-        q = shapes.conv_out(wd, s, stride[1], padding[2], padding[3], dilation[1])
+        n, p, q, k = spec.check_conv_q8(
+            x, w, bias, x_zero=x_zero, stride=stride, padding=padding, dilation=dilation, groups=groups
+        )
+        spec.check_requant(multiplier, shift, y_zero, k)
+        _, h, wd, c = x.shape
+        _, _, r, s = w.shape
         y = self.be._empty((n, p, q, k), np.uint8)
         arrays = [self._put(a) for a in (x, w.transpose(0, 2, 3, 1), bias, multiplier, shift)]
         sizes = _ints(n, h, wd, c, k, r, s, p, q, *stride, padding[0], padding[2], *dilation, groups)
@@ -70,8 +67,6 @@ class CudaQuantKernels:
         relu: bool,
         requantize: bool,
     ) -> np.ndarray:
-        if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
-            raise ValueError(f"x (N,in) and w (out,in) do not match: {x.shape}, {w.shape}")
         n, out = x.shape[0], w.shape[0]
         y = self.be._empty((n, out), np.uint8)
         acc = self.be._empty((n, out), np.int32)
@@ -97,12 +92,12 @@ class CudaQuantKernels:
         y_zero: int,
         relu: bool,
     ) -> np.ndarray:
-        spec._check_common(x, w, bias, x_zero, w.shape[-1])
-        spec.requantize(np.zeros((1, w.shape[0]), np.int32), multiplier, shift, y_zero, False, axis=1)
+        spec.check_dense_q8(x, w, bias, x_zero=x_zero)
+        spec.check_requant(multiplier, shift, y_zero, w.shape[0])
         return self._dense(x, w, bias, multiplier, shift, x_zero, y_zero, relu, True)
 
     def dense_q8_acc(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
-        spec._check_common(x, w, bias, x_zero, w.shape[-1])
+        spec.check_dense_q8(x, w, bias, x_zero=x_zero)
         ones = np.full(w.shape[0], 1 << 30, np.int32)
         return self._dense(x, w, bias, ones, ones, x_zero, 0, False, False)
 
@@ -115,11 +110,10 @@ class CudaQuantKernels:
         padding: Sequence[int],
         ceil_mode: bool,
     ) -> np.ndarray:
-        if x.dtype != np.uint8 or x.ndim != 4:
-            raise TypeError(f"x must be uint8 (N,H,W,C), got {x.dtype} {x.shape}")
-        n, h, w, c = x.shape
-        p = shapes.pool_out(h, kernel_size[0], stride[0], padding[0], 1, ceil_mode)
-        q = shapes.pool_out(w, kernel_size[1], stride[1], padding[1], 1, ceil_mode)
+        n, p, q, c = spec.check_maxpool_q8(
+            x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode
+        )
+        h, w = x.shape[1:3]
         y = self.be._empty((n, p, q, c), np.uint8)
         sizes = _ints(n, h, w, c, p, q, *kernel_size, *stride, *padding)
         self.be._launch("quant", "maxpool2d_q8", _grid_1d(y.size), (self._put(x), y, *sizes))

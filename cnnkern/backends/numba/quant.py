@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
-from ...shapes import conv_out, pool_out
 from ..reference import quant as spec
 
 
@@ -93,14 +92,10 @@ def conv2d_q8_forward(
     dilation: Sequence[int],
     groups: int,
 ) -> np.ndarray:
-    spec._check_common(x, w, bias, x_zero, int(np.prod(w.shape[1:])))
-    spec.requantize(np.zeros((1, w.shape[0]), np.int32), multiplier, shift, y_zero, False, axis=1)
-    n, h, wd, c = x.shape
-    k, cg, r, s = w.shape
-    if c != cg * groups or k % groups:
-        raise ValueError(f"x {x.shape} and w {w.shape} do not match groups={groups}")
-    p = conv_out(h, r, stride[0], padding[0], padding[1], dilation[0])
-    q = conv_out(wd, s, stride[1], padding[2], padding[3], dilation[1])
+    n, p, q, k = spec.check_conv_q8(
+        x, w, bias, x_zero=x_zero, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
+    spec.check_requant(multiplier, shift, y_zero, k)
     y = np.empty((n, p, q, k), np.uint8)
     w_rsc = np.ascontiguousarray(w.transpose(0, 2, 3, 1))
     _conv(
@@ -166,17 +161,13 @@ def dense_q8_forward(
     y_zero: int,
     relu: bool,
 ) -> np.ndarray:
-    spec._check_common(x, w, bias, x_zero, w.shape[-1])
-    spec.requantize(np.zeros((1, w.shape[0]), np.int32), multiplier, shift, y_zero, False, axis=1)
-    if x.ndim != 2 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"x (N,in) and w (out,in) do not match: {x.shape}, {w.shape}")
+    spec.check_dense_q8(x, w, bias, x_zero=x_zero)
+    spec.check_requant(multiplier, shift, y_zero, w.shape[0])
     return _dense_call(x, w, bias, multiplier, shift, x_zero, y_zero, relu, True)
 
 
 def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
-    spec._check_common(x, w, bias, x_zero, w.shape[-1])
-    if x.ndim != 2 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"x (N,in) and w (out,in) do not match: {x.shape}, {w.shape}")
+    spec.check_dense_q8(x, w, bias, x_zero=x_zero)
     ones = np.full(w.shape[0], 1 << 30, np.int32)
     return _dense_call(x, w, bias, ones, ones, x_zero, 0, False, False)
 
@@ -189,12 +180,12 @@ def maxpool2d_q8_forward(
     padding: Sequence[int],
     ceil_mode: bool,
 ) -> np.ndarray:
-    if x.dtype != np.uint8 or x.ndim != 4:
-        raise TypeError(f"x must be uint8 (N,H,W,C), got {x.dtype} {x.shape}")
-    n, h, w, c = x.shape
-    p = pool_out(h, kernel_size[0], stride[0], padding[0], 1, ceil_mode)
-    q = pool_out(w, kernel_size[1], stride[1], padding[1], 1, ceil_mode)
-    y = np.empty((n, p, q, c), np.uint8)
+    y = np.empty(
+        spec.check_maxpool_q8(
+            x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode
+        ),
+        np.uint8,
+    )
     _maxpool(
         np.ascontiguousarray(x),
         kernel_size[0],
