@@ -161,6 +161,7 @@ CONV_CASES = [
     ConvCase(
         "depthwise-c13-s2-dil2", (2, 13, 11, 10), (13, 1, 3, 3), stride=2, padding=2, dilation=2, groups=13
     ),
+    ConvCase("groups2-taps32-k10", (2, 4, 7, 9), (10, 2, 4, 4), padding=1, groups=2),
     ConvCase("groups3-stride-1x2", (2, 6, 9, 13), (9, 2, 3, 3), stride=(1, 2), padding=(1, 0), groups=3),
 ]
 

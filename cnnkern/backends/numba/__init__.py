@@ -1,7 +1,7 @@
 """The Numba backend: every kernel as ``@njit(parallel=True, cache=True)`` loops on NumPy arrays.
 
 Kernels live in one file per family (conv, pool, batchnorm, dense, activation, loss, optim; the GEMM that
-conv and dense share in gemm.py). Each file holds the compiled loops (``_name``), one plain Python
+conv and dense share in gemm.py, conv's direct loops for few-tap convs in conv_direct.py). Each file holds the compiled loops (``_name``), one plain Python
 function per kernel, named like the Backend method, that allocates the outputs and calls them (the methods
 forwarding to them are generated from the kernel table), and ``warmup_calls`` for :func:`warmup`. Importing
 this package does not import Numba; :func:`create` does. A kernel compiles on its first call per dtype
@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     """A family module's ``warmup_calls``: kernel name -> a closure calling it once."""
 
 MIN_NUMBA = (0, 68)  # gemm.py's micro-kernel is LLVM IR through numba.extending.intrinsic: tested on 0.68
-# one module per family of the table (the stem rule), and the GEMM that conv and dense share
-_FAMILIES = ("gemm",) + FAMILIES
+# one module per family of the table (the stem rule), the GEMM that conv and dense share and conv's direct
+# loops (listed so that info(), warmup and the cache checks see their compiled loops)
+_FAMILIES = ("gemm", "conv_direct") + FAMILIES
 # fused kernels with compiled loops of their own (conv_pool.py); the others are the base class compositions
 FUSED = ("conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward")
 

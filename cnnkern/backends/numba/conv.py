@@ -13,10 +13,10 @@ buffers come from alloc.py's block cache.
   forward  y (Kg, J) per group = w[g] (Kg, CgRS) @ col[g] (CgRS, J) (+ b): tasks over (g, run of slivers
            of J); the weight panels are packed once per call, each sliver is gathered once and multiplied
            by every panel; the tile is stored to y (n, k, pq).
-  direct   a forward whose reduction is at most DIRECT_MAX_TAPS taps (one-channel first layers, depthwise)
-           skips the GEMM: one task per (n, k) plane, a vectorised pass per tap over a contiguous slice of
-           xp (_direct_plane; strided, every column of the needed rows, then every sw-th: _direct_rows), the
-           taps in the GEMM's order with fma, so both paths give the same bits.
+  direct   a conv whose reduction is at most DIRECT_MAX_TAPS taps (one-channel first layers, depthwise)
+           skips the GEMM: conv_direct.py's plane loops (the forward with the same bits as the GEMM; dx and
+           dw too for grouped convs with fewer than MR filters per group, where the GEMM's panels are
+           mostly padding).
   dx       dcol[g] (CgRS, J) = w[g]^T (CgRS, Kg) @ dy[g] (Kg, J), never stored either: tasks over (g, run
            of whole samples); a task packs its dy slivers, and each tile is added at once into the padded
            gradient dxp at the same offsets pos[j] + tap[g, t] the forward reads (col2im tile by tile, in
@@ -42,7 +42,8 @@ from numba import njit, prange
 
 from ...shapes import conv_out
 from . import alloc
-from .gemm import MR, NR, fma, fma_tile
+from .conv_direct import direct_backward, direct_forward
+from .gemm import MR, NR, fma_tile
 
 if TYPE_CHECKING:
     from ..base import Backend
@@ -56,6 +57,10 @@ SLIVERS_PER_TASK = 8  # forward: at most this many slivers gathered and multipli
 # 5x5 on 1 channel) takes the direct plane loops; the GEMM's 6-row panels and 16-column slivers are then
 # mostly packing and padding (measured 2x to 7x slower than the C++ backend on the zoo's such layers)
 DIRECT_MAX_TAPS = 32
+# backward: direct for grouped convs (depthwise) with fewer filters per group than the GEMM's panel rows
+# (more: the GEMM measured faster); never for groups 1, so that conv_pool.py's fused dw keeps the bits of
+# the composition
+DIRECT_BACKWARD_MAX_KG = MR
 
 
 # Each parallel loop only hands out tasks; the task bodies are plain @njit functions, which compile to
@@ -133,81 +138,6 @@ def _forward(xf, wp, tap, b, has_bias, C, Hp, Wp, sh, sw, P, Q, K, yf):
     for t in prange(groups * ntask):
         g, s0 = t // ntask, (t % ntask) * spt
         _forward_task(xf, wp, tap, b, has_bias, g, s0, min(nsl, s0 + spt), C, Hp, Wp, sh, sw, P, Q, K, yf)
-
-
-@njit(cache=True)
-def _direct_plane(xf, wk, g, Cg, Hp, Wp, dh, dw, zw):
-    """zw[i] = conv of one image's padded planes xf (C, Hp*Wp), channels g*Cg .. (g+1)*Cg, with one filter
-    wk (Cg, R, S) at i = p*Wp + q, stride 1, for the "wide" run i < (P-1)*Wp + Q (it includes the columns
-    past each row's end, never read): a pass per tap over one contiguous slice of x, which vectorises, in
-    the GEMM's tap order (cg, r, s) from 0 with fma: the same bits as the GEMM path."""
-    R, S = wk.shape[1], wk.shape[2]
-    L = zw.size
-    zw[:] = 0
-    for cg in range(Cg):
-        plane = xf[g * Cg + cg]
-        for r in range(R):
-            for s in range(S):
-                wv = wk[cg, r, s]
-                o = r * dh * Wp + s * dw
-                xs = plane[o : o + L]
-                for i in range(L):
-                    zw[i] = fma(wv, xs[i], zw[i])
-
-
-@njit(cache=True)
-def _direct_rows(xf, wk, g, Cg, Wp, sh, sw, dh, dw, zrow, yk):
-    """yk (P, Q) = the strided conv of one image's padded planes xf (C, Hp*Wp) with one filter wk, row by
-    row: each output row is computed at every column, (Q-1)*sw + 1 of them, into zrow by contiguous passes
-    (they vectorise; a pass reading every sw-th x does not, measured 4x slower at stride 2), and every
-    sw-th taken. The same fma chains as _direct_plane."""
-    R, S = wk.shape[1], wk.shape[2]
-    P, Q = yk.shape
-    L = zrow.size
-    for p in range(P):
-        zrow[:] = 0
-        for cg in range(Cg):
-            plane = xf[g * Cg + cg]
-            for r in range(R):
-                for s in range(S):
-                    wv = wk[cg, r, s]
-                    o = (p * sh + r * dh) * Wp + s * dw
-                    xs = plane[o : o + L]
-                    for i in range(L):
-                        zrow[i] = fma(wv, xs[i], zrow[i])
-        row = yk[p]
-        for q in range(Q):
-            row[q] = zrow[q * sw]
-
-
-@njit(parallel=True, cache=True)
-def _direct_forward(xf, w, b, has_bias, Wp, sh, sw, dh, dw, y):
-    """y (N, K, P, Q) = conv of xf (N, C, Hp*Wp) (x padded) with w (K, Cg, R, S) (+ b), by _direct_plane at
-    stride 1, else _direct_rows; one task per (n, k) plane, so the result does not depend on the thread
-    count."""
-    N, K, P, Q = y.shape
-    C, HpWp = xf.shape[1], xf.shape[2]
-    Cg = w.shape[1]
-    Kg = K // (C // Cg)
-    for t in prange(N * K):
-        n, k = t // K, t % K
-        bias = b[k] if has_bias else 0
-        yk = y[n, k]
-        if sh == 1 and sw == 1:
-            zw = np.empty((P - 1) * Wp + Q, xf.dtype)
-            _direct_plane(xf[n], w[k], k // Kg, Cg, HpWp // Wp, Wp, dh, dw, zw)
-            for p in range(P):
-                src = zw[p * Wp : p * Wp + Q]
-                row = yk[p]
-                for q in range(Q):
-                    row[q] = src[q] + bias
-        else:
-            zrow = np.empty((Q - 1) * sw + 1, xf.dtype)
-            _direct_rows(xf[n], w[k], k // Kg, Cg, Wp, sh, sw, dh, dw, zrow, yk)
-            for p in range(P):
-                row = yk[p]
-                for q in range(Q):
-                    row[q] = row[q] + bias
 
 
 @njit(cache=True)
@@ -445,7 +375,7 @@ def _conv(
     y = alloc.empty((N, K, P, Q), xp.dtype)
     bias = b if b is not None else np.empty(0, xp.dtype)
     if Cg * R * S <= DIRECT_MAX_TAPS:
-        _direct_forward(xp.reshape(N, C, Hp * Wp), w, bias, b is not None, Wp, sh, sw, dh, dw, y)
+        direct_forward(xp.reshape(N, C, Hp * Wp), w, bias, b is not None, Wp, sh, sw, dh, dw, y)
         return y
     wp = _panels(w.reshape(groups, K // groups, Cg * R * S))
     tap = _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw)
@@ -488,6 +418,17 @@ def conv2d_backward(
         db = np.empty(K, dy.dtype)
         bounds = dw_runs(N * P * Q)
         _bias_grad(dy.reshape(N, K, P * Q), bounds, np.empty((bounds.size - 1, K)), db)
+    if (need_dx or need_dw) and groups > 1 and CgRS <= DIRECT_MAX_TAPS and Kg < DIRECT_BACKWARD_MAX_KG:
+        Hp, Wp = H + pt + pb, W + pl + pr
+        none = np.empty((0, 0, 0), x.dtype)  # for an operand not needed
+        dxp = alloc.empty((N, C, Hp, Wp), x.dtype) if need_dx else None
+        xpf = _padded(x, pt, pb, pl, pr).reshape(N, C, Hp * Wp) if need_dw else none
+        wgrad = np.empty_like(w)
+        dxf = dxp.reshape(N, C, Hp * Wp) if dxp is not None else none
+        direct_backward(xpf, dy, w, C, Wp, sh, sw, dh, dw, need_dx, need_dw, dxf, wgrad)
+        if dxp is not None:
+            dx = dxp if Hp * Wp == H * W else np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
+        return dx, (wgrad if need_dw else None), db
     if need_dx or need_dw:
         Hp, Wp = H + pt + pb, W + pl + pr
         tap = _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw)
@@ -514,6 +455,8 @@ def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     pointwise: dict[str, Any] = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
     x, w, b, w1, dy = rand(2, 2, 4, 4), rand(3, 2, 3, 3), rand(3), rand(3, 2, 1, 1), rand(2, 3, 4, 4)
     x4, w4 = rand(2, 4, 4, 4), rand(3, 4, 3, 3)
+    depthwise: dict[str, Any] = dict(conv, groups=2)  # wd: conv_direct.py's backward
+    wd, dyd = rand(2, 1, 3, 3), rand(2, 2, 4, 4)
     return {
         "conv2d_forward": lambda: (
             be.conv2d_forward(x, w, b, **conv),  # w: 18 taps, the direct loops
@@ -524,5 +467,6 @@ def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
         "conv2d_backward": lambda: (
             be.conv2d_backward(dy, x, w, need_dx=True, need_dw=True, need_db=True, **conv),
             be.conv2d_backward(dy, x, w1, need_dx=True, need_dw=True, need_db=False, **pointwise),
+            be.conv2d_backward(dyd, x, wd, need_dx=True, need_dw=True, need_db=True, **depthwise),
         ),
     }
