@@ -186,6 +186,14 @@ CONV_CASES = [
     ConvCase("same-even-4x2-c8", (2, 8, 9, 10), (5, 8, 4, 2), padding="same"),
     ConvCase("pad-beyond-kernel-c8", (1, 8, 3, 3), (17, 8, 3, 3), padding=3),
     ConvCase("pad-pair-c12-k33", (3, 12, 7, 11), (33, 12, 3, 5), padding=(2, 1)),
+    # reductions of at most 32 taps (Cg*R*S): the numba backend's direct forward loops, stride 1 and strided
+    ConvCase("c1-5x5-same-w19", (3, 1, 11, 19), (5, 1, 5, 5), padding="same"),
+    ConvCase("taps32-pad1", (2, 2, 7, 9), (3, 2, 4, 4), padding=1),
+    ConvCase(
+        "depthwise-c13-s2-dil2", (2, 13, 11, 10), (13, 1, 3, 3), stride=2, padding=2, dilation=2, groups=13
+    ),
+    ConvCase("groups2-taps32-k10", (2, 4, 7, 9), (10, 2, 4, 4), padding=1, groups=2),
+    ConvCase("groups3-stride-1x2", (2, 6, 9, 13), (9, 2, 3, 3), stride=(1, 2), padding=(1, 0), groups=3),
 ]
 
 POOL_CASES = [

@@ -271,3 +271,27 @@ def test_fused_conv_pool_does_not_depend_on_the_thread_count(backend, pool):
             assert c is None, name
         else:
             np.testing.assert_array_equal(a, c, err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["tanh", "sigmoid"])
+def test_float32_tanh_and_sigmoid_are_within_one_ulp_of_float64_everywhere(backend, kind):
+    """activation.py's tanh32 / sigmoid32 (polynomial exp, no library calls): within one float32 ulp of the
+    float64 function rounded to float32 over the whole range, subnormals to beyond saturation, the
+    branch points (|x| = 1e-3 and 9.1 for tanh, 110 for sigmoid) crossed; NaN, +-inf and -0 as torch."""
+    rng = np.random.default_rng(0)
+    mags = np.geomspace(1e-45, 200, 200_001)
+    pts = [1e-3, 9.1, 110.0, 0.0, np.inf]
+    below = np.nextafter(np.array(pts[:3], np.float32), np.float32(-1))  # the last value before each branch
+    edges = np.concatenate([below, np.array(pts, np.float32)])
+    v = np.concatenate([mags, -mags, rng.uniform(-12, 12, 100_000), edges, -edges, [np.nan]]).astype(
+        np.float32
+    )
+    got = backend.activation_forward(v, kind, alpha=0.01)
+    x = v.astype(np.float64)
+    with np.errstate(over="ignore"):
+        want = (np.tanh(x) if kind == "tanh" else 1 / (1 + np.exp(-x))).astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    assert np.array_equal(np.signbit(got[ok]), np.signbit(want[ok]))
+    ulps = np.abs(got[ok].view(np.int32).astype(np.int64) - want[ok].view(np.int32).astype(np.int64))
+    assert ulps.max() <= 1, v[ok][ulps.argmax()]

@@ -2,8 +2,11 @@
 
 x (N,C,H,W), gamma/beta/running_mean/running_var (C,) -> y (N,C,H,W), mean (C,), invstd (C,).
 One parallel task per channel; inside it the loops run over n, then the contiguous H*W plane. Per-channel
-sums accumulate in float64; the statistics are rounded to the array dtype once, then used as rounded, so
-that backward gets exactly the mean/invstd that forward applied.
+sums accumulate in float64, each plane's in eight independent lanes (elements i = 8j + l, the last HW % 8
+apart) combined in a fixed order, so that the loops vectorise (a single running sum cannot without
+fastmath) and the order depends on the shape alone, never on the thread count; the statistics are rounded
+to the array dtype once, then used as rounded, so that backward gets exactly the mean/invstd that forward
+applied.
 """
 
 from __future__ import annotations
@@ -18,6 +21,75 @@ if TYPE_CHECKING:
     from . import MakeArray, WarmupCalls
 
 
+@njit(cache=True)
+def _plane_sum(row, m, square):
+    """sum of row[i] - m (square: of its square) in float64, in eight lanes (module docstring)."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    end = row.size - row.size % 8
+    for i in range(0, end, 8):
+        d0, d1 = np.float64(row[i]) - m, np.float64(row[i + 1]) - m
+        d2, d3 = np.float64(row[i + 2]) - m, np.float64(row[i + 3]) - m
+        d4, d5 = np.float64(row[i + 4]) - m, np.float64(row[i + 5]) - m
+        d6, d7 = np.float64(row[i + 6]) - m, np.float64(row[i + 7]) - m
+        if square:
+            d0, d1, d2, d3, d4, d5, d6, d7 = (
+                d0 * d0,
+                d1 * d1,
+                d2 * d2,
+                d3 * d3,
+                d4 * d4,
+                d5 * d5,
+                d6 * d6,
+                d7 * d7,
+            )
+        s0 += d0
+        s1 += d1
+        s2 += d2
+        s3 += d3
+        s4 += d4
+        s5 += d5
+        s6 += d6
+        s7 += d7
+    t = 0.0
+    for i in range(end, row.size):
+        d = np.float64(row[i]) - m
+        t += d * d if square else d
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) + t
+
+
+@njit(cache=True)
+def _plane_dots(g, src, m, inv):
+    """(sum g, sum g * xhat) over one plane, xhat = (src - m) * inv as in the array dtype, in float64
+    lanes (module docstring)."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
+    end = g.size - g.size % 8
+    for i in range(0, end, 8):
+        a0 += g[i]
+        a1 += g[i + 1]
+        a2 += g[i + 2]
+        a3 += g[i + 3]
+        a4 += g[i + 4]
+        a5 += g[i + 5]
+        a6 += g[i + 6]
+        a7 += g[i + 7]
+        b0 += g[i] * ((src[i] - m) * inv)
+        b1 += g[i + 1] * ((src[i + 1] - m) * inv)
+        b2 += g[i + 2] * ((src[i + 2] - m) * inv)
+        b3 += g[i + 3] * ((src[i + 3] - m) * inv)
+        b4 += g[i + 4] * ((src[i + 4] - m) * inv)
+        b5 += g[i + 5] * ((src[i + 5] - m) * inv)
+        b6 += g[i + 6] * ((src[i + 6] - m) * inv)
+        b7 += g[i + 7] * ((src[i + 7] - m) * inv)
+    ta = tb = 0.0
+    for i in range(end, g.size):
+        ta += g[i]
+        tb += g[i] * ((src[i] - m) * inv)
+    sa = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ta
+    sb = ((b0 + b1) + (b2 + b3)) + ((b4 + b5) + (b6 + b7)) + tb
+    return sa, sb
+
+
 @njit(parallel=True, cache=True)
 def _batch_stats(x3, mean, var):
     """Two-pass statistics of x3 (N, C, HW): mean = sum/n, biased var = sum((x - mean)^2)/n (float64)."""
@@ -26,16 +98,11 @@ def _batch_stats(x3, mean, var):
     for c in prange(C):
         s = 0.0
         for n in range(N):
-            row = x3[n, c]
-            for i in range(HW):
-                s += row[i]
+            s += _plane_sum(x3[n, c], 0.0, False)
         m = s / count
         ss = 0.0
         for n in range(N):
-            row = x3[n, c]
-            for i in range(HW):
-                d = row[i] - m
-                ss += d * d
+            ss += _plane_sum(x3[n, c], m, True)
         mean[c] = m
         var[c] = ss / count
 
@@ -69,11 +136,9 @@ def _backward(dy3, x3, gamma, mean, invstd, training, dx3, dgamma, dbeta):
         sdy = 0.0
         sdyx = 0.0
         for n in range(N):
-            g = dy3[n, c]
-            src = x3[n, c]
-            for i in range(HW):
-                sdy += g[i]
-                sdyx += g[i] * ((src[i] - m) * inv)
+            a, b = _plane_dots(dy3[n, c], x3[n, c], m, inv)
+            sdy += a
+            sdyx += b
         dbeta[c] = sdy
         dgamma[c] = sdyx
         scale = gamma[c] * inv

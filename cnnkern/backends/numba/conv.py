@@ -13,6 +13,10 @@ buffers come from alloc.py's block cache.
   forward  y (Kg, J) per group = w[g] (Kg, CgRS) @ col[g] (CgRS, J) (+ b): tasks over (g, run of slivers
            of J); the weight panels are packed once per call, each sliver is gathered once and multiplied
            by every panel; the tile is stored to y (n, k, pq).
+  direct   a conv whose reduction is at most DIRECT_MAX_TAPS taps (one-channel first layers, depthwise)
+           skips the GEMM: conv_direct.py's plane loops (the forward with the same bits as the GEMM; dx and
+           dw too for grouped convs with fewer than MR filters per group, where the GEMM's panels are
+           mostly padding).
   dx       dcol[g] (CgRS, J) = w[g]^T (CgRS, Kg) @ dy[g] (Kg, J), never stored either: tasks over (g, run
            of whole samples); a task packs its dy slivers, and each tile is added at once into the padded
            gradient dxp at the same offsets pos[j] + tap[g, t] the forward reads (col2im tile by tile, in
@@ -38,6 +42,7 @@ from numba import njit, prange
 
 from ...shapes import conv_out
 from . import alloc
+from .conv_direct import direct_backward, direct_forward
 from .gemm import MR, NR, fma_tile
 
 if TYPE_CHECKING:
@@ -48,6 +53,14 @@ JC = 256  # positions per dw chunk: the reduction length of one fma_tile call
 MIN_CHUNK = 32  # dw: chunks get as short as this to give DW_TASKS tasks work
 DW_TASKS = 8  # dw: the chunks are dealt to at most this many tasks, each summing its own partial dw
 SLIVERS_PER_TASK = 8  # forward: at most this many slivers gathered and multiplied per task
+# forward: a reduction of at most this many taps (Cg*R*S: one-channel first layers, depthwise,
+# 5x5 on 1 channel) takes the direct plane loops; the GEMM's 6-row panels and 16-column slivers are then
+# mostly packing and padding (measured 2x to 7x slower than the C++ backend on the zoo's such layers)
+DIRECT_MAX_TAPS = 32
+# backward: direct for grouped convs (depthwise) with fewer filters per group than the GEMM's panel rows
+# (more: the GEMM measured faster); never for groups 1, so that conv_pool.py's fused dw keeps the bits of
+# the composition
+DIRECT_BACKWARD_MAX_KG = MR
 
 
 # Each parallel loop only hands out tasks; the task bodies are plain @njit functions, which compile to
@@ -360,9 +373,12 @@ def _conv(
     N, C, Hp, Wp = xp.shape
     K, Cg, R, S = w.shape
     y = alloc.empty((N, K, P, Q), xp.dtype)
+    bias = b if b is not None else np.empty(0, xp.dtype)
+    if Cg * R * S <= DIRECT_MAX_TAPS:
+        direct_forward(xp.reshape(N, C, Hp * Wp), w, bias, b is not None, Wp, sh, sw, dh, dw, y)
+        return y
     wp = _panels(w.reshape(groups, K // groups, Cg * R * S))
     tap = _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw)
-    bias = b if b is not None else np.empty(0, xp.dtype)
     _forward(xp.reshape(-1), wp, tap, bias, b is not None, C, Hp, Wp, sh, sw, P, Q, K, y.reshape(-1))
     return y
 
@@ -402,6 +418,17 @@ def conv2d_backward(
         db = np.empty(K, dy.dtype)
         bounds = dw_runs(N * P * Q)
         _bias_grad(dy.reshape(N, K, P * Q), bounds, np.empty((bounds.size - 1, K)), db)
+    if (need_dx or need_dw) and groups > 1 and CgRS <= DIRECT_MAX_TAPS and Kg < DIRECT_BACKWARD_MAX_KG:
+        Hp, Wp = H + pt + pb, W + pl + pr
+        none = np.empty((0, 0, 0), x.dtype)  # for an operand not needed
+        dxp = alloc.empty((N, C, Hp, Wp), x.dtype) if need_dx else None
+        xpf = _padded(x, pt, pb, pl, pr).reshape(N, C, Hp * Wp) if need_dw else none
+        wgrad = np.empty_like(w)
+        dxf = dxp.reshape(N, C, Hp * Wp) if dxp is not None else none
+        direct_backward(xpf, dy, w, C, Wp, sh, sw, dh, dw, need_dx, need_dw, dxf, wgrad)
+        if dxp is not None:
+            dx = dxp if Hp * Wp == H * W else np.ascontiguousarray(dxp[:, :, pt : pt + H, pl : pl + W])
+        return dx, (wgrad if need_dw else None), db
     if need_dx or need_dw:
         Hp, Wp = H + pt + pb, W + pl + pr
         tap = _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw)
@@ -424,16 +451,22 @@ def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
     """{kernel: closure} calling each kernel of this file once on tiny inputs that reach every compiled
     loop (the package's warmup(); ``rand(*shape)``/``zeros(*shape)`` make arrays of the dtype warmed)."""
     conv: dict[str, Any] = dict(stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
-    # the 1x1 GEMM path
+    strided: dict[str, Any] = dict(conv, stride=(2, 2))
     pointwise: dict[str, Any] = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
     x, w, b, w1, dy = rand(2, 2, 4, 4), rand(3, 2, 3, 3), rand(3), rand(3, 2, 1, 1), rand(2, 3, 4, 4)
+    x4, w4 = rand(2, 4, 4, 4), rand(3, 4, 3, 3)
+    depthwise: dict[str, Any] = dict(conv, groups=2)  # wd: conv_direct.py's backward
+    wd, dyd = rand(2, 1, 3, 3), rand(2, 2, 4, 4)
     return {
         "conv2d_forward": lambda: (
-            be.conv2d_forward(x, w, b, **conv),
+            be.conv2d_forward(x, w, b, **conv),  # w: 18 taps, the direct loops
+            be.conv2d_forward(x, w, b, **strided),
+            be.conv2d_forward(x4, w4, b, **conv),  # w4: 36 taps, the GEMM
             be.conv2d_forward(x, w1, None, **pointwise),
         ),
         "conv2d_backward": lambda: (
             be.conv2d_backward(dy, x, w, need_dx=True, need_dw=True, need_db=True, **conv),
             be.conv2d_backward(dy, x, w1, need_dx=True, need_dw=True, need_db=False, **pointwise),
+            be.conv2d_backward(dyd, x, wd, need_dx=True, need_dw=True, need_db=True, **depthwise),
         ),
     }

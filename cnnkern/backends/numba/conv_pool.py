@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import alloc
-from .activation import KIND_CODES
+from .activation import KIND_CODES, sigmoid32, tanh32
 from .conv import dw_runs, sum_runs
 from .gemm import MR, NR, fma, fma_tile
 from .pool import _maxpool_plane, _maxpool_plane_2x2, _pool_shape
@@ -118,9 +118,16 @@ def _bias_act(zw, W, bias, kind, alpha, z):
         else:
             for q in range(Q):
                 row[q] = src[q] + bias
-            if kind == 2:
+            # activation.py's formulas: float32 by sigmoid32 / tanh32
+            if kind == 2 and row.itemsize == 4:
+                for q in range(Q):
+                    row[q] = sigmoid32(row[q])
+            elif kind == 2:
                 for q in range(Q):
                     row[q] = 1 / (1 + math.exp(-row[q]))
+            elif kind == 3 and row.itemsize == 4:
+                for q in range(Q):
+                    row[q] = tanh32(row[q])
             elif kind == 3:
                 for q in range(Q):
                     row[q] = math.tanh(row[q])

@@ -40,7 +40,9 @@ def _sgd_momentum(param, grad, velocity, lr, momentum, nesterov, weight_decay):
         param[i] = param[i] - lr * step
 
 
-@njit(parallel=True, cache=True)
+# error_model="numpy": IEEE division (0/0 -> NaN with eps 0, as PyTorch) without Python's zero-divisor
+# test, a branch that stops LLVM from vectorising the loop
+@njit(parallel=True, cache=True, error_model="numpy")
 def _adam(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step, keras, decay):
     # decay: AdamW's 1 - lr*wd (weight_decay then 0), else 1
     bias1 = 1.0 - beta1**step
