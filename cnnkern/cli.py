@@ -7,7 +7,9 @@ model files missing or corrupt).
 
 Adding a subcommand: write ``add_<name>(subparsers)`` (in any module) that creates its parser with
 ``subparsers.add_parser`` and sets ``run=<function(args, parser) -> int>`` through ``set_defaults``; then
-list it in :data:`COMMANDS`. :func:`add_backend_argument` and :func:`check_backend` are there to share.
+list it in :data:`COMMANDS`. What the commands share (:func:`add_backend_argument`, :func:`check_backend`, the
+data loading) is :mod:`cnnkern.cli_common`; ``evaluate``, ``predict`` and ``info`` live in
+:mod:`cnnkern.cli_inference`.
 """
 
 from __future__ import annotations
@@ -20,104 +22,31 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
-
-from . import backends
 from .bench import add_bench
+from .cli_common import (
+    EVAL_BATCH_SIZE,
+    TRAIN_BATCH_SIZE,
+    TRAIN_EPOCHS,
+    TRAIN_LR,
+    CommandError,
+    _check_plot,
+    _data_or_fail,
+    _images,
+    _positive,
+    add_backend_argument,
+    check_backend,
+)
+from .cli_inference import add_evaluate, add_info, add_predict
 from .compress.cli import add_quantize
 from .recipe_cli import add_recipe_arguments
 from .zoo import classic_cnn
 
 if TYPE_CHECKING:
     from ._typing import PathLike
-    from .backends.base import Backend
     from .callbacks import BackupAndRestore, History
-    from .compress import QuantizedModel
-    from .datasets.loader import Data, Split
     from .distributed import MPIStrategy
-    from .models import Model
-
-_Number = TypeVar("_Number", int, float)
-
-# Defaults of `cnnkern train`: on the bundled subset (9000 train images) with the cpp backend (AVX2, 2
-# threads) they give 86.3% test accuracy (seed 0; 85.8-86.6% over seeds 0-2) for 42 s of CPU time, i.e. well
-# under two minutes on an idle 2-core machine. Four epochs land at 83-85%, too close to the 85% mark.
-TRAIN_EPOCHS = 5
-TRAIN_BATCH_SIZE = 32
-TRAIN_LR = 1e-3
-EVAL_BATCH_SIZE = 256
-LABEL_SETS = {"fashion-mnist": "fashion_mnist", "mnist": "mnist"}
-
-
-class CommandError(Exception):
-    """A failure while running a command (exit status 1); the message is printed as is."""
-
-
-# --- shared pieces ----------------------------------------------------------------------------------------
-def add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--backend",
-        choices=backends.NAMES + ("auto",),
-        default=None,
-        help="backend to run on (default: CNNKERN_BACKEND, else auto: cuda, cpp, numba, "
-        "reference, the first that can run here)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="worker threads of the cpp and numba backends (default: all cores)",
-    )
-
-
-def check_backend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Backend:
-    """Apply --threads and make sure the chosen backend can run here (exit 2 with its reason if not)."""
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads must be >= 1, got {args.threads}")
-        # read by the cpp thread pool and by Numba when the backend first loads
-        os.environ["CNNKERN_NUM_THREADS"] = str(args.threads)
-        os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
-    name = args.backend
-    try:
-        be = backends.resolve(name)
-    except backends.BackendUnavailableError as exc:
-        parser.error(str(exc))
-    except ValueError as exc:  # a bad CNNKERN_BACKEND
-        parser.error(str(exc))
-    return be
-
-
-def _positive(kind: type[_Number]) -> Callable[[str], _Number]:
-    def parse(text: str) -> _Number:
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return v
-
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
-
-
-def _load_fashion(data: str | None) -> tuple[Data, str]:
-    """(data arrays, source line) for --data: None (installed data, else the bundled subset), 'bundled',
-    or a directory."""
-    from .datasets import fashion_mnist
-
-    if data == "bundled":
-        return fashion_mnist.load(subset=True)
-    return fashion_mnist.load(data)
-
-
-def _images(x: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1], as the classic script prepares them."""
-    return (x.astype(np.float32) / np.float32(255.0)).reshape(x.shape[0], x.shape[1], x.shape[2], 1)
 
 
 # --- train -------------------------------------------------------------------------------------------------
@@ -307,25 +236,6 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser, dist: MPIS
     return 0
 
 
-def _check_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            parser.error("--plot needs matplotlib, which is not installed: pip install 'cnnkern[plot]'")
-
-
-def _data_or_fail(data: str | None) -> tuple[Split, Split, str]:
-    """Like :func:`_load_fashion`, with a missing or corrupt file turned into a :class:`CommandError`."""
-    from .datasets import IdxFormatError
-
-    try:
-        ((x_train, y_train), (x_test, y_test)), source = _load_fashion(data)
-    except (FileNotFoundError, IdxFormatError) as exc:
-        raise CommandError(f"cannot load Fashion-MNIST: {exc}") from None
-    return (x_train, y_train), (x_test, y_test), source
-
-
 def _plot(history: History, path: PathLike) -> None:
     import matplotlib
 
@@ -353,170 +263,6 @@ def _save_figure(fig: Any, path: PathLike, dpi: int) -> None:
 
     fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
     atomic_save(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
-
-
-# --- evaluate ----------------------------------------------------------------------------------------------
-def add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("evaluate", help="test loss and accuracy of a saved model on Fashion-MNIST")
-    p.add_argument(
-        "model", metavar="MODEL", help="a model saved by `cnnkern train --save` or Sequential.save"
-    )
-    add_backend_argument(p)
-    p.add_argument("--data", default=None, metavar="DIR|bundled", help="as for `cnnkern train`")
-    p.add_argument(
-        "--batch-size", type=_positive(int), default=EVAL_BATCH_SIZE, help=f"default {EVAL_BATCH_SIZE}"
-    )
-    p.set_defaults(run=run_evaluate)
-
-
-def _load_model_or_fail(path: str, backend: Backend, name: str | None) -> Model | QuantizedModel:
-    """The model at ``path`` on ``backend``; an int8 file (cnnkern.compress) on the backend ``name`` the
-    user asked for (None or 'auto': the fastest with int8 kernels)."""
-    from .models import load_model
-
-    if not os.path.isfile(path):
-        raise CommandError(f"no model file {path}")
-    try:
-        from .compress import qfile
-
-        if qfile.is_quantized(path):
-            return load_model(path, backend=None if name in (None, "auto") else name)
-        return load_model(path, backend=backend)
-    except (ValueError, RuntimeError) as exc:
-        raise CommandError(str(exc)) from None
-
-
-def run_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .compress import QuantizedModel
-
-    be = check_backend(args, parser)
-    model = _load_model_or_fail(args.model, be, args.backend)
-    _, (x_test, y_test), source = _data_or_fail(args.data)
-    start = time.perf_counter()
-    if isinstance(model, QuantizedModel):
-        where = f"{model.backend_name}, int8"
-    else:
-        where = be.name
-        if "accuracy" not in (model.metrics or []):  # a model saved without it still reports accuracy
-            model.compile(
-                optimizer=model.optimizer if model.compiled else "adam",
-                loss=model.loss if model.compiled else "sparse_categorical_crossentropy",
-                metrics=["accuracy"],
-            )
-    loss, acc = cast("list[float]", model.evaluate(_images(x_test), y_test, batch_size=args.batch_size))
-    seconds = time.perf_counter() - start
-    print(f"data: {source}")
-    print(
-        f"test accuracy: {acc:.4f}  test loss: {loss:.4f}  ({len(x_test)} images, "
-        f"{len(x_test) / seconds:,.0f} "
-        f"images/s on {where})"
-    )
-    return 0
-
-
-# --- predict -----------------------------------------------------------------------------------------------
-def add_predict(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
-        "predict",
-        help="classify images with a saved model",
-        description="IMAGES: an .npy file of shape (N, 28, 28) or (28, 28) -- uint8 "
-        "pixels (divided by 255) or floats already in [0, 1] -- or an IDX "
-        "image file (plain or .gz).",
-    )
-    p.add_argument("model", metavar="MODEL", help="a saved model")
-    p.add_argument("images", metavar="IMAGES", help=".npy or IDX file of 28x28 images")
-    add_backend_argument(p)
-    p.add_argument(
-        "--labels",
-        choices=tuple(LABEL_SETS) + ("none",),
-        default="fashion-mnist",
-        help="class names to print (default fashion-mnist)",
-    )
-    p.add_argument(
-        "--limit", type=_positive(int), default=None, metavar="N", help="classify the first N only"
-    )
-    p.set_defaults(run=run_predict)
-
-
-def _read_images(path: str) -> np.ndarray:
-    from .datasets import IdxFormatError, read_idx
-
-    if not os.path.isfile(path):
-        raise CommandError(f"no image file {path}")
-    try:
-        x = np.load(path, allow_pickle=False) if path.endswith(".npy") else read_idx(path)
-    except (ValueError, OSError, IdxFormatError) as exc:
-        raise CommandError(f"cannot read images from {path}: {exc}") from None
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim == 4 and x.shape[-1] == 1:
-        x = x[..., 0]
-    if x.ndim != 3 or x.shape[1:] != (28, 28):
-        raise CommandError(f"{path}: expected images of shape (N, 28, 28) or (28, 28), got {x.shape}")
-    if x.dtype == np.uint8:
-        return _images(x)
-    if x.dtype.kind != "f":
-        raise CommandError(f"{path}: expected uint8 or floating pixels, got {x.dtype.name}")
-    return x.astype(np.float32).reshape(*x.shape, 1)
-
-
-def run_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    be = check_backend(args, parser)
-    model = _load_model_or_fail(args.model, be, args.backend)
-    x = _read_images(args.images)
-    if args.limit is not None:
-        x = x[: args.limit]
-    if model.input_shape != (28, 28, 1):
-        raise CommandError(f"{args.model} takes inputs of shape {model.input_shape}, not 28x28 images")
-    from .errors import NonFiniteInputError
-
-    try:
-        probs = model.predict(x, batch_size=EVAL_BATCH_SIZE)
-    except NonFiniteInputError as exc:
-        raise CommandError(
-            f"{args.images}: image {exc.index} holds NaN or Inf values; refusing to classify it ({exc})"
-        ) from None
-    names = None
-    if args.labels != "none":
-        import importlib
-
-        names = importlib.import_module(f".datasets.{LABEL_SETS[args.labels]}", __package__).CLASS_NAMES
-    for i, p in enumerate(probs):
-        c = int(p.argmax())
-        name = f" {names[c]}" if names is not None and c < len(names) else ""
-        print(f"{i}\t{c}{name}\t{p[c]:.4f}")
-    return 0
-
-
-# --- info --------------------------------------------------------------------------------------------------
-def add_info(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("info", help="backends available here, their SIMD paths and threads")
-    p.add_argument(
-        "--numba",
-        action="store_true",
-        help="also compile every Numba kernel now and print the compile time of each",
-    )
-    p.set_defaults(run=run_info)
-
-
-def run_info(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .info import config_text
-
-    print(config_text())
-    if not args.numba:
-        return 0
-    reason = backends.probe("numba")
-    if reason is not None:
-        raise CommandError(f"numba backend unavailable: {reason}")
-    from .backends import numba as numba_backend
-
-    times = numba_backend.warmup()
-    width = max([len("kernel")] + [len(k) for k in times])
-    print(f"\nNumba compile times\n{'kernel':<{width}}  seconds")
-    for kernel, seconds in times.items():
-        print(f"{kernel:<{width}}  {seconds:7.2f}")
-    print(f"{'total':<{width}}  {sum(times.values()):7.2f}")
-    return 0
 
 
 # --- entry point -------------------------------------------------------------------------------------------

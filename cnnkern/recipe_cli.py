@@ -72,7 +72,7 @@ def _recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Recipe
 
 
 def _data(args: argparse.Namespace, recipe: Recipe) -> tuple[list, str]:
-    from .cli import _data_or_fail
+    from .cli_common import _data_or_fail
 
     train, test, source = _data_or_fail(args.data)
     return recipes.prepare(recipe, train, test, args.seed), source

@@ -27,7 +27,7 @@ def add_quantize(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def run_quantize(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .. import cli
+    from .. import cli_common as cli
     from ..models import Sequential, load_model
     from . import quantize
 

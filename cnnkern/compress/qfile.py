@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from .. import shapes
-from .._modelfile import MAX_ACTIVATION, MAX_DIM, MAX_KERNEL, MAX_PARAMS, read_entries
+from .._modelfile import read_entries
+from .._modelschema import MAX_ACTIVATION, MAX_DIM, MAX_KERNEL, MAX_PARAMS
 from .._typing import PathLike
 from ..backends.reference.quant import ACT_MAX, MAX_BIAS, MAX_REDUCTION, W_MAX
 from .qmodel import ARRAYS, FORMAT, FORMAT_VERSION, QuantizedModel
