@@ -28,7 +28,7 @@ from .layers import Context, Layer, Variable, to_numpy
 
 if TYPE_CHECKING:
     from .backends.base import Backend
-    from .models import Sequential
+    from .models import Model
 
 __all__ = ["ModelAPI", "Progress", "model_from_json"]
 
@@ -172,11 +172,13 @@ class ModelAPI:
 
 def model_from_json(
     json_string: str, custom_objects: Any = None, *, backend: str | Backend | None = None
-) -> Sequential:
-    """A new, built model (fresh weights) from :meth:`ModelAPI.to_json` output, on ``backend``. The text is
+) -> Model:
+    """A new, built model (fresh weights; a Sequential or a functional Model) from :meth:`ModelAPI.to_json`
+    output, on ``backend``. The text is
     untrusted input, checked as a saved model's architecture is (:mod:`cnnkern._modelfile`).
     ``custom_objects`` is Keras's argument; custom layers are not supported (it must be None)."""
     from . import _modelfile
+    from .saving import FUNCTIONAL_FORMAT
 
     if custom_objects:
         raise ValueError("custom_objects is not supported: cnnkern rebuilds its own layer classes only")
@@ -185,14 +187,22 @@ def model_from_json(
         data = json.loads(json_string)
     except (TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{where}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("class_name") != "Sequential" or "config" not in data:
+    kinds = ("Sequential", "Model")
+    if not isinstance(data, dict) or data.get("class_name") not in kinds or "config" not in data:
         got = data.get("class_name") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f'{where}: expected {{"class_name": "Sequential", "config": {{...}}}}, got {got!r}')
+        raise ValueError(
+            f'{where}: expected {{"class_name": "Sequential" or "Model", "config": {{...}}}}, got {got!r}'
+        )
     cfg = data["config"]
     _modelfile.check_architecture(where, cfg)
-    _modelfile.expected_weights(where, cfg)  # every layer's config and the sizes they imply, before building
     try:
-        model = _modelfile.sequential_of(cfg, backend)
+        if cfg["format"] == FUNCTIONAL_FORMAT:  # a functional graph: its layers' inbound lists, checked
+            from ._functionalfile import model_and_weights
+
+            model: Model = model_and_weights(where, cfg, backend)[0]
+        else:
+            _modelfile.expected_weights(where, cfg)  # every layer's config and the sizes they imply first
+            model = _modelfile.sequential_of(cfg, backend)
         model.build(tuple(cfg["input_shape"]))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from None

@@ -217,3 +217,21 @@ def test_batch_norm_defaults_are_keras_and_old_files_keep_torch(tmp_path):
     assert (bn.convention, bn.momentum, bn.epsilon) == ("torch", 0.1, 1e-5)
     bn = layers.BatchNormalization()
     assert (bn.convention, bn.momentum, bn.epsilon) == ("keras", 0.99, 1e-3)
+
+
+def test_model_from_json_rebuilds_a_functional_model():
+    from .test_graph_models import resnet
+
+    m = resnet(backend="reference", seed=0)
+    text = m.to_json()
+    assert json.loads(text)["class_name"] == "Model"
+    back = cnnkern.model_from_json(text, backend="reference")
+    assert isinstance(back, cnnkern.Model) and not isinstance(back, cnnkern.Sequential)
+    assert back.to_json() == text and back.count_params() == m.count_params()
+    back.set_weights(m.get_weights())
+    x = np.random.default_rng(0).standard_normal((3, 12, 12, 1))
+    np.testing.assert_array_equal(back.predict(x), m.predict(x))
+    bad = json.loads(text)
+    bad["config"]["layers"][3]["inbound"] = ["no_such_layer"]
+    with pytest.raises(ValueError, match="model_from_json: layer 3.*inbound"):
+        cnnkern.model_from_json(json.dumps(bad))
