@@ -35,12 +35,14 @@ def test_batch_norm_and_grouped_models_match_on_the_other_backends(backend_name,
     assert w.verify(w.bind(load_backend(backend_name))) is None
 
 
-@pytest.mark.parametrize("workload", [zoo.ZooTrainStep, zoo.ZooInference])
-def test_the_check_catches_a_wrong_weight(workload):
+@pytest.mark.parametrize("workload, error", [(zoo.ZooTrainStep, 0.1), (zoo.ZooInference, 0.01)])
+def test_the_check_catches_a_wrong_weight(workload, error):
+    """Inference is checked to 1e-3 of the largest logit: a 1% error in one layer shows. After two Adam
+    steps float32 noise is larger (ZooTrainStep.logits_rtol): a 10% error must show there."""
     w = workload("mobile", 2)
     bound = w.bind(load_backend("cpp"))
     weights = bound.target.get_weights()
-    weights[0] = weights[0] * 1.01  # the first conv kernel, 1% off
+    weights[0] = weights[0] * (1 + error)  # the first conv kernel
     bound.target.set_weights(weights)
     assert w.verify(bound) is not None
 

@@ -309,6 +309,11 @@ class ZooTrainStep(_ZooWorkload):
 
     kernel = "zoo_train_step"
     rtol = 5e-4
+    # Adam divides each gradient by its own running RMS, so float32 rounding in a tiny gradient becomes a
+    # full-size step: after two steps a correct float32 run (PyTorch channels_last's batch norm: up to 0.9% of
+    # vgg_bn's largest logit at batch 128) parts from the float64 twin by far more than at inference. The
+    # check then catches a wrong gradient or update (a 10% error in one layer's weights), not float noise.
+    logits_rtol = 2e-2
 
     @property
     def label(self) -> str:
@@ -352,7 +357,7 @@ class ZooTrainStep(_ZooWorkload):
         return problem or _rel_problem(
             centered_log(self._probabilities(fn.target)),
             centered_log(self._probabilities(oracle.target)),
-            ZooInference.rtol,
+            self.logits_rtol,
             "logits after two steps",
         )
 
