@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from .. import shapes
 from .._typing import BackendArray
-from ..kernels import ACTIVATIONS, BASIC, FUSED, install, missing_method
+from ..kernel_methods import install, missing_method
+from ..kernels import ACTIVATIONS, BASIC, FUSED
 
 __all__ = ["ACTIVATIONS", "FUSED_KERNELS", "KERNELS", "Backend"]
 
@@ -59,7 +60,7 @@ class Backend:
     #: H*W plane themselves, so the front door skips its own scan over argmax (a pass over memory per call)
     checks_argmax = False
 
-    if TYPE_CHECKING:  # the unfused kernels: installed from the kernel table below (kernels.install)
+    if TYPE_CHECKING:  # the unfused kernels: installed from the kernel table below (kernel_methods.install)
         conv2d_forward: Callable[..., BackendArray]
         conv2d_backward: Callable[..., tuple[BackendArray | None, BackendArray | None, BackendArray | None]]
         maxpool2d_forward: Callable[..., tuple[BackendArray, BackendArray]]

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..kernels import BASIC, FUSED, Kernel, forwarder, install, method
+from ..kernel_methods import forwarder, install, method
+from ..kernels import BASIC, FUSED, Kernel
 from .base import Backend
 
 _IMPORT_ERROR: str | None = None

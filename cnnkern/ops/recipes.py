@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..backends import resolve
-from ..kernels import TABLE, Kernel, function
+from ..kernel_methods import function
+from ..kernels import TABLE, Kernel
 from . import check
 
 

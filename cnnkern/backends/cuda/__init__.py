@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..._typing import BackendArray
-from ...kernels import TABLE, install
+from ...kernel_methods import install
+from ...kernels import TABLE
 from ..base import Backend
 from . import loader
 from .activation import ActivationKernels

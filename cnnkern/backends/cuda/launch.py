@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..._typing import BackendArray
-from ...kernels import Kernel, method
+from ...kernel_methods import method
+from ...kernels import Kernel
 from ..base import ACTIVATIONS
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ...kernels import BASIC, FAMILIES, forwarder, install
+from ...kernel_methods import forwarder, install
+from ...kernels import BASIC, FAMILIES
 from ..base import Backend
 
 if TYPE_CHECKING:
