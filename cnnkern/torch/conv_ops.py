@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .. import ops, shapes
 from ._bridge import cpu_backend, grad_or_none, none_or, np_in, t_out
+from ._eager import call, define, register_autograd
 
 _CONV = "int[] stride, int[] padding, int[] dilation, int groups, str? activation, float alpha"
 _POOL = "int[] pool_kernel, int[] pool_stride, int[] pool_padding, int[] pool_dilation, bool ceil_mode"
@@ -64,9 +65,7 @@ def conv_shape(x: Tensor, w: Tensor, stride: list[int], padding: list[int], dila
 # ---- cnnkern::conv2d ---------------------------------------------------------------------------------------
 
 
-@torch.library.custom_op(
-    "cnnkern::conv2d", mutates_args=(), schema=f"(Tensor x, Tensor w, Tensor? b, {_CONV}) -> Tensor"
-)
+@define("cnnkern::conv2d", schema=f"(Tensor x, Tensor w, Tensor? b, {_CONV}) -> Tensor")
 def conv2d(
     x: Tensor,
     w: Tensor,
@@ -91,9 +90,8 @@ def _(x, w, b, stride, padding, dilation, groups, activation, alpha):  # type: i
     return x.new_empty(conv_shape(x, w, stride, padding, dilation))
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::conv2d_backward",
-    mutates_args=(),
     schema=f"(Tensor dy, Tensor x, Tensor w, Tensor y, {_CONV}, {_NEED}) -> (Tensor, Tensor, Tensor)",
 )
 def conv2d_backward(
@@ -157,17 +155,17 @@ def _grads_in(ctx: Any, backward_op: Any, *args: Tensor, others: int) -> tuple[A
     None where not needed, then None for the ``others`` non-tensor inputs."""
     need = ctx.needs_input_grad
     nb = need[2] and ctx.has_b
-    dx, dw, db = backward_op(*args, *ctx.conf, need[0], need[1], nb)
+    dx, dw, db = call(backward_op, *args, *ctx.conf, need[0], need[1], nb)
     return (grad_or_none(dx, need[0]), grad_or_none(dw, need[1]), grad_or_none(db, nb)) + (None,) * others
 
 
 def _conv2d_grad(ctx: Any, dy: Tensor) -> tuple[Any, ...]:
     x, w, y = ctx.saved_tensors
     y = dy if y is None else y  # read only with an activation
-    return _grads_in(ctx, torch.ops.cnnkern.conv2d_backward, dy, x, w, y, others=6)
+    return _grads_in(ctx, conv2d_backward, dy, x, w, y, others=6)
 
 
-conv2d.register_autograd(_conv2d_grad, setup_context=_conv2d_setup)
+register_autograd(conv2d, _conv2d_grad, setup_context=_conv2d_setup)
 
 
 # ---- cnnkern::conv2d_act_maxpool ---------------------------------------------------------------------------
@@ -189,9 +187,8 @@ def _pool_kw(
     )
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::conv2d_act_maxpool",
-    mutates_args=(),
     schema=f"(Tensor x, Tensor w, Tensor? b, {_CONV}, {_POOL}, bool need_argmax=True) -> (Tensor, Tensor)",
 )
 def conv2d_act_maxpool(
@@ -254,9 +251,8 @@ def _(
     return x.new_empty(out), x.new_empty(out if need_argmax else [0], dtype=torch.int64)
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::conv2d_act_maxpool_backward",
-    mutates_args=(),
     schema=f"(Tensor dy, Tensor y, Tensor argmax, Tensor x, Tensor w, {_CONV}, {_NEED}) -> {_GRADS}",
 )
 def conv2d_act_maxpool_backward(
@@ -310,7 +306,7 @@ def _cap_grad(ctx: Any, dy: Tensor, _dargmax: Any) -> tuple[Any, ...]:
     if not ctx.has_argmax:
         raise RuntimeError("cnnkern::conv2d_act_maxpool ran with need_argmax=False: it has no gradient")
     x, w, y, argmax = ctx.saved_tensors
-    return _grads_in(ctx, torch.ops.cnnkern.conv2d_act_maxpool_backward, dy, y, argmax, x, w, others=12)
+    return _grads_in(ctx, conv2d_act_maxpool_backward, dy, y, argmax, x, w, others=12)
 
 
-conv2d_act_maxpool.register_autograd(_cap_grad, setup_context=_cap_setup)
+register_autograd(conv2d_act_maxpool, _cap_grad, setup_context=_cap_setup)

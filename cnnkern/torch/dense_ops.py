@@ -6,18 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from .. import ops
 from ._bridge import cpu_backend, grad_or_none, none_or, np_in, t_out
+from ._eager import call, define, register_autograd
 
 # ---- cnnkern::linear ---------------------------------------------------------------------------------------
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::linear",
-    mutates_args=(),
     schema="(Tensor x, Tensor w, Tensor? b, str? activation, float alpha) -> Tensor",
 )
 def linear(x: Tensor, w: Tensor, b: Tensor | None, activation: str | None, alpha: float) -> Tensor:
@@ -33,9 +32,8 @@ def _(x, w, b, activation, alpha):  # type: ignore[no-untyped-def]
     return x.new_empty([x.shape[0], w.shape[0]])
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::linear_backward",
-    mutates_args=(),
     schema="(Tensor dy, Tensor x, Tensor w, Tensor y, str? activation, float alpha, bool need_dx, "
     "bool need_db) -> (Tensor, Tensor, Tensor)",
 )
@@ -79,19 +77,17 @@ def _linear_grad(ctx: Any, dy: Tensor) -> tuple[Any, ...]:
     need = ctx.needs_input_grad
     nb = need[2] and ctx.has_b
     y = dy if y is None else y
-    dx, dw, db = torch.ops.cnnkern.linear_backward(dy, x, w, y, *ctx.conf, need[0], nb)
+    dx, dw, db = call(linear_backward, dy, x, w, y, *ctx.conf, need[0], nb)
     return grad_or_none(dx, need[0]), grad_or_none(dw, need[1]), grad_or_none(db, nb), None, None
 
 
-linear.register_autograd(_linear_grad, setup_context=_linear_setup)
+register_autograd(linear, _linear_grad, setup_context=_linear_setup)
 
 
 # ---- cnnkern::activation -----------------------------------------------------------------------------------
 
 
-@torch.library.custom_op(
-    "cnnkern::activation", mutates_args=(), schema="(Tensor x, str kind, float alpha) -> Tensor"
-)
+@define("cnnkern::activation", schema="(Tensor x, str kind, float alpha) -> Tensor")
 def activation(x: Tensor, kind: str, alpha: float) -> Tensor:
     """relu, leaky_relu (slope alpha >= 0), sigmoid or tanh, elementwise, any shape."""
     return t_out(ops.activation_forward(np_in(x), kind, alpha=alpha, backend=cpu_backend(x.dtype)))
@@ -102,9 +98,8 @@ def _(x, kind, alpha):  # type: ignore[no-untyped-def]
     return x.new_empty(x.shape)
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::activation_backward",
-    mutates_args=(),
     schema="(Tensor dy, Tensor y, str kind, float alpha) -> Tensor",
 )
 def activation_backward(dy: Tensor, y: Tensor, kind: str, alpha: float) -> Tensor:
@@ -126,18 +121,17 @@ def _act_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
 
 def _act_grad(ctx: Any, dy: Tensor) -> tuple[Any, ...]:
     (y,) = ctx.saved_tensors
-    return torch.ops.cnnkern.activation_backward(dy, y, *ctx.conf), None, None
+    return call(activation_backward, dy, y, *ctx.conf), None, None
 
 
-activation.register_autograd(_act_grad, setup_context=_act_setup)
+register_autograd(activation, _act_grad, setup_context=_act_setup)
 
 
 # ---- cnnkern::softmax_cross_entropy ------------------------------------------------------------------------
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::softmax_cross_entropy",
-    mutates_args=(),
     schema="(Tensor logits, Tensor labels) -> (Tensor, Tensor)",
 )
 def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -153,9 +147,8 @@ def _(logits, labels):  # type: ignore[no-untyped-def]
     return logits.new_empty([]), logits.new_empty(logits.shape)
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::softmax_cross_entropy_backward",
-    mutates_args=(),
     schema="(Tensor probs, Tensor labels) -> Tensor",
 )
 def softmax_cross_entropy_backward(probs: Tensor, labels: Tensor) -> Tensor:
@@ -177,7 +170,7 @@ def _ce_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) 
 
 def _ce_grad(ctx: Any, dloss: Tensor, _dprobs: Any) -> tuple[Any, ...]:
     probs, labels = ctx.saved_tensors
-    return torch.ops.cnnkern.softmax_cross_entropy_backward(probs, labels) * dloss, None
+    return call(softmax_cross_entropy_backward, probs, labels) * dloss, None
 
 
-softmax_cross_entropy.register_autograd(_ce_grad, setup_context=_ce_setup)
+register_autograd(softmax_cross_entropy, _ce_grad, setup_context=_ce_setup)

@@ -1,6 +1,7 @@
 """cnnkern's kernels with torch.nn.functional's signatures: each checks its tensors (dtype, device, layout,
 rank), normalises the arguments and calls one ``torch.ops.cnnkern`` op, so autograd, torch.compile and
-torch.library.opcheck see a single custom op per layer.
+torch.library.opcheck see a single custom op per layer (in plain eager mode through the cheaper
+autograd.Function of :mod:`cnnkern.torch._eager`, which runs the same functions).
 
 CPU tensors only; float32 runs on the current CPU backend (cpp, numba), float64 on the reference backend.
 Outputs are NCHW-contiguous whatever the input's memory format (a channels_last input is copied once).
@@ -17,6 +18,7 @@ from .. import shapes
 from ..kernels import ACTIVATIONS
 from . import conv_ops, dense_ops, norm_ops, pool_ops  # noqa: F401  (registers the ops)
 from ._bridge import check_tensor, same_dtype
+from ._eager import call
 
 IntPair = Union[int, tuple[int, int], list[int]]
 
@@ -89,7 +91,7 @@ def conv2d(
     same kernel."""
     s, p, d = _conv_args(input, weight, bias, stride, padding, dilation)
     act, alpha = _activation(activation, alpha)
-    return torch.ops.cnnkern.conv2d(input, weight, bias, s, p, d, int(groups), act, alpha)
+    return call(conv_ops.conv2d, input, weight, bias, s, p, d, int(groups), act, alpha)
 
 
 def conv2d_act_maxpool(
@@ -121,7 +123,7 @@ def conv2d_act_maxpool(
         _pair("pool_dilation", pool_dilation),
         bool(ceil_mode),
     )
-    y, _ = torch.ops.cnnkern.conv2d_act_maxpool(input, weight, bias, s, p, d, int(groups), act, alpha, *pool)
+    y, _ = call(conv_ops.conv2d_act_maxpool, input, weight, bias, s, p, d, int(groups), act, alpha, *pool)
     return y
 
 
@@ -143,7 +145,7 @@ def max_pool2d(
         else _pair("stride", stride)
     )
     args = (k, s, _pair("padding", padding), _pair("dilation", dilation), bool(ceil_mode))
-    y, argmax = torch.ops.cnnkern.max_pool2d(input, *args)
+    y, argmax = call(pool_ops.max_pool2d, input, *args)
     return (y, argmax) if return_indices else y
 
 
@@ -167,7 +169,7 @@ def avg_pool2d(
         else _pair("stride", stride)
     )
     args = (k, s, _pair("padding", padding), bool(ceil_mode), bool(count_include_pad))
-    return torch.ops.cnnkern.avg_pool2d(input, *args)
+    return call(pool_ops.avg_pool2d, input, *args)
 
 
 def batch_norm(
@@ -200,8 +202,8 @@ def batch_norm(
         rm, rv = input.new_zeros(c), input.new_ones(c)
     else:
         rm, rv = running_mean, running_var
-    y, _, _, new_mean, new_var = torch.ops.cnnkern.batch_norm(
-        input, weight, bias, rm, rv, bool(training), float(momentum), float(eps)
+    y, _, _, new_mean, new_var = call(
+        norm_ops.batch_norm, input, weight, bias, rm, rv, bool(training), float(momentum), float(eps)
     )
     if training and running_mean is not None and running_var is not None:
         with torch.no_grad():
@@ -231,14 +233,14 @@ def linear(
         )
     act, alpha = _activation(activation, alpha)
     lead = input.shape[:-1]
-    y = torch.ops.cnnkern.linear(input.reshape(-1, input.shape[-1]), weight, bias, act, alpha)
+    y = call(dense_ops.linear, input.reshape(-1, input.shape[-1]), weight, bias, act, alpha)
     return y if input.dim() == 2 else y.reshape(*lead, weight.shape[0])
 
 
 def _act(x: Tensor, kind: str, alpha: float = 0.01) -> Tensor:
     check_tensor("input", x)
     _activation(kind, alpha)
-    return torch.ops.cnnkern.activation(x, kind, float(alpha))
+    return call(dense_ops.activation, x, kind, float(alpha))
 
 
 def relu(input: Tensor) -> Tensor:
@@ -264,5 +266,5 @@ def cross_entropy(input: Tensor, target: Tensor) -> Tensor:
     check_tensor("target", target, ndim=1, floating=False)
     if target.dtype != torch.int64:
         raise TypeError(f"target must hold int64 class indices, got {target.dtype}")
-    loss, _ = torch.ops.cnnkern.softmax_cross_entropy(input, target)
+    loss, _ = call(dense_ops.softmax_cross_entropy, input, target)
     return loss

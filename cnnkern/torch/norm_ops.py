@@ -11,16 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from .. import ops
 from ._bridge import cpu_backend, np_in, t_out
+from ._eager import call, define, register_autograd
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::batch_norm",
-    mutates_args=(),
     schema="(Tensor x, Tensor? gamma, Tensor? beta, Tensor running_mean, Tensor running_var, "
     "bool training, float momentum, float eps) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
 )
@@ -61,9 +60,8 @@ def _(x, gamma, beta, running_mean, running_var, training, momentum, eps):  # ty
     return x.new_empty(x.shape), x.new_empty([c]), x.new_empty([c]), x.new_empty([c]), x.new_empty([c])
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::batch_norm_backward",
-    mutates_args=(),
     schema="(Tensor dy, Tensor x, Tensor? gamma, Tensor mean, Tensor invstd, bool training) "
     "-> (Tensor, Tensor, Tensor)",
 )
@@ -98,7 +96,7 @@ def _bn_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> 
 
 def _bn_grad(ctx: Any, dy: Tensor, *_stats: Any) -> tuple[Any, ...]:
     x, gamma, mean, invstd = ctx.saved_tensors
-    dx, dgamma, dbeta = torch.ops.cnnkern.batch_norm_backward(dy, x, gamma, mean, invstd, ctx.training)
+    dx, dgamma, dbeta = call(batch_norm_backward, dy, x, gamma, mean, invstd, ctx.training)
     return (
         dx,
         (dgamma if gamma is not None else None),
@@ -111,4 +109,4 @@ def _bn_grad(ctx: Any, dy: Tensor, *_stats: Any) -> tuple[Any, ...]:
     )
 
 
-batch_norm.register_autograd(_bn_grad, setup_context=_bn_setup)
+register_autograd(batch_norm, _bn_grad, setup_context=_bn_setup)

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .. import ops, shapes
 from ._bridge import cpu_backend, np_in, t_out
+from ._eager import call, define, register_autograd
 
 
 def pool_shape(
@@ -28,9 +29,7 @@ def pool_shape(
 _MAX = "int[] kernel_size, int[] stride, int[] padding, int[] dilation, bool ceil_mode"
 
 
-@torch.library.custom_op(
-    "cnnkern::max_pool2d", mutates_args=(), schema=f"(Tensor x, {_MAX}) -> (Tensor, Tensor)"
-)
+@define("cnnkern::max_pool2d", schema=f"(Tensor x, {_MAX}) -> (Tensor, Tensor)")
 def max_pool2d(
     x: Tensor,
     kernel_size: list[int],
@@ -57,9 +56,8 @@ def _(x, kernel_size, stride, padding, dilation, ceil_mode):  # type: ignore[no-
     return x.new_empty(out), x.new_empty(out, dtype=torch.int64)
 
 
-@torch.library.custom_op(
+@define(
     "cnnkern::max_pool2d_backward",
-    mutates_args=(),
     schema="(Tensor dy, Tensor argmax, SymInt[] x_shape) -> Tensor",
 )
 def max_pool2d_backward(dy: Tensor, argmax: Tensor, x_shape: list[int]) -> Tensor:
@@ -80,10 +78,10 @@ def _max_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor])
 
 def _max_grad(ctx: Any, dy: Tensor, _dargmax: Any) -> tuple[Any, ...]:
     (argmax,) = ctx.saved_tensors
-    return (torch.ops.cnnkern.max_pool2d_backward(dy, argmax, list(ctx.x_shape)),) + (None,) * 5
+    return (call(max_pool2d_backward, dy, argmax, list(ctx.x_shape)),) + (None,) * 5
 
 
-max_pool2d.register_autograd(_max_grad, setup_context=_max_setup)
+register_autograd(max_pool2d, _max_grad, setup_context=_max_setup)
 
 
 # ---- cnnkern::avg_pool2d -----------------------------------------------------------------------------------
@@ -103,7 +101,7 @@ def _avg_kw(
     )
 
 
-@torch.library.custom_op("cnnkern::avg_pool2d", mutates_args=(), schema=f"(Tensor x, {_AVG}) -> Tensor")
+@define("cnnkern::avg_pool2d", schema=f"(Tensor x, {_AVG}) -> Tensor")
 def avg_pool2d(
     x: Tensor,
     kernel_size: list[int],
@@ -121,9 +119,7 @@ def _(x, kernel_size, stride, padding, ceil_mode, count_include_pad):  # type: i
     return x.new_empty(pool_shape(x, kernel_size, stride, padding, [1, 1], ceil_mode))
 
 
-@torch.library.custom_op(
-    "cnnkern::avg_pool2d_backward", mutates_args=(), schema=f"(Tensor dy, SymInt[] x_shape, {_AVG}) -> Tensor"
-)
+@define("cnnkern::avg_pool2d_backward", schema=f"(Tensor dy, SymInt[] x_shape, {_AVG}) -> Tensor")
 def avg_pool2d_backward(
     dy: Tensor,
     x_shape: list[int],
@@ -147,7 +143,7 @@ def _avg_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
 
 
 def _avg_grad(ctx: Any, dy: Tensor) -> tuple[Any, ...]:
-    return (torch.ops.cnnkern.avg_pool2d_backward(dy, list(ctx.x_shape), *ctx.conf),) + (None,) * 5
+    return (call(avg_pool2d_backward, dy, list(ctx.x_shape), *ctx.conf),) + (None,) * 5
 
 
-avg_pool2d.register_autograd(_avg_grad, setup_context=_avg_setup)
+register_autograd(avg_pool2d, _avg_grad, setup_context=_avg_setup)
