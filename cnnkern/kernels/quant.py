@@ -14,11 +14,11 @@ from .entry import CONV, PAIR, Kernel, a, k
 
 LAYER = (
     a("w", "I8", doc="weights in [-127, 127], one scale per output channel"),
-    a("bias", "I32", doc="(K,) in accumulator units, |bias| <= 2**30"),
+    a("bias", "I32", doc="one per output channel, in accumulator units, |bias| <= 2**30"),
 )
 EPILOGUE_ARRAYS = (
-    a("multiplier", "I32", doc="(K,) fixed-point factors: 0 or in [2**30, 2**31)"),
-    a("shift", "I32", doc="(K,) in [1, 62]"),
+    a("multiplier", "I32", doc="one fixed-point factor per output channel: 0 or in [2**30, 2**31)"),
+    a("shift", "I32", doc="one per output channel, in [1, 62]"),
 )
 X_ZERO = (k("x_zero", "int", doc="the input's zero point, in [0, 127]"),)
 EPILOGUE = (
