@@ -47,15 +47,22 @@ def missing_method(kernel: Kernel) -> Callable[..., Any]:
     return method(kernel, f"self._missing({kernel.name!r})", {})
 
 
+def call_args(kernel: Kernel, *, keywords: bool = False) -> str:
+    """The source of a call's arguments passing the kernel's parameters on, in table order: positionally,
+    or with ``keywords`` the keyword-only ones by name (the C++ bindings' convention)."""
+    return ", ".join(
+        arg.name if arg.positional or not keywords else f"{arg.name}={arg.name}" for arg in kernel.args
+    )
+
+
 def forwarder(
     kernel: Kernel, target: str, namespace: dict[str, Any] | None = None, *, keywords: bool = False
 ) -> Callable[..., Any]:
-    """A method that returns ``<target>(...)`` with every argument in table order: positionally, or with
-    ``keywords`` the keyword-only ones by name (the C++ bindings' convention). ``target`` is an
+    """A method that returns ``<target>(...)`` with every argument (:func:`call_args`). ``target`` is an
     expression over ``self``, ``kernel`` (the :class:`Kernel`) and ``namespace``, e.g.
     ``self._k['conv'].conv2d_forward``."""
-    names = [arg.name if arg.positional or not keywords else f"{arg.name}={arg.name}" for arg in kernel.args]
-    return method(kernel, f"return {target}({', '.join(names)})", {"kernel": kernel, **(namespace or {})})
+    body = f"return {target}({call_args(kernel, keywords=keywords)})"
+    return method(kernel, body, {"kernel": kernel, **(namespace or {})})
 
 
 def install(cls: type, fn: Callable[..., Any]) -> None:

@@ -1,4 +1,4 @@
-"""Every kernel of the table with the ``elementwise`` recipe (cnnkern/kernels.py), on every backend (each
+"""Every kernel of the table with the ``elementwise`` recipe (cnnkern/kernels/), on every backend (each
 SIMD path of cpp, and the CUDA emulator through tests/test_cuda.py) against the float64 reference.
 
 Table-driven: a new elementwise kernel is tested here without an edit. Each positional array is random

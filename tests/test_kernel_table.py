@@ -1,7 +1,8 @@
-"""Every place that still spells a kernel's signature agrees with the kernel table (cnnkern/kernels.py):
+"""Every place that still spells a kernel's signature agrees with the kernel table (cnnkern/kernels/):
 the Backend base class, each backend's methods, the numba and reference family modules, the C++ stub
 cnnkern/_cpp.pyi (and the compiled module's names), the front door cnnkern.ops, the numba warm-up and the
-front-door error table. A kernel added to the table and missed in one of them fails here, naming it."""
+front-door error table; for the int8 kernels (QUANT) their front door and every backend's functions. A
+kernel added to the table and missed in one of them fails here, naming it."""
 
 import ast
 import importlib
@@ -11,11 +12,12 @@ import pathlib
 
 import pytest
 
+import cnnkern
 from cnnkern import kernels, ops
 from cnnkern.backends import base, cpp, cuda, numba, reference
-from cnnkern.kernels import BASIC, FUSED, REQUIRED, TABLE
+from cnnkern.kernels import BASIC, FUSED, QUANT, QUANT_TABLE, REQUIRED, TABLE
 
-ROOT = pathlib.Path(kernels.__file__).parent
+ROOT = pathlib.Path(cnnkern.__file__).parent
 BACKEND_CLASSES = {
     "base": base.Backend,
     "reference": reference.ReferenceBackend,
@@ -138,8 +140,9 @@ def test_cpp_extension_matches_the_table():
     if cpp._cpp is None:
         pytest.skip(f"cnnkern._cpp is not built here: {cpp._IMPORT_ERROR}")
     assert not cpp.missing_kernels(), f"the built extension is stale: {cpp.missing_kernels()}"
+    assert [k.name for k in QUANT if not hasattr(cpp._cpp, k.name)] == [], "an int8 kernel is not bound"
     wrong = {}
-    for kernel in TABLE.values():
+    for kernel in [*TABLE.values(), *QUANT]:
         fn = getattr(cpp._cpp, kernel.name, None)
         if fn is None:
             continue  # a fused kernel without C++: the backend composes it
@@ -237,6 +240,45 @@ def test_cuda_has_a_launcher_module_per_family_with_a_cu_file():
     for stem in sorted({p.stem for p in folder.glob("*.cu")}):
         assert (folder / f"{stem}.py").is_file(), f"cuda/{stem}.cu has no cuda/{stem}.py"
         assert stem in kernels.FAMILIES + kernels.OTHER_FAMILIES, f"cuda/{stem}.cu is not a kernel family"
+
+
+def test_quant_table_is_consistent():
+    """The int8 kernels: declared once, apart from TABLE (not Backend methods), family 'quant'; each has
+    the rules of the front door."""
+    from cnnkern.compress import kernels as q8
+
+    assert len(QUANT_TABLE) == len(QUANT) and not set(QUANT_TABLE) & set(TABLE)
+    assert kernels.OTHER_FAMILIES == ("quant",)
+    assert set(q8.RULES) == set(QUANT_TABLE)
+    for kernel in QUANT:
+        assert kernel.family == "quant" and not kernel.has_front_door, kernel.name
+        assert {arg.type for arg in kernel.args if arg.positional} <= set(q8.DTYPES), kernel.name
+        assert {arg.type for arg in kernel.args if not arg.positional} <= set(q8.CASTS), kernel.name
+        assert not any(hasattr(cls, kernel.name) for cls in BACKEND_CLASSES.values()), kernel.name
+
+
+def test_quant_front_door_and_backends_have_the_table_signature():
+    """QuantKernels' methods (generated: the table's signature and docstring); the reference's and numba's
+    module functions and the CUDA launchers (the table's signature, self dropped)."""
+    from cnnkern.backends.cuda.quant import CudaQuantKernels
+    from cnnkern.compress.kernels import QuantKernels
+
+    places = {
+        "front door": QuantKernels,
+        "reference": importlib.import_module("cnnkern.backends.reference.quant"),
+        "cuda": CudaQuantKernels,
+    }
+    if importlib.util.find_spec("numba") is not None:
+        places["numba"] = importlib.import_module("cnnkern.backends.numba.quant")
+    wrong = {}
+    for place, holder in places.items():
+        for kernel in QUANT:
+            fn = getattr(holder, kernel.name, None)
+            if fn is None or _shape(inspect.signature(fn)) != _shape(kernel.signature()):
+                wrong[f"{place}: {kernel.name}"] = fn and str(inspect.signature(fn))
+    assert not wrong, f"int8 kernels whose signature differs from the table: {wrong}"
+    for kernel in QUANT:
+        assert getattr(QuantKernels, kernel.name).__doc__ == kernel.docstring(), kernel.name
 
 
 def test_generated_forwarding_calls_the_family_function():

@@ -1,4 +1,4 @@
-"""Augmentation kernels at the front door (forward only; the kernels are in cnnkern/kernels.py's AUGMENT).
+"""Augmentation kernels at the front door (forward only; declared in AUGMENT, cnnkern/kernels/basic.py).
 
 The per-sample parameters are arrays of the backend's kind (NumPy, or CuPy for the cuda backend), drawn by
 the caller: the preprocessing layers draw them from the model's seeded generator, so every backend gives the

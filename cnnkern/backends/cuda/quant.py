@@ -1,7 +1,8 @@
-"""Launchers of quant.cu: the cuda backend's int8 kernels, with the reference's signatures
-(:mod:`cnnkern.backends.reference.quant`, the specification they equal exactly). They take and return NumPy
-arrays (the int8 model runs on the host, :class:`cnnkern.compress.QuantizedModel`), moving each call's
-arrays to the device and back."""
+"""Launchers of quant.cu: the cuda backend's int8 kernels, with the table's signatures
+(:mod:`cnnkern.kernels.quant`), results equal to the reference's (:mod:`cnnkern.backends.reference.quant`).
+They take and return NumPy arrays (the int8 model runs on the host, :class:`cnnkern.compress.QuantizedModel`),
+moving each call's arrays to the device and back. The front door
+(:class:`cnnkern.compress.kernels.QuantKernels`) has checked the arguments."""
 
 from __future__ import annotations
 
@@ -42,10 +43,7 @@ class CudaQuantKernels:
         dilation: Sequence[int],
         groups: int,
     ) -> np.ndarray:
-        n, p, q, k = spec.check_conv_q8(
-            x, w, bias, x_zero=x_zero, stride=stride, padding=padding, dilation=dilation, groups=groups
-        )
-        spec.check_requant(multiplier, shift, y_zero, k)
+        n, p, q, k = spec.conv_q8_shape(x, w, stride, padding, dilation)
         _, h, wd, c = x.shape
         _, _, r, s = w.shape
         y = self.be._empty((n, p, q, k), np.uint8)
@@ -60,25 +58,19 @@ class CudaQuantKernels:
         x: np.ndarray,
         w: np.ndarray,
         bias: np.ndarray,
-        m: np.ndarray,
-        s: np.ndarray,
-        x_zero: int,
-        y_zero: int,
-        relu: bool,
-        requantize: bool,
+        ms: tuple[np.ndarray, ...],
+        zeros: tuple[int, ...],
     ) -> np.ndarray:
+        """y (uint8) requantized with ms = (multiplier, shift) and zeros = (x_zero, y_zero, low), or with ms
+        empty the int32 accumulators."""
         n, out = x.shape[0], w.shape[0]
         y = self.be._empty((n, out), np.uint8)
         acc = self.be._empty((n, out), np.int32)
-        arrays = [self._put(a) for a in (x, w, bias, m, s)]
-        args = (
-            *arrays,
-            y,
-            acc,
-            *_ints(n, x.shape[1], out, x_zero, y_zero, y_zero if relu else 0, requantize),
-        )
+        unused = np.zeros(1, np.int32)
+        arrays = [self._put(a) for a in (x, w, bias, *(ms or (unused, unused)))]
+        args = (*arrays, y, acc, *_ints(n, x.shape[1], out, *zeros, bool(ms)))
         self.be._launch("quant", "dense_q8", _grid_1d(n * out), args)
-        return self._get(y if requantize else acc)
+        return self._get(y if ms else acc)
 
     def dense_q8_forward(
         self,
@@ -92,14 +84,10 @@ class CudaQuantKernels:
         y_zero: int,
         relu: bool,
     ) -> np.ndarray:
-        spec.check_dense_q8(x, w, bias, x_zero=x_zero)
-        spec.check_requant(multiplier, shift, y_zero, w.shape[0])
-        return self._dense(x, w, bias, multiplier, shift, x_zero, y_zero, relu, True)
+        return self._dense(x, w, bias, (multiplier, shift), (x_zero, y_zero, y_zero if relu else 0))
 
     def dense_q8_acc(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
-        spec.check_dense_q8(x, w, bias, x_zero=x_zero)
-        ones = np.full(w.shape[0], 1 << 30, np.int32)
-        return self._dense(x, w, bias, ones, ones, x_zero, 0, False, False)
+        return self._dense(x, w, bias, (), (x_zero, 0, 0))
 
     def maxpool2d_q8_forward(
         self,
@@ -110,9 +98,7 @@ class CudaQuantKernels:
         padding: Sequence[int],
         ceil_mode: bool,
     ) -> np.ndarray:
-        n, p, q, c = spec.check_maxpool_q8(
-            x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode
-        )
+        n, p, q, c = spec.maxpool_q8_shape(x, kernel_size, stride, padding, ceil_mode)
         h, w = x.shape[1:3]
         y = self.be._empty((n, p, q, c), np.uint8)
         sizes = _ints(n, h, w, c, p, q, *kernel_size, *stride, *padding)

@@ -22,24 +22,31 @@ if TYPE_CHECKING:
     from . import MakeArray, WarmupCalls
 
 
+@njit(cache=True)
+def _softmax_row(row, out):
+    """out = softmax(row); returns (m, s): the row's max (NaN wins) and sum exp(row - m), which the losses
+    take their log-sum from."""
+    C = row.shape[0]
+    m = row[0]
+    for j in range(1, C):
+        v = row[j]
+        if v > m or math.isnan(v):
+            m = v
+    s = 0.0
+    for j in range(C):
+        e = math.exp(row[j] - m)
+        out[j] = e
+        s += e
+    for j in range(C):
+        out[j] = out[j] / s
+    return m, s
+
+
 @njit(parallel=True, cache=True)
 def _forward(logits, labels, row_loss, probs):
-    N, C = logits.shape
-    for n in prange(N):
+    for n in prange(logits.shape[0]):
         row = logits[n]
-        out = probs[n]
-        m = row[0]
-        for j in range(1, C):
-            v = row[j]
-            if v > m or math.isnan(v):
-                m = v
-        s = 0.0
-        for j in range(C):
-            e = math.exp(row[j] - m)
-            out[j] = e
-            s += e
-        for j in range(C):
-            out[j] = out[j] / s
+        m, s = _softmax_row(row, probs[n])
         row_loss[n] = math.log(s) - (np.float64(row[labels[n]]) - np.float64(m))
 
 
@@ -60,20 +67,8 @@ def _soft_forward(logits, targets, weights, weighted, row_loss, probs):
     N, C = logits.shape
     for n in prange(N):
         row = logits[n]
-        out = probs[n]
         t = targets[n]
-        m = row[0]
-        for j in range(1, C):
-            v = row[j]
-            if v > m or math.isnan(v):
-                m = v
-        s = 0.0
-        for j in range(C):
-            e = math.exp(row[j] - m)
-            out[j] = e
-            s += e
-        for j in range(C):
-            out[j] = out[j] / s
+        m, s = _softmax_row(row, probs[n])
         log_s = math.log(s)
         acc = 0.0
         for j in range(C):

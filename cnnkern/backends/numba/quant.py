@@ -1,6 +1,7 @@
-"""The numba backend's int8 kernels (:mod:`cnnkern.compress`): the reference's signatures
-(:mod:`cnnkern.backends.reference.quant`, the specification they equal exactly), as direct loops in int64
-(one parallel task per output row of an image, or per sample). Channels-last images."""
+"""The numba backend's int8 kernels (:mod:`cnnkern.compress`): the table's signatures
+(:mod:`cnnkern.kernels.quant`), results equal to the reference's (:mod:`cnnkern.backends.reference.quant`),
+as direct loops in int64 (one parallel task per output row of an image, or per sample). Channels-last
+images. The front door (:class:`cnnkern.compress.kernels.QuantKernels`) has checked the arguments."""
 
 from __future__ import annotations
 
@@ -92,62 +93,24 @@ def conv2d_q8_forward(
     dilation: Sequence[int],
     groups: int,
 ) -> np.ndarray:
-    n, p, q, k = spec.check_conv_q8(
-        x, w, bias, x_zero=x_zero, stride=stride, padding=padding, dilation=dilation, groups=groups
-    )
-    spec.check_requant(multiplier, shift, y_zero, k)
-    y = np.empty((n, p, q, k), np.uint8)
+    y = np.empty(spec.conv_q8_shape(x, w, stride, padding, dilation), np.uint8)
     w_rsc = np.ascontiguousarray(w.transpose(0, 2, 3, 1))
-    _conv(
-        np.ascontiguousarray(x),
-        w_rsc,
-        bias,
-        multiplier,
-        shift,
-        np.int64(x_zero),
-        np.int64(y_zero),
-        np.int64(y_zero if relu else 0),
-        stride[0],
-        stride[1],
-        padding[0],
-        padding[2],
-        dilation[0],
-        dilation[1],
-        groups,
-        p,
-        q,
-        y,
-    )
+    low = y_zero if relu else 0
+    geometry = (*stride, padding[0], padding[2], *dilation, groups, *y.shape[1:3])
+    _conv(x, w_rsc, bias, multiplier, shift, x_zero, y_zero, low, *geometry, y)
     return y
 
 
 def _dense_call(
-    x: np.ndarray,
-    w: np.ndarray,
-    bias: np.ndarray,
-    multiplier: np.ndarray,
-    shift: np.ndarray,
-    x_zero: int,
-    y_zero: int,
-    relu: bool,
-    requantize: bool,
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray, ms: tuple[np.ndarray, ...], zeros: tuple[int, ...]
 ) -> np.ndarray:
+    """y (uint8) requantized with ms = (multiplier, shift) and zeros = (x_zero, y_zero, low), or with ms
+    empty the int32 accumulators."""
     y = np.empty((x.shape[0], w.shape[0]), np.uint8)
     acc = np.empty((x.shape[0], w.shape[0]), np.int32)
-    _dense(
-        np.ascontiguousarray(x),
-        np.ascontiguousarray(w),
-        bias,
-        multiplier,
-        shift,
-        np.int64(x_zero),
-        np.int64(y_zero),
-        np.int64(y_zero if relu else 0),
-        y,
-        acc,
-        requantize,
-    )
-    return y if requantize else acc
+    unused = np.empty(0, np.int32)
+    _dense(x, w, bias, *(ms or (unused, unused)), *zeros, y, acc, bool(ms))
+    return y if ms else acc
 
 
 def dense_q8_forward(
@@ -161,15 +124,11 @@ def dense_q8_forward(
     y_zero: int,
     relu: bool,
 ) -> np.ndarray:
-    spec.check_dense_q8(x, w, bias, x_zero=x_zero)
-    spec.check_requant(multiplier, shift, y_zero, w.shape[0])
-    return _dense_call(x, w, bias, multiplier, shift, x_zero, y_zero, relu, True)
+    return _dense_call(x, w, bias, (multiplier, shift), (x_zero, y_zero, y_zero if relu else 0))
 
 
 def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
-    spec.check_dense_q8(x, w, bias, x_zero=x_zero)
-    ones = np.full(w.shape[0], 1 << 30, np.int32)
-    return _dense_call(x, w, bias, ones, ones, x_zero, 0, False, False)
+    return _dense_call(x, w, bias, (), (x_zero, 0, 0))
 
 
 def maxpool2d_q8_forward(
@@ -180,20 +139,6 @@ def maxpool2d_q8_forward(
     padding: Sequence[int],
     ceil_mode: bool,
 ) -> np.ndarray:
-    y = np.empty(
-        spec.check_maxpool_q8(
-            x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode
-        ),
-        np.uint8,
-    )
-    _maxpool(
-        np.ascontiguousarray(x),
-        kernel_size[0],
-        kernel_size[1],
-        stride[0],
-        stride[1],
-        padding[0],
-        padding[1],
-        y,
-    )
+    y = np.empty(spec.maxpool_q8_shape(x, kernel_size, stride, padding, ceil_mode), np.uint8)
+    _maxpool(x, *kernel_size, *stride, *padding, y)
     return y

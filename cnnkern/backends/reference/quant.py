@@ -20,6 +20,10 @@ Number formats (every backend's quantized kernels give results EQUAL to these, b
 
 The reference computes the reductions with a float64 matrix product: every product and partial sum is an
 integer below 2**31 < 2**53, so float64 holds them exactly whatever the summation order.
+
+The kernels have the table's signatures (:mod:`cnnkern.kernels.quant`) and expect checked arguments: the
+format's rules, which every backend shares, are checked once by the front door,
+:class:`cnnkern.compress.kernels.QuantKernels` (``cnnkern.compress.kernels.get("reference")``).
 """
 
 from __future__ import annotations
@@ -36,86 +40,21 @@ MAX_REDUCTION = 1 << 16
 MAX_BIAS = 1 << 30
 
 
-def check_dtypes(x: np.ndarray, w: np.ndarray, **int32: np.ndarray) -> None:
-    """The dtypes: x uint8, w int8, the named arrays int32 (the checks that cost no scan: the cpp backend
-    makes the others in C++)."""
-    if x.dtype != np.uint8 or w.dtype != np.int8 or any(a.dtype != np.int32 for a in int32.values()):
-        got = ", ".join(str(a.dtype) for a in (x, w, *int32.values()))
-        raise TypeError(f"x, w must be uint8, int8 and {', '.join(int32)} int32, got {got}")
-
-
-def _check_common(x: np.ndarray, w: np.ndarray, bias: np.ndarray, x_zero: int, reduction: int) -> None:
-    check_dtypes(x, w, bias=bias)
-    if x.size and int(x.max()) > ACT_MAX:
-        raise ValueError(f"x holds {int(x.max())}: activations are 7-bit codes in [0, {ACT_MAX}]")
-    if w.size and int(np.abs(w.astype(np.int16)).max()) > W_MAX:
-        raise ValueError(f"w holds -128: weights are in [-{W_MAX}, {W_MAX}]")
-    if bias.shape != (w.shape[0],):
-        raise ValueError(f"bias must have shape ({w.shape[0]},), got {bias.shape}")
-    if bias.size and int(np.abs(bias.astype(np.int64)).max()) > MAX_BIAS:
-        raise ValueError(f"|bias| must be <= 2**30, got {int(np.abs(bias.astype(np.int64)).max())}")
-    if not 0 <= x_zero <= ACT_MAX:
-        raise ValueError(f"x_zero must be in [0, {ACT_MAX}], got {x_zero}")
-    if reduction > MAX_REDUCTION:
-        raise ValueError(f"the reduction length {reduction} exceeds {MAX_REDUCTION}")
-
-
-def check_conv_q8(
-    x: np.ndarray,
-    w: np.ndarray,
-    bias: np.ndarray,
-    *,
-    x_zero: int,
-    stride: Sequence[int],
-    padding: Sequence[int],
-    dilation: Sequence[int],
-    groups: int,
+def conv_q8_shape(
+    x: np.ndarray, w: np.ndarray, stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]
 ) -> tuple[int, int, int, int]:
-    """The quantized convolution's argument checks (every backend's but cpp's, which makes them in C++);
-    returns the output shape (N, P, Q, K)."""
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"x must be (N,H,W,C) and w (K,C/groups,R,S), got {x.shape}, {w.shape}")
-    n, h, wd, c = x.shape
-    k, cg, r, s = w.shape
-    _check_common(x, w, bias, x_zero, cg * r * s)
-    if c != cg * groups or k % groups:
-        raise ValueError(f"x {x.shape} and w {w.shape} do not match groups={groups}")
+    """The quantized convolution's output shape (N, P, Q, K): x (N,H,W,C), w (K,C/groups,R,S)."""
+    n, h, wd, _ = x.shape
+    k, _, r, s = w.shape
     p = shapes.conv_out(h, r, stride[0], padding[0], padding[1], dilation[0])
     q = shapes.conv_out(wd, s, stride[1], padding[2], padding[3], dilation[1])
     return n, p, q, k
 
 
-def check_dense_q8(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> tuple[int, int]:
-    """The quantized dense layer's argument checks; returns the output shape (N, out)."""
-    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"x (N,in) and w (out,in) do not match: {x.shape}, {w.shape}")
-    _check_common(x, w, bias, x_zero, w.shape[1])
-    return x.shape[0], w.shape[0]
-
-
-def check_requant(multiplier: np.ndarray, shift: np.ndarray, y_zero: int, k: int) -> None:
-    """The epilogue's constants for ``k`` output channels."""
-    if multiplier.dtype != np.int32 or shift.dtype != np.int32 or multiplier.shape != (k,) != shift.shape:
-        raise ValueError(f"multiplier and shift must be int32 of shape ({k},)")
-    m = multiplier.astype(np.int64)
-    s = shift.astype(np.int64)
-    if np.any((m != 0) & ((m < 1 << 30) | (m >= 1 << 31))) or np.any((s < 1) | (s > 62)):
-        raise ValueError("multiplier must be 0 or in [2**30, 2**31), shift in [1, 62]")
-    if not 0 <= y_zero <= ACT_MAX:
-        raise ValueError(f"y_zero must be in [0, {ACT_MAX}], got {y_zero}")
-
-
-def check_maxpool_q8(
-    x: np.ndarray,
-    *,
-    kernel_size: Sequence[int],
-    stride: Sequence[int],
-    padding: Sequence[int],
-    ceil_mode: bool,
+def maxpool_q8_shape(
+    x: np.ndarray, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int], ceil_mode: bool
 ) -> tuple[int, int, int, int]:
-    """The quantized max pool's argument checks; returns the output shape (N, P, Q, C)."""
-    if x.dtype != np.uint8 or x.ndim != 4:
-        raise TypeError(f"x must be uint8 (N,H,W,C), got {x.dtype} {x.shape}")
+    """The quantized max pool's output shape (N, P, Q, C): x (N,H,W,C)."""
     n, h, w, c = x.shape
     p = shapes.pool_out(h, kernel_size[0], stride[0], padding[0], 1, ceil_mode)
     q = shapes.pool_out(w, kernel_size[1], stride[1], padding[1], 1, ceil_mode)
@@ -126,10 +65,8 @@ def requantize(
     acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, y_zero: int, relu: bool, axis: int
 ) -> np.ndarray:
     """The epilogue: int32 accumulators -> 7-bit codes, per channel along ``axis``."""
-    k = acc.shape[axis]
-    check_requant(multiplier, shift, y_zero, k)
     shape = [1] * acc.ndim
-    shape[axis] = k
+    shape[axis] = acc.shape[axis]
     m, s = multiplier.astype(np.int64).reshape(shape), shift.astype(np.int64).reshape(shape)
     y = y_zero + ((acc.astype(np.int64) * m + (np.int64(1) << (s - 1))) >> s)
     return np.clip(y, y_zero if relu else 0, ACT_MAX).astype(np.uint8)
@@ -152,9 +89,7 @@ def conv2d_q8_acc(
     groups: int,
 ) -> np.ndarray:
     """The int32 accumulators (N,P,Q,K) of the quantized convolution: x (N,H,W,C) uint8, w (K,C/g,R,S)."""
-    n, p, q, kk = check_conv_q8(
-        x, w, bias, x_zero=x_zero, stride=stride, padding=padding, dilation=dilation, groups=groups
-    )
+    n, p, q, kk = conv_q8_shape(x, w, stride, padding, dilation)
     x = x.transpose(0, 3, 1, 2)  # computed on NCHW views, below
     c = x.shape[1]
     _, cg, r, s = w.shape
@@ -203,7 +138,6 @@ def conv2d_q8_forward(
 
 def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
     """The int32 accumulators (N,out) of the quantized dense layer: x (N,in) uint8, w (out,in) int8."""
-    check_dense_q8(x, w, bias, x_zero=x_zero)
     acc = _matmul_exact(x.astype(np.int64) - x_zero, w.T) + bias
     return acc.astype(np.int32)
 
@@ -232,9 +166,7 @@ def maxpool2d_q8_forward(
     ceil_mode: bool,
 ) -> np.ndarray:
     """Max pooling of uint8 codes (N,H,W,C) -> (N,P,Q,C); padding ``(ph, pw)``, each <= k // 2."""
-    n, p, q, c = check_maxpool_q8(
-        x, kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode
-    )
+    n, p, q, c = maxpool_q8_shape(x, kernel_size, stride, padding, ceil_mode)
     x = x.transpose(0, 3, 1, 2)  # computed on an NCHW view, below
     h, w = x.shape[2:]
     need_h = (p - 1) * stride[0] + kernel_size[0]
