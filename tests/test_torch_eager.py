@@ -55,12 +55,17 @@ def _conv_inputs():
     return x, w
 
 
-def test_functional_takes_the_eager_path():
+def test_functional_and_modules_take_the_eager_path():
     """The fast path is really taken (else the test above would pass without it): the output's grad_fn is
-    the eager Function's, not the custom op's autograd node."""
+    the eager Function's, not the custom op's autograd node; also for a module's nn.Parameter weights."""
     x, w = _conv_inputs()
     y = CF.conv2d(x, w, activation="relu")
     assert type(y.grad_fn).__name__ == "conv2d_eagerBackward", type(y.grad_fn).__name__
+    from cnnkern.torch import modules
+
+    layer = modules.Linear(7, 3).double()
+    y = layer(torch.randn(5, 7, dtype=torch.float64))
+    assert type(y.grad_fn).__name__ == "linear_eagerBackward", type(y.grad_fn).__name__
 
 
 def test_dispatch_modes_take_the_custom_op():

@@ -11,7 +11,7 @@ checks, the autograd wrapper), about 80 us a forward and 200 us a forward + back
 The eager path is taken only when nothing could observe the difference: not while torch.compile / jit
 traces, no torch-function or dispatch mode active (FakeTensorMode, meta device contexts, profilers' modes),
 no functorch transform (vmap, grad) active, and every tensor argument a plain ``torch.Tensor``
-(no subclass).
+or ``nn.Parameter`` (no other subclass).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ _names: dict[object, str] = {}  # op -> its name in the cnnkern namespace
 _functions: dict[object, type[torch.autograd.Function]] = {}  # op -> the eager autograd Function
 _transforms_active = getattr(torch._C, "_are_functorch_transforms_active", None)
 _function_mode = getattr(torch._C, "_is_torch_function_mode_enabled", None)
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # Parameter: a subclass that disables __torch_function__
 _local = threading.local()  # .dispatcher: set while a backward must go through the dispatcher
 
 
@@ -80,7 +81,7 @@ def eager(args: tuple[Any, ...]) -> bool:
         return False  # (a torch without these checks: always the dispatcher)
     if _get_current_dispatch_mode() is not None:
         return False
-    return all(type(a) is torch.Tensor for a in args if isinstance(a, torch.Tensor))
+    return all(type(a) in _PLAIN for a in args if isinstance(a, torch.Tensor))
 
 
 def call(op: Any, *args: Any) -> Any:
