@@ -127,3 +127,55 @@ def test_int8_export_errors_name_the_stage(classic, data, tmp_path):
     with pytest.raises(ValueError, match="opset must be >= 13"):
         q.export_onnx(tmp_path / "old.onnx", opset=11)
     assert not (tmp_path / "bad.onnx").exists() and not (tmp_path / "old.onnx").exists()
+
+
+def test_exact_requantization_equals_the_specification_on_extreme_accumulators():
+    """The float64 requantization of exact=True against the reference's integer one, on accumulators over
+    the whole int32 range and near every rounding boundary, multipliers over [2**30, 2**31) and shifts
+    up to 45, with and without ReLU."""
+    import onnx
+
+    from cnnkern.backends.reference.quant import requantize
+    from cnnkern.compress.onnx_export import _Graph
+    from cnnkern.compress.onnx_int8 import _fixed_point
+
+    rng = np.random.default_rng(0)
+    k = 64
+    m = rng.integers(1 << 30, 1 << 31, k).astype(np.int32)
+    m[:4] = [1 << 30, (1 << 31) - 1, 0, (1 << 30) + (1 << 16) - 1]
+    s = rng.integers(1, 46, k).astype(np.int32)
+    s[:8] = [45, 45, 45, 1, 31, 40, 44, 45]
+    # accumulators at random, at the int32 extremes, and where acc * m / 2**s lands next to a half
+    acc = rng.integers(-(1 << 31), 1 << 31, (300, k), dtype=np.int64)
+    acc[0], acc[1] = (1 << 31) - 1, -(1 << 31)
+    for j in range(k):
+        target = rng.integers(-130, 260, 200) + 0.5
+        near = np.floor(target * 2.0 ** int(s[j]) / max(int(m[j]), 1)).astype(np.int64)
+        acc[2:202, j] = np.clip(near + rng.integers(-1, 2, 200), -(1 << 31), (1 << 31) - 1)
+    acc = acc.astype(np.int32)
+    for relu, y_zero in ((True, 3), (False, 60)):
+        g = _Graph(onnx)
+        stage = {"y_zero": y_zero, "relu": relu}
+        arr = {"kernel": np.zeros((k, 1), np.int8), "multiplier": m, "shift": s}
+        out = _fixed_point(g, "acc", stage, arr, "layer")
+        h = onnx.helper
+        graph = h.make_graph(
+            g.nodes,
+            "requant",
+            [h.make_tensor_value_info("acc", onnx.TensorProto.INT32, ["N", k])],
+            [h.make_tensor_value_info(out, onnx.TensorProto.UINT8, ["N", k])],
+            initializer=g.inits,
+        )
+        model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"acc": acc})[0]
+        np.testing.assert_array_equal(got, requantize(acc, m, s, y_zero, relu, axis=1))
+
+
+def test_exact_export_refuses_a_factor_below_its_range(classic, data, tmp_path):
+    (x_train, _), _ = data
+    q = quantize(classic, x_train[:50])
+    arrays = copy.deepcopy(q.arrays)
+    arrays[0]["shift"][0] = 50
+    with pytest.raises(ValueError, match=rf"stage 0 \(conv '{q.stages[0]['name']}'\).*exact=False"):
+        QuantizedModel(q.config, arrays).export_onnx(tmp_path / "x.onnx", exact=True)

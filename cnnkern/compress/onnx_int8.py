@@ -21,13 +21,14 @@ QLinearConv requantizes differently from cnnkern: it multiplies the int32 accumu
 ``x_scale * w_scale / y_scale`` and rounds half to even, where cnnkern's fixed-point multiply rounds half up
 (:mod:`cnnkern.backends.reference.quant`). The weight scales written are recovered from the fixed-point
 multipliers (``w_scale = m * 2**-s * y_scale / x_scale``), so the two products differ by float32 rounding
-only, and a code differs by one where the product falls within that rounding of a half (measured on the
-classic CNN and a VGG-style model: 0.05-0.1% of the images get any different logit, none changes class).
+only, and a code differs by one where the product falls within that rounding of a half (the effect on
+the logits and classes is measured in docs/compression.md).
 
 ``exact=True`` writes the conv / dense layers as ``ConvInteger`` / ``MatMulInteger`` (int32 accumulators,
 exact), ``Add`` of the bias and cnnkern's requantization in float64 (``Mul`` by ``m * 2**-s``, ``Add``
-``y_zero + 1/2``, ``Floor``, ``Clip``, ``Cast``): every code equals cnnkern's, so do the logits. It is
-slower in onnxruntime (about 10x the QLinearConv graph: its float64 element-wise operators).
+``y_zero + 1/2``, ``Floor``, ``Clip``, ``Cast``): every code equals cnnkern's, so do the logits (a layer
+with a requantization factor below 2**-14 is refused). It is slower in onnxruntime (about 10x the
+QLinearConv graph: its float64 element-wise operators).
 ``tests/test_onnx_int8.py`` checks both."""
 
 from __future__ import annotations
@@ -92,21 +93,34 @@ def _qlinear_conv(
     return _clip(g, y, y_zero if stage["relu"] else 0, f"{base}.clip")
 
 
+def _check_exact(arr: dict[str, np.ndarray], where: str) -> None:
+    """Refuse a layer whose float64 requantization could round differently from cnnkern's (a shift above
+    45: see :func:`_fixed_point`)."""
+    if np.any((arr["multiplier"] != 0) & (arr["shift"] > 45)):
+        raise ValueError(
+            f"export_onnx(exact=True): {where} has a requantization factor below 2**-14 (shift > 45), which "
+            "float64 cannot carry exactly; export it with exact=False"
+        )
+
+
 def _fixed_point(g: _Graph, acc: str, stage: dict[str, Any], arr: dict[str, np.ndarray], base: str) -> str:
-    """cnnkern's requantization of the int32 accumulators ``acc`` (channels on axis 1), in float64:
-    floor(acc * m * 2**-s + 1/2 + y_zero) clamped to [lo, 127]. m * 2**-s is exact in float64 and so is
-    the product while |acc| * m < 2**53 (|acc| < 2**22); the sum is exact for the codes that survive the
-    clamp while s <= 45 (factors >= 2**-14), so the codes equal cnnkern's."""
+    """cnnkern's requantization of the int32 accumulators ``acc`` (channels on axis 1) in float64:
+    floor(acc * m * 2**-s + y_zero + 1/2) clamped to [lo, 127]. m * 2**-s is exact in float64. Where the
+    product v = acc * m * 2**-s is below 2**8 in magnitude, acc * m is below 2**(s + 8) <= 2**53 (s <= 45),
+    so v is exact, and so is v + y_zero + 1/2 (a multiple of 2**-s below 2**9); where |v| >= 2**8 the
+    rounded v is too, and the clamp sends both to the same bound. So the codes equal cnnkern's
+    (:func:`_check_exact` refuses s > 45)."""
     k = arr["kernel"].shape[0]
     shape = (1, k, 1, 1) if arr["kernel"].ndim == 4 else (1, k)
     real = arr["multiplier"].astype(np.float64) * np.exp2(-arr["shift"].astype(np.float64))
     y_zero = int(stage["y_zero"])
     lo = y_zero if stage["relu"] else 0
+    f64 = np.float64
     z = g.node("Cast", [acc], f"{base}.f64", to=g.onnx.TensorProto.DOUBLE)
-    z = g.node("Mul", [z, g.const(f"{base}.factor", real.reshape(shape), np.float64)], f"{base}.scaled")
-    z = g.node("Add", [z, g.const(f"{base}.half", np.float64(y_zero + 0.5), np.float64)], f"{base}.shifted")
+    z = g.node("Mul", [z, g.const(f"{base}.factor", real.reshape(shape), f64)], f"{base}.scaled")
+    z = g.node("Add", [z, g.const(f"{base}.half", f64(y_zero + 0.5), f64)], f"{base}.shifted")
     z = g.node("Floor", [z], f"{base}.floor")
-    bounds = [g.const(f"{base}.{n}", np.float64(v), np.float64) for n, v in (("lo", lo), ("hi", ACT_MAX))]
+    bounds = [g.const(f"{base}.{n}", f64(v), f64) for n, v in (("lo", lo), ("hi", ACT_MAX))]
     z = g.node("Clip", [z, *bounds], f"{base}.clip")
     return g.node("Cast", [z], f"{base}.codes", to=g.onnx.TensorProto.UINT8)
 
@@ -141,6 +155,7 @@ def _stage(
             group=int(stage["groups"]),
         )
         if exact:
+            _check_exact(arr, where)
             y = _fixed_point(g, _accumulate(g, cur, arr, base, **attrs), stage, arr, base)
         else:
             y = _qlinear_conv(g, cur, stage, arr, base, **attrs)
@@ -149,6 +164,7 @@ def _stage(
         raise ValueError(f"export_onnx: {where} takes a flattened (N, features) tensor, got rank {cur.rank}")
     if op == "dense":
         if exact:
+            _check_exact(arr, where)
             y = _fixed_point(g, _accumulate(g, cur, arr, base), stage, arr, base)
         else:  # as a 1x1 convolution: QLinearMatMul has no bias
             shape4 = g.const(f"{base}.shape", [0, -1, 1, 1], np.int64)
