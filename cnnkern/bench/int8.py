@@ -1,7 +1,8 @@
 """``cnnkern bench --int8``: inference of the classic CNN and the VGG-style model with batch norm
-(:func:`cnnkern.zoo.vgg_bn`), float32 vs cnnkern int8 (:func:`cnnkern.compress.quantize`) vs PyTorch's x86
-eager-mode static int8 model of the same weights with the same calibration images, in one process,
-interleaved (:mod:`.timing`); ratios compare medians from this run only.
+(:func:`cnnkern.zoo.vgg_bn`, Fashion-MNIST's 28x28x1, not the 32x32x3 model of ``--zoo``), float32 vs
+cnnkern int8 (:func:`cnnkern.compress.quantize`) vs PyTorch's x86 eager-mode static int8 model of the
+same weights with the same calibration images, in one process, interleaved (:mod:`.timing`); ratios
+compare medians from this run only.
 
 The models keep their seeded initial weights (the times do not depend on the values), calibrated on the
 first images of the bundled Fashion-MNIST subset; the times are of ``predict`` (cnnkern) and of the module
