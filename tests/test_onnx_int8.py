@@ -179,3 +179,31 @@ def test_exact_export_refuses_a_factor_below_its_range(classic, data, tmp_path):
     arrays[0]["shift"][0] = 50
     with pytest.raises(ValueError, match=rf"stage 0 \(conv '{q.stages[0]['name']}'\).*exact=False"):
         QuantizedModel(q.config, arrays).export_onnx(tmp_path / "x.onnx", exact=True)
+
+
+def test_every_int8_stage_kind_exports(tmp_path):
+    """A stride-2 'same' conv without activation (asymmetric padding, codes with a zero point > 0), a 'same'
+    stride-2 max pool (ceil mode), a ReLU on codes, a dilated grouped conv, a hidden dense without
+    activation, linear logits; signed inputs (input zero point > 0). exact: equal; QLinearConv: within one
+    8-bit step of the outputs' range."""
+    m = models.Sequential(backend="reference", dtype="float64", seed=3)
+    m.add(layers.Conv2D(6, 3, strides=2, padding="same", input_shape=(12, 11, 3)))
+    m.add(layers.MaxPooling2D(3, strides=2, padding="same"))
+    m.add(layers.ReLU())
+    m.add(layers.Conv2D(8, 3, dilation_rate=2, padding="same", groups=2, activation="relu"))
+    m.add(layers.Flatten())
+    m.add(layers.Dense(10))
+    m.add(layers.Dense(5))
+    m.build()
+    x = np.random.default_rng(4).normal(size=(64, 12, 11, 3)).astype(np.float32)
+    q = quantize(m, x, backend="reference")
+    assert [s["op"] for s in q.stages] == ["conv", "maxpool", "relu", "conv", "flatten", "dense", "logits"]
+    assert not q.stages[0]["relu"] and q.stages[0]["y_zero"] > 0 and q.input_zero > 0
+    assert not q.stages[5]["relu"]
+    want = q.predict(x)
+    q.export_onnx(tmp_path / "exact.onnx", exact=True)
+    np.testing.assert_array_equal(_run(tmp_path / "exact.onnx", x), want)
+    q.export_onnx(tmp_path / "qlinear.onnx")
+    got = _run(tmp_path / "qlinear.onnx", x)
+    assert np.mean(np.all(got == want, axis=1)) >= 0.9
+    np.testing.assert_allclose(got, want, atol=(want.max() - want.min()) / 255)
