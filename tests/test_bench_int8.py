@@ -57,3 +57,6 @@ def test_bench_int8_refuses_what_it_does_not_time(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "--int8", "resnet"])
     assert "unknown model 'resnet'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--recipe", "wide-bn", "--int8"])
+    assert "does not combine with --zoo, --int8" in capsys.readouterr().err

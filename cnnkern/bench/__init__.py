@@ -315,11 +315,17 @@ def _bench_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
         print(listing())
         return 0
-    others = {"--zoo": args.zoo, "--profile": args.profile, "--json": args.json, "--batch": args.batch}
+    others = {
+        "--zoo": args.zoo,
+        "--int8": args.int8,
+        "--profile": args.profile,
+        "--json": args.json,
+        "--batch": args.batch,
+    }
     given = [k for k, v in others.items() if v]
     if given or args.only != "all" or args.simd or args.quick or args.repeat:
         parser.error(
-            "--recipe times a training run: it does not combine with --zoo, --profile, --json, "
+            "--recipe times a training run: it does not combine with --zoo, --int8, --profile, --json, "
             "--batch, --only, --simd, --quick or --repeat"
         )
     if args.epochs is not None and args.epochs < 1:
