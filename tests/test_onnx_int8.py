@@ -10,7 +10,7 @@ import copy
 import numpy as np
 import pytest
 
-from cnnkern import layers, models, zoo
+from cnnkern import cli, layers, models, zoo
 from cnnkern.compress import QuantizedModel, fold_batchnorm, quantize
 from cnnkern.datasets import fashion_mnist
 
@@ -85,8 +85,8 @@ def test_int8_onnx_matches_predict(name, data, tmp_path, request):
 
 
 def test_vgg_bn_goes_through_the_whole_pipeline(vgg, data, tmp_path):
-    """fold -> quantize -> evaluate -> save -> load -> export (float and int8): each step agrees with the one
-    before it."""
+    """fold -> quantize -> evaluate -> save -> load -> export (float and int8), and `cnnkern quantize` /
+    `evaluate` on the saved model: each step agrees with the one before it."""
     (x_train, _), (x_test, y_test) = data
     folded = fold_batchnorm(vgg)
     assert not any(isinstance(layer, layers.BatchNormalization) for layer in folded.layers)
@@ -106,6 +106,13 @@ def test_vgg_bn_goes_through_the_whole_pipeline(vgg, data, tmp_path):
     back.export_onnx(tmp_path / "vgg8.onnx", exact=True)
     some = x_test[:300]
     np.testing.assert_allclose(_run(tmp_path / "vgg8.onnx", some), q.predict(some), rtol=0, atol=1e-6)
+    # the same from the command line: `cnnkern quantize` (calibrated on the same 500 images), `evaluate`
+    vgg.save(tmp_path / "vgg.npz")
+    argv = ["quantize", str(tmp_path / "vgg.npz"), "-o", str(tmp_path / "cli8.npz"), "--calibrate", "500"]
+    assert cli.main([*argv, "--data", "bundled"]) == 0
+    cli8 = models.load_model(tmp_path / "cli8.npz")
+    assert abs(cli8.evaluate(x_test, y_test)[1] - int8_acc) <= 0.005
+    assert cli.main(["evaluate", str(tmp_path / "cli8.npz"), "--data", "bundled"]) == 0
     vgg.export_onnx(tmp_path / "vgg.onnx")
     np.testing.assert_allclose(
         _run(tmp_path / "vgg.onnx", x_test[:200]), vgg.predict(x_test[:200]), atol=1e-5
