@@ -1,5 +1,5 @@
-"""Ready-made models: the classic Keras Fashion-MNIST CNN, shared by the command line, the benchmarks and
-the tests (a neutral home, so that neither imports the other)."""
+"""Ready-made models: the classic Keras Fashion-MNIST CNN and a small VGG-style one with batch norm, shared
+by the command line, the benchmarks and the tests (a neutral home, so that neither imports the other)."""
 
 from __future__ import annotations
 
@@ -41,4 +41,39 @@ def classic_cnn_with_weights(
     model = classic_cnn(seed=0, backend=backend, lr=lr)
     model.build()
     model.set_weights([w.copy() for w in weights])
+    return model
+
+
+def vgg_bn(
+    seed: int | None = None,
+    backend: Any = None,
+    widths: Sequence[int] = (32, 32, 64, 64),
+    dense: int = 128,
+    lr: float = 1e-3,
+) -> Sequential:
+    """A small VGG-style Fashion-MNIST network with batch norm: four 3x3 'same' convolutions without bias
+    (``widths`` filters), each followed by batch norm (PyTorch's momentum) and ReLU, max pools after the
+    first, third and fourth (28 -> 14 -> 7 -> 3), then Dense(``dense``, relu) and Dense(10, softmax);
+    compiled as :func:`classic_cnn`. The model of the int8 comparisons (``cnnkern bench --int8``,
+    ``benchmarks/int8_ptq.py``): its batch norms fold into the convolutions before quantization."""
+    from . import layers, models, optimizers
+
+    if len(widths) != 4:
+        raise ValueError(f"widths must give the filters of the 4 convolutions, got {list(widths)}")
+    model = models.Sequential(backend=backend, seed=seed)
+    for i, filters in enumerate(widths):
+        kw: dict[str, Any] = {"input_shape": (28, 28, 1)} if i == 0 else {}
+        model.add(layers.Conv2D(filters, 3, padding="same", use_bias=False, **kw))
+        model.add(layers.BatchNormalization(convention="torch"))  # momentum 0.1: short runs infer well
+        model.add(layers.ReLU())
+        if i != 1:
+            model.add(layers.MaxPooling2D(2))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(dense, activation="relu"))
+    model.add(layers.Dense(10, activation="softmax"))
+    model.compile(
+        optimizer=optimizers.Adam(learning_rate=lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     return model

@@ -108,6 +108,17 @@ def add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "the models: benchmarks/NOTES.md)",
     )
     p.add_argument(
+        "--int8",
+        type=_names,
+        nargs="?",
+        const=["all"],
+        default=None,
+        metavar="LIST",
+        help="instead: inference float32 vs int8 (cnnkern.compress.quantize) vs PyTorch's x86 int8 of the "
+        "classic CNN and the VGG-style model with batch norm (comma list of classic, vgg_bn; both when given "
+        "alone; batches default 1,128; --backends picks the cnnkern backend and whether torch runs)",
+    )
+    p.add_argument(
         "--plot",
         metavar="PNG",
         help="save a bar chart (with --recipe: both time-to-accuracy curves on one chart; needs matplotlib)",
@@ -225,6 +236,8 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Entry point of ``cnnkern bench`` (see :func:`add_bench`). Exit status 1 if a result was wrong."""
     if args.recipe is not None:
         return _bench_recipe(args, parser)
+    if args.int8 is not None:
+        return _bench_int8(args, parser)
     if args.target is not None or args.steps is not None or args.data or args.epochs is not None:
         parser.error("--target, --steps, --data and --epochs apply to --recipe runs")
     settings = _settings(args, parser)
@@ -302,11 +315,17 @@ def _bench_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
         print(listing())
         return 0
-    others = {"--zoo": args.zoo, "--profile": args.profile, "--json": args.json, "--batch": args.batch}
+    others = {
+        "--zoo": args.zoo,
+        "--int8": args.int8,
+        "--profile": args.profile,
+        "--json": args.json,
+        "--batch": args.batch,
+    }
     given = [k for k, v in others.items() if v]
     if given or args.only != "all" or args.simd or args.quick or args.repeat:
         parser.error(
-            "--recipe times a training run: it does not combine with --zoo, --profile, --json, "
+            "--recipe times a training run: it does not combine with --zoo, --int8, --profile, --json, "
             "--batch, --only, --simd, --quick or --repeat"
         )
     if args.epochs is not None and args.epochs < 1:
@@ -321,3 +340,70 @@ def _bench_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from ..recipe_cli import bench_recipe
 
     return bench_recipe(args, parser)
+
+
+def _bench_int8(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``cnnkern bench --int8``: see :mod:`.int8`."""
+    from .. import backends, torch_ref
+    from .int8 import MODELS
+
+    others = {"--zoo": args.zoo, "--profile": args.profile, "--plot": args.plot, "--simd": args.simd}
+    given = [k for k, v in others.items() if v] + (["--only"] if args.only != "all" else [])
+    if given:
+        parser.error(f"--int8 times int8 inference only: it does not combine with {', '.join(given)}")
+    names = list(MODELS) if args.int8 == ["all"] else args.int8
+    for name in names:
+        if name not in MODELS:
+            parser.error(f"--int8: unknown model {name!r}; choose from {', '.join(MODELS)}")
+    torch_reason = (
+        None
+        if torch_ref.torch_version() is not None
+        else 'torch is not installed: pip install "cnnkern[torch]"'
+    )
+    chosen = args.backends or [n for n in ("cpp", "numba", "reference") if backends.probe(n) is None][:1] + [
+        "torch"
+    ]
+    ours = [n for n in chosen if n != "torch"]
+    if len(ours) != 1 or ours[0] not in ("cpp", "numba", "reference"):
+        parser.error(
+            f"--int8: --backends names one of cpp, numba, reference (plus torch), got {','.join(chosen)}"
+        )
+    if backends.probe(ours[0]) is not None:
+        parser.error(f"backend {ours[0]!r} is unavailable: {backends.probe(ours[0])}")
+    if "torch" in chosen and torch_reason is not None and args.backends is not None:
+        parser.error(torch_reason)
+    if "torch" not in chosen:
+        torch_reason = torch_reason or "not in --backends"
+    for flag, value in (("--threads", args.threads), ("--repeat", args.repeat)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be >= 1, got {value}")
+    from . import report, runner
+    from .int8 import run_int8, table
+
+    threads = args.threads or runner.default_threads()
+    with_torch = torch_reason is None
+    runner.apply_threads(threads, ours, with_torch)
+    mode = QUICK if args.quick else FULL
+    info = f"cnnkern backend {ours[0]}, {threads} thread(s)"
+    if ours[0] == "cpp":
+        from .. import _cpp
+
+        gemm = getattr(_cpp, "q8_gemm_path", None)  # the int8 GEMM's instruction set, where reported
+        info += f", SIMD path {_cpp.simd()}" + (f", int8 GEMM {gemm()}" if gemm else "")
+    print(f"int8 inference: {info}; medians of {args.repeat or mode['repeat']} interleaved samples")
+    records = run_int8(
+        names,
+        args.batch or [1, 128],
+        backend=ours[0],
+        with_torch=with_torch,
+        repeat=args.repeat or mode["repeat"],
+        target_s=mode["target_s"],
+        settle_s=mode["settle_s"],
+        log=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    print(table(records, torch_reason))
+    if args.json:
+        meta = {"threads": threads, "backend": ours[0], "info": info, "machine": runner.machine()}
+        report.write_json({"meta": meta, "int8": records}, args.json)
+        print(f"saved {args.json}")
+    return 0

@@ -1,6 +1,7 @@
 """Model compression for inference: batch-norm folding (:func:`fold_batchnorm`) and int8 post-training
 quantization (:func:`quantize`, giving a :class:`QuantizedModel`; the integer formats are specified in
-:mod:`cnnkern.backends.reference.quant`).
+:mod:`cnnkern.backends.reference.quant`). ONNX export: :mod:`.onnx_export` (float models) and
+:mod:`.onnx_int8` (``QuantizedModel.export_onnx``).
 
 The names load on first use, so that the command line (which registers ``cnnkern quantize`` from
 :mod:`cnnkern.compress.cli`) starts without the model layer."""

@@ -6,8 +6,7 @@ The graph takes the model's input as the user feeds it, (N, H, W, C) float32 (a 
 and gives its output (probabilities after a final softmax, else logits). Batch norms that follow a conv or
 dense are folded first (:func:`cnnkern.compress.fold_batchnorm`); the others become BatchNormalization
 nodes with their running statistics. Weights are written as float32 (a float64 model is cast). The int8
-model has no exporter yet: its 7-bit activations and fixed-point requantization have no exact ONNX
-counterpart."""
+model's exporter is :mod:`cnnkern.compress.onnx_int8`."""
 
 from __future__ import annotations
 
@@ -29,6 +28,7 @@ _ACT_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 
 
 def _onnx() -> Any:
+    """The onnx package, or an ImportError saying how to install it."""
     try:
         import onnx
     except ImportError:
@@ -49,9 +49,10 @@ class _Graph:
         self.count += 1
         return f"{base}_{self.count}"
 
-    def const(self, base: str, a: np.ndarray) -> str:
+    def const(self, base: str, a: Any, dtype: Any = np.float32) -> str:
+        """An initializer holding ``a`` as ``dtype``."""
         n = self.name(base)
-        self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(a, np.float32), n))
+        self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(a, dtype), n))
         return n
 
     def node(self, op: str, inputs: list[str], base: str, **attrs: Any) -> str:
@@ -152,12 +153,26 @@ def export_onnx(model: Sequential, path: PathLike, *, opset: int = 17) -> None:
     if len(internal) == 3:
         x = g.node("Transpose", [x], "to_nhwc", perm=[0, 2, 3, 1])
         internal = (internal[1], internal[2], internal[0])
-    h = onnx.helper
+    write(g, model.name, shape, x, internal, opset, path)
+
+
+def write(
+    g: _Graph,
+    name: str,
+    in_shape: tuple[int, ...],
+    out: str,
+    out_shape: tuple[int, ...],
+    opset: int,
+    path: PathLike,
+) -> None:
+    """The graph ``g`` (float32 input "input" of (N, *in_shape), output ``out`` of (N, *out_shape)) checked
+    and written to ``path`` atomically."""
+    onnx, h = g.onnx, g.h
     graph = h.make_graph(
         g.nodes,
-        model.name,
-        [h.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", *shape])],
-        [h.make_tensor_value_info(x, onnx.TensorProto.FLOAT, ["N", *internal])],
+        name,
+        [h.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", *in_shape])],
+        [h.make_tensor_value_info(out, onnx.TensorProto.FLOAT, ["N", *out_shape])],
         initializer=g.inits,
     )
     proto = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name="cnnkern")

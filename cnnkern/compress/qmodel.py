@@ -156,6 +156,15 @@ class QuantizedModel:
             lines.append(f"  {stage['op']:<8} {stage['name']:<24} {shape}")
         print_fn("\n".join(lines))
 
+    def export_onnx(self, path: PathLike, *, opset: int = 17, exact: bool = False) -> None:
+        """The int8 model as an ONNX file of standard quantized operators (input (N, H, W, C) float32, as
+        ``predict`` takes it): QLinearConv, which requantizes in float32 (a code can differ by one), or with
+        ``exact=True`` ConvInteger / MatMulInteger and cnnkern's requantization in float64 (outputs equal to
+        ``predict``'s). See :mod:`cnnkern.compress.onnx_int8`. Needs ``pip install "cnnkern[onnx]"``."""
+        from .onnx_int8 import export_int8_onnx
+
+        export_int8_onnx(self, path, opset=opset, exact=exact)
+
     # --- saving ------------------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         return self.config
