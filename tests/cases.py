@@ -243,6 +243,10 @@ DENSE_CASES = [
     DenseCase("n7-in33-out1-nobias", 7, 33, 1, bias=False),
     DenseCase("n32-in1600-out128-nobias", 32, 1600, 128, bias=False),
     DenseCase("n9-in128-out10", 9, 128, 10),
+    # batch 1 runs a matrix-vector product: 4-row groups and leftover rows, k in 16s, an 8 and a tail; the
+    # second is large enough for its rows to be split over threads
+    DenseCase("n1-in33-out7", 1, 33, 7),
+    DenseCase("n1-in1100-out37", 1, 1100, 37),
 ]
 
 LOSS_CASES = [
