@@ -12,9 +12,9 @@ weights prepared once and from arguments compiled once per input shape.
   the shape does not fix: that x is C-contiguous in the model's dtype (else the step takes the checked
   path), and that the batch is not empty (the front door answers those without a kernel).
 
-Steps of other kinds (pools, activations, batch norm alone, merges, a user's own layer) run their layers'
-checked forward as in training. ``Plan.fast_inference = False`` turns this module off (the tests compare
-both ways).
+Max / average pools get compiled calls too. Steps of other kinds (activations, batch norm alone, merges,
+global pools, a user's own layer) run their layers' checked forward as in training.
+``Plan.fast_inference = False`` turns this module off (the tests compare both ways).
 """
 
 from __future__ import annotations
@@ -22,7 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .layers import BatchNormalization, Conv2D, Dense, DepthwiseConv2D, Layer, to_numpy
+from .layers import (
+    AveragePooling2D,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    DepthwiseConv2D,
+    Layer,
+    MaxPooling2D,
+    to_numpy,
+)
 from .layers.base import weights_epoch
 from .ops import check
 from .ops import conv as conv_ops
@@ -96,6 +105,8 @@ def compile_step(step: Step, x: Any) -> Run | None:
     kind, first = step.kind, step.layers[0]
     if kind == "layer" and type(first) is Dense:
         return _dense(step, first, x)
+    if kind == "layer" and type(first) in (MaxPooling2D, AveragePooling2D):
+        return _pool(first, x)
     conv_kinds = ("layer", "conv_act", "conv_bn", "conv_bn_act", "conv_pool")
     if kind not in conv_kinds or type(first) not in _CONVS:
         return None
@@ -115,6 +126,25 @@ def _dense(step: Step, layer: Dense, x: Any) -> Run:
         return layer._act_fused(kernel(x, w, b, activation=kind, alpha=alpha), False, logits)
 
     return run
+
+
+def _pool(layer: Layer, x: Any) -> Run:
+    """A max pool (values only: no argmax in inference) or an average pool, as the layer calls ops."""
+    be, g = layer._ctx.backend, layer._geom  # type: ignore[attr-defined]
+    is_max = isinstance(layer, MaxPooling2D)
+    k, s, p, d, ceil_mode, out = pool_ops._geometry(
+        x.shape, g["kernel_size"], g["stride"], g["padding"], 1, g["ceil_mode"]
+    )
+    what = lambda: f"{layer.name} on x {x.shape}"  # noqa: E731
+    pool_ops._budget(x.shape, x.dtype, p, out, what, argmax=False)
+    kw: dict[str, Any] = dict(kernel_size=k, stride=s, padding=p, ceil_mode=ceil_mode)
+    if is_max:
+        kernel = be.maxpool2d_values_forward
+        kw["dilation"] = d
+    else:
+        kernel = be.avgpool2d_forward
+        kw["count_include_pad"] = check.flag("count_include_pad", g.get("count_include_pad", True))
+    return lambda x, logits: kernel(x, **kw)
 
 
 def _conv(step: Step, conv: Conv2D, x: Any) -> Run:

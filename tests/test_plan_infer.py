@@ -79,6 +79,33 @@ def test_predict_on_batch_never_hands_back_the_input():
         assert not np.may_share_memory(out, x)
 
 
+@pytest.mark.parametrize("name", ["cpp", "numba", "reference"])
+def test_compiled_pools_equal_the_unprepared_path(name):
+    """Pools of their own (after an activation layer): 'same' padding with the ceil mode it implies, stride 2,
+    overlapping windows, and an average pool that excludes the padding."""
+    load_backend(name)
+    m = keras.Sequential(
+        [
+            keras.Input((9, 11, 2)),
+            layers.Conv2D(4, 3, padding="same", activation="relu"),
+            layers.Activation("tanh"),
+            layers.MaxPooling2D(3, strides=2, padding="same"),
+            layers.AveragePooling2D(2, padding="same"),
+            layers.Flatten(),
+            layers.Dense(3, activation="softmax"),
+        ],
+        backend=name,
+        seed=0,
+    )
+    m.build()
+    x = np.random.default_rng(3).random((2, 9, 11, 2), dtype=np.float32)
+    np.testing.assert_array_equal(m.predict_on_batch(x), _unprepared(m, x))
+    pools = [
+        s for s in m._plan.steps if isinstance(s.layers[0], (layers.MaxPooling2D, layers.AveragePooling2D))
+    ]
+    assert len(pools) == 2 and all(None not in s.compiled.values() for s in pools)
+
+
 def test_folds_once_until_weights_change(monkeypatch):
     from cnnkern.compress import fold
 
