@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 Run = Callable[[Any, bool], Any]  # (x, logits) -> y
 
+_MAX_SHAPES = 64  # compiled calls kept per step
 _CONVS = (Conv2D, DepthwiseConv2D)  # exactly these classes: a subclass may run its own forward
 
 
@@ -203,6 +204,8 @@ def run_step(step: Step, x: Any, logits: bool) -> Any | None:
     calls = step.compiled
     run = calls.get(key, False)
     if run is False:
+        if len(calls) >= _MAX_SHAPES:  # many batch sizes (or backends): start over rather than grow
+            calls.clear()
         run = calls[key] = compile_step(step, x)
     if run is None or not x.flags.c_contiguous or x.dtype != ctx.dtype:
         return None

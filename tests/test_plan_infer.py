@@ -106,6 +106,20 @@ def test_compiled_pools_equal_the_unprepared_path(name):
     assert len(pools) == 2 and all(None not in s.compiled.values() for s in pools)
 
 
+def test_compiled_calls_are_bounded():
+    from cnnkern import plan_infer
+
+    m = small()
+    rng = np.random.default_rng(4)
+    for n in range(1, plan_infer._MAX_SHAPES + 6):
+        x = rng.random((n, 8, 8, 3), dtype=np.float32)
+        if n in (1, plan_infer._MAX_SHAPES + 5):
+            np.testing.assert_array_equal(m.predict_on_batch(x), _unprepared(m, x))
+        else:
+            m.predict_on_batch(x)
+    assert all(0 < len(s.compiled) <= plan_infer._MAX_SHAPES for s in m._plan.steps)
+
+
 def test_folds_once_until_weights_change(monkeypatch):
     from cnnkern.compress import fold
 
