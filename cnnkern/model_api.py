@@ -88,8 +88,10 @@ class ModelAPI:
     # --- running one batch -------------------------------------------------------------------------------
     def predict_on_batch(self, x: ArrayLike) -> np.ndarray:
         """The outputs for ``x`` as one batch (as ``predict``, without splitting it)."""
-        n = len(x)  # type: ignore[arg-type]  # an ArrayLike without len() fails here as in Keras
-        return self.predict(x, batch_size=max(n, 1), verbose=0)
+        len(x)  # type: ignore[arg-type]  # an ArrayLike without len() fails here as in Keras
+        from .model_data import predict_batch
+
+        return predict_batch(self, x)  # type: ignore[arg-type]
 
     def test_on_batch(self, x: ArrayLike, y: ArrayLike, return_dict: bool = False) -> Any:
         """Loss (and metrics) of ``x``, ``y`` as one batch in inference mode, nothing updated (as Keras)."""

@@ -168,6 +168,18 @@ def predict(
     return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
 
 
+def predict_batch(model: Model, x: ArrayLike) -> np.ndarray:
+    """``predict`` of ``x`` as one batch without callbacks (``predict_on_batch``, ``model(x)``): the same
+    checks and outputs, without predict's batching, progress bar and output buffer (a batch-1 latency)."""
+    X = model._to_internal(x)
+    out = to_numpy(model._forward(X, training=False, logits=False))
+    if isinstance(X, np.ndarray) and np.may_share_memory(
+        out, X
+    ):  # an identity model (Flatten, Dropout) hands back x itself
+        out = out.copy()
+    return out.transpose(0, 2, 3, 1) if out.ndim == 4 else out
+
+
 def _started(model: Model, callbacks: Iterable[Callback] | None) -> list[Callback]:
     """The callbacks of an evaluate / predict call, each told the model."""
     cbs = list(callbacks or [])

@@ -24,6 +24,7 @@ from . import backends, losses, model_data, optimizers
 from ._typing import BackendArray, Logs, PathLike, Shape
 from .graph import Graph
 from .layers import Context, Layer, to_numpy
+from .layers.base import weights_changed
 from .losses import SparseCategoricalCrossentropy
 from .model_api import ModelAPI, Progress, model_from_json
 from .plan import Plan
@@ -451,6 +452,7 @@ class Model(ModelAPI):
             if w.shape != tuple(d[k].shape):
                 raise ValueError(f"weight {key} must have shape {tuple(d[k].shape)}, got {w.shape}")
             d[k] = self._ctx.asarray(w)
+        weights_changed()
 
     def get_config(self) -> dict[str, Any]:
         """The architecture (as saved): a Sequential's layers in order; a functional model's layers each with

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._typing import BackendArray
+from .layers.base import weights_changed
 
 if TYPE_CHECKING:
     from typing_extensions import TypeAlias
@@ -107,6 +108,7 @@ class Optimizer:
         items = self._clip(list(params_and_grads), ctx.xp)
         self.iterations += 1
         self._apply(items, ctx, lr)
+        weights_changed()  # the parameters were updated in place: the inference plans re-prepare theirs
 
     def _clip(
         self, items: list[tuple[SlotKey, BackendArray, BackendArray]], xp: Any

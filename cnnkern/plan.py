@@ -4,11 +4,15 @@ parameters and configuration; the plan decides what runs together:
 
 * a chain of layers, each the only reader of the one before, runs as one step where a fused kernel exists
   for it (:mod:`cnnkern.plan_fusions`): Conv2D + MaxPooling2D, BatchNormalization + activation, Add +
-  activation, and Conv2D + BatchNormalization (+ activation) with the batch norm folded into the conv in
-  inference;
+  activation, Conv2D + BatchNormalization (+ activation) with the batch norm folded into the conv in
+  inference, and Conv2D + activation (one kernel in inference);
 * a MaxPooling2D after any other layer with an activation whose output only the pool reads applies that
   activation's gradient in its own backward (ops.maxpool2d_act_backward), and the layer before skips it;
 * every other layer is a step of its own (conv, dense: bias and activation fused into the kernel).
+
+In inference (``training=False``) the conv and dense steps run through :mod:`cnnkern.plan_infer`: weights
+prepared (batch norm folded) once until they change, each call's checks and geometry compiled once per
+input shape.
 
 ``model.summary(plan=True)`` prints the steps and the kernels each calls. A Sequential's plan is that of its
 chain, a functional model's that of its graph (:mod:`cnnkern.graph`); both run through :class:`Plan`.
@@ -20,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import plan_fusions
+from . import plan_fusions, plan_infer
 from ._typing import BackendArray
 from .layers import Layer, MaxPooling2D
+from .layers.base import weights_changed
 
 # forward and backward kernels of ops each layer class calls (what the plan prints); a class not listed (a
 # user's own layer) is shown as its forward / backward methods
@@ -50,7 +55,17 @@ class Step:
     ``inputs`` (the steps whose outputs it reads; empty: the model input), ``act_from`` (for a pool: the
     layer whose activation gradient its backward applies)."""
 
-    __slots__ = ("layers", "kind", "inputs", "merge", "act_from", "needs_grad", "frees")
+    __slots__ = (
+        "layers",
+        "kind",
+        "inputs",
+        "merge",
+        "act_from",
+        "needs_grad",
+        "frees",
+        "prepared",
+        "compiled",
+    )
 
     def __init__(self, layers: tuple[Layer, ...], inputs: list[int], merge: bool) -> None:
         self.layers = layers
@@ -60,6 +75,9 @@ class Step:
         self.act_from: Layer | None = None
         self.needs_grad = False
         self.frees: list[int] = []
+        # the inference path's prepared weights and its calls compiled per input shape (cnnkern.plan_infer)
+        self.prepared: plan_infer.Prepared | None = None
+        self.compiled: dict[tuple[Any, ...], Any] = {}
 
     def kernels(self, act_taken: bool = False) -> tuple[str, str]:
         """The (forward, backward) kernels this step calls (``act_taken``: a pool after it applies its
@@ -80,9 +98,12 @@ class Step:
 class Plan:
     """The steps of the layers ``layers`` (in an order where each comes after those it reads), where
     ``inputs_of[i]`` are the indices of the layers layer i reads (empty: the model input) and ``merge[i]``
-    says it reads a list. The fusions (:data:`cnnkern.plan_fusions.FUSIONS`: ``fuse_conv_pool``, ``bn_act``,
-    ``add_act``, ``fold_bn``) and ``pool_act`` can each be turned off (one kernel per layer; the tests
-    compare both ways)."""
+    says it reads a list. The fusions (:data:`cnnkern.plan_fusions.FUSIONS`: ``fuse_conv_pool``,
+    ``bn_act``, ``add_act``, ``fold_bn``, ``conv_act``) and ``pool_act`` can each be turned off (one kernel
+    per layer; the tests compare both ways), and so can ``fast_inference``, the inference path of
+    :mod:`cnnkern.plan_infer` (prepared weights, calls compiled per input shape)."""
+
+    fast_inference = True
 
     def __init__(
         self,
@@ -143,10 +164,20 @@ class Plan:
 
     def forward(self, x: BackendArray, training: bool, logits: bool) -> BackendArray:
         vals: list[Any] = [None] * len(self.steps)
+        fast = self.fast_inference and not training
+        if training:
+            weights_changed()  # a training forward may update state in place (batch norm's statistics)
         for s, step in enumerate(self.steps):
             ins = step.inputs
             arg = x if not ins else [vals[j] for j in ins] if step.merge else vals[ins[0]]
-            if step.kind != "layer":
+            y = (
+                None
+                if not fast or step.merge
+                else plan_infer.run_step(step, arg, logits and s == self.output)
+            )
+            if y is not None:
+                vals[s] = y
+            elif step.kind != "layer":
                 vals[s] = plan_fusions.forward(
                     step.kind, step.layers, arg, training, logits and s == self.output
                 )

@@ -10,10 +10,14 @@ intermediate values need not exist for anyone else), all in the model's own layo
   batchnorm2d_backward;
 * ``add_act``: Add + an activation layer: the sum (array arithmetic: there is no add kernel), then
   activation_forward on it; backward the activation's gradient, handed to every input;
+* ``conv_act``: a Conv2D (or DepthwiseConv2D) without activation + an activation layer of a kind the kernels
+  apply: inference runs ONE conv2d_bias_act_forward with that activation; training runs the two layers (the
+  activation keeps its output for its backward, or hands it to a max pool after it);
 * ``conv_bn`` / ``conv_bn_act``: a Conv2D (or DepthwiseConv2D) without activation + BatchNormalization (+ an
   activation layer). Inference runs ONE conv2d_bias_act_forward with the batch norm folded into the kernel
-  and bias (compress.fold._folded, recomputed from the current weights and running statistics at each call:
-  a few float64 operations per weight, never stale after training or set_weights); training runs the conv,
+  and bias (compress.fold._folded): folded once and kept until the weights change by the inference path
+  (:mod:`cnnkern.plan_infer`), folded at each call by :func:`forward` here (the checked path it falls back
+  to, or that ``Plan.fast_inference = False`` selects); training runs the conv,
   then the batch norm (+ activation) as ``bn_act``, since batch statistics cannot be folded.
 """
 
@@ -26,7 +30,7 @@ from . import ops
 from ._typing import BackendArray
 from .layers import Activation, Add, BatchNormalization, Conv2D, Layer, MaxPooling2D, to_numpy
 
-FUSIONS = ("fuse_conv_pool", "bn_act", "add_act", "fold_bn")
+FUSIONS = ("fuse_conv_pool", "bn_act", "add_act", "fold_bn", "conv_act")
 
 
 def _own_layout(layer: Layer) -> bool:
@@ -45,8 +49,10 @@ def _links(prev: Layer, layer: Layer, on: dict[str, bool]) -> bool:
     if isinstance(layer, MaxPooling2D):
         return on["fuse_conv_pool"] and isinstance(prev, Conv2D) and prev.can_fuse_pool()
     if _kernel_act(layer):
-        return (on["bn_act"] and isinstance(prev, BatchNormalization)) or (
-            on["add_act"] and isinstance(prev, Add)
+        return (
+            (on["bn_act"] and isinstance(prev, BatchNormalization))
+            or (on["add_act"] and isinstance(prev, Add))
+            or (on["conv_act"] and isinstance(prev, Conv2D) and prev.activation == "linear")
         )
     return (
         on["fold_bn"]
@@ -91,6 +97,8 @@ def kind_of(layers: tuple[Layer, ...]) -> str:
         return "add_act"
     if isinstance(layers[0], BatchNormalization):
         return "bn_act"
+    if isinstance(layers[1], Activation):
+        return "conv_act"
     return "conv_bn_act" if len(layers) == 3 else "conv_bn"
 
 
@@ -100,6 +108,10 @@ KERNELS = {
     "conv_pool": ("conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward"),
     "bn_act": ("batchnorm2d_act_forward", "{act}batchnorm2d_backward"),
     "add_act": ("array + (no add kernel), activation_forward", "{act}(dy to each input)"),
+    "conv_act": (
+        "conv2d_bias_act_forward, activation_forward (infer: one conv, activation fused)",
+        "{act}conv2d_backward",
+    ),
     "conv_bn": (
         "conv2d_bias_act_forward, batchnorm2d_forward (infer: one conv, bn folded)",
         "batchnorm2d_backward, conv2d_backward",
@@ -116,6 +128,14 @@ def forward(kind: str, layers: tuple[Layer, ...], x: Any, training: bool, logits
     if kind == "conv_pool":
         conv, pool = layers
         return conv.forward_pooled(x, training, pool)  # type: ignore[attr-defined]
+    if kind == "conv_act":
+        cv, ac = layers
+        assert isinstance(cv, Conv2D) and isinstance(ac, Activation)
+        if not training:  # one kernel: the conv's epilogue applies the activation layer's kind
+            args = cv._conv_args(activation=False)
+            w, b = cv.params[cv._kernel_name], cv.params.get("bias")
+            return ops.conv2d_bias_act_forward(x, w, b, **args, activation=ac._fused_kind(), alpha=ac.alpha)
+        return ac.forward(cv.forward(x, training=True), training=True, logits=logits)
     if kind in ("conv_bn", "conv_bn_act"):
         conv, bn = layers[0], layers[1]
         act = layers[2] if len(layers) == 3 else None

@@ -129,6 +129,9 @@ CONV_CASES = [
     ConvCase("1x1-image-1x1-kernel", (1, 1, 1, 1), (1, 1, 1, 1)),
     ConvCase("basic-3x3-pad1", (2, 3, 7, 7), (8, 3, 3, 3), padding=1),
     ConvCase("c16-k17-9x15", (1, 16, 9, 15), (17, 16, 3, 3), padding=1),
+    # one input channel, 3x3 'valid': the direct one-channel kernel, split over images and blocks of 4 filters
+    ConvCase("c1-k7-one-image", (1, 1, 9, 12), (7, 1, 3, 3)),
+    ConvCase("c1-k5-batch2", (2, 1, 10, 11), (5, 1, 3, 3), bias=False),
     ConvCase("c17-k15-batch3", (3, 17, 8, 17), (15, 17, 3, 3)),
     ConvCase("1x1-c33-k33", (2, 33, 9, 9), (33, 33, 1, 1)),
     ConvCase("c9-k7-16x16", (2, 9, 16, 16), (7, 9, 3, 3), padding=1),
@@ -243,6 +246,10 @@ DENSE_CASES = [
     DenseCase("n7-in33-out1-nobias", 7, 33, 1, bias=False),
     DenseCase("n32-in1600-out128-nobias", 32, 1600, 128, bias=False),
     DenseCase("n9-in128-out10", 9, 128, 10),
+    # batch 1 runs a matrix-vector product: 4-row groups and leftover rows, k in 16s, an 8 and a tail; the
+    # second is large enough for its rows to be split over threads
+    DenseCase("n1-in33-out7", 1, 33, 7),
+    DenseCase("n1-in1100-out37", 1, 1100, 37),
 ]
 
 LOSS_CASES = [

@@ -27,6 +27,7 @@ CASES = [
     ("c1-20x40-k6", (2, 1, 20, 40), (6, 1, 3, 3), {}, dict(pool_size=2)),  # pooled rows of 19: 8 + 8 + 3
     ("c1-13x21-k3", (2, 1, 13, 21), (3, 1, 3, 3), {}, dict(pool_size=2)),  # odd conv rows/columns, 8 + 1
     ("c1-9x11-k4", (1, 1, 9, 11), (4, 1, 3, 3), {}, dict(pool_size=2)),  # pooled rows of 4 (< a vector)
+    ("c1-b1-26x30-k7", (1, 1, 26, 30), (7, 1, 3, 3), {}, dict(pool_size=2)),  # one image: filter pairs split
     ("c1-overlap-pad", (2, 1, 12, 14), (4, 1, 3, 3), {}, dict(pool_size=3, pool_stride=2, pool_padding=1)),
     ("c1-ceil", (2, 1, 12, 11), (3, 1, 3, 3), {}, dict(pool_size=2, ceil_mode=True)),
     ("c1-dilated-pool", (1, 1, 14, 14), (4, 1, 3, 3), {}, dict(pool_size=2, pool_stride=1, pool_dilation=2)),

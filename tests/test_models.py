@@ -457,7 +457,9 @@ def test_max_pool_applies_the_activation_gradient_of_the_layer_before(plain_targ
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.build()
     steps = model._plan.steps
-    assert steps[2].layers == (model.layers[2],) and steps[2].act_from is model.layers[1]
+    # conv + activation run as one step (conv_act); the pool after it takes the activation's gradient
+    assert steps[0].kind == "conv_act" and steps[1].layers == (model.layers[2],)
+    assert steps[1].act_from is model.layers[1]
     x, y = batches(1)
     xb, yb = model._to_internal(x[0].astype(dtype)), model._labels(y[0], len(y[0]))
     grads = []

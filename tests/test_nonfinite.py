@@ -131,3 +131,16 @@ def test_train_on_batch_stops_on_a_nonfinite_loss(backend):
     for a, b in zip(before, m.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert m.optimizer.iterations == 1
+
+
+def test_first_nonfinite_is_exact_when_the_sum_overflows():
+    """The quick pass (a finite sum) cannot decide for huge finite values: the exact scan then finds no
+    NaN / Inf, or the first sample holding one, without a warning."""
+    from cnnkern.nonfinite import first_nonfinite
+
+    big = np.full((3, 4), np.finfo(np.float32).max, np.float32)
+    assert first_nonfinite(big) is None
+    big[2, 1] = -np.inf
+    big[1, 3] = np.nan
+    assert first_nonfinite(big) == 1
+    assert first_nonfinite(np.zeros((0, 4), np.float32)) is None

@@ -14,7 +14,7 @@ from cnnkern.plan import Plan
 from tests.conftest import load_backend
 from tests.test_graph_models import TorchTwin, _data, _match_torch, resnet
 
-OFF = dict(bn_act=False, add_act=False, fold_bn=False)
+OFF = dict(bn_act=False, add_act=False, fold_bn=False, conv_act=False)
 
 
 def _replan(model, **flags):
@@ -110,6 +110,35 @@ def test_fused_equals_unfused_on_the_fast_backends(name, build):
     load_backend(name)
     shape = (9, 9, 2) if build is stack else (12, 12, 1)
     _compare(build, shape, name, "float32", F32)
+
+
+def conv_act_stack(**kw):
+    """Convs without activation followed by activation layers (conv_act), one of them before a max pool
+    that takes its gradient."""
+    return keras.Sequential(
+        [
+            keras.Input((9, 9, 2)),
+            layers.Conv2D(4, 3, padding="same"),
+            layers.LeakyReLU(0.2),
+            layers.MaxPooling2D(),
+            layers.Conv2D(5, 3, strides=2, padding="same"),
+            layers.Activation("sigmoid"),
+            layers.DepthwiseConv2D(1),
+            layers.ReLU(),
+            layers.Flatten(),
+            layers.Dense(5, activation="softmax"),
+        ],
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("name", ["reference", "cpp"])
+def test_conv_act_fused_equals_unfused(name):
+    load_backend(name)
+    dtype, tol = ("float64", F64) if name == "reference" else ("float32", F32)
+    fused = _compare(conv_act_stack, (9, 9, 2), name, dtype, tol)
+    assert _kinds(fused) == ["conv_act", "layer", "conv_act", "conv_act", "layer", "layer"]
+    assert fused._plan.steps[1].act_from is fused.layers[1]  # the pool applies the leaky ReLU's gradient
 
 
 def test_gradients_of_fused_and_unfused_plans_are_equal():

@@ -15,6 +15,25 @@ if TYPE_CHECKING:
     from ..backends.base import Backend
 
 
+# How many times weights or running statistics may have changed in place (optimizer updates, batch norm's
+# training forward, set_weights / assign): the inference plan's prepared weights (cnnkern.plan_infer) are
+# rebuilt when it moved. One counter for every model: a step of any model invalidates them all, which costs
+# one re-preparation and never leaves a stale one.
+_weights_epoch = 0
+
+
+def weights_changed() -> None:
+    """Tell the inference plans that some model's weights or running statistics changed (the library calls it
+    wherever it writes them; code that writes into a layer's arrays in place itself must call it too)."""
+    global _weights_epoch
+    _weights_epoch += 1
+
+
+def weights_epoch() -> int:
+    """The counter :func:`weights_changed` moves."""
+    return _weights_epoch
+
+
 class Context:
     """What layers need from their model: the backend, its array module, the dtype, the random generator."""
 
@@ -169,6 +188,7 @@ class Layer:
         for d in (self.params, self.state):
             for k, a in d.items():
                 d[k] = ctx.asarray(to_numpy(a))
+        weights_changed()
         self.grads = {}
         self._clear()
 
@@ -265,6 +285,7 @@ class Variable:
         if a.shape != self.shape:
             raise ValueError(f"{self.path} must have shape {self.shape}, got {a.shape}")
         self._store[self.name] = self._layer._ctx.asarray(a)
+        weights_changed()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         return self.numpy() if dtype is None else self.numpy().astype(dtype)

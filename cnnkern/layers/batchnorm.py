@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import ops
 from .._typing import BackendArray, Shape
-from .base import ChannelsFirstMixin, Context, Layer
+from .base import ChannelsFirstMixin, Context, Layer, weights_changed
 
 
 class BatchNormalization(ChannelsFirstMixin, Layer):
@@ -100,6 +100,7 @@ class BatchNormalization(ChannelsFirstMixin, Layer):
             backend=self._ctx.backend,
         )
         if training:
+            weights_changed()  # the kernel updated the running statistics in place
             if rv_old is not None:
                 # the kernel blended in the unbiased variance (PyTorch's); Keras blends the biased one,
                 # var = 1/invstd² − eps (inf / NaN for non-finite input, which cnnkern.nonfinite reports)

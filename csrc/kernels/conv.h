@@ -37,8 +37,8 @@ struct ConvGrads {
 bool conv_c1_applies(const ConvGeom& g);
 
 #ifdef CNNKERN_X86
-// conv_c1.cpp: y (N,K,P,Q) = act(conv(x, w) + b) of a conv_c1_applies geometry, images split over the
-// threads.
+// conv_c1.cpp: y (N,K,P,Q) = act(conv(x, w) + b) of a conv_c1_applies geometry, (image, 4 filters) split over
+// the threads.
 void conv_c1_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
                      float alpha);
 // dw (and db when not null) over the batch of a conv_c1_applies geometry, from dy (N,K,P,Q).

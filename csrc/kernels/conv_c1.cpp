@@ -2,6 +2,7 @@
 // the SIMD path: direct kernels (isa/avx2/conv_c1_avx2.cpp) instead of a GEMM whose reduction is only 9
 // long; conv.cpp dispatches here when conv_c1_applies. Threads: images split over the threads forward; dw
 // and db summed over chunks of images that depend on the problem alone (reduction_chunks, docs/threads.md).
+#include <algorithm>
 #include <functional>
 #include <vector>
 
@@ -35,12 +36,20 @@ void conv_c1_image(const float* xn, const float* w, const float* b, float* yn, c
 #endif
 
 #ifdef CNNKERN_X86
-// Images split over the threads.
+// Split over (image, block of 4 filters), the blocks the kernel forms itself, so that one image (batch-1
+// latency) also uses every thread and every value is computed as in one call for all K filters.
 void conv_c1_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
                      float alpha) {
-  const int64_t KPQ = g.K * g.PQ();
-  parallel_for(g.N, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) conv_c1_image(x + n * g.H * g.W, w, b, y + n * KPQ, g, act, alpha);
+  const int64_t PQ = g.PQ(), KPQ = g.K * PQ, blocks = (g.K + 3) / 4;
+  const int code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : 0;
+  parallel_for(g.N * blocks, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t n = i / blocks, k = i % blocks * 4, kc = std::min<int64_t>(4, g.K - k);
+      float* yk = y + n * KPQ + k * PQ;
+      avx2::conv_c1_3x3_forward(x + n * g.H * g.W, g.H, g.W, w + k * 9, b ? b + k : nullptr, yk, kc, code,
+                                alpha);
+      if (code == 0) activation_inplace(act, yk, kc * PQ, alpha);
+    }
   });
 }
 

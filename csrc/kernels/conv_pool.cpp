@@ -75,11 +75,15 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
   if (conv_c1_applies(g) && pool2 && code >= 0) {
 #ifdef CNNKERN_X86
     py::gil_scoped_release nogil;  // conv and pool in registers: conv_c1_avx2.cpp
-    const int64_t out = pg.C * pg.P * pg.Q;
-    parallel_for(g.N, [&](int64_t n0, int64_t n1) {
-      for (int64_t n = n0; n < n1; ++n)
-        avx2::conv_c1_3x3_pool2(xp + n * g.H * g.W, g.H, g.W, wp, bp, g.K, code, a_s, yp + n * out,
-                                ap ? ap + n * out : nullptr);
+    // Split over (image, pair of filters), the pairs the kernel forms itself, so that one image (batch-1
+    // latency) also uses every thread and every value is computed as in one call for all K filters.
+    const int64_t out = pg.C * pg.P * pg.Q, plane = pg.P * pg.Q, pairs = (g.K + 1) / 2;
+    parallel_for(g.N * pairs, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t n = i / pairs, k = i % pairs * 2, off = n * out + k * plane;
+        avx2::conv_c1_3x3_pool2(xp + n * g.H * g.W, g.H, g.W, wp + k * 9, bp ? bp + k : nullptr,
+                                std::min<int64_t>(2, g.K - k), code, a_s, yp + off, ap ? ap + off : nullptr);
+      }
     });
 #endif
   } else if (conv_c1_applies(g)) {

@@ -29,6 +29,29 @@ void check_2d(const py::array& a, const char* name, int64_t rows, int64_t cols) 
         ", got ndim " + std::to_string(a.ndim()));
 }
 
+// y[o] = w[o, :] · x for o in [o0, o1): the portable matrix-vector product (four partial sums over k, added
+// in a fixed order), or the AVX2 one (gemv_avx2.cpp; the AVX-512 path uses it too). Each row's value depends
+// on the SIMD path only, never on how the rows were cut between threads.
+void sgemv_rows(const float* w, int64_t in, const float* x, int64_t o0, int64_t o1, float* y) {
+#ifdef CNNKERN_X86
+  if (simd_level() != Simd::scalar) return sgemv_rows_avx2(w, in, x, in, o0, o1, y);
+#endif
+  for (int64_t o = o0; o < o1; ++o) {
+    const float* r = w + o * in;
+    float s[4] = {0.f, 0.f, 0.f, 0.f};
+    int64_t k = 0;
+    for (; k + 4 <= in; k += 4)
+      for (int j = 0; j < 4; ++j) s[j] += r[k + j] * x[k + j];
+    float t = (s[0] + s[1]) + (s[2] + s[3]);
+    for (; k < in; ++k) t += r[k] * x[k];
+    y[o] = t;
+  }
+}
+
+// Batch 1: the GEMM would pack all of w (out x in) to multiply one row, so w is streamed once instead, its
+// rows split over the threads (blocks of 16 rows) once it is large enough to pay for waking them.
+constexpr int64_t kGemvSerialBelow = int64_t{1} << 15, kGemvGrain = 16;
+
 // y = act(x · w^T + b); act None is the plain dense_forward.
 carray<float> dense_bias_act_forward(const carray<float>& x, const carray<float>& w,
                                      const std::optional<carray<float>>& b,
@@ -45,7 +68,13 @@ carray<float> dense_bias_act_forward(const carray<float>& x, const carray<float>
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    sgemm(N, out, in, MatView{xp, in, 1}, MatView{wp, 1, in}, yp, out, false);
+    if (N == 1 && out * in < kGemvSerialBelow)
+      sgemv_rows(wp, in, xp, 0, out, yp);
+    else if (N == 1)
+      parallel_for_dynamic(out, kGemvGrain,
+                           [&](int64_t o0, int64_t o1) { sgemv_rows(wp, in, xp, o0, o1, yp); });
+    else
+      sgemm(N, out, in, MatView{xp, in, 1}, MatView{wp, 1, in}, yp, out, false);
     if (bp)
       for (int64_t n = 0; n < N; ++n)
         for (int64_t o = 0; o < out; ++o) yp[n * out + o] += bp[o];

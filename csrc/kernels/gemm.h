@@ -80,6 +80,9 @@ void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, int64_t
 constexpr int64_t kAvx512MR = 14, kAvx512NR = 32;
 void sgemm_ukernel_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
                                 int64_t ldc, int64_t m, int64_t n, bool accumulate);
+// y[o] = sum_k w[o*ld + k] * x[k] for o in [o0, o1) (gemv_avx2.cpp): dense forward at batch 1.
+void sgemv_rows_avx2(const float* w, int64_t ld, const float* x, int64_t in, int64_t o0, int64_t o1,
+                     float* y);
 #endif
 
 }  // namespace cnnkern
