@@ -20,29 +20,20 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from cnnkern import torch_ref
+from cnnkern.bench.shapes import CLASSIC_PARAM_SHAPES
+
 STEPS, GLOBAL_BATCH = 50, 16
 
 
 def classic_cnn(seed: int, dtype: torch.dtype) -> torch.nn.Module:
+    """torch_ref's classic CNN with PyTorch's default initialisation drawn from ``seed``."""
+    model = torch_ref.classic_cnn([np.zeros(s, np.float32) for s in CLASSIC_PARAM_SHAPES])
     torch.manual_seed(seed)
-    nn = torch.nn
-    layers = [
-        nn.Conv2d(1, 32, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-    ]
-    layers += [
-        nn.Conv2d(64, 64, 3),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(576, 64),
-        nn.ReLU(),
-        nn.Linear(64, 10),
-    ]
-    return nn.Sequential(*layers).to(dtype)
+    for layer in model:  # in construction order, so the weights are those the constructors would draw
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    return model.to(dtype)
 
 
 def train(rank: int, world: int, seed: int, opt_name: str, dtype: torch.dtype, out: str) -> None:

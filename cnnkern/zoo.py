@@ -12,10 +12,22 @@ if TYPE_CHECKING:
     from .models import Sequential
 
 
+def compiled(model: Sequential, lr: float) -> Sequential:
+    """``model`` compiled as `cnnkern train` trains: Adam at ``lr``, sparse cross-entropy, accuracy."""
+    from . import optimizers
+
+    model.compile(
+        optimizer=optimizers.Adam(learning_rate=lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
 def classic_cnn(seed: int | None = None, backend: Any = None, lr: float = 1e-3) -> Sequential:
     """The classic Keras Fashion-MNIST CNN, compiled with Adam and sparse categorical cross-entropy."""
     # imported here, as `import cnnkern` and the command line's start-up do not need the model layer
-    from . import layers, models, optimizers
+    from . import layers, models
 
     model = models.Sequential(backend=backend, seed=seed)
     model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
@@ -26,12 +38,7 @@ def classic_cnn(seed: int | None = None, backend: Any = None, lr: float = 1e-3) 
     model.add(layers.Flatten())
     model.add(layers.Dense(64, activation="relu"))
     model.add(layers.Dense(10, activation="softmax"))
-    model.compile(
-        optimizer=optimizers.Adam(learning_rate=lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+    return compiled(model, lr)
 
 
 def classic_cnn_with_weights(
@@ -56,7 +63,7 @@ def vgg_bn(
     first, third and fourth (28 -> 14 -> 7 -> 3), then Dense(``dense``, relu) and Dense(10, softmax);
     compiled as :func:`classic_cnn`. The model of the int8 comparisons (``cnnkern bench --int8``,
     ``benchmarks/int8_ptq.py``): its batch norms fold into the convolutions before quantization."""
-    from . import layers, models, optimizers
+    from . import layers, models
 
     if len(widths) != 4:
         raise ValueError(f"widths must give the filters of the 4 convolutions, got {list(widths)}")
@@ -71,9 +78,4 @@ def vgg_bn(
     model.add(layers.Flatten())
     model.add(layers.Dense(dense, activation="relu"))
     model.add(layers.Dense(10, activation="softmax"))
-    model.compile(
-        optimizer=optimizers.Adam(learning_rate=lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+    return compiled(model, lr)
