@@ -14,6 +14,10 @@ import numpy as np
 from .cpp import _cpp
 from .reference import quant as spec
 
+# conv2d_q8_forward takes pool=(ph, pw): the max pool of that window and stride (floor mode, no padding)
+# fused into the convolution's epilogue (cnnkern.compress.qmodel runs a conv + max pool pair as one call)
+FUSES_POOL = True
+
 
 def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
@@ -49,6 +53,7 @@ def conv2d_q8_forward(
     padding: Sequence[int],
     dilation: Sequence[int],
     groups: int,
+    pool: Sequence[int] = (1, 1),
 ) -> np.ndarray:
     arrays, epilogue = _layer(x, w, bias, multiplier, shift, x_zero, y_zero, relu)
     return _cpp.conv2d_q8_forward(
@@ -58,6 +63,7 @@ def conv2d_q8_forward(
         padding=tuple(padding),
         dilation=tuple(dilation),
         groups=int(groups),
+        pool=tuple(pool),
     )
 
 

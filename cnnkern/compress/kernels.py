@@ -30,6 +30,8 @@ class QuantKernels:
         self.dense_q8_forward: Any = module.dense_q8_forward
         self.dense_q8_acc: Any = module.dense_q8_acc
         self.maxpool2d_q8_forward: Any = module.maxpool2d_q8_forward
+        # whether conv2d_q8_forward takes pool=(ph, pw), a fused max pool (cpp)
+        self.fuses_pool = bool(getattr(module, "FUSES_POOL", False))
 
 
 def get(backend: str | None = None) -> QuantKernels:
