@@ -66,16 +66,9 @@ void q8_igemm_scalar(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int
     }
 }
 
-void q8_rowmax_scalar(const int32_t* src, int64_t ld, int64_t count, int64_t n, int32_t* dst) {
-  for (int64_t k = 0; k < n; ++k) {
-    int32_t v = src[k];
-    for (int64_t i = 1; i < count; ++i) v = std::max(v, src[i * ld + k]);
-    dst[k] = v;
-  }
-}
-
-void q8_requant_scalar(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out) {
-  for (int64_t k = 0; k < n; ++k) out[k] = requant_one(sum[k], q, k);
+void q8_requant_scalar(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                       uint8_t* out) {
+  for (int64_t k = 0; k < n; ++k) out[k] = requant_max(sum, ld, count, q, k);
 }
 
 namespace q8 {
@@ -84,12 +77,12 @@ Kernels pick() {
   const Simd level = simd_level();
 #if defined(CNNKERN_X86) && (defined(__GNUC__) || defined(__clang__))
   if (level == Simd::avx512 && __builtin_cpu_supports("avx512vnni"))
-    return {q8_igemm_vnni, q8_requant_avx512, q8_rowmax_avx2, "vnni"};
-  if (level == Simd::avx512) return {q8_igemm_avx2, q8_requant_avx512, q8_rowmax_avx2, "avx2"};
-  if (level == Simd::avx2) return {q8_igemm_avx2, q8_requant_avx2, q8_rowmax_avx2, "avx2"};
+    return {q8_igemm_vnni, q8_requant_avx512, "vnni"};
+  if (level == Simd::avx512) return {q8_igemm_avx2, q8_requant_avx512, "avx2"};
+  if (level == Simd::avx2) return {q8_igemm_avx2, q8_requant_avx2, "avx2"};
 #endif
   (void)level;
-  return {q8_igemm_scalar, q8_requant_scalar, q8_rowmax_scalar, "scalar"};
+  return {q8_igemm_scalar, q8_requant_scalar, "scalar"};
 }
 
 void invalid(const std::string& message) { throw std::invalid_argument(message); }
@@ -282,7 +275,7 @@ carray<uint8_t> dense_q8_forward(const carray<uint8_t>& x, const carray<int8_t>&
   const RequantRow rq = p->row(0);
   const q8::RequantFn requant = q8::pick().requant;
   dense_rows(x, *p, [&](int64_t r0, int64_t rows, const int32_t* acc, int64_t ldc) {
-    for (int64_t r = 0; r < rows; ++r) requant(acc + r * ldc, OUT, rq, yp + (r0 + r) * OUT);
+    for (int64_t r = 0; r < rows; ++r) requant(acc + r * ldc, ldc, 1, OUT, rq, yp + (r0 + r) * OUT);
   });
   return y;
 }

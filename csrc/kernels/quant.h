@@ -39,13 +39,19 @@ inline uint8_t requant_one(int32_t sum, const RequantRow& q, int64_t k) {
   const int64_t v = q.zero + ((acc * q.mult[k] + q.round[k]) >> q.shift[k]);
   return static_cast<uint8_t>(v < q.lo[k] ? q.lo[k] : v > 127 ? 127 : v);
 }
-void q8_requant_scalar(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out);
-void q8_requant_avx2(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out);
-void q8_requant_avx512(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out);
-
-// Elementwise max of `count` int32 rows of n (stride ld) into dst (the fused max pool, taken on the
-// accumulators: the requantization is monotone, so the max of the codes is the code of the max).
-void q8_rowmax_scalar(const int32_t* src, int64_t ld, int64_t count, int64_t n, int32_t* dst);
-void q8_rowmax_avx2(const int32_t* src, int64_t ld, int64_t count, int64_t n, int32_t* dst);
+// The q8_requant_* functions requantize the elementwise max of `count` rows of sums (stride ld): the fused
+// max pool, taken on the accumulators (the requantization is monotone, so the max of the codes is the code
+// of the max); count = 1 without a pool.
+inline uint8_t requant_max(const int32_t* sum, int64_t ld, int64_t count, const RequantRow& q, int64_t k) {
+  int32_t v = sum[k];
+  for (int64_t i = 1; i < count; ++i) v = sum[i * ld + k] > v ? sum[i * ld + k] : v;
+  return requant_one(v, q, k);
+}
+void q8_requant_scalar(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                       uint8_t* out);
+void q8_requant_avx2(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                     uint8_t* out);
+void q8_requant_avx512(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                       uint8_t* out);
 
 }  // namespace cnnkern

@@ -135,11 +135,10 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
   parallel_for(N * tiles, [&](int64_t begin, int64_t end) {
     thread_local std::vector<const uint8_t*> rows_buf, pix_buf;
     thread_local std::vector<uint8_t> cols_buf;
-    thread_local std::vector<int32_t> acc_buf, max_buf;
+    thread_local std::vector<int32_t> acc_buf;
     const uint8_t** rows = grow(rows_buf, rows_per_tile);
     const uint8_t** pix = grow(pix_buf, rows_per_tile);
     int32_t* acc = grow(acc_buf, rows_per_tile * ldc);
-    int32_t* mx = grow(max_buf, ldc);
     uint8_t* cols = implicit ? nullptr : grow(cols_buf, rows_per_tile * kp + kSlack);  // slack >= 16
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / tiles, cell0 = (item % tiles) * tc, ncell = std::min(tc, cells - cell0);
@@ -181,11 +180,7 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
         const RequantRow rq = p.row(g * KG);
         for (int64_t ci = 0; ci < ncell; ++ci) {
           const int32_t* sums = acc + ci * win * ldc + g * nb16;
-          if (win > 1) {
-            kern.rowmax(sums, ldc, win, KG, mx);
-            sums = mx;
-          }
-          kern.requant(sums, KG, rq, yp + (n * cells + cell0 + ci) * K + g * KG);
+          kern.requant(sums, ldc, win, KG, rq, yp + (n * cells + cell0 + ci) * K + g * KG);
         }
       }
     }

@@ -15,12 +15,10 @@
 namespace cnnkern::q8 {
 
 using Gemm = void (*)(const uint8_t* const*, int64_t, const Q8Gemm&, int32_t*, int64_t);
-using RequantFn = void (*)(const int32_t*, int64_t, const RequantRow&, uint8_t*);
-using RowMax = void (*)(const int32_t*, int64_t, int64_t, int64_t, int32_t*);
+using RequantFn = void (*)(const int32_t*, int64_t, int64_t, int64_t, const RequantRow&, uint8_t*);
 struct Kernels {
   Gemm gemm;
   RequantFn requant;
-  RowMax rowmax;
   const char* name;
 };
 // The kernels of the SIMD path in use: VNNI needs the avx512 path AND the CPU's AVX512_VNNI (without it the

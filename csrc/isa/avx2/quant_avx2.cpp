@@ -11,13 +11,18 @@ namespace cnnkern {
 
 // 8 channels per step: 64-bit products of the low dwords (vpmuldq), an arithmetic 64-bit shift built from
 // the logical one (x >> s == ~(~x >>> s) for x < 0), the clamp by compare + blend, then packing to bytes.
-void q8_requant_avx2(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out) {
+void q8_requant_avx2(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                     uint8_t* out) {
   const __m256i zero = _mm256_set1_epi64x(q.zero), top = _mm256_set1_epi64x(127),
                 nil = _mm256_setzero_si256();
   int64_t k = 0;
   for (; k + 8 <= n; k += 8) {
-    const __m256i acc = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sum + k)),
-                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.base + k)));
+    __m256i top_sum = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sum + k));
+    for (int64_t i = 1; i < count; ++i)
+      top_sum =
+          _mm256_max_epi32(top_sum, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sum + i * ld + k)));
+    const __m256i acc =
+        _mm256_add_epi32(top_sum, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.base + k)));
     const __m256i mult = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.mult + k));
     __m128i packed[2];
     for (int h = 0; h < 2; ++h) {
@@ -42,7 +47,7 @@ void q8_requant_avx2(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t
     const __m128i w16 = _mm_packs_epi32(packed[0], packed[1]);
     _mm_storel_epi64(reinterpret_cast<__m128i*>(out + k), _mm_packus_epi16(w16, w16));
   }
-  for (; k < n; ++k) out[k] = requant_one(sum[k], q, k);
+  for (; k < n; ++k) out[k] = requant_max(sum, ld, count, q, k);
 }
 
 }  // namespace cnnkern

@@ -2,8 +2,7 @@
 // AVX2 int8 implicit GEMM (kernels/quant.h): register tiles of 6 rows x 16 channels or 3 rows x 32
 // channels, 12 ymm accumulators. Each 4-step of the reduction broadcasts a row's 4 codes and multiplies
 // them by the channels' 4 taps: vpmaddubsw (u8 x s8 pairs -> int16, exact for 7-bit codes), vpmaddwd by
-// ones (pairs of int16 -> int32), vpaddd; the weights are vpmaddubsw's memory operand. Also the row max of
-// the fused max pool.
+// ones (pairs of int16 -> int32), vpaddd; the weights are vpmaddubsw's memory operand.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -59,21 +58,6 @@ void q8_igemm_avx2(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int32
   int64_t b0 = 0;
   for (; b0 + 2 <= g.nblocks; b0 += 2) rows_of<3, 2>(rows, m, g, b0, c, ldc);
   if (b0 < g.nblocks) rows_of<6, 1>(rows, m, g, b0, c, ldc);
-}
-
-void q8_rowmax_avx2(const int32_t* src, int64_t ld, int64_t count, int64_t n, int32_t* dst) {
-  int64_t k = 0;
-  for (; k + 8 <= n; k += 8) {
-    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + k));
-    for (int64_t i = 1; i < count; ++i)
-      v = _mm256_max_epi32(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i * ld + k)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k), v);
-  }
-  for (; k < n; ++k) {
-    int32_t v = src[k];
-    for (int64_t i = 1; i < count; ++i) v = src[i * ld + k] > v ? src[i * ld + k] : v;
-    dst[k] = v;
-  }
 }
 
 }  // namespace cnnkern

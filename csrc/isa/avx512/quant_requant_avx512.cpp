@@ -13,11 +13,15 @@
 
 namespace cnnkern {
 
-void q8_requant_avx512(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out) {
+void q8_requant_avx512(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                       uint8_t* out) {
   const __m512i zero = _mm512_set1_epi64(q.zero), top = _mm512_set1_epi64(127);
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
-    const __m512i acc = _mm512_add_epi32(_mm512_loadu_si512(sum + k), _mm512_loadu_si512(q.base + k));
+    __m512i top_sum = _mm512_loadu_si512(sum + k);
+    for (int64_t i = 1; i < count; ++i)
+      top_sum = _mm512_max_epi32(top_sum, _mm512_loadu_si512(sum + i * ld + k));
+    const __m512i acc = _mm512_add_epi32(top_sum, _mm512_loadu_si512(q.base + k));
     const __m512i mult = _mm512_loadu_si512(q.mult + k);
     const __m256i halves[2][2] = {
         {_mm512_castsi512_si256(acc), _mm512_maskz_extracti64x4_epi64(0xF, acc, 1)},
@@ -32,7 +36,7 @@ void q8_requant_avx512(const int32_t* sum, int64_t n, const RequantRow& q, uint8
       _mm_storel_epi64(reinterpret_cast<__m128i*>(out + o), _mm512_maskz_cvtepi64_epi8(0xFF, v));
     }
   }
-  for (; k < n; ++k) out[k] = requant_one(sum[k], q, k);
+  for (; k < n; ++k) out[k] = requant_max(sum, ld, count, q, k);
 }
 
 }  // namespace cnnkern
