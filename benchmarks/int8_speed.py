@@ -25,6 +25,34 @@ def timed(fn: Callable[[], Any], calls: int) -> float:
     return (time.perf_counter() - start) / calls * 1e3
 
 
+def compare(name: str, model: Any, q: Any, tq: Any, x: np.ndarray, rounds: int) -> None:
+    """Print the medians over interleaved rounds of ``model`` (float32), ``q`` (int8) and ``tq`` (PyTorch
+    int8) at batch 128 and 1, and their ratios."""
+    import torch
+
+    runs: dict[str, Callable[[], Any]] = {}
+    for bs in (128, 1):
+        xb, tb = x[:bs], torch.from_numpy(x[:bs].transpose(0, 3, 1, 2).copy())
+        runs[f"int8 b{bs}"] = lambda xb=xb, bs=bs: q.predict(xb, batch_size=bs)
+        runs[f"float32 b{bs}"] = lambda xb=xb, bs=bs: model.predict(xb, batch_size=bs)
+        runs[f"torch int8 b{bs}"] = lambda tb=tb: tq(tb)
+    times: dict[str, list[float]] = {key: [] for key in runs}
+    with torch.no_grad():
+        for fn in runs.values():  # warm-up
+            fn()
+        for _ in range(rounds):
+            for key, fn in runs.items():
+                times[key].append(timed(fn, 1 if "b128" in key else 20))
+    med = {key: float(np.median(v)) for key, v in times.items()}
+    print(f"{name}: medians of {rounds} interleaved rounds (ms)")
+    for bs in (128, 1):
+        i8, f32, t8 = med[f"int8 b{bs}"], med[f"float32 b{bs}"], med[f"torch int8 b{bs}"]
+        print(
+            f"  batch {bs:>3}: int8 {i8:8.3f}  float32 {f32:8.3f}  torch int8 {t8:8.3f}  "
+            f"int8/torch-int8 {i8 / t8:5.2f}  int8/float32 {i8 / f32:5.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
@@ -34,12 +62,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["CNNKERN_NUM_THREADS"] = str(args.threads)
     import torch
+    from int8_ptq import torch_int8, vgg_bn  # benchmarks/ is the script's directory
 
     from cnnkern import _cpp, backends, zoo
     from cnnkern.compress import quantize
     from cnnkern.datasets import fashion_mnist
-
-    from int8_ptq import torch_int8, vgg_bn  # benchmarks/ is the script's directory
 
     backends.get("cpp").set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -49,28 +76,7 @@ def main() -> None:
     for name in args.models.split(","):
         model = zoo.classic_cnn(seed=0, backend="cpp") if name == "classic" else vgg_bn()
         q = quantize(model, x, backend="cpp")
-        tq = torch_int8(model, x.transpose(0, 3, 1, 2).copy())
-        runs: dict[str, list[Callable[[], Any]]] = {}
-        for bs in (128, 1):
-            xb, tb = x[:bs], torch.from_numpy(x[:bs].transpose(0, 3, 1, 2).copy())
-            runs[f"int8 b{bs}"] = [lambda xb=xb, bs=bs: q.predict(xb, batch_size=bs)]
-            runs[f"float32 b{bs}"] = [lambda xb=xb, bs=bs: model.predict(xb, batch_size=bs)]
-            runs[f"torch int8 b{bs}"] = [lambda tb=tb: tq(tb)]
-        times: dict[str, list[float]] = {key: [] for key in runs}
-        with torch.no_grad():
-            for key, (fn,) in runs.items():  # warm-up
-                fn()
-            for _ in range(args.rounds):
-                for key, (fn,) in runs.items():
-                    times[key].append(timed(fn, 1 if "b128" in key else 20))
-        med = {key: float(np.median(v)) for key, v in times.items()}
-        print(f"{name}: medians of {args.rounds} interleaved rounds (ms)")
-        for bs in (128, 1):
-            i8, f32, t8 = med[f"int8 b{bs}"], med[f"float32 b{bs}"], med[f"torch int8 b{bs}"]
-            print(
-                f"  batch {bs:>3}: int8 {i8:8.3f}  float32 {f32:8.3f}  torch int8 {t8:8.3f}  "
-                f"int8/torch-int8 {i8 / t8:5.2f}  int8/float32 {i8 / f32:5.2f}"
-            )
+        compare(name, model, q, torch_int8(model, x.transpose(0, 3, 1, 2).copy()), x, args.rounds)
 
 
 if __name__ == "__main__":

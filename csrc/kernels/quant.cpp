@@ -131,6 +131,9 @@ std::shared_ptr<const Packed> build(const int8_t* w, const std::array<int64_t, 4
   if (layout == Layout::implicit) {  // groups == 1: taps (i, j), each over the channels padded to 4
     p->ntaps = R * S;
     p->csteps = round4(CG) / 4;
+  } else if (layout == Layout::runs) {  // groups == 1: taps i, each over (j, c)
+    p->ntaps = R;
+    p->csteps = round4(S * CG) / 4;
   } else {
     p->csteps = round4(CG * R * S) / 4;
   }
@@ -146,8 +149,10 @@ std::shared_ptr<const Packed> build(const int8_t* w, const std::array<int64_t, 4
         for (int64_t j = 0; j < S; ++j) {
           const int8_t v = w[((k * CG + c) * R + i) * S + j];
           // tap index and reduction index within the tap
-          const int64_t t = layout == Layout::implicit ? i * S + j : 0;
-          const int64_t u = layout == Layout::implicit ? c : (i * S + j) * CG + c;
+          const int64_t t = layout == Layout::implicit ? i * S + j : layout == Layout::runs ? i : 0;
+          const int64_t u = layout == Layout::implicit ? c
+                            : layout == Layout::runs   ? j * CG + c
+                                                       : (i * S + j) * CG + c;
           dst[t * p->csteps * 64 + (u / 4) * 64 + u % 4] = v;
           p->wsum[static_cast<size_t>(k)] += v;
         }

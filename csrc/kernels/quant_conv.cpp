@@ -1,7 +1,8 @@
 // The quantized convolution (kernels/quant.h, quant_impl.h; the specification is
 // cnnkern/backends/reference/quant.py): an implicit GEMM over the input padded once per call (cells
-// x_zero, so a padded tap adds nothing, and channels to a multiple of 4), each output pixel's taps read in
-// place; layers with few channels (the first, C = 1 or 3) or groups build im2col rows instead. Work items
+// x_zero, so a padded tap adds nothing), each output pixel's taps read in place: a kernel row covers S * C
+// contiguous input bytes (read as a multiple of 4, the extra bytes meeting zero weights), so even a
+// 1-channel first layer needs no im2col; grouped convolutions build im2col rows per group. Work items
 // are tiles of output pixels of one image, so batch 1 also spreads over the threads. The epilogue
 // requantizes the tile's int32 accumulators (bias, zero points, ReLU) and, when a max pool follows, takes
 // the pool's max on the accumulators first (the requantization is monotone) so that the conv's full-size
@@ -24,29 +25,12 @@ namespace cnnkern::q8 {
 namespace {
 
 constexpr int64_t kTileRows = 48;  // GEMM rows per work item (a multiple of the register tiles, 6 and 8)
-constexpr int64_t kSlack = 64;     // bytes past the end of a scratch buffer that copy_run may touch
+constexpr int64_t kSlack = 64;     // bytes past the end of a scratch buffer that a read may touch
 
 // len bytes in 8-byte pieces: reads and writes up to 7 bytes past len (into the slack, or into what the
-// caller writes next). A run is often a handful of bytes (3 for a grayscale 3 x 3 kernel row).
+// caller writes next). A run is often a handful of bytes (a group's few channels).
 inline void copy_run(uint8_t* dst, const uint8_t* src, int64_t len) {
   for (int64_t o = 0; o < len; o += 8) std::memcpy(dst + o, src + o, 8);
-}
-
-// An im2col row of R runs of `run` bytes (the kernel rows of a 1-channel input; R * run <= 16, run < 8),
-// `step` bytes apart in the input, shifted together in a register and stored as 16 bytes (the GEMM's 4-byte
-// loads from a row written in overlapping 8-byte pieces would each wait on two stores: a failed
-// store-to-load forward). RC, RUNC: the compile-time R and run (0: the arguments).
-template <int RC, int RUNC>
-inline void short_row(uint8_t* dst, const uint8_t* src, int64_t step, int64_t R = RC, int64_t run = RUNC) {
-  if (RC) R = RC, run = RUNC;
-  const uint64_t mask = (uint64_t{1} << (8 * run)) - 1;
-  unsigned __int128 v = 0;
-  for (int64_t i = 0; i < R; ++i) {
-    uint64_t piece;
-    std::memcpy(&piece, src + i * step, 8);
-    v |= static_cast<unsigned __int128>(piece & mask) << (8 * run * i);
-  }
-  std::memcpy(dst, &v, 16);
 }
 
 // x (N,H,W,C) into dst (N,Hp,Wp,Cp): the padded cells and the channels past C hold x_zero.
@@ -101,37 +85,37 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
   if (PP < 1 || QQ < 1) invalid("the pool window does not fit the convolution's output");
   carray<uint8_t> y = new_array<uint8_t>({N, PP, QQ, K});
   uint8_t* yp = y.mutable_data();
-  const Layout layout = groups == 1 && (C % 4 == 0 || C >= 16) ? Layout::implicit : Layout::rows;
+  // groups == 1: the taps read in place (kernel rows over S * C contiguous bytes, or with a column dilation
+  // taps (i, j) over the channels); grouped: im2col rows per group
+  const Layout layout = groups > 1 ? Layout::rows : dilation[1] == 1 ? Layout::runs : Layout::implicit;
   const auto packing = packed(w, bias, {&multiplier, &shift, x_zero, y_zero, relu}, groups, layout);
   const Packed& p = *packing;
   py::gil_scoped_release release;
   const Kernels kern = pick();
-  const bool implicit = layout == Layout::implicit;
+  const bool implicit = layout == Layout::implicit, rows_layout = layout == Layout::rows;
   const int64_t Cp = implicit ? round4(C) : C, Hp = H + padding[0] + padding[1];
   const int64_t Wp = W + padding[2] + padding[3];
   const bool padded = padding[0] || padding[1] || padding[2] || padding[3];
   const uint8_t* src = x.data();
   thread_local std::vector<uint8_t> padbuf;
-  if (!implicit || padded || Cp != C) {  // im2col reads in 8-byte pieces: always from the slack buffer
+  // copied with slack when a read may pass the end of x: runs of S * C bytes read as a multiple of 4 (the
+  // extra bytes meet zero weights), im2col in 8-byte pieces
+  if (padded || Cp != C || rows_layout || (layout == Layout::runs && S * C % 4)) {
     uint8_t* dst = grow(padbuf, N * Hp * Wp * Cp + kSlack);
     pad_input(src, N, H, W, C, padding, Cp, static_cast<uint8_t>(x_zero), dst);
     src = dst;
   }
   std::vector<int64_t> toff;
-  if (implicit) {
-    for (int64_t i = 0; i < R; ++i)
+  for (int64_t i = 0; i < R; ++i)
+    if (layout == Layout::runs)
+      toff.push_back(i * dilation[0] * Wp * C);
+    else if (implicit)
       for (int64_t j = 0; j < S; ++j) toff.push_back((i * dilation[0] * Wp + j * dilation[1]) * Cp);
-  } else {
-    toff.push_back(0);
-  }
+  if (rows_layout) toff.push_back(0);
   const int64_t KG = K / groups, nb16 = p.nblocks * 16, ldc = groups * nb16, kp = p.csteps * 4;
   const int64_t win = ph * pw, cells = PP * QQ, tc = std::max<int64_t>(1, kTileRows / win);
   const int64_t tiles = (cells + tc - 1) / tc, rows_per_tile = tc * win;
   const int64_t sh = stride[0], sw = stride[1];
-  const bool run_copy = groups == 1 && dilation[1] == 1;  // a kernel row's taps: one run of S * C bytes
-  // rows of at most 16 bytes in runs of at most 8 (C = 1, 3 x 3): built in a register (short_row)
-  const int64_t run = S * C, row_step = dilation[0] * Wp * C;
-  const bool short_rows = !implicit && run_copy && run < 8 && R * run <= 16;
   parallel_for(N * tiles, [&](int64_t begin, int64_t end) {
     thread_local std::vector<const uint8_t*> rows_buf, pix_buf;
     thread_local std::vector<uint8_t> cols_buf;
@@ -139,7 +123,7 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
     const uint8_t** rows = grow(rows_buf, rows_per_tile);
     const uint8_t** pix = grow(pix_buf, rows_per_tile);
     int32_t* acc = grow(acc_buf, rows_per_tile * ldc);
-    uint8_t* cols = implicit ? nullptr : grow(cols_buf, rows_per_tile * kp + kSlack);  // slack >= 16
+    uint8_t* cols = rows_layout ? grow(cols_buf, rows_per_tile * kp + kSlack) : nullptr;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / tiles, cell0 = (item % tiles) * tc, ncell = std::min(tc, cells - cell0);
       const int64_t m = ncell * win;
@@ -151,28 +135,15 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
         if (++cq == QQ) cq = 0, ++cp;
       }
       for (int64_t g = 0; g < groups; ++g) {
-        if (implicit) {
+        if (!rows_layout) {
           std::copy(pix, pix + m, rows);
-        } else {  // im2col rows in (i, j, c) order
+        } else {  // im2col rows of group g in (i, j, c) order
           for (int64_t r = 0; r < m; ++r) {
             uint8_t* row = cols + r * kp;
             rows[r] = row;
-            if (short_rows) {  // the R runs shifted together in registers, stored once (see above)
-              if (R == 3 && run == 3)
-                short_row<3, 3>(row, pix[r], row_step);
-              else
-                short_row<0, 0>(row, pix[r], row_step, R, run);
-              continue;
-            }
-            for (int64_t i = 0; i < R; ++i) {
-              const uint8_t* tap = pix[r] + i * dilation[0] * Wp * C + g * CG;
-              if (run_copy) {
-                copy_run(row, tap, S * C);
-                row += S * C;
-              } else {
-                for (int64_t j = 0; j < S; ++j, row += CG) copy_run(row, tap + j * dilation[1] * C, CG);
-              }
-            }
+            for (int64_t i = 0; i < R; ++i)
+              for (int64_t j = 0; j < S; ++j, row += CG)
+                copy_run(row, pix[r] + (i * dilation[0] * Wp + j * dilation[1]) * C + g * CG, CG);
           }
         }
         const Q8Gemm gemm{toff.data(), p.ntaps, p.csteps, p.group_w(g), p.nblocks};

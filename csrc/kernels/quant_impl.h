@@ -48,9 +48,11 @@ struct Packed {
     return {base.data() + o, mult.data() + o, round.data() + o, shift.data() + o, lo.data() + o, zero};
   }
 };
-// How a packing lays out the reduction: conv taps (i, j) each over the padded channels ("implicit":
+// How a packing lays out the reduction: conv kernel rows i each over the run of S * C input bytes they
+// cover, padded to a multiple of 4 ("runs": read in place from the input; stride-1 columns, no groups);
+// conv taps (i, j) each over the padded channels ("implicit":
 // read in place from the input), or one run of (i, j, c) per group ("rows": im2col / dense rows).
-enum class Layout : int64_t { implicit = 0, rows = 1 };
+enum class Layout : int64_t { implicit = 0, rows = 1, runs = 2 };
 struct Epilogue {
   const carray<int32_t>* multiplier;  // null: accumulators only (dense_q8_acc)
   const carray<int32_t>* shift;
