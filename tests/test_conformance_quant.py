@@ -243,3 +243,25 @@ def test_weights_changed_in_place_are_not_served_from_a_stale_packing(target):
         w[change, 3] = -w[change, 3]
         bias[change + 5] += 1000
         shift[change + 7] += 1
+
+
+def test_input_quantization_equals_the_specification(target):
+    """The backend's input quantization (cpp: C++ for float32) equals qparams.quantize_input: ties (x / scale
+    half-way between codes) to even, clipping at both ends, huge values."""
+    from cnnkern.compress.qparams import quantize_input
+
+    q8 = _q8(target)
+    rng = np.random.default_rng(8)
+    scale = 0.0123
+    ties = (np.arange(-40, 300) + 0.5) * np.float64(scale)
+    x = np.concatenate(
+        [rng.normal(0.5, 1.0, 3000), ties, [0.0, -0.0, 1e30, -1e30, 3.4e38, -3.4e38, scale * 127.5]]
+    ).astype(np.float32)
+    x = x[: len(x) // 3 * 3].reshape(-1, 3, 1, 1)
+    for zero in (0, 17, 127):
+        want = quantize_input(x, scale, zero)
+        got = q8.quantize_input(x, scale, zero)
+        assert got.dtype == np.uint8 and got.shape == x.shape
+        np.testing.assert_array_equal(got, want)
+    mid = quantize_input(x, scale, 17)
+    assert 0 < (mid == 0).mean() < 0.5 and 0 < (mid == 127).mean() < 0.5  # both clips reached

@@ -82,6 +82,15 @@ def dense_q8_forward(
     return _cpp.dense_q8_forward(*arrays, **epilogue)
 
 
+def quantize_input(x: np.ndarray, scale: float, zero: int) -> np.ndarray:
+    """:func:`cnnkern.compress.qparams.quantize_input` of finite inputs; in C++ for float32 (equal)."""
+    if x.dtype != np.float32:
+        from ..compress.qparams import quantize_input as spec_input
+
+        return spec_input(x, scale, zero)
+    return _cpp.quantize_input_q8(_c(x), float(scale), int(zero))
+
+
 def dense_q8_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, *, x_zero: int) -> np.ndarray:
     spec.check_dtypes(x, w, bias=bias)
     return _cpp.dense_q8_acc(_c(x), _c(w), _c(bias), x_zero=int(x_zero))

@@ -8,6 +8,8 @@ import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from .qparams import quantize_input
+
 if TYPE_CHECKING:
     from ..backends.base import Backend
 
@@ -32,6 +34,8 @@ class QuantKernels:
         self.maxpool2d_q8_forward: Any = module.maxpool2d_q8_forward
         # whether conv2d_q8_forward takes pool=(ph, pw), a fused max pool (cpp)
         self.fuses_pool = bool(getattr(module, "FUSES_POOL", False))
+        # qparams.quantize_input, or the backend's own (cpp: in C++, equal to it)
+        self.quantize_input: Any = getattr(module, "quantize_input", quantize_input)
 
 
 def get(backend: str | None = None) -> QuantKernels:

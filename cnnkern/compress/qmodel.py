@@ -15,7 +15,6 @@ from .. import nonfinite
 from .._io import atomic_save
 from .._typing import PathLike
 from . import kernels
-from .qparams import quantize_input
 
 FORMAT = "cnnkern-quantized"
 FORMAT_VERSION = 1
@@ -67,7 +66,7 @@ class QuantizedModel:
 
     def _codes(self, x: np.ndarray) -> np.ndarray:
         """A checked batch (N, H, W, C) -> the input codes, channels-last as every int8 kernel takes them."""
-        return np.ascontiguousarray(quantize_input(x, self.input_scale, self.input_zero))
+        return np.ascontiguousarray(self.kernels.quantize_input(x, self.input_scale, self.input_zero))
 
     def _fused_pool(self, i: int) -> tuple[int, int] | None:
         """The window of the max pool after conv stage ``i`` when the kernels fuse it into the conv (window

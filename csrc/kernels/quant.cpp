@@ -304,6 +304,53 @@ carray<int32_t> dense_q8_acc(const carray<uint8_t>& x, const carray<int8_t>& w, 
   return y;
 }
 
+// The input codes of a float32 batch: clip(rint(float64(x) / scale) + zero, 0, 127), rint rounding half to
+// even as numpy's (cnnkern/compress/qparams.py quantize_input, which this equals exactly): the quotient,
+// held to [-2**20, 2**20] (which changes no clipped code), is rounded by adding and subtracting 1.5 * 2**52,
+// where the doubles are the integers, so the default rounding mode (half to even) does it in any ISA.
+carray<uint8_t> quantize_input_q8(const carray<float>& x, double scale, int64_t zero) {
+  if (!(scale > 0)) invalid("scale must be > 0");
+  if (zero < 0 || zero > 127) invalid("zero must be in [0, 127], got " + std::to_string(zero));
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  carray<uint8_t> y = new_array<uint8_t>(shape);
+  const float* xp = x.data();
+  uint8_t* yp = y.mutable_data();
+  py::gil_scoped_release release;
+  const bool avx512 = simd_level() == Simd::avx512;
+  run_elementwise(x.size(), [&](int64_t begin, int64_t end) {
+#if defined(CNNKERN_X86) && (defined(__GNUC__) || defined(__clang__))
+    if (avx512) return q8_quantize_input_avx512(xp, begin, end, scale, zero, yp);
+#endif
+    constexpr double kRound = 6755399441055744.0, kBound = 1048576.0;
+    const double z = static_cast<double>(zero);
+    int64_t i = begin;
+#if defined(__SSE2__)
+    // two lanes per step (SSE2, the x86-64 baseline): min / max instead of the branches below
+    const __m128d d = _mm_set1_pd(scale), lo = _mm_set1_pd(-kBound), hi = _mm_set1_pd(kBound),
+                  rnd = _mm_set1_pd(kRound), zz = _mm_set1_pd(z), nil = _mm_setzero_pd(),
+                  top = _mm_set1_pd(127);
+    for (; i + 2 <= end; i += 2) {
+      __m128d v = _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(xp + i))));
+      v = _mm_min_pd(_mm_max_pd(_mm_div_pd(v, d), lo), hi);
+      v = _mm_add_pd(_mm_sub_pd(_mm_add_pd(v, rnd), rnd), zz);
+      const int32_t two = _mm_cvtsi128_si32(_mm_packus_epi16(
+          _mm_packs_epi32(_mm_cvttpd_epi32(_mm_min_pd(_mm_max_pd(v, nil), top)), _mm_setzero_si128()),
+          _mm_setzero_si128()));
+      yp[i] = static_cast<uint8_t>(two & 0xFF);
+      yp[i + 1] = static_cast<uint8_t>((two >> 8) & 0xFF);
+    }
+#endif
+    for (; i < end; ++i) {
+      double v = static_cast<double>(xp[i]) / scale;
+      v = v < -kBound ? -kBound : v > kBound ? kBound : v;
+      v = (v + kRound) - kRound + z;
+      v = v < 0 ? 0 : v > 127 ? 127 : v;
+      yp[i] = static_cast<uint8_t>(static_cast<int32_t>(v));
+    }
+  });
+  return y;
+}
+
 int64_t pool_out(int64_t len, int64_t k, int64_t s, int64_t pad, bool ceil_mode) {
   const int64_t num = len + 2 * pad - (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
   int64_t out = num / s + 1;
@@ -371,6 +418,8 @@ void bind_quant(py::module_& m) {
         py::arg("x_zero"), "The int32 accumulators of the quantized dense layer.");
   m.def("maxpool2d_q8_forward", &maxpool2d_q8_forward, py::arg("x"), py::kw_only(), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("ceil_mode"), "Max pooling of uint8 codes.");
+  m.def("quantize_input_q8", &quantize_input_q8, py::arg("x"), py::arg("scale"), py::arg("zero"),
+        "float32 inputs -> 7-bit codes, equal to cnnkern.compress.qparams.quantize_input (finite x).");
   m.def(
       "q8_gemm_path", [] { return std::string(q8::pick().name); },
       "The int8 GEMM the current SIMD path runs: 'scalar', 'avx2' (vpmaddubsw) or 'vnni' (vpdpbusd).");

@@ -54,4 +54,8 @@ void q8_requant_avx2(const int32_t* sum, int64_t ld, int64_t count, int64_t n, c
 void q8_requant_avx512(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
                        uint8_t* out);
 
+// The AVX-512 body of quantize_input_q8 (quant.cpp) over x[begin, end): 8 lanes per step, same arithmetic.
+void q8_quantize_input_avx512(const float* x, int64_t begin, int64_t end, double scale, int64_t zero,
+                              uint8_t* y);
+
 }  // namespace cnnkern

@@ -1,4 +1,5 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq")
+// Also the AVX-512 input quantization (quant.cpp's quantize_input_q8).
 // AVX-512 requantization (kernels/quant.h): 16 channels per step, in two halves of 8 int64 lanes: vpmuldq
 // for the products, vpsravq for the arithmetic shift, vpmaxsq / vpminsq for the clamp, vpmovqb to bytes.
 // In its own file (not quant_avx512.cpp's VNNI target): the avx512 path runs it on CPUs without VNNI too.
@@ -37,6 +38,27 @@ void q8_requant_avx512(const int32_t* sum, int64_t ld, int64_t count, int64_t n,
     }
   }
   for (; k < n; ++k) out[k] = requant_max(sum, ld, count, q, k);
+}
+
+void q8_quantize_input_avx512(const float* x, int64_t begin, int64_t end, double scale, int64_t zero,
+                              uint8_t* y) {
+  const __m512d d = _mm512_set1_pd(scale), lo = _mm512_set1_pd(-1048576.0), hi = _mm512_set1_pd(1048576.0),
+                rnd = _mm512_set1_pd(6755399441055744.0), zz = _mm512_set1_pd(static_cast<double>(zero)),
+                nil = _mm512_setzero_pd(), top = _mm512_set1_pd(127);
+  int64_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    v = _mm512_min_pd(_mm512_max_pd(_mm512_div_pd(v, d), lo), hi);
+    v = _mm512_add_pd(_mm512_sub_pd(_mm512_add_pd(v, rnd), rnd), zz);
+    const __m256i codes = _mm512_cvttpd_epi32(_mm512_min_pd(_mm512_max_pd(v, nil), top));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), _mm256_cvtepi32_epi8(codes));
+  }
+  for (; i < end; ++i) {  // the same steps, one lane
+    double v = static_cast<double>(x[i]) / scale;
+    v = v < -1048576.0 ? -1048576.0 : v > 1048576.0 ? 1048576.0 : v;
+    v = (v + 6755399441055744.0) - 6755399441055744.0 + static_cast<double>(zero);
+    y[i] = static_cast<uint8_t>(v < 0 ? 0 : v > 127 ? 127 : v);
+  }
 }
 
 }  // namespace cnnkern
