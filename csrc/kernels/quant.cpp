@@ -88,23 +88,30 @@ Kernels pick() {
 void invalid(const std::string& message) { throw std::invalid_argument(message); }
 
 // The format's value ranges (the reference's checks, same messages), checked here so that the Python side
-// need not scan the arrays again on every call.
-void check_format(const carray<uint8_t>& x, const carray<int8_t>& w, const carray<int32_t>& bias,
-                  int64_t x_zero, int64_t reduction) {
+// need not scan the arrays again on every call; the weights and bias only when a layer is packed (a cached
+// packing holds arrays of the same contents, checked then).
+void check_format(const carray<uint8_t>& x, int64_t x_zero, int64_t reduction) {
   const uint8_t* xp = x.data();
   uint8_t top = 0;
   for (int64_t i = 0, n = x.size(); i < n; ++i) top = std::max(top, xp[i]);
   if (top > 127) invalid("x holds " + std::to_string(top) + ": activations are 7-bit codes in [0, 127]");
+  if (x_zero < 0 || x_zero > 127) invalid("x_zero must be in [0, 127], got " + std::to_string(x_zero));
+  if (reduction > (int64_t{1} << 16))
+    invalid("the reduction length " + std::to_string(reduction) + " exceeds 65536");
+}
+
+namespace {
+
+void check_weights(const carray<int8_t>& w, const carray<int32_t>& bias) {
   const int8_t* wp = w.data();
   int8_t low = 0;
   for (int64_t i = 0, n = w.size(); i < n; ++i) low = std::min(low, wp[i]);
   if (low < -127) invalid("w holds -128: weights are in [-127, 127]");
   for (int64_t i = 0; i < bias.size(); ++i)
     if (bias.data()[i] > (1 << 30) || bias.data()[i] < -(1 << 30)) invalid("|bias| must be <= 2**30");
-  if (x_zero < 0 || x_zero > 127) invalid("x_zero must be in [0, 127], got " + std::to_string(x_zero));
-  if (reduction > (int64_t{1} << 16))
-    invalid("the reduction length " + std::to_string(reduction) + " exceeds 65536");
 }
+
+}  // namespace
 
 void check_requant(const carray<int32_t>& multiplier, const carray<int32_t>& shift, int64_t y_zero) {
   for (int64_t i = 0; i < multiplier.size(); ++i) {
@@ -208,6 +215,7 @@ std::shared_ptr<const Packed> packed(const carray<int8_t>& w, const carray<int32
         return cache.front().packed;
       }
   }
+  check_weights(w, bias);
   probe.packed = build(w.data(), shape, bias.data(), e, groups, layout);
   probe.w.assign(w.data(), w.data() + wbytes);
   std::shared_ptr<const Packed> result = probe.packed;
@@ -270,7 +278,7 @@ carray<uint8_t> dense_q8_forward(const carray<uint8_t>& x, const carray<int8_t>&
   check_dense(x, w, bias);
   q8::check_vec(multiplier, w.shape(0), "multiplier");
   q8::check_vec(shift, w.shape(0), "shift");
-  q8::check_format(x, w, bias, x_zero, w.shape(1));
+  q8::check_format(x, x_zero, w.shape(1));
   q8::check_requant(multiplier, shift, y_zero);
   const int64_t OUT = w.shape(0);
   carray<uint8_t> y = new_array<uint8_t>({x.shape(0), OUT});
@@ -288,7 +296,7 @@ carray<uint8_t> dense_q8_forward(const carray<uint8_t>& x, const carray<int8_t>&
 carray<int32_t> dense_q8_acc(const carray<uint8_t>& x, const carray<int8_t>& w, const carray<int32_t>& bias,
                              int64_t x_zero) {
   check_dense(x, w, bias);
-  q8::check_format(x, w, bias, x_zero, w.shape(1));
+  q8::check_format(x, x_zero, w.shape(1));
   const int64_t OUT = w.shape(0);
   carray<int32_t> y = new_array<int32_t>({x.shape(0), OUT});
   int32_t* yp = y.mutable_data();

@@ -72,7 +72,7 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
   const int64_t K = w.shape(0), CG = w.shape(1), R = w.shape(2), S = w.shape(3);
   if (groups < 1 || C != CG * groups || K % groups) invalid("x and w do not match groups");
   for (auto* a : {&bias, &multiplier, &shift}) check_vec(*a, K, "bias, multiplier and shift");
-  check_format(x, w, bias, x_zero, CG * R * S);
+  check_format(x, x_zero, CG * R * S);
   check_requant(multiplier, shift, y_zero);
   for (int64_t v : {stride[0], stride[1], dilation[0], dilation[1], pool[0], pool[1]})
     if (v < 1) invalid("stride, dilation and pool must be >= 1");

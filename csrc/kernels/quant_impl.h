@@ -26,8 +26,7 @@ struct Kernels {
 Kernels pick();
 
 [[noreturn]] void invalid(const std::string& message);
-void check_format(const carray<uint8_t>& x, const carray<int8_t>& w, const carray<int32_t>& bias,
-                  int64_t x_zero, int64_t reduction);
+void check_format(const carray<uint8_t>& x, int64_t x_zero, int64_t reduction);
 void check_requant(const carray<int32_t>& multiplier, const carray<int32_t>& shift, int64_t y_zero);
 void check_vec(const carray<int32_t>& a, int64_t n, const char* name);
 
@@ -61,7 +60,8 @@ struct Epilogue {
 };
 // The packing of w (K, C/groups, R, S) (dense: (out, in) as (out, in, 1, 1)) with bias and the epilogue,
 // from a small cache keyed by the arrays' CONTENTS (compared byte for byte) and the scalars, so a model's
-// layers are packed once, not per call; a changed array is a different key.
+// layers are packed once, not per call; a changed array is a different key. w and bias are checked against
+// the format when packed (std::invalid_argument, the reference's messages).
 std::shared_ptr<const Packed> packed(const carray<int8_t>& w, const carray<int32_t>& bias, const Epilogue& e,
                                      int64_t groups, Layout layout);
 
