@@ -175,6 +175,17 @@ std::shared_ptr<const Packed> build(const int8_t* w, const std::array<int64_t, 4
     p->lo.push_back(e.relu ? e.y_zero : 0);
   }
   p->zero = e.y_zero;
+  if (e.multiplier) {  // the AVX-512 form; lanes past a group's channels: any defined values
+    p->even_odd.assign(static_cast<size_t>(groups * p->nblocks * kEvenOdd), 0);
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t g = k / KG, kk = k % KG, lane = kk % 16;
+      int64_t* e16 = p->even_odd.data() + (g * p->nblocks + kk / 16) * kEvenOdd + (lane % 2) * 8 + lane / 2;
+      const size_t ks = static_cast<size_t>(k);
+      e16[0] = p->round[ks];
+      e16[16] = p->shift[ks];
+      e16[32] = p->lo[ks] - p->zero;
+    }
+  }
   return p;
 }
 
@@ -285,7 +296,7 @@ carray<uint8_t> dense_q8_forward(const carray<uint8_t>& x, const carray<int8_t>&
   uint8_t* yp = y.mutable_data();
   const auto p = q8::packed(w, bias, {&multiplier, &shift, x_zero, y_zero, relu}, 1, q8::Layout::rows);
   py::gil_scoped_release release;
-  const RequantRow rq = p->row(0);
+  const RequantRow rq = p->row(0);  // (one group)
   const q8::RequantFn requant = q8::pick().requant;
   dense_rows(x, *p, [&](int64_t r0, int64_t rows, const int32_t* acc, int64_t ldc) {
     for (int64_t r = 0; r < rows; ++r) requant(acc + r * ldc, ldc, 1, OUT, rq, yp + (r0 + r) * OUT);

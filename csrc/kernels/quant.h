@@ -33,7 +33,10 @@ struct RequantRow {
   const int64_t* shift;
   const int64_t* lo;
   int64_t zero;
+  // the AVX-512 form: per 16 channels, kEvenOdd int64 (round, shift, lo - zero: even channels then odd)
+  const int64_t* even_odd;
 };
+constexpr int64_t kEvenOdd = 48;
 inline uint8_t requant_one(int32_t sum, const RequantRow& q, int64_t k) {
   const int64_t acc = static_cast<int32_t>(static_cast<uint32_t>(sum) + static_cast<uint32_t>(q.base[k]));
   const int64_t v = q.zero + ((acc * q.mult[k] + q.round[k]) >> q.shift[k]);

@@ -148,7 +148,7 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
         }
         const Q8Gemm gemm{toff.data(), p.ntaps, p.csteps, p.group_w(g), p.nblocks};
         kern.gemm(rows, m, gemm, acc + g * nb16, ldc);
-        const RequantRow rq = p.row(g * KG);
+        const RequantRow rq = p.row(g);
         for (int64_t ci = 0; ci < ncell; ++ci) {
           const int32_t* sums = acc + ci * win * ldc + g * nb16;
           kern.requant(sums, ldc, win, KG, rq, yp + (n * cells + cell0 + ci) * K + g * KG);

@@ -39,12 +39,15 @@ struct Packed {
   std::vector<int8_t> w;
   std::vector<int64_t> wsum;  // per output channel
   std::vector<int32_t> base, mult;
-  std::vector<int64_t> round, shift, lo;
+  std::vector<int64_t> round, shift, lo, even_odd;  // even_odd: per group, per 16 channels (quant.h)
   int64_t zero = 0;
   const int8_t* group_w(int64_t g) const { return w.data() + g * nblocks * ntaps * csteps * 64; }
-  RequantRow row(int64_t k0) const {
-    const size_t o = static_cast<size_t>(k0);
-    return {base.data() + o, mult.data() + o, round.data() + o, shift.data() + o, lo.data() + o, zero};
+  // group g's channels (groups of the same size)
+  RequantRow row(int64_t g) const {
+    const size_t o = static_cast<size_t>(g * (static_cast<int64_t>(base.size()) / groups));
+    const size_t eo = static_cast<size_t>(g * nblocks * kEvenOdd);
+    return {base.data() + o,     mult.data() + o, round.data() + o, shift.data() + o, lo.data() + o, zero,
+            even_odd.data() + eo};
   }
 };
 // How a packing lays out the reduction: conv kernel rows i each over the run of S * C input bytes they
