@@ -156,10 +156,10 @@ def test_conv2d_q8_equals_the_reference(target, case, relu):
     ids=lambda c: "x".join(map(str, c[0][:7])) + f"-pool{c[1][0]}x{c[1][1]}",
 )
 def test_conv2d_q8_with_a_fused_max_pool_equals_conv_then_pool(target, case):
-    """The cpp conv's pool=(ph, pw): the max pool of that window and stride (floor mode) taken in its
-    epilogue equals the reference's conv followed by its max pool."""
+    """The cpp conv2d_q8_pool_forward (the max pool of window = stride = pool, floor mode, taken in the
+    conv's epilogue) equals the reference's conv followed by its max pool."""
     q8 = _q8(target)
-    if not q8.fuses_pool:
+    if q8.conv2d_q8_pool_forward is None:
         pytest.skip(f"the {target.name} int8 conv does not fuse a max pool (the model runs the pool apart)")
     (n, c, h, w, k, r, s, st, pad, dil, g), pool = case
     rng = np.random.default_rng(11)
@@ -168,7 +168,7 @@ def test_conv2d_q8_with_a_fused_max_pool_equals_conv_then_pool(target, case):
     kw = dict(x_zero=9, y_zero=50, relu=True, stride=st, padding=pad, dilation=dil, groups=g)
     conv = ref.conv2d_q8_forward(x, wq, bias, mult, shift, **kw)
     want = ref.maxpool2d_q8_forward(conv, kernel_size=pool, stride=pool, padding=(0, 0), ceil_mode=False)
-    got = q8.conv2d_q8_forward(x, wq, bias, mult, shift, **kw, pool=pool)
+    got = q8.conv2d_q8_pool_forward(x, wq, bias, mult, shift, **kw, pool=pool)
     np.testing.assert_array_equal(got, want)
     assert len(np.unique(want)) > 10  # the pool picks among spread codes
 

@@ -14,10 +14,6 @@ import numpy as np
 from .cpp import _cpp
 from .reference import quant as spec
 
-# conv2d_q8_forward takes pool=(ph, pw): the max pool of that window and stride (floor mode, no padding)
-# fused into the convolution's epilogue (cnnkern.compress.qmodel runs a conv + max pool pair as one call)
-FUSES_POOL = True
-
 
 def _c(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
@@ -53,10 +49,39 @@ def conv2d_q8_forward(
     padding: Sequence[int],
     dilation: Sequence[int],
     groups: int,
-    pool: Sequence[int] = (1, 1),
 ) -> np.ndarray:
     arrays, epilogue = _layer(x, w, bias, multiplier, shift, x_zero, y_zero, relu)
     return _cpp.conv2d_q8_forward(
+        *arrays,
+        **epilogue,
+        stride=tuple(stride),
+        padding=tuple(padding),
+        dilation=tuple(dilation),
+        groups=int(groups),
+    )
+
+
+def conv2d_q8_pool_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    *,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    pool: Sequence[int],
+) -> np.ndarray:
+    """conv2d_q8_forward, then the max pool of window = stride = ``pool`` (floor mode, no padding), fused
+    in C++ (the max taken on the accumulators: the same codes); cnnkern.compress.qmodel runs a conv + max
+    pool pair with it."""
+    arrays, epilogue = _layer(x, w, bias, multiplier, shift, x_zero, y_zero, relu)
+    return _cpp.conv2d_q8_pool_forward(
         *arrays,
         **epilogue,
         stride=tuple(stride),

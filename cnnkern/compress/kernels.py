@@ -32,8 +32,8 @@ class QuantKernels:
         self.dense_q8_forward: Any = module.dense_q8_forward
         self.dense_q8_acc: Any = module.dense_q8_acc
         self.maxpool2d_q8_forward: Any = module.maxpool2d_q8_forward
-        # whether conv2d_q8_forward takes pool=(ph, pw), a fused max pool (cpp)
-        self.fuses_pool = bool(getattr(module, "FUSES_POOL", False))
+        # conv2d_q8_forward with a max pool (window = stride, no padding) fused, where a backend has it (cpp)
+        self.conv2d_q8_pool_forward: Any = getattr(module, "conv2d_q8_pool_forward", None)
         # qparams.quantize_input, or the backend's own (cpp: in C++, equal to it)
         self.quantize_input: Any = getattr(module, "quantize_input", quantize_input)
 

@@ -71,7 +71,7 @@ class QuantizedModel:
     def _fused_pool(self, i: int) -> tuple[int, int] | None:
         """The window of the max pool after conv stage ``i`` when the kernels fuse it into the conv (window
         = stride, no padding, floor mode: the max of each window of conv outputs), else None."""
-        if not self.kernels.fuses_pool or i + 1 >= len(self.stages):
+        if self.kernels.conv2d_q8_pool_forward is None or i + 1 >= len(self.stages):
             return None
         pool = self.stages[i + 1]
         if pool["op"] != "maxpool" or pool["ceil_mode"] or any(pool["padding"]):
@@ -93,8 +93,10 @@ class QuantizedModel:
                     geometry = {key: stage[key] for key in ("stride", "padding", "dilation", "groups")}
                     pool = self._fused_pool(i)
                     if pool is not None:
-                        geometry["pool"], skip = pool, i + 1
-                    q = k.conv2d_q8_forward(*args, **common, **geometry)
+                        skip = i + 1
+                        q = k.conv2d_q8_pool_forward(*args, **common, **geometry, pool=pool)
+                    else:
+                        q = k.conv2d_q8_forward(*args, **common, **geometry)
                 else:
                     q = k.dense_q8_forward(*args, **common)
             elif op == "maxpool":

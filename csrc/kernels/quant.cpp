@@ -424,12 +424,24 @@ carray<uint8_t> maxpool2d_q8_forward(const carray<uint8_t>& x, Pair kernel_size,
 }  // namespace
 
 void bind_quant(py::module_& m) {
-  m.def("conv2d_q8_forward", &q8::conv2d_forward, py::arg("x"), py::arg("w"), py::arg("bias"),
+  m.def(
+      "conv2d_q8_forward",
+      [](const carray<uint8_t>& x, const carray<int8_t>& w, const carray<int32_t>& bias,
+         const carray<int32_t>& multiplier, const carray<int32_t>& shift, int64_t x_zero, int64_t y_zero,
+         bool relu, Pair stride, q8::Quad padding, Pair dilation, int64_t groups) {
+        return q8::conv2d_forward(x, w, bias, multiplier, shift, x_zero, y_zero, relu, stride, padding,
+                                  dilation, groups, Pair{1, 1});
+      },
+      py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("multiplier"), py::arg("shift"), py::kw_only(),
+      py::arg("x_zero"), py::arg("y_zero"), py::arg("relu"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"),
+      "Quantized conv2d with the requantization epilogue (cnnkern/backends/reference/quant.py).");
+  m.def("conv2d_q8_pool_forward", &q8::conv2d_forward, py::arg("x"), py::arg("w"), py::arg("bias"),
         py::arg("multiplier"), py::arg("shift"), py::kw_only(), py::arg("x_zero"), py::arg("y_zero"),
         py::arg("relu"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
-        py::arg("pool") = Pair{1, 1},
-        "Quantized conv2d with the requantization epilogue (cnnkern/backends/reference/quant.py); "
-        "pool=(ph, pw) fuses the max pool of that window and stride (floor mode, no padding).");
+        py::arg("pool"),
+        "conv2d_q8_forward followed by the max pool of window and stride pool=(ph, pw) (floor mode, no "
+        "padding), fused: the max taken on the accumulators before the requantization (equal results).");
   m.def("dense_q8_forward", &dense_q8_forward, py::arg("x"), py::arg("w"), py::arg("bias"),
         py::arg("multiplier"), py::arg("shift"), py::kw_only(), py::arg("x_zero"), py::arg("y_zero"),
         py::arg("relu"), "Quantized dense layer with the requantization epilogue.");
