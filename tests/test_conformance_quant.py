@@ -16,6 +16,14 @@ CONV_CASES = [
     (1, 33, 5, 5, 35, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),
     (1, 6, 8, 8, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (2, 8, 6, 5, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),  # 4-byte channel runs (CUDA's dp4a)
+    # the cpp GEMM's register tiles (16-channel blocks in groups of 4, then 3 / 2 / 1; rows in 6s and 8s)
+    # and layouts (taps read in place from the padded input; short im2col rows for one channel)
+    (1, 20, 9, 11, 70, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (3, 12, 7, 9, 50, 3, 3, (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    (2, 1, 13, 11, 40, 3, 3, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    (1, 1, 12, 10, 33, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (1, 64, 5, 7, 64, 3, 3, (1, 1), (0, 1, 1, 0), (1, 1), 1),
+    (1, 17, 6, 6, 9, 2, 2, (1, 1), (0, 0, 0, 0), (2, 1), 1),
 ]
 
 
@@ -139,7 +147,36 @@ def test_conv2d_q8_equals_the_reference(target, case, relu):
     assert 0 < (want == kw["y_zero"]).mean() < 0.9  # the requantization spans the codes, not one value
 
 
-@pytest.mark.parametrize(("n", "n_in", "n_out"), [(1, 5, 3), (67, 64, 10), (9, 131, 33), (130, 576, 64)])
+@pytest.mark.parametrize(
+    "case",
+    [
+        # conv shape as CONV_CASES, then the pool window (= its stride)
+        ((2, 1, 13, 11, 40, 3, 3, (1, 1), (0, 0, 0, 0), (1, 1), 1), (2, 2)),
+        ((1, 20, 9, 11, 70, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1), (3, 2)),
+        ((3, 8, 7, 6, 50, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1), (1, 3)),
+        ((1, 4, 6, 7, 6, 2, 3, (1, 2), (0, 0, 0, 0), (1, 1), 2), (2, 1)),
+    ],
+    ids=lambda c: "x".join(map(str, c[0][:7])) + f"-pool{c[1][0]}x{c[1][1]}",
+)
+def test_conv2d_q8_with_a_fused_max_pool_equals_conv_then_pool(target, case):
+    """conv2d_q8_pool_forward (the max pool of window = stride = pool, floor mode; cpp takes it in the
+    conv's epilogue, the others compose their two kernels) equals the reference's conv, then its max pool."""
+    q8 = _q8(target)
+    (n, c, h, w, k, r, s, st, pad, dil, g), pool = case
+    rng = np.random.default_rng(11)
+    x = _codes(rng, (n, h, w, c))
+    wq, bias, mult, shift = _layer(rng, (k, c // g, r, s), c // g * r * s)
+    kw = dict(x_zero=9, y_zero=50, relu=True, stride=st, padding=pad, dilation=dil, groups=g)
+    conv = ref.conv2d_q8_forward(x, wq, bias, mult, shift, **kw)
+    want = ref.maxpool2d_q8_forward(conv, kernel_size=pool, stride=pool, padding=(0, 0), ceil_mode=False)
+    got = q8.conv2d_q8_pool_forward(x, wq, bias, mult, shift, **kw, pool=pool)
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(want)) > 10  # the pool picks among spread codes
+
+
+@pytest.mark.parametrize(
+    ("n", "n_in", "n_out"), [(1, 5, 3), (67, 64, 10), (9, 131, 33), (130, 576, 64), (1, 12, 70)]
+)
 def test_dense_q8_equals_the_reference(target, n, n_in, n_out):
     q8 = _q8(target)
     rng = np.random.default_rng(n * 1000 + n_in)
@@ -187,3 +224,45 @@ def test_maxpool2d_q8_equals_the_reference(target, shape, k, stride, pad, ceil):
 
 def test_backends_refuse_codes_outside_the_format(target):
     _refuses_codes_outside_the_format(_q8(target), np.random.default_rng(2))
+
+
+def test_weights_changed_in_place_are_not_served_from_a_stale_packing(target):
+    """The cpp kernels keep each layer's packed weights between calls (keyed by the arrays' contents): the
+    same arrays changed in place give the new results."""
+    q8 = _q8(target)
+    rng = np.random.default_rng(5)
+    x = _codes(rng, (2, 6, 6, 8))
+    w, bias, mult, shift = _layer(rng, (20, 8, 3, 3), 72)
+    kw = dict(x_zero=4, y_zero=30, relu=False, stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
+    for change in range(3):
+        want = ref.conv2d_q8_forward(x, w, bias, mult, shift, **kw)
+        np.testing.assert_array_equal(q8.conv2d_q8_forward(x, w, bias, mult, shift, **kw), want)
+        np.testing.assert_array_equal(
+            q8.dense_q8_acc(x[:, 0, 0], w[:, :, 0, 0], bias, x_zero=4),
+            ref.dense_q8_acc(x[:, 0, 0], w[:, :, 0, 0], bias, x_zero=4),
+        )
+        w[change, 3] = -w[change, 3]
+        bias[change + 5] += 1000
+        shift[change + 7] += 1
+
+
+def test_input_quantization_equals_the_specification(target):
+    """The backend's input quantization (cpp: C++ for float32) equals qparams.quantize_input: ties (x / scale
+    half-way between codes) to even, clipping at both ends, huge values."""
+    from cnnkern.compress.qparams import quantize_input
+
+    q8 = _q8(target)
+    rng = np.random.default_rng(8)
+    scale = 0.0123
+    ties = (np.arange(-40, 300) + 0.5) * np.float64(scale)
+    x = np.concatenate(
+        [rng.normal(0.5, 1.0, 3000), ties, [0.0, -0.0, 1e30, -1e30, 3.4e38, -3.4e38, scale * 127.5]]
+    ).astype(np.float32)
+    x = x[: len(x) // 3 * 3].reshape(-1, 3, 1, 1)
+    for zero in (0, 17, 127):
+        want = quantize_input(x, scale, zero)
+        got = q8.quantize_input_q8(x, scale=scale, zero=zero)
+        assert got.dtype == np.uint8 and got.shape == x.shape
+        np.testing.assert_array_equal(got, want)
+    mid = quantize_input(x, scale, 17)
+    assert 0 < (mid == 0).mean() < 0.5 and 0 < (mid == 127).mean() < 0.5  # both clips reached

@@ -38,8 +38,18 @@ MODULES = {
     "cuda": "cnnkern.backends.cuda.quant",
 }
 SUPPORTED = tuple(MODULES)
-DTYPES = {"U8": np.dtype(np.uint8), "I8": np.dtype(np.int8), "I32": np.dtype(np.int32)}
-CASTS = {"int": "int", "bool": "bool", PAIR: "tuple"}  # the settings' normal forms, by table type
+DTYPES = {
+    "U8": np.dtype(np.uint8),
+    "I8": np.dtype(np.int8),
+    "I32": np.dtype(np.int32),
+    "F32": np.dtype(np.float32),
+}
+CASTS = {
+    "int": "int",
+    "bool": "bool",
+    "float": "float",
+    PAIR: "tuple",
+}  # the settings' normal forms, by table type
 
 
 # --- the rules, each reading the arguments it names (tests/test_conformance_quant.py: their messages) -------
@@ -94,8 +104,22 @@ def requant(w: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, y_zero: in
         raise ValueError(f"y_zero must be in [0, {ACT_MAX}], got {y_zero}")
 
 
+def pool_window(pool: tuple[int, int]) -> None:
+    if len(pool) != 2 or min(pool) < 1:
+        raise ValueError(f"pool must be two positive ints, got {pool}")
+
+
+def input_codes(scale: float, zero: int) -> None:
+    if not scale > 0:
+        raise ValueError("scale must be > 0")
+    if not 0 <= zero <= ACT_MAX:
+        raise ValueError(f"zero must be in [0, {ACT_MAX}], got {zero}")
+
+
 RULES: dict[str, tuple[Callable[..., None], ...]] = {
     "conv2d_q8_forward": (conv_shapes, layer_values, requant),
+    "conv2d_q8_pool_forward": (conv_shapes, layer_values, requant, pool_window),
+    "quantize_input_q8": (input_codes,),
     "dense_q8_forward": (dense_shapes, layer_values, requant),
     "dense_q8_acc": (dense_shapes, layer_values),
     "maxpool2d_q8_forward": (pool_shapes,),

@@ -67,18 +67,39 @@ class QuantizedModel:
 
     def _codes(self, x: np.ndarray) -> np.ndarray:
         """A checked batch (N, H, W, C) -> the input codes, channels-last as every int8 kernel takes them."""
-        return np.ascontiguousarray(quantize_input(x, self.input_scale, self.input_zero))
+        if x.dtype == np.float32:  # (checked finite) the backend's kernel
+            return self.kernels.quantize_input_q8(x, scale=self.input_scale, zero=self.input_zero)
+        return quantize_input(x, self.input_scale, self.input_zero)  # float64 / integers: the spec itself
+
+    def _fused_pool(self, i: int) -> tuple[int, int] | None:
+        """The window of the max pool after conv stage ``i`` when conv2d_q8_pool_forward can run both (window
+        = stride, no padding, floor mode: the max of each window of conv outputs), else None."""
+        if i + 1 >= len(self.stages):
+            return None
+        pool = self.stages[i + 1]
+        if pool["op"] != "maxpool" or pool["ceil_mode"] or any(pool["padding"]):
+            return None
+        window = tuple(int(v) for v in pool["kernel_size"])
+        return (window[0], window[1]) if window == tuple(int(v) for v in pool["stride"]) else None
 
     def _logits(self, q: np.ndarray) -> np.ndarray:
         k = self.kernels
-        for stage, arr in zip(self.stages, self.arrays):
+        skip = -1  # a max pool stage run inside the conv before it
+        for i, (stage, arr) in enumerate(zip(self.stages, self.arrays)):
             op = stage["op"]
+            if i == skip:
+                continue
             if op in ("conv", "dense"):
                 common = dict(x_zero=stage["x_zero"], y_zero=stage["y_zero"], relu=stage["relu"])
                 args = (q, arr["kernel"], arr["bias"], arr["multiplier"], arr["shift"])
                 if op == "conv":
                     geometry = {key: stage[key] for key in ("stride", "padding", "dilation", "groups")}
-                    q = k.conv2d_q8_forward(*args, **common, **geometry)
+                    pool = self._fused_pool(i)
+                    if pool is not None:
+                        skip = i + 1
+                        q = k.conv2d_q8_pool_forward(*args, **common, **geometry, pool=pool)
+                    else:
+                        q = k.conv2d_q8_forward(*args, **common, **geometry)
                 else:
                     q = k.dense_q8_forward(*args, **common)
             elif op == "maxpool":

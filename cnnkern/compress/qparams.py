@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..backends.reference.quant import ACT_MAX, MAX_BIAS, W_MAX
+from ..backends.reference.quant import ACT_MAX, MAX_BIAS, W_MAX, quantize_input_q8
 
 # values kept per observed batch for a percentile (a strided sample beyond this: the tails of a large
 # activation are still seen in proportion)
@@ -51,8 +51,9 @@ def activation_qparams(lo: float, hi: float) -> tuple[float, int]:
 
 
 def quantize_input(x: np.ndarray, scale: float, zero: int) -> np.ndarray:
-    """Float input -> 7-bit codes (round half to even, as PyTorch's quantize_per_tensor)."""
-    return np.clip(np.rint(np.asarray(x, np.float64) / scale) + zero, 0, ACT_MAX).astype(np.uint8)
+    """Float input -> 7-bit codes (round half to even, as PyTorch's quantize_per_tensor): the reference's
+    quantize_input_q8, the specification of every backend's."""
+    return quantize_input_q8(x, scale=scale, zero=zero)
 
 
 def quantize_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

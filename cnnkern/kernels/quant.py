@@ -27,6 +27,8 @@ EPILOGUE = (
 )
 REQUANT = "y = clamp(y_zero + round(acc * multiplier / 2**shift), y_zero if relu else 0, 127) per channel"
 
+POOL = k("pool", PAIR, doc="(ph, pw): the max pool's window and stride (floor mode, no padding)")
+
 QUANT: tuple[Kernel, ...] = (
     Kernel(
         "conv2d_q8_forward",
@@ -41,6 +43,24 @@ QUANT: tuple[Kernel, ...] = (
         ),
         "y uint8 (N,P,Q,K) 7-bit codes",
         f"Quantized convolution (w (K,C/groups,R,S); padding holds x_zero), fused epilogue: {REQUANT}.",
+        returns_type="U8",
+        has_front_door=False,
+    ),
+    Kernel(
+        "conv2d_q8_pool_forward",
+        "quant",
+        (
+            a("x", "U8", doc="(N,H,W,C) 7-bit codes"),
+            *LAYER,
+            *EPILOGUE_ARRAYS,
+            *X_ZERO,
+            *EPILOGUE,
+            *CONV,
+            POOL,
+        ),
+        "y uint8 (N,P//ph,Q//pw,K) 7-bit codes",
+        "conv2d_q8_forward, then maxpool2d_q8_forward with kernel_size = stride = pool: the same codes (the "
+        "epilogue is monotone, so the max commutes with it; cpp takes it on the accumulators, unwritten).",
         returns_type="U8",
         has_front_door=False,
     ),
@@ -74,6 +94,20 @@ QUANT: tuple[Kernel, ...] = (
         ),
         "y uint8 (N,P,Q,C)",
         "Max pooling of 7-bit codes (max commutes with the monotone dequantization).",
+        returns_type="U8",
+        has_front_door=False,
+    ),
+    Kernel(
+        "quantize_input_q8",
+        "quant",
+        (
+            a("x", "F32", doc="float32 inputs, any shape, finite (the model checks them first)"),
+            k("scale", "float", doc="> 0"),
+            k("zero", "int", doc="in [0, 127]"),
+        ),
+        "codes uint8, x's shape",
+        "The input's 7-bit codes: clip(rint(x / scale) + zero, 0, 127), rint half to even in float64 "
+        "(as PyTorch's quantize_per_tensor).",
         returns_type="U8",
         has_front_door=False,
     ),

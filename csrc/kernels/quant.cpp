@@ -21,135 +21,97 @@
 #include "runtime/bindings.h"
 #include "runtime/common.h"
 
+// The int8 inference kernels (kernels/quant.h; the specification is cnnkern/backends/reference/quant.py):
+// the shared checks, the SIMD choice and the packed-layer cache (quant_impl.h), the dense layer and its
+// accumulators (the float logits' source), max pooling on uint8 codes, and the bindings; the convolution
+// is quant_conv.cpp. The Python side (cnnkern/backends/cpp_quant.py) checks dtypes; the shapes and value
+// ranges are checked here, since a wrong one would read out of bounds.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/quant.h"
+#include "kernels/quant_impl.h"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#include "runtime/alloc.h"
+#include "runtime/bindings.h"
+#include "runtime/common.h"
+
 namespace cnnkern {
 
-void q8_gemm_scalar(const uint8_t* a, int64_t lda, int64_t m, const int8_t* w, int64_t kp, int64_t nblocks,
-                    int32_t* c, int64_t ldc) {
-  for (int64_t i = 0; i < m; ++i) {
-    const uint8_t* ai = a + i * lda;
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
+void q8_igemm_scalar(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int32_t* c, int64_t ldc) {
+  const int64_t wblock = g.ntaps * g.csteps * 64;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t blk = 0; blk < g.nblocks; ++blk) {
       int32_t acc[16] = {};
-      const int8_t* wb = w + blk * kp * 16;
-      for (int64_t t = 0; t < kp / 4; ++t)
-        for (int64_t j = 0; j < 16; ++j)
-          for (int64_t u = 0; u < 4; ++u) acc[j] += int32_t(ai[4 * t + u]) * int32_t(wb[t * 64 + 4 * j + u]);
+      for (int64_t t = 0; t < g.ntaps; ++t) {
+        const uint8_t* a = rows[i] + g.toff[t];
+        const int8_t* wb = g.w + blk * wblock + t * g.csteps * 64;
+        for (int64_t s = 0; s < g.csteps; ++s)
+          for (int64_t j = 0; j < 16; ++j)
+            for (int64_t u = 0; u < 4; ++u) acc[j] += int32_t(a[4 * s + u]) * int32_t(wb[s * 64 + 4 * j + u]);
+      }
       std::copy(acc, acc + 16, c + i * ldc + blk * 16);
     }
-  }
 }
 
-namespace {
+void q8_requant_scalar(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                       uint8_t* out) {
+  for (int64_t k = 0; k < n; ++k) out[k] = requant_max(sum, ld, count, q, k);
+}
 
-using Pair = std::array<int64_t, 2>;
-using Quad = std::array<int64_t, 4>;
-constexpr int64_t kTile = 64;  // rows (output pixels or samples) per work item
+namespace q8 {
+
+Kernels pick() {
+  const Simd level = simd_level();
+#if defined(CNNKERN_X86) && (defined(__GNUC__) || defined(__clang__))
+  if (level == Simd::avx512 && __builtin_cpu_supports("avx512vnni"))
+    return {q8_igemm_vnni, q8_requant_avx512, "vnni"};
+  if (level == Simd::avx512) return {q8_igemm_avx2, q8_requant_avx512, "avx2"};
+  if (level == Simd::avx2) return {q8_igemm_avx2, q8_requant_avx2, "avx2"};
+#endif
+  (void)level;
+  return {q8_igemm_scalar, q8_requant_scalar, "scalar"};
+}
 
 void invalid(const std::string& message) { throw std::invalid_argument(message); }
 
-// The GEMM of the SIMD path in use: VNNI needs the avx512 path AND the CPU's AVX512_VNNI (without it the
-// avx512 path runs the AVX2 kernel, whose results are the same integers).
-using Gemm = void (*)(const uint8_t*, int64_t, int64_t, const int8_t*, int64_t, int64_t, int32_t*, int64_t);
-struct GemmPath {
-  Gemm fn;
-  const char* name;
-};
-GemmPath pick_gemm() {
-  const Simd level = simd_level();
-#if defined(CNNKERN_X86) && (defined(__GNUC__) || defined(__clang__))
-  if (level == Simd::avx512 && __builtin_cpu_supports("avx512vnni")) return {q8_gemm_vnni, "vnni"};
-  if (level != Simd::scalar) return {q8_gemm_avx2, "avx2"};
-#endif
-  (void)level;
-  return {q8_gemm_scalar, "scalar"};
-}
-
-// The weights of output channels [k0, k0 + kn), each `taps` long, packed (quant.h) with kp >= taps; and
-// each channel's sum of weights (for the input zero point).
-struct Packed {
-  std::vector<int8_t> w;
-  std::vector<int64_t> wsum;
-  int64_t kp, nblocks;
-};
-
-Packed pack(const int8_t* w, int64_t kn, int64_t taps) {
-  Packed p;
-  p.kp = (taps + 3) / 4 * 4;
-  p.nblocks = (kn + 15) / 16;
-  p.w.assign(static_cast<size_t>(p.nblocks * p.kp * 16), 0);
-  p.wsum.assign(static_cast<size_t>(kn), 0);
-  for (int64_t k = 0; k < kn; ++k)
-    for (int64_t t = 0; t < taps; ++t) {
-      const int8_t v = w[k * taps + t];
-      p.w[static_cast<size_t>((k / 16) * p.kp * 16 + (t / 4) * 64 + (k % 16) * 4 + t % 4)] = v;
-      p.wsum[static_cast<size_t>(k)] += v;
-    }
-  return p;
-}
-
-struct Requant {
-  const int32_t* bias;
-  const int32_t* multiplier;
-  const int32_t* shift;
-  int64_t x_zero, y_zero;
-  bool relu;
-};
-
-}  // namespace
-
-void q8_requant_scalar(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out) {
-  for (int64_t k = 0; k < n; ++k) out[k] = requant_one(sum[k], q, k);
-}
-
-namespace {
-
-// The requantization constants of channels [0, K) as RequantRow's arrays (kept alive by this object).
-struct Epilogue {
-  std::vector<int32_t> base, mult;
-  std::vector<int64_t> round, shift, lo;
-  int64_t zero = 0;
-  // channel k = the packed channel kk of p
-  void add(const Requant& q, int64_t k, int64_t wsum) {
-    const int64_t s = q.shift[k];
-    base.push_back(static_cast<int32_t>(static_cast<uint32_t>(q.bias[k] - q.x_zero * wsum)));  // wraps
-    mult.push_back(q.multiplier[k]);
-    round.push_back(int64_t{1} << (s - 1));
-    shift.push_back(s);
-    lo.push_back(q.relu ? q.y_zero : 0);
-    zero = q.y_zero;
-  }
-  RequantRow row(int64_t k0) const {
-    const size_t o = static_cast<size_t>(k0);
-    return {base.data() + o, mult.data() + o, round.data() + o, shift.data() + o, lo.data() + o, zero};
-  }
-};
-
-using RequantFn = void (*)(const int32_t*, int64_t, const RequantRow&, uint8_t*);
-RequantFn pick_requant() {
-#if defined(CNNKERN_X86) && (defined(__GNUC__) || defined(__clang__))
-  if (simd_level() == Simd::avx512) return q8_requant_avx512;
-  if (simd_level() == Simd::avx2) return q8_requant_avx2;
-#endif
-  return q8_requant_scalar;
-}
-
 // The format's value ranges (the reference's checks, same messages), checked here so that the Python side
-// need not scan the arrays again on every call.
-void check_format(const carray<uint8_t>& x, const carray<int8_t>& w, const carray<int32_t>& bias,
-                  int64_t x_zero, int64_t reduction) {
+// need not scan the arrays again on every call; the weights and bias only when a layer is packed (a cached
+// packing holds arrays of the same contents, checked then).
+void check_format(const carray<uint8_t>& x, int64_t x_zero, int64_t reduction) {
   const uint8_t* xp = x.data();
   uint8_t top = 0;
   for (int64_t i = 0, n = x.size(); i < n; ++i) top = std::max(top, xp[i]);
   if (top > 127) invalid("x holds " + std::to_string(top) + ": activations are 7-bit codes in [0, 127]");
+  if (x_zero < 0 || x_zero > 127) invalid("x_zero must be in [0, 127], got " + std::to_string(x_zero));
+  if (reduction > (int64_t{1} << 16))
+    invalid("the reduction length " + std::to_string(reduction) + " exceeds 65536");
+}
+
+namespace {
+
+void check_weights(const carray<int8_t>& w, const carray<int32_t>& bias) {
   const int8_t* wp = w.data();
   int8_t low = 0;
   for (int64_t i = 0, n = w.size(); i < n; ++i) low = std::min(low, wp[i]);
   if (low < -127) invalid("w holds -128: weights are in [-127, 127]");
   for (int64_t i = 0; i < bias.size(); ++i)
     if (bias.data()[i] > (1 << 30) || bias.data()[i] < -(1 << 30)) invalid("|bias| must be <= 2**30");
-  if (x_zero < 0 || x_zero > 127) invalid("x_zero must be in [0, 127], got " + std::to_string(x_zero));
-  if (reduction > (int64_t{1} << 16))
-    invalid("the reduction length " + std::to_string(reduction) + " exceeds 65536");
 }
+
+}  // namespace
 
 void check_requant(const carray<int32_t>& multiplier, const carray<int32_t>& shift, int64_t y_zero) {
   for (int64_t i = 0; i < multiplier.size(); ++i) {
@@ -165,116 +127,152 @@ void check_vec(const carray<int32_t>& a, int64_t n, const char* name) {
     invalid(std::string(name) + " must have shape (" + std::to_string(n) + ",)");
 }
 
-// x (N,H,W,C) channels-last, w (K,C/groups,R,S) -> y (N,P,Q,K). Work items: tiles of kTile output pixels
-// of one image; each builds its im2col rows (taps in (i, j, c) order: whole runs of a pixel's channels),
-// runs the GEMM, and requantizes the tile's rows, which are contiguous runs of y.
-carray<uint8_t> conv2d_q8_forward(const carray<uint8_t>& x, const carray<int8_t>& w,
-                                  const carray<int32_t>& bias, const carray<int32_t>& multiplier,
-                                  const carray<int32_t>& shift, int64_t x_zero, int64_t y_zero, bool relu,
-                                  Pair stride, Quad padding, Pair dilation, int64_t groups) {
-  if (x.ndim() != 4 || w.ndim() != 4) invalid("x must be (N,H,W,C) and w (K,C/groups,R,S)");
-  const int64_t N = x.shape(0), H = x.shape(1), W = x.shape(2), C = x.shape(3);
-  const int64_t K = w.shape(0), CG = w.shape(1), R = w.shape(2), S = w.shape(3);
-  if (groups < 1 || C != CG * groups || K % groups) invalid("x and w do not match groups");
-  for (auto* a : {&bias, &multiplier, &shift}) check_vec(*a, K, "bias, multiplier and shift");
-  check_format(x, w, bias, x_zero, CG * R * S);
-  check_requant(multiplier, shift, y_zero);
-  const int64_t P = (H + padding[0] + padding[1] - (dilation[0] * (R - 1) + 1)) / stride[0] + 1;
-  const int64_t Q = (W + padding[2] + padding[3] - (dilation[1] * (S - 1) + 1)) / stride[1] + 1;
-  if (P < 1 || Q < 1) invalid("the kernel does not fit the padded input");
-  carray<uint8_t> y = new_array<uint8_t>({N, P, Q, K});
-  const uint8_t* xp = x.data();
-  uint8_t* yp = y.mutable_data();
-  const int64_t KG = K / groups, taps = CG * R * S, PQ = P * Q, tiles = (PQ + kTile - 1) / kTile;
-  const Requant q{bias.data(), multiplier.data(), shift.data(), x_zero, y_zero, relu};
-  {
-    py::gil_scoped_release release;
-    std::vector<Packed> packed;
-    Epilogue epi;
-    std::vector<int8_t> hwc(static_cast<size_t>(KG * taps));
-    for (int64_t g = 0; g < groups; ++g) {
-      const int8_t* wg = w.data() + g * KG * taps;
-      for (int64_t k = 0; k < KG; ++k)  // (c, i, j) -> (i, j, c), the im2col rows' order
-        for (int64_t c = 0; c < CG; ++c)
-          for (int64_t ij = 0; ij < R * S; ++ij)
-            hwc[static_cast<size_t>(k * taps + ij * CG + c)] = wg[(k * CG + c) * R * S + ij];
-      packed.push_back(pack(hwc.data(), KG, taps));
-      for (int64_t k = 0; k < KG; ++k) epi.add(q, g * KG + k, packed.back().wsum[static_cast<size_t>(k)]);
-    }
-    const Gemm gemm = pick_gemm().fn;
-    const RequantFn requant = pick_requant();
-    const uint8_t fill = static_cast<uint8_t>(x_zero);
-    const bool contiguous = groups == 1 && dilation[1] == 1;  // a kernel row's taps are adjacent pixels
-    const int64_t run = S * C;
-    parallel_for(N * tiles, [&](int64_t begin, int64_t end) {
-      std::vector<uint8_t> cols;
-      std::vector<int32_t> acc;
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t n = item / tiles, r0 = (item % tiles) * kTile, rows = std::min(kTile, PQ - r0);
-        for (int64_t g = 0; g < groups; ++g) {
-          const Packed& p = packed[static_cast<size_t>(g)];
-          cols.assign(static_cast<size_t>(rows * p.kp), 0);
-          acc.resize(static_cast<size_t>(rows * p.nblocks * 16));
-          // im2col: a padded cell holds x_zero (it then adds nothing)
-          for (int64_t r = 0; r < rows; ++r) {
-            const int64_t pix = r0 + r, oh = pix / Q, ow = pix % Q;
-            uint8_t* row = cols.data() + r * p.kp;
-            const int64_t w0 = ow * stride[1] - padding[2];
-            for (int64_t i = 0; i < R; ++i) {
-              const int64_t hh = oh * stride[0] - padding[0] + i * dilation[0];
-              if (contiguous && hh >= 0 && hh < H && w0 >= 0 && w0 + S <= W) {
-                // the S taps of this kernel row are one run of S * C bytes of x
-                const uint8_t* src = xp + ((n * H + hh) * W + w0) * C;
-                if (run >= 64)
-                  std::memcpy(row, src, static_cast<size_t>(run));
-                else
-                  for (int64_t c = 0; c < run; ++c) row[c] = src[c];
-                row += run;
-                continue;
-              }
-              for (int64_t j = 0; j < S; ++j, row += CG) {
-                const int64_t ww = ow * stride[1] - padding[2] + j * dilation[1];
-                // plain loops, not memcpy: a run is often a handful of bytes (1 for a grayscale input)
-                if (hh >= 0 && hh < H && ww >= 0 && ww < W) {
-                  const uint8_t* src = xp + ((n * H + hh) * W + ww) * C + g * CG;
-                  for (int64_t c = 0; c < CG; ++c) row[c] = src[c];
-                } else {
-                  for (int64_t c = 0; c < CG; ++c) row[c] = fill;
-                }
-              }
-            }
-          }
-          const int64_t ldc = p.nblocks * 16;
-          gemm(cols.data(), p.kp, rows, p.w.data(), p.kp, p.nblocks, acc.data(), ldc);
-          const RequantRow rq = epi.row(g * KG);
-          for (int64_t r = 0; r < rows; ++r)
-            requant(acc.data() + r * ldc, KG, rq, yp + (n * PQ + r0 + r) * K + g * KG);
-        }
-      }
-    });
+namespace {
+
+std::shared_ptr<const Packed> build(const int8_t* w, const std::array<int64_t, 4>& shape, const int32_t* bias,
+                                    const Epilogue& e, int64_t groups, Layout layout) {
+  const auto [K, CG, R, S] = shape;
+  const int64_t KG = K / groups;
+  auto p = std::make_shared<Packed>();
+  p->groups = groups;
+  if (layout == Layout::implicit) {  // groups == 1: taps (i, j), each over the channels padded to 4
+    p->ntaps = R * S;
+    p->csteps = round4(CG) / 4;
+  } else if (layout == Layout::runs) {  // groups == 1: taps i, each over (j, c)
+    p->ntaps = R;
+    p->csteps = round4(S * CG) / 4;
+  } else {
+    p->csteps = round4(CG * R * S) / 4;
   }
-  return y;
+  p->nblocks = (KG + 15) / 16;
+  const int64_t wblock = p->ntaps * p->csteps * 64;
+  p->w.assign(static_cast<size_t>(groups * p->nblocks * wblock), 0);
+  p->wsum.assign(static_cast<size_t>(K), 0);
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t g = k / KG, kk = k % KG;
+    int8_t* dst = p->w.data() + g * p->nblocks * wblock + (kk / 16) * wblock + (kk % 16) * 4;
+    for (int64_t c = 0; c < CG; ++c)
+      for (int64_t i = 0; i < R; ++i)
+        for (int64_t j = 0; j < S; ++j) {
+          const int8_t v = w[((k * CG + c) * R + i) * S + j];
+          // tap index and reduction index within the tap
+          const int64_t t = layout == Layout::implicit ? i * S + j : layout == Layout::runs ? i : 0;
+          const int64_t u = layout == Layout::implicit ? c
+                            : layout == Layout::runs   ? j * CG + c
+                                                       : (i * S + j) * CG + c;
+          dst[t * p->csteps * 64 + (u / 4) * 64 + u % 4] = v;
+          p->wsum[static_cast<size_t>(k)] += v;
+        }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t wsum = p->wsum[static_cast<size_t>(k)];
+    p->base.push_back(static_cast<int32_t>(static_cast<uint32_t>(bias[k] - e.x_zero * wsum)));  // wraps
+    if (!e.multiplier) continue;
+    const int64_t s = e.shift->data()[k];
+    p->mult.push_back(e.multiplier->data()[k]);
+    p->round.push_back(int64_t{1} << (s - 1));
+    p->shift.push_back(s);
+    p->lo.push_back(e.relu ? e.y_zero : 0);
+  }
+  p->zero = e.y_zero;
+  if (e.multiplier) {  // the AVX-512 form; lanes past a group's channels: any defined values
+    p->even_odd.assign(static_cast<size_t>(groups * p->nblocks * kEvenOdd), 0);
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t g = k / KG, kk = k % KG, lane = kk % 16;
+      int64_t* e16 = p->even_odd.data() + (g * p->nblocks + kk / 16) * kEvenOdd + (lane % 2) * 8 + lane / 2;
+      const size_t ks = static_cast<size_t>(k);
+      e16[0] = p->round[ks];
+      e16[16] = p->shift[ks];
+      e16[32] = p->lo[ks] - p->zero;
+    }
+  }
+  return p;
 }
 
-// The dense layer over row tiles of x: fn(tile's first row, rows, accumulators (rows x ldc), ldc, packing).
+struct Entry {
+  std::vector<int64_t> key;
+  std::vector<int8_t> w;
+  std::vector<int32_t> ints;
+  std::shared_ptr<const Packed> packed;
+};
+constexpr size_t kCacheEntries = 64;  // a few models' layers; the oldest is dropped beyond this
+
+}  // namespace
+
+std::shared_ptr<const Packed> packed(const carray<int8_t>& w, const carray<int32_t>& bias, const Epilogue& e,
+                                     int64_t groups, Layout layout) {
+  static std::mutex mu;
+  static std::list<Entry> cache;
+  std::array<int64_t, 4> shape{w.shape(0), w.shape(1), 1, 1};
+  if (w.ndim() == 4) shape = {w.shape(0), w.shape(1), w.shape(2), w.shape(3)};
+  Entry probe;
+  probe.key = {shape[0], shape[1],
+               shape[2], shape[3],
+               groups,   static_cast<int64_t>(layout),
+               e.x_zero, e.y_zero,
+               e.relu,   e.multiplier != nullptr};
+  probe.ints.assign(bias.data(), bias.data() + bias.size());
+  if (e.multiplier) {
+    probe.ints.insert(probe.ints.end(), e.multiplier->data(), e.multiplier->data() + e.multiplier->size());
+    probe.ints.insert(probe.ints.end(), e.shift->data(), e.shift->data() + e.shift->size());
+  }
+  const size_t wbytes = static_cast<size_t>(w.size());
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto it = cache.begin(); it != cache.end(); ++it)
+      if (it->key == probe.key && it->ints == probe.ints && it->w.size() == wbytes &&
+          std::memcmp(it->w.data(), w.data(), wbytes) == 0) {
+        cache.splice(cache.begin(), cache, it);  // most recently used first
+        return cache.front().packed;
+      }
+  }
+  check_weights(w, bias);
+  probe.packed = build(w.data(), shape, bias.data(), e, groups, layout);
+  probe.w.assign(w.data(), w.data() + wbytes);
+  std::shared_ptr<const Packed> result = probe.packed;
+  std::lock_guard<std::mutex> lock(mu);
+  cache.push_front(std::move(probe));
+  if (cache.size() > kCacheEntries) cache.pop_back();
+  return result;
+}
+
+}  // namespace q8
+
+namespace {
+
+using q8::invalid;
+using Pair = q8::Pair;
+constexpr int64_t kTile = 48;  // rows per work item (a multiple of the GEMMs' register tiles, 6 and 8)
+
+// The dense layer over row tiles of x: fn(tile's first row, rows, accumulators (rows x ldc), ldc). A row
+// is read in place when its length is a multiple of 4, else copied into a zero-padded scratch row.
 template <typename Fn>
-void dense_rows(const carray<uint8_t>& x, const carray<int8_t>& w, const Fn& fn) {
-  const int64_t N = x.shape(0), IN = x.shape(1), OUT = w.shape(0);
-  const Packed p = pack(w.data(), OUT, IN);
-  const Gemm gemm = pick_gemm().fn;
+void dense_rows(const carray<uint8_t>& x, const q8::Packed& p, const Fn& fn) {
+  const int64_t N = x.shape(0), IN = x.shape(1), kp = p.csteps * 4, ldc = p.nblocks * 16;
+  const q8::Kernels kern = q8::pick();
   const uint8_t* xp = x.data();
-  const int64_t tiles = (N + kTile - 1) / kTile, ldc = p.nblocks * 16;
-  parallel_for(tiles, [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> rowsbuf;
-    std::vector<int32_t> acc;
+  static const int64_t zero_offset = 0;
+  const Q8Gemm g{&zero_offset, 1, p.csteps, p.w.data(), p.nblocks};
+  parallel_for((N + kTile - 1) / kTile, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<uint8_t> padded;
+    thread_local std::vector<int32_t> acc;
+    thread_local std::vector<const uint8_t*> rows;
+    const uint8_t** rp = q8::grow(rows, kTile);
+    int32_t* ap = q8::grow(acc, kTile * ldc);
     for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t r0 = tile * kTile, rows = std::min(kTile, N - r0);
-      rowsbuf.assign(static_cast<size_t>(rows * p.kp), 0);
-      for (int64_t r = 0; r < rows; ++r)
-        std::copy(xp + (r0 + r) * IN, xp + (r0 + r + 1) * IN, &rowsbuf[r * p.kp]);
-      acc.resize(static_cast<size_t>(rows * ldc));
-      gemm(rowsbuf.data(), p.kp, rows, p.w.data(), p.kp, p.nblocks, acc.data(), ldc);
-      fn(r0, rows, acc.data(), ldc, p);
+      const int64_t r0 = tile * kTile, m = std::min(kTile, N - r0);
+      if (IN == kp) {
+        for (int64_t r = 0; r < m; ++r) rp[r] = xp + (r0 + r) * IN;
+      } else {
+        uint8_t* buf = q8::grow(padded, kTile * kp);
+        for (int64_t r = 0; r < m; ++r) {
+          std::copy(xp + (r0 + r) * IN, xp + (r0 + r + 1) * IN, buf + r * kp);
+          std::fill(buf + r * kp + IN, buf + (r + 1) * kp, uint8_t{0});
+          rp[r] = buf + r * kp;
+        }
+      }
+      kern.gemm(rp, m, g, ap, ldc);
+      fn(r0, m, ap, ldc);
     }
   });
 }
@@ -282,34 +280,26 @@ void dense_rows(const carray<uint8_t>& x, const carray<int8_t>& w, const Fn& fn)
 void check_dense(const carray<uint8_t>& x, const carray<int8_t>& w, const carray<int32_t>& bias) {
   if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(1))
     invalid("x (N,in) and w (out,in) must match");
-  check_vec(bias, w.shape(0), "bias");
+  q8::check_vec(bias, w.shape(0), "bias");
 }
 
 carray<uint8_t> dense_q8_forward(const carray<uint8_t>& x, const carray<int8_t>& w,
                                  const carray<int32_t>& bias, const carray<int32_t>& multiplier,
                                  const carray<int32_t>& shift, int64_t x_zero, int64_t y_zero, bool relu) {
   check_dense(x, w, bias);
-  check_vec(multiplier, w.shape(0), "multiplier");
-  check_vec(shift, w.shape(0), "shift");
-  check_format(x, w, bias, x_zero, w.shape(1));
-  check_requant(multiplier, shift, y_zero);
+  q8::check_vec(multiplier, w.shape(0), "multiplier");
+  q8::check_vec(shift, w.shape(0), "shift");
+  q8::check_format(x, x_zero, w.shape(1));
+  q8::check_requant(multiplier, shift, y_zero);
   const int64_t OUT = w.shape(0);
   carray<uint8_t> y = new_array<uint8_t>({x.shape(0), OUT});
   uint8_t* yp = y.mutable_data();
-  const Requant q{bias.data(), multiplier.data(), shift.data(), x_zero, y_zero, relu};
+  const auto p = q8::packed(w, bias, {&multiplier, &shift, x_zero, y_zero, relu}, 1, q8::Layout::rows);
   py::gil_scoped_release release;
-  Epilogue epi;
-  const int8_t* wp = w.data();
-  const int64_t IN = w.shape(1);
-  for (int64_t k = 0; k < OUT; ++k) {
-    int64_t wsum = 0;
-    for (int64_t t = 0; t < IN; ++t) wsum += wp[k * IN + t];
-    epi.add(q, k, wsum);
-  }
-  const RequantRow rq = epi.row(0);
-  const RequantFn requant = pick_requant();
-  dense_rows(x, w, [&](int64_t r0, int64_t rows, const int32_t* acc, int64_t ldc, const Packed&) {
-    for (int64_t r = 0; r < rows; ++r) requant(acc + r * ldc, OUT, rq, yp + (r0 + r) * OUT);
+  const RequantRow rq = p->row(0);  // (one group)
+  const q8::RequantFn requant = q8::pick().requant;
+  dense_rows(x, *p, [&](int64_t r0, int64_t rows, const int32_t* acc, int64_t ldc) {
+    for (int64_t r = 0; r < rows; ++r) requant(acc + r * ldc, ldc, 1, OUT, rq, yp + (r0 + r) * OUT);
   });
   return y;
 }
@@ -317,17 +307,65 @@ carray<uint8_t> dense_q8_forward(const carray<uint8_t>& x, const carray<int8_t>&
 carray<int32_t> dense_q8_acc(const carray<uint8_t>& x, const carray<int8_t>& w, const carray<int32_t>& bias,
                              int64_t x_zero) {
   check_dense(x, w, bias);
-  check_format(x, w, bias, x_zero, w.shape(1));
+  q8::check_format(x, x_zero, w.shape(1));
   const int64_t OUT = w.shape(0);
   carray<int32_t> y = new_array<int32_t>({x.shape(0), OUT});
   int32_t* yp = y.mutable_data();
-  const int32_t* b = bias.data();
+  const auto p = q8::packed(w, bias, {nullptr, nullptr, x_zero, 0, false}, 1, q8::Layout::rows);
   py::gil_scoped_release release;
-  dense_rows(x, w, [&](int64_t r0, int64_t rows, const int32_t* acc, int64_t ldc, const Packed& p) {
+  const int32_t* base = p->base.data();
+  dense_rows(x, *p, [&](int64_t r0, int64_t rows, const int32_t* acc, int64_t ldc) {
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t k = 0; k < OUT; ++k)
+      for (int64_t k = 0; k < OUT; ++k)  // the wrapped 32-bit add gives the exact accumulator
         yp[(r0 + r) * OUT + k] =
-            static_cast<int32_t>(acc[r * ldc + k] + b[k] - x_zero * p.wsum[static_cast<size_t>(k)]);
+            static_cast<int32_t>(static_cast<uint32_t>(acc[r * ldc + k]) + static_cast<uint32_t>(base[k]));
+  });
+  return y;
+}
+
+// The input codes of a float32 batch: clip(rint(float64(x) / scale) + zero, 0, 127), rint rounding half to
+// even as numpy's (cnnkern/compress/qparams.py quantize_input, which this equals exactly): the quotient,
+// held to [-2**20, 2**20] (which changes no clipped code), is rounded by adding and subtracting 1.5 * 2**52,
+// where the doubles are the integers, so the default rounding mode (half to even) does it in any ISA.
+carray<uint8_t> quantize_input_q8(const carray<float>& x, double scale, int64_t zero) {
+  if (!(scale > 0)) invalid("scale must be > 0");
+  if (zero < 0 || zero > 127) invalid("zero must be in [0, 127], got " + std::to_string(zero));
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  carray<uint8_t> y = new_array<uint8_t>(shape);
+  const float* xp = x.data();
+  uint8_t* yp = y.mutable_data();
+  py::gil_scoped_release release;
+  const bool avx512 = simd_level() == Simd::avx512;
+  run_elementwise(x.size(), [&](int64_t begin, int64_t end) {
+#if defined(CNNKERN_X86) && (defined(__GNUC__) || defined(__clang__))
+    if (avx512) return q8_quantize_input_avx512(xp, begin, end, scale, zero, yp);
+#endif
+    constexpr double kRound = 6755399441055744.0, kBound = 1048576.0;
+    const double z = static_cast<double>(zero);
+    int64_t i = begin;
+#if defined(__SSE2__)
+    // two lanes per step (SSE2, the x86-64 baseline): min / max instead of the branches below
+    const __m128d d = _mm_set1_pd(scale), lo = _mm_set1_pd(-kBound), hi = _mm_set1_pd(kBound),
+                  rnd = _mm_set1_pd(kRound), zz = _mm_set1_pd(z), nil = _mm_setzero_pd(),
+                  top = _mm_set1_pd(127);
+    for (; i + 2 <= end; i += 2) {
+      __m128d v = _mm_cvtps_pd(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(xp + i))));
+      v = _mm_min_pd(_mm_max_pd(_mm_div_pd(v, d), lo), hi);
+      v = _mm_add_pd(_mm_sub_pd(_mm_add_pd(v, rnd), rnd), zz);
+      const int32_t two = _mm_cvtsi128_si32(_mm_packus_epi16(
+          _mm_packs_epi32(_mm_cvttpd_epi32(_mm_min_pd(_mm_max_pd(v, nil), top)), _mm_setzero_si128()),
+          _mm_setzero_si128()));
+      yp[i] = static_cast<uint8_t>(two & 0xFF);
+      yp[i + 1] = static_cast<uint8_t>((two >> 8) & 0xFF);
+    }
+#endif
+    for (; i < end; ++i) {
+      double v = static_cast<double>(xp[i]) / scale;
+      v = v < -kBound ? -kBound : v > kBound ? kBound : v;
+      v = (v + kRound) - kRound + z;
+      v = v < 0 ? 0 : v > 127 ? 127 : v;
+      yp[i] = static_cast<uint8_t>(static_cast<int32_t>(v));
+    }
   });
   return y;
 }
@@ -386,10 +424,24 @@ carray<uint8_t> maxpool2d_q8_forward(const carray<uint8_t>& x, Pair kernel_size,
 }  // namespace
 
 void bind_quant(py::module_& m) {
-  m.def("conv2d_q8_forward", &conv2d_q8_forward, py::arg("x"), py::arg("w"), py::arg("bias"),
+  m.def(
+      "conv2d_q8_forward",
+      [](const carray<uint8_t>& x, const carray<int8_t>& w, const carray<int32_t>& bias,
+         const carray<int32_t>& multiplier, const carray<int32_t>& shift, int64_t x_zero, int64_t y_zero,
+         bool relu, Pair stride, q8::Quad padding, Pair dilation, int64_t groups) {
+        return q8::conv2d_forward(x, w, bias, multiplier, shift, x_zero, y_zero, relu, stride, padding,
+                                  dilation, groups, Pair{1, 1});
+      },
+      py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("multiplier"), py::arg("shift"), py::kw_only(),
+      py::arg("x_zero"), py::arg("y_zero"), py::arg("relu"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"),
+      "Quantized conv2d with the requantization epilogue (cnnkern/backends/reference/quant.py).");
+  m.def("conv2d_q8_pool_forward", &q8::conv2d_forward, py::arg("x"), py::arg("w"), py::arg("bias"),
         py::arg("multiplier"), py::arg("shift"), py::kw_only(), py::arg("x_zero"), py::arg("y_zero"),
         py::arg("relu"), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
-        "Quantized conv2d with the requantization epilogue (cnnkern/backends/reference/quant.py).");
+        py::arg("pool"),
+        "conv2d_q8_forward followed by the max pool of window and stride pool=(ph, pw) (floor mode, no "
+        "padding), fused: the max taken on the accumulators before the requantization (equal results).");
   m.def("dense_q8_forward", &dense_q8_forward, py::arg("x"), py::arg("w"), py::arg("bias"),
         py::arg("multiplier"), py::arg("shift"), py::kw_only(), py::arg("x_zero"), py::arg("y_zero"),
         py::arg("relu"), "Quantized dense layer with the requantization epilogue.");
@@ -397,8 +449,11 @@ void bind_quant(py::module_& m) {
         py::arg("x_zero"), "The int32 accumulators of the quantized dense layer.");
   m.def("maxpool2d_q8_forward", &maxpool2d_q8_forward, py::arg("x"), py::kw_only(), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("ceil_mode"), "Max pooling of uint8 codes.");
+  m.def("quantize_input_q8", &quantize_input_q8, py::arg("x"), py::kw_only(), py::arg("scale"),
+        py::arg("zero"),
+        "float32 inputs -> 7-bit codes, equal to cnnkern.compress.qparams.quantize_input (finite x).");
   m.def(
-      "q8_gemm_path", [] { return std::string(pick_gemm().name); },
+      "q8_gemm_path", [] { return std::string(q8::pick().name); },
       "The int8 GEMM the current SIMD path runs: 'scalar', 'avx2' (vpmaddubsw) or 'vnni' (vpdpbusd).");
 }
 

@@ -1,21 +1,26 @@
 // The int8 inference kernels (cnnkern.compress; the specification is cnnkern/backends/reference/quant.py).
-// Their one inner product: an unsigned-by-signed 8-bit GEMM with int32 sums,
-//   c[i][n] = sum_t a[i*lda + t] * w[n][t],  i < m, n < 16 * nblocks, t < kp (a multiple of 4),
-// the weights packed as [nblocks][kp/4][16 channels][4 taps] so that one 32-bit lane holds the 4 taps of one
-// channel: the operand layout of vpdpbusd and of vpmaddubsw + vpmaddwd. a holds 7-bit codes (<= 127), so
-// vpmaddubsw's pairs (<= 2 * 127 * 127) never saturate and every path is exact.
+// Their one inner product: an unsigned-by-signed 8-bit implicit GEMM with int32 sums,
+//   c[i][n] = sum_{t < ntaps} sum_{u < 4 csteps} rows[i][toff[t] + u] * w[n][t][u],  i < m, n < 16 nblocks,
+// row i's operand read in place at rows[i] + toff[t] (a conv's padded input pixel plus a kernel tap's offset,
+// or an im2col / dense row with one tap), the weights packed as [nblocks][ntaps][csteps][16 channels][4]
+// so that one 32-bit lane holds 4 reduction steps of one channel: the operand layout of vpdpbusd and of
+// vpmaddubsw + vpmaddwd. The codes are 7-bit (<= 127), so vpmaddubsw's pairs (<= 2 * 127 * 127) never
+// saturate and every path is exact. c has ldc >= 16 nblocks int32 per row.
 #pragma once
 
 #include <cstdint>
 
 namespace cnnkern {
 
-void q8_gemm_scalar(const uint8_t* a, int64_t lda, int64_t m, const int8_t* w, int64_t kp, int64_t nblocks,
-                    int32_t* c, int64_t ldc);
-void q8_gemm_avx2(const uint8_t* a, int64_t lda, int64_t m, const int8_t* w, int64_t kp, int64_t nblocks,
-                  int32_t* c, int64_t ldc);
-void q8_gemm_vnni(const uint8_t* a, int64_t lda, int64_t m, const int8_t* w, int64_t kp, int64_t nblocks,
-                  int32_t* c, int64_t ldc);
+struct Q8Gemm {
+  const int64_t* toff;  // ntaps byte offsets added to every row pointer
+  int64_t ntaps, csteps;
+  const int8_t* w;  // packed as above
+  int64_t nblocks;
+};
+void q8_igemm_scalar(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int32_t* c, int64_t ldc);
+void q8_igemm_avx2(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int32_t* c, int64_t ldc);
+void q8_igemm_vnni(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int32_t* c, int64_t ldc);
 
 // The requantization of one output pixel's channels [0, n) (reference: requantize), as per-channel arrays:
 // y[k] = clamp(zero + ((acc32[k] * mult[k] + round[k]) >> shift[k]), lo[k], 127) with acc32 = sum + base
@@ -28,14 +33,32 @@ struct RequantRow {
   const int64_t* shift;
   const int64_t* lo;
   int64_t zero;
+  // the AVX-512 form: per 16 channels, kEvenOdd int64 (round, shift, lo - zero: even channels then odd)
+  const int64_t* even_odd;
 };
+constexpr int64_t kEvenOdd = 48;
 inline uint8_t requant_one(int32_t sum, const RequantRow& q, int64_t k) {
   const int64_t acc = static_cast<int32_t>(static_cast<uint32_t>(sum) + static_cast<uint32_t>(q.base[k]));
   const int64_t v = q.zero + ((acc * q.mult[k] + q.round[k]) >> q.shift[k]);
   return static_cast<uint8_t>(v < q.lo[k] ? q.lo[k] : v > 127 ? 127 : v);
 }
-void q8_requant_scalar(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out);
-void q8_requant_avx2(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out);
-void q8_requant_avx512(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out);
+// The q8_requant_* functions requantize the elementwise max of `count` rows of sums (stride ld): the fused
+// max pool, taken on the accumulators (the requantization is monotone, so the max of the codes is the code
+// of the max); count = 1 without a pool.
+inline uint8_t requant_max(const int32_t* sum, int64_t ld, int64_t count, const RequantRow& q, int64_t k) {
+  int32_t v = sum[k];
+  for (int64_t i = 1; i < count; ++i) v = sum[i * ld + k] > v ? sum[i * ld + k] : v;
+  return requant_one(v, q, k);
+}
+void q8_requant_scalar(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                       uint8_t* out);
+void q8_requant_avx2(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                     uint8_t* out);
+void q8_requant_avx512(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                       uint8_t* out);
+
+// The AVX-512 body of quantize_input_q8 (quant.cpp) over x[begin, end): 8 lanes per step, same arithmetic.
+void q8_quantize_input_avx512(const float* x, int64_t begin, int64_t end, double scale, int64_t zero,
+                              uint8_t* y);
 
 }  // namespace cnnkern

@@ -142,3 +142,26 @@ def maxpool2d_q8_forward(
     y = np.empty(spec.maxpool_q8_shape(x, kernel_size, stride, padding, ceil_mode), np.uint8)
     _maxpool(x, *kernel_size, *stride, *padding, y)
     return y
+
+
+def conv2d_q8_pool_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    *,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    pool: Sequence[int],
+) -> np.ndarray:
+    return spec.conv_then_pool(conv2d_q8_forward, maxpool2d_q8_forward, locals())
+
+
+# An elementwise pass, memory-bound: the specification's NumPy version.
+quantize_input_q8 = spec.quantize_input_q8

@@ -28,7 +28,7 @@ format's rules, which every backend shares, are checked once by the front door,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -188,3 +188,38 @@ def maxpool2d_q8_forward(
             ]
             np.maximum(y, tap, out=y)
     return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
+
+
+def conv2d_q8_pool_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    *,
+    x_zero: int,
+    y_zero: int,
+    relu: bool,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    pool: Sequence[int],
+) -> np.ndarray:
+    """conv2d_q8_forward, then the max pool of window = stride = ``pool`` (floor mode, no padding)."""
+    return conv_then_pool(conv2d_q8_forward, maxpool2d_q8_forward, locals())
+
+
+def conv_then_pool(
+    conv: Callable[..., np.ndarray], maxpool: Callable[..., np.ndarray], args: dict
+) -> np.ndarray:
+    """conv2d_q8_pool_forward from a backend's conv and max pool (``args``: its arguments by name, as the
+    caller's ``locals()``), for the backends that do not fuse them."""
+    kw = {name: v for name, v in args.items() if name not in ("self", "pool")}
+    pool = tuple(args["pool"])
+    return maxpool(conv(**kw), kernel_size=pool, stride=pool, padding=(0, 0), ceil_mode=False)
+
+
+def quantize_input_q8(x: np.ndarray, *, scale: float, zero: int) -> np.ndarray:
+    """Float inputs -> 7-bit codes: clip(rint(x / scale) + zero, 0, 127), in float64 (rint: half to even)."""
+    return np.clip(np.rint(np.asarray(x, np.float64) / scale) + zero, 0, ACT_MAX).astype(np.uint8)

@@ -1,38 +1,71 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
-// AVX-512 VNNI int8 GEMM (kernels/quant.h): 8 rows x 16 channels per tile, one zmm accumulator per row;
-// each 4-tap step is one weight load, then per row one broadcast of its 4 codes and one vpdpbusd (4 u8 x s8
-// products summed into each int32 lane, no intermediate saturation). Called only where the CPU has
-// AVX512_VNNI (quant.cpp checks).
+// AVX-512 VNNI int8 implicit GEMM (kernels/quant.h). Register tiles of MR rows x NB blocks of 16 channels,
+// MR * NB zmm accumulators (6 x 4 or 8 x 1..3, up to 24 of the 32 registers): each 4-step of the reduction
+// loads NB weight vectors once, then per row broadcasts its 4 codes (folded into vpdpbusd's {1to16}
+// operand) and runs NB vpdpbusd (4 u8 x s8 products summed into each int32 lane, no intermediate
+// saturation). Called only where the CPU has AVX512_VNNI (quant.cpp checks).
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/quant.h"
+
 namespace cnnkern {
 
-void q8_gemm_vnni(const uint8_t* a, int64_t lda, int64_t m, const int8_t* w, int64_t kp, int64_t nblocks,
-                  int32_t* c, int64_t ldc) {
-  constexpr int64_t MR = 8;
-  const int64_t steps = kp / 4;
-  for (int64_t i0 = 0; i0 < m; i0 += MR) {
-    const int64_t mr = m - i0 < MR ? m - i0 : MR;
-    const uint8_t* rows[MR];
-    for (int64_t r = 0; r < MR; ++r) rows[r] = a + (i0 + (r < mr ? r : mr - 1)) * lda;  // tail: repeat
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int8_t* wb = w + blk * kp * 16;
-      __m512i acc[MR];
-      for (int64_t r = 0; r < MR; ++r) acc[r] = _mm512_setzero_si512();
-      for (int64_t t = 0; t < steps; ++t) {
-        const __m512i wv = _mm512_loadu_si512(wb + t * 64);
+namespace {
+
+template <int MR, int NB>
+void tile(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, const int8_t* w, int32_t* c, int64_t ldc) {
+  const int64_t wblock = g.ntaps * g.csteps * 64, cs = g.csteps;
+  __m512i acc[MR][NB];
+  for (int r = 0; r < MR; ++r)
+    for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_setzero_si512();
+  for (int64_t t = 0; t < g.ntaps; ++t) {
+    const uint8_t* a[MR];
+    for (int r = 0; r < MR; ++r) a[r] = rows[r < m ? r : m - 1] + g.toff[t];  // tail rows repeat the last
+    const int8_t* wt = w + t * cs * 64;
+    for (int64_t s = 0; s < cs; ++s) {
+      __m512i wv[NB];
+      for (int b = 0; b < NB; ++b) wv[b] = _mm512_loadu_si512(wt + b * wblock + s * 64);
 #pragma GCC unroll 8
-        for (int64_t r = 0; r < MR; ++r) {
-          int32_t four;
-          std::memcpy(&four, rows[r] + 4 * t, 4);
-          acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_set1_epi32(four), wv);
-        }
+      for (int r = 0; r < MR; ++r) {
+        int32_t four;
+        std::memcpy(&four, a[r] + 4 * s, 4);
+        const __m512i av = _mm512_set1_epi32(four);
+        for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], av, wv[b]);
       }
-      for (int64_t r = 0; r < mr; ++r) _mm512_storeu_si512(c + (i0 + r) * ldc + blk * 16, acc[r]);
     }
+  }
+  for (int r = 0; r < MR; ++r)
+    if (r < m)
+      for (int b = 0; b < NB; ++b) _mm512_storeu_si512(c + r * ldc + b * 16, acc[r][b]);
+}
+
+template <int MR, int NB>
+void rows_of(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int64_t b0, int32_t* c, int64_t ldc) {
+  const int8_t* w = g.w + b0 * g.ntaps * g.csteps * 64;
+  for (int64_t i0 = 0; i0 < m; i0 += MR)
+    tile<MR, NB>(rows + i0, m - i0 < MR ? m - i0 : MR, g, w, c + i0 * ldc + b0 * 16, ldc);
+}
+
+}  // namespace
+
+void q8_igemm_vnni(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int32_t* c, int64_t ldc) {
+  int64_t b0 = 0;
+  for (; b0 + 4 <= g.nblocks; b0 += 4) rows_of<6, 4>(rows, m, g, b0, c, ldc);
+  switch (g.nblocks - b0) {
+    case 3:
+      rows_of<8, 3>(rows, m, g, b0, c, ldc);
+      break;
+    case 2:
+      rows_of<8, 2>(rows, m, g, b0, c, ldc);
+      break;
+    case 1:
+      rows_of<8, 1>(rows, m, g, b0, c, ldc);
+      break;
+    default:
+      break;
   }
 }
 

@@ -1,6 +1,8 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq")
-// AVX-512 requantization (kernels/quant.h): 16 channels per step, in two halves of 8 int64 lanes: vpmuldq
-// for the products, vpsravq for the arithmetic shift, vpmaxsq / vpminsq for the clamp, vpmovqb to bytes.
+// Also the AVX-512 input quantization (quant.cpp's quantize_input_q8).
+// AVX-512 requantization (kernels/quant.h): 16 channels per step (masked at the tail), their even and odd
+// dwords as two sets of 8 int64 lanes: vpmuldq for the exact products, vpsravq for the arithmetic shift,
+// vpmaxsq / vpminsq for the clamp (relative to the zero point), then one blend, add and vpmovdb to bytes.
 // In its own file (not quant_avx512.cpp's VNNI target): the avx512 path runs it on CPUs without VNNI too.
 // GCC 12 reports the intrinsics' own undefined pass-through operands (avx512fintrin.h's __Y) as
 // "may be used uninitialized" here; those operands are never read.
@@ -13,26 +15,49 @@
 
 namespace cnnkern {
 
-void q8_requant_avx512(const int32_t* sum, int64_t n, const RequantRow& q, uint8_t* out) {
-  const __m512i zero = _mm512_set1_epi64(q.zero), top = _mm512_set1_epi64(127);
-  int64_t k = 0;
-  for (; k + 16 <= n; k += 16) {
-    const __m512i acc = _mm512_add_epi32(_mm512_loadu_si512(sum + k), _mm512_loadu_si512(q.base + k));
-    const __m512i mult = _mm512_loadu_si512(q.mult + k);
-    const __m256i halves[2][2] = {
-        {_mm512_castsi512_si256(acc), _mm512_maskz_extracti64x4_epi64(0xF, acc, 1)},
-        {_mm512_castsi512_si256(mult), _mm512_maskz_extracti64x4_epi64(0xF, mult, 1)}};
-    for (int h = 0; h < 2; ++h) {
-      const int64_t o = k + 8 * h;
-      const __m512i a = _mm512_cvtepi32_epi64(halves[0][h]);
-      const __m512i m = _mm512_cvtepu32_epi64(halves[1][h]);
-      __m512i v = _mm512_add_epi64(_mm512_mul_epi32(a, m), _mm512_loadu_si512(q.round + o));
-      v = _mm512_add_epi64(_mm512_srav_epi64(v, _mm512_loadu_si512(q.shift + o)), zero);
-      v = _mm512_min_epi64(_mm512_max_epi64(v, _mm512_loadu_si512(q.lo + o)), top);
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + o), _mm512_maskz_cvtepi64_epi8(0xFF, v));
-    }
+void q8_requant_avx512(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
+                       uint8_t* out) {
+  const __m512i hi = _mm512_set1_epi64(127 - q.zero), zero = _mm512_set1_epi32(static_cast<int32_t>(q.zero));
+  for (int64_t k = 0; k < n; k += 16) {
+    const __mmask16 mask = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
+    __m512i top = _mm512_maskz_loadu_epi32(mask, sum + k);
+    for (int64_t i = 1; i < count; ++i)
+      top = _mm512_max_epi32(top, _mm512_maskz_loadu_epi32(mask, sum + i * ld + k));
+    const __m512i acc = _mm512_add_epi32(top, _mm512_maskz_loadu_epi32(mask, q.base + k));
+    const __m512i mult = _mm512_maskz_loadu_epi32(mask, q.mult + k);
+    const int64_t* e = q.even_odd + (k / 16) * kEvenOdd;
+    __m512i even = _mm512_mul_epi32(acc, mult);  // the low (even) dwords of each qword, exact products
+    __m512i odd = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(mult, 32));
+    even = _mm512_srav_epi64(_mm512_add_epi64(even, _mm512_loadu_si512(e)), _mm512_loadu_si512(e + 16));
+    odd = _mm512_srav_epi64(_mm512_add_epi64(odd, _mm512_loadu_si512(e + 8)), _mm512_loadu_si512(e + 24));
+    even = _mm512_min_epi64(_mm512_max_epi64(even, _mm512_loadu_si512(e + 32)), hi);
+    odd = _mm512_min_epi64(_mm512_max_epi64(odd, _mm512_loadu_si512(e + 40)), hi);
+    // the clamped values fit a dword: even ones stay in the low dwords, odd ones move to the high ones
+    const __m512i y =
+        _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32)), zero);
+    _mm_mask_storeu_epi8(out + k, mask, _mm512_cvtepi32_epi8(y));
   }
-  for (; k < n; ++k) out[k] = requant_one(sum[k], q, k);
+}
+
+void q8_quantize_input_avx512(const float* x, int64_t begin, int64_t end, double scale, int64_t zero,
+                              uint8_t* y) {
+  const __m512d d = _mm512_set1_pd(scale), lo = _mm512_set1_pd(-1048576.0), hi = _mm512_set1_pd(1048576.0),
+                rnd = _mm512_set1_pd(6755399441055744.0), zz = _mm512_set1_pd(static_cast<double>(zero)),
+                nil = _mm512_setzero_pd(), top = _mm512_set1_pd(127);
+  int64_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+    v = _mm512_min_pd(_mm512_max_pd(_mm512_div_pd(v, d), lo), hi);
+    v = _mm512_add_pd(_mm512_sub_pd(_mm512_add_pd(v, rnd), rnd), zz);
+    const __m256i codes = _mm512_cvttpd_epi32(_mm512_min_pd(_mm512_max_pd(v, nil), top));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), _mm256_cvtepi32_epi8(codes));
+  }
+  for (; i < end; ++i) {  // the same steps, one lane
+    double v = static_cast<double>(x[i]) / scale;
+    v = v < -1048576.0 ? -1048576.0 : v > 1048576.0 ? 1048576.0 : v;
+    v = (v + 6755399441055744.0) - 6755399441055744.0 + static_cast<double>(zero);
+    y[i] = static_cast<uint8_t>(v < 0 ? 0 : v > 127 ? 127 : v);
+  }
 }
 
 }  // namespace cnnkern
