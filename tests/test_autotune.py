@@ -6,6 +6,7 @@ keeps the heuristics; ``cnnkern info`` shows the cache."""
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -204,3 +205,22 @@ def test_cnnkern_info_shows_the_cache(tuned):
         [sys.executable, "-m", "cnnkern", "info"], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert f"cache {autotune.cache_file()}, 1 entries" in out and "delete that file" in out
+
+
+def test_measure_keeps_the_heuristic_unless_clearly_faster():
+    """The fastest candidate wins only by a margin; the winner's own output is returned."""
+
+    def run(delays):
+        def call(algo):
+            time.sleep(delays[algo])
+            return algo
+
+        return call
+
+    assert autotune._measure(["igemm", "im2col"], run({"igemm": 0.002, "im2col": 0.0})) == (
+        "im2col",
+        "im2col",
+    )
+    assert autotune._measure(["igemm", "im2col"], run({"igemm": 0.0, "im2col": 0.002})) == ("igemm", "igemm")
+    same = {"igemm": 0.001, "im2col": 0.001}
+    assert autotune._measure(["igemm", "im2col"], run(same))[0] == "igemm"
