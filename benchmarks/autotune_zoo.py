@@ -1,4 +1,4 @@
-"""The zoo on the cpp backend with the conv autotuner on and off, interleaved in one process (docs/autotune.md).
+"""The zoo on the cpp backend, conv autotuning on and off, interleaved in one process (docs/autotune.md).
 
     python benchmarks/autotune_zoo.py [--models classic,vgg_bn,...] [--batch 1,32,128] [--threads 1,2]
                                       [--repeat 9]

@@ -190,13 +190,14 @@ def _candidates_of(backward: bool, simd: str, geometry: tuple[Any, ...]) -> list
     return cands
 
 
-def _measure(cands: list[str], run: Callable[[str], Any]) -> tuple[str, Any]:
-    """The fastest candidate and its last output. Rounds run every candidate once, in turn, so a burst of
-    load on a shared machine hits them alike: one warm-up round (scratch buffers grow, pages fault in), then
-    at least _ROUNDS timed ones, more (up to _MAX_ROUNDS) while they take under _BUDGET_S in all; each
-    candidate's minimum counts, and the heuristics' choice stays unless another beats it by 5% (noise on a
-    loaded machine must not flip a choice)."""
-    outs = {algo: run(algo) for algo in cands}
+def _measure(cands: list[str], run: Callable[[str], Any]) -> str:
+    """The fastest candidate. Rounds run every candidate once, in turn, so a burst of load on a shared machine
+    hits them alike: one warm-up round (scratch buffers grow, pages fault in), then at least _ROUNDS timed
+    ones, more (up to _MAX_ROUNDS) while they take under _BUDGET_S in all. Each candidate's minimum counts,
+    and the heuristics' choice stays unless another beats it by 5% (noise must not flip a choice). Outputs
+    are dropped at once: one at a time is alive, as in a plain call."""
+    for algo in cands:
+        run(algo)
     best_t = dict.fromkeys(cands, float("inf"))
     start = time.perf_counter()
     for r in range(_MAX_ROUNDS):
@@ -204,49 +205,48 @@ def _measure(cands: list[str], run: Callable[[str], Any]) -> tuple[str, Any]:
             break
         for algo in cands:
             t0 = time.perf_counter()
-            outs[algo] = run(algo)
+            run(algo)
             best_t[algo] = min(best_t[algo], time.perf_counter() - t0)
     best = min(cands, key=lambda a: best_t[a])
     if best_t[best] > _MARGIN * best_t[cands[0]]:
         best = cands[0]  # not clearly faster than the heuristics' choice (listed first): keep that
-    return best, outs[best]
+    return best
 
 
-def choose(direction: str, geometry: tuple[Any, ...], run: Callable[[str], Any]) -> tuple[str | None, Any]:
-    """``(algorithm, result)`` for a conv: the algorithm to pass (None: the heuristics) and, when this call
-    measured, the chosen algorithm's output of the timing runs (bitwise what a new call would give), else
-    None. ``geometry`` is (x shape, w shape, stride, padding, dilation, (groups,), extra) and ``run(algo)``
+def choose(direction: str, geometry: tuple[Any, ...], run: Callable[[str], Any]) -> str | None:
+    """The algorithm to pass for a conv (None: the heuristics), measured with ``run`` at the shape's first
+    use. ``geometry`` is (x shape, w shape, stride, padding, dilation, (groups,), extra) and ``run(algo)``
     computes the conv (or the fused kernel holding it: ``direction`` then names that kernel) by ``algo``;
     ``direction`` starting with ``bwd`` asks for the backward's algorithms."""
     from . import _cpp
 
     want = forced()
     if want is None and not enabled():
-        return None, None
+        return None
     simd, threads = _cpp.simd(), _cpp.num_threads()
     fast_key = (direction, simd, threads, geometry)
     if want is None:
         hit = _fast.get(fast_key)
         if hit is not None:
-            return hit, None  # the hot path: one dict lookup
+            return hit  # the hot path: one dict lookup
     x_shape, w_shape = geometry[:2]
     if len(x_shape) != 4 or len(w_shape) != 4 or 0 in x_shape or 0 in w_shape:
-        return None, None  # nothing to time: the kernel says what is wrong, or returns an empty result
+        return None  # nothing to time: the kernel says what is wrong, or returns an empty result
     cands = _candidates_of(direction.startswith("bwd"), simd, geometry)
     if want is not None:
-        return (want if want in cands else None), None
+        return want if want in cands else None
     if len(cands) == 1:
         _fast[fast_key] = cands[0]
-        return cands[0], None
+        return cands[0]
     key = _key(direction, geometry, simd, threads)
     with _lock:
         _load()
         hit = _memory.get(key)
         if hit in cands:
             _fast[fast_key] = hit
-            return hit, None
-        best, out = _measure(cands, run)
+            return hit
+        best = _measure(cands, run)
         _memory[key] = best
         _fast[fast_key] = best
         _write(cache_file())
-        return best, out
+        return best

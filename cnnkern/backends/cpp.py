@@ -157,8 +157,7 @@ def conv2d_bias_act_forward(
             x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=algo, **act
         )
 
-    algo, out = autotune.choose("fwd", (_shape(x), _shape(w), stride, padding, dilation, (groups,), ()), run)
-    return run(algo) if out is None else out
+    return run(autotune.choose("fwd", (_shape(x), _shape(w), stride, padding, dilation, (groups,), ()), run))
 
 
 def conv2d_backward(
@@ -170,10 +169,9 @@ def conv2d_backward(
         )
 
     extra = tuple(need.values())
-    algo, out = autotune.choose(
-        "bwd", (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra), run
+    return run(
+        autotune.choose("bwd", (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra), run)
     )
-    return run(algo) if out is None else out
 
 
 def conv2d_act_maxpool_forward(
@@ -186,8 +184,7 @@ def conv2d_act_maxpool_forward(
 
     extra = tuple(rest.values())  # the pool's geometry and the activation: the fused kernel is timed
     geometry = (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra)
-    algo, out = autotune.choose("fwd_maxpool", geometry, run)
-    return run(algo) if out is None else out
+    return run(autotune.choose("fwd_maxpool", geometry, run))
 
 
 def conv2d_act_maxpool_backward(
@@ -220,8 +217,7 @@ def conv2d_act_maxpool_backward(
 
     extra = (_shape(dy), *rest.values())
     geometry = (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra)
-    algo, out = autotune.choose("bwd_maxpool", geometry, run)
-    return run(algo) if out is None else out
+    return run(autotune.choose("bwd_maxpool", geometry, run))
 
 
 _TUNED = {
