@@ -52,4 +52,21 @@ def output_cache(release: bool = False) -> int:
 # binds them from the table by name, and tests/test_kernel_table.py checks the built module's own signatures
 # (pybind11's) against the table, so they are not restated here.
 
+# --- conv algorithm choice (csrc/kernels/conv_algo.cpp, docs/autotune.md) ----------------------------------
+# conv2d_bias_act_forward_algo, conv2d_backward_algo, conv2d_act_maxpool_forward_algo and
+# conv2d_act_maxpool_backward_algo are those kernels with a required keyword ``algo`` (None / 'auto': the
+# fixed heuristics; a name conv_algos lists; another: ValueError naming the ones that can run).
+
+def conv_algos(
+    x_shape: tuple[int, int, int, int],
+    w_shape: tuple[int, int, int, int],
+    *,
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    backward: bool,
+) -> list[str]:
+    """The conv algorithms that can run this geometry on this SIMD path, the heuristics' choice first."""
+
 def __getattr__(name: str) -> Callable[..., Any]: ...

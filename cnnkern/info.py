@@ -20,8 +20,9 @@ def config_text() -> str:
         f"{os.environ.get('CNNKERN_SIMD', '')!r}  CNNKERN_NUM_THREADS="
         f"{os.environ.get('CNNKERN_NUM_THREADS', '')!r}  NUMBA_NUM_THREADS="
         f"{os.environ.get('NUMBA_NUM_THREADS', '')!r}",
-        "deterministic: always (every kernel's result is bitwise the same at any thread count; "
-        "docs/threads.md)",
+        "deterministic: every kernel's result is bitwise the same at any thread count (docs/threads.md); "
+        "the cpp convs' measured algorithm may differ per thread count: CNNKERN_AUTOTUNE=0 fixes it "
+        "(docs/autotune.md)",
     ]
     for name in backends.NAMES:
         reason = backends.probe(name)
@@ -31,6 +32,14 @@ def config_text() -> str:
             lines.append(f"  {name:<10} available   {extra}".rstrip())
         else:
             lines.append(f"  {name:<10} unavailable: {reason}")
+    if backends.probe("cpp") is None:
+        from . import autotune
+
+        tuned = autotune.info()
+        lines.append(
+            f"conv autotune (cpp): {tuned['autotune']}; cache {tuned['cache']}, {tuned['entries']} entries "
+            "(clear: delete that file or its folder; CNNKERN_CACHE_DIR moves it; docs/autotune.md)"
+        )
     try:
         lines.append(f"default backend: {backends.current().name}")
     except Exception as exc:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..kernel_methods import forwarder, install, method
-from ..kernels import BASIC, FUSED, Kernel
+from .. import autotune
+from ..kernel_methods import call_args, forwarder, install, method
+from ..kernels import BASIC, FUSED, TABLE, Kernel
 from .base import Backend
 
 _IMPORT_ERROR: str | None = None
@@ -79,6 +80,10 @@ class CppBackend(Backend):
             "threads": _cpp.num_threads(),
             "max_threads": _cpp.max_threads(),
         }
+        if hasattr(_cpp, "conv_algos"):
+            tuned = autotune.info()
+            info["conv_autotune"] = tuned["autotune"]
+            info["autotune_cache"] = f"{tuned['cache']} ({tuned['entries']} entries)"
         missing = missing_kernels()
         if missing:
             info["missing"] = ",".join(missing) + " (stale build: rebuild cnnkern._cpp)"
@@ -132,6 +137,103 @@ for _kernel in BASIC:
 for _kernel in FUSED:
     if _cpp is not None and hasattr(_cpp, _kernel.name):
         install(CppBackend, _forward(_kernel))
+
+
+# The convs: each call passes the algorithm cnnkern.autotune picks for its shape (None: the heuristics), to
+# the extension's *_algo entry points (the same kernels with an explicit algorithm; docs/autotune.md).
+def _shape(a: Any) -> tuple[int, ...]:
+    return tuple(getattr(a, "shape", ()))
+
+
+def conv2d_forward(x: Any, w: Any, b: Any = None, **kw: Any) -> Any:
+    return conv2d_bias_act_forward(x, w, b, activation=None, **kw)
+
+
+def conv2d_bias_act_forward(
+    x: Any, w: Any, b: Any = None, *, stride: Any, padding: Any, dilation: Any, groups: int, **act: Any
+) -> Any:
+    def run(algo: str | None) -> Any:
+        return _cpp.conv2d_bias_act_forward_algo(
+            x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=algo, **act
+        )
+
+    return run(autotune.choose("fwd", (_shape(x), _shape(w), stride, padding, dilation, (groups,), ()), run))
+
+
+def conv2d_backward(
+    dy: Any, x: Any, w: Any, *, stride: Any, padding: Any, dilation: Any, groups: int, **need: Any
+) -> Any:
+    def run(algo: str | None) -> Any:
+        return _cpp.conv2d_backward_algo(
+            dy, x, w, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=algo, **need
+        )
+
+    extra = tuple(need.values())
+    return run(
+        autotune.choose("bwd", (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra), run)
+    )
+
+
+def conv2d_act_maxpool_forward(
+    x: Any, w: Any, b: Any = None, *, stride: Any, padding: Any, dilation: Any, groups: int, **rest: Any
+) -> Any:
+    def run(algo: str | None) -> Any:
+        return _cpp.conv2d_act_maxpool_forward_algo(
+            x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=algo, **rest
+        )
+
+    extra = tuple(rest.values())  # the pool's geometry and the activation: the fused kernel is timed
+    geometry = (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra)
+    return run(autotune.choose("fwd_maxpool", geometry, run))
+
+
+def conv2d_act_maxpool_backward(
+    dy: Any,
+    y: Any,
+    argmax: Any,
+    x: Any,
+    w: Any,
+    *,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: int,
+    **rest: Any,
+) -> Any:
+    def run(algo: str | None) -> Any:
+        return _cpp.conv2d_act_maxpool_backward_algo(
+            dy,
+            y,
+            argmax,
+            x,
+            w,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            algo=algo,
+            **rest,
+        )
+
+    extra = (_shape(dy), *rest.values())
+    geometry = (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra)
+    return run(autotune.choose("bwd_maxpool", geometry, run))
+
+
+_TUNED = {
+    f.__name__: f
+    for f in (
+        conv2d_forward,
+        conv2d_bias_act_forward,
+        conv2d_backward,
+        conv2d_act_maxpool_forward,
+        conv2d_act_maxpool_backward,
+    )
+}
+if _cpp is not None and hasattr(_cpp, "conv_algos"):
+    for _name, _fn in _TUNED.items():
+        _kernel = TABLE[_name]
+        install(CppBackend, method(_kernel, f"return _fn({call_args(_kernel, keywords=True)})", {"_fn": _fn}))
 
 
 def create() -> CppBackend:

@@ -52,12 +52,27 @@ std::string shape_str(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
+namespace {
+
+std::string quad_str(const Quad& s) {
+  return "(" + std::to_string(s[0]) + ", " + std::to_string(s[1]) + ", " + std::to_string(s[2]) + ", " +
+         std::to_string(s[3]) + ")";
+}
+
+}  // namespace
+
 // Checks what a direct call could get wrong (the front door already did) and derives the geometry.
 ConvGeom conv_geom(const carray<float>& x, const carray<float>& w, Pair stride, Quad padding, Pair dilation,
                    int64_t groups) {
   if (x.ndim() != 4) throw std::invalid_argument("x must be 4-D (N, C, H, W), got shape " + shape_str(x));
   if (w.ndim() != 4)
     throw std::invalid_argument("w must be 4-D (K, C/groups, R, S), got shape " + shape_str(w));
+  return conv_geom_shapes({x.shape(0), x.shape(1), x.shape(2), x.shape(3)},
+                          {w.shape(0), w.shape(1), w.shape(2), w.shape(3)}, stride, padding, dilation,
+                          groups);
+}
+
+ConvGeom conv_geom_shapes(Quad xs, Quad ws, Pair stride, Quad padding, Pair dilation, int64_t groups) {
   if (groups < 1) throw std::invalid_argument("groups must be >= 1, got " + std::to_string(groups));
   for (int64_t v : stride)
     if (v < 1) throw std::invalid_argument("stride must be >= 1");
@@ -66,12 +81,12 @@ ConvGeom conv_geom(const carray<float>& x, const carray<float>& w, Pair stride, 
   for (int64_t v : padding)
     if (v < 0) throw std::invalid_argument("padding must be >= 0");
   ConvGeom g{};
-  g.N = x.shape(0), g.C = x.shape(1), g.H = x.shape(2), g.W = x.shape(3);
-  g.K = w.shape(0), g.R = w.shape(2), g.S = w.shape(3);
+  g.N = xs[0], g.C = xs[1], g.H = xs[2], g.W = xs[3];
+  g.K = ws[0], g.R = ws[2], g.S = ws[3];
   g.sh = stride[0], g.sw = stride[1], g.pt = padding[0], g.pl = padding[2];
   g.dh = dilation[0], g.dw = dilation[1], g.G = groups;
-  if (g.C % groups || g.K % groups || w.shape(1) != g.C / groups)
-    throw std::invalid_argument("w of shape " + shape_str(w) + " does not fit x of shape " + shape_str(x) +
+  if (g.C % groups || g.K % groups || ws[1] != g.C / groups)
+    throw std::invalid_argument("w of shape " + quad_str(ws) + " does not fit x of shape " + quad_str(xs) +
                                 " with groups=" + std::to_string(groups));
   // Padded input and dilated kernel extents, overflow-checked: padding=2**62 wrapped past the check below
   // (signed overflow, found by the UBSan build).
@@ -239,19 +254,23 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
 }  // namespace
 
 void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
-                        const ConvGeom& g) {
+                        const ConvGeom& g, ConvAlgo algo) {
   if (g.N == 0) {  // no image: zero dw and db (the kernels below assume one; the im2col path left dw unset)
     if (dw) std::fill(dw, dw + g.K * g.CgRS(), 0.0f);
     if (db) std::fill(db, db + g.K, 0.0f);
     return;
   }
-  if (conv_direct_applies(g)) return conv_direct_backward(dy, x, w, dx, dw, db, g);  // depthwise
+  algo = resolve_conv_algo(g, true, algo);
+  if (algo == ConvAlgo::direct) return conv_direct_backward(dy, x, w, dx, dw, db, g);  // depthwise
   const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S, HW = g.H * g.W;
-  // The indirect GEMM path and the single-channel kernel sum db during dw's pass over dy.
-  const bool padded = conv_igemm_padded_applies(g), grouped = conv_igemm_grouped_applies(g),
-             igemm = padded || grouped || conv_igemm_applies(g), c1 = dw && conv_c1_applies(g),
-             strided = dw && !c1 && conv_igemm_strided_applies(g),
-             padded_dw = dw && !c1 && !igemm && conv_igemm_padded_dw_applies(g),
+  // igemm: dx on the indirect GEMM where one applies (stride 1, 8+ channels when padded), else below; dw
+  // always on it. c1: dw on the single-channel kernel, dx on the indirect GEMM. Both sum db during dw's pass
+  // over dy. im2col: everything below.
+  const bool ig = algo == ConvAlgo::igemm || algo == ConvAlgo::c1;
+  const bool padded = ig && conv_igemm_padded_applies(g), grouped = ig && conv_igemm_grouped_applies(g),
+             igemm = padded || grouped || (ig && conv_igemm_applies(g)), c1 = dw && algo == ConvAlgo::c1,
+             strided = dw && algo == ConvAlgo::igemm && conv_igemm_strided_applies(g),
+             padded_dw = dw && algo == ConvAlgo::igemm && !igemm && conv_igemm_padded_dw_applies(g),
              db_with_dw = (igemm || c1 || strided || padded_dw) && dw && db;
   if (db && !db_with_dw)  // per channel in double, in 8 interleaved partial sums (independent adds), in a
                           // fixed order
@@ -419,30 +438,36 @@ ConvGrads::ConvGrads(const ConvGeom& g, bool need_dx, bool need_dw, bool need_db
   if (need_db) db = make({g.K}, &db_obj);
 }
 
-// y = act(conv(x, w) + b) by the fastest method for the geometry (the GIL already released).
+// y = act(conv(x, w) + b) by `algo` (auto_: the heuristics' choice; the GIL already released).
 void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, float* yp, const ConvGeom& g,
-                           Act act, float alpha) {
+                           Act act, float alpha, ConvAlgo algo) {
+  algo = resolve_conv_algo(g, false, algo);
   if (g.N == 0 || g.K == 0) return;  // y is empty (the indirect GEMMs' tiling assumes pixels)
-  if (conv_c1_applies(g)) {
+  switch (algo) {
+    case ConvAlgo::c1:
 #ifdef CNNKERN_X86
-    conv_c1_forward(xp, wp, bp, yp, g, act, alpha);
+      conv_c1_forward(xp, wp, bp, yp, g, act, alpha);
 #endif
-  } else if (conv_igemm_applies(g)) {
-    conv_igemm_forward(xp, wp, bp, yp, g, act, alpha);
-  } else if (conv_igemm_padded_applies(g)) {
-    conv_igemm_padded_forward(xp, wp, bp, yp, g, act, alpha);
-  } else if (conv_igemm_grouped_applies(g)) {
-    conv_igemm_grouped_forward(xp, wp, bp, yp, g, act, alpha);
-  } else if (conv_igemm_strided_applies(g)) {
-    conv_igemm_strided_forward(xp, wp, bp, yp, g, act, alpha);
-  } else if (conv_direct_applies(g)) {
-    conv_direct_forward(xp, wp, bp, yp, g);
-    if (act != Act::none)
-      parallel_for(g.N * g.K, [&](int64_t i0, int64_t i1) {
-        activation_inplace(act, yp + i0 * g.PQ(), (i1 - i0) * g.PQ(), alpha);
-      });
-  } else {
-    conv_forward_impl(xp, wp, bp, yp, g, act, alpha);
+      return;
+    case ConvAlgo::igemm:  // the one variant that fits g
+      if (conv_igemm_applies(g))
+        conv_igemm_forward(xp, wp, bp, yp, g, act, alpha);
+      else if (conv_igemm_padded_dw_applies(g))  // any channel count (the heuristics ask 8+ for dx's sake)
+        conv_igemm_padded_forward(xp, wp, bp, yp, g, act, alpha);
+      else if (conv_igemm_grouped_applies(g))
+        conv_igemm_grouped_forward(xp, wp, bp, yp, g, act, alpha);
+      else
+        conv_igemm_strided_forward(xp, wp, bp, yp, g, act, alpha);
+      return;
+    case ConvAlgo::direct:
+      conv_direct_forward(xp, wp, bp, yp, g);
+      if (act != Act::none)
+        parallel_for(g.N * g.K, [&](int64_t i0, int64_t i1) {
+          activation_inplace(act, yp + i0 * g.PQ(), (i1 - i0) * g.PQ(), alpha);
+        });
+      return;
+    default:
+      conv_forward_impl(xp, wp, bp, yp, g, act, alpha);
   }
 }
 
@@ -452,9 +477,11 @@ namespace {
 carray<float> conv2d_bias_act_forward(const carray<float>& x, const carray<float>& w,
                                       const std::optional<carray<float>>& b, Pair stride, Quad padding,
                                       Pair dilation, int64_t groups,
-                                      const std::optional<std::string>& activation, double alpha) {
+                                      const std::optional<std::string>& activation, double alpha,
+                                      const std::optional<std::string>& algo_name) {
   const Act act = parse_act(activation);
   const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
+  const ConvAlgo algo = resolve_conv_algo(g, false, parse_conv_algo(algo_name));
   if (b && (b->ndim() != 1 || b->shape(0) != g.K))
     throw std::invalid_argument("b must have shape (" + std::to_string(g.K) + ",), got " + shape_str(*b));
   carray<float> y = new_array<float>({g.N, g.K, g.P, g.Q});
@@ -462,7 +489,7 @@ carray<float> conv2d_bias_act_forward(const carray<float>& x, const carray<float
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    conv_forward_dispatch(xp, wp, bp, yp, g, act, static_cast<float>(alpha));
+    conv_forward_dispatch(xp, wp, bp, yp, g, act, static_cast<float>(alpha), algo);
   }
   return y;
 }
@@ -470,13 +497,14 @@ carray<float> conv2d_bias_act_forward(const carray<float>& x, const carray<float
 carray<float> conv2d_forward(const carray<float>& x, const carray<float>& w,
                              const std::optional<carray<float>>& b, Pair stride, Quad padding, Pair dilation,
                              int64_t groups) {
-  return conv2d_bias_act_forward(x, w, b, stride, padding, dilation, groups, std::nullopt, 0.0);
+  return conv2d_bias_act_forward(x, w, b, stride, padding, dilation, groups, std::nullopt, 0.0, std::nullopt);
 }
 
 py::tuple conv2d_backward(const carray<float>& dy, const carray<float>& x, const carray<float>& w,
                           Pair stride, Quad padding, Pair dilation, int64_t groups, bool need_dx,
-                          bool need_dw, bool need_db) {
+                          bool need_dw, bool need_db, const std::optional<std::string>& algo_name) {
   const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
+  const ConvAlgo algo = resolve_conv_algo(g, true, parse_conv_algo(algo_name));
   if (dy.ndim() != 4 || dy.shape(0) != g.N || dy.shape(1) != g.K || dy.shape(2) != g.P || dy.shape(3) != g.Q)
     throw std::invalid_argument("dy must have shape (" + std::to_string(g.N) + ", " + std::to_string(g.K) +
                                 ", " + std::to_string(g.P) + ", " + std::to_string(g.Q) + "), got " +
@@ -485,7 +513,7 @@ py::tuple conv2d_backward(const carray<float>& dy, const carray<float>& x, const
   const float *dyp = dy.data(), *xp = x.data(), *wp = w.data();
   {
     py::gil_scoped_release nogil;
-    conv_backward_impl(dyp, xp, wp, out.dx, out.dw, out.db, g);
+    conv_backward_impl(dyp, xp, wp, out.dx, out.dw, out.db, g, algo);
   }
   return out.tuple();
 }
@@ -496,15 +524,35 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
         py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         "x (N,C,H,W), w (K,C/groups,R,S), b (K,) | None -> y (N,K,P,Q); padding (top, bottom, left, right).");
-  m.def("conv2d_bias_act_forward", &conv2d_bias_act_forward, py::arg("x"), py::arg("w"),
-        py::arg("b") = py::none(), py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
+  const auto bias_act = [](const carray<float>& x, const carray<float>& w,
+                           const std::optional<carray<float>>& b, Pair stride, Quad padding, Pair dilation,
+                           int64_t groups, const std::optional<std::string>& activation, double alpha) {
+    return conv2d_bias_act_forward(x, w, b, stride, padding, dilation, groups, activation, alpha,
+                                   std::nullopt);
+  };
+  m.def("conv2d_bias_act_forward", bias_act, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
+        py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
         "y = act(conv2d(x, w) + b): the bias and activation applied in the GEMM's epilogue, while each block "
         "of output columns is in cache; activation None, 'relu', 'leaky_relu', 'sigmoid' or 'tanh'.");
-  m.def("conv2d_backward", &conv2d_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(),
+  m.def("conv2d_bias_act_forward_algo", &conv2d_bias_act_forward, py::arg("x"), py::arg("w"),
+        py::arg("b") = py::none(), py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01, py::arg("algo"),
+        "conv2d_bias_act_forward by the algorithm named (conv_algos; None or 'auto': the fixed heuristics).");
+  const auto backward = [](const carray<float>& dy, const carray<float>& x, const carray<float>& w,
+                           Pair stride, Quad padding, Pair dilation, int64_t groups, bool need_dx,
+                           bool need_dw, bool need_db) {
+    return conv2d_backward(dy, x, w, stride, padding, dilation, groups, need_dx, need_dw, need_db,
+                           std::nullopt);
+  };
+  m.def("conv2d_backward", backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("need_dx"),
         py::arg("need_dw"), py::arg("need_db"),
         "dy (N,K,P,Q), x, w -> (dx | None, dw | None, db | None); writes new arrays.");
+  m.def("conv2d_backward_algo", &conv2d_backward, py::arg("dy"), py::arg("x"), py::arg("w"), py::kw_only(),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("need_dx"),
+        py::arg("need_dw"), py::arg("need_db"), py::arg("algo"),
+        "conv2d_backward by the algorithm named (conv_algos; None or 'auto': the fixed heuristics).");
 }
 
 }  // namespace cnnkern

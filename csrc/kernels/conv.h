@@ -6,7 +6,9 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "kernels/activation.h"
 #include "runtime/bindings.h"
@@ -20,12 +22,29 @@ std::string shape_str(const py::array& a);
 // direct call could get wrong (the front door already checked).
 ConvGeom conv_geom(const carray<float>& x, const carray<float>& w, std::array<int64_t, 2> stride,
                    std::array<int64_t, 4> padding, std::array<int64_t, 2> dilation, int64_t groups);
-// y (N,K,P,Q) = act(conv(x, w) + b), b may be null, by the fastest method for the geometry.
+// The same from shapes alone (for conv_algos, which has no arrays).
+ConvGeom conv_geom_shapes(std::array<int64_t, 4> xs, std::array<int64_t, 4> ws, std::array<int64_t, 2> stride,
+                          std::array<int64_t, 4> padding, std::array<int64_t, 2> dilation, int64_t groups);
+
+// The conv algorithms a caller may pick per call (conv_algo.cpp, docs/autotune.md); auto_ is the fixed
+// heuristics, which always pick one of the others. Each is bitwise thread-count independent on its own.
+//   im2col: im2col + GEMM (conv.cpp, any geometry)   igemm: the indirect GEMMs (conv_igemm*.cpp)
+//   c1:     one-channel 3x3 direct kernels (dx on the indirect GEMM)   direct: depthwise direct kernels
+enum class ConvAlgo { auto_, im2col, igemm, c1, direct };
+// nullopt / "auto" -> auto_; an unknown name: std::invalid_argument listing the names.
+ConvAlgo parse_conv_algo(const std::optional<std::string>& name);
+const char* conv_algo_name(ConvAlgo a);
+// The algorithms that can run g (forward, or backward), the heuristics' choice first.
+std::vector<ConvAlgo> conv_algos(const ConvGeom& g, bool backward);
+// auto_ -> the heuristics' choice; one that cannot run g: std::invalid_argument naming the ones that can.
+ConvAlgo resolve_conv_algo(const ConvGeom& g, bool backward, ConvAlgo a);
+
+// y (N,K,P,Q) = act(conv(x, w) + b), b may be null, by `algo` (auto_: the fixed heuristics).
 void conv_forward_dispatch(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
-                           Act act, float alpha);
-// dx, dw, db (each null when not wanted) from dy (N,K,P,Q).
+                           Act act, float alpha, ConvAlgo algo = ConvAlgo::auto_);
+// dx, dw, db (each null when not wanted) from dy (N,K,P,Q), by `algo` (auto_: the fixed heuristics).
 void conv_backward_impl(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
-                        const ConvGeom& g);
+                        const ConvGeom& g, ConvAlgo algo = ConvAlgo::auto_);
 // conv2d_backward's outputs: new arrays for the gradients asked for (pointer null and object None otherwise).
 struct ConvGrads {
   ConvGrads(const ConvGeom& g, bool need_dx, bool need_dw, bool need_db);

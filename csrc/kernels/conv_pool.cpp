@@ -51,9 +51,12 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
                                      Pair dilation, int64_t groups,
                                      const std::optional<std::string>& activation, double alpha,
                                      Pair pool_kernel, Pair pool_stride, Pair pool_padding,
-                                     Pair pool_dilation, bool pool_ceil_mode, bool need_argmax) {
+                                     Pair pool_dilation, bool pool_ceil_mode, bool need_argmax,
+                                     const std::optional<std::string>& algo_name) {
   const Act act = parse_act(activation);
   const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
+  const ConvAlgo algo = resolve_conv_algo(g, false, parse_conv_algo(algo_name));
+  const bool c1 = algo == ConvAlgo::c1;
   if (b && (b->ndim() != 1 || b->shape(0) != g.K))
     throw py::value_error("b must have shape (" + std::to_string(g.K) + ",), got " + shape_str(*b));
   const PoolGeom pg =
@@ -72,7 +75,7 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
   const bool pool2 = pg.kh == 2 && pg.kw == 2 && pg.sh == 2 && pg.sw == 2 && pg.ph == 0 && pg.pw == 0 &&
                      pg.dh == 1 && pg.dw == 1 && pg.P == g.P / 2 && pg.Q == g.Q / 2 && pg.Q >= 8;
   const int code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : act == Act::none ? 0 : -1;
-  if (conv_c1_applies(g) && pool2 && code >= 0) {
+  if (c1 && pool2 && code >= 0) {
 #ifdef CNNKERN_X86
     py::gil_scoped_release nogil;  // conv and pool in registers: conv_c1_avx2.cpp
     // Split over (image, pair of filters), the pairs the kernel forms itself, so that one image (batch-1
@@ -86,7 +89,7 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
       }
     });
 #endif
-  } else if (conv_c1_applies(g)) {
+  } else if (c1) {
 #ifdef CNNKERN_X86
     py::gil_scoped_release nogil;
     PoolGeom one = pg;  // the pool of one image: K planes of P x Q
@@ -105,7 +108,7 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
     carray<float> z = new_array<float>({g.N, g.K, g.P, g.Q});
     float* zp = z.mutable_data();
     py::gil_scoped_release nogil;
-    conv_forward_dispatch(xp, wp, bp, zp, g, act, a_s);
+    conv_forward_dispatch(xp, wp, bp, zp, g, act, a_s, algo);
     maxpool_forward_impl(zp, pg, yp, ap);
   }
   return py::make_tuple(y, arg_obj);
@@ -115,9 +118,11 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
                                       const carray<int64_t>& argmax, const carray<float>& x,
                                       const carray<float>& w, Pair stride, Quad padding, Pair dilation,
                                       int64_t groups, const std::optional<std::string>& activation,
-                                      double alpha, bool need_dx, bool need_dw, bool need_db) {
+                                      double alpha, bool need_dx, bool need_dw, bool need_db,
+                                      const std::optional<std::string>& algo_name) {
   const Act act = parse_act(activation);
   const ConvGeom g = conv_geom(x, w, stride, padding, dilation, groups);
+  const ConvAlgo algo = resolve_conv_algo(g, true, parse_conv_algo(algo_name));
   if (dy.ndim() != 4 || dy.shape(0) != g.N || dy.shape(1) != g.K)
     throw py::value_error("dy must have shape (" + std::to_string(g.N) + ", " + std::to_string(g.K) +
                           ", P', Q') (the pooled conv output), got " + shape_str(dy));
@@ -131,7 +136,7 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
   const int64_t* ap = argmax.data();
   const float a_s = static_cast<float>(alpha);
   bool ok = true;
-  if (conv_c1_applies(g) && !dxp && dwp) {
+  if (algo == ConvAlgo::c1 && !dxp && dwp) {
 #ifdef CNNKERN_X86
     // the unfused dw/db sum (conv_c1_dw_images), each image's dz rebuilt in a per-thread buffer
     py::gil_scoped_release nogil;
@@ -157,7 +162,7 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
       activation_backward_inplace(act, yp + i0 * PQo, gd + i0 * PQo, (i1 - i0) * PQo, a_s);
     });
     ok = maxpool_scatter_planes(gd, ap, g.N * g.K, PQo, PQ, dz, Act::none, nullptr, 0.0f);
-    if (ok) conv_backward_impl(dz, xp, wp, dxp, dwp, dbp, g);
+    if (ok) conv_backward_impl(dz, xp, wp, dxp, dwp, dbp, g, algo);
   }
   if (!ok) throw py::value_error(argmax_error(PQ, {g.N, g.K, g.P, g.Q}, "the conv output"));
   return out.tuple();
@@ -166,18 +171,47 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
 }  // namespace
 
 void bind_conv_pool(py::module_& m) {
-  m.def("conv2d_act_maxpool_forward", &conv2d_act_maxpool_forward, py::arg("x"), py::arg("w"),
+  const auto forward = [](const carray<float>& x, const carray<float>& w,
+                          const std::optional<carray<float>>& b, Pair stride, Quad padding, Pair dilation,
+                          int64_t groups, const std::optional<std::string>& activation, double alpha,
+                          Pair pool_kernel, Pair pool_stride, Pair pool_padding, Pair pool_dilation,
+                          bool pool_ceil_mode, bool need_argmax) {
+    return conv2d_act_maxpool_forward(x, w, b, stride, padding, dilation, groups, activation, alpha,
+                                      pool_kernel, pool_stride, pool_padding, pool_dilation, pool_ceil_mode,
+                                      need_argmax, std::nullopt);
+  };
+  m.def("conv2d_act_maxpool_forward", forward, py::arg("x"), py::arg("w"), py::arg("b") = py::none(),
+        py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("activation") = py::none(), py::arg("alpha") = 0.01, py::arg("pool_kernel"),
+        py::arg("pool_stride"), py::arg("pool_padding"), py::arg("pool_dilation"), py::arg("pool_ceil_mode"),
+        py::arg("need_argmax") = true,
+        "(y, argmax | None): y = maxpool(act(conv2d(x, w) + b)), argmax a flat index into the conv output's "
+        "P*Q plane; for one input channel the conv output of each image stays in cache.");
+  m.def("conv2d_act_maxpool_forward_algo", &conv2d_act_maxpool_forward, py::arg("x"), py::arg("w"),
         py::arg("b") = py::none(), py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
         py::arg("pool_kernel"), py::arg("pool_stride"), py::arg("pool_padding"), py::arg("pool_dilation"),
-        py::arg("pool_ceil_mode"), py::arg("need_argmax") = true,
-        "(y, argmax | None): y = maxpool(act(conv2d(x, w) + b)), argmax a flat index into the conv output's "
-        "P*Q plane; for one input channel the conv output of each image stays in cache.");
-  m.def("conv2d_act_maxpool_backward", &conv2d_act_maxpool_backward, py::arg("dy"), py::arg("y"),
+        py::arg("pool_ceil_mode"), py::arg("need_argmax") = true, py::arg("algo"),
+        "conv2d_act_maxpool_forward with the conv by the algorithm named (conv_algos; None or 'auto': the "
+        "fixed heuristics).");
+  const auto backward = [](const carray<float>& dy, const carray<float>& y, const carray<int64_t>& argmax,
+                           const carray<float>& x, const carray<float>& w, Pair stride, Quad padding,
+                           Pair dilation, int64_t groups, const std::optional<std::string>& activation,
+                           double alpha, bool need_dx, bool need_dw, bool need_db) {
+    return conv2d_act_maxpool_backward(dy, y, argmax, x, w, stride, padding, dilation, groups, activation,
+                                       alpha, need_dx, need_dw, need_db, std::nullopt);
+  };
+  m.def("conv2d_act_maxpool_backward", backward, py::arg("dy"), py::arg("y"), py::arg("argmax"), py::arg("x"),
+        py::arg("w"), py::kw_only(), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01, py::arg("need_dx"),
+        py::arg("need_dw"), py::arg("need_db"),
+        "(dx | None, dw | None, db | None) of conv2d_act_maxpool_forward, from dy, the pooled y and argmax.");
+  m.def("conv2d_act_maxpool_backward_algo", &conv2d_act_maxpool_backward, py::arg("dy"), py::arg("y"),
         py::arg("argmax"), py::arg("x"), py::arg("w"), py::kw_only(), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("groups"), py::arg("activation") = py::none(), py::arg("alpha") = 0.01,
-        py::arg("need_dx"), py::arg("need_dw"), py::arg("need_db"),
-        "(dx | None, dw | None, db | None) of conv2d_act_maxpool_forward, from dy, the pooled y and argmax.");
+        py::arg("need_dx"), py::arg("need_dw"), py::arg("need_db"), py::arg("algo"),
+        "conv2d_act_maxpool_backward with the conv by the algorithm named (conv_algos; None or 'auto': the "
+        "fixed heuristics).");
 }
 
 }  // namespace cnnkern

@@ -12,6 +12,7 @@ using carray = py::array_t<T, py::array::c_style>;  // no forcecast: the front d
 
 void bind_conv(py::module_& m);
 void bind_conv_pool(py::module_& m);
+void bind_conv_algo(py::module_& m);
 void bind_dense(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_batchnorm(py::module_& m);

@@ -63,6 +63,7 @@ PYBIND11_MODULE(_cpp, m) {
       "thread cannot start.");
   cnnkern::bind_conv(m);
   cnnkern::bind_conv_pool(m);
+  cnnkern::bind_conv_algo(m);
   cnnkern::bind_dense(m);
   cnnkern::bind_pool(m);
   cnnkern::bind_batchnorm(m);

@@ -1,0 +1,115 @@
+// Which conv algorithms can run a geometry, and the fixed heuristics that pick one (docs/autotune.md).
+// The Python side (cnnkern/autotune.py) times the applicable ones once per shape, SIMD path and thread count
+// and passes its choice to the *_algo entry points; CNNKERN_AUTOTUNE=0 passes none (auto_: the heuristics).
+// Every algorithm computes each result bitwise the same at any thread count (docs/threads.md).
+#include <pybind11/stl.h>
+
+#include <array>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "kernels/conv_direct.h"
+#include "kernels/conv_igemm.h"
+#include "runtime/bindings.h"
+
+namespace cnnkern {
+
+namespace {
+
+constexpr std::array<ConvAlgo, 4> kAlgos{ConvAlgo::im2col, ConvAlgo::igemm, ConvAlgo::c1, ConvAlgo::direct};
+
+// Some indirect GEMM variant runs g: the forward and dw of every one of them; dx where it is stride 1 (and
+// 8+ channels when padded), else dx stays on im2col + GEMM (conv_backward_impl).
+bool igemm_runs(const ConvGeom& g) {
+  return conv_igemm_applies(g) || conv_igemm_padded_dw_applies(g) || conv_igemm_grouped_applies(g) ||
+         conv_igemm_strided_applies(g);
+}
+
+bool runs(const ConvGeom& g, ConvAlgo a) {
+  switch (a) {
+    case ConvAlgo::igemm:
+      return igemm_runs(g);
+    case ConvAlgo::c1:
+      return conv_c1_applies(g);
+    case ConvAlgo::direct:
+      return conv_direct_applies(g);
+    default:
+      return true;  // im2col + GEMM runs every geometry
+  }
+}
+
+// The heuristics of the code before autotuning: c1 first, then the indirect GEMMs (the forward of a padded
+// conv only with 8+ channels), the depthwise direct kernels, else im2col + GEMM. The backward takes the
+// direct kernels first and the indirect GEMMs for any padded conv (dw alone below 8 channels).
+ConvAlgo heuristic(const ConvGeom& g, bool backward) {
+  if (backward && conv_direct_applies(g)) return ConvAlgo::direct;
+  if (conv_c1_applies(g)) return ConvAlgo::c1;
+  if (conv_igemm_applies(g) || conv_igemm_padded_applies(g) || conv_igemm_grouped_applies(g) ||
+      conv_igemm_strided_applies(g) || (backward && conv_igemm_padded_dw_applies(g)))
+    return ConvAlgo::igemm;
+  if (conv_direct_applies(g)) return ConvAlgo::direct;
+  return ConvAlgo::im2col;
+}
+
+}  // namespace
+
+const char* conv_algo_name(ConvAlgo a) {
+  switch (a) {
+    case ConvAlgo::im2col:
+      return "im2col";
+    case ConvAlgo::igemm:
+      return "igemm";
+    case ConvAlgo::c1:
+      return "c1";
+    case ConvAlgo::direct:
+      return "direct";
+    default:
+      return "auto";
+  }
+}
+
+ConvAlgo parse_conv_algo(const std::optional<std::string>& name) {
+  if (!name || *name == "auto") return ConvAlgo::auto_;
+  for (ConvAlgo a : kAlgos)
+    if (*name == conv_algo_name(a)) return a;
+  throw std::invalid_argument("algo must be None, 'auto', 'im2col', 'igemm', 'c1' or 'direct', got '" +
+                              *name + "'");
+}
+
+std::vector<ConvAlgo> conv_algos(const ConvGeom& g, bool backward) {
+  const ConvAlgo first = heuristic(g, backward);
+  std::vector<ConvAlgo> out{first};
+  for (ConvAlgo a : kAlgos)
+    if (a != first && runs(g, a)) out.push_back(a);
+  return out;
+}
+
+ConvAlgo resolve_conv_algo(const ConvGeom& g, bool backward, ConvAlgo a) {
+  if (a == ConvAlgo::auto_) return heuristic(g, backward);
+  if (runs(g, a)) return a;
+  std::string can;
+  for (ConvAlgo b : conv_algos(g, backward)) can += std::string(can.empty() ? "" : ", ") + conv_algo_name(b);
+  throw std::invalid_argument(std::string("conv algorithm '") + conv_algo_name(a) +
+                              "' cannot run this geometry on the current SIMD path; these can: " + can);
+}
+
+void bind_conv_algo(py::module_& m) {
+  m.def(
+      "conv_algos",
+      [](std::array<int64_t, 4> x_shape, std::array<int64_t, 4> w_shape, std::array<int64_t, 2> stride,
+         std::array<int64_t, 4> padding, std::array<int64_t, 2> dilation, int64_t groups, bool backward) {
+        const ConvGeom g = conv_geom_shapes(x_shape, w_shape, stride, padding, dilation, groups);
+        std::vector<std::string> out;
+        for (ConvAlgo a : conv_algos(g, backward)) out.emplace_back(conv_algo_name(a));
+        return out;
+      },
+      py::arg("x_shape"), py::arg("w_shape"), py::kw_only(), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"), py::arg("backward"),
+      "The conv algorithms that can run this geometry on the current SIMD path, the fixed heuristics' choice "
+      "first: 'im2col', 'igemm', 'c1', 'direct'.");
+}
+
+}  // namespace cnnkern
