@@ -4,7 +4,9 @@ Where several algorithms can run one conv (``_cpp.conv_algos``: im2col + GEMM, i
 direct kernels, the depthwise direct kernels), the first call of a shape times each a few times on the call's
 own inputs and keeps the fastest, per (direction, shapes, SIMD path, thread count). Later calls cost one dict
 lookup. Choices persist in a JSON file per CPU model and ISA under the user's cache directory, so another CPU
-re-measures. ``CNNKERN_AUTOTUNE=0`` keeps the fixed heuristics; ``CNNKERN_CONV_ALGO=<name>`` forces one
+re-measures. Opt-in, ``CNNKERN_AUTOTUNE=1``: by default the fixed heuristics run, since a measured choice can
+differ between thread counts and runs (the bitwise rule of docs/threads.md) and on the machine it was
+built on it changed 1 choice in 186 (docs/autotune.md). ``CNNKERN_CONV_ALGO=<name>`` forces one
 algorithm wherever it can run (for tests). Timing runs on the calling Python thread, never inside a kernel.
 """
 
@@ -34,8 +36,8 @@ _state: dict[str, Any] = {"loaded_from": None, "warned": set()}
 
 
 def enabled() -> bool:
-    """False when ``CNNKERN_AUTOTUNE`` is ``0`` / ``off`` / ``false`` / ``no`` (the fixed heuristics)."""
-    return os.environ.get("CNNKERN_AUTOTUNE", "").strip().lower() not in ("0", "off", "false", "no")
+    """True when ``CNNKERN_AUTOTUNE`` is ``1`` / ``on`` / ``true`` / ``yes``; else the fixed heuristics."""
+    return os.environ.get("CNNKERN_AUTOTUNE", "").strip().lower() in ("1", "on", "true", "yes")
 
 
 def forced() -> str | None:
@@ -158,7 +160,7 @@ def info() -> dict[str, Any]:
         _load()
         entries = len(_memory)
     return {
-        "autotune": "on" if enabled() else "off (CNNKERN_AUTOTUNE=0)",
+        "autotune": "on" if enabled() else "off (the fixed heuristics; CNNKERN_AUTOTUNE=1 turns it on)",
         "cache": str(path),
         "entries": entries,
     }

@@ -20,9 +20,13 @@ def config_text() -> str:
         f"{os.environ.get('CNNKERN_SIMD', '')!r}  CNNKERN_NUM_THREADS="
         f"{os.environ.get('CNNKERN_NUM_THREADS', '')!r}  NUMBA_NUM_THREADS="
         f"{os.environ.get('NUMBA_NUM_THREADS', '')!r}",
-        "deterministic: every kernel's result is bitwise the same at any thread count (docs/threads.md); "
-        "the cpp convs' measured algorithm may differ per thread count: CNNKERN_AUTOTUNE=0 fixes it "
-        "(docs/autotune.md)",
+        "deterministic: every kernel's result is bitwise the same at any thread count (docs/threads.md)"
+        + (
+            "; except the cpp convs' measured algorithm, which may differ per thread count "
+            "(CNNKERN_AUTOTUNE=1 is set: docs/autotune.md)"
+            if os.environ.get("CNNKERN_AUTOTUNE", "").strip().lower() in ("1", "on", "true", "yes")
+            else ""
+        ),
     ]
     for name in backends.NAMES:
         reason = backends.probe(name)

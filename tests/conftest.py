@@ -17,7 +17,8 @@ import pytest
 import cnnkern
 from cnnkern import backends, ops
 
-# The suite runs the cpp convs by the fixed heuristics: a measured choice may differ between thread counts
+# The suite runs the cpp convs by the fixed heuristics (the default; forced here against a CNNKERN_AUTOTUNE=1
+# in the environment): a measured choice may differ between thread counts
 # and runs (test_determinism compares bits across thread counts). tests/test_autotune.py turns it on and
 # calls every algorithm explicitly; CNNKERN_CONV_ALGO=<name> runs the whole suite with one forced wherever it
 # can run (docs/autotune.md).

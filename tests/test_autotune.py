@@ -190,8 +190,13 @@ def test_unwritable_cache_dir_warns_and_runs(tuned, monkeypatch):
         _conv(x, w)
 
 
-def test_autotune_off_uses_the_heuristics(tuned, monkeypatch, spy):
-    monkeypatch.setenv("CNNKERN_AUTOTUNE", "0")
+@pytest.mark.parametrize("setting", [None, "0", "off"])
+def test_autotune_off_uses_the_heuristics(tuned, monkeypatch, spy, setting):
+    """Off by default (unset) and when set to a false value: the heuristics, no timing, no file."""
+    if setting is None:
+        monkeypatch.delenv("CNNKERN_AUTOTUNE", raising=False)
+    else:
+        monkeypatch.setenv("CNNKERN_AUTOTUNE", setting)
     x, w = randn((4, 8, 10, 10), 1).astype(np.float32), randn((8, 8, 3, 3), 2).astype(np.float32)
     np.testing.assert_array_equal(
         _conv(x, w), _cpp.conv2d_forward(x, w, stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1)
