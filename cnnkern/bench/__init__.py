@@ -1,7 +1,9 @@
 """``cnnkern bench``: the classic CNN's training step and inference, and each of its layers' kernels, on
 every backend and on PyTorch, timed in one process, interleaved; a table (median, IQR, min-max, GFLOP/s,
 GB/s, % of the FMA peak estimate, time ratio to PyTorch), optionally a JSON file of the raw samples and a
-bar chart. ``--profile`` prints a per-kernel breakdown of the cpp training step and inference instead.
+bar chart. ``--profile`` prints a per-kernel breakdown of the cpp training step and inference instead;
+``--int8`` (:mod:`.int8`), ``--zoo`` (:mod:`.zoo`) and ``--model`` (saved model files, :mod:`.saved`) time
+other models.
 
 Modules: :mod:`.shapes` (named layer shapes and their FLOP/byte counts), :mod:`.workloads` and :mod:`.steps`
 (the workloads), :mod:`.timing` (interleaved measurement), :mod:`.peak` (FMA peak estimate),
@@ -117,6 +119,15 @@ def add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="instead: inference float32 vs int8 (cnnkern.compress.quantize) vs PyTorch's x86 int8 of the "
         "classic CNN and the VGG-style model with batch norm (comma list of classic, vgg_bn; both when given "
         "alone; batches default 1,128; --backends picks the cnnkern backend and whether torch runs)",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="instead: inference (predict) of a saved model file, float or int8 (`cnnkern quantize`), on "
+        "each --backends backend (default: every available one but reference); repeat it to time several "
+        "files side by side, each row's time also as a ratio to the first (batches default 1,128)",
     )
     p.add_argument(
         "--plot",
@@ -236,6 +247,10 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Entry point of ``cnnkern bench`` (see :func:`add_bench`). Exit status 1 if a result was wrong."""
     if args.recipe is not None:
         return _bench_recipe(args, parser)
+    if args.model is not None:
+        from .saved import bench_models
+
+        return bench_models(args, parser)
     if args.int8 is not None:
         return _bench_int8(args, parser)
     if args.target is not None or args.steps is not None or args.data or args.epochs is not None:
@@ -318,6 +333,7 @@ def _bench_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     others = {
         "--zoo": args.zoo,
         "--int8": args.int8,
+        "--model": args.model,
         "--profile": args.profile,
         "--json": args.json,
         "--batch": args.batch,
@@ -325,8 +341,8 @@ def _bench_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     given = [k for k, v in others.items() if v]
     if given or args.only != "all" or args.simd or args.quick or args.repeat:
         parser.error(
-            "--recipe times a training run: it does not combine with --zoo, --int8, --profile, --json, "
-            "--batch, --only, --simd, --quick or --repeat"
+            "--recipe times a training run: it does not combine with --zoo, --int8, --model, --profile, "
+            "--json, --batch, --only, --simd, --quick or --repeat"
         )
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")

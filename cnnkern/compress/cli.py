@@ -13,7 +13,7 @@ def add_quantize(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "quantize",
         help="int8 post-training quantization of a saved model",
         description="Fold batch norms, calibrate activation ranges on the first N training images and save "
-        "the int8 model; `cnnkern evaluate` and `predict` read it like any model.",
+        "the int8 model; `cnnkern evaluate`, `predict` and `bench --model` read it like any model.",
     )
     p.add_argument("model", metavar="MODEL", help="a float model saved by `cnnkern train --save`")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the int8 model's .npz file")
