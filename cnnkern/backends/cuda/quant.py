@@ -105,24 +105,7 @@ class CudaQuantKernels:
         self.be._launch("quant", "maxpool2d_q8", _grid_1d(y.size), (self._put(x), y, *sizes))
         return self._get(y)
 
-    def conv2d_q8_pool_forward(
-        self,
-        x: np.ndarray,
-        w: np.ndarray,
-        bias: np.ndarray,
-        multiplier: np.ndarray,
-        shift: np.ndarray,
-        *,
-        x_zero: int,
-        y_zero: int,
-        relu: bool,
-        stride: Sequence[int],
-        padding: Sequence[int],
-        dilation: Sequence[int],
-        groups: int,
-        pool: Sequence[int],
-    ) -> np.ndarray:
-        return spec.conv_then_pool(self.conv2d_q8_forward, self.maxpool2d_q8_forward, locals())
+    conv2d_q8_pool_forward = spec.conv_then_pool(None, None)  # this class's conv, then its max pool
 
     def quantize_input_q8(self, x: np.ndarray, *, scale: float, zero: int) -> np.ndarray:
         """On the host, as the specification does: the int8 model's arrays live there (see the class)."""

@@ -144,23 +144,7 @@ def maxpool2d_q8_forward(
     return y
 
 
-def conv2d_q8_pool_forward(
-    x: np.ndarray,
-    w: np.ndarray,
-    bias: np.ndarray,
-    multiplier: np.ndarray,
-    shift: np.ndarray,
-    *,
-    x_zero: int,
-    y_zero: int,
-    relu: bool,
-    stride: Sequence[int],
-    padding: Sequence[int],
-    dilation: Sequence[int],
-    groups: int,
-    pool: Sequence[int],
-) -> np.ndarray:
-    return spec.conv_then_pool(conv2d_q8_forward, maxpool2d_q8_forward, locals())
+conv2d_q8_pool_forward = spec.conv_then_pool(conv2d_q8_forward, maxpool2d_q8_forward)
 
 
 # An elementwise pass, memory-bound: the specification's NumPy version.

@@ -29,6 +29,7 @@ format's rules, which every backend shares, are checked once by the front door,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -190,34 +191,27 @@ def maxpool2d_q8_forward(
     return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
 
 
-def conv2d_q8_pool_forward(
-    x: np.ndarray,
-    w: np.ndarray,
-    bias: np.ndarray,
-    multiplier: np.ndarray,
-    shift: np.ndarray,
-    *,
-    x_zero: int,
-    y_zero: int,
-    relu: bool,
-    stride: Sequence[int],
-    padding: Sequence[int],
-    dilation: Sequence[int],
-    groups: int,
-    pool: Sequence[int],
-) -> np.ndarray:
-    """conv2d_q8_forward, then the max pool of window = stride = ``pool`` (floor mode, no padding)."""
-    return conv_then_pool(conv2d_q8_forward, maxpool2d_q8_forward, locals())
+def conv_then_pool(conv: Callable[..., Any] | None, maxpool: Callable[..., Any] | None) -> Callable[..., Any]:
+    """conv2d_q8_pool_forward, with the table's signature, from a backend's conv and max pool (for the
+    backends that do not fuse them): a function over those two, or with None for both a method calling
+    ``self.conv2d_q8_forward`` and ``self.maxpool2d_q8_forward``."""
+    from ...kernel_methods import call_args, function
+    from ...kernels import QUANT_TABLE
+
+    kernel, conv_kernel = QUANT_TABLE["conv2d_q8_pool_forward"], QUANT_TABLE["conv2d_q8_forward"]
+    owner = "self." if conv is None else "_"
+    conv_call = f"{owner}conv2d_q8_forward({call_args(conv_kernel, keywords=True)})"
+    pool_kw = "kernel_size=pool, stride=pool, padding=(0, 0), ceil_mode=False"
+    body = f"return {owner}maxpool2d_q8_forward({conv_call}, {pool_kw})"
+    names = {"_conv2d_q8_forward": conv, "_maxpool2d_q8_forward": maxpool}
+    fn = function(kernel.name, kernel.signature(self_arg=conv is None), body, names)
+    fn.__doc__ = (
+        "conv2d_q8_forward, then the max pool of window = stride = ``pool`` (floor mode, no padding)."
+    )
+    return fn
 
 
-def conv_then_pool(
-    conv: Callable[..., np.ndarray], maxpool: Callable[..., np.ndarray], args: dict
-) -> np.ndarray:
-    """conv2d_q8_pool_forward from a backend's conv and max pool (``args``: its arguments by name, as the
-    caller's ``locals()``), for the backends that do not fuse them."""
-    kw = {name: v for name, v in args.items() if name not in ("self", "pool")}
-    pool = tuple(args["pool"])
-    return maxpool(conv(**kw), kernel_size=pool, stride=pool, padding=(0, 0), ceil_mode=False)
+conv2d_q8_pool_forward = conv_then_pool(conv2d_q8_forward, maxpool2d_q8_forward)
 
 
 def quantize_input_q8(x: np.ndarray, *, scale: float, zero: int) -> np.ndarray:
