@@ -89,12 +89,12 @@ Kernels pick() {
   const Simd level = simd_level();
 #if defined(CNNKERN_X86) && (defined(__GNUC__) || defined(__clang__))
   if (level == Simd::avx512 && __builtin_cpu_supports("avx512vnni"))
-    return {q8_igemm_vnni, nullptr, q8_requant_avx512, "vnni"};
-  if (level == Simd::avx512) return {q8_igemm_avx2, nullptr, q8_requant_avx512, "avx2"};
-  if (level == Simd::avx2) return {q8_igemm_avx2, nullptr, q8_requant_avx2, "avx2"};
+    return {q8_igemm_vnni, nullptr, q8_conv_fused_vnni, q8_requant_avx512, "vnni"};
+  if (level == Simd::avx512) return {q8_igemm_avx2, nullptr, nullptr, q8_requant_avx512, "avx2"};
+  if (level == Simd::avx2) return {q8_igemm_avx2, nullptr, nullptr, q8_requant_avx2, "avx2"};
 #endif
   (void)level;
-  return {q8_igemm_scalar, q8_conv_c1_scalar, q8_requant_scalar, "scalar"};
+  return {q8_igemm_scalar, q8_conv_c1_scalar, nullptr, q8_requant_scalar, "scalar"};
 }
 
 void invalid(const std::string& message) { throw std::invalid_argument(message); }

@@ -72,6 +72,13 @@ void q8_requant_avx2(const int32_t* sum, int64_t ld, int64_t count, int64_t n, c
 void q8_requant_avx512(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
                        uint8_t* out);
 
+// The VNNI path's one-channel conv with its epilogue fused (q8_igemm_vnni's packing and reads, groups 1):
+// per output cell, the `win` pixels pix[cell * win ..] of its pool window (win = 1: no pool) summed with
+// vpdpbusd, their max taken and requantized in registers, out[cell * n ..] its n codes; the accumulators
+// never leave the registers (a one-channel layer is otherwise bound by their stores and reloads).
+void q8_conv_fused_vnni(const uint8_t* const* pix, int64_t cells, int64_t win, const Q8Gemm& g,
+                        const RequantRow& q, int64_t n, uint8_t* out);
+
 // The AVX-512 body of quantize_input_q8 (quant.cpp) over x[begin, end): 8 lanes per step, same arithmetic.
 void q8_quantize_input_avx512(const float* x, int64_t begin, int64_t end, double scale, int64_t zero,
                               uint8_t* y);

@@ -2,12 +2,13 @@
 // cnnkern/backends/reference/quant.py): an implicit GEMM over the input padded once per call (cells
 // x_zero, so a padded tap adds nothing), each output pixel's taps read in place: a kernel row covers S * C
 // contiguous input bytes (read as a multiple of 4, the extra bytes meeting zero weights); grouped
-// convolutions build im2col rows per group; the scalar path runs one input channel (a grey image's first
-// layer) with the direct kernel q8_conv_c1 (quant.h) instead. Work items are tiles of output pixels of
-// one image, so batch 1 also spreads over the threads. The epilogue
-// requantizes the tile's int32 accumulators (bias, zero points, ReLU) and, when a max pool follows, takes
-// the pool's max on the accumulators first (the requantization is monotone) so that the conv's full-size
-// output is never written.
+// convolutions build im2col rows per group. One input channel (a grey image's first layer): the scalar
+// path runs the direct kernel q8_conv_c1, the VNNI path q8_conv_fused_vnni (the same reads, the sums kept
+// in registers through the pool's max and the requantization; quant.h). Work items are tiles of output
+// pixels of one image, so batch 1 also spreads over the threads. The epilogue requantizes the tile's int32
+// accumulators (bias, zero points, ReLU) and, when a max pool follows, takes the pool's max on the
+// accumulators first (the requantization is monotone) so that the conv's full-size output is never
+// written.
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -111,7 +112,7 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
     src = dst;
   }
   std::vector<int64_t> toff;
-  const bool c1 = layout == Layout::c1;
+  const bool c1 = layout == Layout::c1, fused = C == 1 && groups == 1 && K <= 256 && kern.fused;
   for (int64_t i = 0; i < R; ++i)
     if (layout == Layout::runs)
       toff.push_back(i * dilation[0] * Wp * C);
@@ -152,6 +153,11 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
               for (int64_t j = 0; j < S; ++j, row += CG)
                 copy_run(row, pix[r] + (i * dilation[0] * Wp + j * dilation[1]) * C + g * CG, CG);
           }
+        }
+        if (fused) {
+          const Q8Gemm gemm{toff.data(), p.ntaps, p.csteps, p.group_w(0), p.nblocks};
+          kern.fused(pix, ncell, win, gemm, p.row(0), K, yp + (n * cells + cell0) * K);
+          continue;
         }
         if (c1) {
           kern.c1(rows, m, Q8C1{toff.data(), (p.ntaps + 1) / 2, p.w16.data(), nb16}, acc, ldc);

@@ -20,6 +20,8 @@ using ConvC1 = void (*)(const uint8_t* const*, int64_t, const Q8C1&, int32_t*, i
 struct Kernels {
   Gemm gemm;
   ConvC1 c1;  // null: one input channel runs the GEMM too
+  // null: the GEMM, then requant (quant.h's q8_conv_fused_vnni; used for one input channel)
+  void (*fused)(const uint8_t* const*, int64_t, int64_t, const Q8Gemm&, const RequantRow&, int64_t, uint8_t*);
   RequantFn requant;
   const char* name;
 };
