@@ -66,6 +66,18 @@ void q8_igemm_scalar(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int
     }
 }
 
+void q8_conv_c1_scalar(const uint8_t* const* pix, int64_t m, const Q8C1& g, int32_t* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i) {
+    int32_t* out = c + i * ldc;
+    std::fill(out, out + g.kp, 0);
+    for (int64_t p = 0; p < g.npairs; ++p) {
+      const int32_t a0 = pix[i][g.toff[2 * p]], a1 = pix[i][g.toff[2 * p + 1]];
+      const int16_t* w = g.w + p * g.kp * 2;
+      for (int64_t k = 0; k < g.kp; ++k) out[k] += a0 * w[2 * k] + a1 * w[2 * k + 1];
+    }
+  }
+}
+
 void q8_requant_scalar(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
                        uint8_t* out) {
   for (int64_t k = 0; k < n; ++k) out[k] = requant_max(sum, ld, count, q, k);
@@ -77,12 +89,12 @@ Kernels pick() {
   const Simd level = simd_level();
 #if defined(CNNKERN_X86) && (defined(__GNUC__) || defined(__clang__))
   if (level == Simd::avx512 && __builtin_cpu_supports("avx512vnni"))
-    return {q8_igemm_vnni, q8_requant_avx512, "vnni"};
-  if (level == Simd::avx512) return {q8_igemm_avx2, q8_requant_avx512, "avx2"};
-  if (level == Simd::avx2) return {q8_igemm_avx2, q8_requant_avx2, "avx2"};
+    return {q8_igemm_vnni, nullptr, q8_conv_fused_vnni, q8_requant_avx512, "vnni"};
+  if (level == Simd::avx512) return {q8_igemm_avx2, nullptr, nullptr, q8_requant_avx512, "avx2"};
+  if (level == Simd::avx2) return {q8_igemm_avx2, nullptr, nullptr, q8_requant_avx2, "avx2"};
 #endif
   (void)level;
-  return {q8_igemm_scalar, q8_requant_scalar, "scalar"};
+  return {q8_igemm_scalar, q8_conv_c1_scalar, nullptr, q8_requant_scalar, "scalar"};
 }
 
 void invalid(const std::string& message) { throw std::invalid_argument(message); }
@@ -141,27 +153,38 @@ std::shared_ptr<const Packed> build(const int8_t* w, const std::array<int64_t, 4
   } else if (layout == Layout::runs) {  // groups == 1: taps i, each over (j, c)
     p->ntaps = R;
     p->csteps = round4(S * CG) / 4;
+  } else if (layout == Layout::c1) {  // CG == 1, groups == 1: pairs of taps (i, j)
+    p->ntaps = R * S;
   } else {
     p->csteps = round4(CG * R * S) / 4;
   }
   p->nblocks = (KG + 15) / 16;
   const int64_t wblock = p->ntaps * p->csteps * 64;
-  p->w.assign(static_cast<size_t>(groups * p->nblocks * wblock), 0);
+  const int64_t kp = p->nblocks * 16;
+  if (layout == Layout::c1)
+    p->w16.assign(static_cast<size_t>((R * S + 1) / 2 * kp * 2), 0);
+  else
+    p->w.assign(static_cast<size_t>(groups * p->nblocks * wblock), 0);
   p->wsum.assign(static_cast<size_t>(K), 0);
   for (int64_t k = 0; k < K; ++k) {
     const int64_t g = k / KG, kk = k % KG;
-    int8_t* dst = p->w.data() + g * p->nblocks * wblock + (kk / 16) * wblock + (kk % 16) * 4;
     for (int64_t c = 0; c < CG; ++c)
       for (int64_t i = 0; i < R; ++i)
         for (int64_t j = 0; j < S; ++j) {
           const int8_t v = w[((k * CG + c) * R + i) * S + j];
+          p->wsum[static_cast<size_t>(k)] += v;
+          if (layout == Layout::c1) {
+            const int64_t t = i * S + j;
+            p->w16[static_cast<size_t>((t / 2) * kp * 2 + k * 2 + t % 2)] = v;
+            continue;
+          }
+          int8_t* dst = p->w.data() + g * p->nblocks * wblock + (kk / 16) * wblock + (kk % 16) * 4;
           // tap index and reduction index within the tap
           const int64_t t = layout == Layout::implicit ? i * S + j : layout == Layout::runs ? i : 0;
           const int64_t u = layout == Layout::implicit ? c
                             : layout == Layout::runs   ? j * CG + c
                                                        : (i * S + j) * CG + c;
           dst[t * p->csteps * 64 + (u / 4) * 64 + u % 4] = v;
-          p->wsum[static_cast<size_t>(k)] += v;
         }
   }
   for (int64_t k = 0; k < K; ++k) {

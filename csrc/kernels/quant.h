@@ -22,6 +22,21 @@ void q8_igemm_scalar(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int
 void q8_igemm_avx2(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int32_t* c, int64_t ldc);
 void q8_igemm_vnni(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int32_t* c, int64_t ldc);
 
+// The direct kernel of a one-channel convolution (groups 1, e.g. a grey image's first layer) on the scalar
+// path, where the GEMM's 4-byte groups would mostly meet zero weights: c[i][k] = sum_t pix[i][toff[t]] *
+// w[k][t] over the taps in pairs, the weights as int16 pairs (w[k][2p], w[k][2p+1]) in lane k of pair p (an
+// odd tap count's last pair repeats an offset against a zero weight). c has ldc >= kp int32 per row. The
+// SIMD paths keep the implicit GEMM for one channel: measured faster there (the VNNI GEMM runs 3 vpdpbusd
+// per 16 channels for a 3x3 kernel, the fewest 4-byte groups that hold 9 taps; vpmaddwd pairs need 5
+// vpmaddwd + 5 vpaddd and a broadcast per pair).
+struct Q8C1 {
+  const int64_t* toff;  // 2 npairs byte offsets added to every pixel pointer
+  int64_t npairs;
+  const int16_t* w;  // [npairs][kp][2]
+  int64_t kp;        // the channels padded to a multiple of 16 (zero weights beyond K)
+};
+void q8_conv_c1_scalar(const uint8_t* const* pix, int64_t m, const Q8C1& g, int32_t* c, int64_t ldc);
+
 // The requantization of one output pixel's channels [0, n) (reference: requantize), as per-channel arrays:
 // y[k] = clamp(zero + ((acc32[k] * mult[k] + round[k]) >> shift[k]), lo[k], 127) with acc32 = sum + base
 // (the bias less x_zero * the channel's weight sum), which the format keeps inside int32; base is stored
@@ -56,6 +71,13 @@ void q8_requant_avx2(const int32_t* sum, int64_t ld, int64_t count, int64_t n, c
                      uint8_t* out);
 void q8_requant_avx512(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
                        uint8_t* out);
+
+// The VNNI path's one-channel conv with its epilogue fused (q8_igemm_vnni's packing and reads, groups 1):
+// per output cell, the `win` pixels pix[cell * win ..] of its pool window (win = 1: no pool) summed with
+// vpdpbusd, their max taken and requantized in registers, out[cell * n ..] its n codes; the accumulators
+// never leave the registers (a one-channel layer is otherwise bound by their stores and reloads).
+void q8_conv_fused_vnni(const uint8_t* const* pix, int64_t cells, int64_t win, const Q8Gemm& g,
+                        const RequantRow& q, int64_t n, uint8_t* out);
 
 // The AVX-512 body of quantize_input_q8 (quant.cpp) over x[begin, end): 8 lanes per step, same arithmetic.
 void q8_quantize_input_avx512(const float* x, int64_t begin, int64_t end, double scale, int64_t zero,

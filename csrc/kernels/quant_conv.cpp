@@ -1,12 +1,14 @@
 // The quantized convolution (kernels/quant.h, quant_impl.h; the specification is
 // cnnkern/backends/reference/quant.py): an implicit GEMM over the input padded once per call (cells
 // x_zero, so a padded tap adds nothing), each output pixel's taps read in place: a kernel row covers S * C
-// contiguous input bytes (read as a multiple of 4, the extra bytes meeting zero weights), so even a
-// 1-channel first layer needs no im2col; grouped convolutions build im2col rows per group. Work items
-// are tiles of output pixels of one image, so batch 1 also spreads over the threads. The epilogue
-// requantizes the tile's int32 accumulators (bias, zero points, ReLU) and, when a max pool follows, takes
-// the pool's max on the accumulators first (the requantization is monotone) so that the conv's full-size
-// output is never written.
+// contiguous input bytes (read as a multiple of 4, the extra bytes meeting zero weights); grouped
+// convolutions build im2col rows per group. One input channel (a grey image's first layer): the scalar
+// path runs the direct kernel q8_conv_c1, the VNNI path q8_conv_fused_vnni (the same reads, the sums kept
+// in registers through the pool's max and the requantization; quant.h). Work items are tiles of output
+// pixels of one image, so batch 1 also spreads over the threads. The epilogue requantizes the tile's int32
+// accumulators (bias, zero points, ReLU) and, when a max pool follows, takes the pool's max on the
+// accumulators first (the requantization is monotone) so that the conv's full-size output is never
+// written.
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -87,11 +89,15 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
   uint8_t* yp = y.mutable_data();
   // groups == 1: the taps read in place (kernel rows over S * C contiguous bytes, or with a column dilation
   // taps (i, j) over the channels); grouped: im2col rows per group
-  const Layout layout = groups > 1 ? Layout::rows : dilation[1] == 1 ? Layout::runs : Layout::implicit;
+  // one input channel on the scalar path: the direct kernel (quant.h's Q8C1), taps read byte by byte
+  const Kernels kern = pick();
+  const Layout layout = groups > 1          ? Layout::rows
+                        : C == 1 && kern.c1 ? Layout::c1
+                        : dilation[1] == 1  ? Layout::runs
+                                            : Layout::implicit;
   const auto packing = packed(w, bias, {&multiplier, &shift, x_zero, y_zero, relu}, groups, layout);
   const Packed& p = *packing;
   py::gil_scoped_release release;
-  const Kernels kern = pick();
   const bool implicit = layout == Layout::implicit, rows_layout = layout == Layout::rows;
   const int64_t Cp = implicit ? round4(C) : C, Hp = H + padding[0] + padding[1];
   const int64_t Wp = W + padding[2] + padding[3];
@@ -106,12 +112,14 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
     src = dst;
   }
   std::vector<int64_t> toff;
+  const bool c1 = layout == Layout::c1, fused = C == 1 && groups == 1 && K <= 256 && kern.fused;
   for (int64_t i = 0; i < R; ++i)
     if (layout == Layout::runs)
       toff.push_back(i * dilation[0] * Wp * C);
-    else if (implicit)
+    else if (implicit || c1)
       for (int64_t j = 0; j < S; ++j) toff.push_back((i * dilation[0] * Wp + j * dilation[1]) * Cp);
   if (rows_layout) toff.push_back(0);
+  if (c1 && toff.size() % 2) toff.push_back(0);  // the last pair's second tap: a zero weight
   const int64_t KG = K / groups, nb16 = p.nblocks * 16, ldc = groups * nb16, kp = p.csteps * 4;
   const int64_t win = ph * pw, cells = PP * QQ, tc = std::max<int64_t>(1, kTileRows / win);
   const int64_t tiles = (cells + tc - 1) / tc, rows_per_tile = tc * win;
@@ -146,8 +154,17 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
                 copy_run(row, pix[r] + (i * dilation[0] * Wp + j * dilation[1]) * C + g * CG, CG);
           }
         }
-        const Q8Gemm gemm{toff.data(), p.ntaps, p.csteps, p.group_w(g), p.nblocks};
-        kern.gemm(rows, m, gemm, acc + g * nb16, ldc);
+        if (fused) {
+          const Q8Gemm gemm{toff.data(), p.ntaps, p.csteps, p.group_w(0), p.nblocks};
+          kern.fused(pix, ncell, win, gemm, p.row(0), K, yp + (n * cells + cell0) * K);
+          continue;
+        }
+        if (c1) {
+          kern.c1(rows, m, Q8C1{toff.data(), (p.ntaps + 1) / 2, p.w16.data(), nb16}, acc, ldc);
+        } else {
+          const Q8Gemm gemm{toff.data(), p.ntaps, p.csteps, p.group_w(g), p.nblocks};
+          kern.gemm(rows, m, gemm, acc + g * nb16, ldc);
+        }
         const RequantRow rq = p.row(g);
         for (int64_t ci = 0; ci < ncell; ++ci) {
           const int32_t* sums = acc + ci * win * ldc + g * nb16;

@@ -16,8 +16,12 @@ namespace cnnkern::q8 {
 
 using Gemm = void (*)(const uint8_t* const*, int64_t, const Q8Gemm&, int32_t*, int64_t);
 using RequantFn = void (*)(const int32_t*, int64_t, int64_t, int64_t, const RequantRow&, uint8_t*);
+using ConvC1 = void (*)(const uint8_t* const*, int64_t, const Q8C1&, int32_t*, int64_t);
 struct Kernels {
   Gemm gemm;
+  ConvC1 c1;  // null: one input channel runs the GEMM too
+  // null: the GEMM, then requant (quant.h's q8_conv_fused_vnni; used for one input channel)
+  void (*fused)(const uint8_t* const*, int64_t, int64_t, const Q8Gemm&, const RequantRow&, int64_t, uint8_t*);
   RequantFn requant;
   const char* name;
 };
@@ -37,6 +41,7 @@ constexpr int64_t round4(int64_t n) { return (n + 3) / 4 * 4; }
 struct Packed {
   int64_t ntaps = 1, csteps = 0, nblocks = 0, groups = 1;
   std::vector<int8_t> w;
+  std::vector<int16_t> w16;   // Layout::c1's weights instead (quant.h's Q8C1)
   std::vector<int64_t> wsum;  // per output channel
   std::vector<int32_t> base, mult;
   std::vector<int64_t> round, shift, lo, even_odd;  // even_odd: per group, per 16 channels (quant.h)
@@ -53,8 +58,9 @@ struct Packed {
 // How a packing lays out the reduction: conv kernel rows i each over the run of S * C input bytes they
 // cover, padded to a multiple of 4 ("runs": read in place from the input; stride-1 columns, no groups);
 // conv taps (i, j) each over the padded channels ("implicit":
-// read in place from the input), or one run of (i, j, c) per group ("rows": im2col / dense rows).
-enum class Layout : int64_t { implicit = 0, rows = 1, runs = 2 };
+// read in place from the input), or one run of (i, j, c) per group ("rows": im2col / dense rows); "c1":
+// one input channel, groups 1, the taps in 16-bit pairs for q8_conv_c1 (w16, not w).
+enum class Layout : int64_t { implicit = 0, rows = 1, runs = 2, c1 = 3 };
 struct Epilogue {
   const carray<int32_t>* multiplier;  // null: accumulators only (dense_q8_acc)
   const carray<int32_t>* shift;

@@ -4,6 +4,7 @@
 // loads NB weight vectors once, then per row broadcasts its 4 codes (folded into vpdpbusd's {1to16}
 // operand) and runs NB vpdpbusd (4 u8 x s8 products summed into each int32 lane, no intermediate
 // saturation). Called only where the CPU has AVX512_VNNI (quant.cpp checks).
+// Also q8_conv_fused_vnni (quant.h): a one-channel conv's sums, pool max and requantization per output cell.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -66,6 +67,60 @@ void q8_igemm_vnni(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int32
       break;
     default:
       break;
+  }
+}
+
+}  // namespace cnnkern
+
+namespace cnnkern {
+
+namespace {
+
+// one cell's int32 sums of NB blocks of 16 channels: the max over its window's pixels, taken two pixels at
+// a time (2 NB independent vpdpbusd chains)
+template <int NB>
+void cell_sums(const uint8_t* const* pix, int64_t win, const Q8Gemm& g, const int8_t* w, int32_t* sums) {
+  const int64_t wblock = g.ntaps * g.csteps * 64;
+  __m512i top[NB];
+  for (int b = 0; b < NB; ++b) top[b] = _mm512_set1_epi32(INT32_MIN);
+  for (int64_t i = 0; i < win; i += 2) {
+    const uint8_t* p0 = pix[i];
+    const uint8_t* p1 = pix[i + 1 < win ? i + 1 : i];
+    __m512i a0[NB], a1[NB];
+    for (int b = 0; b < NB; ++b) a0[b] = a1[b] = _mm512_setzero_si512();
+    for (int64_t t = 0; t < g.ntaps; ++t)
+      for (int64_t s = 0; s < g.csteps; ++s) {
+        const int64_t o = g.toff[t] + 4 * s, wo = (t * g.csteps + s) * 64;
+        int32_t f0, f1;
+        std::memcpy(&f0, p0 + o, 4);
+        std::memcpy(&f1, p1 + o, 4);
+        const __m512i x0 = _mm512_set1_epi32(f0), x1 = _mm512_set1_epi32(f1);
+        for (int b = 0; b < NB; ++b) {
+          const __m512i wv = _mm512_loadu_si512(w + b * wblock + wo);
+          a0[b] = _mm512_dpbusd_epi32(a0[b], x0, wv);
+          a1[b] = _mm512_dpbusd_epi32(a1[b], x1, wv);
+        }
+      }
+    for (int b = 0; b < NB; ++b) top[b] = _mm512_max_epi32(top[b], _mm512_max_epi32(a0[b], a1[b]));
+  }
+  for (int b = 0; b < NB; ++b) _mm512_storeu_si512(sums + b * 16, top[b]);
+}
+
+}  // namespace
+
+void q8_conv_fused_vnni(const uint8_t* const* pix, int64_t cells, int64_t win, const Q8Gemm& g,
+                        const RequantRow& q, int64_t n, uint8_t* out) {
+  const int64_t wblock = g.ntaps * g.csteps * 64;
+  alignas(64) int32_t sums[256];
+  for (int64_t c0 = 0; c0 < cells; ++c0) {
+    const uint8_t* const* cp = pix + c0 * win;
+    for (int64_t b = 0; b < g.nblocks; b += 2) {  // (sums: 16 blocks at most, see quant_conv.cpp)
+      if (g.nblocks - b >= 2)
+        cell_sums<2>(cp, win, g, g.w + b * wblock, sums + b * 16);
+      else
+        cell_sums<1>(cp, win, g, g.w + b * wblock, sums + b * 16);
+    }
+    q8_requant_avx512(sums, 0, 1, n, q, out + c0 * n);
   }
 }
 
