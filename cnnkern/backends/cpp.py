@@ -145,90 +145,51 @@ def _shape(a: Any) -> tuple[int, ...]:
     return tuple(getattr(a, "shape", ()))
 
 
+def _tuned(direction: str, entry: str, xw: tuple[int, int], extra: Callable[..., tuple[Any, ...]]) -> Any:
+    """A conv kernel calling the extension's ``entry`` (a ``*_algo`` entry point) with the algorithm
+    cnnkern.autotune picks; the choice's key: x's and w's shapes (arguments ``xw``), the geometry and
+    ``extra(arrays, rest)`` (what else changes the kernel's work: the backward's needs, the pool...)."""
+
+    def conv(*arrays: Any, stride: Any, padding: Any, dilation: Any, groups: int, **rest: Any) -> Any:
+        geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+        def run(algo: str | None) -> Any:
+            return getattr(_cpp, entry)(*arrays, **geometry, algo=algo, **rest)
+
+        x, w = arrays[xw[0]], arrays[xw[1]]
+        key = (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra(arrays, rest))
+        return run(autotune.choose(direction, key, run))
+
+    return conv
+
+
+def _needs(arrays: Any, rest: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(rest.values())
+
+
+# The keys as before this factory: the plain forward leaves the activation out (same conv work); the fused
+# kernels are timed as themselves (the pool's geometry and activation; the pooled dy's shape backward).
+conv2d_bias_act_forward = _tuned("fwd", "conv2d_bias_act_forward_algo", (0, 1), lambda arrays, rest: ())
+conv2d_backward = _tuned("bwd", "conv2d_backward_algo", (1, 2), _needs)
+conv2d_act_maxpool_forward = _tuned("fwd_maxpool", "conv2d_act_maxpool_forward_algo", (0, 1), _needs)
+conv2d_act_maxpool_backward = _tuned(
+    "bwd_maxpool",
+    "conv2d_act_maxpool_backward_algo",
+    (3, 4),
+    lambda arrays, rest: (_shape(arrays[0]), *rest.values()),
+)
+
+
 def conv2d_forward(x: Any, w: Any, b: Any = None, **kw: Any) -> Any:
     return conv2d_bias_act_forward(x, w, b, activation=None, **kw)
 
 
-def conv2d_bias_act_forward(
-    x: Any, w: Any, b: Any = None, *, stride: Any, padding: Any, dilation: Any, groups: int, **act: Any
-) -> Any:
-    def run(algo: str | None) -> Any:
-        return _cpp.conv2d_bias_act_forward_algo(
-            x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=algo, **act
-        )
-
-    return run(autotune.choose("fwd", (_shape(x), _shape(w), stride, padding, dilation, (groups,), ()), run))
-
-
-def conv2d_backward(
-    dy: Any, x: Any, w: Any, *, stride: Any, padding: Any, dilation: Any, groups: int, **need: Any
-) -> Any:
-    def run(algo: str | None) -> Any:
-        return _cpp.conv2d_backward_algo(
-            dy, x, w, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=algo, **need
-        )
-
-    extra = tuple(need.values())
-    return run(
-        autotune.choose("bwd", (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra), run)
-    )
-
-
-def conv2d_act_maxpool_forward(
-    x: Any, w: Any, b: Any = None, *, stride: Any, padding: Any, dilation: Any, groups: int, **rest: Any
-) -> Any:
-    def run(algo: str | None) -> Any:
-        return _cpp.conv2d_act_maxpool_forward_algo(
-            x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=algo, **rest
-        )
-
-    extra = tuple(rest.values())  # the pool's geometry and the activation: the fused kernel is timed
-    geometry = (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra)
-    return run(autotune.choose("fwd_maxpool", geometry, run))
-
-
-def conv2d_act_maxpool_backward(
-    dy: Any,
-    y: Any,
-    argmax: Any,
-    x: Any,
-    w: Any,
-    *,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    groups: int,
-    **rest: Any,
-) -> Any:
-    def run(algo: str | None) -> Any:
-        return _cpp.conv2d_act_maxpool_backward_algo(
-            dy,
-            y,
-            argmax,
-            x,
-            w,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            algo=algo,
-            **rest,
-        )
-
-    extra = (_shape(dy), *rest.values())
-    geometry = (_shape(x), _shape(w), stride, padding, dilation, (groups,), extra)
-    return run(autotune.choose("bwd_maxpool", geometry, run))
-
-
 _TUNED = {
-    f.__name__: f
-    for f in (
-        conv2d_forward,
-        conv2d_bias_act_forward,
-        conv2d_backward,
-        conv2d_act_maxpool_forward,
-        conv2d_act_maxpool_backward,
-    )
+    "conv2d_forward": conv2d_forward,
+    "conv2d_bias_act_forward": conv2d_bias_act_forward,
+    "conv2d_backward": conv2d_backward,
+    "conv2d_act_maxpool_forward": conv2d_act_maxpool_forward,
+    "conv2d_act_maxpool_backward": conv2d_act_maxpool_backward,
 }
 if _cpp is not None and hasattr(_cpp, "conv_algos"):
     for _name, _fn in _TUNED.items():
