@@ -113,6 +113,19 @@ _POOL: dict[str, Check] = {
     "data_format": _DATA_FORMAT,
 }
 # class -> (required keys, {key: check}) beyond _COMMON; keys are those of each layer's get_config()
+# DepthwiseConv2D's settings; SeparableConv2D adds filters and its pointwise conv's initializer
+_DEPTHWISE: dict[str, Check] = {
+    "kernel_size": _pair,
+    "strides": _pair,
+    "padding": _choice("valid", "same"),
+    "depth_multiplier": lambda v: _int(v, 1, MAX_DIM),
+    "dilation_rate": _pair,
+    "activation": _ACTIVATION,
+    "use_bias": _bool,
+    "depthwise_initializer": _INITIALIZERS,
+    "bias_initializer": _INITIALIZERS,
+    "data_format": _DATA_FORMAT,
+}
 SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
     "Conv2D": (
         ("filters", "kernel_size"),
@@ -158,36 +171,13 @@ SCHEMA: dict[str, tuple[tuple[str, ...], dict[str, Check]]] = {
     "ReLU": ((), {}),
     "LeakyReLU": ((), {"negative_slope": _float(0.0, 1e6), "alpha": _float(0.0, 1e6)}),
     "Dropout": (("rate",), {"rate": _float(0.0, 0.999999)}),
-    "DepthwiseConv2D": (
-        ("kernel_size",),
-        {
-            "kernel_size": _pair,
-            "strides": _pair,
-            "padding": _choice("valid", "same"),
-            "depth_multiplier": lambda v: _int(v, 1, MAX_DIM),
-            "dilation_rate": _pair,
-            "activation": _ACTIVATION,
-            "use_bias": _bool,
-            "depthwise_initializer": _INITIALIZERS,
-            "bias_initializer": _INITIALIZERS,
-            "data_format": _DATA_FORMAT,
-        },
-    ),
+    "DepthwiseConv2D": (("kernel_size",), _DEPTHWISE),
     "SeparableConv2D": (
         ("filters", "kernel_size"),
         {
             "filters": lambda v: _int(v, 1, MAX_DIM),
-            "kernel_size": _pair,
-            "strides": _pair,
-            "padding": _choice("valid", "same"),
-            "depth_multiplier": lambda v: _int(v, 1, MAX_DIM),
-            "dilation_rate": _pair,
-            "activation": _ACTIVATION,
-            "use_bias": _bool,
-            "depthwise_initializer": _INITIALIZERS,
+            **_DEPTHWISE,
             "pointwise_initializer": _INITIALIZERS,
-            "bias_initializer": _INITIALIZERS,
-            "data_format": _DATA_FORMAT,
         },
     ),
     "ZeroPadding2D": ((), {"padding": _paddings, "data_format": _DATA_FORMAT}),
