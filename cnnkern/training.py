@@ -39,10 +39,11 @@ def train_step(
     if check:
         stats = [(d, k, d[k].copy()) for layer in model.layers for d in (layer.state,) for k in d]
         rng_state = model.rng.bit_generator.state
-    loss, probs = model._gradients(xb, yb, wb)
     dist = getattr(model, "_distributed", None)
-    if dist is not None:  # gradients averaged across ranks; the global batch's loss (cnnkern.distributed)
-        loss = dist.reduce_step(loss, probs, yb)
+    if dist is None:
+        loss, probs = model._gradients(xb, yb, wb)
+    else:  # gradients averaged across ranks; the global batch's loss (cnnkern.distributed)
+        loss, probs = dist.train_gradients(model, xb, yb)
     items = [
         ((i, k), p, layer.grads[k])
         for i, layer in enumerate(model.layers)

@@ -2,8 +2,10 @@
 ``distributed=...`` and writes what the test compares, or plays one of the failure cases.
 
     python tests/mpi_worker.py train OPT STEPS BATCH OUT MODE BACKEND DTYPE  # writes OUT.rank{r}.npz
+                                                           # MODE: none, ordered, allreduce, blocksK
     python tests/mpi_worker.py raise|stall                 # rank 1 fails mid-backward at step 3
     python tests/mpi_worker.py config                      # rank 1 differs: model, batch, seed, backend
+    python tests/mpi_worker.py blocks OUT                  # reduction_block=4, batch norm, dropout
     python tests/mpi_worker.py uneven OUT                  # uneven and empty shards, dropout, validation
     python tests/mpi_worker.py resume DIR                  # BackupAndRestore: 1 epoch, then resume to 2
 """
@@ -104,6 +106,32 @@ def uneven(out: str, strategy: Any) -> None:
     )
 
 
+def blocks(out: str, strategy: Any) -> None:
+    """reduction_block=4: 38 samples at batch 16 (blocks of 4, 4, 4, 4 / 4, 4, 4, 4 / 4, 2), 2 epochs,
+    with batch norm (its running statistics averaged over the blocks) and dropout: written for comparison
+    across rank counts (the run must give the same bits with any)."""
+    x, y = data(38)
+    m = models.Sequential(seed=0, backend="cpp")
+    m.add(layers.Conv2D(8, (3, 3), input_shape=(28, 28, 1)))
+    m.add(layers.BatchNormalization())
+    m.add(layers.Activation("relu"))
+    m.add(layers.MaxPooling2D((2, 2)))
+    m.add(layers.Flatten())
+    m.add(layers.Dropout(0.3))
+    m.add(layers.Dense(10, activation="softmax"))
+    m.compile(optimizer=optimizers.Adam(1e-3), metrics=["accuracy"])
+    h = m.fit(x, y, batch_size=16, epochs=2, verbose=0, distributed=strategy)
+    logs = {k: np.asarray(v) for k, v in h.history.items()}
+    state = {f"state_{i}_{k}": a for i, layer in enumerate(m.layers) for k, a in layer.state.items()}
+    np.savez(
+        f"{out}.ranks{strategy.num_replicas}.rank{strategy.rank}.npz",
+        **logs,
+        **state,
+        rng=m.rng.random(3),
+        **{f"arr_{i}": w for i, w in enumerate(m.get_weights())},
+    )
+
+
 def inject(m: models.Sequential, kind: str, at_step: int = 3) -> None:
     """On rank 1: the first conv's backward (run after the later layers' buckets were sent) raises or
     stalls at step ``at_step``."""
@@ -122,11 +150,18 @@ def inject(m: models.Sequential, kind: str, at_step: int = 3) -> None:
     layer.backward = backward  # type: ignore[method-assign]
 
 
+def make_strategy(mode: str) -> distributed.MPIStrategy:
+    """``ordered`` (rank order), ``allreduce`` (MPI's order) or ``blocksK`` (reduction_block=K)."""
+    if mode.startswith("blocks"):
+        return distributed.MPIStrategy(reduction_block=int(mode[len("blocks") :]))
+    return distributed.MPIStrategy(deterministic=mode == "ordered")
+
+
 def main(argv: list[str]) -> None:
     case = argv[0]
     if case == "train":
         opt, steps, batch, out, mode, backend, dtype = argv[1:8]
-        strategy = None if mode == "none" else distributed.MPIStrategy(deterministic=mode == "ordered")
+        strategy = None if mode == "none" else make_strategy(mode)
         train(opt, int(steps), int(batch), out, strategy, backend, dtype)
     elif case == "resume":
         strategy = distributed.MPIStrategy()
@@ -142,6 +177,8 @@ def main(argv: list[str]) -> None:
         resumed.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[backup], distributed=strategy)
         same = all((a == b).all() for a, b in zip(straight.get_weights(), resumed.get_weights()))
         print(f"RESUME rank {strategy.rank}: from {backup.restored_from}, same weights: {same}", flush=True)
+    elif case == "blocks":
+        blocks(argv[1], distributed.MPIStrategy(reduction_block=4))
     elif case == "uneven":
         uneven(argv[1], distributed.MPIStrategy())
     elif case in ("raise", "stall"):

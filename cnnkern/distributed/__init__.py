@@ -28,12 +28,11 @@ from numpy.typing import ArrayLike
 
 from ..errors import NonFiniteLossError
 from ._link import DistributedConfigError, DistributedError, Link, import_mpi
+from ._reducer import GradientReducer, block_shares
 
 if TYPE_CHECKING:
     from .._typing import BackendArray
     from ..models import Model
-    from ._reducer import GradientReducer
-
 __all__ = [
     "DistributedConfigError",
     "DistributedError",
@@ -63,7 +62,10 @@ class MPIStrategy:
     rank computes the same bits and a run with N ranks repeats bitwise; False: ``MPI_Iallreduce``
     (less traffic at many ranks, MPI's summation order). ``bucket_cap_mb``: the gradient bucket size,
     each bucket sent while the backward pass computes the next. ``timeout``: seconds any rank waits for
-    the others before ending the job (default ``CNNKERN_DIST_TIMEOUT``, else 300)."""
+    the others before ending the job (default ``CNNKERN_DIST_TIMEOUT``, else 300). ``reduction_block``
+    (default ``CNNKERN_DIST_BLOCK``, else None): the gradients are summed over fixed blocks of this many
+    rows of the global batch, each computed by itself, in block order, so a run gives the same bits with
+    any number of ranks (one included) at the same global batch (docs/distributed.md)."""
 
     def __init__(
         self,
@@ -72,7 +74,21 @@ class MPIStrategy:
         deterministic: bool = True,
         bucket_cap_mb: float = 0.25,
         timeout: float | None = None,
+        reduction_block: int | None = None,
     ) -> None:
+        if reduction_block is None and os.environ.get("CNNKERN_DIST_BLOCK"):
+            reduction_block = _positive_int("CNNKERN_DIST_BLOCK", os.environ["CNNKERN_DIST_BLOCK"])
+        elif reduction_block is not None:
+            if isinstance(reduction_block, str):
+                raise ValueError(
+                    f"reduction_block must be a positive number of rows, got {reduction_block!r}"
+                )
+            reduction_block = _positive_int("reduction_block", reduction_block)
+        if reduction_block is not None and not deterministic:
+            raise ValueError(
+                "reduction_block (or CNNKERN_DIST_BLOCK) needs deterministic=True (the blocks are summed in "
+                "order; MPI_Iallreduce has its own order)"
+            )
         mpi = import_mpi()
         if timeout is None:
             timeout = float(os.environ.get("CNNKERN_DIST_TIMEOUT", "300"))
@@ -84,6 +100,7 @@ class MPIStrategy:
         self.deterministic = bool(deterministic)
         self.bucket_cap_mb = float(bucket_cap_mb)
         self.timeout = float(timeout)
+        self.reduction_block = reduction_block
         # private communicators: the collectives here never meet a user's; duplicated nonblocking, so a
         # rank that never gets here is a timeout, not a hang
         comm_req = world.Idup()
@@ -104,14 +121,21 @@ class MPIStrategy:
     def __repr__(self) -> str:
         return (
             f"MPIStrategy(rank={self.rank}, num_replicas={self.num_replicas}, "
-            f"deterministic={self.deterministic}, bucket_cap_mb={self.bucket_cap_mb}, timeout={self.timeout})"
+            f"deterministic={self.deterministic}, bucket_cap_mb={self.bucket_cap_mb}, "
+            f"timeout={self.timeout}, reduction_block={self.reduction_block})"
         )
 
     def shard(self, lo: int, hi: int) -> tuple[int, int]:
         """This rank's rows [a, b) of the global rows [lo, hi): N contiguous near-equal parts in rank
-        order (some may be empty when hi - lo < N); also tells the reducer this step's share."""
+        order (some may be empty when hi - lo < N), or with ``reduction_block`` the rows of N near-equal
+        runs of whole blocks; also tells the reducer this step's share."""
         n = hi - lo
-        a, b = lo + n * self.rank // self.num_replicas, lo + n * (self.rank + 1) // self.num_replicas
+        if self.reduction_block is None:
+            a, b = lo + n * self.rank // self.num_replicas, lo + n * (self.rank + 1) // self.num_replicas
+        else:
+            k = self.reduction_block
+            first, end = block_shares(n, k, self.num_replicas)[self.rank]
+            a, b = min(lo + first * k, hi), min(lo + end * k, hi)
         if self.reducer is not None:
             self.reducer.begin_step(a - lo, b - a, n)
         return a, b
@@ -162,20 +186,40 @@ class MPIStrategy:
         fit_args: dict[str, Any] = dict(zip(names, run))
         fit_args["data"] = data_digest(X, Y)
         fit_args["validation data"] = "none" if val is None else data_digest(*val)
-        strategy = {"deterministic": self.deterministic, "bucket_cap_mb": self.bucket_cap_mb}
+        strategy = {
+            "deterministic": self.deterministic,
+            "bucket_cap_mb": self.bucket_cap_mb,
+            "reduction_block": self.reduction_block,
+        }
         check_same(self.link, describe(model, fit_args, strategy))
-        from ._reducer import GradientReducer
-
         cap = int(self.bucket_cap_mb * 2**20)
-        self.reducer = GradientReducer(self.link, model.layers, self.deterministic, cap)
+        self.reducer = GradientReducer(self.link, model.layers, self.deterministic, cap, self.reduction_block)
         self.reducer.install()
 
-    def reduce_step(self, loss: BackendArray, probs: BackendArray, yb: BackendArray) -> np.float64:
-        """Wait for this step's gradient buckets (the averaged gradients left in the layers); returns the
-        global batch's mean loss and keeps its number of correct predictions in ``step_correct``."""
-        assert self.reducer is not None
-        mean_loss, self.step_correct = self.reducer.finish(loss, probs, yb)
-        return np.float64(mean_loss)
+    def train_gradients(
+        self, model: Model, xb: BackendArray, yb: BackendArray
+    ) -> tuple[np.float64, BackendArray]:
+        """Forward and backward on this rank's rows ``xb`` (block by block with ``reduction_block``, each
+        block starting from the step's batch-norm statistics) and the gradients averaged across ranks (left
+        in the layers); returns the global batch's mean loss and the last block's probabilities, and keeps
+        the global batch's number of correct predictions in ``step_correct``."""
+        red = self.reducer
+        assert red is not None
+        if not red.blocks:  # no rows here this step: the forward still runs, so dropout draws its masks
+            loss, probs = model._gradients(xb, yb)
+        saved = (
+            [(a, a.copy()) for layer, k in red.states for a in (layer.state[k],)]
+            if len(red.blocks) > 1
+            else []
+        )
+        for row, (start, stop) in enumerate(red.blocks):
+            if row:
+                for a, before in saved:
+                    a[...] = before
+            loss, probs = model._gradients(xb[start:stop], yb[start:stop])
+            red.block_done(loss, probs, yb[start:stop])
+        mean_loss, self.step_correct = red.finish()
+        return np.float64(mean_loss), probs
 
     # --- evaluation ----------------------------------------------------------------------------------------
     def evaluate_internal(
@@ -211,6 +255,15 @@ class MPIStrategy:
         return [loss, acc] if model.metrics else loss
 
 
+def _positive_int(name: str, value: Any) -> int:
+    """``value`` (an int, or the text of an environment variable) as a positive int, else ValueError."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    raise ValueError(f"{name} must be a positive number of rows, got {value!r}")
+
+
 _DEFAULT: MPIStrategy | None = None
 
 
@@ -230,6 +283,7 @@ def resolve(distributed: bool | MPIStrategy | None) -> MPIStrategy | None:
 
 
 def from_environment() -> MPIStrategy | None:
-    """The default strategy when this process was started by ``mpirun`` with more than one rank, else None
-    (mpi4py is then not imported)."""
-    return resolve(True) if launched_ranks() > 1 else None
+    """The default strategy when this process was started by ``mpirun`` with more than one rank, or when
+    ``CNNKERN_DIST_BLOCK`` asks for rank-count-invariant sums (so that one rank runs the same computation
+    as N), else None (mpi4py is then not imported)."""
+    return resolve(True) if launched_ranks() > 1 or os.environ.get("CNNKERN_DIST_BLOCK") else None

@@ -2,15 +2,18 @@
 
 The trainable parameters are cut, in backward order, into buckets of about ``bucket_cap_mb`` that end on a
 layer boundary. Each model layer's ``backward`` is wrapped for the duration of ``fit``: when the layer that
-closes a bucket returns, its gradients (and those of the layers after it) are scaled by this rank's share of
+closes a bucket returns, its gradients (and those of the layers after it) are scaled by their rows' share of
 the global batch, packed into the bucket's buffer and sent with a nonblocking collective, while the
 backward pass goes on with the earlier layers; the requests are tested after every layer (MPI progresses
 them only when called). :meth:`GradientReducer.finish` waits for them all before the optimizer update.
 
-Deterministic mode (default): each bucket is gathered (``Iallgather``) and summed in rank order 0, 1, ...
-on every rank: the same additions in the same order everywhere, so every rank gets the same bits and a run
-with N ranks repeats bitwise. Otherwise ``Iallreduce(SUM)``: less traffic at many ranks, with MPI's own
-summation order (Open MPI gives every rank the same result; repeatability is not promised by MPI).
+Deterministic mode (default): each bucket is gathered (``Iallgatherv``) and summed row by row in order on
+every rank: the same additions in the same order everywhere, so every rank gets the same bits and a run
+with N ranks repeats bitwise. A row is one rank's shard, or, with ``reduction_block`` K, one block of K
+rows of the global batch (a rank computes each of its blocks separately): the rows and their order are
+then those of the global batch whatever the number of ranks, so N ranks give the bits of one rank.
+Otherwise ``Iallreduce(SUM)``: less traffic at many ranks, with MPI's own summation order (Open MPI gives
+every rank the same result; repeatability is not promised by MPI).
 """
 
 from __future__ import annotations
@@ -25,11 +28,26 @@ from ..layers import Dropout, Layer
 from ._link import Link
 
 
+def block_shares(rows: int, block: int, ranks: int) -> list[tuple[int, int]]:
+    """Each rank's blocks ``[first, end)`` of a global batch of ``rows`` rows cut into blocks of ``block``
+    rows (the last one shorter): contiguous near-equal runs of whole blocks, in rank order."""
+    n = -(-rows // block)
+    return [(n * r // ranks, n * (r + 1) // ranks) for r in range(ranks)]
+
+
 class GradientReducer:
     """Averages the gradients (and sums the step statistics) of one model across the ranks of ``link``."""
 
-    def __init__(self, link: Link, layers: Sequence[Layer], deterministic: bool, cap_bytes: int) -> None:
+    def __init__(
+        self,
+        link: Link,
+        layers: Sequence[Layer],
+        deterministic: bool,
+        cap_bytes: int,
+        reduction_block: int | None = None,
+    ) -> None:
         self.link, self.layers, self.deterministic = link, list(layers), deterministic
+        self.block = reduction_block
         self.mpi = link.mpi
         # buckets in backward order: lists of (layer index, parameter name); closed after `cap_bytes`
         self.buckets: list[list[tuple[int, str]]] = []
@@ -50,39 +68,90 @@ class GradientReducer:
         if current:
             self.closes[current[-1][0]] = len(self.buckets)
             self.buckets.append(current)
-        size = link.size
-        self.send: list[np.ndarray] = []
-        self.recv: list[np.ndarray] = []
-        self.out: list[np.ndarray] = []
-        for bucket in self.buckets:
-            n = sum(int(self.layers[i].params[k].size) for i, k in bucket)
-            dtype = self.layers[bucket[0][0]].params[bucket[0][1]].dtype
-            self.send.append(np.empty(n, dtype))
-            self.recv.append(np.empty((size, n) if deterministic else n, dtype))
-            self.out.append(np.empty(n, dtype))
+        self.sizes = [sum(int(self.layers[i].params[k].size) for i, k in bucket) for bucket in self.buckets]
+        self.dtypes = [self.layers[bucket[0][0]].params[bucket[0][1]].dtype for bucket in self.buckets]
+        self.states = [(layer, k) for layer in self.layers for k in layer.state]
+        self.nstats = 2 + sum(int(layer.state[k].size) for layer, k in self.states)
+        self._buffers: dict[tuple[int, int], tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {}
         self.requests: list[Any] = [None] * len(self.buckets)
-        self.scale = 1.0
         self.offset, self.local, self.global_n = 0, 0, 0
+        self.blocks: list[tuple[int, int]] = [(0, 0)]  # this rank's rows, [start, stop) of its shard
+        self.counts: list[int] = [1] * link.size  # rows of the gathered buffers, per rank
+        self.row = 0
+        self.packed = [0] * len(self.buckets)
+        self.stats = np.zeros((1, self.nstats), np.float64)
+        self._masks: dict[int, BackendArray] = {}
         self._restore: list[tuple[Layer, str, Any]] = []  # (layer, attribute, its own value or None)
 
     # --- per step ------------------------------------------------------------------------------------------
     def begin_step(self, offset: int, local: int, global_n: int) -> None:
-        """This rank trains rows [offset, offset + local) of a global batch of ``global_n`` rows."""
+        """This rank trains rows [offset, offset + local) of a global batch of ``global_n`` rows (with
+        ``reduction_block``: the rows of its blocks, :func:`block_shares`)."""
         self.link.check_usable()
         self.offset, self.local, self.global_n = offset, local, global_n
-        self.scale = local / global_n
+        if self.block is None:  # one row per rank, an empty shard's included
+            self.blocks, self.counts = [(0, local)], [1] * self.link.size
+        else:
+            k = self.block
+            self.blocks = [(s, min(s + k, local)) for s in range(0, local, k)]
+            self.counts = [end - first for first, end in block_shares(global_n, k, self.link.size)]
+        self.row = 0
+        self.packed = [0] * len(self.buckets)
         self.requests = [None] * len(self.buckets)
+        self.stats = np.zeros((len(self.blocks), self.nstats), np.float64)
+        self._masks = {}
+        self.send, self.recv, self.out = self._buffers_for(len(self.blocks), sum(self.counts))
 
-    def _post(self, b: int) -> None:
-        send, off = self.send[b], 0
+    def _buffers_for(
+        self, rows: int, total: int
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Each bucket's send (this rank's rows), receive (every row) and result buffers."""
+        key = (rows, total)
+        if key not in self._buffers:
+            send = [np.empty((rows, n), dt) for n, dt in zip(self.sizes, self.dtypes)]
+            recv = [
+                np.empty((total, n) if self.deterministic else n, dt)
+                for n, dt in zip(self.sizes, self.dtypes)
+            ]
+            out = [np.empty(n, dt) for n, dt in zip(self.sizes, self.dtypes)]
+            self._buffers[key] = (send, recv, out)
+        return self._buffers[key]
+
+    def block_done(self, loss: BackendArray, probs: BackendArray, yb: BackendArray) -> None:
+        """The current row's forward and backward are done: pack what its hooks did not and keep its
+        statistics (loss x rows, correct predictions, the layers' state x its share of the batch)."""
+        rows = self.blocks[self.row][1] - self.blocks[self.row][0]
+        for b in range(len(self.buckets)):
+            if self.packed[b] == self.row:
+                self._pack(b)
+        if rows:
+            stats, share = self.stats[self.row], rows / self.global_n
+            stats[0] = float(loss) * rows
+            stats[1] = float((probs.argmax(axis=1) == yb).sum())
+            off = 2
+            for layer, k in self.states:
+                a = layer.state[k].reshape(-1)
+                stats[off : off + a.size] = a * share
+                off += a.size
+        self.row += 1
+
+    def _pack(self, b: int) -> None:
+        """The current row's gradients of bucket ``b``, scaled by the row's share of the global batch."""
+        start, stop = self.blocks[self.row]
+        send, off = self.send[b][self.row], 0
+        scale = send.dtype.type((stop - start) / self.global_n)
         for i, k in self.buckets[b]:
             g = self.layers[i].grads[k].reshape(-1)
-            np.multiply(g, send.dtype.type(self.scale), out=send[off : off + g.size])
+            np.multiply(g, scale, out=send[off : off + g.size])
             off += g.size
+        self.packed[b] = self.row + 1
+
+    def _post(self, b: int) -> None:
         if self.deterministic:
-            self.requests[b] = self.link.comm.Iallgather(send, self.recv[b])
+            counts = [c * self.sizes[b] for c in self.counts]
+            self.requests[b] = self.link.comm.Iallgatherv(self.send[b], [self.recv[b], counts])
         else:
-            self.requests[b] = self.link.comm.Iallreduce(send, self.recv[b], op=self.mpi.SUM)
+            self.requests[b] = self.link.comm.Iallreduce(self.send[b][0], self.recv[b], op=self.mpi.SUM)
 
     def _progress(self) -> None:
         for r in self.requests:
@@ -90,27 +159,17 @@ class GradientReducer:
                 r.Test()
         self.link.poll_notice()
 
-    def finish(self, loss: BackendArray, probs: BackendArray, yb: BackendArray) -> tuple[float, float]:
+    def finish(self) -> tuple[float, float]:
         """Wait for every bucket, leave the averaged gradients in the layers' ``grads``, average the
         layers' ``state`` (batch-norm running statistics) and return the global batch's mean loss and
         number of correct predictions."""
         for b, r in enumerate(self.requests):
-            if r is None:  # a bucket whose closing layer's backward did not run through the hook
+            if r is None:  # its closing layer's backward did not run through the hook (or had rows left)
                 self._post(b)
-        states = [(layer, k) for layer in self.layers for k in layer.state]
-        stats = np.zeros(2 + sum(int(layer.state[k].size) for layer, k in states), np.float64)
-        if self.local:
-            stats[0] = float(loss) * self.local
-            stats[1] = float((probs.argmax(axis=1) == yb).sum())
-            off = 2
-            for layer, k in states:
-                a = layer.state[k].reshape(-1)
-                stats[off : off + a.size] = a * self.scale
-                off += a.size
-        stats_out = self._sum(stats, "the step statistics")
+        stats_out = self._sum(self.stats, "the step statistics")
         self.link.wait([r for r in self.requests if r is not None], "the gradient allreduce")
         for b, bucket in enumerate(self.buckets):
-            out = self._reduce_into(self.recv[b], self.out[b])
+            out = self._fold(self.recv[b], self.out[b])
             off = 0
             for i, k in bucket:
                 layer = self.layers[i]
@@ -118,14 +177,14 @@ class GradientReducer:
                 layer.grads[k] = out[off : off + n].reshape(shape)
                 off += n
         off = 2
-        for layer, k in states:
+        for layer, k in self.states:
             a = layer.state[k]
             a[...] = stats_out[off : off + a.size].reshape(a.shape)
             off += a.size
         return float(stats_out[0]) / self.global_n, float(stats_out[1])
 
-    def _reduce_into(self, recv: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """The sum over ranks of a gathered (size, n) buffer, in rank order (deterministic mode)."""
+    def _fold(self, recv: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The sum of a gathered (rows, n) buffer, row by row in order (deterministic mode)."""
         if not self.deterministic:
             return recv
         if recv.shape[0] == 1:
@@ -136,22 +195,24 @@ class GradientReducer:
             np.add(out, recv[r], out=out)
         return out
 
-    def _sum(self, a: np.ndarray, what: str) -> np.ndarray:
-        """Blocking (with the link's deadline) sum of ``a`` over the ranks, in rank order when
-        deterministic."""
+    def _sum(self, rows: np.ndarray, what: str) -> np.ndarray:
+        """Blocking (with the link's deadline) sum of this rank's ``rows`` and every other rank's, in
+        order when deterministic."""
+        width = rows.shape[1]
         if self.deterministic:
-            recv = np.empty((self.link.size, a.size), a.dtype)
-            self.link.wait([self.link.comm.Iallgather(a, recv)], what)
-            return self._reduce_into(recv, np.empty_like(a))
-        out = np.empty_like(a)
-        self.link.wait([self.link.comm.Iallreduce(a, out, op=self.mpi.SUM)], what)
+            recv = np.empty((sum(self.counts), width), rows.dtype)
+            counts = [c * width for c in self.counts]
+            self.link.wait([self.link.comm.Iallgatherv(rows, [recv, counts])], what)
+            return self._fold(recv, np.empty(width, rows.dtype))
+        out = np.empty(width, rows.dtype)
+        self.link.wait([self.link.comm.Iallreduce(rows[0], out, op=self.mpi.SUM)], what)
         return out
 
     # --- hooks -----------------------------------------------------------------------------------------
     def install(self) -> None:
-        """Wrap the layers' ``backward`` (start the buckets) and Dropout's ``forward`` (masks drawn for
-        the global batch, this rank's rows kept: the generator stays in step on every rank and the masks
-        are those of a 1-rank run)."""
+        """Wrap the layers' ``backward`` (start the buckets) and Dropout's ``forward`` (masks drawn once
+        a step for the global batch, each row's part kept: the generator stays in step on every rank and
+        the masks are those of a 1-rank run)."""
         for i, layer in enumerate(self.layers):
             if i in self.closes:
                 self._wrap(layer, "backward", self._hook_backward(layer.backward, self.closes[i]))
@@ -176,7 +237,10 @@ class GradientReducer:
     def _hook_backward(self, backward: Callable[..., Any], b: int) -> Callable[..., Any]:
         def hooked(dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
             dx = backward(dy, need_dx)
-            self._post(b)
+            if self.row < len(self.blocks) and self.packed[b] == self.row:
+                self._pack(b)
+            if self.packed[b] == len(self.blocks) and self.requests[b] is None:  # its last row: send
+                self._post(b)
             self._progress()
             return dx
 
@@ -196,8 +260,11 @@ class GradientReducer:
         def forward(x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
             if not training or layer.rate == 0.0:
                 return plain(x, training, logits)
-            full = layer._ctx.rng.random((self.global_n,) + tuple(x.shape[1:]))
-            keep = full[self.offset : self.offset + x.shape[0]] >= layer.rate
+            full = self._masks.get(id(layer))
+            if full is None:  # the step's first forward through this layer draws for the global batch
+                full = self._masks[id(layer)] = layer._ctx.rng.random((self.global_n,) + tuple(x.shape[1:]))
+            start = self.offset + (self.blocks[self.row][0] if self.row < len(self.blocks) else 0)
+            keep = full[start : start + x.shape[0]] >= layer.rate
             layer._mask = layer._ctx.asarray(keep / (1.0 - layer.rate))
             return x * layer._mask
 
