@@ -56,9 +56,20 @@ def register_autograd(op: Any, backward: Impl, *, setup_context: Impl) -> None:
     def forward(ctx: Any, *args: Any) -> Any:
         output = impl(*args)
         setup_context(ctx, args, output)
+        # no zero tensor made for an output without a gradient (an argmax, say): filling one the size of
+        # the output each step costs time and, in torch's parallel fill, wakes its OpenMP workers, which
+        # then spin on the cores cnnkern's kernels need; a float output left without one gets its zeros in
+        # run_backward
+        ctx.set_materialize_grads(False)
+        outputs = output if isinstance(output, tuple) else (output,)
+        ctx.float_outputs = [(o.shape, o.dtype) if o.is_floating_point() else None for o in outputs]
         return output
 
     def run_backward(ctx: Any, *grads: Any) -> Any:
+        grads = tuple(
+            torch.zeros(meta[0], dtype=meta[1]) if g is None and meta is not None else g
+            for g, meta in zip(grads, ctx.float_outputs)
+        )
         if not torch.is_grad_enabled():
             return backward(ctx, *grads)
         # create_graph=True: the backward ops through the dispatcher, whose outputs raise a clear error
