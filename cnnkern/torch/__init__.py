@@ -6,7 +6,8 @@
   backward calls cnnkern's backward kernels;
 * :mod:`cnnkern.torch.functional`: the same with torch.nn.functional's signatures;
 * modules with torch.nn's constructors and state_dict layout (:class:`Conv2d`, :class:`MaxPool2d`, ...);
-* :func:`convert`: swap a model's layers for these, fusing Conv2d -> activation -> MaxPool2d.
+* :func:`convert`: swap a model's layers for these, fusing Conv2d -> activation -> MaxPool2d;
+* :mod:`cnnkern.torch.optim`: torch.optim's SGD, Adam and AdamW on cnnkern's update kernels.
 
 CPU tensors only: float32 runs on the current CPU backend (cpp, else numba; ``CNNKERN_BACKEND`` or
 :func:`cnnkern.backends.set_backend` choose), float64 on the float64 reference backend. A CUDA tensor raises
@@ -25,7 +26,7 @@ if not hasattr(_torch.library, "custom_op"):  # pragma: no cover
         f"cnnkern.torch needs torch >= 2.4 (torch.library.custom_op), found {_torch.__version__}"
     )
 
-from . import functional
+from . import functional, optim
 from .convert import ConversionReport, convert
 from .modules import (
     AvgPool2d,
@@ -56,4 +57,5 @@ __all__ = [
     "Tanh",
     "convert",
     "functional",
+    "optim",
 ]
