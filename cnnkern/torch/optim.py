@@ -94,8 +94,8 @@ class SGD(torch.optim.Optimizer):
         _refuse("maximize", maximize, False)
         if nesterov and momentum <= 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
-        defaults = dict(lr=lr, momentum=momentum, dampening=0.0, weight_decay=weight_decay, nesterov=nesterov)
-        defaults.update(maximize=False, foreach=None, differentiable=False, fused=None)
+        defaults: dict[str, Any] = dict(lr=lr, momentum=momentum, dampening=0.0, weight_decay=weight_decay)
+        defaults.update(nesterov=nesterov, maximize=False, foreach=None, differentiable=False, fused=None)
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -154,7 +154,8 @@ class Adam(torch.optim.Optimizer):
     ) -> None:
         _refuse("amsgrad", amsgrad, False)
         _refuse("maximize", maximize, False)
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=False)
+        defaults: dict[str, Any] = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        defaults["amsgrad"] = False
         defaults.update(maximize=False, foreach=None, capturable=False, differentiable=False, fused=None)
         if self._decoupled:
             defaults["decoupled_weight_decay"] = True
