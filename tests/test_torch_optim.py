@@ -21,6 +21,7 @@ CASES: list[tuple[str, type, Any, dict[str, Any]]] = [
     ("adam", torch.optim.Adam, optim.Adam, dict(lr=1e-2)),
     ("adam-wd", torch.optim.Adam, optim.Adam, dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01)),
     ("adamw", torch.optim.AdamW, optim.AdamW, dict(lr=1e-2, weight_decay=0.05)),
+    ("adamw-default-decay", torch.optim.AdamW, optim.AdamW, dict(lr=1e-2)),
 ]
 
 

@@ -75,7 +75,29 @@ def _refuse(name: str, value: Any, default: Any) -> None:
         )
 
 
-class SGD(torch.optim.Optimizer):
+class _KernelOptimizer(torch.optim.Optimizer):
+    """torch.optim's ``step(closure)`` over :meth:`_update`, which receives each group's parameters that have
+    a gradient (checked)."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for g, group in enumerate(self.param_groups):
+            ps = [p for p in group["params"] if p.grad is not None]
+            for i, p in enumerate(group["params"]):
+                if p.grad is not None:
+                    _check_param(p, f"param_groups[{g}]['params'][{i}]")
+            self._update(group, ps)
+        return loss
+
+    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        raise NotImplementedError
+
+
+class SGD(_KernelOptimizer):
     """``torch.optim.SGD`` (momentum, Nesterov, weight decay; ``dampening`` and ``maximize`` at their
     defaults) on ``cnnkern.ops.sgd_update``: ``state[p]["momentum_buffer"]`` as PyTorch keeps it."""
 
@@ -98,48 +120,37 @@ class SGD(torch.optim.Optimizer):
         defaults.update(nesterov=nesterov, maximize=False, foreach=None, differentiable=False, fused=None)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for g, group in enumerate(self.param_groups):
-            momentum = float(group["momentum"])
-            for i, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                _check_param(p, f"param_groups[{g}]['params'][{i}]")
-                velocity = None
-                if momentum > 0.0:
-                    state = self.state[p]
-                    if (
-                        state.get("momentum_buffer") is None
-                    ):  # PyTorch's first step: the buffer is the gradient
-                        state["momentum_buffer"] = torch.zeros(p.shape, dtype=p.dtype)
-                    velocity = state["momentum_buffer"]
-                view = _Views()
-                ops.sgd_update(
-                    view(p, True),
-                    view(p.grad, False),
-                    None if velocity is None else view(velocity, True),
-                    lr=_float(group["lr"], "lr"),
-                    momentum=momentum,
-                    nesterov=bool(group["nesterov"]),
-                    weight_decay=float(group["weight_decay"]),
-                    backend=cpu_backend(p.dtype),
-                )
-                view.write_back()
-        return loss
+    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        momentum = float(group["momentum"])
+        for p in params:
+            velocity = None
+            if momentum > 0.0:
+                state = self.state[p]
+                if state.get("momentum_buffer") is None:  # PyTorch's first step: the buffer is the gradient
+                    state["momentum_buffer"] = torch.zeros(p.shape, dtype=p.dtype)
+                velocity = state["momentum_buffer"]
+            view = _Views()
+            ops.sgd_update(
+                view(p, True),
+                view(p.grad, False),
+                None if velocity is None else view(velocity, True),
+                lr=_float(group["lr"], "lr"),
+                momentum=momentum,
+                nesterov=bool(group["nesterov"]),
+                weight_decay=float(group["weight_decay"]),
+                backend=cpu_backend(p.dtype),
+            )
+            view.write_back()
 
 
-class Adam(torch.optim.Optimizer):
+class Adam(_KernelOptimizer):
     """``torch.optim.Adam`` (``amsgrad`` and ``maximize`` at their defaults) on
     ``cnnkern.ops.adam_update_multi``: every parameter of a group with the same step count and dtype in one
     kernel call; ``state[p]`` holds ``step`` (a float32 0-d tensor), ``exp_avg`` and ``exp_avg_sq`` as
-    PyTorch's does."""
+    PyTorch's does. ``weight_decay`` None: torch's default (0 here, 1e-2 for AdamW)."""
 
     _decoupled = False
+    _default_weight_decay = 0.0
 
     def __init__(
         self,
@@ -147,11 +158,13 @@ class Adam(torch.optim.Optimizer):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
         amsgrad: bool = False,
         *,
         maximize: bool = False,
     ) -> None:
+        if weight_decay is None:  # torch's defaults: 0 for Adam, 1e-2 for AdamW
+            weight_decay = self._default_weight_decay
         _refuse("amsgrad", amsgrad, False)
         _refuse("maximize", maximize, False)
         defaults: dict[str, Any] = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
@@ -161,61 +174,40 @@ class Adam(torch.optim.Optimizer):
             defaults["decoupled_weight_decay"] = True
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for g, group in enumerate(self.param_groups):
-            calls: dict[tuple[int, torch.dtype], list[torch.Tensor]] = {}
-            for i, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                _check_param(p, f"param_groups[{g}]['params'][{i}]")
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.tensor(0.0, dtype=torch.float32)
-                    state["exp_avg"] = torch.zeros(p.shape, dtype=p.dtype)
-                    state["exp_avg_sq"] = torch.zeros(p.shape, dtype=p.dtype)
-                state["step"] += 1
-                calls.setdefault((int(state["step"].item()), p.dtype), []).append(p)
-            beta1, beta2 = (float(b) for b in group["betas"])
-            for (step, dtype), params in calls.items():
-                view = _Views()
-                ops.adam_update_multi(
-                    [view(p, True) for p in params],
-                    [view(p.grad, False) for p in params],
-                    [view(self.state[p]["exp_avg"], True) for p in params],
-                    [view(self.state[p]["exp_avg_sq"], True) for p in params],
-                    step=step,
-                    lr=_float(group["lr"], "lr"),
-                    beta1=beta1,
-                    beta2=beta2,
-                    eps=float(group["eps"]),
-                    weight_decay=float(group["weight_decay"]),
-                    eps_mode="torch",
-                    decoupled_weight_decay=self._decoupled,
-                    backend=cpu_backend(dtype),
-                )
-                view.write_back()
-        return loss
+    def _update(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        calls: dict[tuple[int, torch.dtype], list[torch.Tensor]] = {}
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["exp_avg"] = torch.zeros(p.shape, dtype=p.dtype)
+                state["exp_avg_sq"] = torch.zeros(p.shape, dtype=p.dtype)
+            state["step"] += 1
+            calls.setdefault((int(state["step"].item()), p.dtype), []).append(p)
+        beta1, beta2 = (float(b) for b in group["betas"])
+        for (step, dtype), same in calls.items():
+            view = _Views()
+            ops.adam_update_multi(
+                [view(p, True) for p in same],
+                [view(p.grad, False) for p in same],
+                [view(self.state[p]["exp_avg"], True) for p in same],
+                [view(self.state[p]["exp_avg_sq"], True) for p in same],
+                step=step,
+                lr=_float(group["lr"], "lr"),
+                beta1=beta1,
+                beta2=beta2,
+                eps=float(group["eps"]),
+                weight_decay=float(group["weight_decay"]),
+                eps_mode="torch",
+                decoupled_weight_decay=self._decoupled,
+                backend=cpu_backend(dtype),
+            )
+            view.write_back()
 
 
 class AdamW(Adam):
-    """``torch.optim.AdamW`` (decoupled weight decay, default 1e-2) on the same kernel as :class:`Adam`."""
+    """``torch.optim.AdamW`` (decoupled weight decay, default 1e-2) on the same kernel as :class:`Adam`; the
+    same arguments."""
 
     _decoupled = True
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-    ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+    _default_weight_decay = 1e-2
