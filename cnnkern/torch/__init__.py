@@ -9,9 +9,11 @@
 * :func:`convert`: swap a model's layers for these, fusing Conv2d -> activation -> MaxPool2d;
 * :mod:`cnnkern.torch.optim`: torch.optim's SGD, Adam and AdamW on cnnkern's update kernels.
 
-CPU tensors only: float32 runs on the current CPU backend (cpp, else numba; ``CNNKERN_BACKEND`` or
-:func:`cnnkern.backends.set_backend` choose), float64 on the float64 reference backend. A CUDA tensor raises
-NotImplementedError (the CUDA path through DLPack is not written yet).
+CPU tensors: float32 runs on the current CPU backend (cpp, else numba; ``CNNKERN_BACKEND`` or
+:func:`cnnkern.backends.set_backend` choose), float64 on the float64 reference backend. CUDA tensors
+(float32): the cuda backend's kernels on CuPy arrays over the tensors' memory (DLPack, no copies), queued on
+PyTorch's current stream; never run on a GPU so far (no GPU was lent to this work), its kernels tested
+through these ops on the CPU emulator (tests/test_torch_cuda_emulated.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
-"""Tensors in and out of cnnkern's kernels: which backend runs a CPU tensor, zero-copy NumPy views, and the
-checks that turn a tensor a kernel cannot take (dtype, device, layout) into an error naming the argument."""
+"""Tensors in and out of cnnkern's kernels: which backend runs a tensor, zero-copy NumPy views (CPU) and CuPy
+arrays through DLPack (CUDA, on PyTorch's current stream), and the checks that turn a tensor a kernel cannot
+take (dtype, device, layout) into an error naming the argument."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -38,12 +41,13 @@ def check_tensor(name: str, t: Any, *, ndim: int | None = None, floating: bool =
     if t.layout != torch.strided:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
     if t.device.type == "cuda":
-        raise NotImplementedError(
-            f"{name} is a CUDA tensor: cnnkern.torch runs CPU tensors only for now (the CUDA/DLPack path is "
-            "not written yet); move the model and data to the CPU, or leave this layer to torch.nn"
-        )
-    if t.device.type not in ("cpu", "meta"):
-        raise NotImplementedError(f"{name} is on device {t.device}: cnnkern.torch runs CPU tensors only")
+        reason = backends.probe("cuda")
+        if reason is not None:
+            raise RuntimeError(
+                f"{name} is a CUDA tensor, and cnnkern's cuda backend is unavailable: {reason}"
+            )
+    elif t.device.type not in ("cpu", "meta"):
+        raise NotImplementedError(f"{name} is on device {t.device}: cnnkern.torch runs CPU and CUDA tensors")
     if floating and t.dtype not in FLOATS:
         raise TypeError(f"{name} must be float32 or float64 (cnnkern's kernels), got {t.dtype}")
     if ndim is not None and t.dim() != ndim:
@@ -57,24 +61,71 @@ def same_dtype(x: torch.Tensor, **others: torch.Tensor | None) -> None:
             raise TypeError(f"{name} must have the dtype of the input ({x.dtype}), got {t.dtype}")
 
 
-def np_in(t: torch.Tensor | None) -> np.ndarray | None:
-    """A NumPy view of a CPU tensor (a contiguous copy only when t is strided otherwise, channels_last
-    included: the kernels take C-contiguous NCHW)."""
+def backend_for(t: torch.Tensor) -> Backend:
+    """The backend that runs an op on ``t``: a CUDA tensor on the cuda backend (float32 only; it needs CuPy),
+    a CPU tensor on :func:`cpu_backend`."""
+    if t.device.type != "cuda":
+        return cpu_backend(t.dtype)
+    if t.dtype != torch.float32:
+        raise TypeError(
+            f"a CUDA tensor of {t.dtype}: cnnkern's CUDA kernels take float32 (float64 runs on the CPU, "
+            "on the float64 reference backend)"
+        )
+    return backends.get("cuda")
+
+
+def _cupy() -> Any:
+    import cupy
+
+    return cupy
+
+
+def arr_in(t: torch.Tensor | None) -> Any:
+    """The array a kernel takes for a tensor, without a copy where it is C-contiguous: a NumPy view of a CPU
+    tensor, a CuPy array over a CUDA tensor's memory (DLPack). Other strides (channels_last included) are
+    copied to C-contiguous first: the kernels take C-contiguous NCHW."""
     if t is None:
         return None
+    t = t.detach().contiguous()
+    if t.device.type == "cuda":
+        return _cupy().from_dlpack(t)
     if t.device.type != "cpu":
         check_tensor("a cnnkern op's input", t)
-    return t.detach().contiguous().numpy()
+    return t.numpy()
 
 
 def t_out(a: Any) -> torch.Tensor:
-    """A tensor over a kernel's output array (new memory: no copy)."""
-    return torch.from_numpy(np.asarray(a))
+    """A tensor over a kernel's output array (new memory: no copy): NumPy for the CPU, CuPy (DLPack) on a
+    GPU."""
+    if isinstance(a, np.ndarray) or np.isscalar(a):
+        return torch.from_numpy(np.asarray(a))
+    return torch.from_dlpack(a)
 
 
-def none_or(t: Any, dtype: torch.dtype) -> torch.Tensor:
-    """A gradient the backward was not asked for comes back as an empty tensor (custom ops return tensors)."""
-    return torch.empty(0, dtype=dtype) if t is None else t_out(t)
+def none_or(t: Any, like: torch.Tensor) -> torch.Tensor:
+    """A gradient the backward was not asked for comes back as an empty tensor (custom ops return tensors),
+    of ``like``'s dtype and device."""
+    return like.new_empty(0) if t is None else t_out(t)
+
+
+def copy_if_shared(a: Any, *others: Any) -> Any:
+    """``a``, or a copy of it where it shares memory with one of ``others`` (an op's output may not alias
+    an input)."""
+    xp = np if isinstance(a, np.ndarray) else _cupy()
+    return a.copy() if any(xp.shares_memory(a, o) for o in others) else a
+
+
+@contextmanager
+def device_scope(t: torch.Tensor | None) -> Iterator[None]:
+    """Where ``t`` is a CUDA tensor: CuPy's current device and stream are ``t``'s device and PyTorch's
+    current stream on it, so the kernels queue in order with PyTorch's work; nothing to do on the CPU."""
+    if t is None or t.device.type != "cuda":
+        yield
+        return
+    cupy = _cupy()
+    with cupy.cuda.Device(t.device.index):
+        with cupy.cuda.ExternalStream(torch.cuda.current_stream(t.device).cuda_stream):
+            yield
 
 
 def grad_or_none(t: torch.Tensor, needed: bool) -> torch.Tensor | None:

@@ -16,11 +16,14 @@ or ``nn.Parameter`` (no other subclass).
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any, Callable
 
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from ._bridge import device_scope
 
 Impl = Callable[..., Any]
 
@@ -38,8 +41,17 @@ def define(qualname: str, *, schema: str) -> Callable[[Impl], Any]:
     for :func:`call`'s eager path."""
 
     def register(fn: Impl) -> Any:
-        op = torch.library.custom_op(qualname, mutates_args=(), schema=schema)(fn)
-        _impls[op] = fn
+        @functools.wraps(fn)
+        def run(*args: Any) -> Any:
+            # a CUDA tensor's op runs on its device and PyTorch's current stream there
+            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            if first is None or first.device.type != "cuda":
+                return fn(*args)
+            with device_scope(first):
+                return fn(*args)
+
+        op = torch.library.custom_op(qualname, mutates_args=(), schema=schema)(run)
+        _impls[op] = run
         _names[op] = qualname.split("::")[-1]
         return op
 

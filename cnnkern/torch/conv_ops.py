@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import ops, shapes
-from ._bridge import cpu_backend, grad_or_none, none_or, np_in, t_out
+from ._bridge import arr_in, backend_for, grad_or_none, none_or, t_out
 from ._eager import call, define, register_autograd
 
 _CONV = "int[] stride, int[] padding, int[] dilation, int groups, str? activation, float alpha"
@@ -78,9 +78,9 @@ def conv2d(
     alpha: float,
 ) -> Tensor:
     kw = _conv_kw(x, w, stride, padding, dilation, groups)
-    be = cpu_backend(x.dtype)
+    be = backend_for(x)
     y = ops.conv2d_bias_act_forward(
-        np_in(x), np_in(w), np_in(b), **kw, activation=activation, alpha=alpha, backend=be
+        arr_in(x), arr_in(w), arr_in(b), **kw, activation=activation, alpha=alpha, backend=be
     )
     return t_out(y)
 
@@ -112,14 +112,14 @@ def conv2d_backward(
     """Gradients (dx, dw, db) of conv2d from dy and its output y (read only with an activation); an empty
     tensor for each one not asked for."""
     kw = _conv_kw(x, w, stride, padding, dilation, groups)
-    be = cpu_backend(x.dtype)
-    g = np_in(dy)
+    be = backend_for(x)
+    g = arr_in(dy)
     if activation is not None:
-        g = ops.activation_backward(g, np_in(y), activation, alpha=alpha, backend=be)
+        g = ops.activation_backward(g, arr_in(y), activation, alpha=alpha, backend=be)
     grads = ops.conv2d_backward(
-        g, np_in(x), np_in(w), **kw, need_dx=need_dx, need_dw=need_dw, need_db=need_db, backend=be
+        g, arr_in(x), arr_in(w), **kw, need_dx=need_dx, need_dw=need_dw, need_db=need_db, backend=be
     )
-    return _grads_out(grads, x.dtype)
+    return _grads_out(grads, x)
 
 
 def fake_grads(
@@ -145,9 +145,9 @@ def _conv2d_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     ctx.conf, ctx.has_b = conf, b is not None
 
 
-def _grads_out(grads: tuple[Any, Any, Any], dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+def _grads_out(grads: tuple[Any, Any, Any], like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """A backward op's (dx, dw, db) from the front door's, an empty tensor for each one not asked for."""
-    return none_or(grads[0], dtype), none_or(grads[1], dtype), none_or(grads[2], dtype)
+    return none_or(grads[0], like), none_or(grads[1], like), none_or(grads[2], like)
 
 
 def _grads_in(ctx: Any, backward_op: Any, *args: Tensor, others: int) -> tuple[Any, ...]:
@@ -213,19 +213,19 @@ def conv2d_act_maxpool(
     kw = _conv_kw(x, w, stride, padding, dilation, groups)
     pool = _pool_kw(pool_kernel, pool_stride, pool_padding, pool_dilation, ceil_mode)
     out = ops.conv2d_act_maxpool_forward(
-        np_in(x),
-        np_in(w),
-        np_in(b),
+        arr_in(x),
+        arr_in(w),
+        arr_in(b),
         **kw,
         activation=activation,
         alpha=alpha,
         **pool,
         return_argmax=need_argmax,
-        backend=cpu_backend(x.dtype),
+        backend=backend_for(x),
     )
     if need_argmax:
         return t_out(out[0]), t_out(out[1])
-    return t_out(out), torch.empty(0, dtype=torch.int64)
+    return t_out(out), x.new_empty(0, dtype=torch.int64)
 
 
 @conv2d_act_maxpool.register_fake
@@ -273,20 +273,20 @@ def conv2d_act_maxpool_backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     kw = _conv_kw(x, w, stride, padding, dilation, groups)
     grads = ops.conv2d_act_maxpool_backward(
-        np_in(dy),
-        np_in(y),
-        np_in(argmax),
-        np_in(x),
-        np_in(w),
+        arr_in(dy),
+        arr_in(y),
+        arr_in(argmax),
+        arr_in(x),
+        arr_in(w),
         **kw,
         activation=activation,
         alpha=alpha,
         need_dx=need_dx,
         need_dw=need_dw,
         need_db=need_db,
-        backend=cpu_backend(x.dtype),
+        backend=backend_for(x),
     )
-    return _grads_out(grads, x.dtype)
+    return _grads_out(grads, x)
 
 
 @conv2d_act_maxpool_backward.register_fake

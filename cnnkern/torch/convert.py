@@ -10,8 +10,9 @@ kernel:
 
 the activation being ReLU, LeakyReLU (slope >= 0), Sigmoid or Tanh. A fused group's later members become
 ``nn.Identity`` so the Sequential's indices and state_dict keys stay as they were. Everything else (and a
-layer with settings cnnkern lacks: padding_mode other than 'zeros', divisor_override, CUDA tensors, dtypes
-other than float32/float64) stays a torch.nn module, listed in the report with the reason.
+layer with settings cnnkern lacks: padding_mode other than 'zeros', divisor_override, dtypes other than
+float32/float64, float64 on CUDA) stays a torch.nn module, listed in the report with the reason. A model on
+CUDA converts when the cuda backend loads (CuPy), else not at all (the report says why).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import backends
 from . import modules as M
 
 _ACTS: dict[type, str] = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
@@ -62,8 +64,10 @@ def _unsupported(m: nn.Module) -> str | None:
     if type(m) not in _TWINS:
         return "no cnnkern kernel: runs in torch"
     for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
-        if t.device.type != "cpu":
-            return f"on {t.device}: cnnkern.torch runs CPU tensors only"
+        if t.device.type not in ("cpu", "cuda"):
+            return f"on {t.device}: cnnkern.torch runs CPU and CUDA tensors"
+        if t.device.type == "cuda" and t.is_floating_point() and t.dtype != torch.float32:
+            return f"dtype {t.dtype} on {t.device}: cnnkern's CUDA kernels are float32"
         if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
             return f"dtype {t.dtype}: cnnkern runs float32 and float64"
     if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
@@ -157,6 +161,13 @@ def convert(model: Any) -> tuple[Any, ConversionReport]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     report = ConversionReport()
+    if any(t.device.type == "cuda" for t in (*model.parameters(), *model.buffers())):
+        reason = backends.probe("cuda")
+        if reason is not None:  # nothing converted: a parameterless layer would meet CUDA tensors too
+            report.kept.append(
+                ("", type(model).__name__, f"on CUDA, and cnnkern's cuda backend is unavailable: {reason}")
+            )
+            return model, report
     if len(model._modules) == 0:
         why = _unsupported(model)
         if why is None:

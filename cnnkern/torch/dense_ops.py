@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor
 
 from .. import ops
-from ._bridge import cpu_backend, grad_or_none, none_or, np_in, t_out
+from ._bridge import arr_in, backend_for, grad_or_none, none_or, t_out
 from ._eager import call, define, register_autograd
 
 # ---- cnnkern::linear ---------------------------------------------------------------------------------------
@@ -22,7 +22,7 @@ from ._eager import call, define, register_autograd
 def linear(x: Tensor, w: Tensor, b: Tensor | None, activation: str | None, alpha: float) -> Tensor:
     """act(x w^T + b) for x (N, in), w (out, in)."""
     y = ops.dense_bias_act_forward(
-        np_in(x), np_in(w), np_in(b), activation=activation, alpha=alpha, backend=cpu_backend(x.dtype)
+        arr_in(x), arr_in(w), arr_in(b), activation=activation, alpha=alpha, backend=backend_for(x)
     )
     return t_out(y)
 
@@ -49,12 +49,12 @@ def linear_backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(dx, dw, db) from dy and the forward's output y (read only with an activation); empty where not
     asked for."""
-    be = cpu_backend(x.dtype)
-    g = np_in(dy)
+    be = backend_for(x)
+    g = arr_in(dy)
     if activation is not None:
-        g = ops.activation_backward(g, np_in(y), activation, alpha=alpha, backend=be)
-    dx, dw, db = ops.dense_backward(g, np_in(x), np_in(w), need_dx=need_dx, need_db=need_db, backend=be)
-    return none_or(dx, x.dtype), none_or(dw, x.dtype), none_or(db, x.dtype)
+        g = ops.activation_backward(g, arr_in(y), activation, alpha=alpha, backend=be)
+    dx, dw, db = ops.dense_backward(g, arr_in(x), arr_in(w), need_dx=need_dx, need_db=need_db, backend=be)
+    return none_or(dx, x), none_or(dw, x), none_or(db, x)
 
 
 @linear_backward.register_fake
@@ -90,7 +90,7 @@ register_autograd(linear, _linear_grad, setup_context=_linear_setup)
 @define("cnnkern::activation", schema="(Tensor x, str kind, float alpha) -> Tensor")
 def activation(x: Tensor, kind: str, alpha: float) -> Tensor:
     """relu, leaky_relu (slope alpha >= 0), sigmoid or tanh, elementwise, any shape."""
-    return t_out(ops.activation_forward(np_in(x), kind, alpha=alpha, backend=cpu_backend(x.dtype)))
+    return t_out(ops.activation_forward(arr_in(x), kind, alpha=alpha, backend=backend_for(x)))
 
 
 @activation.register_fake
@@ -104,9 +104,7 @@ def _(x, kind, alpha):  # type: ignore[no-untyped-def]
 )
 def activation_backward(dy: Tensor, y: Tensor, kind: str, alpha: float) -> Tensor:
     """dx from dy and the forward's OUTPUT y."""
-    return t_out(
-        ops.activation_backward(np_in(dy), np_in(y), kind, alpha=alpha, backend=cpu_backend(y.dtype))
-    )
+    return t_out(ops.activation_backward(arr_in(dy), arr_in(y), kind, alpha=alpha, backend=backend_for(y)))
 
 
 @activation_backward.register_fake
@@ -137,7 +135,7 @@ register_autograd(activation, _act_grad, setup_context=_act_setup)
 def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """(the mean cross-entropy, a 0-d tensor; the softmax probabilities (N, C))."""
     loss, probs = ops.softmax_cross_entropy_forward(
-        np_in(logits), np_in(labels), backend=cpu_backend(logits.dtype)
+        arr_in(logits), arr_in(labels), backend=backend_for(logits)
     )
     return t_out(loss), t_out(probs)
 
@@ -154,7 +152,7 @@ def _(logits, labels):  # type: ignore[no-untyped-def]
 def softmax_cross_entropy_backward(probs: Tensor, labels: Tensor) -> Tensor:
     """d(mean loss)/d(logits) = (probs - onehot(labels)) / N."""
     return t_out(
-        ops.softmax_cross_entropy_backward(np_in(probs), np_in(labels), backend=cpu_backend(probs.dtype))
+        ops.softmax_cross_entropy_backward(arr_in(probs), arr_in(labels), backend=backend_for(probs))
     )
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from torch import Tensor
 
 from .. import ops
-from ._bridge import cpu_backend, np_in, t_out
+from ._bridge import arr_in, backend_for, copy_if_shared, t_out
 from ._eager import call, define, register_autograd
 
 
@@ -35,22 +34,20 @@ def batch_norm(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(y, mean, invstd, new running_mean, new running_var): mean and invstd are the statistics used, which
     the backward takes."""
-    rm, rv = np.array(np_in(running_mean)), np.array(np_in(running_var))  # copies: the op is functional
+    rm, rv = arr_in(running_mean.clone()), arr_in(running_var.clone())  # copies: the op is functional
     y, mean, invstd = ops.batchnorm2d_forward(
-        np_in(x),
-        np_in(gamma),
-        np_in(beta),
+        arr_in(x),
+        arr_in(gamma),
+        arr_in(beta),
         rm,
         rv,
         training=training,
         momentum=momentum,
         eps=eps,
-        backend=cpu_backend(x.dtype),
+        backend=backend_for(x),
     )
     # an output may not share memory with an input (eval can hand back the running mean itself)
-    mean, invstd = (
-        a.copy() if np.shares_memory(a, rm) or np.shares_memory(a, rv) else a for a in (mean, invstd)
-    )
+    mean, invstd = (copy_if_shared(a, rm, rv) for a in (mean, invstd))
     return t_out(y), t_out(mean), t_out(invstd), t_out(rm), t_out(rv)
 
 
@@ -70,13 +67,13 @@ def batch_norm_backward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(dx, dgamma, dbeta) from the forward's mean and invstd."""
     dx, dgamma, dbeta = ops.batchnorm2d_backward(
-        np_in(dy),
-        np_in(x),
-        np_in(gamma),
-        np_in(mean),
-        np_in(invstd),
+        arr_in(dy),
+        arr_in(x),
+        arr_in(gamma),
+        arr_in(mean),
+        arr_in(invstd),
         training=training,
-        backend=cpu_backend(x.dtype),
+        backend=backend_for(x),
     )
     return t_out(dx), t_out(dgamma), t_out(dbeta)
 

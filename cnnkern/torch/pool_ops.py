@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .. import ops, shapes
-from ._bridge import cpu_backend, np_in, t_out
+from ._bridge import arr_in, backend_for, t_out
 from ._eager import call, define, register_autograd
 
 
@@ -39,13 +39,13 @@ def max_pool2d(
     ceil_mode: bool,
 ) -> tuple[Tensor, Tensor]:
     y, argmax = ops.maxpool2d_forward(
-        np_in(x),
+        arr_in(x),
         kernel_size=tuple(kernel_size),
         stride=tuple(stride),
         padding=tuple(padding),
         dilation=tuple(dilation),
         ceil_mode=ceil_mode,
-        backend=cpu_backend(x.dtype),
+        backend=backend_for(x),
     )
     return t_out(y), t_out(argmax)
 
@@ -61,7 +61,7 @@ def _(x, kernel_size, stride, padding, dilation, ceil_mode):  # type: ignore[no-
     schema="(Tensor dy, Tensor argmax, SymInt[] x_shape) -> Tensor",
 )
 def max_pool2d_backward(dy: Tensor, argmax: Tensor, x_shape: list[int]) -> Tensor:
-    dx = ops.maxpool2d_backward(np_in(dy), np_in(argmax), tuple(x_shape), backend=cpu_backend(dy.dtype))
+    dx = ops.maxpool2d_backward(arr_in(dy), arr_in(argmax), tuple(x_shape), backend=backend_for(dy))
     return t_out(dx)
 
 
@@ -111,7 +111,7 @@ def avg_pool2d(
     count_include_pad: bool,
 ) -> Tensor:
     kw = _avg_kw(kernel_size, stride, padding, ceil_mode, count_include_pad)
-    return t_out(ops.avgpool2d_forward(np_in(x), **kw, backend=cpu_backend(x.dtype)))
+    return t_out(ops.avgpool2d_forward(arr_in(x), **kw, backend=backend_for(x)))
 
 
 @avg_pool2d.register_fake
@@ -130,7 +130,7 @@ def avg_pool2d_backward(
     count_include_pad: bool,
 ) -> Tensor:
     kw = _avg_kw(kernel_size, stride, padding, ceil_mode, count_include_pad)
-    return t_out(ops.avgpool2d_backward(np_in(dy), tuple(x_shape), **kw, backend=cpu_backend(dy.dtype)))
+    return t_out(ops.avgpool2d_backward(arr_in(dy), tuple(x_shape), **kw, backend=backend_for(dy)))
 
 
 @avg_pool2d_backward.register_fake
