@@ -135,6 +135,7 @@ def test_reduction_blocks_match_one_rank_bitwise(tmp_path: Path, opt: str) -> No
     assert same.all(), f"1 and 2 ranks differ after steps {np.flatnonzero(~same) + 1}"
     assert relative(one, ranks[0]) == 0.0
     np.testing.assert_array_equal(one["loss"], ranks[0]["loss"])
+    np.testing.assert_array_equal(one["evaluate"], ranks[0]["evaluate"])  # by whole batches, in order
 
 
 def test_reduction_blocks_any_rank_count(tmp_path: Path) -> None:

@@ -225,19 +225,22 @@ class MPIStrategy:
     def evaluate_internal(
         self, model: Model, X: BackendArray, Y: BackendArray, batch_size: int
     ) -> tuple[float, float]:
-        """(mean loss, accuracy) over X, Y (internal layout), each rank evaluating its contiguous share."""
+        """(mean loss, accuracy) over X, Y (internal layout) in batches of ``batch_size`` rows, each rank
+        evaluating a contiguous run of whole batches; the per-batch sums are gathered and added in batch
+        order, so the result has the same bits with any number of ranks."""
         n = int(X.shape[0])
-        a, b = n * self.rank // self.num_replicas, n * (self.rank + 1) // self.num_replicas
-        sums = np.zeros(2, np.float64)
-        for lo in range(a, b, batch_size):
-            hi = min(lo + batch_size, b)
+        shares = block_shares(n, batch_size, self.num_replicas)
+        first, end = shares[self.rank]
+        rows = np.zeros((end - first, 2), np.float64)
+        for i, j in enumerate(range(first, end)):
+            lo, hi = j * batch_size, min((j + 1) * batch_size, n)
             loss, probs = model._loss_and_probs(X[lo:hi], Y[lo:hi], training=False)
-            sums[0] += float(loss) * (hi - lo)
-            sums[1] += float((probs.argmax(axis=1) == Y[lo:hi]).sum())
-        recv = np.empty((self.num_replicas, 2), np.float64)
-        self.link.wait([self.link.comm.Iallgather(sums, recv)], "the evaluation sums")
+            rows[i] = float(loss) * (hi - lo), float((probs.argmax(axis=1) == Y[lo:hi]).sum())
+        recv = np.empty((shares[-1][1], 2), np.float64)
+        counts = [2 * (e - f) for f, e in shares]
+        self.link.wait([self.link.comm.Iallgatherv(rows, [recv, counts])], "the evaluation sums")
         total = recv[0].copy()
-        for r in range(1, self.num_replicas):
+        for r in range(1, recv.shape[0]):
             total += recv[r]
         return float(total[0]) / n, float(total[1]) / n
 
