@@ -78,8 +78,12 @@ def test_convert_shares_parameters_in_place():
     assert converted is model and all(p is q for p, q in zip(params, converted.parameters()))
 
 
-def test_classic_cnn_trains_like_the_unconverted_model():
-    """20 SGD steps (momentum 0.9), batch 32, float32: the loss trajectories agree to ~100 float32 ulps.
+@pytest.mark.parametrize(
+    "optimizer", [torch.optim.SGD, ct.optim.SGD], ids=["torch.optim", "cnnkern.torch.optim"]
+)
+def test_classic_cnn_trains_like_the_unconverted_model(optimizer):
+    """20 SGD steps (momentum 0.9), batch 32, float32: the loss trajectories agree to ~100 float32 ulps, with
+    torch.optim.SGD on the converted model and with cnnkern.torch.optim.SGD (the unconverted model: torch's).
 
     SGD, not Adam: Adam's step g/(sqrt(v)+eps) turns a rounding difference in a near-zero gradient into a
     full-size step, so two correct float32 runs (torch's own float32 run against its float64 one included)
@@ -87,20 +91,26 @@ def test_classic_cnn_trains_like_the_unconverted_model():
     batches = _batches(20, 32)
     ref = _classic()
     model, _ = ct.convert(copy.deepcopy(ref))
-    sgd = dict(optimizer=torch.optim.SGD, lr=0.01, momentum=0.9)
-    losses_ref, losses = _train(ref, batches, **sgd), _train(model, batches, **sgd)
+    sgd = dict(lr=0.01, momentum=0.9)
+    losses_ref = _train(ref, batches, optimizer=torch.optim.SGD, **sgd)
+    losses = _train(model, batches, optimizer=optimizer, **sgd)
     assert losses_ref[-5:].mean() < losses_ref[:5].mean() - 0.3  # it learns: the comparison means something
     assert_close(losses, losses_ref, atol=1e-5, rtol=1e-5, what="loss trajectory")
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):
         assert_close(p.detach().numpy(), q.detach().numpy(), atol=1e-5, rtol=1e-4, what=f"weights {name}")
 
 
-def test_classic_cnn_float64_adam_trajectory_is_torchs():
-    """float64 on the reference backend: 6 Adam steps give torch's losses to 1e-10."""
+@pytest.mark.parametrize(
+    "optimizer", [torch.optim.Adam, ct.optim.Adam], ids=["torch.optim", "cnnkern.torch.optim"]
+)
+def test_classic_cnn_float64_adam_trajectory_is_torchs(optimizer):
+    """float64 on the reference backend: 6 Adam steps (torch.optim's or cnnkern.torch.optim's on the converted
+    model) give the unconverted model's losses under torch.optim.Adam to 1e-10."""
     batches = [(x.double(), y) for x, y in _batches(6, 16)]
     ref = _classic().double()
     model, _ = ct.convert(copy.deepcopy(ref))
-    assert_close(_train(model, batches), _train(ref, batches), atol=1e-10, rtol=1e-10, what="loss trajectory")
+    losses = _train(model, batches, optimizer=optimizer)
+    assert_close(losses, _train(ref, batches), atol=1e-10, rtol=1e-10, what="loss trajectory")
 
 
 def test_converted_model_compiles_without_graph_breaks():
