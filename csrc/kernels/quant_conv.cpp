@@ -126,6 +126,9 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
   const int64_t win = ph * pw, cells = PP * QQ, tc = std::max<int64_t>(1, kTileRows / win);
   const int64_t tiles = (cells + tc - 1) / tc, rows_per_tile = tc * win;
   const int64_t sh = stride[0], sw = stride[1];
+  std::vector<int64_t> woff;  // a pool window's conv pixels from its first, in window order
+  for (int64_t a = 0; a < ph; ++a)
+    for (int64_t b = 0; b < pw; ++b) woff.push_back((a * sh * Wp + b * sw) * Cp);
   parallel_for(N * tiles, [&](int64_t begin, int64_t end) {
     thread_local std::vector<const uint8_t*> rows_buf, pix_buf;
     thread_local std::vector<uint8_t> cols_buf;
@@ -137,12 +140,12 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / tiles, cell0 = (item % tiles) * tc, ncell = std::min(tc, cells - cell0);
       const int64_t m = ncell * win;
-      int64_t cp = cell0 / QQ, cq = cell0 % QQ;        // the cell's position in the (pooled) output
+      int64_t cp = cell0 / QQ, cq = cell0 % QQ;  // the cell's position in the (pooled) output
+      const uint8_t* corner = src + ((n * Hp + cp * ph * sh) * Wp + cq * pw * sw) * Cp;
       for (int64_t ci = 0, r = 0; ci < ncell; ++ci) {  // the conv pixels of each cell, in window order
-        const uint8_t* corner = src + ((n * Hp + cp * ph * sh) * Wp + cq * pw * sw) * Cp;
-        for (int64_t a = 0; a < ph; ++a)
-          for (int64_t b = 0; b < pw; ++b) pix[r++] = corner + (a * sh * Wp + b * sw) * Cp;
-        if (++cq == QQ) cq = 0, ++cp;
+        for (int64_t j = 0; j < win; ++j) pix[r++] = corner + woff[j];
+        corner += pw * sw * Cp;
+        if (++cq == QQ) cq = 0, ++cp, corner = src + ((n * Hp + cp * ph * sh) * Wp) * Cp;
       }
       for (int64_t g = 0; g < groups; ++g) {
         if (rows_layout) {  // im2col rows of group g in (i, j, c) order (else the pixels' own rows)

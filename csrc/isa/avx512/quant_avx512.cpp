@@ -36,11 +36,12 @@ Q8Gemm flat(const Q8Gemm& g) {
   return {off.data(), g.ntaps * g.csteps, 1, g.w, g.nblocks};
 }
 
-// the MR x NB tile's int32 sums of a flat g, in registers (every loop over the tile unrolled: GCC keeps
-// an array it indexes in a loop in memory, with loads and stores around the reduction)
+// the MR x NB tile's int32 sums of a flat g, plus init (per block), in registers (every loop over the tile
+// unrolled: GCC keeps an array it indexes in a loop in memory, with loads and stores around the reduction)
 template <int MR, int NB>
 __attribute__((always_inline)) inline void sums(const uint8_t* const* rows, int64_t m, const Q8Gemm& g,
-                                                const int8_t* w, __m512i (&acc)[MR][NB]) {
+                                                const int8_t* w, const __m512i (&init)[NB],
+                                                __m512i (&acc)[MR][NB]) {
   const int64_t wblock = g.ntaps * 64;
   const uint8_t* a[MR];
 #pragma GCC unroll 16
@@ -48,7 +49,7 @@ __attribute__((always_inline)) inline void sums(const uint8_t* const* rows, int6
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-    for (int b = 0; b < NB; ++b) acc[r][b] = _mm512_setzero_si512();
+    for (int b = 0; b < NB; ++b) acc[r][b] = init[b];
   for (int64_t t = 0; t < g.ntaps; ++t) {
     const int64_t o = g.toff[t];
     __m512i wv[NB];
@@ -67,8 +68,10 @@ __attribute__((always_inline)) inline void sums(const uint8_t* const* rows, int6
 
 template <int MR, int NB>
 void tile(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, const int8_t* w, int32_t* c, int64_t ldc) {
-  __m512i acc[MR][NB];
-  sums<MR, NB>(rows, m, g, w, acc);
+  __m512i zero[NB], acc[MR][NB];
+#pragma GCC unroll 4
+  for (int b = 0; b < NB; ++b) zero[b] = _mm512_setzero_si512();
+  sums<MR, NB>(rows, m, g, w, zero, acc);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
     if (r < m)
@@ -94,8 +97,13 @@ template <int MR, int NB, int WIN>
 void tile_requant(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, const int8_t* w,
                   const RequantRow& q, int64_t k0, int64_t n, uint8_t* out) {
   static_assert(MR % WIN == 0, "a register tile holds whole pool windows");
-  __m512i acc[MR][NB];
-  sums<MR, NB>(rows, m, g, w, acc);
+  // the sums start at the channels' base, so that they end as the accumulators (the 32-bit adds wrap to
+  // the exact value; the max of a window's accumulators is its sums' max plus base, as the format keeps
+  // each inside int32)
+  __m512i base[NB], acc[MR][NB];
+#pragma GCC unroll 4
+  for (int b = 0; b < NB; ++b) base[b] = _mm512_load_si512(q.blocks[k0 / 16 + b].base);
+  sums<MR, NB>(rows, m, g, w, base, acc);
   unroll<MR / WIN>([&](auto c) __attribute__((always_inline)) {
     unroll<NB>([&](auto b) __attribute__((always_inline)) {
       constexpr int C = decltype(c)::value, B = decltype(b)::value;

@@ -22,7 +22,8 @@ void q8_requant_avx512(const int32_t* sum, int64_t ld, int64_t count, int64_t n,
     __m512i top = _mm512_maskz_loadu_epi32(mask, sum + k);
     for (int64_t i = 1; i < count; ++i)
       top = _mm512_max_epi32(top, _mm512_maskz_loadu_epi32(mask, sum + i * ld + k));
-    _mm_mask_storeu_epi8(out + k, mask, avx512q::requant16(top, q, k));
+    const __m512i acc = _mm512_add_epi32(top, _mm512_load_si512(q.blocks[k / 16].base));
+    _mm_mask_storeu_epi8(out + k, mask, avx512q::requant16(acc, q, k));
   }
 }
 

@@ -17,9 +17,9 @@ namespace cnnkern::avx512q {
 inline __m512i load(const void* p) { return _mm512_load_si512(p); }
 
 // The arithmetic as written (quant.h's requant_one), in int64 lanes.
-inline __m128i requant16_wide(__m512i top, const RequantRow& q, const Requant16& b) {
+inline __m128i requant16_wide(__m512i acc, const RequantRow& q, const Requant16& b) {
   const __m512i hi = _mm512_set1_epi64(127 - q.zero), zero = _mm512_set1_epi32(static_cast<int32_t>(q.zero));
-  const __m512i acc = _mm512_add_epi32(top, load(b.base)), mult = load(b.mult);
+  const __m512i mult = load(b.mult);
   __m512i even = _mm512_mul_epi32(acc, mult);  // the low (even) dwords of each qword, exact products
   __m512i odd = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(mult, 32));
   even = _mm512_srav_epi64(_mm512_add_epi64(even, load(b.round)), load(b.shift));
@@ -33,8 +33,7 @@ inline __m128i requant16_wide(__m512i top, const RequantRow& q, const Requant16&
 
 // Requant16's narrow form: acc clamped in int32, t = (acc * mult) >> (shift - 1) (fits a dword), then
 // zero + ((t + 1) >> 1) as (t + 1 + 2 zero) >> 1 in dwords.
-inline __m128i requant16_narrow(__m512i top, const RequantRow& q, const Requant16& b) {
-  __m512i acc = _mm512_add_epi32(top, load(b.base));
+inline __m128i requant16_narrow(__m512i acc, const RequantRow& q, const Requant16& b) {
   acc = _mm512_min_epi32(_mm512_max_epi32(acc, load(b.acc_lo)), load(b.acc_hi));
   const __m512i even = _mm512_srav_epi64(_mm512_mul_epi32(acc, load(b.mult)), load(b.shift1));
   const __m512i odd =
@@ -45,10 +44,11 @@ inline __m128i requant16_narrow(__m512i top, const RequantRow& q, const Requant1
   return _mm512_cvtepi32_epi8(y);
 }
 
-// channels [k, k + 16) of q (k a multiple of 16)
-inline __m128i requant16(__m512i top, const RequantRow& q, int64_t k) {
+// channels [k, k + 16) of q (k a multiple of 16), their accumulators acc = sums + base (the 32-bit add
+// wraps to the exact value)
+inline __m128i requant16(__m512i acc, const RequantRow& q, int64_t k) {
   const Requant16& b = q.blocks[k / 16];
-  return q.narrow ? requant16_narrow(top, q, b) : requant16_wide(top, q, b);
+  return q.narrow ? requant16_narrow(acc, q, b) : requant16_wide(acc, q, b);
 }
 
 inline __mmask16 lanes(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1); }
