@@ -23,6 +23,9 @@ CASES = [
     (2, 1, 28, 28, 32, 3, 3, (1, 1), (1, 1, 1, 1), (2, 2)),  # one channel through the GEMM tiles
     (1, 3, 10, 7, 17, 2, 2, (2, 1), (0, 1, 0, 1), (2, 1)),
     (2, 12, 6, 13, 33, 3, 1, (1, 2), (1, 1, 0, 0), (1, 1)),
+    # batches of 4 and more: larger work items (96 conv pixels), a tile's last cells in a part tile
+    (5, 9, 13, 12, 24, 3, 3, (1, 1), (1, 1, 1, 1), (2, 2)),
+    (4, 6, 11, 10, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1)),
 ]
 
 

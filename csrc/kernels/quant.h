@@ -98,7 +98,8 @@ void q8_conv_fused_vnni(const uint8_t* const* pix, int64_t cells, int64_t win, c
 // The VNNI GEMM with its epilogue fused: the m rows' sums (q8_igemm_vnni's tiles) kept in registers, the max
 // of each `win` consecutive rows (a pool window; win = 1: no pool) requantized there, window c's n codes
 // written to out[c * n ..]; m is a multiple of win. Runs win 1, 2 and 4 (a register tile holds whole
-// windows) and returns false, doing nothing, for any other.
+// windows) and returns false, doing nothing, for any other. Fastest with g in one 4-step per tap (csteps 1:
+// tap t's steps s as taps at toff[t] + 4 s), which the others are turned into first.
 bool q8_conv_requant_vnni(const uint8_t* const* rows, int64_t m, int64_t win, const Q8Gemm& g,
                           const RequantRow& q, int64_t n, uint8_t* out);
 

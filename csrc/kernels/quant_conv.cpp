@@ -26,8 +26,10 @@ namespace cnnkern::q8 {
 
 namespace {
 
-constexpr int64_t kTileRows = 48;  // GEMM rows per work item (a multiple of the register tiles, 6 and 8)
-constexpr int64_t kSlack = 64;     // bytes past the end of a scratch buffer that a read may touch
+// GEMM rows per work item (a multiple of the register tiles, 4, 6 and 8): a batch's layer in larger items
+// (less set-up per row), a few images' in smaller ones (enough items for the threads)
+constexpr int64_t kTileRows = 48, kBatchTileRows = 96;
+constexpr int64_t kSlack = 64;  // bytes past the end of a scratch buffer that a read may touch
 
 // len bytes in 8-byte pieces: reads and writes up to 7 bytes past len (into the slack, or into what the
 // caller writes next). A run is often a handful of bytes (a group's few channels).
@@ -122,8 +124,14 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
       for (int64_t j = 0; j < S; ++j) toff.push_back((i * dilation[0] * Wp + j * dilation[1]) * Cp);
   if (rows_layout) toff.push_back(0);
   if (c1 && toff.size() % 2) toff.push_back(0);  // the last pair's second tap: a zero weight
+  // the tiled kernel's taps: one 4-step each (quant.h's q8_conv_requant_vnni), made once per call
+  std::vector<int64_t> steps;
+  if (tiled)
+    for (int64_t t = 0; t < p.ntaps; ++t)
+      for (int64_t s = 0; s < p.csteps; ++s) steps.push_back(toff[static_cast<size_t>(t)] + 4 * s);
   const int64_t KG = K / groups, nb16 = p.nblocks * 16, ldc = groups * nb16, kp = p.csteps * 4;
-  const int64_t win = ph * pw, cells = PP * QQ, tc = std::max<int64_t>(1, kTileRows / win);
+  const int64_t win = ph * pw, cells = PP * QQ;
+  const int64_t tc = std::max<int64_t>(1, (N >= 4 ? kBatchTileRows : kTileRows) / win);
   const int64_t tiles = (cells + tc - 1) / tc, rows_per_tile = tc * win;
   const int64_t sh = stride[0], sw = stride[1];
   std::vector<int64_t> woff;  // a pool window's conv pixels from its first, in window order
@@ -158,7 +166,7 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
           }
         }
         if (tiled) {
-          const Q8Gemm gemm{toff.data(), p.ntaps, p.csteps, p.group_w(0), p.nblocks};
+          const Q8Gemm gemm{steps.data(), p.ntaps * p.csteps, 1, p.group_w(0), p.nblocks};
           if (kern.tiled(rows, m, win, gemm, p.row(0), K, yp + (n * cells + cell0) * K)) continue;
         }
         if (fused) {

@@ -183,7 +183,7 @@ void q8_igemm_vnni(const uint8_t* const* rows, int64_t m, const Q8Gemm& packed, 
 bool q8_conv_requant_vnni(const uint8_t* const* rows, int64_t m, int64_t win, const Q8Gemm& packed,
                           const RequantRow& q, int64_t n, uint8_t* out) {
   if (win != 1 && win != 2 && win != 4) return false;
-  const Q8Gemm g = flat(packed);
+  const Q8Gemm g = packed.csteps == 1 ? packed : flat(packed);
   switch (win) {
     case 1:
       conv_requant<1>(rows, m, g, q, n, out);
