@@ -130,7 +130,8 @@ void rows_requant(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, int64_
     tile_requant<MR, NB, WIN>(rows + i0, m - i0 < MR ? m - i0 : MR, g, w, q, b0 * 16, n, out + i0 / WIN * n);
 }
 
-// 16-channel blocks in fours (6 rows, or 4 for a 2x2 window), then 3 / 2 / 1 (8 rows), as q8_igemm_vnni
+// 16-channel blocks in fours (6 rows, or 4 for a 2x2 window), then 3 / 2 / 1 (8 rows; 12 for two blocks under
+// a 2x2 window: a one-channel conv's few steps leave the tile's fixed costs to amortize), as q8_igemm_vnni
 template <int WIN>
 void conv_requant(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, const RequantRow& q, int64_t n,
                   uint8_t* out) {
@@ -142,7 +143,7 @@ void conv_requant(const uint8_t* const* rows, int64_t m, const Q8Gemm& g, const 
       rows_requant<8, 3, WIN>(rows, m, g, b0, q, n, out);
       break;
     case 2:
-      rows_requant<8, 2, WIN>(rows, m, g, b0, q, n, out);
+      rows_requant<WIN == 4 ? 12 : 8, 2, WIN>(rows, m, g, b0, q, n, out);
       break;
     case 1:
       rows_requant<8, 1, WIN>(rows, m, g, b0, q, n, out);
