@@ -89,12 +89,12 @@ Kernels pick() {
   const Simd level = simd_level();
 #if defined(CNNKERN_X86) && (defined(__GNUC__) || defined(__clang__))
   if (level == Simd::avx512 && __builtin_cpu_supports("avx512vnni"))
-    return {q8_igemm_vnni, nullptr, q8_conv_fused_vnni, q8_requant_avx512, "vnni"};
-  if (level == Simd::avx512) return {q8_igemm_avx2, nullptr, nullptr, q8_requant_avx512, "avx2"};
-  if (level == Simd::avx2) return {q8_igemm_avx2, nullptr, nullptr, q8_requant_avx2, "avx2"};
+    return {q8_igemm_vnni, nullptr, q8_conv_fused_vnni, q8_conv_requant_vnni, q8_requant_avx512, "vnni"};
+  if (level == Simd::avx512) return {q8_igemm_avx2, nullptr, nullptr, nullptr, q8_requant_avx512, "avx2"};
+  if (level == Simd::avx2) return {q8_igemm_avx2, nullptr, nullptr, nullptr, q8_requant_avx2, "avx2"};
 #endif
   (void)level;
-  return {q8_igemm_scalar, q8_conv_c1_scalar, nullptr, q8_requant_scalar, "scalar"};
+  return {q8_igemm_scalar, q8_conv_c1_scalar, nullptr, nullptr, q8_requant_scalar, "scalar"};
 }
 
 void invalid(const std::string& message) { throw std::invalid_argument(message); }
@@ -103,9 +103,24 @@ void invalid(const std::string& message) { throw std::invalid_argument(message);
 // need not scan the arrays again on every call; the weights and bias only when a layer is packed (a cached
 // packing holds arrays of the same contents, checked then).
 void check_format(const carray<uint8_t>& x, int64_t x_zero, int64_t reduction) {
+  // the largest code, over chunks on the threads (a serial scan costs a batch's layer a few percent)
   const uint8_t* xp = x.data();
-  uint8_t top = 0;
-  for (int64_t i = 0, n = x.size(); i < n; ++i) top = std::max(top, xp[i]);
+  const int64_t n = x.size(), chunk = int64_t{1} << 16, chunks = (n + chunk - 1) / chunk;
+  std::vector<uint8_t> tops(static_cast<size_t>(std::max<int64_t>(chunks, 1)), 0);
+  const auto scan = [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      uint8_t t = 0;
+      for (int64_t i = c * chunk, e = std::min(n, i + chunk); i < e; ++i) t = std::max(t, xp[i]);
+      tops[static_cast<size_t>(c)] = t;
+    }
+  };
+  if (chunks > 1) {
+    py::gil_scoped_release release;
+    parallel_for(chunks, scan);
+  } else {
+    scan(0, chunks);
+  }
+  const uint8_t top = *std::max_element(tops.begin(), tops.end());
   if (top > 127) invalid("x holds " + std::to_string(top) + ": activations are 7-bit codes in [0, 127]");
   if (x_zero < 0 || x_zero > 127) invalid("x_zero must be in [0, 127], got " + std::to_string(x_zero));
   if (reduction > (int64_t{1} << 16))
@@ -140,6 +155,38 @@ void check_vec(const carray<int32_t>& a, int64_t n, const char* name) {
 }
 
 namespace {
+
+// Requant16's narrow clamp of one channel: v(a) = (a * m + 2**(s-1)) >> s is nondecreasing in a, 0 at 0, and
+// the result is zero + v clamped to [L, H] (L <= 0 <= H): lo the least int32 a with v(a) >= L, hi the
+// greatest with v(a) <= H; exact when the clamp of a loses nothing (v(lo) = L unless lo is INT32_MIN, and
+// v(hi) = H unless hi is INT32_MAX).
+struct Narrow {
+  int32_t lo, hi;
+  bool exact;
+};
+Narrow narrow_clamp(int64_t m, int64_t s, int64_t L, int64_t H) {
+  const auto v = [&](int64_t a) { return (a * m + (int64_t{1} << (s - 1))) >> s; };
+  int64_t a = INT32_MIN, b = 0;  // v(b) >= L: the least such a in [a, b]
+  while (a < b) {
+    const int64_t mid = a + (b - a) / 2;
+    if (v(mid) >= L)
+      b = mid;
+    else
+      a = mid + 1;
+  }
+  const int64_t lo = a;
+  a = 0, b = INT32_MAX;  // v(a) <= H: the greatest such in [a, b]
+  while (a < b) {
+    const int64_t mid = a + (b - a + 1) / 2;
+    if (v(mid) <= H)
+      a = mid;
+    else
+      b = mid - 1;
+  }
+  const int64_t hi = a;
+  const bool exact = (lo == INT32_MIN || v(lo) == L) && (hi == INT32_MAX || v(hi) == H);
+  return {static_cast<int32_t>(lo), static_cast<int32_t>(hi), exact};
+}
 
 std::shared_ptr<const Packed> build(const int8_t* w, const std::array<int64_t, 4>& shape, const int32_t* bias,
                                     const Epilogue& e, int64_t groups, Layout layout) {
@@ -198,15 +245,24 @@ std::shared_ptr<const Packed> build(const int8_t* w, const std::array<int64_t, 4
     p->lo.push_back(e.relu ? e.y_zero : 0);
   }
   p->zero = e.y_zero;
-  if (e.multiplier) {  // the AVX-512 form; lanes past a group's channels: any defined values
-    p->even_odd.assign(static_cast<size_t>(groups * p->nblocks * kEvenOdd), 0);
+  if (e.multiplier) {  // the AVX-512 form; lanes past a group's channels: zeros (defined, never stored)
+    p->blocks.assign(static_cast<size_t>(groups * p->nblocks), Requant16{});
+    p->narrow.assign(static_cast<size_t>(groups), 1);
     for (int64_t k = 0; k < K; ++k) {
-      const int64_t g = k / KG, kk = k % KG, lane = kk % 16;
-      int64_t* e16 = p->even_odd.data() + (g * p->nblocks + kk / 16) * kEvenOdd + (lane % 2) * 8 + lane / 2;
+      const int64_t g = k / KG, kk = k % KG, lane = kk % 16, eo = (lane % 2) * 8 + lane / 2;
+      Requant16& b = p->blocks[static_cast<size_t>(g * p->nblocks + kk / 16)];
       const size_t ks = static_cast<size_t>(k);
-      e16[0] = p->round[ks];
-      e16[16] = p->shift[ks];
-      e16[32] = p->lo[ks] - p->zero;
+      b.round[eo] = p->round[ks];
+      b.shift[eo] = p->shift[ks];
+      b.lo[eo] = p->lo[ks] - p->zero;
+      b.shift1[eo] = p->shift[ks] - 1;
+      b.base[lane] = p->base[ks];
+      b.mult[lane] = p->mult[ks];
+      if (lane % 2) b.mult_odd[lane - 1] = p->mult[ks];
+      const Narrow nr = narrow_clamp(p->mult[ks], p->shift[ks], p->lo[ks] - p->zero, 127 - p->zero);
+      b.acc_lo[lane] = nr.lo;
+      b.acc_hi[lane] = nr.hi;
+      if (!nr.exact) p->narrow[static_cast<size_t>(g)] = 0;
     }
   }
   return p;

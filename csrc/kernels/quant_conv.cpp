@@ -3,12 +3,12 @@
 // x_zero, so a padded tap adds nothing), each output pixel's taps read in place: a kernel row covers S * C
 // contiguous input bytes (read as a multiple of 4, the extra bytes meeting zero weights); grouped
 // convolutions build im2col rows per group. One input channel (a grey image's first layer): the scalar
-// path runs the direct kernel q8_conv_c1, the VNNI path q8_conv_fused_vnni (the same reads, the sums kept
-// in registers through the pool's max and the requantization; quant.h). Work items are tiles of output
-// pixels of one image, so batch 1 also spreads over the threads. The epilogue requantizes the tile's int32
-// accumulators (bias, zero points, ReLU) and, when a max pool follows, takes the pool's max on the
-// accumulators first (the requantization is monotone) so that the conv's full-size output is never
-// written.
+// path runs the direct kernel q8_conv_c1. Work items are tiles of output pixels of one image, so batch 1
+// also spreads over the threads. The epilogue requantizes the tile's int32 accumulators (bias, zero points,
+// ReLU) and, when a max pool follows, takes the pool's max on the accumulators first (the requantization
+// is monotone) so that the conv's full-size output is never written. On the VNNI path (groups 1) the
+// accumulators never leave the GEMM's registers: q8_conv_requant_vnni for no pool or a 1x2, 2x1 or 2x2
+// window, q8_conv_fused_vnni for one input channel under any other window (quant.h).
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -26,8 +26,10 @@ namespace cnnkern::q8 {
 
 namespace {
 
-constexpr int64_t kTileRows = 48;  // GEMM rows per work item (a multiple of the register tiles, 6 and 8)
-constexpr int64_t kSlack = 64;     // bytes past the end of a scratch buffer that a read may touch
+// GEMM rows per work item (a multiple of the register tiles, 4, 6 and 8): a batch's layer in larger items
+// (less set-up per row), a few images' in smaller ones (enough items for the threads)
+constexpr int64_t kTileRows = 48, kBatchTileRows = 96;
+constexpr int64_t kSlack = 64;  // bytes past the end of a scratch buffer that a read may touch
 
 // len bytes in 8-byte pieces: reads and writes up to 7 bytes past len (into the slack, or into what the
 // caller writes next). A run is often a handful of bytes (a group's few channels).
@@ -113,6 +115,8 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
   }
   std::vector<int64_t> toff;
   const bool c1 = layout == Layout::c1, fused = C == 1 && groups == 1 && K <= 256 && kern.fused;
+  // the sums requantized in the GEMM's registers (VNNI; groups 1, pool windows of 1, 2 or 4)
+  const bool tiled = kern.tiled && groups == 1 && !c1;
   for (int64_t i = 0; i < R; ++i)
     if (layout == Layout::runs)
       toff.push_back(i * dilation[0] * Wp * C);
@@ -120,32 +124,39 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
       for (int64_t j = 0; j < S; ++j) toff.push_back((i * dilation[0] * Wp + j * dilation[1]) * Cp);
   if (rows_layout) toff.push_back(0);
   if (c1 && toff.size() % 2) toff.push_back(0);  // the last pair's second tap: a zero weight
+  // the tiled kernel's taps: one 4-step each (quant.h's q8_conv_requant_vnni), made once per call
+  std::vector<int64_t> steps;
+  if (tiled)
+    for (int64_t t = 0; t < p.ntaps; ++t)
+      for (int64_t s = 0; s < p.csteps; ++s) steps.push_back(toff[static_cast<size_t>(t)] + 4 * s);
   const int64_t KG = K / groups, nb16 = p.nblocks * 16, ldc = groups * nb16, kp = p.csteps * 4;
-  const int64_t win = ph * pw, cells = PP * QQ, tc = std::max<int64_t>(1, kTileRows / win);
+  const int64_t win = ph * pw, cells = PP * QQ;
+  const int64_t tc = std::max<int64_t>(1, (N >= 4 ? kBatchTileRows : kTileRows) / win);
   const int64_t tiles = (cells + tc - 1) / tc, rows_per_tile = tc * win;
   const int64_t sh = stride[0], sw = stride[1];
+  std::vector<int64_t> woff;  // a pool window's conv pixels from its first, in window order
+  for (int64_t a = 0; a < ph; ++a)
+    for (int64_t b = 0; b < pw; ++b) woff.push_back((a * sh * Wp + b * sw) * Cp);
   parallel_for(N * tiles, [&](int64_t begin, int64_t end) {
     thread_local std::vector<const uint8_t*> rows_buf, pix_buf;
     thread_local std::vector<uint8_t> cols_buf;
     thread_local std::vector<int32_t> acc_buf;
-    const uint8_t** rows = grow(rows_buf, rows_per_tile);
     const uint8_t** pix = grow(pix_buf, rows_per_tile);
+    const uint8_t** rows = rows_layout ? grow(rows_buf, rows_per_tile) : pix;
     int32_t* acc = grow(acc_buf, rows_per_tile * ldc);
     uint8_t* cols = rows_layout ? grow(cols_buf, rows_per_tile * kp + kSlack) : nullptr;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / tiles, cell0 = (item % tiles) * tc, ncell = std::min(tc, cells - cell0);
       const int64_t m = ncell * win;
-      int64_t cp = cell0 / QQ, cq = cell0 % QQ;        // the cell's position in the (pooled) output
+      int64_t cp = cell0 / QQ, cq = cell0 % QQ;  // the cell's position in the (pooled) output
+      const uint8_t* corner = src + ((n * Hp + cp * ph * sh) * Wp + cq * pw * sw) * Cp;
       for (int64_t ci = 0, r = 0; ci < ncell; ++ci) {  // the conv pixels of each cell, in window order
-        const uint8_t* corner = src + ((n * Hp + cp * ph * sh) * Wp + cq * pw * sw) * Cp;
-        for (int64_t a = 0; a < ph; ++a)
-          for (int64_t b = 0; b < pw; ++b) pix[r++] = corner + (a * sh * Wp + b * sw) * Cp;
-        if (++cq == QQ) cq = 0, ++cp;
+        for (int64_t j = 0; j < win; ++j) pix[r++] = corner + woff[j];
+        corner += pw * sw * Cp;
+        if (++cq == QQ) cq = 0, ++cp, corner = src + ((n * Hp + cp * ph * sh) * Wp) * Cp;
       }
       for (int64_t g = 0; g < groups; ++g) {
-        if (!rows_layout) {
-          std::copy(pix, pix + m, rows);
-        } else {  // im2col rows of group g in (i, j, c) order
+        if (rows_layout) {  // im2col rows of group g in (i, j, c) order (else the pixels' own rows)
           for (int64_t r = 0; r < m; ++r) {
             uint8_t* row = cols + r * kp;
             rows[r] = row;
@@ -153,6 +164,10 @@ carray<uint8_t> conv2d_forward(const carray<uint8_t>& x, const carray<int8_t>& w
               for (int64_t j = 0; j < S; ++j, row += CG)
                 copy_run(row, pix[r] + (i * dilation[0] * Wp + j * dilation[1]) * C + g * CG, CG);
           }
+        }
+        if (tiled) {
+          const Q8Gemm gemm{steps.data(), p.ntaps * p.csteps, 1, p.group_w(0), p.nblocks};
+          if (kern.tiled(rows, m, win, gemm, p.row(0), K, yp + (n * cells + cell0) * K)) continue;
         }
         if (fused) {
           const Q8Gemm gemm{toff.data(), p.ntaps, p.csteps, p.group_w(0), p.nblocks};

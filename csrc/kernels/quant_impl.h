@@ -20,8 +20,10 @@ using ConvC1 = void (*)(const uint8_t* const*, int64_t, const Q8C1&, int32_t*, i
 struct Kernels {
   Gemm gemm;
   ConvC1 c1;  // null: one input channel runs the GEMM too
-  // null: the GEMM, then requant (quant.h's q8_conv_fused_vnni; used for one input channel)
+  // null: the GEMM, then requant (quant.h's q8_conv_fused_vnni; one input channel, where tiled does not run)
   void (*fused)(const uint8_t* const*, int64_t, int64_t, const Q8Gemm&, const RequantRow&, int64_t, uint8_t*);
+  // null: the GEMM, then requant (quant.h's q8_conv_requant_vnni; groups 1, pool windows of 1, 2 or 4)
+  bool (*tiled)(const uint8_t* const*, int64_t, int64_t, const Q8Gemm&, const RequantRow&, int64_t, uint8_t*);
   RequantFn requant;
   const char* name;
 };
@@ -44,15 +46,19 @@ struct Packed {
   std::vector<int16_t> w16;   // Layout::c1's weights instead (quant.h's Q8C1)
   std::vector<int64_t> wsum;  // per output channel
   std::vector<int32_t> base, mult;
-  std::vector<int64_t> round, shift, lo, even_odd;  // even_odd: per group, per 16 channels (quant.h)
+  std::vector<int64_t> round, shift, lo;
+  std::vector<Requant16> blocks;  // per group, per 16 channels (quant.h)
+  std::vector<uint8_t> narrow;    // per group: RequantRow::narrow
   int64_t zero = 0;
   const int8_t* group_w(int64_t g) const { return w.data() + g * nblocks * ntaps * csteps * 64; }
   // group g's channels (groups of the same size)
   RequantRow row(int64_t g) const {
     const size_t o = static_cast<size_t>(g * (static_cast<int64_t>(base.size()) / groups));
-    const size_t eo = static_cast<size_t>(g * nblocks * kEvenOdd);
-    return {base.data() + o,     mult.data() + o, round.data() + o, shift.data() + o, lo.data() + o, zero,
-            even_odd.data() + eo};
+    const size_t b = static_cast<size_t>(g * nblocks);
+    return {base.data() + o,   mult.data() + o,
+            round.data() + o,  shift.data() + o,
+            lo.data() + o,     zero,
+            blocks.data() + b, narrow.empty() ? false : narrow[g] != 0};
   }
 };
 // How a packing lays out the reduction: conv kernel rows i each over the run of S * C input bytes they

@@ -1,8 +1,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq")
 // Also the AVX-512 input quantization (quant.cpp's quantize_input_q8).
-// AVX-512 requantization (kernels/quant.h): 16 channels per step (masked at the tail), their even and odd
-// dwords as two sets of 8 int64 lanes: vpmuldq for the exact products, vpsravq for the arithmetic shift,
-// vpmaxsq / vpminsq for the clamp (relative to the zero point), then one blend, add and vpmovdb to bytes.
+// AVX-512 requantization (kernels/quant.h): 16 channels per step (masked at the tail), the arithmetic of
+// requant_avx512.h.
 // In its own file (not quant_avx512.cpp's VNNI target): the avx512 path runs it on CPUs without VNNI too.
 // GCC 12 reports the intrinsics' own undefined pass-through operands (avx512fintrin.h's __Y) as
 // "may be used uninitialized" here; those operands are never read.
@@ -12,30 +11,19 @@
 #include <cstdint>
 
 #include "kernels/quant.h"
+#include "isa/avx512/requant_avx512.h"
 
 namespace cnnkern {
 
 void q8_requant_avx512(const int32_t* sum, int64_t ld, int64_t count, int64_t n, const RequantRow& q,
                        uint8_t* out) {
-  const __m512i hi = _mm512_set1_epi64(127 - q.zero), zero = _mm512_set1_epi32(static_cast<int32_t>(q.zero));
   for (int64_t k = 0; k < n; k += 16) {
-    const __mmask16 mask = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1);
+    const __mmask16 mask = avx512q::lanes(n - k);
     __m512i top = _mm512_maskz_loadu_epi32(mask, sum + k);
     for (int64_t i = 1; i < count; ++i)
       top = _mm512_max_epi32(top, _mm512_maskz_loadu_epi32(mask, sum + i * ld + k));
-    const __m512i acc = _mm512_add_epi32(top, _mm512_maskz_loadu_epi32(mask, q.base + k));
-    const __m512i mult = _mm512_maskz_loadu_epi32(mask, q.mult + k);
-    const int64_t* e = q.even_odd + (k / 16) * kEvenOdd;
-    __m512i even = _mm512_mul_epi32(acc, mult);  // the low (even) dwords of each qword, exact products
-    __m512i odd = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(mult, 32));
-    even = _mm512_srav_epi64(_mm512_add_epi64(even, _mm512_loadu_si512(e)), _mm512_loadu_si512(e + 16));
-    odd = _mm512_srav_epi64(_mm512_add_epi64(odd, _mm512_loadu_si512(e + 8)), _mm512_loadu_si512(e + 24));
-    even = _mm512_min_epi64(_mm512_max_epi64(even, _mm512_loadu_si512(e + 32)), hi);
-    odd = _mm512_min_epi64(_mm512_max_epi64(odd, _mm512_loadu_si512(e + 40)), hi);
-    // the clamped values fit a dword: even ones stay in the low dwords, odd ones move to the high ones
-    const __m512i y =
-        _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32)), zero);
-    _mm_mask_storeu_epi8(out + k, mask, _mm512_cvtepi32_epi8(y));
+    const __m512i acc = _mm512_add_epi32(top, _mm512_load_si512(q.blocks[k / 16].base));
+    _mm_mask_storeu_epi8(out + k, mask, avx512q::requant16(acc, q, k));
   }
 }
 
