@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike
 
 from ..errors import NonFiniteLossError
 from ._link import DistributedConfigError, DistributedError, Link, import_mpi
-from ._reducer import GradientReducer, block_shares
+from ._reducer import GradientReducer, block_shares, fold_rows
 
 if TYPE_CHECKING:
     from .._typing import BackendArray
@@ -77,12 +77,8 @@ class MPIStrategy:
         reduction_block: int | None = None,
     ) -> None:
         if reduction_block is None and os.environ.get("CNNKERN_DIST_BLOCK"):
-            reduction_block = _positive_int("CNNKERN_DIST_BLOCK", os.environ["CNNKERN_DIST_BLOCK"])
+            reduction_block = _positive_int("CNNKERN_DIST_BLOCK", os.environ["CNNKERN_DIST_BLOCK"], text=True)
         elif reduction_block is not None:
-            if isinstance(reduction_block, str):
-                raise ValueError(
-                    f"reduction_block must be a positive number of rows, got {reduction_block!r}"
-                )
             reduction_block = _positive_int("reduction_block", reduction_block)
         if reduction_block is not None and not deterministic:
             raise ValueError(
@@ -207,11 +203,8 @@ class MPIStrategy:
         assert red is not None
         if not red.blocks:  # no rows here this step: the forward still runs, so dropout draws its masks
             loss, probs = model._gradients(xb, yb)
-        saved = (
-            [(a, a.copy()) for layer, k in red.states for a in (layer.state[k],)]
-            if len(red.blocks) > 1
-            else []
-        )
+        states = [layer.state[k] for layer, k in red.states] if len(red.blocks) > 1 else []
+        saved = [(a, a.copy()) for a in states]
         for row, (start, stop) in enumerate(red.blocks):
             if row:
                 for a, before in saved:
@@ -239,9 +232,7 @@ class MPIStrategy:
         recv = np.empty((shares[-1][1], 2), np.float64)
         counts = [2 * (e - f) for f, e in shares]
         self.link.wait([self.link.comm.Iallgatherv(rows, [recv, counts])], "the evaluation sums")
-        total = recv[0].copy()
-        for r in range(1, recv.shape[0]):
-            total += recv[r]
+        total = fold_rows(recv, np.empty(2, np.float64))
         return float(total[0]) / n, float(total[1]) / n
 
     def evaluate(
@@ -258,9 +249,10 @@ class MPIStrategy:
         return [loss, acc] if model.metrics else loss
 
 
-def _positive_int(name: str, value: Any) -> int:
-    """``value`` (an int, or the text of an environment variable) as a positive int, else ValueError."""
-    if isinstance(value, str) and value.strip().isdigit():
+def _positive_int(name: str, value: Any, text: bool = False) -> int:
+    """``value`` (an int, or with ``text`` the text of an environment variable) as a positive int, else
+    ValueError."""
+    if text and isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
         return int(value)

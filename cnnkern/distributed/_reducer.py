@@ -35,6 +35,17 @@ def block_shares(rows: int, block: int, ranks: int) -> list[tuple[int, int]]:
     return [(n * r // ranks, n * (r + 1) // ranks) for r in range(ranks)]
 
 
+def fold_rows(recv: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` = the sum of the rows of ``recv`` (rows, n), added in row order: ((r0 + r1) + r2) + ..."""
+    if recv.shape[0] == 1:
+        out[...] = recv[0]
+        return out
+    np.add(recv[0], recv[1], out=out)
+    for r in range(2, recv.shape[0]):
+        np.add(out, recv[r], out=out)
+    return out
+
+
 class GradientReducer:
     """Averages the gradients (and sums the step statistics) of one model across the ranks of ``link``."""
 
@@ -192,16 +203,8 @@ class GradientReducer:
         return float(stats_out[0]) / self.global_n, float(stats_out[1])
 
     def _fold(self, recv: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """The sum of a gathered (rows, n) buffer, row by row in order (deterministic mode)."""
-        if not self.deterministic:
-            return recv
-        if recv.shape[0] == 1:
-            out[...] = recv[0]
-            return out
-        np.add(recv[0], recv[1], out=out)
-        for r in range(2, recv.shape[0]):
-            np.add(out, recv[r], out=out)
-        return out
+        """The sum of a gathered (rows, n) buffer in row order (deterministic mode); MPI's sum otherwise."""
+        return fold_rows(recv, out) if self.deterministic else recv
 
     def _sum(self, rows: np.ndarray, what: str) -> np.ndarray:
         """Blocking (with the link's deadline) sum of this rank's ``rows`` and every other rank's, in

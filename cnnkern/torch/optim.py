@@ -86,10 +86,11 @@ class _KernelOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for g, group in enumerate(self.param_groups):
-            ps = [p for p in group["params"] if p.grad is not None]
+            ps = []
             for i, p in enumerate(group["params"]):
                 if p.grad is not None:
                     _check_param(p, f"param_groups[{g}]['params'][{i}]")
+                    ps.append(p)
             self._update(group, ps)
         return loss
 
