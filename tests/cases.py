@@ -246,6 +246,9 @@ DENSE_CASES = [
     DenseCase("n7-in33-out1-nobias", 7, 33, 1, bias=False),
     DenseCase("n32-in1600-out128-nobias", 32, 1600, 128, bias=False),
     DenseCase("n9-in128-out10", 9, 128, 10),
+    # the dot-product forward (gemm_nt): row and column blocks of 48 x 64 with 2 and 3 left over, 3 x 4 tiles
+    # with tails, a k block of 512 plus 8, split over the threads
+    DenseCase("n50-in520-out67", 50, 520, 67),
     # batch 1 runs a matrix-vector product: 4-row groups and leftover rows, k in 16s, an 8 and a tail; the
     # second is large enough for its rows to be split over threads
     DenseCase("n1-in33-out7", 1, 33, 7),

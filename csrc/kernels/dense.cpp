@@ -74,7 +74,7 @@ carray<float> dense_bias_act_forward(const carray<float>& x, const carray<float>
       parallel_for_dynamic(out, kGemvGrain,
                            [&](int64_t o0, int64_t o1) { sgemv_rows(wp, in, xp, o0, o1, yp); });
     else
-      sgemm(N, out, in, MatView{xp, in, 1}, MatView{wp, 1, in}, yp, out, false);
+      sgemm_nt(N, out, in, xp, in, wp, in, yp, out);
     if (bp)
       for (int64_t n = 0; n < N; ++n)
         for (int64_t o = 0; o < out; ++o) yp[n * out + o] += bp[o];

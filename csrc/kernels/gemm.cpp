@@ -34,6 +34,15 @@ constexpr int64_t kKC = 256;
 int64_t block_mc(const UKernel& uk) { return uk.mr * std::max<int64_t>(1, 144 / uk.mr); }
 int64_t block_nc(const UKernel& uk) { return uk.nr * 128; }
 
+// Whether the transposing packs run 8x8 blocks in AVX2 registers (the same copies as the portable loops).
+bool transpose_in_simd() {
+#ifdef CNNKERN_X86
+  return simd_level() != Simd::scalar;
+#else
+  return false;
+#endif
+}
+
 // Packs rows [pc, pc+kc) x columns [jc, jc+nc) of B into ceil(nc/nr) slivers of kc x nr, sliver s at
 // dst + s*kc*nr, element (k, j) at [k*nr + j]; columns past nc are zero.
 void pack_b(MatView B, int64_t pc, int64_t kc, int64_t jc, int64_t nc, int64_t nr, float* dst) {
@@ -48,6 +57,10 @@ void pack_b(MatView B, int64_t pc, int64_t kc, int64_t jc, int64_t nc, int64_t n
         for (int64_t j = nv; j < nr; ++j) d[j] = 0.0f;
       }
     } else if (B.rs == 1) {  // B^T row-major: nv column streams read along k, each packed row written whole
+      if (transpose_in_simd()) {
+        pack_transposed_avx2(src, B.cs, nv, kc, nr, dst, nr);
+        continue;
+      }
       for (int64_t k = 0; k < kc; ++k) {
         float* d = dst + k * nr;
         for (int64_t j = 0; j < nv; ++j) d[j] = src[j * B.cs + k];
@@ -96,6 +109,10 @@ PackedA pack_a(int64_t M, int64_t K, MatView A, const UKernel& uk, float* dst) {
       }
     } else {  // row-major A: mv row streams read along k, each packed column written whole
       const float* s = A.p + i0 * A.rs;
+      if (A.cs == 1 && transpose_in_simd()) {
+        pack_transposed_avx2(s, A.rs, mv, K, mr, d, mr);
+        continue;
+      }
       for (int64_t k = 0; k < K; ++k) {
         for (int64_t i = 0; i < mv; ++i) d[k * mr + i] = s[i * A.rs + k * A.cs];
         for (int64_t i = mv; i < mr; ++i) d[k * mr + i] = 0.0f;
@@ -197,6 +214,39 @@ void sgemm_packed(const PackedA& A, int64_t N, MatView B, float* C, int64_t ldc,
       sgemm_packed_rows_serial(A, s0 * mr, std::min(M, s1 * mr), 0, N, B, C, ldc, accumulate);
     });
   }
+}
+
+// sgemm_nt's blocking: k in fixed blocks of kNtKC (the order of a result's additions: never the thread
+// count's), outputs in tiles of kNtIB rows x kNtJB columns, so that a tile's k block of A and B (48 + 64 rows
+// of 512 floats, 224 KiB) stays in L2. Tiles run column-block-major: a thread's consecutive tiles share
+// B's rows, the larger operand (w) of a dense layer.
+constexpr int64_t kNtKC = 512, kNtIB = 48, kNtJB = 64;
+
+void sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+              float* C, int64_t ldc) {
+#ifdef CNNKERN_X86
+  if (simd_level() != Simd::scalar) {
+    const int64_t ib = (M + kNtIB - 1) / kNtIB, jb = (N + kNtJB - 1) / kNtJB;
+    const auto run = [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t i0 = (t % ib) * kNtIB, j0 = (t / ib) * kNtJB;
+        const int64_t m = std::min(kNtIB, M - i0), n = std::min(kNtJB, N - j0);
+        float* c = C + i0 * ldc + j0;
+        if (K == 0) zero_or_keep(0, m, n, c, ldc, false);
+        for (int64_t p = 0; p < K; p += kNtKC)
+          sgemm_nt_block_avx2(A + i0 * lda + p, lda, B + j0 * ldb + p, ldb, m, n, std::min(kNtKC, K - p), c,
+                              ldc, p > 0);
+      }
+    };
+    // Below ~1 MFLOP waking the pool costs more than it saves (as in sgemm_packed).
+    if (num_threads() == 1 || 2 * M * N * K < 1000000)
+      run(0, ib * jb);
+    else
+      parallel_for(ib * jb, run);
+    return;
+  }
+#endif
+  sgemm(M, N, K, MatView{A, lda, 1}, MatView{B, 1, ldb}, C, ldc, false);
 }
 
 void sgemm_serial(int64_t M, int64_t N, int64_t K, MatView A, MatView B, float* C, int64_t ldc,

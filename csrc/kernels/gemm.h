@@ -60,6 +60,12 @@ void sgemm_padded_b_serial(const PackedA& A, const float* B, int64_t ldb, int64_
 // rows otherwise), so a single GEMM uses every thread.
 void sgemm_packed(const PackedA& A, int64_t N, MatView B, float* C, int64_t ldc, bool accumulate);
 
+// C (M,N) = A (M,K) · B^T for a row-major B (N,K), both read in place along k (no packing): the dense
+// forward, y = x · w^T. On the AVX2 / AVX-512 paths it runs gemm_nt_avx2.cpp's dot-product tiles in fixed
+// k blocks (a result depends on neither the tiling nor the thread count); the scalar path runs sgemm.
+void sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+              float* C, int64_t ldc);
+
 // Unpacked conveniences: pack A into a thread-local buffer, then as above.
 void sgemm_serial(int64_t M, int64_t N, int64_t K, MatView A, MatView B, float* C, int64_t ldc,
                   bool accumulate);
@@ -80,6 +86,13 @@ void sgemm_ukernel_avx2_6x16(int64_t kc, const float* a, const float* b, int64_t
 constexpr int64_t kAvx512MR = 14, kAvx512NR = 32;
 void sgemm_ukernel_avx512_14x32(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
                                 int64_t ldc, int64_t m, int64_t n, bool accumulate);
+// dst[k*ld + i] = src[i*rs + k] for k < kc, i < width, rows >= `rows` as zeros (gemm_pack_avx2.cpp): the
+// transposing packs of A (row-major) and B (transposed), 8x8 blocks at a time.
+void pack_transposed_avx2(const float* src, int64_t rs, int64_t rows, int64_t kc, int64_t width, float* dst,
+                          int64_t ld);
+// C[i*ldc + j] (=|+=) sum_{k < kc} a[i*lda + k] * b[j*ldb + k] for i < m, j < n (gemm_nt_avx2.cpp).
+void sgemm_nt_block_avx2(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t m, int64_t n,
+                         int64_t kc, float* c, int64_t ldc, bool accumulate);
 // y[o] = sum_k w[o*ld + k] * x[k] for o in [o0, o1) (gemv_avx2.cpp): dense forward at batch 1.
 void sgemv_rows_avx2(const float* w, int64_t ld, const float* x, int64_t in, int64_t o0, int64_t o1,
                      float* y);

@@ -1,0 +1,86 @@
+#pragma GCC target("avx2,fma")
+// AVX2 "NT" GEMM block: C (=|+=) A · B^T with A (m, kc) and B (n, kc) both read in place along k, for the
+// dense forward (y = x · w^T, w as PyTorch stores it). The packed GEMM would first copy all of w into
+// slivers: a full extra pass over the largest operand on every call, which costs more than the
+// multiplication when the batch is small, and whose 16 / 32-wide slivers waste most of the work on a
+// 10-unit output layer. Here each output is a dot product over k: a 3 x 4 tile keeps 12 ymm accumulators
+// of 8 k-lanes each, fed by 3 rows of A and 4 of B (7 loads per 12 FMAs), and is reduced across its lanes
+// once per block of k.
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "avx2_common.h"
+
+namespace cnnkern {
+namespace {
+
+inline float hsum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+// One MI x NJ tile (MI <= 3, NJ <= 4): the lanes of each accumulator hold the partial sums of k = lane
+// mod 8, added up in one fixed order, so a result depends on neither the tiling nor the thread count.
+template <int MI, int NJ>
+void tile(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t kc, float* c, int64_t ldc,
+          bool accumulate) {
+  __m256 acc[MI][NJ];
+  for (int i = 0; i < MI; ++i)
+    for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    __m256 bv[NJ];
+    for (int j = 0; j < NJ; ++j) bv[j] = _mm256_loadu_ps(b + j * ldb + k);
+    for (int i = 0; i < MI; ++i) {
+      const __m256 av = _mm256_loadu_ps(a + i * lda + k);
+      for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+  if (k < kc) {  // the k tail: masked loads read zeros past kc
+    const __m256i mask = avx2::tail_mask(kc - k);
+    __m256 bv[NJ];
+    for (int j = 0; j < NJ; ++j) bv[j] = _mm256_maskload_ps(b + j * ldb + k, mask);
+    for (int i = 0; i < MI; ++i) {
+      const __m256 av = _mm256_maskload_ps(a + i * lda + k, mask);
+      for (int j = 0; j < NJ; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MI; ++i)
+    for (int j = 0; j < NJ; ++j) {
+      const float s = hsum(acc[i][j]);
+      c[i * ldc + j] = accumulate ? c[i * ldc + j] + s : s;
+    }
+}
+
+template <int MI>
+void row_of_tiles(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t n, int64_t kc, float* c,
+                  int64_t ldc, bool acc) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) tile<MI, 4>(a, lda, b + j * ldb, ldb, kc, c + j, ldc, acc);
+  switch (n - j) {
+    case 3:
+      return tile<MI, 3>(a, lda, b + j * ldb, ldb, kc, c + j, ldc, acc);
+    case 2:
+      return tile<MI, 2>(a, lda, b + j * ldb, ldb, kc, c + j, ldc, acc);
+    case 1:
+      return tile<MI, 1>(a, lda, b + j * ldb, ldb, kc, c + j, ldc, acc);
+    default:
+      return;
+  }
+}
+
+}  // namespace
+
+// C[i*ldc + j] (=|+=) sum_{k < kc} a[i*lda + k] * b[j*ldb + k] for i < m, j < n.
+void sgemm_nt_block_avx2(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t m, int64_t n,
+                         int64_t kc, float* c, int64_t ldc, bool accumulate) {
+  int64_t i = 0;
+  for (; i + 3 <= m; i += 3) row_of_tiles<3>(a + i * lda, lda, b, ldb, n, kc, c + i * ldc, ldc, accumulate);
+  if (m - i == 2) row_of_tiles<2>(a + i * lda, lda, b, ldb, n, kc, c + i * ldc, ldc, accumulate);
+  if (m - i == 1) row_of_tiles<1>(a + i * lda, lda, b, ldb, n, kc, c + i * ldc, ldc, accumulate);
+}
+
+}  // namespace cnnkern
