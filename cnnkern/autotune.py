@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-ALGOS = ("im2col", "igemm", "c1", "direct")
+ALGOS = ("im2col", "igemm", "c1", "direct", "winograd")
 _FORMAT = 1
 _ROUNDS, _MAX_ROUNDS, _BUDGET_S = 3, 9, 0.02  # timed rounds of every candidate (see _measure)
 _MARGIN = 0.95  # another algorithm replaces the heuristics' choice only when at least 5% faster

@@ -114,15 +114,15 @@ def test_forced_algorithm_reaches_the_kernel(monkeypatch, spy):
     x = randn((3, 1, 12, 19), 1).astype(np.float32)
     w = randn((9, 1, 3, 3), 2).astype(np.float32)
     kw = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
-    for algo in ("c1", "igemm", "im2col"):
+    for algo in ("c1", "igemm", "im2col", "winograd"):
         monkeypatch.setenv("CNNKERN_CONV_ALGO", algo)
         got = ops.conv2d_forward(x, w, backend="cpp")
         np.testing.assert_array_equal(got, _FWD(x, w, algo=algo, **kw))
-    assert spy == ["c1", "igemm", "im2col"]
+    assert spy == ["c1", "igemm", "im2col", "winograd"]
     monkeypatch.setenv("CNNKERN_CONV_ALGO", "direct")  # cannot run this conv: the heuristics' choice
     ops.conv2d_forward(x, w, backend="cpp")
     assert spy[-1] is None
-    monkeypatch.setenv("CNNKERN_CONV_ALGO", "winograd")
+    monkeypatch.setenv("CNNKERN_CONV_ALGO", "fft")
     with pytest.raises(ValueError, match="CNNKERN_CONV_ALGO"):
         ops.conv2d_forward(x, w, backend="cpp")
     with pytest.raises(ValueError, match="cannot run this geometry"):

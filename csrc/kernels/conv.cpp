@@ -34,6 +34,7 @@
 #include "runtime/common.h"
 #include "kernels/conv_direct.h"
 #include "kernels/conv_igemm.h"
+#include "kernels/conv_winograd.h"
 #include "kernels/conv_im2col.h"
 #include "kernels/gemm.h"
 
@@ -262,6 +263,11 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   }
   algo = resolve_conv_algo(g, true, algo);
   if (algo == ConvAlgo::direct) return conv_direct_backward(dy, x, w, dx, dw, db, g);  // depthwise
+  if (algo == ConvAlgo::winograd) {  // dx by Winograd; dw and db by the heuristics' backward choice
+    if (dx) conv_winograd_dx(dy, w, dx, g);
+    if (dw || db) conv_backward_impl(dy, x, w, nullptr, dw, db, g, conv_dw_algo_beside_winograd(g));
+    return;
+  }
   const int64_t PQ = g.PQ(), CgRS = g.CgRS(), Kg = g.Kg(), CRS = g.C * g.R * g.S, HW = g.H * g.W;
   // igemm: dx on the indirect GEMM where one applies (stride 1, 8+ channels when padded), else below; dw
   // always on it. c1: dw on the single-channel kernel, dx on the indirect GEMM. Both sum db during dw's pass
@@ -458,6 +464,9 @@ void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, fl
         conv_igemm_grouped_forward(xp, wp, bp, yp, g, act, alpha);
       else
         conv_igemm_strided_forward(xp, wp, bp, yp, g, act, alpha);
+      return;
+    case ConvAlgo::winograd:
+      conv_winograd_forward(xp, wp, bp, yp, g, act, alpha);
       return;
     case ConvAlgo::direct:
       conv_direct_forward(xp, wp, bp, yp, g);

@@ -30,12 +30,16 @@ ConvGeom conv_geom_shapes(std::array<int64_t, 4> xs, std::array<int64_t, 4> ws, 
 // heuristics, which always pick one of the others. Each is bitwise thread-count independent on its own.
 //   im2col: im2col + GEMM (conv.cpp, any geometry)   igemm: the indirect GEMMs (conv_igemm*.cpp)
 //   c1:     one-channel 3x3 direct kernels (dx on the indirect GEMM)   direct: depthwise direct kernels
-enum class ConvAlgo { auto_, im2col, igemm, c1, direct };
+//   winograd: F(2x2, 3x3) for 3x3 stride-1 convs (conv_winograd.cpp; backward: dx by it, dw and db as the
+//             heuristics' backward choice computes them)
+enum class ConvAlgo { auto_, im2col, igemm, c1, direct, winograd };
 // nullopt / "auto" -> auto_; an unknown name: std::invalid_argument listing the names.
 ConvAlgo parse_conv_algo(const std::optional<std::string>& name);
 const char* conv_algo_name(ConvAlgo a);
 // The algorithms that can run g (forward, or backward), the heuristics' choice first.
 std::vector<ConvAlgo> conv_algos(const ConvGeom& g, bool backward);
+// The backward algorithm computing dw and db when Winograd computes dx: the heuristics' choice without it.
+ConvAlgo conv_dw_algo_beside_winograd(const ConvGeom& g);
 // auto_ -> the heuristics' choice; one that cannot run g: std::invalid_argument naming the ones that can.
 ConvAlgo resolve_conv_algo(const ConvGeom& g, bool backward, ConvAlgo a);
 

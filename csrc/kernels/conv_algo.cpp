@@ -13,13 +13,15 @@
 #include "kernels/conv.h"
 #include "kernels/conv_direct.h"
 #include "kernels/conv_igemm.h"
+#include "kernels/conv_winograd.h"
 #include "runtime/bindings.h"
 
 namespace cnnkern {
 
 namespace {
 
-constexpr std::array<ConvAlgo, 4> kAlgos{ConvAlgo::im2col, ConvAlgo::igemm, ConvAlgo::c1, ConvAlgo::direct};
+constexpr std::array<ConvAlgo, 5> kAlgos{ConvAlgo::im2col, ConvAlgo::igemm, ConvAlgo::c1, ConvAlgo::direct,
+                                         ConvAlgo::winograd};
 
 // Some indirect GEMM variant runs g: the forward and dw of every one of them; dx where it is stride 1 (and
 // 8+ channels when padded), else dx stays on im2col + GEMM (conv_backward_impl).
@@ -36,17 +38,26 @@ bool runs(const ConvGeom& g, ConvAlgo a) {
       return conv_c1_applies(g);
     case ConvAlgo::direct:
       return conv_direct_applies(g);
+    case ConvAlgo::winograd:
+      return conv_winograd_applies(g);
     default:
       return true;  // im2col + GEMM runs every geometry
   }
 }
 
-// The heuristics of the code before autotuning: c1 first, then the indirect GEMMs (the forward of a padded
+// Winograd's 16 GEMMs are C (input) by K (output channels) deep and wide: from 16 of each it beat the
+// indirect GEMM on the zoo's 3x3 convs (forward 1.2-1.6x, backward's dx 1.1x, 2 AVX-512 cores;
+// docs/winograd.md); with 3 input channels it was 2x slower. The backward's dx is the conv with C and K
+// swapped.
+bool winograd_pays(const ConvGeom& g) { return conv_winograd_applies(g) && g.C >= 16 && g.K >= 16; }
+
+// The heuristics: c1 first, then Winograd where it pays, then the indirect GEMMs (the forward of a padded
 // conv only with 8+ channels), the depthwise direct kernels, else im2col + GEMM. The backward takes the
 // direct kernels first and the indirect GEMMs for any padded conv (dw alone below 8 channels).
-ConvAlgo heuristic(const ConvGeom& g, bool backward) {
+ConvAlgo heuristic(const ConvGeom& g, bool backward, bool winograd_ok = true) {
   if (backward && conv_direct_applies(g)) return ConvAlgo::direct;
   if (conv_c1_applies(g)) return ConvAlgo::c1;
+  if (winograd_ok && winograd_pays(g)) return ConvAlgo::winograd;
   if (conv_igemm_applies(g) || conv_igemm_padded_applies(g) || conv_igemm_grouped_applies(g) ||
       conv_igemm_strided_applies(g) || (backward && conv_igemm_padded_dw_applies(g)))
     return ConvAlgo::igemm;
@@ -55,6 +66,8 @@ ConvAlgo heuristic(const ConvGeom& g, bool backward) {
 }
 
 }  // namespace
+
+ConvAlgo conv_dw_algo_beside_winograd(const ConvGeom& g) { return heuristic(g, true, false); }
 
 const char* conv_algo_name(ConvAlgo a) {
   switch (a) {
@@ -66,6 +79,8 @@ const char* conv_algo_name(ConvAlgo a) {
       return "c1";
     case ConvAlgo::direct:
       return "direct";
+    case ConvAlgo::winograd:
+      return "winograd";
     default:
       return "auto";
   }
@@ -75,8 +90,8 @@ ConvAlgo parse_conv_algo(const std::optional<std::string>& name) {
   if (!name || *name == "auto") return ConvAlgo::auto_;
   for (ConvAlgo a : kAlgos)
     if (*name == conv_algo_name(a)) return a;
-  throw std::invalid_argument("algo must be None, 'auto', 'im2col', 'igemm', 'c1' or 'direct', got '" +
-                              *name + "'");
+  throw std::invalid_argument(
+      "algo must be None, 'auto', 'im2col', 'igemm', 'c1', 'direct' or 'winograd', got '" + *name + "'");
 }
 
 std::vector<ConvAlgo> conv_algos(const ConvGeom& g, bool backward) {
@@ -109,7 +124,7 @@ void bind_conv_algo(py::module_& m) {
       py::arg("x_shape"), py::arg("w_shape"), py::kw_only(), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("groups"), py::arg("backward"),
       "The conv algorithms that can run this geometry on the current SIMD path, the fixed heuristics' choice "
-      "first: 'im2col', 'igemm', 'c1', 'direct'.");
+      "first: 'im2col', 'igemm', 'c1', 'direct', 'winograd'.");
 }
 
 }  // namespace cnnkern
