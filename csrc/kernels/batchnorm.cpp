@@ -7,9 +7,14 @@
 // channels. Reductions run in double with eight independent partial sums per block (a fixed association:
 // results depend neither on the thread count nor on the SIMD path; batchnorm_avx2.cpp holds the AVX2
 // lanes); the per-element transforms run in float.
-#include <cmath>
-#include <string>
+#include <pybind11/stl.h>
 
+#include <cmath>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "kernels/activation.h"
 #include "runtime/alloc.h"
 #include "runtime/bindings.h"
 #include "runtime/common.h"
@@ -124,9 +129,11 @@ void check_channels(const carray<float>& a, int64_t C, const char* name) {
 // y = (x - mean)·(gamma·invstd) + beta. Training: mean and the biased variance Σ(x - mean)²/n from the batch,
 // running_mean/var updated in place as (1-m)·old + m·new with the unbiased variance var·n/(n-1).
 // Eval: running_mean and 1/sqrt(running_var + eps); these are the returned mean and invstd.
-py::tuple batchnorm2d_forward(const carray<float>& x, const carray<float>& gamma, const carray<float>& beta,
-                              carray<float> running_mean, carray<float> running_var, bool training,
-                              double momentum, double eps) {
+// act: applied to each block of y as it is written (batchnorm2d_act_forward), while it is in cache; the
+// same function activation_forward runs, so the same bits as the unfused pair.
+py::tuple batchnorm2d_forward_act(const carray<float>& x, const carray<float>& gamma, const carray<float>& beta,
+                                  carray<float> running_mean, carray<float> running_var, bool training,
+                                  double momentum, double eps, Act act, float alpha) {
   const Dims d = dims_of(x, "x");
   check_channels(gamma, d.C, "gamma");
   check_channels(beta, d.C, "beta");
@@ -166,11 +173,27 @@ py::tuple batchnorm2d_forward(const carray<float>& x, const carray<float>& gamma
         for (int64_t i = 0; i < d.N; ++i) {
           const int64_t off = (i * d.C + c) * d.HW;
           for (int64_t k = 0; k < d.HW; ++k) yp[off + k] = (xp[off + k] - m) * scale + shift;
+          activation_inplace(act, yp + off, d.HW, alpha);
         }
       }
     });
   }
   return py::make_tuple(y, mean_out, invstd_out);
+}
+
+py::tuple batchnorm2d_forward(const carray<float>& x, const carray<float>& gamma, const carray<float>& beta,
+                              carray<float> running_mean, carray<float> running_var, bool training,
+                              double momentum, double eps) {
+  return batchnorm2d_forward_act(x, gamma, beta, std::move(running_mean), std::move(running_var), training,
+                                 momentum, eps, Act::none, 0.0f);
+}
+
+py::tuple batchnorm2d_act_forward(const carray<float>& x, const carray<float>& gamma, const carray<float>& beta,
+                                  carray<float> running_mean, carray<float> running_var, bool training,
+                                  double momentum, double eps, const std::optional<std::string>& activation,
+                                  double alpha) {
+  return batchnorm2d_forward_act(x, gamma, beta, std::move(running_mean), std::move(running_var), training,
+                                 momentum, eps, parse_act(activation), static_cast<float>(alpha));
 }
 
 // With x̂ = (x - mean)·invstd: dgamma = Σ dy·x̂, dbeta = Σ dy, and
@@ -228,6 +251,11 @@ void bind_batchnorm(py::module_& m) {
         py::arg("running_mean").noconvert(), py::arg("running_var").noconvert(), py::kw_only(),
         py::arg("training"), py::arg("momentum"), py::arg("eps"),
         "x (N,C,H,W), gamma, beta, running_mean, running_var (C,) -> (y, mean (C,), invstd (C,)).");
+  m.def("batchnorm2d_act_forward", &batchnorm2d_act_forward, py::arg("x"), py::arg("gamma"), py::arg("beta"),
+        py::arg("running_mean").noconvert(), py::arg("running_var").noconvert(), py::kw_only(),
+        py::arg("training"), py::arg("momentum"), py::arg("eps"), py::arg("activation") = py::none(),
+        py::arg("alpha") = 0.01,
+        "batchnorm2d_forward with the activation applied in its normalising pass -> (act(y), mean, invstd).");
   m.def("batchnorm2d_backward", &batchnorm2d_backward, py::arg("dy"), py::arg("x"), py::arg("gamma"),
         py::arg("mean"), py::arg("invstd"), py::kw_only(), py::arg("training"),
         "dy, x (N,C,H,W), gamma, mean, invstd (C,) -> (dx, dgamma (C,), dbeta (C,)).");
