@@ -131,9 +131,10 @@ void check_channels(const carray<float>& a, int64_t C, const char* name) {
 // Eval: running_mean and 1/sqrt(running_var + eps); these are the returned mean and invstd.
 // act: applied to each block of y as it is written (batchnorm2d_act_forward), while it is in cache; the
 // same function activation_forward runs, so the same bits as the unfused pair.
-py::tuple batchnorm2d_forward_act(const carray<float>& x, const carray<float>& gamma, const carray<float>& beta,
-                                  carray<float> running_mean, carray<float> running_var, bool training,
-                                  double momentum, double eps, Act act, float alpha) {
+py::tuple batchnorm2d_forward_act(const carray<float>& x, const carray<float>& gamma,
+                                  const carray<float>& beta, carray<float> running_mean,
+                                  carray<float> running_var, bool training, double momentum, double eps,
+                                  Act act, float alpha) {
   const Dims d = dims_of(x, "x");
   check_channels(gamma, d.C, "gamma");
   check_channels(beta, d.C, "beta");
@@ -188,10 +189,10 @@ py::tuple batchnorm2d_forward(const carray<float>& x, const carray<float>& gamma
                                  momentum, eps, Act::none, 0.0f);
 }
 
-py::tuple batchnorm2d_act_forward(const carray<float>& x, const carray<float>& gamma, const carray<float>& beta,
-                                  carray<float> running_mean, carray<float> running_var, bool training,
-                                  double momentum, double eps, const std::optional<std::string>& activation,
-                                  double alpha) {
+py::tuple batchnorm2d_act_forward(const carray<float>& x, const carray<float>& gamma,
+                                  const carray<float>& beta, carray<float> running_mean,
+                                  carray<float> running_var, bool training, double momentum, double eps,
+                                  const std::optional<std::string>& activation, double alpha) {
   return batchnorm2d_forward_act(x, gamma, beta, std::move(running_mean), std::move(running_var), training,
                                  momentum, eps, parse_act(activation), static_cast<float>(alpha));
 }
