@@ -132,6 +132,9 @@ CONV_CASES = [
     # one input channel, 3x3 'valid': the direct one-channel kernel, split over images and blocks of 4 filters
     ConvCase("c1-k7-one-image", (1, 1, 9, 12), (7, 1, 3, 3)),
     ConvCase("c1-k5-batch2", (2, 1, 10, 11), (5, 1, 3, 3), bias=False),
+    # the few-channel direct kernels (c1) over zero-bordered planes: one channel padded, four padded by 2
+    ConvCase("c1-pad1-k6-w21", (2, 1, 9, 21), (6, 1, 3, 3), padding=1),
+    ConvCase("c4-pad2-k5", (2, 4, 7, 11), (5, 4, 3, 3), padding=2),
     ConvCase("c17-k15-batch3", (3, 17, 8, 17), (15, 17, 3, 3)),
     ConvCase("1x1-c33-k33", (2, 33, 9, 9), (33, 33, 1, 1)),
     ConvCase("c9-k7-16x16", (2, 9, 16, 16), (7, 9, 3, 3), padding=1),

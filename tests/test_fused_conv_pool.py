@@ -34,6 +34,10 @@ CASES = [
     ("c3-stride-pad", (2, 3, 11, 10), (5, 3, 3, 3), dict(stride=2, padding=1), dict(pool_size=2)),
     ("c4-groups-5x5", (2, 4, 12, 12), (6, 2, 5, 5), dict(groups=2), dict(pool_size=2, pool_stride=1)),
     ("c2-1x1", (2, 2, 6, 8), (3, 2, 1, 1), {}, dict(pool_size=3, pool_stride=3, ceil_mode=True)),
+    # the direct few-channel kernels over zero-bordered planes: one channel 'same' (the register-fused pool),
+    # three channels padded by 2 (the per-channel sum, then the pool)
+    ("c1-same-28x28-k6", (2, 1, 28, 28), (6, 1, 3, 3), dict(padding=1), dict(pool_size=2)),
+    ("c3-pad2-13x19-k5", (2, 3, 13, 19), (5, 3, 3, 3), dict(padding=2), dict(pool_size=2)),
 ]
 IDS = [c[0] for c in CASES]
 

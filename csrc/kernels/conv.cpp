@@ -7,7 +7,7 @@
 //   dw[g]     (Kg, CgRS) = Σ_n dy[n,g] · col[n,g]^T
 //   db[k]                = Σ_{n,p,q} dy[n,k,p,q]
 // On the SIMD path two geometries leave this GEMM-through-im2col scheme (each decided in one predicate):
-// one input channel 3x3 (conv_c1_applies: direct kernels, conv_c1.cpp), and every other stride-1 conv
+// 1-4 input channel 3x3 (conv_c1_applies: direct kernels, conv_c1.cpp), and every other stride-1 conv
 // without padding or dilation in one group (conv_igemm_applies: indirect GEMMs that read x and dy in place,
 // conv_igemm.cpp; padded ones over a padded copy of x (dw only below 8 channels), strided ones' forward and
 // dw, grouped ones with 8+ channels per group, group by group: conv_igemm_padded.cpp); depthwise convs

@@ -29,7 +29,7 @@ ConvGeom conv_geom_shapes(std::array<int64_t, 4> xs, std::array<int64_t, 4> ws, 
 // The conv algorithms a caller may pick per call (conv_algo.cpp, docs/autotune.md); auto_ is the fixed
 // heuristics, which always pick one of the others. Each is bitwise thread-count independent on its own.
 //   im2col: im2col + GEMM (conv.cpp, any geometry)   igemm: the indirect GEMMs (conv_igemm*.cpp)
-//   c1:     one-channel 3x3 direct kernels (dx on the indirect GEMM)   direct: depthwise direct kernels
+//   c1:     1-4 channel 3x3 direct kernels (dx elsewhere)               direct: depthwise direct kernels
 //   winograd: F(2x2, 3x3) for 3x3 stride-1 convs (conv_winograd.cpp; backward: dx by it, dw and db as the
 //             heuristics' backward choice computes them)
 enum class ConvAlgo { auto_, im2col, igemm, c1, direct, winograd };
@@ -56,8 +56,12 @@ struct ConvGrads {
   py::object dx_obj = py::none(), dw_obj = py::none(), db_obj = py::none();
   py::tuple tuple() const { return py::make_tuple(dx_obj, dw_obj, db_obj); }
 };
-// One input channel, 3x3, stride 1, no padding or dilation, on a SIMD path: the direct kernels below apply.
+// 1 to 4 input channels, 3x3, stride 1, no dilation, one group, any padding, on a SIMD path: the direct
+// kernels below apply (conv_c1.cpp).
 bool conv_c1_applies(const ConvGeom& g);
+// Image xn's C channels as planes of (P + 2) x (Q + 2) whose unpadded conv is g's: xn itself when g has no
+// padding, else a zero-bordered copy in buf.
+const float* conv_c1_planes(const float* xn, const ConvGeom& g, std::vector<float>& buf);
 
 #ifdef CNNKERN_X86
 // conv_c1.cpp: y (N,K,P,Q) = act(conv(x, w) + b) of a conv_c1_applies geometry, (image, 4 filters) split over
@@ -66,10 +70,10 @@ void conv_c1_forward(const float* x, const float* w, const float* b, float* y, c
                      float alpha);
 // dw (and db when not null) over the batch of a conv_c1_applies geometry, from dy (N,K,P,Q).
 void conv_c1_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g);
-// One image of a conv_c1_applies geometry: yn (K,P,Q) = act(conv(xn (1,H,W), w) + b).
+// One image of a conv_c1_applies geometry: yn (K,P,Q) = act(conv(xn (C,H,W), w) + b).
 void conv_c1_image(const float* xn, const float* w, const float* b, float* yn, const ConvGeom& g, Act act,
                    float alpha);
-// dw (K,1,3,3) and db (K,) when not null, of a conv_c1_applies geometry, from image n's dz (K,P,Q) as
+// dw (K,C,3,3) and db (K,) when not null, of a conv_c1_applies geometry, from image n's dz (K,P,Q) as
 // dz_of(n) returns it (called once per image, on the thread summing that image; the pointer must stay valid
 // until that thread's next call). Each chunk of images (reduction_chunks) is summed in double, the chunks
 // added in order: the result depends neither on the thread count, nor on timing, nor on where dz comes from.

@@ -5,7 +5,7 @@
 //                                dz = maxpool2d_backward(activation_backward(dy, y, act), argmax), then
 //                                conv2d_backward(dz, x, w). The activation's gradient is taken from the
 //                                pooled values y: every position argmax points at holds a = act(z) = y.
-// The first layer of an image CNN (one input channel, conv_c1_applies) runs image by image, so the N*K*P*Q
+// The first layer of an image CNN (1-4 input channels, conv_c1_applies) runs image by image, so the N*K*P*Q
 // activations (11 MB for the classic CNN at batch 128) never go to memory: the forward with the 2x2 / stride
 // 2 pool and relu, leaky_relu or no activation pools in the registers (conv_c1_3x3_pool2), any other pool or
 // activation pools the image's conv output (K,P,Q) from a per-thread buffer that stays in L2, and the weight
@@ -75,16 +75,20 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
   const bool pool2 = pg.kh == 2 && pg.kw == 2 && pg.sh == 2 && pg.sw == 2 && pg.ph == 0 && pg.pw == 0 &&
                      pg.dh == 1 && pg.dw == 1 && pg.P == g.P / 2 && pg.Q == g.Q / 2 && pg.Q >= 8;
   const int code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : act == Act::none ? 0 : -1;
-  if (c1 && pool2 && code >= 0) {
+  if (c1 && pool2 && code >= 0 && g.C == 1) {
 #ifdef CNNKERN_X86
     py::gil_scoped_release nogil;  // conv and pool in registers: conv_c1_avx2.cpp
     // Split over (image, pair of filters), the pairs the kernel forms itself, so that one image (batch-1
     // latency) also uses every thread and every value is computed as in one call for all K filters.
     const int64_t out = pg.C * pg.P * pg.Q, plane = pg.P * pg.Q, pairs = (g.K + 1) / 2;
     parallel_for(g.N * pairs, [&](int64_t i0, int64_t i1) {
+      thread_local std::vector<float> pbuf;  // a padded image's zero-bordered plane (conv_c1_planes)
+      int64_t have = -1;
+      const float* xn = nullptr;
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t n = i / pairs, k = i % pairs * 2, off = n * out + k * plane;
-        avx2::conv_c1_3x3_pool2(xp + n * g.H * g.W, g.H, g.W, wp + k * 9, bp ? bp + k : nullptr,
+        if (n != have) xn = conv_c1_planes(xp + n * g.H * g.W, g, pbuf), have = n;
+        avx2::conv_c1_3x3_pool2(xn, g.P + 2, g.Q + 2, wp + k * 9, bp ? bp + k : nullptr,
                                 std::min<int64_t>(2, g.K - k), code, a_s, yp + off, ap ? ap + off : nullptr);
       }
     });
@@ -99,7 +103,7 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
       thread_local std::vector<float> zbuf;
       float* z = grow(zbuf, KPQ);
       for (int64_t n = n0; n < n1; ++n) {
-        conv_c1_image(xp + n * g.H * g.W, wp, bp, z, g, act, a_s);
+        conv_c1_image(xp + n * g.C * g.H * g.W, wp, bp, z, g, act, a_s);
         maxpool_forward_impl(z, one, yp + n * out, ap ? ap + n * out : nullptr);
       }
     });
