@@ -80,8 +80,9 @@ void conv_c1_image(const float* xn, const float* w, const float* b, float* yn, c
 void conv_c1_dw_images(const float* x, float* dw, float* db, const ConvGeom& g,
                        const std::function<const float*(int64_t)>& dz_of);
 namespace avx2 {  // conv_c1_avx2.cpp
-void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y,
-                         int64_t K, int act, float alpha);
+// C channels of (H,W) planes, w (K,C,3,3): y (K,H-2,W-2), the channels' terms added in order per output.
+void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, int64_t C, const float* w, const float* b,
+                         float* y, int64_t K, int act, float alpha);
 // conv_c1_3x3_forward (act 0 none, 1 relu, 2 leaky_relu) then the 2x2 / stride 2 max pool of each plane, the
 // conv output never stored: y (K,P/2,Q/2) and arg (the same shape, flat index into the P*Q plane; null: not
 // wanted), both equal to those of the unfused pair. Needs Q/2 >= 8.

@@ -51,15 +51,13 @@ bool runs(const ConvGeom& g, ConvAlgo a) {
 // swapped.
 bool winograd_pays(const ConvGeom& g) { return conv_winograd_applies(g) && g.C >= 16 && g.K >= 16; }
 
-// The heuristics: c1 first (the forward: one input channel only), then Winograd where it pays, then the
+// The heuristics: c1 first, then Winograd where it pays, then the
 // indirect GEMMs (the forward of a padded conv only with 8+ channels), the depthwise direct kernels, else
 // im2col + GEMM. The backward takes the direct kernels first and the indirect GEMMs for any padded conv (dw
 // alone below 8 channels).
 ConvAlgo heuristic(const ConvGeom& g, bool backward, bool winograd_ok = true) {
   if (backward && conv_direct_applies(g)) return ConvAlgo::direct;
-  // c1's forward adds one channel's conv at a time: ahead of the GEMMs for one channel, not for 2-4 (measured
-  // 1.0-1.5x slower at 3); its dw is 2.5-7x faster than theirs for 1-4 (docs/autotune.md).
-  if (conv_c1_applies(g) && (backward || g.C == 1)) return ConvAlgo::c1;
+  if (conv_c1_applies(g)) return ConvAlgo::c1;
   if (winograd_ok && winograd_pays(g)) return ConvAlgo::winograd;
   if (conv_igemm_applies(g) || conv_igemm_padded_applies(g) || conv_igemm_grouped_applies(g) ||
       conv_igemm_strided_applies(g) || (backward && conv_igemm_padded_dw_applies(g)))

@@ -1,10 +1,10 @@
 // conv2d for few input channels (1 to 4), 3x3, stride 1, no dilation, any zero padding (the first layer of
-// an image CNN) on the SIMD path: direct kernels (isa/avx2/conv_c1_avx2.cpp, one channel, no padding) instead
-// of a GEMM whose reduction is only 9 C long; conv.cpp dispatches here when conv_c1_applies. A padded image
-// is first copied into a zero-bordered plane per channel (the conv of that plane without padding is the
-// padded conv); with several channels the per-channel convs are added in channel order, then the bias and the
-// activation. Threads: images split over the threads forward; dw and db summed over chunks of images that
-// depend on the problem alone (reduction_chunks, docs/threads.md).
+// an image CNN) on the SIMD path: direct kernels (isa/avx2/conv_c1_avx2.cpp: each output summed in a register
+// over every channel's taps) instead of a GEMM whose reduction is only 9 C long; conv.cpp dispatches here
+// when conv_c1_applies. A padded image is first copied into zero-bordered planes (the conv of those planes
+// without padding is the padded conv). The dw kernel takes one channel at a time. Threads: images split over
+// the threads forward; dw and db summed over chunks of images that depend on the problem alone
+// (reduction_chunks, docs/threads.md).
 #include <algorithm>
 #include <cstring>
 #include <functional>
@@ -47,33 +47,14 @@ const float* conv_c1_planes(const float* xn, const ConvGeom& g, std::vector<floa
 #ifdef CNNKERN_X86
 namespace {
 
-// Filters [k, k + kc) of one image on its planes (conv_c1_planes): y (kc, P, Q). One channel: the kernel
-// with the bias and relu / leaky_relu in the register. Several: channel 0 with the bias into y, each further
-// channel into scratch added to y in order, then the activation.
+// Filters [k, k + kc) of one image on its planes (conv_c1_planes): y (kc, P, Q), the bias, every channel's
+// terms and relu / leaky_relu in the register (other activations after).
 void filters_of_image(const float* planes, const float* w, const float* b, float* y, int64_t k, int64_t kc,
                       const ConvGeom& g, Act act, float alpha) {
-  const int64_t Hp = g.P + 2, Wp = g.Q + 2, n = kc * g.PQ();
   const int code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : 0;
-  if (g.C == 1) {
-    avx2::conv_c1_3x3_forward(planes, Hp, Wp, w + k * 9, b ? b + k : nullptr, y, kc, code, alpha);
-    if (code == 0) activation_inplace(act, y, n, alpha);
-    return;
-  }
-  thread_local std::vector<float> wbuf, tbuf;
-  float* wc = grow(wbuf, kc * 9);
-  float* t = grow(tbuf, n);
-  for (int64_t c = 0; c < g.C; ++c) {
-    for (int64_t i = 0; i < kc; ++i)  // the taps of channel c, as (kc, 9)
-      std::memcpy(wc + i * 9, w + ((k + i) * g.C + c) * 9, sizeof(float) * 9);
-    const float* plane = planes + c * Hp * Wp;
-    if (c == 0) {
-      avx2::conv_c1_3x3_forward(plane, Hp, Wp, wc, b ? b + k : nullptr, y, kc, 0, alpha);
-    } else {
-      avx2::conv_c1_3x3_forward(plane, Hp, Wp, wc, nullptr, t, kc, 0, alpha);
-      for (int64_t i = 0; i < n; ++i) y[i] += t[i];
-    }
-  }
-  activation_inplace(act, y, n, alpha);
+  avx2::conv_c1_3x3_forward(planes, g.P + 2, g.Q + 2, g.C, w + k * g.C * 9, b ? b + k : nullptr, y, kc, code,
+                            alpha);
+  if (code == 0) activation_inplace(act, y, kc * g.PQ(), alpha);
 }
 
 }  // namespace

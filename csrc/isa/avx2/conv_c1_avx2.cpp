@@ -1,11 +1,13 @@
 #pragma GCC target("avx2,fma")
-// Direct AVX2 kernels for the first layer of an image CNN: one input channel, 3x3 filters, stride 1, no
-// padding or dilation (conv_c1.h). There im2col + GEMM has a reduction of only 9, so the GEMM spends its
-// time storing tiles and re-reading them for the epilogue; here every output is produced once, in a register.
-//   forward:  x (H,W) of one image, w (K,1,3,3), b (K,) | None -> y (K,P,Q), P = H-2, Q = W-2,
-//             y[k,p,q] = b[k] + sum_{r,s} w[k,r,s] x[p+r, q+s], then relu / leaky_relu in the register.
-//             Four filters at a time: per 8 outputs of a row, 9 input vectors (unaligned loads, L1) each feed
-//             4 FMAs with the broadcast weights.
+// Direct AVX2 kernels for the first layer of an image CNN: few input channels, 3x3 filters, stride 1, no
+// padding or dilation (padded images arrive as zero-bordered planes; conv_c1.cpp). There im2col + GEMM has a
+// reduction of only 9 C, so the GEMM spends its time storing tiles and re-reading them for the epilogue;
+// here every output is produced once, in a register.
+//   forward:  x (C,H,W) of one image, w (K,C,3,3), b (K,) | None -> y (K,P,Q), P = H-2, Q = W-2,
+//             y[k,p,q] = b[k] + sum_{c,r,s} w[k,c,r,s] x[c,p+r,q+s] (channel by channel), then relu /
+//             leaky_relu in the register. Four filters at a time: per 8 outputs of a row, 9 C input vectors
+//             (unaligned loads, L1) each feed 4 FMAs with the broadcast weights.
+//   dw and pool2 take one channel (x (H,W), w (K,1,3,3)).
 //   dw:       dw[k,r,s] = sum_{p,q} dy[k,p,q] x[p+r, q+s] for one image, into 9 vector accumulators per k
 //             (8 lanes of partial sums over q, rows in order), reduced to float at the end of the image;
 //             db[k] = sum_{p,q} dy[k,p,q] likewise in a 10th accumulator, when asked (one pass over dy).
@@ -41,22 +43,24 @@ inline __m256 activate(__m256 v, int act, __m256 alpha) {
 
 // KB filters x 8 outputs of row p at column q: masked loads and stores when kMasked (a row narrower than 8),
 // plain ones otherwise; one instantiation each, so the full-vector loop has no branch inside.
+// C channels: planes HW apart, filter k's taps of channel c at w + (k*C + c)*9, the channels added in order.
 template <int KB, bool kMasked>
-inline void forward_vec(const float* x0, int64_t W, const float* w, const float* b, float* dst, int64_t PQ,
-                        __m256i m, int act, __m256 alpha) {
+inline void forward_vec(const float* x0, int64_t W, int64_t C, int64_t HW, const float* w, const float* b,
+                        float* dst, int64_t PQ, __m256i m, int act, __m256 alpha) {
   __m256 acc[KB];
 #pragma GCC unroll 4
   for (int k = 0; k < KB; ++k) acc[k] = b ? _mm256_set1_ps(b[k]) : _mm256_setzero_ps();
+  for (int64_t c = 0; c < C; ++c)
 #pragma GCC unroll 3
-  for (int r = 0; r < 3; ++r)
+    for (int r = 0; r < 3; ++r)
 #pragma GCC unroll 3
-    for (int s = 0; s < 3; ++s) {
-      const float* src = x0 + r * W + s;
-      const __m256 xv = kMasked ? _mm256_maskload_ps(src, m) : _mm256_loadu_ps(src);
+      for (int s = 0; s < 3; ++s) {
+        const float* src = x0 + c * HW + r * W + s;
+        const __m256 xv = kMasked ? _mm256_maskload_ps(src, m) : _mm256_loadu_ps(src);
 #pragma GCC unroll 4
-      for (int k = 0; k < KB; ++k)
-        acc[k] = _mm256_fmadd_ps(_mm256_broadcast_ss(w + k * 9 + r * 3 + s), xv, acc[k]);
-    }
+        for (int k = 0; k < KB; ++k)
+          acc[k] = _mm256_fmadd_ps(_mm256_broadcast_ss(w + (k * C + c) * 9 + r * 3 + s), xv, acc[k]);
+      }
 #pragma GCC unroll 4
   for (int k = 0; k < KB; ++k) {
     const __m256 v = activate(acc[k], act, alpha);
@@ -71,8 +75,8 @@ inline void forward_vec(const float* x0, int64_t W, const float* w, const float*
 // the previous vector stores the same values again (measured: the loop with a masked tail compiled to
 // branches and spills in every step, 17 us per image of the classic CNN's first layer).
 template <int KB>
-void forward_block(const float* x, int64_t W, const float* w, const float* b, float* y, int64_t P, int64_t Q,
-                   int act, float alpha_s) {
+void forward_block(const float* x, int64_t W, int64_t C, int64_t HW, const float* w, const float* b, float* y,
+                   int64_t P, int64_t Q, int act, float alpha_s) {
   const __m256 alpha = _mm256_set1_ps(alpha_s);
   const int64_t PQ = P * Q;
   const __m256i m = tail_mask(Q < 8 ? Q : 8);
@@ -80,12 +84,12 @@ void forward_block(const float* x, int64_t W, const float* w, const float* b, fl
     const float* x0 = x + p * W;
     float* yp = y + p * Q;
     if (Q < 8) {
-      forward_vec<KB, true>(x0, W, w, b, yp, PQ, m, act, alpha);
+      forward_vec<KB, true>(x0, W, C, HW, w, b, yp, PQ, m, act, alpha);
       continue;
     }
     for (int64_t q = 0; q < Q; q += 8) {
       const int64_t qq = q + 8 <= Q ? q : Q - 8;
-      forward_vec<KB, false>(x0 + qq, W, w, b, yp + qq, PQ, m, act, alpha);
+      forward_vec<KB, false>(x0 + qq, W, C, HW, w, b, yp + qq, PQ, m, act, alpha);
     }
   }
 }
@@ -166,13 +170,14 @@ inline float hsum(__m256 v) {
 
 }  // namespace
 
-void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, const float* w, const float* b, float* y,
-                         int64_t K, int act, float alpha) {
-  const int64_t P = H - 2, Q = W - 2, PQ = P * Q;
+void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, int64_t C, const float* w, const float* b,
+                         float* y, int64_t K, int act, float alpha) {
+  const int64_t P = H - 2, Q = W - 2, PQ = P * Q, HW = H * W, KS = C * 9;
   int64_t k = 0;
   for (; k + 4 <= K; k += 4)
-    forward_block<4>(x, W, w + k * 9, b ? b + k : nullptr, y + k * PQ, P, Q, act, alpha);
-  for (; k < K; ++k) forward_block<1>(x, W, w + k * 9, b ? b + k : nullptr, y + k * PQ, P, Q, act, alpha);
+    forward_block<4>(x, W, C, HW, w + k * KS, b ? b + k : nullptr, y + k * PQ, P, Q, act, alpha);
+  for (; k < K; ++k)
+    forward_block<1>(x, W, C, HW, w + k * KS, b ? b + k : nullptr, y + k * PQ, P, Q, act, alpha);
 }
 
 // act: 0 none, 1 relu, 2 leaky_relu (as the forward). P2 = P / 2 >= 1 and 8 <= Q2 = Q / 2 (floor: an odd last
