@@ -15,6 +15,13 @@ inline __m256i tail_mask(int64_t n) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
 }
 
+// The sum of the 8 lanes in one fixed order: (l0+l4) + (l2+l6), then + ((l1+l5) + (l3+l7)).
+inline float hsum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
 }  // namespace
 }  // namespace avx2
 }  // namespace cnnkern

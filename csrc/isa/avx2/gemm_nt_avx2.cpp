@@ -11,16 +11,12 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "avx2_common.h"
+#include "isa/avx2/avx2_common.h"
 
 namespace cnnkern {
 namespace {
 
-inline float hsum(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
+using avx2::hsum;
 
 // One MI x NJ tile (MI <= 3, NJ <= 4): the lanes of each accumulator hold the partial sums of k = lane
 // mod 8, added up in one fixed order, so a result depends on neither the tiling nor the thread count.

@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "avx2_common.h"
+#include "isa/avx2/avx2_common.h"
 
 namespace cnnkern {
 namespace {

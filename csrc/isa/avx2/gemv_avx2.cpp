@@ -8,14 +8,12 @@
 
 #include <cstdint>
 
+#include "isa/avx2/avx2_common.h"
+
 namespace cnnkern {
 namespace {
 
-inline float hsum(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
-}
+using avx2::hsum;
 
 template <int R>
 inline void rows(const float* w, int64_t ld, const float* x, int64_t in, float* y) {
