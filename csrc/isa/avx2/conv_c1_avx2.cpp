@@ -161,7 +161,6 @@ void pool2_filters(const float* x, int64_t W, const float* w, const float* b, in
     }
 }
 
-
 }  // namespace
 
 void conv_c1_3x3_forward(const float* x, int64_t H, int64_t W, int64_t C, const float* w, const float* b,
