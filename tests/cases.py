@@ -186,10 +186,11 @@ CONV_CASES = [
     ),
     ConvCase("depthwise-c4-5x5-valid-w9", (1, 4, 9, 13), (4, 1, 5, 5), groups=4),
     ConvCase("no-bias", (2, 9, 8, 8), (16, 9, 3, 3), padding=1, bias=False),
-    # the heuristics' Winograd F(2x2, 3x3) (16+ channels both ways): odd output sizes (a tile half outside),
-    # 'valid' (dx padded by 2), and bands of tile rows (15 x 15 tiles, 7 rows a band: 7, 7, 1)
-    ConvCase("winograd-c20-k24-valid-odd", (3, 20, 11, 13), (24, 20, 3, 3)),
-    ConvCase("winograd-c16-k16-30x30-bands", (2, 16, 30, 30), (16, 16, 3, 3), padding=1, bias=False),
+    # the heuristics' Winograd F(2x2, 3x3) (64 channels both ways, 12x12 and more): 'valid' with an odd width
+    # (a tile half outside; dx padded by 2), and 'same' 26x26 (13 x 13 tiles, 8 rows an item: 8 + 5 rows of
+    # image 0, then rows across images 0 and 1)
+    ConvCase("winograd-c64-k64-valid-odd", (2, 64, 14, 15), (64, 64, 3, 3)),
+    ConvCase("winograd-c64-k64-26x26-bands", (2, 64, 26, 26), (64, 64, 3, 3), padding=1, bias=False),
     ConvCase("kernel-covers-image", (2, 3, 7, 7), (4, 3, 7, 7)),
     ConvCase("pad-beyond-kernel", (1, 2, 3, 3), (3, 2, 3, 3), padding=3),
     # padded stride-1 convs with 8+ channels: the cpp backend's indirect GEMMs over a padded copy of x

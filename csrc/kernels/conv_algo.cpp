@@ -45,11 +45,15 @@ bool runs(const ConvGeom& g, ConvAlgo a) {
   }
 }
 
-// Winograd's 16 GEMMs are C (input) by K (output channels) deep and wide: from 16 of each it beat the
-// indirect GEMM on the zoo's 3x3 convs (forward 1.2-1.6x, backward's dx 1.1x, 2 AVX-512 cores;
-// docs/winograd.md); with 3 input channels it was 2x slower. The backward's dx is the conv with C and K
-// swapped.
-bool winograd_pays(const ConvGeom& g) { return conv_winograd_applies(g) && g.C >= 16 && g.K >= 16; }
+// Winograd's 16 GEMMs are C (input) deep and K (output channels) wide, and its transforms cost about as much
+// as its GEMMs take. Measured against the indirect GEMM (benchmarks/conv_algo_shapes.py, docs/winograd.md):
+// forward 1.2-1.5x faster with 64 -> 64 channels and 1.2-1.4x with 32 -> 64 at outputs of 12x12 and more,
+// tied or slower with 32 -> 32, below 12x12 and with 16 channels; the backward (dx by Winograd, the conv with
+// C and K swapped) 1.05-1.25x at 64 -> 64 only.
+bool winograd_pays(const ConvGeom& g, bool backward) {
+  return conv_winograd_applies(g) && g.C >= (backward ? 64 : 32) && g.K >= 64 && g.P * g.Q >= 144 &&
+         g.H * g.W >= 144;
+}
 
 // The heuristics: c1 first, then Winograd where it pays, then the
 // indirect GEMMs (the forward of a padded conv only with 8+ channels), the depthwise direct kernels, else
@@ -58,7 +62,7 @@ bool winograd_pays(const ConvGeom& g) { return conv_winograd_applies(g) && g.C >
 ConvAlgo heuristic(const ConvGeom& g, bool backward, bool winograd_ok = true) {
   if (backward && conv_direct_applies(g)) return ConvAlgo::direct;
   if (conv_c1_applies(g)) return ConvAlgo::c1;
-  if (winograd_ok && winograd_pays(g)) return ConvAlgo::winograd;
+  if (winograd_ok && winograd_pays(g, backward)) return ConvAlgo::winograd;
   if (conv_igemm_applies(g) || conv_igemm_padded_applies(g) || conv_igemm_grouped_applies(g) ||
       conv_igemm_strided_applies(g) || (backward && conv_igemm_padded_dw_applies(g)))
     return ConvAlgo::igemm;

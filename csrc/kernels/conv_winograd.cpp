@@ -9,8 +9,9 @@
 // The dx of a stride-1 conv is the same kind of conv: dy convolved with the filters flipped and their
 // channel roles swapped, padded by 2 - pad; conv_winograd_dx runs it through the same code.
 //
-// Work items are (image, band of tile rows), about 96 tiles each, split over the threads; every result is
-// computed by one item in a fixed order, so it depends neither on the thread count nor on timing.
+// Work items are runs of tile rows of the batch (an item may span images), about 96 tiles each, split over
+// the threads; every result is computed by one item in a fixed order, so it depends neither on the thread
+// count nor on timing.
 #include "kernels/conv_winograd.h"
 
 #include <algorithm>
@@ -106,25 +107,32 @@ void input_tile_row(const Problem& pr, const RowLoops& loops, const float* xc, i
   }
 }
 
-// The output rows [2*ty0, 2*ty1) of channel o (plane yo, P x Q) from the GEMMs' m (16 planes of Kout rows of
-// ldm tile values, the band's tiles row by row), bias added; r: 4*TW floats of scratch.
-void output_band(const Problem& pr, const RowLoops& loops, const float* m, int64_t ldm, int64_t o,
-                 int64_t ty0, int64_t ty1, float bias, float* yo, float* r) {
-  const int64_t TW = pr.TW(), plane = pr.Kout * ldm;
-  for (int64_t ty = ty0; ty < ty1; ++ty) {
-    const float* mt[16];
-    for (int xi = 0; xi < 16; ++xi) mt[xi] = m + xi * plane + o * ldm + (ty - ty0) * TW;
-    loops.output_row(mt, TW, bias, r, r + 2 * TW);
-    const int64_t p = 2 * ty;
-    std::memcpy(yo + p * pr.Q, r, pr.Q * 4);
-    if (p + 1 < pr.P) std::memcpy(yo + (p + 1) * pr.Q, r + 2 * TW, pr.Q * 4);
+// Channel o of the item's tile rows [r0, r1) (row r: image r / TH, tile row r % TH) from the GEMMs' m (16
+// planes of Kout rows of ldm tile values): the output transform over all the item's tiles in one pass (so it
+// vectorises however few tiles a row has), then each tile row's two output rows copied out, bias added
+// before, the activation after; r: 4 * ldm floats of scratch.
+void output_channel(const Problem& pr, const RowLoops& loops, const float* m, int64_t ldm, int64_t o,
+                    int64_t r0, int64_t r1, float bias, float* out, float* r, Act act, float alpha) {
+  const int64_t TW = pr.TW(), TH = pr.TH(), plane = pr.Kout * ldm, PQ = pr.P * pr.Q;
+  const float* mt[16];
+  for (int xi = 0; xi < 16; ++xi) mt[xi] = m + xi * plane + o * ldm;
+  float *even = r, *odd = r + 2 * ldm;  // the tiles' top and bottom output rows, 2 values per tile
+  loops.output_row(mt, (r1 - r0) * TW, bias, even, odd);
+  for (int64_t row = r0; row < r1; ++row) {
+    float* yo = out + (row / TH * pr.Kout + o) * PQ;
+    const int64_t p = 2 * (row % TH), n = std::min<int64_t>(2, pr.P - p), at = 2 * (row - r0) * TW;
+    std::memcpy(yo + p * pr.Q, even + at, pr.Q * 4);
+    if (n == 2) std::memcpy(yo + (p + 1) * pr.Q, odd + at, pr.Q * 4);
+    activation_inplace(act, yo + p * pr.Q, n * pr.Q, alpha);
   }
 }
 
+// Items are runs of `band` tile rows of the whole batch (row n*TH + ty), so that small images (a 3 x 3
+// output: 4 tiles) still give the GEMMs about kTilesPerItem columns: an item may span several images.
 void run(const Problem& pr, const float* bias, float* out, Act act, float alpha) {
-  const int64_t TH = pr.TH(), TW = pr.TW(), nr = pr.u[0].uk.nr;
-  const int64_t band = std::max<int64_t>(1, std::min(TH, (kTilesPerItem + TW - 1) / TW));
-  const int64_t bands = (TH + band - 1) / band, items = pr.N * bands;
+  const int64_t TH = pr.TH(), TW = pr.TW(), nr = pr.u[0].uk.nr, rows_all = pr.N * TH;
+  const int64_t band = std::max<int64_t>(1, std::min(rows_all, (kTilesPerItem + TW - 1) / TW));
+  const int64_t items = (rows_all + band - 1) / band, HW = pr.H * pr.W;
   RowLoops loops;
 #ifdef CNNKERN_X86
   loops.simd = simd_level() != Simd::scalar;
@@ -134,26 +142,21 @@ void run(const Problem& pr, const float* bias, float* out, Act act, float alpha)
     const int64_t maxcols = band * TW, ldv = (maxcols + nr - 1) / nr * nr;
     float* v = grow(vbuf, 16 * pr.Cin * ldv);
     float* m = grow(mbuf, 16 * pr.Kout * maxcols);
-    float* rows = grow(rowbuf, 4 * (2 * TW + 2));
+    float* rows = grow(rowbuf, std::max(4 * (2 * TW + 2), 4 * maxcols));
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t n = item / bands, ty0 = (item % bands) * band, ty1 = std::min(TH, ty0 + band);
-      const int64_t ncols = (ty1 - ty0) * TW;
-      const float* xn = pr.in + n * pr.Cin * pr.H * pr.W;
+      const int64_t r0 = item * band, r1 = std::min(rows_all, r0 + band), ncols = (r1 - r0) * TW;
       for (int64_t c = 0; c < pr.Cin; ++c) {
-        for (int64_t ty = ty0; ty < ty1; ++ty)
-          input_tile_row(pr, loops, xn + c * pr.H * pr.W, ty, v + c * ldv, ldv, (ty - ty0) * TW, rows);
+        for (int64_t r = r0; r < r1; ++r)
+          input_tile_row(pr, loops, pr.in + (r / TH * pr.Cin + c) * HW, r % TH, v + c * ldv, ldv,
+                         (r - r0) * TW, rows);
         for (int64_t xi = 0; xi < 16; ++xi)  // the padding columns the micro-kernel reads: zeros
           std::fill(v + (xi * pr.Cin + c) * ldv + ncols, v + (xi * pr.Cin + c) * ldv + ldv, 0.0f);
       }
       for (int64_t xi = 0; xi < 16; ++xi)
         sgemm_padded_b_serial(pr.u[xi], v + xi * pr.Cin * ldv, ldv, 0, ncols, m + xi * pr.Kout * ncols, ncols,
                               false);
-      for (int64_t o = 0; o < pr.Kout; ++o) {
-        float* yo = out + (n * pr.Kout + o) * pr.P * pr.Q;
-        output_band(pr, loops, m, ncols, o, ty0, ty1, bias ? bias[o] : 0.0f, yo, rows);
-        const int64_t p0 = 2 * ty0, p1 = std::min(pr.P, 2 * ty1);
-        activation_inplace(act, yo + p0 * pr.Q, (p1 - p0) * pr.Q, alpha);
-      }
+      for (int64_t o = 0; o < pr.Kout; ++o)
+        output_channel(pr, loops, m, ncols, o, r0, r1, bias ? bias[o] : 0.0f, out, rows, act, alpha);
     }
   };
   if (num_threads() == 1 || items == 1)
