@@ -182,6 +182,11 @@ CONV_CASES = [
         groups=6,
     ),
     ConvCase("depthwise-c4-5x5-valid-w9", (1, 4, 9, 13), (4, 1, 5, 5), groups=4),
+    # pointwise convs (the cpp backend's dw as in-place dot products, 3 x 4 tiles of 8 lanes): filter and
+    # channel counts off the tiles, pixels off multiples of 8, one image and several chunks of images
+    ConvCase("pointwise-c5-k7-one-image-7x9", (1, 5, 7, 9), (7, 5, 1, 1)),
+    ConvCase("pointwise-c18-k35-batch6-10x11", (6, 18, 10, 11), (35, 18, 1, 1)),
+    ConvCase("pointwise-c3-k13-batch16-8x8", (16, 3, 8, 8), (13, 3, 1, 1), bias=False),
     ConvCase("no-bias", (2, 9, 8, 8), (16, 9, 3, 3), padding=1, bias=False),
     ConvCase("kernel-covers-image", (2, 3, 7, 7), (4, 3, 7, 7)),
     ConvCase("pad-beyond-kernel", (1, 2, 3, 3), (3, 2, 3, 3), padding=3),

@@ -11,8 +11,9 @@
 // without padding or dilation in one group (conv_igemm_applies: indirect GEMMs that read x and dy in place,
 // conv_igemm.cpp; padded ones over a padded copy of x (dw only below 8 channels), strided ones' forward and
 // dw, grouped ones with 8+ channels per group, group by group: conv_igemm_padded.cpp); depthwise convs
-// (groups == C == K) run direct kernels on every path (conv_direct.cpp); the scalar path and all other
-// geometries run the code below. Threads (docs/threads.md): the forward splits images, or each image's output
+// (groups == C == K) run direct kernels on every path (conv_direct.cpp); a pointwise conv's dw runs dot
+// products on dy and x in place (conv_pointwise.cpp); the scalar path and all other geometries run the code
+// below. Threads (docs/threads.md): the forward splits images, or each image's output
 // columns; the backward sums dw over chunks of images that depend on the problem alone (reduction_chunks), so
 // no bit of any result depends on the thread count or on timing (conv_backward_impl).
 #include <pybind11/stl.h>
@@ -34,6 +35,7 @@
 #include "runtime/common.h"
 #include "kernels/conv_direct.h"
 #include "kernels/conv_igemm.h"
+#include "kernels/conv_pointwise.h"
 #include "kernels/conv_im2col.h"
 #include "kernels/gemm.h"
 
@@ -123,6 +125,17 @@ void pack_weights(const float* w, const ConvGeom& g, bool transpose, std::vector
 float* col_scratch(int64_t n) {
   thread_local std::vector<float> buf;
   return grow(buf, n);
+}
+
+// C[:, j0:j1) (ldc = ld) = A · B for a pointwise conv's operand B (A.K rows, ld = P*Q apart: the image or
+// dy itself), read in place over its whole NR-wide slivers; a last partial sliver (rows not padded) is
+// packed. Saves packing B per image: the pointwise forward and dx spent ~30% of their time there (numbers in
+// the commit). j0 a multiple of nr.
+void pointwise_product(const PackedA& A, const float* B, int64_t ld, int64_t j0, int64_t j1, float* C) {
+  const int64_t full = std::min(j1, ld / A.uk.nr * A.uk.nr);
+  if (j0 < full) sgemm_padded_b_serial(A, B, ld, j0, full, C, ld, false);
+  if (std::max(j0, full) < j1)
+    sgemm_packed_rows_serial(A, 0, A.M, std::max(j0, full), j1, MatView{B, ld, 1}, C, ld, false);
 }
 
 // col (C*R*S, P*Q) of image xn for the dw GEMM: the image itself for a pointwise conv, else im2col into
@@ -228,7 +241,7 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
     for (int64_t gi = 0; gi < g.G; ++gi) {
       float* C = yn + gi * Kg * PQ;
       if (pointwise)
-        sgemm_packed_rows_serial(wp[gi], 0, Kg, j0, j1, MatView{col + gi * CgRS * PQ, PQ, 1}, C, PQ, false);
+        pointwise_product(wp[gi], col + gi * CgRS * PQ, PQ, j0, j1, C);
       else
         sgemm_padded_b_serial(wp[gi], col + gi * CgRS * ld, ld, j0, j1, C, PQ, false);
     }
@@ -272,21 +285,7 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
              strided = dw && algo == ConvAlgo::igemm && conv_igemm_strided_applies(g),
              padded_dw = dw && algo == ConvAlgo::igemm && !igemm && conv_igemm_padded_dw_applies(g),
              db_with_dw = (igemm || c1 || strided || padded_dw) && dw && db;
-  if (db && !db_with_dw)  // per channel in double, in 8 interleaved partial sums (independent adds), in a
-                          // fixed order
-    parallel_for(g.K, [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k) {
-        double s[8] = {};
-        for (int64_t n = 0; n < g.N; ++n) {
-          const float* d = dy + (n * g.K + k) * PQ;
-          int64_t i = 0;
-          for (; i + 8 <= PQ; i += 8)
-            for (int64_t l = 0; l < 8; ++l) s[l] += d[i + l];
-          for (; i < PQ; ++i) s[i % 8] += d[i];
-        }
-        db[k] = static_cast<float>(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])));
-      }
-    });
+  if (db && !db_with_dw) conv_bias_grad(dy, db, g);
 #ifdef CNNKERN_X86
   if (c1) {
     conv_c1_dw(dy, x, dw, db, g);
@@ -295,6 +294,10 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
 #endif
   if (strided || padded_dw) {  // dw (and db) on the indirect GEMM; dx below
     (strided ? conv_igemm_strided_dw : conv_igemm_padded_dw)(dy, x, dw, db_with_dw ? db : nullptr, g);
+    dw = nullptr;
+  }
+  if (dw && !igemm && conv_pointwise_dw_applies(g)) {  // dot products on dy and x in place
+    conv_pointwise_dw(dy, x, dw, g);
     dw = nullptr;
   }
   if (!dx && !dw) return;
@@ -322,8 +325,21 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   // dx[n] = col2im(w^T · dy[n]); a pointwise conv writes w^T · dy[n] straight into dx[n].
   auto dx_image = [&](int64_t n, bool parallel) {
     float* dxn = dx + n * g.C * HW;
+    if (g.pointwise()) {
+      const int64_t nr = wtp[0].uk.nr, slivers = (PQ + nr - 1) / nr;
+      auto cols = [&](int64_t s0, int64_t s1) {
+        for (int64_t gi = 0; gi < g.G; ++gi)
+          pointwise_product(wtp[gi], dy + (n * g.K + gi * Kg) * PQ, PQ, s0 * nr, std::min(PQ, s1 * nr),
+                            dxn + gi * CgRS * PQ);
+      };
+      if (parallel)
+        parallel_for(slivers, cols);
+      else
+        cols(0, slivers);
+      return;
+    }
     thread_local std::vector<float> dcolbuf;
-    float* dcol = g.pointwise() ? dxn : grow(dcolbuf, CRS * PQ);
+    float* dcol = grow(dcolbuf, CRS * PQ);
     for (int64_t gi = 0; gi < g.G; ++gi) {
       const MatView B{dy + (n * g.K + gi * Kg) * PQ, PQ, 1};
       float* C = dcol + gi * CgRS * PQ;
@@ -332,7 +348,6 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
       else
         sgemm_packed_serial(wtp[gi], 0, PQ, B, C, PQ, false);
     }
-    if (g.pointwise()) return;
     auto scatter = [&](int64_t c0, int64_t c1) {
       std::memset(dxn + c0 * HW, 0, sizeof(float) * (c1 - c0) * HW);
       col2im_add(dcol, g, c0, c1, dxn, PQ);
