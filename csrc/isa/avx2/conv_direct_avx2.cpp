@@ -1,6 +1,7 @@
 // AVX2 row kernels of the direct depthwise conv (conv_direct.h): eight output columns per step, the last
-// fewer than eight with masked loads and stores (no access past Q). Taps outermost in the dx and dw rows, so
-// each element receives its terms in the scalar path's order. Only intrinsics and fixed-width integers here.
+// fewer than eight with masked loads and stores (no access past Q). Taps outermost in the dw row, so each
+// element receives its terms in the scalar path's order; the stride-2 (de)interleaves of the frame and of dx
+// rows. Only intrinsics and fixed-width integers here.
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 #include <stdint.h>
@@ -36,21 +37,6 @@ void dwconv_fwd_row(int64_t Q, int64_t T, const float* const* src, const float* 
   }
 }
 
-void dwconv_dx_row(int64_t Q, int64_t T, float* const* dst, const float* wt, const float* dy) {
-  for (int64_t t = 0; t < T; ++t) {
-    const __m256 wv = _mm256_set1_ps(wt[t]);
-    float* d = dst[t];
-    int64_t q = 0;
-    for (; q + 8 <= Q; q += 8)
-      _mm256_storeu_ps(d + q, _mm256_fmadd_ps(wv, _mm256_loadu_ps(dy + q), _mm256_loadu_ps(d + q)));
-    if (q < Q) {
-      const __m256i m = tail_mask(Q - q);
-      _mm256_maskstore_ps(d + q, m,
-                          _mm256_fmadd_ps(wv, _mm256_maskload_ps(dy + q, m), _mm256_maskload_ps(d + q, m)));
-    }
-  }
-}
-
 void dwconv_dw_row(int64_t Q, int64_t T, const float* const* src, const float* dy, float* acc) {
   for (int64_t t = 0; t < T; ++t) {
     const float* s = src[t];
@@ -66,6 +52,34 @@ void dwconv_dw_row(int64_t Q, int64_t T, const float* const* src, const float* d
                                           _mm256_maskload_ps(a + q, m)));
     }
   }
+}
+
+}  // namespace avx2
+}  // namespace cnnkern
+
+namespace cnnkern {
+namespace avx2 {
+
+void take_even(const float* s, int64_t n, int64_t avail, float* d) {
+  int64_t j = 0;
+  for (; 2 * j + 16 <= avail && j + 8 <= n; j += 8) {
+    const __m256 a = _mm256_loadu_ps(s + 2 * j), b = _mm256_loadu_ps(s + 2 * j + 8);
+    const __m256 ev = _mm256_shuffle_ps(a, b, 0x88);  // a0 a2 b0 b2 | a4 a6 b4 b6
+    _mm256_storeu_ps(d + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
+  }
+  for (; j < n; ++j) d[j] = s[2 * j];
+}
+
+void interleave2(const float* e, int64_t ne, const float* o, int64_t no, float* d) {
+  int64_t j = 0;
+  for (; j + 8 <= no; j += 8) {
+    const __m256 ev = _mm256_loadu_ps(e + j), od = _mm256_loadu_ps(o + j);
+    const __m256 lo = _mm256_unpacklo_ps(ev, od), hi = _mm256_unpackhi_ps(ev, od);
+    _mm256_storeu_ps(d + 2 * j, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(d + 2 * j + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
+  for (; j < no; ++j) d[2 * j] = e[j], d[2 * j + 1] = o[j];
+  if (ne > no) d[2 * no] = e[no];
 }
 
 }  // namespace avx2
