@@ -127,17 +127,6 @@ float* col_scratch(int64_t n) {
   return grow(buf, n);
 }
 
-// C[:, j0:j1) (ldc = ld) = A · B for a pointwise conv's operand B (A.K rows, ld = P*Q apart: the image or
-// dy itself), read in place over its whole NR-wide slivers; a last partial sliver (rows not padded) is
-// packed. Saves packing B per image: the pointwise forward and dx spent ~30% of their time there (numbers in
-// the commit). j0 a multiple of nr.
-void pointwise_product(const PackedA& A, const float* B, int64_t ld, int64_t j0, int64_t j1, float* C) {
-  const int64_t full = std::min(j1, ld / A.uk.nr * A.uk.nr);
-  if (j0 < full) sgemm_padded_b_serial(A, B, ld, j0, full, C, ld, false);
-  if (std::max(j0, full) < j1)
-    sgemm_packed_rows_serial(A, 0, A.M, std::max(j0, full), j1, MatView{B, ld, 1}, C, ld, false);
-}
-
 // col (C*R*S, P*Q) of image xn for the dw GEMM: the image itself for a pointwise conv, else im2col into
 // `col` (split over threads by channel when `parallel`).
 const float* backward_col(const float* xn, const ConvGeom& g, float* col, bool parallel) {
@@ -241,7 +230,7 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
     for (int64_t gi = 0; gi < g.G; ++gi) {
       float* C = yn + gi * Kg * PQ;
       if (pointwise)
-        pointwise_product(wp[gi], col + gi * CgRS * PQ, PQ, j0, j1, C);
+        sgemm_packed_rows_serial(wp[gi], 0, Kg, j0, j1, MatView{col + gi * CgRS * PQ, PQ, 1}, C, PQ, false);
       else
         sgemm_padded_b_serial(wp[gi], col + gi * CgRS * ld, ld, j0, j1, C, PQ, false);
     }
@@ -325,21 +314,8 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
   // dx[n] = col2im(w^T · dy[n]); a pointwise conv writes w^T · dy[n] straight into dx[n].
   auto dx_image = [&](int64_t n, bool parallel) {
     float* dxn = dx + n * g.C * HW;
-    if (g.pointwise()) {
-      const int64_t nr = wtp[0].uk.nr, slivers = (PQ + nr - 1) / nr;
-      auto cols = [&](int64_t s0, int64_t s1) {
-        for (int64_t gi = 0; gi < g.G; ++gi)
-          pointwise_product(wtp[gi], dy + (n * g.K + gi * Kg) * PQ, PQ, s0 * nr, std::min(PQ, s1 * nr),
-                            dxn + gi * CgRS * PQ);
-      };
-      if (parallel)
-        parallel_for(slivers, cols);
-      else
-        cols(0, slivers);
-      return;
-    }
     thread_local std::vector<float> dcolbuf;
-    float* dcol = grow(dcolbuf, CRS * PQ);
+    float* dcol = g.pointwise() ? dxn : grow(dcolbuf, CRS * PQ);
     for (int64_t gi = 0; gi < g.G; ++gi) {
       const MatView B{dy + (n * g.K + gi * Kg) * PQ, PQ, 1};
       float* C = dcol + gi * CgRS * PQ;
@@ -348,6 +324,7 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
       else
         sgemm_packed_serial(wtp[gi], 0, PQ, B, C, PQ, false);
     }
+    if (g.pointwise()) return;
     auto scatter = [&](int64_t c0, int64_t c1) {
       std::memset(dxn + c0 * HW, 0, sizeof(float) * (c1 - c0) * HW);
       col2im_add(dcol, g, c0, c1, dxn, PQ);
