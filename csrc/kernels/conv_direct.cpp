@@ -7,7 +7,7 @@
 // are never read. Per output row:
 //   forward: y[p][q] = b + sum_t w[t] * frame_t[q]           (row kernel dwconv_row)
 //   dw:      acc[t][q] += dy[p][q] * frame_t[q] over the images and rows, then dw[t] = sum_q acc[t][q]
-//   (dw_row)
+//   (dw_row; 3x3 on the SIMD paths: a whole plane per call, dwconv_dw_plane9)
 // dx gathers on the forward's row kernel (conv_direct_dx.cpp). The SIMD paths run the AVX2 row kernels
 // (conv_direct_avx2.cpp), the scalar path the loops below.
 // Replaced per-group GEMMs on im2col (G products of one row by an R*S-deep reduction): numbers in the commit.
@@ -146,6 +146,12 @@ void conv_direct_backward(const float* dy, const float* x, const float* w, float
             for (int64_t q = 0; q < Q; ++q) acc[T * Q + q] += d[p * Q + q];
         if (dw) {
           fill_frame(x + plane * HW, g, f, fr);
+#ifdef CNNKERN_X86
+          if (T == 9 && simd_level() != Simd::scalar) {
+            avx2::dwconv_dw_plane9(P, Q, fr, f.tap_at.data(), f.row(g, 1), d, acc);
+            continue;  // the next image
+          }
+#endif
           for (int64_t p = 0; p < P; ++p) {
             for (int64_t t = 0; t < T; ++t) ptr[t] = fr + f.tap_at[t] + f.row(g, p);
             dw_row(Q, T, ptr.data(), d + p * Q, acc);

@@ -29,6 +29,11 @@ namespace avx2 {  // conv_direct_avx2.cpp: the row kernels below, eight output c
 void dwconv_fwd_row(int64_t Q, int64_t T, const float* const* src, const float* wt, float bias, float* y);
 // acc[t*Q + q] += dy[q] * src[t][q]
 void dwconv_dw_row(int64_t Q, int64_t T, const float* const* src, const float* dy, float* acc);
+// dwconv_dw_row over the P rows of a plane with 9 taps (3x3), row p's tap t at fr + p*rs + tap[t]: each
+// column block's 9 sums stay in registers down the plane (the row kernel stored them after every row). The
+// same terms in the same order, so the same bits.
+void dwconv_dw_plane9(int64_t P, int64_t Q, const float* fr, const int64_t* tap, int64_t rs, const float* dy,
+                      float* acc);
 // d[j] = s[2j], j < n, with s readable for avail >= 2n - 1 floats: a stride-2 frame's column phase
 void take_even(const float* s, int64_t n, int64_t avail, float* d);
 // d[2j] = e[j] (j < ne), d[2j+1] = o[j] (j < no), ne == no or no + 1: a stride-2 dx row from its two phases

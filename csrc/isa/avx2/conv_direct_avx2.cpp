@@ -54,6 +54,36 @@ void dwconv_dw_row(int64_t Q, int64_t T, const float* const* src, const float* d
   }
 }
 
+namespace {
+// Output columns [q, q+8) (Masked: the first Q - q of them) of every row: the 9 taps' sums in registers.
+template <bool Masked>
+void dw_columns9(int64_t P, int64_t Q, int64_t q, const float* fr, const int64_t* tap, int64_t rs,
+                 const float* dy, float* acc) {
+  const __m256i m = tail_mask(Masked ? Q - q : 8);
+  const auto load = [&](const float* p) { return Masked ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p); };
+  __m256 a[9];
+  for (int t = 0; t < 9; ++t) a[t] = load(acc + t * Q + q);
+  for (int64_t p = 0; p < P; ++p) {
+    const __m256 d = load(dy + p * Q + q);
+    const float* row = fr + p * rs + q;
+    for (int t = 0; t < 9; ++t) a[t] = _mm256_fmadd_ps(d, load(row + tap[t]), a[t]);
+  }
+  for (int t = 0; t < 9; ++t) {
+    if (Masked)
+      _mm256_maskstore_ps(acc + t * Q + q, m, a[t]);
+    else
+      _mm256_storeu_ps(acc + t * Q + q, a[t]);
+  }
+}
+}  // namespace
+
+void dwconv_dw_plane9(int64_t P, int64_t Q, const float* fr, const int64_t* tap, int64_t rs, const float* dy,
+                      float* acc) {
+  int64_t q = 0;
+  for (; q + 8 <= Q; q += 8) dw_columns9<false>(P, Q, q, fr, tap, rs, dy, acc);
+  if (q < Q) dw_columns9<true>(P, Q, q, fr, tap, rs, dy, acc);
+}
+
 }  // namespace avx2
 }  // namespace cnnkern
 
