@@ -103,6 +103,20 @@ void dwconv_row(int64_t Q, int64_t T, const float* const* src, const float* wt, 
     for (int64_t q = 0; q < Q; ++q) y[q] += wt[t] * src[t][q];
 }
 
+void dwconv_plane(int64_t P, int64_t Q, int64_t T, const float* fr, const int64_t* tap, int64_t rs,
+                  const float* wt, float bias, float* y, int64_t ldy) {
+#ifdef CNNKERN_X86
+  if (avx2::kFwdPlaneTaps(T) && simd_level() != Simd::scalar)
+    return avx2::dwconv_fwd_plane(T, P, Q, fr, tap, rs, wt, bias, y, ldy);
+#endif
+  thread_local std::vector<const float*> src;
+  src.resize(T);
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t t = 0; t < T; ++t) src[t] = fr + p * rs + tap[t];
+    dwconv_row(Q, T, src.data(), wt, bias, y + p * ldy);
+  }
+}
+
 bool conv_direct_applies(const ConvGeom& g) { return g.G > 1 && g.Cg() == 1 && g.Kg() == 1; }
 
 void conv_direct_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g) {
@@ -110,16 +124,11 @@ void conv_direct_forward(const float* x, const float* w, const float* b, float* 
   const int64_t T = f.T, P = g.P, Q = g.Q;
   parallel_for(g.N * g.K, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> frbuf;
-    thread_local std::vector<const float*> src;
     float* fr = grow(frbuf, f.size());
-    src.resize(T);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t k = i % g.K;
       fill_frame(x + i * g.H * g.W, g, f, fr);
-      for (int64_t p = 0; p < P; ++p) {
-        for (int64_t t = 0; t < T; ++t) src[t] = fr + f.tap_at[t] + f.row(g, p);
-        dwconv_row(Q, T, src.data(), w + k * T, b ? b[k] : 0.0f, y + (i * P + p) * Q);
-      }
+      dwconv_plane(P, Q, T, fr, f.tap_at.data(), f.row(g, 1), w + k * T, b ? b[k] : 0.0f, y + i * P * Q, Q);
     }
   });
 }

@@ -21,12 +21,21 @@ void conv_direct_backward(const float* dy, const float* x, const float* w, float
 
 // dx alone, by gathering (conv_direct_dx.cpp): planes split over the threads.
 void conv_direct_dx(const float* dy, const float* w, float* dx, const ConvGeom& g);
-// y[q] = bias + sum_t wt[t] * src[t][q], q in [0, Q), on the current SIMD path: the forward's row kernel.
+// Rows p < P of a plane: y[p*ldy + q] = bias + sum_t wt[t] * fr[p*rs + tap[t] + q], q < Q, on the current
+// SIMD path (in one call for the tap counts of 3x3, 2x2, 1x3... and of stride 2's phases; else row by row).
+void dwconv_plane(int64_t P, int64_t Q, int64_t T, const float* fr, const int64_t* tap, int64_t rs,
+                  const float* wt, float bias, float* y, int64_t ldy);
+// One such row with the taps' pointers src[t]: the forward's row kernel.
 void dwconv_row(int64_t Q, int64_t T, const float* const* src, const float* wt, float bias, float* y);
 
 namespace avx2 {  // conv_direct_avx2.cpp: the row kernels below, eight output columns at a time
 // y[q] = bias + sum_t wt[t] * src[t][q], q in [0, Q)
 void dwconv_fwd_row(int64_t Q, int64_t T, const float* const* src, const float* wt, float bias, float* y);
+// dwconv_plane for T in {1, 2, 3, 4, 6, 9} taps (kFwdPlaneTaps), the same bits as row by row (the weights
+// broadcast once per plane, in registers)
+void dwconv_fwd_plane(int64_t T, int64_t P, int64_t Q, const float* fr, const int64_t* tap, int64_t rs,
+                      const float* wt, float bias, float* y, int64_t ldy);
+constexpr bool kFwdPlaneTaps(int64_t T) { return T == 1 || T == 2 || T == 3 || T == 4 || T == 6 || T == 9; }
 // acc[t*Q + q] += dy[q] * src[t][q]
 void dwconv_dw_row(int64_t Q, int64_t T, const float* const* src, const float* dy, float* acc);
 // dwconv_dw_row over the P rows of a plane with 9 taps (3x3), row p's tap t at fr + p*rs + tap[t]: each

@@ -72,39 +72,38 @@ void conv_direct_dx(const float* dy, const float* w, float* dx, const ConvGeom& 
   const Plan plan(g);
   const int64_t T = g.R * g.S, P = g.P, Q = g.Q, HW = g.H * g.W, Wd = plan.Wd;
   parallel_for(g.N * g.C, [&](int64_t i0, int64_t i1) {
-    thread_local std::vector<float> frbuf, rowbuf, wbuf;
-    thread_local std::vector<const float*> src;
+    thread_local std::vector<float> frbuf, tmpbuf, wbuf;
     float* fr = grow(frbuf, plan.Hd * Wd);
-    float* row = grow(rowbuf, g.W);  // a dx row's phases, side by side (strided widths only)
+    float* tmp = grow(tmpbuf, HW);  // a row phase's dx rows, column phases side by side (strided widths)
     float* wt = grow(wbuf, T);
-    src.resize(T);
     std::fill(fr, fr + plan.Hd * Wd, 0.0f);  // the border stays zero; the interior is rewritten per plane
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t c = i % g.C;
       for (int64_t p = 0; p < P; ++p)
         std::copy(dy + (i * P + p) * Q, dy + (i * P + p + 1) * Q, fr + (plan.ut + p) * Wd + plan.ul);
       float* dxc = dx + i * HW;
-      // Row y of phase ph into out (ph.cols floats).
-      auto phase_row = [&](const Phase& ph, int64_t y, float* out) {
+      // Phase ph's rows into out (rows ldo apart).
+      auto phase_plane = [&](const Phase& ph, float* out, int64_t ldo) {
         const int64_t nt = static_cast<int64_t>(ph.taps.size());
-        for (int64_t t = 0; t < nt; ++t) wt[t] = w[c * T + ph.taps[t]], src[t] = fr + ph.off[t] + y * Wd;
-        dwconv_row(ph.cols, nt, src.data(), wt, 0.0f, out);
+        for (int64_t t = 0; t < nt; ++t) wt[t] = w[c * T + ph.taps[t]];
+        dwconv_plane(ph.rows, ph.cols, nt, fr, ph.off.data(), Wd, wt, 0.0f, out, ldo);
       };
       for (int64_t a = 0; a < g.sh; ++a) {
         const Phase* ph = plan.phases.data() + a * g.sw;  // the phases of rows a, a+sh, ...
+        if (g.sw == 1) {                                  // whole rows of dx
+          phase_plane(ph[0], dxc + a * g.W, g.sh * g.W);
+          continue;
+        }
+        // each column phase into its own columns of tmp's rows (g.W floats apart), then interleaved into dx
+        for (int64_t b = 0, at = 0; b < g.sw; at += ph[b].cols, ++b) phase_plane(ph[b], tmp + at, g.W);
         for (int64_t y = 0; y < ph->rows; ++y) {
           float* out = dxc + (y * g.sh + a) * g.W;
-          if (g.sw == 1) {
-            phase_row(ph[0], y, out);
-          } else if (g.sw == 2) {  // both column phases, then interleaved (vectorised on the SIMD paths)
-            phase_row(ph[0], y, row);
-            phase_row(ph[1], y, row + ph[0].cols);
-            interleave_row(row, ph[0].cols, row + ph[0].cols, ph[1].cols, out);
+          const float* r = tmp + y * g.W;
+          if (g.sw == 2) {
+            interleave_row(r, ph[0].cols, r + ph[0].cols, ph[1].cols, out);
           } else {
-            for (int64_t b = 0; b < g.sw; ++b) {
-              phase_row(ph[b], y, row);
-              for (int64_t j = 0; j < ph[b].cols; ++j) out[j * g.sw + b] = row[j];
-            }
+            for (int64_t b = 0, at = 0; b < g.sw; at += ph[b].cols, ++b)
+              for (int64_t j = 0; j < ph[b].cols; ++j) out[j * g.sw + b] = r[at + j];
           }
         }
       }

@@ -37,6 +37,51 @@ void dwconv_fwd_row(int64_t Q, int64_t T, const float* const* src, const float* 
   }
 }
 
+namespace {
+template <int T>
+void fwd_plane(int64_t P, int64_t Q, const float* fr, const int64_t* tap, int64_t rs, const float* wt,
+               float bias, float* y, int64_t ldy) {
+  __m256 wv[T];
+  for (int t = 0; t < T; ++t) wv[t] = _mm256_set1_ps(wt[t]);
+  for (int64_t p = 0; p < P; ++p, fr += rs, y += ldy) {
+    int64_t q = 0;
+    for (; q + 16 <= Q; q += 16) {  // dwconv_fwd_row's steps, the weights broadcast once per plane
+      __m256 a0 = _mm256_set1_ps(bias), a1 = a0;
+      for (int t = 0; t < T; ++t) {
+        a0 = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(fr + tap[t] + q), a0);
+        a1 = _mm256_fmadd_ps(wv[t], _mm256_loadu_ps(fr + tap[t] + q + 8), a1);
+      }
+      _mm256_storeu_ps(y + q, a0);
+      _mm256_storeu_ps(y + q + 8, a1);
+    }
+    for (; q < Q; q += 8) {
+      const __m256i m = tail_mask(Q - q);
+      __m256 a = _mm256_set1_ps(bias);
+      for (int t = 0; t < T; ++t) a = _mm256_fmadd_ps(wv[t], _mm256_maskload_ps(fr + tap[t] + q, m), a);
+      _mm256_maskstore_ps(y + q, m, a);
+    }
+  }
+}
+}  // namespace
+
+void dwconv_fwd_plane(int64_t T, int64_t P, int64_t Q, const float* fr, const int64_t* tap, int64_t rs,
+                      const float* wt, float bias, float* y, int64_t ldy) {
+  switch (T) {
+    case 1:
+      return fwd_plane<1>(P, Q, fr, tap, rs, wt, bias, y, ldy);
+    case 2:
+      return fwd_plane<2>(P, Q, fr, tap, rs, wt, bias, y, ldy);
+    case 3:
+      return fwd_plane<3>(P, Q, fr, tap, rs, wt, bias, y, ldy);
+    case 4:
+      return fwd_plane<4>(P, Q, fr, tap, rs, wt, bias, y, ldy);
+    case 6:
+      return fwd_plane<6>(P, Q, fr, tap, rs, wt, bias, y, ldy);
+    default:
+      return fwd_plane<9>(P, Q, fr, tap, rs, wt, bias, y, ldy);
+  }
+}
+
 void dwconv_dw_row(int64_t Q, int64_t T, const float* const* src, const float* dy, float* acc) {
   for (int64_t t = 0; t < T; ++t) {
     const float* s = src[t];
