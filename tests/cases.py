@@ -185,6 +185,17 @@ CONV_CASES = [
         groups=6,
     ),
     ConvCase("depthwise-c4-5x5-valid-w9", (1, 4, 9, 13), (4, 1, 5, 5), groups=4),
+    # depthwise dx gathers phase by phase (stride 2: two column phases interleaved, 8 wide with tails);
+    # odd sizes, one image, input pixels no tap reaches, padding past the kernel
+    ConvCase("depthwise-c7-stride2-pad1-17x19", (1, 7, 17, 19), (7, 1, 3, 3), stride=2, padding=1, groups=7),
+    ConvCase("depthwise-c24-stride2-pad1-w40", (2, 24, 9, 40), (24, 1, 3, 3), stride=2, padding=1, groups=24),
+    ConvCase("depthwise-c3-stride2-valid-8x8", (2, 3, 8, 8), (3, 1, 3, 3), stride=2, groups=3, bias=False),
+    ConvCase("depthwise-c5-pad3-6x7", (2, 5, 6, 7), (5, 1, 3, 3), padding=3, groups=5),
+    # pointwise convs (the cpp backend's dw as in-place dot products, 3 x 4 tiles of 8 lanes): filter and
+    # channel counts off the tiles, pixels off multiples of 8, one image and several chunks of images
+    ConvCase("pointwise-c5-k7-one-image-7x9", (1, 5, 7, 9), (7, 5, 1, 1)),
+    ConvCase("pointwise-c18-k35-batch6-10x11", (6, 18, 10, 11), (35, 18, 1, 1)),
+    ConvCase("pointwise-c3-k13-batch16-8x8", (16, 3, 8, 8), (13, 3, 1, 1), bias=False),
     ConvCase("no-bias", (2, 9, 8, 8), (16, 9, 3, 3), padding=1, bias=False),
     # the heuristics' Winograd F(2x2, 3x3) (64 channels both ways, 12x12 and more): 'valid' with an odd width
     # (a tile half outside; dx padded by 2), and 'same' 26x26 (13 x 13 tiles, 8 rows an item: 8 + 5 rows of

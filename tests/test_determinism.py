@@ -3,9 +3,9 @@
 
 The cases reach each code path whose work is split over threads: for conv, the one-channel direct kernel,
 the indirect GEMM (stride 1, no padding), im2col with images batched side by side (few output pixels) and
-one by one, fewer images than threads, groups, a depthwise conv, a pointwise conv, db alone; the fused
-conv + pool pair with the one-channel kernel and the composition; dense, batch norm, pooling, activations,
-the loss (large enough for its threaded path) and the optimizers.
+one by one, fewer images than threads, groups, a depthwise conv, a pointwise conv (with one image too), db
+alone; the fused conv + pool pair with the one-channel kernel and the composition; dense, batch norm,
+pooling, activations, the loss (large enough for its threaded path) and the optimizers.
 """
 
 import subprocess
@@ -106,6 +106,7 @@ def cases():
         "conv grouped, 8 channels a group": _conv(x32, r(32, 8, 3, 3), r(32), groups=4, padding=1),
         "conv depthwise, stride 2": _conv(x32, r(32, 1, 3, 3), r(32), groups=32, stride=2, padding=1),
         "conv pointwise": _conv(x32, r(48, 32, 1, 1), None),
+        "conv pointwise, one image": _conv(x32[:1], r(17, 32, 1, 1), r(17)),
         "conv one image": _conv(x32[:1], r(64, 32, 3, 3), r(64)),
         "conv + relu + maxpool, one channel": _conv_pool(x1, r(32, 1, 3, 3), r(32)),
         "conv + relu + maxpool, composed": _conv_pool(x32, r(64, 32, 3, 3), r(64)),

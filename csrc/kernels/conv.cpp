@@ -11,8 +11,9 @@
 // without padding or dilation in one group (conv_igemm_applies: indirect GEMMs that read x and dy in place,
 // conv_igemm.cpp; padded ones over a padded copy of x (dw only below 8 channels), strided ones' forward and
 // dw, grouped ones with 8+ channels per group, group by group: conv_igemm_padded.cpp); depthwise convs
-// (groups == C == K) run direct kernels on every path (conv_direct.cpp); the scalar path and all other
-// geometries run the code below. Threads (docs/threads.md): the forward splits images, or each image's output
+// (groups == C == K) run direct kernels on every path (conv_direct.cpp); a pointwise conv's dw runs dot
+// products on dy and x in place (conv_pointwise.cpp); the scalar path and all other geometries run the code
+// below. Threads (docs/threads.md): the forward splits images, or each image's output
 // columns; the backward sums dw over chunks of images that depend on the problem alone (reduction_chunks), so
 // no bit of any result depends on the thread count or on timing (conv_backward_impl).
 #include <pybind11/stl.h>
@@ -34,6 +35,7 @@
 #include "runtime/common.h"
 #include "kernels/conv_direct.h"
 #include "kernels/conv_igemm.h"
+#include "kernels/conv_pointwise.h"
 #include "kernels/conv_winograd.h"
 #include "kernels/conv_im2col.h"
 #include "kernels/gemm.h"
@@ -278,21 +280,7 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
              strided = dw && algo == ConvAlgo::igemm && conv_igemm_strided_applies(g),
              padded_dw = dw && algo == ConvAlgo::igemm && !igemm && conv_igemm_padded_dw_applies(g),
              db_with_dw = (igemm || c1 || strided || padded_dw) && dw && db;
-  if (db && !db_with_dw)  // per channel in double, in 8 interleaved partial sums (independent adds), in a
-                          // fixed order
-    parallel_for(g.K, [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k) {
-        double s[8] = {};
-        for (int64_t n = 0; n < g.N; ++n) {
-          const float* d = dy + (n * g.K + k) * PQ;
-          int64_t i = 0;
-          for (; i + 8 <= PQ; i += 8)
-            for (int64_t l = 0; l < 8; ++l) s[l] += d[i + l];
-          for (; i < PQ; ++i) s[i % 8] += d[i];
-        }
-        db[k] = static_cast<float>(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])));
-      }
-    });
+  if (db && !db_with_dw) conv_bias_grad(dy, db, g);
 #ifdef CNNKERN_X86
   if (c1) {
     conv_c1_dw(dy, x, dw, db, g);
@@ -301,6 +289,10 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
 #endif
   if (strided || padded_dw) {  // dw (and db) on the indirect GEMM; dx below
     (strided ? conv_igemm_strided_dw : conv_igemm_padded_dw)(dy, x, dw, db_with_dw ? db : nullptr, g);
+    dw = nullptr;
+  }
+  if (dw && !igemm && conv_pointwise_dw_applies(g)) {  // dot products on dy and x in place
+    conv_pointwise_dw(dy, x, dw, g);
     dw = nullptr;
   }
   if (!dx && !dw) return;

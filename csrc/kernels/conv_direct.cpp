@@ -1,15 +1,15 @@
-// Direct depthwise conv2d (see conv_direct.h). Each plane of x (or of dx) lives in a zero-padded frame of
+// Direct depthwise conv2d (see conv_direct.h). Each plane of x lives in a zero-padded frame of
 // Hf = (P-1)*sh + (R-1)*dh + 1 rows, split by column into sw phases of Wf floats:
 //   frame[phase][h][j] = x[h - pt][j*sw + phase - pl]  (0 outside the image)
 // Tap t = (r, s) of output row p then reads phase (s*dw) % sw, row p*sh + r*dh, from column (s*dw) / sw on:
 // Q contiguous floats for every stride, padding and dilation. Padding taps add w * 0 from the frame's zeros,
 // as the zero-padded sum does (an inf or NaN weight gives NaN there). Input pixels past the last tap's reach
-// are never read (their dx is 0). Per output row:
-//   forward: y[p][q] = b + sum_t w[t] * frame_t[q]           (row kernel fwd_row)
-//   dx:      dframe_t[q] += w[t] * dy[p][q], then dx = dframe's interior   (dx_row)
+// are never read. Per output row:
+//   forward: y[p][q] = b + sum_t w[t] * frame_t[q]           (row kernel dwconv_row)
 //   dw:      acc[t][q] += dy[p][q] * frame_t[q] over the images and rows, then dw[t] = sum_q acc[t][q]
-//   (dw_row)
-// The SIMD paths run the AVX2 row kernels (conv_direct_avx2.cpp), the scalar path the loops below.
+//   (dw_row; 3x3 on the SIMD paths: a whole plane per call, dwconv_dw_plane9)
+// dx gathers on the forward's row kernel (conv_direct_dx.cpp). The SIMD paths run the AVX2 row kernels
+// (conv_direct_avx2.cpp), the scalar path the loops below.
 // Replaced per-group GEMMs on im2col (G products of one row by an R*S-deep reduction): numbers in the commit.
 #include "kernels/conv_direct.h"
 
@@ -62,48 +62,16 @@ void fill_frame(const float* xc, const ConvGeom& g, const Frame& f, float* fr) {
       }
       const float* src = xc + ih * g.W + iw0;
       std::fill(d, d + j_lo, 0.0f);
-      if (g.sw == 1)
-        std::copy(src, src + (j_hi - j_lo), d + j_lo);
+      if (g.sw == 1) std::copy(src, src + (j_hi - j_lo), d + j_lo);
+#ifdef CNNKERN_X86
+      else if (g.sw == 2 && simd_level() != Simd::scalar)  // scalar, this copy took ~half the forward
+        avx2::take_even(src, j_hi - j_lo, g.W - iw0, d + j_lo);
+#endif
       else
         for (int64_t j = j_lo; j < j_hi; ++j) d[j] = src[(j - j_lo) * g.sw];
       std::fill(d + j_hi, d + f.Wf, 0.0f);
     }
   }
-}
-
-// dx plane (H, W) from its frame: the inverse of fill_frame's placement, 0 where no tap reaches.
-void unfill_frame(const float* fr, const ConvGeom& g, const Frame& f, float* dxc) {
-  std::fill(dxc, dxc + g.H * g.W, 0.0f);
-  for (int64_t ph = 0; ph < f.phases; ++ph) {
-    int64_t j_lo, j_hi;
-    phase_cols(g, f, ph, &j_lo, &j_hi);
-    const int64_t iw0 = j_lo * g.sw + ph - g.pl;
-    for (int64_t ih = 0; ih < g.H && ih + g.pt < f.Hf; ++ih) {
-      const float* src = fr + (ph * f.Hf + ih + g.pt) * f.Wf;
-      float* d = dxc + ih * g.W + iw0;
-      if (g.sw == 1)
-        std::copy(src + j_lo, src + j_hi, d);
-      else
-        for (int64_t j = j_lo; j < j_hi; ++j) d[(j - j_lo) * g.sw] = src[j];
-    }
-  }
-}
-
-void fwd_row(int64_t Q, int64_t T, const float* const* src, const float* wt, float bias, float* y) {
-#ifdef CNNKERN_X86
-  if (simd_level() != Simd::scalar) return avx2::dwconv_fwd_row(Q, T, src, wt, bias, y);
-#endif
-  std::fill(y, y + Q, bias);
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t q = 0; q < Q; ++q) y[q] += wt[t] * src[t][q];
-}
-
-void dx_row(int64_t Q, int64_t T, float* const* dst, const float* wt, const float* dy) {
-#ifdef CNNKERN_X86
-  if (simd_level() != Simd::scalar) return avx2::dwconv_dx_row(Q, T, dst, wt, dy);
-#endif
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t q = 0; q < Q; ++q) dst[t][q] += wt[t] * dy[q];
 }
 
 void dw_row(int64_t Q, int64_t T, const float* const* src, const float* dy, float* acc) {
@@ -126,6 +94,29 @@ double sum_fixed(const float* a, int64_t n) {
 
 }  // namespace
 
+void dwconv_row(int64_t Q, int64_t T, const float* const* src, const float* wt, float bias, float* y) {
+#ifdef CNNKERN_X86
+  if (simd_level() != Simd::scalar) return avx2::dwconv_fwd_row(Q, T, src, wt, bias, y);
+#endif
+  std::fill(y, y + Q, bias);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t q = 0; q < Q; ++q) y[q] += wt[t] * src[t][q];
+}
+
+void dwconv_plane(int64_t P, int64_t Q, int64_t T, const float* fr, const int64_t* tap, int64_t rs,
+                  const float* wt, float bias, float* y, int64_t ldy) {
+#ifdef CNNKERN_X86
+  if (avx2::kFwdPlaneTaps(T) && simd_level() != Simd::scalar)
+    return avx2::dwconv_fwd_plane(T, P, Q, fr, tap, rs, wt, bias, y, ldy);
+#endif
+  thread_local std::vector<const float*> src;
+  src.resize(T);
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t t = 0; t < T; ++t) src[t] = fr + p * rs + tap[t];
+    dwconv_row(Q, T, src.data(), wt, bias, y + p * ldy);
+  }
+}
+
 bool conv_direct_applies(const ConvGeom& g) { return g.G > 1 && g.Cg() == 1 && g.Kg() == 1; }
 
 void conv_direct_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g) {
@@ -133,23 +124,19 @@ void conv_direct_forward(const float* x, const float* w, const float* b, float* 
   const int64_t T = f.T, P = g.P, Q = g.Q;
   parallel_for(g.N * g.K, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> frbuf;
-    thread_local std::vector<const float*> src;
     float* fr = grow(frbuf, f.size());
-    src.resize(T);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t k = i % g.K;
       fill_frame(x + i * g.H * g.W, g, f, fr);
-      for (int64_t p = 0; p < P; ++p) {
-        for (int64_t t = 0; t < T; ++t) src[t] = fr + f.tap_at[t] + f.row(g, p);
-        fwd_row(Q, T, src.data(), w + k * T, b ? b[k] : 0.0f, y + (i * P + p) * Q);
-      }
+      dwconv_plane(P, Q, T, fr, f.tap_at.data(), f.row(g, 1), w + k * T, b ? b[k] : 0.0f, y + i * P * Q, Q);
     }
   });
 }
 
 void conv_direct_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                           const ConvGeom& g) {
-  if (!dx && !dw && !db) return;
+  if (dx) conv_direct_dx(dy, w, dx, g);
+  if (!dw && !db) return;
   const Frame f(g);
   const int64_t T = f.T, P = g.P, Q = g.Q, PQ = g.PQ(), HW = g.H * g.W;
   parallel_for(g.C, [&](int64_t c0, int64_t c1) {
@@ -160,7 +147,6 @@ void conv_direct_backward(const float* dy, const float* x, const float* w, float
     ptr.resize(T);
     for (int64_t c = c0; c < c1; ++c) {
       std::fill(acc, acc + (T + 1) * Q, 0.0f);
-      const float* wc = w + c * T;
       for (int64_t n = 0; n < g.N; ++n) {
         const int64_t plane = n * g.C + c;
         const float* d = dy + plane * PQ;
@@ -169,18 +155,16 @@ void conv_direct_backward(const float* dy, const float* x, const float* w, float
             for (int64_t q = 0; q < Q; ++q) acc[T * Q + q] += d[p * Q + q];
         if (dw) {
           fill_frame(x + plane * HW, g, f, fr);
+#ifdef CNNKERN_X86
+          if (T == 9 && simd_level() != Simd::scalar) {
+            avx2::dwconv_dw_plane9(P, Q, fr, f.tap_at.data(), f.row(g, 1), d, acc);
+            continue;  // the next image
+          }
+#endif
           for (int64_t p = 0; p < P; ++p) {
             for (int64_t t = 0; t < T; ++t) ptr[t] = fr + f.tap_at[t] + f.row(g, p);
             dw_row(Q, T, ptr.data(), d + p * Q, acc);
           }
-        }
-        if (dx) {
-          std::fill(fr, fr + f.size(), 0.0f);
-          for (int64_t p = 0; p < P; ++p) {
-            for (int64_t t = 0; t < T; ++t) ptr[t] = fr + f.tap_at[t] + f.row(g, p);
-            dx_row(Q, T, ptr.data(), wc, d + p * Q);
-          }
-          unfill_frame(fr, g, f, dx + plane * HW);
         }
       }
       if (dw)
