@@ -29,6 +29,10 @@ def num_threads() -> int:
 def max_threads() -> int:
     """The largest pool set_num_threads accepts: 4 x usable_cpus()."""
 
+def threads_pinned() -> bool:
+    """Whether the pool's workers are pinned one per CPU of the affinity mask (docs/threads.md, "Placement"):
+    on while the pool has no more threads than CPUs, unless CNNKERN_PIN_THREADS=0."""
+
 def usable_cpus() -> int:
     """CPUs in this process's affinity mask."""
 

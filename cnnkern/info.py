@@ -18,7 +18,8 @@ def config_text() -> str:
         f"  {platform.machine()}",
         f"CNNKERN_BACKEND={os.environ.get('CNNKERN_BACKEND', '')!r}  CNNKERN_SIMD="
         f"{os.environ.get('CNNKERN_SIMD', '')!r}  CNNKERN_NUM_THREADS="
-        f"{os.environ.get('CNNKERN_NUM_THREADS', '')!r}  NUMBA_NUM_THREADS="
+        f"{os.environ.get('CNNKERN_NUM_THREADS', '')!r}  CNNKERN_PIN_THREADS="
+        f"{os.environ.get('CNNKERN_PIN_THREADS', '')!r}  NUMBA_NUM_THREADS="
         f"{os.environ.get('NUMBA_NUM_THREADS', '')!r}",
         "deterministic: every kernel's result is bitwise the same at any thread count (docs/threads.md)"
         + (

@@ -387,3 +387,36 @@ def test_bench_starts_numba_with_cnnkern_threading_settings():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "passive", out.stdout
+
+
+PINNING_PROBE = """
+import json, os, threading
+from cnnkern import _cpp
+_cpp.set_num_threads({n})  # starts the pool
+main = threading.get_native_id()
+masks = [sorted(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task") if int(t) != main]
+print(json.dumps({{"pinned": _cpp.threads_pinned(), "masks": masks}}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs os.sched_getaffinity (Linux)")
+@pytest.mark.parametrize("pin_env", ["", "0"])
+def test_workers_are_pinned_one_per_cpu_unless_turned_off(pin_env):
+    """docs/threads.md, "Placement": worker i runs on the i-th CPU of the mask while the pool fits the CPUs;
+    CNNKERN_PIN_THREADS=0 leaves them to the scheduler; an oversubscribed pool is never pinned."""
+    import json
+
+    _cpp()
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip(f"needs 2+ CPUs in the affinity mask to pin a worker, this process has {len(cpus)}")
+    env = {"CNNKERN_PIN_THREADS": pin_env} if pin_env else {}
+    want_pinned = pin_env != "0"
+    for n, pinned in ((len(cpus), want_pinned), (len(cpus) + 1, False)):
+        rc, out, err = _child(PINNING_PROBE.format(n=n), **env)
+        assert rc == 0, err
+        got = json.loads(out)
+        assert got["pinned"] is pinned, (n, got)
+        # Threads of other libraries (if any started) keep the whole mask: single-CPU masks are the workers'.
+        single = sorted(m for m in got["masks"] if len(m) == 1)
+        assert single == ([[c] for c in cpus[1:n]] if pinned else []), (n, got)

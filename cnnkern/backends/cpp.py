@@ -79,6 +79,7 @@ class CppBackend(Backend):
             "supported": ",".join(_cpp.supported_simd()),
             "threads": _cpp.num_threads(),
             "max_threads": _cpp.max_threads(),
+            "threads_pinned": _cpp.threads_pinned(),  # docs/threads.md, "Placement"
         }
         if hasattr(_cpp, "conv_algos"):
             tuned = autotune.info()

@@ -31,6 +31,7 @@ std::string check_thread_count(int64_t n, const char* what, const std::string& s
 void init_threads_from_env();
 int env_threads();  // CNNKERN_NUM_THREADS as parsed at import, 0 if unset
 int num_threads();
+bool threads_pinned();        // workers pinned one per CPU (threads.cpp; CNNKERN_PIN_THREADS=0: never)
 void set_num_threads(int n);  // std::invalid_argument outside [1, max_threads()]; std::runtime_error if a
                               // worker cannot start (the pool then keeps its previous size)
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);

@@ -38,6 +38,10 @@ PYBIND11_MODULE(_cpp, m) {
         "Threads of the kernel pool, the caller included (CNNKERN_NUM_THREADS, default: the usable CPUs).");
   m.def("max_threads", &cnnkern::max_threads,
         "The largest pool size set_num_threads accepts: 4 x usable_cpus().");
+  m.def("threads_pinned", &cnnkern::threads_pinned,
+        "Whether the pool's workers are pinned one per CPU of the affinity mask (on unless "
+        "CNNKERN_PIN_THREADS=0 "
+        "or the pool has more threads than CPUs).");
   m.def("usable_cpus", &cnnkern::usable_cpus, "CPUs in this process's affinity mask.");
   m.def("env_threads", &cnnkern::env_threads, "CNNKERN_NUM_THREADS as parsed at import; 0 if unset.");
   m.def("output_cache", &cnnkern::cache_idle_bytes, py::arg("release") = false,
