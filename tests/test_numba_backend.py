@@ -164,6 +164,53 @@ def test_conv_weight_gradient_chunking_and_threads(backend, monkeypatch):
         np.testing.assert_array_equal(a, c, err_msg=name)
 
 
+# (x shape, w shape, stride, padding (t, b, l, r), dilation, groups): the forward's three paths, with tails
+FORWARD_PATHS = {
+    "indirect-grouped-pad": ((2, 8, 9, 11), (12, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),
+    "indirect-dilated-uneven-pad": ((1, 6, 10, 7), (7, 6, 3, 2), (1, 1), (2, 0, 1, 3), (2, 2), 1),
+    "indirect-1x1-valid": ((3, 33, 5, 6), (17, 33, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    "direct-strided-stem": ((2, 3, 13, 12), (5, 3, 3, 3), (2, 2), (0, 1, 0, 1), (1, 1), 1),
+    "direct-depthwise-stride-pair": ((1, 4, 11, 14), (8, 1, 3, 3), (2, 3), (1, 1, 2, 0), (1, 2), 4),
+    "direct-stride1-pad": ((2, 2, 7, 9), (4, 1, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 2),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(FORWARD_PATHS), ids=str)
+def test_forward_paths_equal_the_packed_gemm_bit_for_bit(backend, case, dtype):
+    """The in-place (indirect) stride-1 GEMM (conv_indirect.py) and the direct plane loops on phase planes
+    (conv_direct.py) take each output's products in the packed GEMM's order: the same bits as conv._conv."""
+    from cnnkern.backends.numba import conv
+
+    xs, ws, stride, pad, dil, groups = FORWARD_PATHS[case]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    got = backend.conv2d_forward(x, w, b, stride=stride, padding=pad, dilation=dil, groups=groups)
+    N, C, K, Cg, R, S, sh, sw, pt, pb, pl, pr, dh, dw, P, Q = conv._geometry(x, w, stride, pad, dil)
+    want = conv._conv(conv._padded(x, pt, pb, pl, pr), w, b, groups, sh, sw, dh, dw, P, Q)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_indirect_tile_equals_the_packed_tile_and_refuses_rows_outside():
+    from cnnkern.backends.numba.gemm import MR, NR, fma_tile, fma_tile_indirect
+
+    rng = np.random.default_rng(0)
+    ap = rng.standard_normal((20, MR)).astype(np.float32)
+    xf = rng.standard_normal(500).astype(np.float32)
+    offs = rng.integers(0, 400, 20).astype(np.int64)
+    got = np.zeros((MR, NR), np.float32)
+    fma_tile_indirect(ap, xf, offs, 7, got)
+    want = np.zeros((MR, NR), np.float32)
+    fma_tile(ap, np.ascontiguousarray(np.stack([xf[7 + o : 7 + o + NR] for o in offs])), want)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(IndexError, match="outside"):
+        fma_tile_indirect(ap, xf, offs, 500 - NR - int(offs.max()) + 1, got)
+    with pytest.raises(IndexError, match="outside"):
+        fma_tile_indirect(ap, xf, offs, -int(offs.min()) - 1, got)
+
+
 CONV1 = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
 POOLS = {
     "2x2": dict(pool_kernel=(2, 2), pool_stride=(2, 2), pool_padding=(0, 0), pool_dilation=(1, 1)),

@@ -1,19 +1,19 @@
 """The Numba backend: every kernel as ``@njit(parallel=True, cache=True)`` loops on NumPy arrays.
 
 Kernels live in one file per family (conv, pool, batchnorm, dense, activation, loss, optim; the GEMM that conv
-and dense share in gemm.py, conv's direct loops for few-tap convs in conv_direct.py). Each file holds the
-compiled loops (``_name``), one plain Python function per kernel, named like the Backend method, that
-allocates the outputs and calls them (the methods forwarding to them are generated from the kernel table), and
-``warmup_calls`` for :func:`warmup`. Importing this package does not import Numba; :func:`create` does. A
-kernel compiles on its first call per dtype (seconds, once per machine: ``cache=True`` keeps the machine code
-in ``__pycache__`` next to the sources, or under ``NUMBA_CACHE_DIR``); :func:`warmup` does that up front and
-reports the cost. No kernel uses fastmath, so IEEE NaN/inf rules hold (docs/design.md §3); the GEMM's
-multiply-adds are explicit ``llvm.fma`` calls (gemm.py: one rounding per multiply-add, as the C++ backend's
-FMA micro-kernels). Threads: Numba's pool, started with ``NUMBA_NUM_THREADS`` threads (default: the CPUs), of
-which ``cnnkern.set_num_threads`` uses 1 to that many; :func:`configure_threading` makes its OpenMP workers
-sleep when idle (docs/threads.md). Every kernel's result is independent of the thread count: each reduction is
-cut into parts that depend on the problem alone (conv.py's DW_TASKS runs, one task per channel or per row),
-added in a fixed order."""
+and dense share in gemm.py, conv's direct loops for few-tap convs in conv_direct.py and its in-place stride-1
+GEMM in conv_indirect.py). Each file holds the compiled loops (``_name``), one plain Python function per
+kernel, named like the Backend method, that allocates the outputs and calls them (the methods forwarding to
+them are generated from the kernel table), and ``warmup_calls`` for :func:`warmup`. Importing this package
+does not import Numba; :func:`create` does. A kernel compiles on its first call per dtype (seconds, once per
+machine: ``cache=True`` keeps the machine code in ``__pycache__`` next to the sources, or under
+``NUMBA_CACHE_DIR``); :func:`warmup` does that up front and reports the cost. No kernel uses fastmath, so IEEE
+NaN/inf rules hold (docs/design.md §3); the GEMM's multiply-adds are explicit ``llvm.fma`` calls (gemm.py: one
+rounding per multiply-add, as the C++ backend's FMA micro-kernels). Threads: Numba's pool, started with
+``NUMBA_NUM_THREADS`` threads (default: the CPUs), of which ``cnnkern.set_num_threads`` uses 1 to that many;
+:func:`configure_threading` makes its OpenMP workers sleep when idle (docs/threads.md). Every kernel's result
+is independent of the thread count: each reduction is cut into parts that depend on the problem alone
+(conv.py's DW_TASKS runs, one task per channel or per row), added in a fixed order."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 MIN_NUMBA = (0, 68)  # gemm.py's micro-kernel is LLVM IR through numba.extending.intrinsic: tested on 0.68
 # one module per family of the table (the stem rule), the GEMM that conv and dense share and conv's direct
 # loops (listed so that info(), warmup and the cache checks see their compiled loops)
-_FAMILIES = ("gemm", "conv_direct") + FAMILIES
+_FAMILIES = ("gemm", "conv_direct", "conv_indirect") + FAMILIES
 # fused kernels with compiled loops of their own (conv_pool.py); the others are the base class compositions
 FUSED = ("conv2d_act_maxpool_forward", "conv2d_act_maxpool_backward")
 

@@ -43,6 +43,7 @@ from numba import njit, prange
 from ...shapes import conv_out
 from . import alloc
 from .conv_direct import direct_backward, direct_forward, phase_geometry, phases, tap_table, unphase
+from .conv_indirect import indirect_forward, padded_with_slack
 from .gemm import MR, NR, fma_tile
 
 if TYPE_CHECKING:
@@ -406,6 +407,14 @@ def conv2d_forward(
         bias = b if b is not None else np.empty(0, x.dtype)
         direct_forward(xq, w, bias, b is not None, tap_table(Cg, R, S, sh, sw, dh, dw, Wq), sh * sw, Wq, y)
         return y
+    if sh == sw == 1:  # the B rows read in place (conv_indirect.py), the same bits as _conv
+        xf, Hp, Wp = padded_with_slack(x, pt, pb, pl, pr)
+        y = alloc.empty((N, K, P, Q), x.dtype)
+        bias = b if b is not None else np.empty(0, x.dtype)
+        wp = _panels(w.reshape(int(groups), K // int(groups), Cg * R * S))
+        offs = _taps(C, Hp, Wp, int(groups), Cg, R, S, dh, dw)[0]
+        indirect_forward(xf, wp, offs, bias, b is not None, C, Hp, Wp, y)
+        return y
     return _conv(_padded(x, pt, pb, pl, pr), w, b, int(groups), sh, sw, dh, dw, P, Q)
 
 
@@ -475,7 +484,8 @@ def warmup_calls(be: Backend, rand: MakeArray, zeros: MakeArray) -> WarmupCalls:
         "conv2d_forward": lambda: (
             be.conv2d_forward(x, w, b, **conv),  # w: 18 taps, the direct loops
             be.conv2d_forward(x, w, b, **strided),
-            be.conv2d_forward(x4, w4, b, **conv),  # w4: 36 taps, the GEMM
+            be.conv2d_forward(x4, w4, b, **conv),  # w4: 36 taps, the in-place GEMM (conv_indirect.py)
+            be.conv2d_forward(x4, w4, b, **strided),  # strided: the packed GEMM
             be.conv2d_forward(x, w1, None, **pointwise),
         ),
         "conv2d_backward": lambda: (
