@@ -1,7 +1,7 @@
 """Every conv algorithm that can run a shape, timed side by side on the cpp backend (docs/autotune.md,
 docs/winograd.md): the data behind the fixed heuristics of csrc/kernels/conv_algo.cpp.
 
-    python benchmarks/conv_algo_shapes.py [--batch 32] [--threads 1] [--repeat 9] [--backward]
+    python benchmarks/conv_algo_shapes.py [--batch 32] [--threads 1] [--repeat 9] [--backward] [--only 32-64-16]
 
 Shapes: the 3x3 stride-1 convs of the zoo and the recipes (conv_shapes below). For each, every algorithm
 `_cpp.conv_algos` lists is called in turn, round after round (interleaved, so a change in the machine's load
@@ -34,6 +34,8 @@ conv_shapes = [
     (32, 64, 13, 0),
     (32, 64, 14, 1),
     (32, 64, 16, 1),
+    (32, 64, 28, 1),
+    (32, 64, 32, 1),
     (64, 64, 5, 0),
     (64, 64, 12, 1),
     (64, 64, 14, 1),
@@ -58,12 +60,16 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat", type=int, default=9)
+    p.add_argument("--only", default="", help="comma list of C-K-H shapes to time (e.g. 32-64-16), default all")
     p.add_argument("--backward", action="store_true")
     args = p.parse_args()
     cnnkern.set_num_threads(args.threads, "cpp")
     rng = np.random.default_rng(0)
     print(f"cpp {_cpp.simd()}, {args.threads} thread(s), batch {args.batch}, min of {args.repeat}")
+    only = {tuple(int(v) for v in s.split("-")) for s in args.only.split(",") if s}
     for c, k, h, pad in conv_shapes:
+        if only and (c, k, h) not in only:
+            continue
         x = rng.standard_normal((args.batch, c, h, h), dtype=np.float32)
         w = rng.standard_normal((k, c, 3, 3), dtype=np.float32)
         geom = dict(stride=(1, 1), padding=(pad,) * 4, dilation=(1, 1), groups=1)

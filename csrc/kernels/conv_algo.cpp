@@ -47,14 +47,16 @@ bool runs(const ConvGeom& g, ConvAlgo a) {
 
 // Winograd's 16 GEMMs are C (input) deep and K (output channels) wide, and its transforms cost about as much
 // as its GEMMs take. Measured against the indirect GEMM on a quiet machine (benchmarks/conv_algo_shapes.py,
-// batch 32, 1 thread; docs/winograd.md): forward 1.05-1.6x faster with 64 -> 64 channels at 12x12 to 16x16,
-// mixed with 32 channels (0.8-1.2x); backward (dx by Winograd) 1.2-1.3x with 64 -> 64 and 1.15-1.2x with 32
-// channels at 16x16 and up; slower with 16 channels and below 12x12.
+// batch 32, 1 thread; docs/winograd.md): forward 1.05-1.6x faster with 64 -> 64 channels at 12x12 to 16x16
+// and 1.0-1.35x with 32 -> 64 at 16x16 to 32x32, mixed with 32 -> 32 (0.8-1.2x); backward (dx by Winograd)
+// 1.2-1.3x with 64 -> 64 and 1.15-1.2x with 32 channels at 16x16 and up; slower with 16 channels and below
+// 12x12.
 bool winograd_pays(const ConvGeom& g, bool backward) {
   if (!conv_winograd_applies(g) || g.H * g.W < 144) return false;
   const int64_t PQ = g.P * g.Q;
   if (g.C >= 64 && g.K >= 64) return PQ >= 144;
-  return backward && g.C >= 32 && g.K >= 32 && PQ >= 256;
+  if (!backward) return g.C >= 32 && g.K >= 64 && PQ >= 256;
+  return g.C >= 32 && g.K >= 32 && PQ >= 256;
 }
 
 // The heuristics: c1 first, then Winograd where it pays, then the
