@@ -1,7 +1,7 @@
 """Every conv algorithm that can run a shape, timed side by side on the cpp backend (docs/autotune.md,
 docs/winograd.md): the data behind the fixed heuristics of csrc/kernels/conv_algo.cpp.
 
-    python benchmarks/conv_algo_shapes.py [--batch 32] [--threads 1] [--repeat 9] [--backward] [--only 32-64-16]
+    python benchmarks/conv_algo_shapes.py [--batch 32] [--threads 1] [--repeat 9] [--backward] [--only C-K-H,...]
 
 Shapes: the 3x3 stride-1 convs of the zoo and the recipes (conv_shapes below). For each, every algorithm
 `_cpp.conv_algos` lists is called in turn, round after round (interleaved, so a change in the machine's load
@@ -60,7 +60,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat", type=int, default=9)
-    p.add_argument("--only", default="", help="comma list of C-K-H shapes to time (e.g. 32-64-16), default all")
+    p.add_argument("--only", default="", help="comma list of C-K-H shapes to time (e.g. 32-64-16)")
     p.add_argument("--backward", action="store_true")
     args = p.parse_args()
     cnnkern.set_num_threads(args.threads, "cpp")
