@@ -1,7 +1,7 @@
 """Every conv algorithm that can run a shape, timed side by side on the cpp backend (docs/autotune.md,
 docs/winograd.md): the data behind the fixed heuristics of csrc/kernels/conv_algo.cpp.
 
-    python benchmarks/conv_algo_shapes.py [--batch 32] [--threads 1] [--repeat 9] [--backward] [--only C-K-H,...]
+    python benchmarks/conv_algo_shapes.py [--threads 1] [--repeat 9] [--backward] [--only 32-64-16]
 
 Shapes: the 3x3 stride-1 convs of the zoo and the recipes (conv_shapes below). For each, every algorithm
 `_cpp.conv_algos` lists is called in turn, round after round (interleaved, so a change in the machine's load
