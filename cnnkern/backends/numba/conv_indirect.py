@@ -24,7 +24,7 @@ from numba import njit, prange
 from . import alloc
 from .gemm import MR, NR, _fma_tile_indirect
 
-RUN_TILES = 8  # tiles whose rows are copied together (pack_rows)
+RUN_TILES = 8  # tiles whose rows are copied together (_task's copy_rows)
 TASKS = 64  # at least this many tasks when there are fewer (image, group) pairs: split their tiles
 
 
@@ -88,57 +88,47 @@ def _store_tile(ct, mr, k0, n, K, PQ, where, run, b, has_bias, y):
 
 
 @njit(cache=True)
-def _task(xf, wp, offs, b, has_bias, n, g, t0, t1, C, HpWp, Wp, P, Q, K, y):
-    """Tiles t0 .. t1 of image n, group g: every weight panel times the tile's rows, stored to y (flat)."""
-    groups, mblk = wp.shape[0], wp.shape[1]
-    Kg, Cg = K // groups, C // groups
-    base = (n * C + g * Cg) * HpWp
-    ct = np.empty((MR, NR), xf.dtype)
-    where = np.empty(NR, np.int64)  # flat p*Q + q in a y plane of each wide position, -1: dropped
-    PQ = P * Q
-    L = (P - 1) * Wp + Q  # wide positions of the map
-    for tile in range(t0, t1):
-        i0 = min(tile * NR, L - NR) if L >= NR else 0  # the last tile ends at L - 1 (module docstring)
-        run = _outputs_of_tile(i0, Wp, P, Q, where)
-        for mb in range(mblk):
-            ct[:, :] = 0
-            _fma_tile_indirect(wp[g, mb], xf, offs, base + i0, ct)
-            _store_tile(ct, min(MR, Kg - mb * MR), g * Kg + mb * MR, n, K, PQ, where, run, b, has_bias, y)
+def _tile(wp, g, src, src_offs, src_base, i0, Wp, P, Q, K, n, b, has_bias, where, ct, y):
+    """The outputs at wide positions i0 .. i0+NR of image n, group g, every weight panel in turn; the tile's
+    rows are src[src_base + src_offs[t] : + NR] (x in place, or the copied rows of _task)."""
+    run = _outputs_of_tile(i0, Wp, P, Q, where)
+    Kg = K // wp.shape[0]
+    for mb in range(wp.shape[1]):
+        ct[:, :] = 0
+        _fma_tile_indirect(wp[g, mb], src, src_offs, src_base, ct)
+        _store_tile(ct, min(MR, Kg - mb * MR), g * Kg + mb * MR, n, K, P * Q, where, run, b, has_bias, y)
 
 
 @njit(cache=True)
-def _task_rows(xf, wp, offs, b, has_bias, n, g, t0, t1, C, HpWp, Wp, P, Q, K, y):
-    """_task with each run of RUN_TILES tiles' rows copied first, each tap's row once, in order: for 1x1
-    convs, whose rows lie a whole plane apart (4 KiB on a 32x32 map, so every tile's rows miss L1 in place);
-    measured 1.3-1.5x faster there, slower on 3x3 convs, whose rows are neighbours."""
-    groups, mblk = wp.shape[0], wp.shape[1]
-    Kg, Cg = K // groups, C // groups
-    base = (n * C + g * Cg) * HpWp
+def _task(xf, wp, offs, b, has_bias, n, g, t0, t1, C, HpWp, Wp, P, Q, K, copy_rows, y):
+    """Tiles t0 .. t1 of image n, group g, stored to y (flat). copy_rows: each run of RUN_TILES tiles' rows
+    copied first, each tap's row once, in order: for 1x1 convs, whose rows lie a whole plane apart (4 KiB on
+    a 32x32 map, so every tile's rows miss L1 in place); measured 1.3-1.5x faster there, slower on 3x3
+    convs, whose rows are neighbours."""
+    base = (n * C + g * (C // wp.shape[0])) * HpWp
     ct = np.empty((MR, NR), xf.dtype)
     where = np.empty(NR, np.int64)  # flat p*Q + q in a y plane of each wide position, -1: dropped
-    PQ = P * Q
     L = (P - 1) * Wp + Q  # wide positions of the map
     kc = offs.shape[0]
     span = RUN_TILES * NR
-    rows = np.empty(kc * span, xf.dtype)
-    row_offs = np.arange(kc) * span  # rows' offsets in `rows`
+    rows = np.empty(kc * span if copy_rows else 0, xf.dtype)
+    row_offs = np.arange(kc) * span  # the rows' offsets in `rows`
     for r0 in range(t0, t1, RUN_TILES):
         r1 = min(t1, r0 + RUN_TILES)
         first = min(r0 * NR, L - NR) if L >= NR else 0
-        # each tap's row of the run copied once, in order
-        n_pos = (min((r1 - 1) * NR, L - NR) if L >= NR else 0) + NR - first
-        for t in range(kc):
-            src = xf[base + first + offs[t] : base + first + offs[t] + n_pos]
-            dst = rows[t * span : t * span + n_pos]
-            for jj in range(n_pos):
-                dst[jj] = src[jj]
+        if copy_rows:
+            n_pos = (min((r1 - 1) * NR, L - NR) if L >= NR else 0) + NR - first
+            for t in range(kc):
+                src = xf[base + first + offs[t] : base + first + offs[t] + n_pos]
+                dst = rows[t * span : t * span + n_pos]
+                for jj in range(n_pos):
+                    dst[jj] = src[jj]
         for tile in range(r0, r1):
             i0 = min(tile * NR, L - NR) if L >= NR else 0  # the last tile ends at L - 1 (module docstring)
-            run = _outputs_of_tile(i0, Wp, P, Q, where)
-            for mb in range(mblk):
-                ct[:, :] = 0
-                _fma_tile_indirect(wp[g, mb], rows, row_offs, i0 - first, ct)
-                _store_tile(ct, min(MR, Kg - mb * MR), g * Kg + mb * MR, n, K, PQ, where, run, b, has_bias, y)
+            if copy_rows:
+                _tile(wp, g, rows, row_offs, i0 - first, i0, Wp, P, Q, K, n, b, has_bias, where, ct, y)
+            else:
+                _tile(wp, g, xf, offs, base + i0, i0, Wp, P, Q, K, n, b, has_bias, where, ct, y)
 
 
 @njit(parallel=True, cache=True)
@@ -161,7 +151,4 @@ def indirect_forward(xf, wp, offs, b, has_bias, C, Hp, Wp, pack_rows, y):
         pair, run = t // runs, t % runs
         n, g = pair // groups, pair % groups
         t0, t1 = run * ntile // runs, (run + 1) * ntile // runs
-        if pack_rows:
-            _task_rows(xf, wp, offs, b, has_bias, n, g, t0, t1, C, HpWp, Wp, P, Q, K, y.reshape(-1))
-        else:
-            _task(xf, wp, offs, b, has_bias, n, g, t0, t1, C, HpWp, Wp, P, Q, K, y.reshape(-1))
+        _task(xf, wp, offs, b, has_bias, n, g, t0, t1, C, HpWp, Wp, P, Q, K, pack_rows, y.reshape(-1))
