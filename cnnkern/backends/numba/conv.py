@@ -12,7 +12,9 @@ buffers come from alloc.py's block cache.
 
   forward  y (Kg, J) per group = w[g] (Kg, CgRS) @ col[g] (CgRS, J) (+ b): tasks over (g, run of slivers
            of J); the weight panels are packed once per call, each sliver is gathered once and multiplied
-           by every panel; the tile is stored to y (n, k, pq).
+           by every panel; the tile is stored to y (n, k, pq). At stride 1 the slivers are not gathered:
+           conv_indirect.py's GEMM reads them where they lie (the same bits); this packed form remains for
+           strided convs.
   direct   a conv whose reduction is at most DIRECT_MAX_TAPS taps (one-channel first layers, depthwise)
            skips the GEMM: conv_direct.py's plane loops (the forward with the same bits as the GEMM; dx and
            dw too for grouped convs with fewer than MR filters per group, where the GEMM's panels are
@@ -21,7 +23,9 @@ buffers come from alloc.py's block cache.
            of whole samples); a task packs its dy slivers, and each tile is added at once into the padded
            gradient dxp at the same offsets pos[j] + tap[g, t] the forward reads (col2im tile by tile, in
            a fixed order); a task owns its samples' planes, so no two tasks write the same element. dx is
-           dxp without its border.
+           dxp without its border. A stride-1 conv whose padding fits its kernel's reach on both sides of
+           each axis ('same', 1x1) takes dx as conv_indirect.py's forward of dy instead
+           (_input_grad_as_forward: faster there, slower on 'valid' convs' small maps).
   dw       dw[g] (Kg, CgRS) = dy[g] (Kg, J) @ col[g]^T (J, CgRS), the sum over J cut into even chunks
            of at most JC positions (shorter, down to MIN_CHUNK, to make DW_TASKS of them), dealt in runs
            to at most DW_TASKS tasks: a task packs a chunk's dy into panels and col^T into slivers and adds
