@@ -47,7 +47,7 @@ from numba import njit, prange
 from ...shapes import conv_out
 from . import alloc
 from .conv_direct import direct_backward, direct_forward, phase_geometry, phases, tap_table, unphase
-from .conv_indirect import indirect_forward, inputs
+from .conv_indirect import indirect_forward, inputs, pad_flat
 from .gemm import MR, NR, fma_tile
 
 if TYPE_CHECKING:
@@ -264,16 +264,6 @@ def _sum_partials(part, dw3):
             row += part[g, task, k, :CgRS]
 
 
-@njit(parallel=True, cache=True)
-def _pad_into(x, pt, pl, xp):
-    """xp (N, C, Hp, Wp) = x placed at (pt, pl) in zeros; one task per plane."""
-    N, C, H, W = x.shape
-    for t in prange(N * C):
-        n, c = t // C, t % C
-        xp[n, c] = 0
-        xp[n, c, pt : pt + H, pl : pl + W] = x[n, c]
-
-
 @njit(cache=True)
 def _channel_runs(dy3, k, bounds, part):
     """part[run, k] = sum of dy3[n, k, pq] over the positions j = n*PQ + pq in bounds[run] .. bounds[run+1],
@@ -351,7 +341,7 @@ def _padded(x: np.ndarray, pt: int, pb: int, pl: int, pr: int) -> np.ndarray:
         return x
     N, C, H, W = x.shape
     xp = alloc.empty((N, C, H + pt + pb, W + pl + pr), x.dtype)
-    _pad_into(x, pt, pl, xp)
+    pad_flat(np.ascontiguousarray(x), pt, pl, H + pt + pb, W + pl + pr, xp.reshape(-1))
     return xp
 
 
@@ -405,6 +395,7 @@ def conv2d_forward(
     groups: int,
 ) -> np.ndarray:
     N, C, K, Cg, R, S, sh, sw, pt, pb, pl, pr, dh, dw, P, Q = _geometry(x, w, stride, padding, dilation)
+    groups = int(groups)
     if Cg * R * S <= DIRECT_MAX_TAPS:
         xq, Wq = phases(x, pt, pb, pl, pr, sh, sw)
         y = alloc.empty((N, K, P, Q), x.dtype)
@@ -412,14 +403,31 @@ def conv2d_forward(
         direct_forward(xq, w, bias, b is not None, tap_table(Cg, R, S, sh, sw, dh, dw, Wq), sh * sw, Wq, y)
         return y
     if sh == sw == 1:  # the B rows read in place (conv_indirect.py), the same bits as _conv
-        xf, Hp, Wp = inputs(x, pt, pb, pl, pr, P, Q)
-        y = alloc.empty((N, K, P, Q), x.dtype)
-        bias = b if b is not None else np.empty(0, x.dtype)
-        wp = _panels(w.reshape(int(groups), K // int(groups), Cg * R * S))
-        offs = _taps(C, Hp, Wp, int(groups), Cg, R, S, dh, dw)[0]
-        indirect_forward(xf, wp, offs, bias, b is not None, C, Hp, Wp, R * S == 1, y)
-        return y
-    return _conv(_padded(x, pt, pb, pl, pr), w, b, int(groups), sh, sw, dh, dw, P, Q)
+        return _in_place_forward(x, w, b, groups, (pt, pb, pl, pr), dh, dw, P, Q)
+    return _conv(_padded(x, pt, pb, pl, pr), w, b, groups, sh, sw, dh, dw, P, Q)
+
+
+def _in_place_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    groups: int,
+    padding: tuple[int, int, int, int],
+    dh: int,
+    dw: int,
+    P: int,
+    Q: int,
+) -> np.ndarray:
+    """y (N, K, P, Q) = the stride-1 conv of x with w (+ b) on conv_indirect.py's in-place GEMM."""
+    N, C = x.shape[:2]
+    K, Cg, R, S = w.shape
+    xf, Hp, Wp = inputs(x, *padding, P, Q)
+    y = alloc.empty((N, K, P, Q), x.dtype)
+    bias = b if b is not None else np.empty(0, x.dtype)
+    wp = _panels(w.reshape(groups, K // groups, Cg * R * S))
+    offs = _taps(C, Hp, Wp, groups, Cg, R, S, dh, dw)[0]
+    indirect_forward(xf, wp, offs, bias, b is not None, C, Hp, Wp, R * S == 1, y)
+    return y
 
 
 def _input_grad_as_forward(
@@ -439,20 +447,15 @@ def _input_grad_as_forward(
     less the forward's padding, with the flipped kernel of each group transposed: dx[c, h, w] = sum over
     (k, r, s) of dy[k, h + pt - r*dh, w + pl - s*dw] * w[k, c, r, s]. The caller checks that no padding
     exceeds the kernel's reach (the dy padding would be negative)."""
-    N, K, P, Q = dy.shape
+    K = dy.shape[1]
     _, Cg, R, S = w.shape
     Kg = K // groups
     # wt[g*Cg + cg, kg, r, s] = w[g*Kg + kg, cg, R-1-r, S-1-s]
     wt = w.reshape(groups, Kg, Cg, R, S)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
     wt = np.ascontiguousarray(wt).reshape(groups * Cg, Kg, R, S)
-    top, left = (R - 1) * dh - pt, (S - 1) * dw - pl
-    bottom, right = (R - 1) * dh - pb, (S - 1) * dw - pr
-    xf, Hp, Wp = inputs(dy, top, bottom, left, right, H, W)
-    dx = alloc.empty((N, groups * Cg, H, W), dy.dtype)
-    wp = _panels(wt.reshape(groups, Cg, Kg * R * S))
-    offs = _taps(K, Hp, Wp, groups, Kg, R, S, dh, dw)[0]
-    indirect_forward(xf, wp, offs, np.empty(0, dy.dtype), False, K, Hp, Wp, R * S == 1, dx)
-    return dx
+    reach_h, reach_w = (R - 1) * dh, (S - 1) * dw
+    dy_padding = (reach_h - pt, reach_h - pb, reach_w - pl, reach_w - pr)
+    return _in_place_forward(dy, wt, None, groups, dy_padding, dh, dw, H, W)
 
 
 def conv2d_backward(

@@ -17,7 +17,7 @@ before, so the bits do not change.
            with fma from 0: the same bits as conv.py's GEMM path.
   dx       one task per (n, g): its Cg*sh*sw phase planes, zeroed, then for each filter k of the group, tap
            and output row p, in that order, a phase row += w * dy row (fma); read back without the border
-           and out of phase by _unphase.
+           and out of phase by unphase.
   dw       one task per (k, cg): for every n and p, float64 lanes acc[tap, q] += dy * x (exact products,
            independent lanes, so the loop vectorises), summed over q in order at the end. The order depends
            on the shapes only, never on the thread count.
@@ -73,8 +73,7 @@ def _phases_into(x, pt, pl, sh, sw, Wq, xqf):
             i, a = (h + pt) // sh, (h + pt) % sh
             xr = xc[h]
             for b in range(sw):
-                j0 = max(0, (pl - b + sw - 1) // sw)
-                j1 = max(j0, min(Wq, (W - 1 + pl - b) // sw + 1))
+                j0, j1 = _valid_columns(b, sw, pl, W, Wq)
                 row = xqf[base + (a * sw + b) * plane + i * Wq : base + (a * sw + b) * plane + (i + 1) * Wq]
                 src0 = j0 * sw + b - pl
                 for j in range(j1 - j0):

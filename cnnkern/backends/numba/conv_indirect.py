@@ -36,12 +36,14 @@ def inputs(x: np.ndarray, pt: int, pb: int, pl: int, pr: int, P: int, Q: int) ->
     if pt == pb == pl == pr == 0 and (P - 1) * Wp + Q >= NR:
         return np.ascontiguousarray(x).reshape(-1), Hp, Wp
     xf = alloc.empty((N * C * Hp * Wp + NR,), x.dtype)
-    _pad_flat(np.ascontiguousarray(x), pt, pl, Hp, Wp, xf)
+    pad_flat(np.ascontiguousarray(x), pt, pl, Hp, Wp, xf)
     return xf, Hp, Wp
 
 
 @njit(parallel=True, cache=True)
-def _pad_flat(x, pt, pl, Hp, Wp, xf):
+def pad_flat(x, pt, pl, Hp, Wp, xf):
+    """xf (flat, at least N*C*Hp*Wp) = x placed at (pt, pl) in (Hp, Wp) planes of zeros, anything after the
+    planes zeroed too; one task per plane (conv.py's padded copies use it as well)."""
     N, C, H, W = x.shape
     HpWp = Hp * Wp
     xf[N * C * HpWp :] = 0

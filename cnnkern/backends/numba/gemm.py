@@ -39,16 +39,13 @@ def _tile_codegen(indirect: bool) -> Any:
     being bp[k, :] (packed) or, indirect, xf[base + offs[k] : + NR] (read in place: no packing)."""
 
     def codegen(context, builder, sig, args):
+        arrays = [
+            context.make_array(t)(context, builder, v) for t, v in zip(sig.args, args) if t != types.int64
+        ]
         if indirect:
-            a, x, offs, c = (
-                context.make_array(t)(context, builder, v)
-                for t, v in zip(
-                    (sig.args[0], sig.args[1], sig.args[2], sig.args[4]), (args[0], args[1], args[2], args[4])
-                )
-            )
-            base = args[3]
+            (a, x, offs, c), base = arrays, args[3]
         else:
-            a, b, c = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args, args))
+            a, b, c = arrays
         scalar = context.get_value_type(sig.args[0].dtype)
         vec = ir.VectorType(scalar, NR)
         bits = 32 if sig.args[0].dtype == types.float32 else 64
