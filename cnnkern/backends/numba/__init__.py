@@ -70,8 +70,9 @@ def probe() -> str | None:
 # training step took 30 times its quiet time on 2 cores (issue 12), 1 to 2 times with these. The price is a
 # futex wake-up per parallel loop: on an otherwise idle machine the step measured about 13 ms against 8.5 ms
 # spinning (2-core VM, batch 32); set OMP_WAIT_POLICY=ACTIVE to prefer that. The variables are removed
-# again afterwards, so that OpenMP runtimes loaded later (PyTorch's) keep their own defaults; they only take
-# effect if this is the process's first load of the runtime.
+# again afterwards, and only take effect if this is the process's first load of an OpenMP runtime: a process
+# runs one GNU OpenMP runtime, the first loaded, with the settings it read then (PyTorch imported later
+# shares the one Numba loaded; imported earlier, its own serves Numba's loops: preloaded_openmp).
 THREADING_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 # How the threading layer was started, for info(): None until configure_threading ran.
 _idle_wait: str | None = None
@@ -92,13 +93,52 @@ def configure_threading() -> None:
         pass
     added = {k: v for k, v in THREADING_DEFAULTS.items() if k not in os.environ}
     user = os.environ.get("OMP_WAIT_POLICY")
-    _idle_wait = f"OMP_WAIT_POLICY={user} (yours)" if user else "passive"
+    loaded = preloaded_openmp()
+    if user:
+        _idle_wait = f"OMP_WAIT_POLICY={user} (yours)"
+    elif (
+        loaded
+    ):  # its settings were read when it loaded; Numba's loops bind to it (global symbols come first)
+        _idle_wait = (
+            f"the defaults of {loaded}, loaded before Numba started (e.g. by import torch): set "
+            "OMP_WAIT_POLICY=PASSIVE before Python starts for passive waits"
+        )
+    else:
+        _idle_wait = "passive"
     os.environ.update(added)
     try:
         numba.get_num_threads()  # launches the threading layer, which reads the variables as it loads
     finally:
         for k in added:
             os.environ.pop(k, None)
+
+
+def preloaded_openmp() -> str | None:
+    """The file of an OpenMP runtime already in the process's global symbol scope, or None. PyTorch loads its
+    own libgomp that way; Numba's OpenMP layer, started later, then runs its loops on that runtime (a global
+    definition of GOMP_parallel wins over the one the layer brings), with the settings it read at its load."""
+    import ctypes
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [
+            ("fname", ctypes.c_char_p),
+            ("fbase", ctypes.c_void_p),
+            ("sname", ctypes.c_char_p),
+            ("saddr", ctypes.c_void_p),
+        ]
+
+    try:
+        process = ctypes.CDLL(None)
+        entry = ctypes.cast(process.GOMP_parallel, ctypes.c_void_p)
+        info = DlInfo()
+        found = process.dladdr(entry, ctypes.byref(info))
+    except (
+        AttributeError,
+        OSError,
+        TypeError,
+    ):  # no global OpenMP runtime, or no dladdr (not a glibc/BSD libc)
+        return None
+    return info.fname.decode(errors="replace") if found and info.fname else "an OpenMP runtime"
 
 
 def create() -> NumbaBackend:
