@@ -38,6 +38,8 @@ namespace cnnkern {
 namespace avx2 {  // conv_igemm_avx2.cpp
 void igemm_6x16(int64_t kc, const float* a, const int64_t* aoff, int64_t lda, const float* const* b,
                 const int64_t* boff, float* t, bool accumulate);
+void igemm_store_planes(const float* st, int64_t ldst, int64_t m, int64_t K, const float* b, int act,
+                        float alpha, float* y, int64_t ldy);
 }  // namespace avx2
 #endif
 
@@ -55,14 +57,6 @@ bool conv_igemm_applies(const ConvGeom& g) {
 namespace {
 
 constexpr int64_t MR = 6, NR = 16;
-
-// Scalar forms of relu / leaky_relu with activation.cpp's semantics (NaN kept); other activations run
-// afterwards over whole planes.
-inline float act_scalar(Act act, float v, float alpha) {
-  if (act == Act::relu) return v < 0.0f ? 0.0f : v;
-  if (act == Act::leaky_relu) return v > 0.0f ? v : v * alpha;
-  return v;
-}
 
 // Asks for floats [p, p+n) to be brought into the cache: the tiles read x plane by plane, a pattern the
 // hardware prefetcher does not follow, so the next image is fetched while the current one is computed
@@ -351,9 +345,13 @@ void dw_impl(const float* dy, const float* x, float* dw, float* db, const ConvGe
 }  // namespace
 
 void conv_igemm_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
-                        float alpha) {
+                        float alpha, int64_t x_image_stride, int64_t y_image_stride) {
   const int64_t W = g.W, P = g.P, Q = g.Q, K = g.K, R = g.R, S = g.S;
-  const int64_t HW = g.H * W, CHW = g.C * HW, PQ = g.PQ(), KPQ = K * PQ, CRS = g.C * R * S;
+  const int64_t HW = g.H * W, PQ = g.PQ(), CRS = g.C * R * S;
+  // images x + n*CHW (C channels read) and y + n*KPQ (K written): dense unless a group's slice of a wider
+  // array
+  const int64_t CHW = x_image_stride ? x_image_stride : g.C * HW,
+                KPQ = y_image_stride ? y_image_stride : K * PQ;
   thread_local std::vector<float> abuf;
   thread_local std::vector<int64_t> offbuf;
   const float* A = pack_slivers(abuf, CRS, K, [&](int64_t j, int64_t k) { return w[k * CRS + j]; });
@@ -364,6 +362,7 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
   const int64_t* boff = offbuf.data();  // the caller's table (a thread_local name would be each worker's own)
   const int64_t pixels = g.N * PQ, tiles = (pixels + MR - 1) / MR, ks = (K + NR - 1) / NR, Kp = ks * NR;
   const bool in_tile = act == Act::none || act == Act::relu || act == Act::leaky_relu;
+  const int act_code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : 0;  // others: a pass after
   // Tiles go in blocks of at most kBlockTiles, the block count a multiple of the thread count (conv3 of the
   // classic CNN at batch 32 has only 48 tiles); a block's outputs are staged pixel-major (the tiles' own
   // layout) in st (pixels x Kp, in L1/L2) and then written to y filter row by filter row, with the bias and
@@ -380,7 +379,7 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
     for (int64_t blk = blk0; blk < blk1; ++blk) {
       const int64_t e_lo = blk * bt * MR, e_hi = std::min(pixels, e_lo + bt * MR);
       for (int64_t n = std::max(fetched + 1, e_lo / PQ + 1); n <= std::min(g.N - 1, e_hi / PQ + 1); ++n)
-        prefetch_floats(x + n * CHW, CHW), fetched = n;
+        prefetch_floats(x + n * CHW, g.C * HW), fetched = n;
       // (n, p, q): the pixel e0, advanced without divisions
       for (int64_t e0 = e_lo, n = e_lo / PQ, p = e_lo % PQ / Q, q = e_lo % Q; e0 < e_hi; e0 += MR) {
         const int64_t m = std::min(MR, e_hi - e0);
@@ -396,31 +395,27 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
         }
         next();
         for (int64_t fs = 0; fs < ks; ++fs) {
+          float* dst = st + (e0 - e_lo) * Kp + fs * NR;
+          if (Kp == NR && m == MR) {  // one sliver: the tile's rows are st's, written in place
+            avx2::igemm_6x16(CRS, A, nullptr, NR, bp, boff, dst, false);
+            continue;
+          }
           alignas(32) float t[MR * NR];
           avx2::igemm_6x16(CRS, A + fs * CRS * NR, nullptr, NR, bp, boff, t, false);
-          for (int64_t i = 0; i < m; ++i)
-            std::copy(t + i * NR, t + (i + 1) * NR, st + (e0 - e_lo + i) * Kp + fs * NR);
+          for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + (i + 1) * NR, dst + i * Kp);
         }
       }
       // [e_lo, e_hi) in runs within one image: y[n, k, pq0:pq1] = act(st[.., k] + b[k]).
       for (int64_t e = e_lo; e < e_hi;) {
         const int64_t n = e / PQ, pq0 = e % PQ, len = std::min(e_hi - e, PQ - pq0);
-        const float* s0 = st + (e - e_lo) * Kp;
-        for (int64_t k = 0; k < K; ++k) {
-          float* yk = y + n * KPQ + k * PQ + pq0;
-          const float bias = b ? b[k] : 0.0f;
-          if (b)
-            for (int64_t i = 0; i < len; ++i) yk[i] = act_scalar(act, s0[i * Kp + k] + bias, alpha);
-          else
-            for (int64_t i = 0; i < len; ++i) yk[i] = act_scalar(act, s0[i * Kp + k], alpha);
-        }
+        avx2::igemm_store_planes(st + (e - e_lo) * Kp, Kp, len, K, b, act_code, alpha, y + n * KPQ + pq0, PQ);
         e += len;
       }
     }
   });
   if (!in_tile)
     parallel_for(g.N * K, [&](int64_t i0, int64_t i1) {
-      activation_inplace(act, y + i0 * PQ, (i1 - i0) * PQ, alpha);
+      for (int64_t i = i0; i < i1; ++i) activation_inplace(act, y + i / K * KPQ + i % K * PQ, PQ, alpha);
     });
 }
 
@@ -432,7 +427,8 @@ void conv_igemm_backward(const float* dy, const float* x, const float* w, float*
 
 #else
 
-void conv_igemm_forward(const float*, const float*, const float*, float*, const ConvGeom&, Act, float) {}
+void conv_igemm_forward(const float*, const float*, const float*, float*, const ConvGeom&, Act, float,
+                        int64_t, int64_t) {}
 void conv_igemm_backward(const float*, const float*, const float*, float*, float*, float*, const ConvGeom&) {}
 
 #endif

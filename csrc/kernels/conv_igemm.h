@@ -12,8 +12,10 @@ namespace cnnkern {
 
 // The one place that decides whether a conv takes these kernels.
 bool conv_igemm_applies(const ConvGeom& g);
+// Image n is read at x + n * x_image_stride and written at y + n * y_image_stride (0: dense, C*H*W and
+// K*P*Q); a grouped conv passes its group's channel slices of the whole arrays.
 void conv_igemm_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
-                        float alpha);
+                        float alpha, int64_t x_image_stride = 0, int64_t y_image_stride = 0);
 // db, when given with dw, is summed during dw's pass over dy (without dw, db is left to the caller).
 void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
                          const ConvGeom& g);

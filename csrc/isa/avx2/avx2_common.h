@@ -22,6 +22,16 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
+// act: 0 none, 1 relu (x < 0 ? 0 : x, NaN kept), 2 leaky_relu (x > 0 ? x : alpha*x): the scalar forms'
+// operations, so the vector and scalar paths give the same bits.
+inline __m256 activate(__m256 v, int act, __m256 alpha) {
+  if (act == 1)
+    return _mm256_blendv_ps(v, _mm256_setzero_ps(), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+  if (act == 2)
+    return _mm256_blendv_ps(_mm256_mul_ps(v, alpha), v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
+  return v;
+}
+
 }  // namespace
 }  // namespace avx2
 }  // namespace cnnkern

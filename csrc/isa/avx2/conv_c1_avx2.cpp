@@ -32,15 +32,6 @@ namespace cnnkern {
 namespace avx2 {
 namespace {
 
-// act: 0 none, 1 relu (x < 0 ? 0 : x, NaN kept), 2 leaky_relu (x > 0 ? x : alpha*x).
-inline __m256 activate(__m256 v, int act, __m256 alpha) {
-  if (act == 1)
-    return _mm256_blendv_ps(v, _mm256_setzero_ps(), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
-  if (act == 2)
-    return _mm256_blendv_ps(_mm256_mul_ps(v, alpha), v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
-  return v;
-}
-
 // KB filters x 8 outputs of row p at column q: masked loads and stores when kMasked (a row narrower than 8),
 // plain ones otherwise; one instantiation each, so the full-vector loop has no branch inside.
 // C channels: planes HW apart, filter k's taps of channel c at w + (k*C + c)*9, the channels added in order.

@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "isa/avx2/avx2_common.h"
+
 namespace cnnkern {
 namespace avx2 {
 namespace {
@@ -80,6 +82,54 @@ void igemm_6x16(int64_t kc, const float* a, const int64_t* aoff, int64_t lda, co
     igemm_6x16_impl<true>(kc, a, aoff, lda, b, boff, t, accumulate);
   else
     igemm_6x16_impl<false>(kc, a, aoff, lda, b, boff, t, accumulate);
+}
+
+namespace {
+
+// rows[k] <- column k of the 8 x 8 block rows[0..7] (row i, lane k).
+inline void transpose8(__m256* rows) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(rows[i], rows[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(rows[i], rows[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    rows[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    rows[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+}  // namespace
+
+// y[k*ldy + i] = act(st[i*ldst + k] (+ b[k])) for i < m, k < K: the staged pixel-major tile outputs written
+// filter plane by plane, 8 x 8 blocks transposed in registers, the tails one value at a time; the same IEEE
+// operations as the scalar form (the bias added only when given: s + 0.0f would turn -0.0f into +0.0f).
+void igemm_store_planes(const float* st, int64_t ldst, int64_t m, int64_t K, const float* b, int act,
+                        float alpha, float* y, int64_t ldy) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  const int64_t m8 = m / 8 * 8, K8 = K / 8 * 8;
+  for (int64_t k0 = 0; k0 < K8; k0 += 8) {
+    for (int64_t i0 = 0; i0 < m8; i0 += 8) {
+      __m256 rows[8];
+      for (int i = 0; i < 8; ++i) rows[i] = _mm256_loadu_ps(st + (i0 + i) * ldst + k0);
+      transpose8(rows);
+      for (int k = 0; k < 8; ++k) {
+        __m256 v = b ? _mm256_add_ps(rows[k], _mm256_set1_ps(b[k0 + k])) : rows[k];
+        _mm256_storeu_ps(y + (k0 + k) * ldy + i0, activate(v, act, va));
+      }
+    }
+  }
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t i = k < K8 ? m8 : 0; i < m; ++i) {
+      const __m256 v = _mm256_set1_ps(b ? st[i * ldst + k] + b[k] : st[i * ldst + k]);
+      y[k * ldy + i] = _mm256_cvtss_f32(activate(v, act, va));
+    }
 }
 
 }  // namespace avx2
