@@ -296,10 +296,12 @@ void conv_backward_impl(const float* dy, const float* x, const float* w, float* 
     dw = nullptr;
   }
   if (!dx && !dw) return;
-  if (igemm)
-    return (grouped  ? conv_igemm_grouped_backward
-            : padded ? conv_igemm_padded_backward
-                     : conv_igemm_backward)(dy, x, w, dx, dw, db_with_dw && !c1 ? db : nullptr, g);
+  if (igemm) {
+    float* dbw = db_with_dw && !c1 ? db : nullptr;
+    if (grouped) return conv_igemm_grouped_backward(dy, x, w, dx, dw, dbw, g);
+    if (padded) return conv_igemm_padded_backward(dy, x, w, dx, dw, dbw, g);
+    return conv_igemm_backward(dy, x, w, dx, dw, dbw, g);
+  }
   thread_local std::vector<float> wtbuf;
   thread_local std::vector<PackedA> wtp_scratch;
   if (dx) pack_weights(w, g, true, wtbuf, wtp_scratch);

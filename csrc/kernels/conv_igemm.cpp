@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <utility>
 #include <vector>
@@ -38,8 +39,8 @@ namespace cnnkern {
 namespace avx2 {  // conv_igemm_avx2.cpp
 void igemm_6x16(int64_t kc, const float* a, const int64_t* aoff, int64_t lda, const float* const* b,
                 const int64_t* boff, float* t, bool accumulate);
-void igemm_store_planes(const float* st, int64_t ldst, int64_t m, int64_t K, const float* b, int act,
-                        float alpha, float* y, int64_t ldy);
+void transpose_bias_act(const float* src, int64_t lds, int64_t rows, int64_t cols, const float* b, int act,
+                        float alpha, float* dst, int64_t ldd);
 }  // namespace avx2
 #endif
 
@@ -139,9 +140,10 @@ int64_t take_item(std::atomic<uint64_t>& range, bool front) {
   }
 }
 
-void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
+// Image n of dx at dx + n*xs, of dy at dy + n*dys (conv_igemm_backward's strides).
+void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g, int64_t xs, int64_t dys) {
   const int64_t H = g.H, W = g.W, P = g.P, Q = g.Q, R = g.R, S = g.S, K = g.K, C = g.C;
-  const int64_t HW = H * W, PQ = P * Q, KPQ = K * PQ, CHW = C * HW, RS = R * S, RSK = RS * K, CRS = C * RS;
+  const int64_t HW = H * W, PQ = P * Q, KPQ = K * PQ, RS = R * S, RSK = RS * K, CRS = C * RS;
   const int64_t cs_count = (C + NR - 1) / NR;
   // Row (r, s, k) of sliver cs, column c: w[k, c, r, s] (loops in that order: no divisions).
   thread_local std::vector<float> abuf;
@@ -205,11 +207,7 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
         if (blk != cur) {  // dy of the block transposed to (pixels, K): a tile's six rows then advance by one
           cur = blk;       // float per k instead of a P*Q stride, six lines per 16 steps instead of per step
           for (int64_t n = 0; n < cnt_n; ++n)
-            for (int64_t k = 0; k < K; ++k) {
-              const float* src = dy + (n0 + n) * KPQ + k * PQ;
-              float* d = dyt + n * KPQ + k;
-              for (int64_t pq = 0; pq < PQ; ++pq) d[pq * K] = src[pq];
-            }
+            avx2::transpose_bias_act(dy + (n0 + n) * dys, PQ, K, PQ, nullptr, 0, 0.0f, dyt + n * KPQ, K);
         }
         for (const DxClass& c : classes) {
           const int64_t cnt = static_cast<int64_t>(c.dyb.size()), total = cnt_n * cnt;
@@ -223,16 +221,13 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
             if (++px == cnt) px = 0, ++n;
             avx2::igemm_6x16(static_cast<int64_t>(c.aoff.size()), As, c.aoff.data(), 0, bp, c.boff.data(), t,
                              false);
-            for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + (i + 1) * NR, st + so[i]);
+            for (int64_t i = 0; i < m; ++i) std::memcpy(st + so[i], t + i * NR, sizeof(float) * NR);
           }
         }
         const int64_t cn = std::min(NR, C - cs * NR);
-        for (int64_t n = 0; n < cnt_n; ++n)
-          for (int64_t f = 0; f < cn; ++f) {
-            float* d = dx + (n0 + n) * CHW + (cs * NR + f) * HW;
-            const float* src = st + n * HW * NR + f;
-            for (int64_t i = 0; i < HW; ++i) d[i] = src[i * NR];
-          }
+        for (int64_t n = 0; n < cnt_n; ++n)  // st (pixels x 16) into the sliver's cn planes of dx
+          avx2::transpose_bias_act(st + n * HW * NR, NR, HW, cn, nullptr, 0, 0.0f,
+                                   dx + (n0 + n) * xs + cs * NR * HW, HW);
       }
     }
   });
@@ -241,10 +236,10 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g) {
 // dw rows [rt0*6, rt1*6) of the taps (c, r, s), summed over images [n0, n1), into dst (K, C*R*S); dst is
 // overwritten (zeroed when the range is empty). With dbs (K doubles), also db's sums over the same images,
 // taken while dy is transposed (one pass over dy less).
-void dw_block(const float* dy, const float* x, float* dst, double* dbs, const ConvGeom& g, int64_t n0,
-              int64_t n1, int64_t rt0, int64_t rt1) {
+void dw_block(const float* dy, const float* x, float* dst, double* dbs, const ConvGeom& g, int64_t xs,
+              int64_t dys, int64_t n0, int64_t n1, int64_t rt0, int64_t rt1) {
   const int64_t W = g.W, P = g.P, Q = g.Q, R = g.R, S = g.S, K = g.K;
-  const int64_t HW = g.H * W, PQ = P * Q, KPQ = K * PQ, CHW = g.C * HW, CRS = g.C * R * S;
+  const int64_t HW = g.H * W, PQ = P * Q, CRS = g.C * R * S;
   const int64_t ks = (K + NR - 1) / NR, Kp = ks * NR;
   // Images per chunk: ~256 pixels, so a 16-filter sliver of dyT (16 KiB) stays in L1 across the tap tiles.
   const int64_t chunk = std::max<int64_t>(1, 256 / PQ);
@@ -260,29 +255,32 @@ void dw_block(const float* dy, const float* x, float* dst, double* dbs, const Co
   const float* bp[MR];
   for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
     const int64_t c1 = std::min(n1, c0 + chunk), npix = (c1 - c0) * PQ;
-    if (c1 < n1) prefetch_floats(x + c1 * CHW, std::min(chunk, n1 - c1) * CHW);
+    if (c1 < n1) prefetch_floats(x + c1 * xs, std::min(chunk, n1 - c1) * xs);
     float* dyt = grow(dytbuf, npix * Kp);
-    for (int64_t i = 0; i < c1 - c0; ++i)
-      for (int64_t k = 0; k < Kp; ++k) {
-        float* d = dyt + i * PQ * Kp + k;
-        if (k < K) {
-          const float* src = dy + (c0 + i) * KPQ + k * PQ;
-          for (int64_t pq = 0; pq < PQ; ++pq) d[pq * Kp] = src[pq];
-          if (dbs) {  // in double, 4 interleaved partial sums, in a fixed order
-            double sum[4] = {};
-            for (int64_t pq = 0; pq < PQ; ++pq) sum[pq % 4] += src[pq];
-            dbs[k] += (sum[0] + sum[1]) + (sum[2] + sum[3]);
-          }
-        } else {
-          for (int64_t pq = 0; pq < PQ; ++pq) d[pq * Kp] = 0.0f;
+    for (int64_t i = 0; i < c1 - c0; ++i) {
+      const float* dyi = dy + (c0 + i) * dys;
+      float* d = dyt + i * PQ * Kp;
+      avx2::transpose_bias_act(dyi, PQ, K, PQ, nullptr, 0, 0.0f, d, Kp);
+      for (int64_t pq = 0; pq < PQ; ++pq) std::fill(d + pq * Kp + K, d + (pq + 1) * Kp, 0.0f);
+      if (dbs)
+        for (int64_t k = 0; k < K; ++k) {  // in double, 4 interleaved partial sums, in a fixed order
+          const float* src = dyi + k * PQ;
+          double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;  // s_i: the values at pq % 4 == i (in registers:
+          int64_t pq = 0;                                 // an array kept them in memory, 55% of dw_block)
+          for (; pq + 4 <= PQ; pq += 4)
+            s0 += src[pq], s1 += src[pq + 1], s2 += src[pq + 2], s3 += src[pq + 3];
+          if (pq < PQ) s0 += src[pq++];
+          if (pq < PQ) s1 += src[pq++];
+          if (pq < PQ) s2 += src[pq];
+          dbs[k] += (s0 + s1) + (s2 + s3);
         }
-      }
+    }
     offbuf.resize(npix);
     int64_t* boff = offbuf.data();
     for (int64_t i = 0, j = 0; i < c1 - c0; ++i)
       for (int64_t p = 0; p < P; ++p)
-        for (int64_t q = 0; q < Q; ++q) boff[j++] = i * CHW + p * g.sh * W + q * g.sw;
-    const float* xc = x + c0 * CHW;
+        for (int64_t q = 0; q < Q; ++q) boff[j++] = i * xs + p * g.sh * W + q * g.sw;
+    const float* xc = x + c0 * xs;
     for (int64_t rt = rt0; rt < rt1; ++rt) {
       const int64_t e0 = rt * MR, m = std::min(MR, CRS - e0);
       for (int64_t i = 0; i < MR; ++i) {
@@ -307,7 +305,8 @@ void dw_block(const float* dy, const float* x, float* dst, double* dbs, const Co
 // dw (and db) summed per chunk of images (reduction_chunks: from the problem alone), each chunk into its own
 // partial, the partials added in chunk order. At least as many chunks as threads: the threads take chunks;
 // fewer: chunk after chunk, its tap tiles split over the threads (tiles are separate outputs: same bits).
-void dw_impl(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g) {
+void dw_impl(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g, int64_t xs,
+             int64_t dys) {
   const int64_t CRS = g.C * g.R * g.S, size = g.K * CRS, row_tiles = (CRS + MR - 1) / MR;
   const int64_t chunks = reduction_chunks(g.N, g.PQ(), size), nt = num_threads();
   thread_local std::vector<double> dbbuf;
@@ -319,12 +318,14 @@ void dw_impl(const float* dy, const float* x, float* dw, float* db, const ConvGe
   auto first = [&](int64_t c) { return g.N * c / chunks; };
   if (chunks >= nt) {
     parallel_chunks(chunks, [&](int64_t c) {
-      dw_block(dy, x, part(c), dbs ? dbs + c * g.K : nullptr, g, first(c), first(c + 1), 0, row_tiles);
+      dw_block(dy, x, part(c), dbs ? dbs + c * g.K : nullptr, g, xs, dys, first(c), first(c + 1), 0,
+               row_tiles);
     });
   } else {
     for (int64_t c = 0; c < chunks; ++c)
       parallel_for(row_tiles, [&](int64_t r0, int64_t r1) {
-        dw_block(dy, x, part(c), dbs && r0 == 0 ? dbs + c * g.K : nullptr, g, first(c), first(c + 1), r0, r1);
+        dw_block(dy, x, part(c), dbs && r0 == 0 ? dbs + c * g.K : nullptr, g, xs, dys, first(c), first(c + 1),
+                 r0, r1);
       });
   }
   if (parts)
@@ -402,13 +403,13 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
           }
           alignas(32) float t[MR * NR];
           avx2::igemm_6x16(CRS, A + fs * CRS * NR, nullptr, NR, bp, boff, t, false);
-          for (int64_t i = 0; i < m; ++i) std::copy(t + i * NR, t + (i + 1) * NR, dst + i * Kp);
+          for (int64_t i = 0; i < m; ++i) std::memcpy(dst + i * Kp, t + i * NR, sizeof(float) * NR);
         }
       }
       // [e_lo, e_hi) in runs within one image: y[n, k, pq0:pq1] = act(st[.., k] + b[k]).
       for (int64_t e = e_lo; e < e_hi;) {
         const int64_t n = e / PQ, pq0 = e % PQ, len = std::min(e_hi - e, PQ - pq0);
-        avx2::igemm_store_planes(st + (e - e_lo) * Kp, Kp, len, K, b, act_code, alpha, y + n * KPQ + pq0, PQ);
+        avx2::transpose_bias_act(st + (e - e_lo) * Kp, Kp, len, K, b, act_code, alpha, y + n * KPQ + pq0, PQ);
         e += len;
       }
     }
@@ -420,16 +421,19 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
 }
 
 void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
-                         const ConvGeom& g) {
-  if (dw) dw_impl(dy, x, dw, db, g);
-  if (dx) dx_impl(dy, w, dx, g);
+                         const ConvGeom& g, int64_t x_image_stride, int64_t dy_image_stride) {
+  const int64_t xs = x_image_stride ? x_image_stride : g.C * g.H * g.W;
+  const int64_t dys = dy_image_stride ? dy_image_stride : g.K * g.PQ();
+  if (dw) dw_impl(dy, x, dw, db, g, xs, dys);
+  if (dx) dx_impl(dy, w, dx, g, xs, dys);
 }
 
 #else
 
 void conv_igemm_forward(const float*, const float*, const float*, float*, const ConvGeom&, Act, float,
                         int64_t, int64_t) {}
-void conv_igemm_backward(const float*, const float*, const float*, float*, float*, float*, const ConvGeom&) {}
+void conv_igemm_backward(const float*, const float*, const float*, float*, float*, float*, const ConvGeom&,
+                         int64_t, int64_t) {}
 
 #endif
 

@@ -16,9 +16,10 @@ bool conv_igemm_applies(const ConvGeom& g);
 // K*P*Q); a grouped conv passes its group's channel slices of the whole arrays.
 void conv_igemm_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
                         float alpha, int64_t x_image_stride = 0, int64_t y_image_stride = 0);
-// db, when given with dw, is summed during dw's pass over dy (without dw, db is left to the caller).
+// db, when given with dw, is summed during dw's pass over dy (without dw, db is left to the caller). Images
+// of x and dx at n * x_image_stride, of dy at n * dy_image_stride (0: dense), as in the forward.
 void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,
-                         const ConvGeom& g);
+                         const ConvGeom& g, int64_t x_image_stride = 0, int64_t dy_image_stride = 0);
 
 // Padded stride-1 convs through a zero-padded copy of x (conv_igemm_padded.cpp); the same contract.
 bool conv_igemm_padded_applies(const ConvGeom& g);

@@ -56,6 +56,22 @@ void pad_images(const float* x, const ConvGeom& g, const ConvGeom& u, float* xp)
   });
 }
 
+// dx (N,C,H,W) = the interior of dxp (N,C,H',W') at (pt, pl).
+void unpad_images(const float* dxp, const ConvGeom& g, const ConvGeom& u, float* dx) {
+  const int64_t HW = g.H * g.W, HWp = u.H * u.W;
+  parallel_for(g.N * g.C, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t h = 0; h < g.H; ++h)
+        std::memcpy(dx + i * HW + h * g.W, dxp + i * HWp + (h + g.pt) * u.W + g.pl, sizeof(float) * g.W);
+  });
+}
+
+// The calling thread's buffer for dx over the padded frame (kept between steps).
+float* padded_dx(const ConvGeom& g, const ConvGeom& u) {
+  thread_local std::vector<float> buf;
+  return grow(buf, g.N * g.C * u.H * u.W);
+}
+
 const float* padded_x(const float* x, const ConvGeom& g, const ConvGeom& u) {
   thread_local std::vector<float> buf;  // the calling thread's: kept between steps (no allocation per step)
   float* xp = grow(buf, g.N * g.C * u.H * u.W);
@@ -94,15 +110,9 @@ void conv_igemm_padded_backward(const float* dy, const float* x, const float* w,
   const ConvGeom u = unpadded(g);
   if (dw) conv_igemm_backward(dy, padded_x(x, g, u), w, nullptr, dw, db, u);
   if (!dx) return;
-  thread_local std::vector<float> dxbuf;
-  float* dxp = grow(dxbuf, g.N * g.C * u.H * u.W);
+  float* dxp = padded_dx(g, u);
   conv_igemm_backward(dy, x, w, dxp, nullptr, nullptr, u);  // x is not read without dw
-  const int64_t HW = g.H * g.W, HWp = u.H * u.W;
-  parallel_for(g.N * g.C, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i)
-      for (int64_t h = 0; h < g.H; ++h)
-        std::memcpy(dx + i * HW + h * g.W, dxp + i * HWp + (h + g.pt) * u.W + g.pl, sizeof(float) * g.W);
-  });
+  unpad_images(dxp, g, u, dx);
 }
 
 // Strided convs: the forward and dw (+ db) read the frame (or x itself when it needs no padding) at rows
@@ -128,29 +138,16 @@ void conv_igemm_strided_dw(const float* dy, const float* x, float* dw, float* db
   conv_igemm_backward(dy, needs_copy(g, u) ? padded_x(x, g, u) : x, nullptr, nullptr, dw, db, u);
 }
 
-// Grouped convs with 8+ channels per group (the zoo's groups=4 conv) group by group on the same kernels: the
-// group's channels of x and dy gathered into contiguous (N, C/G, ...) arrays, its outputs scattered back.
-// Replaced per-group GEMMs on im2col; numbers in the commit.
+// Grouped convs with 8+ channels per group (the zoo's groups=4 conv) group by group on the same kernels,
+// each group's channels read and written in place (the image strides of the whole arrays; a padded conv pads
+// x, and unpads dx, for all groups at once). Gathering each group's planes into contiguous copies and
+// scattering them back took a fifth of the mobile model's groups=4 conv (perf, cpu-clock).
 namespace {
 
 ConvGeom group_geom(const ConvGeom& g) {
   ConvGeom gg = g;
   gg.C = g.Cg(), gg.K = g.Kg(), gg.G = 1;
   return gg;
-}
-
-// dst (N, cn, plane) = src[:, c0:c0+cn] of a (N, ctot, plane) array, or the reverse with `back`.
-void move_planes(const float* src, int64_t N, int64_t ctot, int64_t c0, int64_t cn, int64_t plane, float* dst,
-                 bool back) {
-  parallel_for(N * cn, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t whole = ((i / cn) * ctot + c0 + i % cn) * plane, part = i * plane;
-      if (back)
-        std::memcpy(dst + whole, src + part, sizeof(float) * plane);
-      else
-        std::memcpy(dst + part, src + whole, sizeof(float) * plane);
-    }
-  });
 }
 
 }  // namespace
@@ -161,16 +158,12 @@ bool conv_igemm_grouped_applies(const ConvGeom& g) {
   return conv_igemm_applies(gg) || conv_igemm_padded_applies(gg);
 }
 
-// The forward reads each group's channels in place (the image stride of the whole x; a padded conv pads all
-// groups at once) and writes its filters' planes of y directly: no gathered copies (the mobile model's
-// groups=4 conv spent a fifth of its time copying them).
 void conv_igemm_grouped_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
                                 Act act, float alpha) {
   const ConvGeom gg = group_geom(g);
   const int64_t PQ = g.PQ(), wsize = gg.K * gg.C * g.R * g.S;
-  const ConvGeom u = conv_igemm_padded_applies(gg) ? unpadded(g) : g;
+  const ConvGeom u = conv_igemm_padded_applies(gg) ? unpadded(g) : g, ug = group_geom(u);
   const float* xs = needs_copy(g, u) ? padded_x(x, g, u) : x;
-  const ConvGeom ug = group_geom(u);
   const int64_t HWu = u.H * u.W;
   for (int64_t gi = 0; gi < g.G; ++gi)
     conv_igemm_forward(xs + gi * gg.C * HWu, w + gi * wsize, b ? b + gi * gg.K : nullptr, y + gi * gg.K * PQ,
@@ -180,20 +173,17 @@ void conv_igemm_grouped_forward(const float* x, const float* w, const float* b, 
 void conv_igemm_grouped_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
                                  float* db, const ConvGeom& g) {
   const ConvGeom gg = group_geom(g);
-  const int64_t HW = g.H * g.W, PQ = g.PQ(), wsize = gg.K * gg.C * g.R * g.S;
-  const bool padded = conv_igemm_padded_applies(gg);
-  thread_local std::vector<float> xbuf, dybuf, dxbuf;
-  float* xg = dw ? grow(xbuf, g.N * gg.C * HW) : nullptr;
-  float* dyg = grow(dybuf, g.N * gg.K * PQ);
-  float* dxg = dx ? grow(dxbuf, g.N * gg.C * HW) : nullptr;
-  for (int64_t gi = 0; gi < g.G; ++gi) {
-    move_planes(dy, g.N, g.K, gi * gg.K, gg.K, PQ, dyg, false);
-    if (xg) move_planes(x, g.N, g.C, gi * gg.C, gg.C, HW, xg, false);
-    (padded ? conv_igemm_padded_backward : conv_igemm_backward)(dyg, xg, w + gi * wsize, dxg,
-                                                                dw ? dw + gi * wsize : nullptr,
-                                                                db && dw ? db + gi * gg.K : nullptr, gg);
-    if (dxg) move_planes(dxg, g.N, g.C, gi * gg.C, gg.C, HW, dx, true);
-  }
+  const int64_t PQ = g.PQ(), wsize = gg.K * gg.C * g.R * g.S;
+  const ConvGeom u = conv_igemm_padded_applies(gg) ? unpadded(g) : g, ug = group_geom(u);
+  const bool copy = needs_copy(g, u);
+  const float* xs = dw && copy ? padded_x(x, g, u) : x;  // x is not read without dw
+  float* dxs = dx && copy ? padded_dx(g, u) : dx;
+  const int64_t HWu = u.H * u.W;
+  for (int64_t gi = 0; gi < g.G; ++gi)
+    conv_igemm_backward(dy + gi * gg.K * PQ, xs ? xs + gi * gg.C * HWu : nullptr, w + gi * wsize,
+                        dxs ? dxs + gi * gg.C * HWu : nullptr, dw ? dw + gi * wsize : nullptr,
+                        db && dw ? db + gi * gg.K : nullptr, ug, g.C * HWu, g.K * PQ);
+  if (dx && copy) unpad_images(dxs, g, u, dx);
 }
 
 }  // namespace cnnkern

@@ -107,28 +107,30 @@ inline void transpose8(__m256* rows) {
 
 }  // namespace
 
-// y[k*ldy + i] = act(st[i*ldst + k] (+ b[k])) for i < m, k < K: the staged pixel-major tile outputs written
-// filter plane by plane, 8 x 8 blocks transposed in registers, the tails one value at a time; the same IEEE
-// operations as the scalar form (the bias added only when given: s + 0.0f would turn -0.0f into +0.0f).
-void igemm_store_planes(const float* st, int64_t ldst, int64_t m, int64_t K, const float* b, int act,
-                        float alpha, float* y, int64_t ldy) {
+// dst[c*ldd + r] = act(src[r*lds + c] (+ b[c])) for r < rows, c < cols: a transpose, 8 x 8 blocks in
+// registers and the edges one value at a time, with the bias and activation of the forward's write-out
+// (staged pixel-major tiles into filter planes) on the way; b = nullptr, act 0 is a plain transpose (dy
+// planes into pixel-major rows for dx and dw). The same IEEE operations as the scalar forms (the bias added
+// only when given: s + 0.0f would turn -0.0f into +0.0f).
+void transpose_bias_act(const float* src, int64_t lds, int64_t rows, int64_t cols, const float* b, int act,
+                        float alpha, float* dst, int64_t ldd) {
   const __m256 va = _mm256_set1_ps(alpha);
-  const int64_t m8 = m / 8 * 8, K8 = K / 8 * 8;
-  for (int64_t k0 = 0; k0 < K8; k0 += 8) {
-    for (int64_t i0 = 0; i0 < m8; i0 += 8) {
-      __m256 rows[8];
-      for (int i = 0; i < 8; ++i) rows[i] = _mm256_loadu_ps(st + (i0 + i) * ldst + k0);
-      transpose8(rows);
-      for (int k = 0; k < 8; ++k) {
-        __m256 v = b ? _mm256_add_ps(rows[k], _mm256_set1_ps(b[k0 + k])) : rows[k];
-        _mm256_storeu_ps(y + (k0 + k) * ldy + i0, activate(v, act, va));
+  const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+  for (int64_t c0 = 0; c0 < c8; c0 += 8) {
+    for (int64_t r0 = 0; r0 < r8; r0 += 8) {
+      __m256 v[8];
+      for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(src + (r0 + i) * lds + c0);
+      transpose8(v);
+      for (int c = 0; c < 8; ++c) {
+        if (b) v[c] = _mm256_add_ps(v[c], _mm256_set1_ps(b[c0 + c]));
+        _mm256_storeu_ps(dst + (c0 + c) * ldd + r0, activate(v[c], act, va));
       }
     }
   }
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t i = k < K8 ? m8 : 0; i < m; ++i) {
-      const __m256 v = _mm256_set1_ps(b ? st[i * ldst + k] + b[k] : st[i * ldst + k]);
-      y[k * ldy + i] = _mm256_cvtss_f32(activate(v, act, va));
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t r = c < c8 ? r8 : 0; r < rows; ++r) {
+      const float v = b ? src[r * lds + c] + b[c] : src[r * lds + c];
+      dst[c * ldd + r] = _mm256_cvtss_f32(activate(_mm256_set1_ps(v), act, va));
     }
 }
 
