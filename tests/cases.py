@@ -197,11 +197,11 @@ CONV_CASES = [
     ConvCase("pointwise-c18-k35-batch6-10x11", (6, 18, 10, 11), (35, 18, 1, 1)),
     ConvCase("pointwise-c3-k13-batch16-8x8", (16, 3, 8, 8), (13, 3, 1, 1), bias=False),
     ConvCase("no-bias", (2, 9, 8, 8), (16, 9, 3, 3), padding=1, bias=False),
-    # the heuristics' Winograd F(2x2, 3x3) (64 channels both ways, 12x12 and more): 'valid' with an odd width
-    # (a tile half outside; dx padded by 2), and 'same' 26x26 (13 x 13 tiles, 8 rows an item: 8 + 5 rows of
-    # image 0, then rows across images 0 and 1)
-    ConvCase("winograd-c64-k64-valid-odd", (2, 64, 14, 15), (64, 64, 3, 3)),
-    ConvCase("winograd-c64-k64-26x26-bands", (2, 64, 26, 26), (64, 64, 3, 3), padding=1, bias=False),
+    # the heuristics' Winograd F(2x2, 3x3) (64 channels both ways, 12x12 and more, 2048+ output pixels in
+    # all): 'valid' with an odd width (a tile half outside; dx padded by 2), and 'same' 26x26 (13 x 13 tiles,
+    # 8 rows an item: 8 + 5 rows of image 0, then rows across images 0 and 1)
+    ConvCase("winograd-c64-k64-valid-odd", (5, 64, 22, 23), (64, 64, 3, 3)),
+    ConvCase("winograd-c64-k64-26x26-bands", (4, 64, 26, 26), (64, 64, 3, 3), padding=1, bias=False),
     ConvCase("kernel-covers-image", (2, 3, 7, 7), (4, 3, 7, 7)),
     ConvCase("pad-beyond-kernel", (1, 2, 3, 3), (3, 2, 3, 3), padding=3),
     # padded stride-1 convs with 8+ channels: the cpp backend's indirect GEMMs over a padded copy of x

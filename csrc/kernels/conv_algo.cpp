@@ -50,10 +50,13 @@ bool runs(const ConvGeom& g, ConvAlgo a) {
 // batch 32, 1 thread; docs/winograd.md): forward 1.05-1.6x faster with 64 -> 64 channels at 12x12 to 16x16
 // and 1.0-1.35x with 32 -> 64 at 16x16 to 32x32, mixed with 32 -> 32 (0.8-1.2x); backward (dx by Winograd)
 // 1.2-1.3x with 64 -> 64 and 1.15-1.2x with 32 channels at 16x16 and up; slower with 16 channels and below
-// 12x12.
+// 12x12. The filter transform costs the same at any batch: below 2048 output pixels in all (batch 1-4 at
+// 16x16, 1 at 32x32) the indirect GEMM was faster (forward, 32/64 -> 64 channels at 12x12 to 32x32, batch
+// 1-16, 1 and 2 threads: Winograd 1.2-3.9x its time at batch 1, 0.9-1.0x at 2048 pixels, 0.6-0.9x above).
 bool winograd_pays(const ConvGeom& g, bool backward) {
   if (!conv_winograd_applies(g) || g.H * g.W < 144) return false;
   const int64_t PQ = g.P * g.Q;
+  if (g.N * PQ < 2048) return false;
   if (g.C >= 64 && g.K >= 64) return PQ >= 144;
   if (!backward) return g.C >= 32 && g.K >= 64 && PQ >= 256;
   return g.C >= 32 && g.K >= 32 && PQ >= 256;
