@@ -211,6 +211,31 @@ def test_indirect_tile_equals_the_packed_tile_and_refuses_rows_outside():
         fma_tile_indirect(ap, xf, offs, -int(offs.min()) - 1, got)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rows_tile_equals_the_packed_tile_and_refuses_reads_outside(dtype):
+    """fma_tile_rows (conv.py's dw: MR scalars a step read from x at MR row bases + one offset) gives the
+    bits of fma_tile on the same scalars packed, accumulating onto what ct holds."""
+    from cnnkern.backends.numba.gemm import MR, NR, fma_tile, fma_tile_rows
+
+    rng = np.random.default_rng(1)
+    xf = rng.standard_normal(600).astype(dtype)
+    rows = rng.integers(0, 300, MR).astype(np.int64)
+    offs = rng.integers(0, 290, 37).astype(np.int64)  # 37 steps: not a multiple of anything
+    bp = rng.standard_normal((37, NR)).astype(dtype)
+    start = rng.standard_normal((MR, NR)).astype(dtype)
+    got = start.copy()
+    fma_tile_rows(xf, rows, offs, bp, got)
+    want = start.copy()
+    fma_tile(np.ascontiguousarray(xf[rows[None, :] + offs[:, None]]), bp, want)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(IndexError, match="outside"):
+        fma_tile_rows(xf, rows + (600 - int(rows.max()) - int(offs.max())), offs, bp, got)
+    with pytest.raises(IndexError, match="outside"):
+        fma_tile_rows(xf, rows - int(rows.min()) - int(offs.min()) - 1, offs, bp, got)
+    with pytest.raises(ValueError, match="shapes"):
+        fma_tile_rows(xf, rows[:-1], offs, bp, got)
+
+
 CONV1 = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
 POOLS = {
     "2x2": dict(pool_kernel=(2, 2), pool_stride=(2, 2), pool_padding=(0, 0), pool_dilation=(1, 1)),

@@ -26,10 +26,11 @@ buffers come from alloc.py's block cache.
            dxp without its border. A stride-1 conv whose padding fits its kernel's reach on both sides of
            each axis ('same', 1x1) takes dx as conv_indirect.py's forward of dy instead
            (_input_grad_as_forward: faster there, slower on 'valid' convs' small maps).
-  dw       dw[g] (Kg, CgRS) = dy[g] (Kg, J) @ col[g]^T (J, CgRS), the sum over J cut into even chunks
+  dw       dw[g]^T (CgRS, Kg) = col[g] (CgRS, J) @ dy[g]^T (J, Kg), the sum over J cut into even chunks
            of at most JC positions (shorter, down to MIN_CHUNK, to make DW_TASKS of them), dealt in runs
-           to at most DW_TASKS tasks: a task packs a chunk's dy into panels and col^T into slivers and adds
-           the product to its own partial dw, chunk after chunk; the partials are summed in task order.
+           to at most DW_TASKS tasks: a task packs a chunk's dy^T into slivers, reads col's taps from x in
+           place (gemm.fma_tile_rows) and adds the product to its own partial, chunk after chunk; the
+           partials are summed in task order.
            The runs depend on J only, so the result does not depend on the number of threads.
   db       db[k] = sum over n, p, q of dy[n, k, p, q] in float64, one task per channel: a sum per run of
            positions of dw (dw_runs), the runs' sums added in run order (conv_pool.py's fused backward
@@ -48,7 +49,7 @@ from ...shapes import conv_out
 from . import alloc
 from .conv_direct import direct_backward, direct_forward, phase_geometry, phases, tap_table, unphase
 from .conv_indirect import indirect_forward, inputs, pad_flat
-from .gemm import MR, NR, fma_tile
+from .gemm import MR, NR, _fma_tile_rows, fma_tile
 
 if TYPE_CHECKING:
     from ..base import Backend
@@ -193,75 +194,74 @@ def _input_grad(dyf, wtp, tap, C, Hp, Wp, sh, sw, P, Q, K, dxf):
 
 
 @njit(cache=True)
-def _weight_chunk(xf, dyf, tap, g, c0, c1, C, Hp, Wp, sh, sw, P, Q, K, ap, bp, xpos, ypos, ct, part):
-    """part (ceil(Kg/MR)*MR, ceil(CgRS/NR)*NR) += dy[g] @ col[g]^T over positions c0 .. c1."""
+def _weight_chunk(xf, dyf, tap, g, c0, c1, C, Hp, Wp, sh, sw, P, Q, K, bp, xpos, ypos, rows, ct, part):
+    """part (ceil(CgRS/MR)*MR taps, ceil(Kg/NR)*NR filters) += col[g] @ dy[g]^T over positions c0 .. c1:
+    tiles of MR taps x NR filters whose tap values are read from x in place (fma_tile_rows: MR row bases,
+    the positions as offsets), dy packed transposed into filter slivers. Gathering col instead (every tap
+    of every position, CgRS values a position against Kg of dy) took most of the time of a 3x3 conv's dw.
+    Each (tap, filter) sum is the same chain of fmas, position by position, as col @ dy^T's: same bits."""
     groups, CgRS = tap.shape
     Kg = K // groups
     PQ = P * Q
     kc = c1 - c0
     _positions(c0, c1, C, Hp, Wp, sh, sw, P, Q, K, xpos[:kc], ypos[:kc])
-    # Packed row by row with the positions innermost: consecutive positions are (mostly) consecutive in dy
-    # and x, where a position-outer loop read one value per row PQ floats apart (8x slower on 1x1 convs).
-    for mb in range(ap.shape[0]):
-        for i in range(MR):
-            k = mb * MR + i
-            if k < Kg:
-                dyk = g * Kg * PQ + k * PQ
-                for jj in range(kc):
-                    ap[mb, jj, i] = dyf[ypos[jj] + dyk]
-            else:
-                for jj in range(kc):
-                    ap[mb, jj, i] = 0
+    # dy packed filter by filter with the positions innermost: consecutive positions are (mostly)
+    # consecutive in dy, where a position-outer loop read one value per filter PQ floats apart
     for t in range(bp.shape[0] * NR):
         nb, lane = t // NR, t % NR
-        if t < CgRS:
-            o = tap[g, t]
+        if t < Kg:
+            dyk = g * Kg * PQ + t * PQ
             for jj in range(kc):
-                bp[nb, jj, lane] = xf[xpos[jj] + o]
+                bp[nb, jj, lane] = dyf[ypos[jj] + dyk]
         else:
             for jj in range(kc):
                 bp[nb, jj, lane] = 0
-    for mb in range(ap.shape[0]):
+    offs = xpos[:kc]
+    for mb in range(part.shape[0] // MR):
+        for i in range(MR):  # taps past CgRS read the last one; their rows of part are never summed
+            rows[i] = tap[g, min(mb * MR + i, CgRS - 1)]
         for nb in range(bp.shape[0]):
             tile = part[mb * MR : (mb + 1) * MR, nb * NR : (nb + 1) * NR]
             ct[:, :] = tile
-            fma_tile(ap[mb, :kc], bp[nb, :kc], ct)
+            _fma_tile_rows(xf, rows, offs, bp[nb, :kc], ct)
             tile[:, :] = ct
 
 
 @njit(parallel=True, cache=True)
 def _weight_partials(xf, dyf, tap, nchunk, C, Hp, Wp, sh, sw, P, Q, K, part):
-    """part[g, task] = the sum of dw[g] over the task's chunks, in chunk order: the J positions are cut
-    into nchunk even chunks (at most JC each), dealt in runs to part.shape[1] tasks; buffers per task."""
+    """part[g, task] = the sum of dw[g]^T (taps, filters) over the task's chunks, in chunk order: the J
+    positions are cut into nchunk even chunks (at most JC each), dealt in runs to part.shape[1] tasks;
+    buffers per task."""
     groups, ntask = part.shape[0], part.shape[1]
     J = dyf.size // K
-    mblk = part.shape[2] // MR
     nblk = part.shape[3] // NR
     for t in prange(groups * ntask):
         g, task = t // ntask, t % ntask
-        ap = np.empty((mblk, JC, MR), xf.dtype)
         bp = np.empty((nblk, JC, NR), xf.dtype)
         xpos = np.empty(JC, np.int64)
         ypos = np.empty(JC, np.int64)
+        rows = np.empty(MR, np.int64)
         ct = np.empty((MR, NR), xf.dtype)
         part[g, task] = 0
         for chunk in range(task * nchunk // ntask, (task + 1) * nchunk // ntask):
             c0, c1 = chunk * J // nchunk, (chunk + 1) * J // nchunk
             _weight_chunk(
-                xf, dyf, tap, g, c0, c1, C, Hp, Wp, sh, sw, P, Q, K, ap, bp, xpos, ypos, ct, part[g, task]
+                xf, dyf, tap, g, c0, c1, C, Hp, Wp, sh, sw, P, Q, K, bp, xpos, ypos, rows, ct, part[g, task]
             )
 
 
 @njit(parallel=True, cache=True)
 def _sum_partials(part, dw3):
-    """dw3[g, k, t] = sum over tasks, in task order, of part[g, task, k, t]; one task per (g, k)."""
+    """dw3[g, k, t] = sum over tasks, in task order, of part[g, task, t, k]; one task per (g, k)."""
     groups, Kg, CgRS = dw3.shape
     for gk in prange(groups * Kg):
         g, k = gk // Kg, gk % Kg
         row = dw3[g, k]
-        row[:] = part[g, 0, k, :CgRS]
+        for t in range(CgRS):
+            row[t] = part[g, 0, t, k]
         for task in range(1, part.shape[1]):
-            row += part[g, task, k, :CgRS]
+            for t in range(CgRS):
+                row[t] += part[g, task, t, k]
 
 
 @njit(cache=True)
@@ -514,7 +514,7 @@ def conv2d_backward(
     if need_dw:
         xp = _padded(x, pt, pb, pl, pr)
         nchunk, ntask = dw_split(N * P * Q)
-        part = alloc.empty((groups, ntask, (Kg + MR - 1) // MR * MR, (CgRS + NR - 1) // NR * NR), x.dtype)
+        part = alloc.empty((groups, ntask, (CgRS + MR - 1) // MR * MR, (Kg + NR - 1) // NR * NR), x.dtype)
         _weight_partials(xp.reshape(-1), dy.reshape(-1), tap, nchunk, C, Hp, Wp, sh, sw, P, Q, K, part)
         wgrad = np.empty_like(w)
         _sum_partials(part, wgrad.reshape(groups, Kg, CgRS))

@@ -34,9 +34,10 @@ MR = 6  # rows per tile (panel width): one B vector feeds MR accumulators
 NR = 16  # columns per tile (sliver width): two ymm vectors of float32
 
 
-def _tile_codegen(indirect: bool) -> Any:
-    """LLVM IR of the micro-kernel: ct (MR, NR) += sum over k of ap[k, :]^T x row k, the NR-wide row k
-    being bp[k, :] (packed) or, indirect, xf[base + offs[k] : + NR] (read in place: no packing)."""
+def _tile_codegen(indirect: bool = False, rows: bool = False) -> Any:
+    """LLVM IR of the micro-kernel: ct (MR, NR) += sum over k of scalars a_k[i] times row k, the NR-wide
+    row k being bp[k, :] (packed) or, indirect, xf[base + offs[k] : + NR] (read in place: no packing); the
+    MR scalars a_k[i] being ap[k, i] (packed) or, rows, xf[rows[i] + offs[k]] (MR gathered reads)."""
 
     def codegen(context, builder, sig, args):
         arrays = [
@@ -44,6 +45,9 @@ def _tile_codegen(indirect: bool) -> Any:
         ]
         if indirect:
             (a, x, offs, c), base = arrays, args[3]
+        elif rows:
+            x, rowbase, offs, b, c = arrays
+            a = b  # the k loop runs over bp's rows
         else:
             a, b, c = arrays
         scalar = context.get_value_type(sig.args[0].dtype)
@@ -71,8 +75,14 @@ def _tile_codegen(indirect: bool) -> Any:
             else:
                 row = builder.load(vector_at(b.data, builder.mul(loop.index, ir.Constant(i64, NR))), align=1)
             a0 = builder.mul(loop.index, ir.Constant(i64, MR))
+            if rows:
+                off = builder.load(builder.gep(offs.data, [loop.index]))
             for i in range(MR):
-                s = builder.load(builder.gep(a.data, [builder.add(a0, ir.Constant(i64, i))]))
+                if rows:
+                    r = builder.load(builder.gep(rowbase.data, [ir.Constant(i64, i)]))
+                    s = builder.load(builder.gep(x.data, [builder.add(r, off)]))
+                else:
+                    s = builder.load(builder.gep(a.data, [builder.add(a0, ir.Constant(i64, i))]))
                 broadcast = builder.shuffle_vector(builder.insert_element(undef, s, lane0), undef, splat)
                 builder.store(builder.call(fma, [broadcast, row, builder.load(acc[i])]), acc[i])
         for i in range(MR):
@@ -114,6 +124,20 @@ def _fma_tile_indirect(typingctx, ap, xf, offs, base, ct):
 
 
 @intrinsic
+def _fma_tile_rows(typingctx, xf, rows, offs, bp, ct):
+    """ct (MR, NR) += sum over k of xf[rows[i] + offs[k]] * bp[k, :], i < MR, k < len(offs) (= bp's rows);
+    nothing is checked: the caller guarantees every read lies inside xf (fma_tile_rows does)."""
+    if not (_float_arrays(2, bp, ct) and _float_arrays(1, xf) and xf.dtype == bp.dtype):
+        return None
+    for ints in (rows, offs):
+        if not (isinstance(ints, types.Array) and ints.ndim == 1 and ints.layout == "C"):
+            return None
+        if ints.dtype != types.int64:
+            return None
+    return types.void(xf, rows, offs, bp, ct), _tile_codegen(rows=True)
+
+
+@intrinsic
 def fma(typingctx, a, b, c):
     """a*b + c with one rounding (llvm.fma), in a's float type (b and c are cast to it); scalar, for loops
     LLVM vectorises (conv_pool.py's direct conv: the same rounding as fma_tile's lanes)."""
@@ -148,6 +172,25 @@ def fma_tile_indirect(ap, xf, offs, base, ct):
     if kc > 0 and (base + offs.min() < 0 or base + offs.max() + NR > xf.size):
         raise IndexError("fma_tile_indirect: a row lies outside xf")
     _fma_tile_indirect(ap, xf, offs, np.int64(base), ct)
+
+
+@njit(cache=True)
+def fma_tile_rows(xf, rows, offs, bp, ct):
+    """ct (MR, NR) += sum over k of xf[rows[i] + offs[k]] * bp[k, :] (a GEMM whose MR scalars per step are
+    gathered from MR row bases at one offset: conv.py's dw reads x in place this way), after checking the
+    shapes and that every read lies inside xf."""
+    kc = bp.shape[0]
+    if (
+        rows.shape[0] != MR
+        or offs.shape[0] != kc
+        or bp.shape[1] != NR
+        or ct.shape[0] != MR
+        or ct.shape[1] != NR
+    ):
+        raise ValueError("fma_tile_rows: shapes must be rows (MR,), offs (kc,), bp (kc, NR), ct (MR, NR)")
+    if kc > 0 and (rows.min() + offs.min() < 0 or rows.max() + offs.max() >= xf.size):
+        raise IndexError("fma_tile_rows: a read lies outside xf")
+    _fma_tile_rows(xf, rows, offs, bp, ct)
 
 
 @njit(cache=True)
