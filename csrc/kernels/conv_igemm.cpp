@@ -207,7 +207,7 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g, int6
         if (blk != cur) {  // dy of the block transposed to (pixels, K): a tile's six rows then advance by one
           cur = blk;       // float per k instead of a P*Q stride, six lines per 16 steps instead of per step
           for (int64_t n = 0; n < cnt_n; ++n)
-            avx2::transpose_bias_act(dy + (n0 + n) * dys, PQ, K, PQ, nullptr, 0, 0.0f, dyt + n * KPQ, K);
+            pack_transposed_avx2(dy + (n0 + n) * dys, PQ, K, PQ, K, dyt + n * KPQ, K);
         }
         for (const DxClass& c : classes) {
           const int64_t cnt = static_cast<int64_t>(c.dyb.size()), total = cnt_n * cnt;
@@ -226,8 +226,7 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g, int6
         }
         const int64_t cn = std::min(NR, C - cs * NR);
         for (int64_t n = 0; n < cnt_n; ++n)  // st (pixels x 16) into the sliver's cn planes of dx
-          avx2::transpose_bias_act(st + n * HW * NR, NR, HW, cn, nullptr, 0, 0.0f,
-                                   dx + (n0 + n) * xs + cs * NR * HW, HW);
+          pack_transposed_avx2(st + n * HW * NR, NR, HW, cn, HW, dx + (n0 + n) * xs + cs * NR * HW, HW);
       }
     }
   });
@@ -260,8 +259,7 @@ void dw_block(const float* dy, const float* x, float* dst, double* dbs, const Co
     for (int64_t i = 0; i < c1 - c0; ++i) {
       const float* dyi = dy + (c0 + i) * dys;
       float* d = dyt + i * PQ * Kp;
-      avx2::transpose_bias_act(dyi, PQ, K, PQ, nullptr, 0, 0.0f, d, Kp);
-      for (int64_t pq = 0; pq < PQ; ++pq) std::fill(d + pq * Kp + K, d + (pq + 1) * Kp, 0.0f);
+      pack_transposed_avx2(dyi, PQ, K, PQ, Kp, d, Kp);  // filters K .. Kp zero
       if (dbs)
         for (int64_t k = 0; k < K; ++k) {  // in double, 4 interleaved partial sums, in a fixed order
           const float* src = dyi + k * PQ;

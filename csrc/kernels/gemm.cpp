@@ -193,13 +193,19 @@ void sgemm_packed_serial(const PackedA& A, int64_t j0, int64_t j1, MatView B, fl
   sgemm_packed_rows_serial(A, 0, A.M, j0, j1, B, C, ldc, accumulate);
 }
 
+namespace {
+
+// Below ~1 MFLOP (~25 us on one core) waking the pool costs more than it saves (measured: dense 64->10 at
+// batch 128, 0.16 MFLOP, took 90 us split over 2 threads against 19 us for PyTorch on one).
+bool run_serial(int64_t M, int64_t N, int64_t K) { return num_threads() == 1 || 2 * M * N * K < 1000000; }
+
+}  // namespace
+
 void sgemm_packed(const PackedA& A, int64_t N, MatView B, float* C, int64_t ldc, bool accumulate) {
   const int64_t M = A.M, mr = A.uk.mr, nr = A.uk.nr;
   const int64_t nt = num_threads();
   const int64_t col_slivers = (N + nr - 1) / nr, row_slivers = (M + mr - 1) / mr;
-  // Below ~1 MFLOP (~25 us on one core) waking the pool costs more than it saves (measured: dense 64->10 at
-  // batch 128, 0.16 MFLOP, took 90 us split over 2 threads against 19 us for PyTorch on one).
-  if (nt == 1 || 2 * M * N * A.K < 1000000) {
+  if (run_serial(M, N, A.K)) {
     sgemm_packed_rows_serial(A, 0, M, 0, N, B, C, ldc, accumulate);
     return;
   }
@@ -238,8 +244,7 @@ void sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, cons
                               ldc, p > 0);
       }
     };
-    // Below ~1 MFLOP waking the pool costs more than it saves (as in sgemm_packed).
-    if (num_threads() == 1 || 2 * M * N * K < 1000000)
+    if (run_serial(M, N, K))
       run(0, ib * jb);
     else
       parallel_for(ib * jb, run);
@@ -271,7 +276,7 @@ void sgemm(int64_t M, int64_t N, int64_t K, MatView A, MatView B, float* C, int6
     const auto run = [&](int64_t s0, int64_t s1) {
       sgemm_padded_b_serial(pa, B.p, B.rs, s0 * uk.nr, s1 * uk.nr, C, ldc, accumulate);
     };
-    if (num_threads() == 1 || 2 * M * N * K < 1000000)
+    if (run_serial(M, N, K))
       run(0, slivers);
     else
       parallel_for(slivers, run);

@@ -84,34 +84,10 @@ void igemm_6x16(int64_t kc, const float* a, const int64_t* aoff, int64_t lda, co
     igemm_6x16_impl<false>(kc, a, aoff, lda, b, boff, t, accumulate);
 }
 
-namespace {
-
-// rows[k] <- column k of the 8 x 8 block rows[0..7] (row i, lane k).
-inline void transpose8(__m256* rows) {
-  __m256 t[8], u[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(rows[i], rows[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(rows[i], rows[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; ++i) {
-    rows[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-    rows[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-  }
-}
-
-}  // namespace
-
-// dst[c*ldd + r] = act(src[r*lds + c] (+ b[c])) for r < rows, c < cols: a transpose, 8 x 8 blocks in
-// registers and the edges one value at a time, with the bias and activation of the forward's write-out
-// (staged pixel-major tiles into filter planes) on the way; b = nullptr, act 0 is a plain transpose (dy
-// planes into pixel-major rows for dx and dw). The same IEEE operations as the scalar forms (the bias added
-// only when given: s + 0.0f would turn -0.0f into +0.0f).
+// dst[c*ldd + r] = act(src[r*lds + c] (+ b[c])) for r < rows, c < cols: the forward's write-out (staged
+// pixel-major tiles into filter planes), 8 x 8 blocks transposed in registers and the edges one value at a
+// time, the bias and activation on the way (plain transposes: pack_transposed_avx2). The same IEEE
+// operations as the scalar forms (the bias added only when given: s + 0.0f would turn -0.0f into +0.0f).
 void transpose_bias_act(const float* src, int64_t lds, int64_t rows, int64_t cols, const float* b, int act,
                         float alpha, float* dst, int64_t ldd) {
   const __m256 va = _mm256_set1_ps(alpha);
