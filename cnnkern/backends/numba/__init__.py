@@ -96,9 +96,8 @@ def configure_threading() -> None:
     loaded = preloaded_openmp()
     if user:
         _idle_wait = f"OMP_WAIT_POLICY={user} (yours)"
-    elif (
-        loaded
-    ):  # its settings were read when it loaded; Numba's loops bind to it (global symbols come first)
+    elif loaded:
+        # it read its settings when it loaded; Numba's loops bind to it (global symbols come first)
         _idle_wait = (
             f"the defaults of {loaded}, loaded before Numba started (e.g. by import torch): set "
             "OMP_WAIT_POLICY=PASSIVE before Python starts for passive waits"
@@ -132,12 +131,8 @@ def preloaded_openmp() -> str | None:
         entry = ctypes.cast(process.GOMP_parallel, ctypes.c_void_p)
         info = DlInfo()
         found = process.dladdr(entry, ctypes.byref(info))
-    except (
-        AttributeError,
-        OSError,
-        TypeError,
-    ):  # no global OpenMP runtime, or no dladdr (not a glibc/BSD libc)
-        return None
+    except (AttributeError, OSError, TypeError):
+        return None  # no global OpenMP runtime, or no dladdr in this libc
     return info.fname.decode(errors="replace") if found and info.fname else "an OpenMP runtime"
 
 

@@ -47,9 +47,9 @@ def _tile_codegen(indirect: bool = False, rows: bool = False) -> Any:
             (a, x, offs, c), base = arrays, args[3]
         elif rows:
             x, rowbase, offs, b, c = arrays
-            a = b  # the k loop runs over bp's rows
         else:
             a, b, c = arrays
+        steps = b if rows else a  # the array with one row per step k
         scalar = context.get_value_type(sig.args[0].dtype)
         vec = ir.VectorType(scalar, NR)
         bits = 32 if sig.args[0].dtype == types.float32 else 64
@@ -68,19 +68,21 @@ def _tile_codegen(indirect: bool = False, rows: bool = False) -> Any:
         undef = ir.Constant(vec, ir.Undefined)
         lane0 = ir.Constant(ir.IntType(32), 0)
         splat = ir.Constant(ir.VectorType(ir.IntType(32), NR), [0] * NR)
-        with cgutils.for_range(builder, builder.extract_value(a.shape, 0)) as loop:
+        if rows:  # the MR row bases, loaded once
+            bases = [builder.load(builder.gep(rowbase.data, [ir.Constant(i64, i)])) for i in range(MR)]
+        with cgutils.for_range(builder, builder.extract_value(steps.shape, 0)) as loop:
             if indirect:
                 off = builder.load(builder.gep(offs.data, [loop.index]))
                 row = builder.load(vector_at(x.data, builder.add(base, off)), align=1)
             else:
                 row = builder.load(vector_at(b.data, builder.mul(loop.index, ir.Constant(i64, NR))), align=1)
-            a0 = builder.mul(loop.index, ir.Constant(i64, MR))
             if rows:
                 off = builder.load(builder.gep(offs.data, [loop.index]))
+            else:
+                a0 = builder.mul(loop.index, ir.Constant(i64, MR))
             for i in range(MR):
                 if rows:
-                    r = builder.load(builder.gep(rowbase.data, [ir.Constant(i64, i)]))
-                    s = builder.load(builder.gep(x.data, [builder.add(r, off)]))
+                    s = builder.load(builder.gep(x.data, [builder.add(bases[i], off)]))
                 else:
                     s = builder.load(builder.gep(a.data, [builder.add(a0, ir.Constant(i64, i))]))
                 broadcast = builder.shuffle_vector(builder.insert_element(undef, s, lane0), undef, splat)
@@ -130,9 +132,12 @@ def _fma_tile_rows(typingctx, xf, rows, offs, bp, ct):
     if not (_float_arrays(2, bp, ct) and _float_arrays(1, xf) and xf.dtype == bp.dtype):
         return None
     for ints in (rows, offs):
-        if not (isinstance(ints, types.Array) and ints.ndim == 1 and ints.layout == "C"):
-            return None
-        if ints.dtype != types.int64:
+        if not (
+            isinstance(ints, types.Array)
+            and ints.ndim == 1
+            and ints.layout == "C"
+            and ints.dtype == types.int64
+        ):
             return None
     return types.void(xf, rows, offs, bp, ct), _tile_codegen(rows=True)
 
