@@ -22,7 +22,7 @@ inline void map1(const float* x, float* y, int64_t n, Op op) {
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, op(_mm256_loadu_ps(x + i)));
   if (i < n) {
     const __m256i m = tail_mask(n - i);
-    _mm256_maskstore_ps(y + i, m, op(_mm256_maskload_ps(x + i, m)));
+    store_first(y + i, op(_mm256_maskload_ps(x + i, m)), n - i);
   }
 }
 
@@ -32,7 +32,7 @@ inline void map2(const float* a, const float* b, float* y, int64_t n, Op op) {
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, op(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
   if (i < n) {
     const __m256i m = tail_mask(n - i);
-    _mm256_maskstore_ps(y + i, m, op(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m)));
+    store_first(y + i, op(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m)), n - i);
   }
 }
 

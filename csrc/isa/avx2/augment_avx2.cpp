@@ -51,7 +51,7 @@ void affine_plane(const float* src, float* dst, int64_t H, int64_t W, const floa
       if (j + 8 <= W)
         _mm256_storeu_ps(dst + i * W + j, acc);
       else
-        _mm256_maskstore_ps(dst + i * W + j, tail_mask(W - j), acc);
+        store_first(dst + i * W + j, acc, W - j);
     }
   }
 }
@@ -84,7 +84,7 @@ void color_plane(const float* x, float* y, int64_t n, float mean, float contrast
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, step(_mm256_loadu_ps(x + i)));
   if (i < n) {
     const __m256i mask = tail_mask(n - i);
-    _mm256_maskstore_ps(y + i, mask, step(_mm256_maskload_ps(x + i, mask)));
+    store_first(y + i, step(_mm256_maskload_ps(x + i, mask)), n - i);
   }
 }
 

@@ -15,6 +15,16 @@ inline __m256i tail_mask(int64_t n) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
 }
 
+// Stores lanes [0, n) of v at p, n in [0, 8], by plain 128/64/32-bit stores: a masked store (vmaskmovps) is
+// microcoded on AMD Zen, and in a transposing pack it cost 3.5x the rest of the pack (gemm_pack_avx2.cpp).
+inline void store_first(float* p, __m256 v, int64_t n) {
+  if (n >= 8) return _mm256_storeu_ps(p, v);
+  __m128 h = _mm256_castps256_ps128(v);
+  if (n >= 4) _mm_storeu_ps(p, h), p += 4, n -= 4, h = _mm256_extractf128_ps(v, 1);
+  if (n >= 2) _mm_storel_pi(reinterpret_cast<__m64*>(p), h), p += 2, n -= 2, h = _mm_movehl_ps(h, h);
+  if (n >= 1) _mm_store_ss(p, h);
+}
+
 // The sum of the 8 lanes in one fixed order: (l0+l4) + (l2+l6), then + ((l1+l5) + (l3+l7)).
 inline float hsum(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

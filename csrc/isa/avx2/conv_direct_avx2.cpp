@@ -1,16 +1,20 @@
 // AVX2 row kernels of the direct depthwise conv (conv_direct.h): eight output columns per step, the last
-// fewer than eight with masked loads and stores (no access past Q). Taps outermost in the dw row, so each
-// element receives its terms in the scalar path's order; the stride-2 (de)interleaves of the frame and of dx
-// rows. Only intrinsics and fixed-width integers here.
+// fewer than eight with masked loads and partial stores (no access past Q). Taps outermost in the dw row, so
+// each element receives its terms in the scalar path's order; the stride-2 (de)interleaves of the frame and
+// of dx rows. Only intrinsics and fixed-width integers here.
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
 #include <stdint.h>
+
+#include "isa/avx2/avx2_common.h"
 
 namespace cnnkern {
 namespace avx2 {
 
 namespace {
-inline __m256i tail_mask(int64_t n) {
+// Lanes [0, n) set, any n (n >= 8: all): unlike avx2_common's tail_mask, a loop's first masked step may be
+// a whole vector here.
+inline __m256i mask_below(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
@@ -29,11 +33,11 @@ void dwconv_fwd_row(int64_t Q, int64_t T, const float* const* src, const float* 
     _mm256_storeu_ps(y + q + 8, a1);
   }
   for (; q < Q; q += 8) {
-    const __m256i m = tail_mask(Q - q);
+    const __m256i m = mask_below(Q - q);
     __m256 a = _mm256_set1_ps(bias);
     for (int64_t t = 0; t < T; ++t)
       a = _mm256_fmadd_ps(_mm256_set1_ps(wt[t]), _mm256_maskload_ps(src[t] + q, m), a);
-    _mm256_maskstore_ps(y + q, m, a);
+    store_first(y + q, a, Q - q);
   }
 }
 
@@ -55,10 +59,10 @@ void fwd_plane(int64_t P, int64_t Q, const float* fr, const int64_t* tap, int64_
       _mm256_storeu_ps(y + q + 8, a1);
     }
     for (; q < Q; q += 8) {
-      const __m256i m = tail_mask(Q - q);
+      const __m256i m = mask_below(Q - q);
       __m256 a = _mm256_set1_ps(bias);
       for (int t = 0; t < T; ++t) a = _mm256_fmadd_ps(wv[t], _mm256_maskload_ps(fr + tap[t] + q, m), a);
-      _mm256_maskstore_ps(y + q, m, a);
+      store_first(y + q, a, Q - q);
     }
   }
 }
@@ -91,10 +95,11 @@ void dwconv_dw_row(int64_t Q, int64_t T, const float* const* src, const float* d
       _mm256_storeu_ps(
           a + q, _mm256_fmadd_ps(_mm256_loadu_ps(dy + q), _mm256_loadu_ps(s + q), _mm256_loadu_ps(a + q)));
     if (q < Q) {
-      const __m256i m = tail_mask(Q - q);
-      _mm256_maskstore_ps(a + q, m,
-                          _mm256_fmadd_ps(_mm256_maskload_ps(dy + q, m), _mm256_maskload_ps(s + q, m),
-                                          _mm256_maskload_ps(a + q, m)));
+      const __m256i m = mask_below(Q - q);
+      store_first(a + q,
+                  _mm256_fmadd_ps(_mm256_maskload_ps(dy + q, m), _mm256_maskload_ps(s + q, m),
+                                  _mm256_maskload_ps(a + q, m)),
+                  Q - q);
     }
   }
 }
@@ -104,7 +109,7 @@ namespace {
 template <bool Masked>
 void dw_columns9(int64_t P, int64_t Q, int64_t q, const float* fr, const int64_t* tap, int64_t rs,
                  const float* dy, float* acc) {
-  const __m256i m = tail_mask(Masked ? Q - q : 8);
+  const __m256i m = mask_below(Masked ? Q - q : 8);
   const auto load = [&](const float* p) { return Masked ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p); };
   __m256 a[9];
   for (int t = 0; t < 9; ++t) a[t] = load(acc + t * Q + q);
@@ -115,7 +120,7 @@ void dw_columns9(int64_t P, int64_t Q, int64_t q, const float* fr, const int64_t
   }
   for (int t = 0; t < 9; ++t) {
     if (Masked)
-      _mm256_maskstore_ps(acc + t * Q + q, m, a[t]);
+      store_first(acc + t * Q + q, a[t], Q - q);
     else
       _mm256_storeu_ps(acc + t * Q + q, a[t]);
   }

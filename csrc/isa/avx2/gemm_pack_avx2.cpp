@@ -19,7 +19,6 @@ void pack_transposed_avx2(const float* src, int64_t rs, int64_t rows, int64_t kc
   for (int64_t i0 = 0; i0 < width; i0 += 8) {
     const int64_t g = width - i0 < 8 ? width - i0 : 8;   // lanes stored: the run's width left
     const int64_t live = rows - i0 < g ? rows - i0 : g;  // of them read from the source (< 0: none)
-    const __m256i store = avx2::tail_mask(g);
     int64_t k = 0;
     if (live > 0) {
       const float* s = src + i0 * rs;
@@ -28,10 +27,7 @@ void pack_transposed_avx2(const float* src, int64_t rs, int64_t rows, int64_t kc
         for (int64_t i = 0; i < 8; ++i)
           r[i] = i < live ? _mm256_loadu_ps(s + i * rs + k) : _mm256_setzero_ps();
         avx2::transpose8(r);
-        if (g == 8)  // plain stores: a masked store is microcoded on AMD Zen (here 3.5x the whole pack)
-          for (int64_t j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (k + j) * ld + i0, r[j]);
-        else
-          for (int64_t j = 0; j < 8; ++j) _mm256_maskstore_ps(dst + (k + j) * ld + i0, store, r[j]);
+        for (int64_t j = 0; j < 8; ++j) avx2::store_first(dst + (k + j) * ld + i0, r[j], g);
       }
     }
     for (; k < kc; ++k)  // the k tail, and whole padding groups

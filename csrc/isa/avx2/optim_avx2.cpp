@@ -12,16 +12,17 @@ namespace cnnkern {
 namespace avx2 {
 namespace {
 
-// Whole blocks use plain loads and stores (masked stores are slow on some CPUs, AMD's in particular);
-// only the tail of fewer than eight floats goes through a mask.
+// Whole blocks use plain loads and stores; the tail of fewer than eight floats is loaded through a mask and
+// stored by store_first (a masked store is microcoded on AMD Zen).
 struct Whole {
   __m256 load(const float* p) const { return _mm256_loadu_ps(p); }
   void store(float* p, __m256 v) const { _mm256_storeu_ps(p, v); }
 };
 struct Tail {
   __m256i mask;
+  int64_t n;  // the lanes of the tail
   __m256 load(const float* p) const { return _mm256_maskload_ps(p, mask); }
-  void store(float* p, __m256 v) const { _mm256_maskstore_ps(p, mask, v); }
+  void store(float* p, __m256 v) const { store_first(p, v, n); }
 };
 
 // Calls step(i, io) for each 8-float block starting at i, io being Whole or, for the tail, Tail.
@@ -29,7 +30,7 @@ template <typename Step>
 inline void blocks(int64_t n, Step step) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) step(i, Whole{});
-  if (i < n) step(i, Tail{tail_mask(n - i)});
+  if (i < n) step(i, Tail{tail_mask(n - i), n - i});
 }
 
 }  // namespace
