@@ -11,8 +11,8 @@ intermediate values need not exist for anyone else), all in the model's own layo
 * ``add_act``: Add + an activation layer: the sum (array arithmetic: there is no add kernel), then
   activation_forward on it; backward the activation's gradient, handed to every input;
 * ``conv_act``: a Conv2D (or DepthwiseConv2D) without activation + an activation layer of a kind the kernels
-  apply: inference runs ONE conv2d_bias_act_forward with that activation; training runs the two layers (the
-  activation keeps its output for its backward, or hands it to a max pool after it);
+  apply: ONE conv2d_bias_act_forward with that activation, in training too (the conv keeps its input, the
+  activation its output for its backward, or to hand to a max pool after it);
 * ``conv_bn`` / ``conv_bn_act``: a Conv2D (or DepthwiseConv2D) without activation + BatchNormalization (+ an
   activation layer). Inference runs ONE conv2d_bias_act_forward with the batch norm folded into the kernel
   and bias (compress.fold._folded): folded once and kept until the weights change by the inference path
@@ -109,7 +109,7 @@ KERNELS = {
     "bn_act": ("batchnorm2d_act_forward", "{act}batchnorm2d_backward"),
     "add_act": ("array + (no add kernel), activation_forward", "{act}(dy to each input)"),
     "conv_act": (
-        "conv2d_bias_act_forward, activation_forward (infer: one conv, activation fused)",
+        "conv2d_bias_act_forward (activation fused)",
         "{act}conv2d_backward",
     ),
     "conv_bn": (
@@ -131,11 +131,17 @@ def forward(kind: str, layers: tuple[Layer, ...], x: Any, training: bool, logits
     if kind == "conv_act":
         cv, ac = layers
         assert isinstance(cv, Conv2D) and isinstance(ac, Activation)
-        if not training:  # one kernel: the conv's epilogue applies the activation layer's kind
-            args = cv._conv_args(activation=False)
-            w, b = cv.params[cv._kernel_name], cv.params.get("bias")
-            return ops.conv2d_bias_act_forward(x, w, b, **args, activation=ac._fused_kind(), alpha=ac.alpha)
-        return ac.forward(cv.forward(x, training=True), training=True, logits=logits)
+        # one kernel: the conv's epilogue applies the activation layer's kind
+        args = cv._conv_args(activation=False)
+        w, b = cv.params[cv._kernel_name], cv.params.get("bias")
+        y = ops.conv2d_bias_act_forward(x, w, b, **args, activation=ac._fused_kind(), alpha=ac.alpha)
+        if not training:
+            return y
+        # what each layer's own training forward keeps: the conv its input (its activation is linear), the
+        # activation its output, which its backward (or a max pool's after it) takes the gradient from
+        cv._x = x
+        cv._act_fused(y, True, False)
+        return ac._act_fused(y, True, logits)
     if kind in ("conv_bn", "conv_bn_act"):
         conv, bn = layers[0], layers[1]
         act = layers[2] if len(layers) == 3 else None
