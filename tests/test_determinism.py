@@ -108,6 +108,11 @@ def cases():
         "conv pointwise": _conv(x32, r(48, 32, 1, 1), None),
         "conv pointwise, one image": _conv(x32[:1], r(17, 32, 1, 1), r(17)),
         "conv one image": _conv(x32[:1], r(64, 32, 3, 3), r(64)),
+        # weights outweighing the image: the cpp forward splits the filter slivers (a partial last one here)
+        "conv one image, 40 filters": _conv(x64[:1], r(40, 64, 3, 3), r(40)),
+        "conv one image, 40 filters, padded, stride 2": _conv(
+            x64[:1], r(40, 64, 3, 3), None, padding=1, stride=2
+        ),
         "conv + relu + maxpool, one channel": _conv_pool(x1, r(32, 1, 3, 3), r(32)),
         "conv + relu + maxpool, composed": _conv_pool(x32, r(64, 32, 3, 3), r(64)),
         "dense": dense,

@@ -15,11 +15,11 @@
 //   dw: rows = 6 taps (c, r, s), columns = 16 filters, j = the pixels (n, p, q) of a chunk of images:
 //     dw[k,c,r,s] = sum_{n,p,q} dyT[(n,p,q)][k] * x_n[(c*HW + r*W + s) + (p*W + q)],  dyT = dy transposed per
 //     chunk (pixels x filters, 16-aligned rows), so the whole reduction over a chunk stays in registers.
-// Threads: forward splits the tiles; dx splits its items (image block, channel sliver) into one contiguous
-// range per thread, and a thread done with its own range takes items from the back of the fullest other one
-// (each item is computed alone, in a fixed order, so results do not depend on who runs it); dw sums chunks
-// of images that depend on the problem alone (reduction_chunks), a partial each, added in chunk order, so
-// no bit depends on the thread count (dw_impl).
+// Threads: forward splits the tiles, or the 16-filter slivers where the weights outweigh the images; dx
+// splits its items (image block, channel sliver) into one contiguous range per thread, and a thread done with
+// its own range takes items from the back of the fullest other one (each item is computed alone, in a fixed
+// order, so results do not depend on who runs it); dw sums chunks of images that depend on the problem alone
+// (reduction_chunks), a partial each, added in chunk order, so no bit depends on the thread count (dw_impl).
 #include "kernels/conv_igemm.h"
 
 #include <algorithm>
@@ -337,72 +337,99 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
   // array
   const int64_t CHW = x_image_stride ? x_image_stride : g.C * HW,
                 KPQ = y_image_stride ? y_image_stride : K * PQ;
-  thread_local std::vector<float> abuf;
   thread_local std::vector<int64_t> offbuf;
-  // w^T in ceil(K/16) slivers (CRS x 16, zero past K), by 8x8 register transposes: the scalar gather it
-  // replaces cost twice the GEMM at batch 1 (classic conv3, 9 pixels: 13 of 27 us).
-  const int64_t ks = (K + NR - 1) / NR;
-  float* A = grow(abuf, ks * CRS * NR);
-  for (int64_t s = 0; s < ks; ++s)
-    pack_transposed_avx2(w + s * NR * CRS, CRS, K - s * NR, CRS, NR, A + s * CRS * NR, NR);
   offbuf.resize(CRS);
   for (int64_t c = 0, j = 0; c < g.C; ++c)
     for (int64_t r = 0; r < R; ++r)
       for (int64_t s = 0; s < S; ++s) offbuf[j++] = c * HW + r * W + s;
   const int64_t* boff = offbuf.data();  // the caller's table (a thread_local name would be each worker's own)
-  const int64_t pixels = g.N * PQ, tiles = (pixels + MR - 1) / MR, Kp = ks * NR;
+  const int64_t ks = (K + NR - 1) / NR, pixels = g.N * PQ, tiles = (pixels + MR - 1) / MR;
   const bool in_tile = act == Act::none || act == Act::relu || act == Act::leaky_relu;
   const int act_code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : 0;  // others: a pass after
-  // Tiles go in blocks of at most kBlockTiles, the block count a multiple of the thread count (conv3 of the
-  // classic CNN at batch 32 has only 48 tiles); a block's outputs are staged pixel-major (the tiles' own
-  // layout) in st (pixels x Kp, in L1/L2) and then written to y filter row by filter row, with the bias and
-  // activation: contiguous runs of y instead of 6-float pieces of K rows per tile (measured: the scattered
-  // stores cost as much as the arithmetic for conv2 of the classic CNN, y 1 MB at batch 32).
-  constexpr int64_t kBlockTiles = 16;
-  const int64_t nt = num_threads(), blocks = ((tiles + kBlockTiles - 1) / kBlockTiles + nt - 1) / nt * nt;
-  const int64_t bt = (tiles + blocks - 1) / blocks;  // tiles per block
-  parallel_for((tiles + bt - 1) / bt, [&](int64_t blk0, int64_t blk1) {
-    thread_local std::vector<float> stbuf;
-    float* st = grow(stbuf, bt * MR * Kp);
+
+  // Slivers [s0, s1) of w^T (CRS x 16 each, zero past K) into dst, by 8x8 register transposes: the scalar
+  // gather this replaced cost twice the GEMM at batch 1 (classic conv3, 9 pixels: 13 of 27 us).
+  const auto pack = [&](int64_t s0, int64_t s1, float* dst) {
+    for (int64_t s = s0; s < s1; ++s)
+      pack_transposed_avx2(w + s * NR * CRS, CRS, std::min(NR, K - s * NR), CRS, NR,
+                           dst + (s - s0) * CRS * NR, NR);
+  };
+  // Pixels [e_lo, e_hi) (of any images) x slivers [s0, s1) (packed at A): the tiles' outputs are staged
+  // pixel-major (their own layout) in st (rows (s1-s0)*16 wide, in L1/L2) and then written to y filter row by
+  // filter row, with the bias and activation: contiguous runs of y instead of 6-float pieces of K rows per
+  // tile (measured: the scattered stores cost as much as the arithmetic for conv2 of the classic CNN, y 1 MB
+  // at batch 32).
+  const auto block = [&](int64_t e_lo, int64_t e_hi, const float* A, int64_t s0, int64_t s1, float* st) {
+    const int64_t ld = (s1 - s0) * NR, k0 = s0 * NR, cols = std::min(K, s1 * NR) - k0;
     const float* bp[MR];
-    int64_t fetched = -1;  // the last image prefetched
-    for (int64_t blk = blk0; blk < blk1; ++blk) {
-      const int64_t e_lo = blk * bt * MR, e_hi = std::min(pixels, e_lo + bt * MR);
-      for (int64_t n = std::max(fetched + 1, e_lo / PQ + 1); n <= std::min(g.N - 1, e_hi / PQ + 1); ++n)
-        prefetch_floats(x + n * CHW, g.C * HW), fetched = n;
-      // (n, p, q): the pixel e0, advanced without divisions
-      for (int64_t e0 = e_lo, n = e_lo / PQ, p = e_lo % PQ / Q, q = e_lo % Q; e0 < e_hi; e0 += MR) {
-        const int64_t m = std::min(MR, e_hi - e0);
-        auto next = [&] {
-          if (++q == Q) {
-            q = 0;
-            if (++p == P) p = 0, ++n;
-          }
-        };
-        for (int64_t i = 0; i < MR; ++i) {
-          bp[i] = x + n * CHW + p * g.sh * W + q * g.sw;
-          if (i < m - 1) next();
+    // (n, p, q): the pixel e0, advanced without divisions
+    for (int64_t e0 = e_lo, n = e_lo / PQ, p = e_lo % PQ / Q, q = e_lo % Q; e0 < e_hi; e0 += MR) {
+      const int64_t m = std::min(MR, e_hi - e0);
+      auto next = [&] {
+        if (++q == Q) {
+          q = 0;
+          if (++p == P) p = 0, ++n;
         }
-        next();
-        for (int64_t fs = 0; fs < ks; ++fs) {
-          float* dst = st + (e0 - e_lo) * Kp + fs * NR;
-          if (Kp == NR && m == MR) {  // one sliver: the tile's rows are st's, written in place
-            avx2::igemm_6x16(CRS, A, nullptr, NR, bp, boff, dst, false);
-            continue;
-          }
-          alignas(32) float t[MR * NR];
-          avx2::igemm_6x16(CRS, A + fs * CRS * NR, nullptr, NR, bp, boff, t, false);
-          for (int64_t i = 0; i < m; ++i) std::memcpy(dst + i * Kp, t + i * NR, sizeof(float) * NR);
-        }
+      };
+      for (int64_t i = 0; i < MR; ++i) {
+        bp[i] = x + n * CHW + p * g.sh * W + q * g.sw;
+        if (i < m - 1) next();
       }
-      // [e_lo, e_hi) in runs within one image: y[n, k, pq0:pq1] = act(st[.., k] + b[k]).
-      for (int64_t e = e_lo; e < e_hi;) {
-        const int64_t n = e / PQ, pq0 = e % PQ, len = std::min(e_hi - e, PQ - pq0);
-        avx2::transpose_bias_act(st + (e - e_lo) * Kp, Kp, len, K, b, act_code, alpha, y + n * KPQ + pq0, PQ);
-        e += len;
+      next();
+      for (int64_t fs = 0; fs < s1 - s0; ++fs) {
+        float* dst = st + (e0 - e_lo) * ld + fs * NR;
+        if (ld == NR && m == MR) {  // one sliver: the tile's rows are st's, written in place
+          avx2::igemm_6x16(CRS, A, nullptr, NR, bp, boff, dst, false);
+          continue;
+        }
+        alignas(32) float t[MR * NR];
+        avx2::igemm_6x16(CRS, A + fs * CRS * NR, nullptr, NR, bp, boff, t, false);
+        for (int64_t i = 0; i < m; ++i) std::memcpy(dst + i * ld, t + i * NR, sizeof(float) * NR);
       }
     }
-  });
+    // [e_lo, e_hi) in runs within one image: y[n, k, pq0:pq1] = act(st[.., k - k0] + b[k]).
+    for (int64_t e = e_lo; e < e_hi;) {
+      const int64_t n = e / PQ, pq0 = e % PQ, len = std::min(e_hi - e, PQ - pq0);
+      avx2::transpose_bias_act(st + (e - e_lo) * ld, ld, len, cols, b ? b + k0 : nullptr, act_code, alpha,
+                               y + n * KPQ + k0 * PQ + pq0, PQ);
+      e += len;
+    }
+  };
+  constexpr int64_t kBlockTiles = 16;  // tiles per block (st: 96 pixels)
+  const int64_t nt = num_threads();
+  if (nt > 1 && ks > 1 && CRS * K > g.N * g.C * g.H * W) {
+    // The weights outweigh the images (batch-1 latency): the threads split the slivers, each packing its
+    // own, and each reads every image, rather than every thread reading all the weights packed by the
+    // caller, from another core. Measured on the 2-core VM, 2 threads, interleaved (batch 1): 0.48-0.91x the
+    // tile split's time with 32-128 channels at 5x5 to 16x16; 0.66-0.88x at batch 2 where the rule holds.
+    parallel_for(ks, [&](int64_t s0, int64_t s1) {
+      thread_local std::vector<float> abuf, stbuf;
+      float* A = grow(abuf, (s1 - s0) * CRS * NR);
+      pack(s0, s1, A);
+      float* st = grow(stbuf, kBlockTiles * MR * (s1 - s0) * NR);
+      for (int64_t e = 0; e < pixels; e += kBlockTiles * MR)
+        block(e, std::min(pixels, e + kBlockTiles * MR), A, s0, s1, st);
+    });
+  } else {
+    // The threads split the tiles, in blocks of at most kBlockTiles, the block count a multiple of the thread
+    // count (conv3 of the classic CNN at batch 32 has only 48 tiles).
+    thread_local std::vector<float> abuf;
+    float* A = grow(abuf, ks * CRS * NR);
+    pack(0, ks, A);
+    const int64_t blocks = ((tiles + kBlockTiles - 1) / kBlockTiles + nt - 1) / nt * nt;
+    const int64_t bt = (tiles + blocks - 1) / blocks;  // tiles per block
+    parallel_for((tiles + bt - 1) / bt, [&](int64_t blk0, int64_t blk1) {
+      thread_local std::vector<float> stbuf;
+      float* st = grow(stbuf, bt * MR * ks * NR);
+      int64_t fetched = -1;  // the last image prefetched
+      for (int64_t blk = blk0; blk < blk1; ++blk) {
+        const int64_t e_lo = blk * bt * MR, e_hi = std::min(pixels, e_lo + bt * MR);
+        for (int64_t n = std::max(fetched + 1, e_lo / PQ + 1); n <= std::min(g.N - 1, e_hi / PQ + 1); ++n)
+          prefetch_floats(x + n * CHW, g.C * HW), fetched = n;
+        block(e_lo, e_hi, A, 0, ks, st);
+      }
+    });
+  }
   if (!in_tile)
     parallel_for(g.N * K, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) activation_inplace(act, y + i / K * KPQ + i % K * PQ, PQ, alpha);
