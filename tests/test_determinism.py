@@ -107,6 +107,8 @@ def cases():
         "conv depthwise, stride 2": _conv(x32, r(32, 1, 3, 3), r(32), groups=32, stride=2, padding=1),
         "conv pointwise": _conv(x32, r(48, 32, 1, 1), None),
         "conv pointwise, one image": _conv(x32[:1], r(17, 32, 1, 1), r(17)),
+        "conv pointwise, one image, weights outweighing it": _conv(x64[:1], r(40, 64, 1, 1), r(40)),
+        "conv pointwise, one image, 2 groups": _conv(x64[:1], r(40, 32, 1, 1), r(40), groups=2),
         "conv one image": _conv(x32[:1], r(64, 32, 3, 3), r(64)),
         # weights outweighing the image: the cpp forward splits the filter slivers (a partial last one here)
         "conv one image, 40 filters": _conv(x64[:1], r(40, 64, 3, 3), r(40)),

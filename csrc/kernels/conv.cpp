@@ -243,15 +243,39 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
       activation_inplace(act, yk + j0, j1 - j0, alpha);
     }
   };
-  if (g.N >= num_threads())
+  const int64_t mr = wp[0].uk.mr, panels = (Kg + mr - 1) / mr;
+  if (g.N >= num_threads()) {
     parallel_for(g.N, [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) columns(make_col(n, false), n, 0, slivers);
     });
-  else
+  } else if (pointwise && g.G * panels > 1 && g.K * g.CgRS() > CHW) {
+    // A pointwise conv whose weights outweigh the image (batch-1 latency): the threads split the filters'
+    // row panels, each thread writing whole rows of y; split by columns, both threads read all the packed
+    // weights and write the same rows (measured, 64 -> 64 channels at 8x8, 2 threads: 36 us against 13.5 us
+    // on one thread).
+    for (int64_t n = 0; n < g.N; ++n)
+      parallel_for(g.G * panels, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1;) {  // the run of panels [i, e) within group gi
+          const int64_t gi = i / panels, e = std::min(i1, (gi + 1) * panels);
+          const int64_t k0 = (i - gi * panels) * mr, k1 = std::min(Kg, (e - gi * panels) * mr);
+          float* C = y + n * g.K * PQ + gi * Kg * PQ;
+          sgemm_packed_rows_serial(wp[gi], k0, k1, 0, PQ, MatView{x + n * CHW + gi * CgRS * PQ, PQ, 1}, C, PQ,
+                                   false);
+          for (int64_t k = k0; k < k1; ++k) {
+            float* yk = C + k * PQ;
+            if (b)
+              for (int64_t j = 0; j < PQ; ++j) yk[j] += b[gi * Kg + k];
+            activation_inplace(act, yk, PQ, alpha);
+          }
+          i = e;
+        }
+      });
+  } else {
     for (int64_t n = 0; n < g.N; ++n) {
       const float* col = make_col(n, true);
       parallel_for(slivers, [&](int64_t s0, int64_t s1) { columns(col, n, s0, s1); });
     }
+  }
 }
 
 }  // namespace
