@@ -35,14 +35,34 @@ _candidates: dict[tuple[Any, ...], list[str]] = {}
 _state: dict[str, Any] = {"loaded_from": None, "warned": set()}
 
 
+# Read at every conv call (tests and users may change them between calls); os.environ.get costs ~0.7 us
+# through its Mapping layers, os.environ's own dict (bytes keys on POSIX) ~0.05 us: a batch-1 inference
+# makes a few such calls per layer.
+_ENV_DATA = getattr(os.environ, "_data", None)
+_ENV_KEYS = os.name == "posix" and isinstance(_ENV_DATA, dict)
+
+
+def _getenv(name: str) -> str:
+    if _ENV_KEYS:
+        raw = _ENV_DATA.get(name.encode())  # type: ignore[union-attr]
+        return "" if raw is None else os.fsdecode(raw)
+    return os.environ.get(name, "")
+
+
 def enabled() -> bool:
     """True when ``CNNKERN_AUTOTUNE`` is ``1`` / ``on`` / ``true`` / ``yes``; else the fixed heuristics."""
-    return os.environ.get("CNNKERN_AUTOTUNE", "").strip().lower() in ("1", "on", "true", "yes")
+    return _getenv("CNNKERN_AUTOTUNE").strip().lower() in ("1", "on", "true", "yes")
+
+
+def off() -> bool:
+    """Neither measuring nor forcing: every conv takes the fixed heuristics (the common case, checked first
+    by the cpp backend's conv calls)."""
+    return not _getenv("CNNKERN_CONV_ALGO") and not enabled()
 
 
 def forced() -> str | None:
     """The algorithm ``CNNKERN_CONV_ALGO`` forces, None if unset or ``auto``; ValueError for another name."""
-    name = os.environ.get("CNNKERN_CONV_ALGO", "").strip().lower()
+    name = _getenv("CNNKERN_CONV_ALGO").strip().lower()
     if name in ("", "auto"):
         return None
     if name not in ALGOS:

@@ -152,6 +152,10 @@ def _tuned(direction: str, entry: str, xw: tuple[int, int], extra: Callable[...,
     ``extra(arrays, rest)`` (what else changes the kernel's work: the backward's needs, the pool...)."""
 
     def conv(*arrays: Any, stride: Any, padding: Any, dilation: Any, groups: int, **rest: Any) -> Any:
+        if autotune.off():  # the heuristics: no key to build (a batch-1 inference feels each microsecond)
+            return getattr(_cpp, entry)(
+                *arrays, stride=stride, padding=padding, dilation=dilation, groups=groups, algo=None, **rest
+            )
         geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
         def run(algo: str | None) -> Any:

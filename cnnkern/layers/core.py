@@ -4,6 +4,7 @@ does): :class:`Flatten`, :class:`Reshape`, :class:`ZeroPadding2D` (reshaping and
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ class Flatten(Layer):
         return (int(np.prod(in_shape)),)
 
     def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
-        return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))  # -1 cannot be inferred for N = 0
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # -1 cannot be inferred for N = 0
 
     def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         return dy.reshape((dy.shape[0], *self.in_shape))
