@@ -42,9 +42,12 @@ def to_internal(model: Model, x: Any, name: str = "x", check_finite: bool = True
     if x.ndim == 4:
         x = x.transpose(0, 3, 1, 2)
     # A value beyond the dtype's range becomes inf here, which check_inputs then reports by name: NumPy's
-    # overflow warning would only repeat it.
-    with np.errstate(over="ignore"):
-        out = model._ctx.xp.asarray(mod.ascontiguousarray(x, dtype=model.dtype))
+    # overflow warning would only repeat it. Without a cast there is nothing to overflow (and no errstate).
+    if x.dtype == model.dtype:
+        out = model._ctx.xp.asarray(mod.ascontiguousarray(x))
+    else:
+        with np.errstate(over="ignore"):
+            out = model._ctx.xp.asarray(mod.ascontiguousarray(x, dtype=model.dtype))
     if check_finite:
         nonfinite.check_inputs(out, name, model._ctx.xp)
     return out

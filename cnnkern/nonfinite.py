@@ -29,6 +29,7 @@ from .errors import NonFiniteInputError, NonFiniteLossError
 __all__ = ["check_inputs", "check_step", "first_nonfinite", "is_finite"]
 
 _CHUNK = 4096  # samples per isfinite pass: bounds the temporary boolean array for large datasets
+_SMALL = 16384  # values checked by isfinite directly (a temporary of at most 16 KB)
 
 CAUSES = (
     "a learning rate too high for this model (try 10x smaller), exploding activations (add "
@@ -42,12 +43,17 @@ def first_nonfinite(x: BackendArray, xp: Any = np) -> int | None:
     Integer arrays are finite by construction and are not scanned."""
     if x.dtype.kind not in "fc":
         return None
-    # One pass without a temporary: a NaN or Inf anywhere makes the sum NaN or Inf, so a finite sum proves
-    # every value finite (a predict_on_batch of one image pays ~1 us, not 5). A non-finite sum may also be
-    # an overflow of finite values: the exact scan below decides.
-    with np.errstate(over="ignore", invalid="ignore"):
-        if x.size and bool(xp.isfinite(x.sum())):
+    # A small array (one image): isfinite over it, no warning possible, so no errstate (1.6 us against 2.9
+    # for a 28x28 image). Else one pass without a temporary: a NaN or Inf anywhere makes the sum NaN or Inf,
+    # so a finite sum proves every value finite. A non-finite sum may also be an overflow of finite values:
+    # the exact scan below decides.
+    if x.size <= _SMALL:
+        if bool(xp.isfinite(x).all()):
             return None
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if bool(xp.isfinite(x.sum())):
+                return None
     n = x.shape[0]
     for lo in range(0, n, _CHUNK):
         block = x[lo : lo + _CHUNK].reshape(min(_CHUNK, n - lo), -1)
