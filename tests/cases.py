@@ -268,6 +268,8 @@ DENSE_CASES = [
     # the dot-product forward (gemm_nt): row and column blocks of 48 x 64 with 2 and 3 left over, 3 x 4 tiles
     # with tails, a k block of 512 plus 8, split over the threads
     DenseCase("n50-in520-out67", 50, 520, 67),
+    # from 64 rows and 256 outputs the packed GEMM: row panels, column slivers and k with tails
+    DenseCase("n67-in130-out263", 67, 130, 263),
     # batch 1 runs a matrix-vector product: 4-row groups and leftover rows, k in 16s, an 8 and a tail; the
     # second is large enough for its rows to be split over threads
     DenseCase("n1-in33-out7", 1, 33, 7),
