@@ -12,7 +12,8 @@ parameters and configuration; the plan decides what runs together:
 
 In inference (``training=False``) the conv and dense steps run through :mod:`cnnkern.plan_infer`: weights
 prepared (batch norm folded) once until they change, each call's checks and geometry compiled once per
-input shape.
+input shape; a max pool that alone reads a conv step (after its batch norm and activation too) runs in
+that step's kernel (ops.conv2d_act_maxpool_forward), its own step skipped.
 
 ``model.summary(plan=True)`` prints the steps and the kernels each calls. A Sequential's plan is that of its
 chain, a functional model's that of its graph (:mod:`cnnkern.graph`); both run through :class:`Plan`.
@@ -22,7 +23,7 @@ A step whose output several steps read receives the sum of their gradients (arra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from . import plan_fusions, plan_infer
 from ._typing import BackendArray
@@ -65,6 +66,7 @@ class Step:
         "frees",
         "prepared",
         "compiled",
+        "pool_after",
     )
 
     def __init__(self, layers: tuple[Layer, ...], inputs: list[int], merge: bool) -> None:
@@ -78,6 +80,7 @@ class Step:
         # the inference path's prepared weights and its calls compiled per input shape (cnnkern.plan_infer)
         self.prepared: plan_infer.Prepared | None = None
         self.compiled: dict[tuple[Any, ...], Any] = {}
+        self.pool_after: int | None = None  # a max pool step run in this step's kernel in inference
 
     def kernels(self, act_taken: bool = False) -> tuple[str, str]:
         """The (forward, backward) kernels this step calls (``act_taken``: a pool after it applies its
@@ -161,31 +164,52 @@ class Plan:
         for j, s in enumerate(last_use):
             if s != j and j != self.output:
                 self.steps[s].frees.append(j)
+        # In inference a max pool that alone reads a conv step runs in that step's kernel
+        # (plan_infer.pools_after): the conv output is pooled where it is computed, and for a first layer
+        # (1-4 channels) it is never written out at all.
+        step_readers = [0] * len(self.steps)
+        for step in self.steps:
+            for j in step.inputs:
+                step_readers[j] += 1
+        for p, step in enumerate(self.steps):
+            if step.kind == "layer" and type(step.layers[0]) is MaxPooling2D and len(step.inputs) == 1:
+                s = step.inputs[0]
+                if step_readers[s] == 1 and s != self.output and plan_infer.pools_after(self.steps[s]):
+                    self.steps[s].pool_after = p
 
     def forward(self, x: BackendArray, training: bool, logits: bool) -> BackendArray:
         vals: list[Any] = [None] * len(self.steps)
         fast = self.fast_inference and not training
         if training:
             weights_changed()  # a training forward may update state in place (batch norm's statistics)
+        pooled: dict[int, Any] = {}  # pool step -> its output, computed in the conv step it reads
         for s, step in enumerate(self.steps):
-            ins = step.inputs
-            arg = x if not ins else [vals[j] for j in ins] if step.merge else vals[ins[0]]
-            y = (
-                None
-                if not fast or step.merge
-                else plan_infer.run_step(step, arg, logits and s == self.output)
-            )
-            if y is not None:
-                vals[s] = y
-            elif step.kind != "layer":
-                vals[s] = plan_fusions.forward(
-                    step.kind, step.layers, arg, training, logits and s == self.output
-                )
+            if s in pooled:
+                vals[s] = pooled.pop(s)
             else:
-                vals[s] = step.layers[0].forward(arg, training=training, logits=logits and s == self.output)
+                ins = step.inputs
+                arg = x if not ins else [vals[j] for j in ins] if step.merge else vals[ins[0]]
+                then, y = step.pool_after if fast else None, None
+                if then is not None:
+                    y = plan_infer.run_step(step, arg, False, cast(MaxPooling2D, self.steps[then].layers[0]))
+                if then is not None and y is not None:
+                    pooled[then] = y  # the pool's output; nothing else reads the conv's own
+                else:
+                    vals[s] = self._step_forward(step, arg, training, fast, logits and s == self.output)
             for j in step.frees:
                 vals[j] = None
         return vals[self.output]
+
+    @staticmethod
+    def _step_forward(step: Step, arg: Any, training: bool, fast: bool, logits: bool) -> Any:
+        """One step's output: its compiled inference call where it has one, else its fused group's or its
+        layer's checked forward."""
+        y = plan_infer.run_step(step, arg, logits) if fast and not step.merge else None
+        if y is not None:
+            return y
+        if step.kind != "layer":
+            return plan_fusions.forward(step.kind, step.layers, arg, training, logits)
+        return step.layers[0].forward(arg, training=training, logits=logits)
 
     def backward(self, d: BackendArray) -> None:
         """Back-propagate the gradient ``d`` of the output in reverse step order; each layer's ``grads``
@@ -220,6 +244,8 @@ class Plan:
         for s, step in enumerate(self.steps):
             names = " + ".join(f"{l.name} ({type(l).__name__})" for l in step.layers)
             fwd, bwd = step.kernels(id(step.layers[-1]) in taken)
+            if step.pool_after is not None:
+                fwd += f" (infer with step {step.pool_after}'s max pool: conv2d_act_maxpool_forward)"
             rows.append((str(s), names, fwd, bwd))
         rows.append(("", "(loss)", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward"))
         head = ("#", "Step (layers)", "Forward", "Backward")

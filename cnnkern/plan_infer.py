@@ -12,7 +12,9 @@ weights prepared once and from arguments compiled once per input shape.
   the shape does not fix: that x is C-contiguous in the model's dtype (else the step takes the checked
   path), and that the batch is not empty (the front door answers those without a kernel).
 
-Max / average pools get compiled calls too. Steps of other kinds (activations, batch norm alone, merges,
+A max pool that alone reads a conv step runs in that step's call (:func:`pools_after`: the folded
+weights, the activation, then the pool, in one conv2d_act_maxpool_forward). Max / average pools of their
+own get compiled calls too. Steps of other kinds (activations, batch norm alone, merges,
 global pools, a user's own layer) run their layers' checked forward as in training.
 ``Plan.fast_inference = False`` turns this module off (the tests compare both ways).
 """
@@ -20,7 +22,7 @@ global pools, a user's own layer) run their layers' checked forward as in traini
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .layers import (
     AveragePooling2D,
@@ -98,11 +100,25 @@ def weights(step: Step) -> tuple[BackendArray, BackendArray | None]:
     return w, b
 
 
-def compile_step(step: Step, x: Any) -> Run | None:
-    """The compiled call of ``step`` for inputs of x's shape, or None where the step takes its checked
-    path (kinds without one, channels_first layers, an empty batch)."""
-    if x.shape[0] == 0 or not all(l.data_format == "channels_last" for l in step.layers):
+def pools_after(step: Step) -> bool:
+    """Whether a max pool that alone reads this step's output can run in the step's conv kernel in
+    inference (ops.conv2d_act_maxpool_forward with the step's prepared weights): a conv step of these
+    exact classes whose activation (its own, or the fused activation layer's) the kernel applies."""
+    first = step.layers[0]
+    if type(first) not in _CONVS or step.kind not in ("layer", "conv_act", "conv_bn", "conv_bn_act"):
+        return False
+    return step.kind != "layer" or cast(Conv2D, first).can_fuse_pool()
+
+
+def compile_step(step: Step, x: Any, pool: MaxPooling2D | None = None) -> Run | None:
+    """The compiled call of ``step`` (followed by ``pool``, see :func:`pools_after`) for inputs of x's
+    shape, or None where the step takes its checked path (kinds without one, channels_first layers, an
+    empty batch)."""
+    layers = step.layers if pool is None else (*step.layers, pool)
+    if x.shape[0] == 0 or not all(l.data_format == "channels_last" for l in layers):
         return None
+    if pool is not None:
+        return _conv(step, step.layers[0], x, pool)  # type: ignore[arg-type]
     kind, first = step.kind, step.layers[0]
     if kind == "layer" and type(first) is Dense:
         return _dense(step, first, x)
@@ -148,7 +164,7 @@ def _pool(layer: Layer, x: Any) -> Run:
     return lambda x, logits: kernel(x, **kw)
 
 
-def _conv(step: Step, conv: Conv2D, x: Any) -> Run:
+def _conv(step: Step, conv: Conv2D, x: Any, pool_layer: MaxPooling2D | None = None) -> Run:
     be = conv._ctx.backend
     w, b = weights(step)
     _, _, _, stride, pad, dilation, groups, pq = conv_ops._forward_args(
@@ -162,7 +178,9 @@ def _conv(step: Step, conv: Conv2D, x: Any) -> Run:
         kind, alpha = conv._fused_kind(), conv.alpha
     alpha = check.activation_kind(kind, alpha)
     if step.kind == "conv_pool":
-        g = step.layers[1].fused_geometry()  # type: ignore[attr-defined]
+        pool_layer = step.layers[1]  # type: ignore[assignment]
+    if pool_layer is not None:
+        g = pool_layer.fused_geometry()
         z_shape = (x.shape[0], w.shape[0]) + pq
         k, s, p, d, ceil_mode, out = pool_ops._geometry(
             z_shape, g["pool_size"], g["pool_stride"], g["pool_padding"], 1, g["ceil_mode"]
@@ -195,18 +213,19 @@ def _conv(step: Step, conv: Conv2D, x: Any) -> Run:
     return run
 
 
-def run_step(step: Step, x: Any, logits: bool) -> Any | None:
-    """The step's output through its compiled call for x's shape (compiled now if new), or None where it
-    has none (the caller runs the checked path). The calls are kept per model context, since a compiled
-    call holds its backend's kernel (to_backend gives the layers a new context)."""
+def run_step(step: Step, x: Any, logits: bool, pool: MaxPooling2D | None = None) -> Any | None:
+    """The step's output (with ``pool``: that pool's output, the pool run in the step's kernel) through its
+    compiled call for x's shape (compiled now if new), or None where it has none (the caller runs the
+    checked path). The calls are kept per model context, since a compiled call holds its backend's kernel
+    (to_backend gives the layers a new context)."""
     ctx = step.layers[0]._ctx
-    key = (x.shape, ctx)
+    key = (x.shape, ctx, pool)
     calls = step.compiled
     run = calls.get(key, False)
     if run is False:
         if len(calls) >= _MAX_SHAPES:  # many batch sizes (or backends): start over rather than grow
             calls.clear()
-        run = calls[key] = compile_step(step, x)
+        run = calls[key] = compile_step(step, x, pool)
     if run is None or not x.flags.c_contiguous or x.dtype != ctx.dtype:
         return None
     return run(x, logits)

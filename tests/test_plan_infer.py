@@ -106,6 +106,56 @@ def test_compiled_pools_equal_the_unprepared_path(name):
     assert len(pools) == 2 and all(None not in s.compiled.values() for s in pools)
 
 
+@pytest.mark.parametrize("name", ["cpp", "numba", "reference"])
+def test_a_max_pool_runs_in_the_conv_step_before_it(name):
+    """In inference a max pool that alone reads a conv step (its batch norm folded, its activation layer
+    fused) runs in that step's conv2d_act_maxpool_forward: one channel (the register-pooled first layer),
+    'same' pool padding with overlapping windows; the pool's own step then never runs."""
+    load_backend(name)
+    m = keras.Sequential(
+        [
+            keras.Input((12, 12, 1)),
+            layers.Conv2D(4, 3, padding="same", use_bias=False),
+            layers.BatchNormalization(convention="torch"),
+            layers.ReLU(),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(6, 3),
+            layers.LeakyReLU(0.1),
+            layers.MaxPooling2D(3, strides=2, padding="same"),
+            layers.Flatten(),
+            layers.Dense(3, activation="softmax"),
+        ],
+        backend=name,
+        seed=1,
+    )
+    m.build()
+    x = np.random.default_rng(4).random((3, 12, 12, 1), dtype=np.float32)
+    np.testing.assert_array_equal(m.predict_on_batch(x), _unprepared(m, x))
+    steps = m._plan.steps
+    convs = [s for s in steps if s.pool_after is not None]
+    assert [s.kind for s in convs] == ["conv_bn_act", "conv_act"]
+    for s in convs:
+        assert type(steps[s.pool_after].layers[0]) is layers.MaxPooling2D
+        assert not steps[s.pool_after].compiled  # its output came from the conv step
+        assert any(key[2] is not None for key in s.compiled)
+    lines = []
+    m.summary(print_fn=lines.append, plan=True)
+    assert "infer with step 3's max pool: conv2d_act_maxpool_forward" in "\n".join(lines)
+
+
+def test_a_conv_output_read_twice_keeps_its_own_pool_step():
+    inp = keras.Input((8, 8, 2))
+    c = layers.Conv2D(3, 3, padding="same", activation="relu")(inp)
+    p = layers.MaxPooling2D()(c)
+    g = layers.GlobalAveragePooling2D()(c)
+    out = layers.Concatenate()([layers.Flatten()(p), g])
+    m = keras.Model(inp, out, backend="cpp")
+    m.build()
+    assert all(s.pool_after is None for s in m._plan.steps)
+    x = np.random.default_rng(5).random((2, 8, 8, 2), dtype=np.float32)
+    np.testing.assert_array_equal(m.predict_on_batch(x), _unprepared(m, x))
+
+
 def test_compiled_calls_are_bounded():
     from cnnkern import plan_infer
 
