@@ -224,6 +224,16 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
       rows(0, g.C);
     return col;
   };
+  // The epilogue while the outputs are in cache: bias, then the fused activation, over rows [k0, k1) (all
+  // groups' filters) x columns [j0, j1) of image yn, row segment by row segment.
+  auto bias_act = [&](float* yn, int64_t k0, int64_t k1, int64_t j0, int64_t j1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      float* yk = yn + k * PQ;
+      if (b)
+        for (int64_t j = j0; j < j1; ++j) yk[j] += b[k];
+      activation_inplace(act, yk + j0, j1 - j0, alpha);
+    }
+  };
   // Output columns [s0*nr, s1*nr) of image n from its col.
   auto columns = [&](const float* col, int64_t n, int64_t s0, int64_t s1) {
     const int64_t j0 = s0 * nr, j1 = std::min(PQ, s1 * nr);
@@ -235,13 +245,7 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
       else
         sgemm_padded_b_serial(wp[gi], col + gi * CgRS * ld, ld, j0, j1, C, PQ, false);
     }
-    // Epilogue while the columns are in cache: bias, then the fused activation, row segment by row segment.
-    for (int64_t k = 0; k < g.K; ++k) {
-      float* yk = yn + k * PQ;
-      if (b)
-        for (int64_t j = j0; j < j1; ++j) yk[j] += b[k];
-      activation_inplace(act, yk + j0, j1 - j0, alpha);
-    }
+    bias_act(yn, 0, g.K, j0, j1);
   };
   const int64_t mr = wp[0].uk.mr, panels = (Kg + mr - 1) / mr;
   if (g.N >= num_threads()) {
@@ -258,15 +262,10 @@ void conv_forward_impl(const float* x, const float* w, const float* b, float* y,
         for (int64_t i = i0; i < i1;) {  // the run of panels [i, e) within group gi
           const int64_t gi = i / panels, e = std::min(i1, (gi + 1) * panels);
           const int64_t k0 = (i - gi * panels) * mr, k1 = std::min(Kg, (e - gi * panels) * mr);
-          float* C = y + n * g.K * PQ + gi * Kg * PQ;
-          sgemm_packed_rows_serial(wp[gi], k0, k1, 0, PQ, MatView{x + n * CHW + gi * CgRS * PQ, PQ, 1}, C, PQ,
-                                   false);
-          for (int64_t k = k0; k < k1; ++k) {
-            float* yk = C + k * PQ;
-            if (b)
-              for (int64_t j = 0; j < PQ; ++j) yk[j] += b[gi * Kg + k];
-            activation_inplace(act, yk, PQ, alpha);
-          }
+          float* yn = y + n * g.K * PQ;
+          sgemm_packed_rows_serial(wp[gi], k0, k1, 0, PQ, MatView{x + n * CHW + gi * CgRS * PQ, PQ, 1},
+                                   yn + gi * Kg * PQ, PQ, false);
+          bias_act(yn, gi * Kg + k0, gi * Kg + k1, 0, PQ);
           i = e;
         }
       });

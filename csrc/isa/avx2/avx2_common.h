@@ -9,10 +9,11 @@ namespace cnnkern {
 namespace avx2 {
 namespace {
 
-// Lanes [0, n) of a load/store mask, n in [0, 8].
+// Lanes [0, n) of a load/store mask, n >= 0 (8 and more: every lane, for a loop whose first masked step
+// may be a whole vector).
 inline __m256i tail_mask(int64_t n) {
-  alignas(32) static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - n));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n < 8 ? n : 8)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 // Stores lanes [0, n) of v at p, n in [0, 8], by plain 128/64/32-bit stores: a masked store (vmaskmovps) is

@@ -11,15 +11,6 @@
 namespace cnnkern {
 namespace avx2 {
 
-namespace {
-// Lanes [0, n) set, any n (n >= 8: all): unlike avx2_common's tail_mask, a loop's first masked step may be
-// a whole vector here.
-inline __m256i mask_below(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
-                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-}  // namespace
-
 void dwconv_fwd_row(int64_t Q, int64_t T, const float* const* src, const float* wt, float bias, float* y) {
   int64_t q = 0;
   for (; q + 16 <= Q; q += 16) {  // two independent accumulators per step
@@ -33,7 +24,7 @@ void dwconv_fwd_row(int64_t Q, int64_t T, const float* const* src, const float* 
     _mm256_storeu_ps(y + q + 8, a1);
   }
   for (; q < Q; q += 8) {
-    const __m256i m = mask_below(Q - q);
+    const __m256i m = tail_mask(Q - q);
     __m256 a = _mm256_set1_ps(bias);
     for (int64_t t = 0; t < T; ++t)
       a = _mm256_fmadd_ps(_mm256_set1_ps(wt[t]), _mm256_maskload_ps(src[t] + q, m), a);
@@ -59,7 +50,7 @@ void fwd_plane(int64_t P, int64_t Q, const float* fr, const int64_t* tap, int64_
       _mm256_storeu_ps(y + q + 8, a1);
     }
     for (; q < Q; q += 8) {
-      const __m256i m = mask_below(Q - q);
+      const __m256i m = tail_mask(Q - q);
       __m256 a = _mm256_set1_ps(bias);
       for (int t = 0; t < T; ++t) a = _mm256_fmadd_ps(wv[t], _mm256_maskload_ps(fr + tap[t] + q, m), a);
       store_first(y + q, a, Q - q);
@@ -95,7 +86,7 @@ void dwconv_dw_row(int64_t Q, int64_t T, const float* const* src, const float* d
       _mm256_storeu_ps(
           a + q, _mm256_fmadd_ps(_mm256_loadu_ps(dy + q), _mm256_loadu_ps(s + q), _mm256_loadu_ps(a + q)));
     if (q < Q) {
-      const __m256i m = mask_below(Q - q);
+      const __m256i m = tail_mask(Q - q);
       store_first(a + q,
                   _mm256_fmadd_ps(_mm256_maskload_ps(dy + q, m), _mm256_maskload_ps(s + q, m),
                                   _mm256_maskload_ps(a + q, m)),
@@ -109,7 +100,7 @@ namespace {
 template <bool Masked>
 void dw_columns9(int64_t P, int64_t Q, int64_t q, const float* fr, const int64_t* tap, int64_t rs,
                  const float* dy, float* acc) {
-  const __m256i m = mask_below(Masked ? Q - q : 8);
+  const __m256i m = tail_mask(Masked ? Q - q : 8);
   const auto load = [&](const float* p) { return Masked ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p); };
   __m256 a[9];
   for (int t = 0; t < 9; ++t) a[t] = load(acc + t * Q + q);
