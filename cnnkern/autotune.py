@@ -57,7 +57,7 @@ def enabled() -> bool:
 def off() -> bool:
     """Neither measuring nor forcing: every conv takes the fixed heuristics (the common case, checked first
     by the cpp backend's conv calls)."""
-    return not _getenv("CNNKERN_CONV_ALGO") and not enabled()
+    return forced() is None and not enabled()
 
 
 def forced() -> str | None:

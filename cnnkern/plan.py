@@ -155,22 +155,20 @@ class Plan:
             self.steps.append(step)
         self.output = step_of[out]
         last_use = list(range(len(self.steps)))
+        step_readers = [0] * len(self.steps)
         for s, step in enumerate(self.steps):
             step.needs_grad = any(l.params for l in step.layers) or any(
                 self.steps[j].needs_grad for j in step.inputs
             )
             for j in step.inputs:
                 last_use[j] = s
+                step_readers[j] += 1
         for j, s in enumerate(last_use):
             if s != j and j != self.output:
                 self.steps[s].frees.append(j)
         # In inference a max pool that alone reads a conv step runs in that step's kernel
         # (plan_infer.pools_after): the conv output is pooled where it is computed, and for a first layer
         # (1-4 channels) it is never written out at all.
-        step_readers = [0] * len(self.steps)
-        for step in self.steps:
-            for j in step.inputs:
-                step_readers[j] += 1
         for p, step in enumerate(self.steps):
             if step.kind == "layer" and type(step.layers[0]) is MaxPooling2D and len(step.inputs) == 1:
                 s = step.inputs[0]
@@ -182,18 +180,15 @@ class Plan:
         fast = self.fast_inference and not training
         if training:
             weights_changed()  # a training forward may update state in place (batch norm's statistics)
-        pooled: dict[int, Any] = {}  # pool step -> its output, computed in the conv step it reads
         for s, step in enumerate(self.steps):
-            if s in pooled:
-                vals[s] = pooled.pop(s)
-            else:
+            if vals[s] is None:  # else: a pool's output, computed in the conv step it alone reads
                 ins = step.inputs
                 arg = x if not ins else [vals[j] for j in ins] if step.merge else vals[ins[0]]
                 then, y = step.pool_after if fast else None, None
                 if then is not None:
                     y = plan_infer.run_step(step, arg, False, cast(MaxPooling2D, self.steps[then].layers[0]))
                 if then is not None and y is not None:
-                    pooled[then] = y  # the pool's output; nothing else reads the conv's own
+                    vals[then] = y  # the pool's output; nothing else reads the conv's own
                 else:
                     vals[s] = self._step_forward(step, arg, training, fast, logits and s == self.output)
             for j in step.frees:
