@@ -220,7 +220,7 @@ void dx_impl(const float* dy, const float* w, float* dx, const ConvGeom& g, int6
 
 // dw rows [rt0*6, rt1*6) of the taps (c, r, s), summed over images [n0, n1), into dst (K, C*R*S); dst is
 // overwritten (zeroed when the range is empty). With dbs (K doubles), also db's sums over the same images,
-// taken while dy is transposed (one pass over dy less).
+// taken from dy's transposed rows (one pass over dy less).
 void dw_block(const float* dy, const float* x, float* dst, double* dbs, const ConvGeom& g, int64_t xs,
               int64_t dys, int64_t n0, int64_t n1, int64_t rt0, int64_t rt1) {
   const int64_t W = g.W, P = g.P, Q = g.Q, R = g.R, S = g.S, K = g.K;
@@ -228,7 +228,7 @@ void dw_block(const float* dy, const float* x, float* dst, double* dbs, const Co
   const int64_t ks = (K + NR - 1) / NR, Kp = ks * NR;
   // Images per chunk: ~256 pixels, so a 16-filter sliver of dyT (16 KiB) stays in L1 across the tap tiles.
   const int64_t chunk = std::max<int64_t>(1, 256 / PQ);
-  thread_local std::vector<float> dytbuf;
+  thread_local std::vector<float> dytbuf, accbuf;
   thread_local std::vector<int64_t> offbuf;
   if (dbs) std::fill(dbs, dbs + K, 0.0);
   if (n0 >= n1) {
@@ -236,34 +236,29 @@ void dw_block(const float* dy, const float* x, float* dst, double* dbs, const Co
       for (int64_t e = rt0 * MR; e < std::min(CRS, rt1 * MR); ++e) dst[k * CRS + e] = 0.0f;
     return;
   }
-  alignas(32) float t[MR * NR];
+  // The tiles' sums over the chunks stay in acc (tile after tile, 6 x 16 each), each chunk's sum added by the
+  // micro-kernel, and go to dst once at the end: the same additions in the same order as adding each chunk's
+  // tile into dst, without a strided read-modify-write of 96 values per tile and chunk (~12% of dw_block).
+  float* acc = grow(accbuf, (rt1 - rt0) * ks * MR * NR);
+  // x offsets of the pixels (n, p, q) from the chunk's first image: the same table for every chunk
+  offbuf.resize(std::min(chunk, n1 - n0) * PQ);
+  int64_t* boff = offbuf.data();
+  for (int64_t i = 0, j = 0; i < std::min(chunk, n1 - n0); ++i)
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t q = 0; q < Q; ++q) boff[j++] = i * xs + p * g.sh * W + q * g.sw;
   const float* bp[MR];
   for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
     const int64_t c1 = std::min(n1, c0 + chunk), npix = (c1 - c0) * PQ;
-    if (c1 < n1) prefetch_floats(x + c1 * xs, std::min(chunk, n1 - c1) * xs);
+    for (int64_t n = c1; n < std::min(n1, c1 + chunk); ++n)  // the next chunk's images: the channels read
+      prefetch_floats(x + n * xs, g.C * HW);                 // (a group's, in a grouped conv)
     float* dyt = grow(dytbuf, npix * Kp);
     for (int64_t i = 0; i < c1 - c0; ++i) {
-      const float* dyi = dy + (c0 + i) * dys;
       float* d = dyt + i * PQ * Kp;
-      pack_transposed_avx2(dyi, PQ, K, PQ, Kp, d, Kp);  // filters K .. Kp zero
-      if (dbs)
-        for (int64_t k = 0; k < K; ++k) {  // in double, 4 interleaved partial sums, in a fixed order
-          const float* src = dyi + k * PQ;
-          double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;  // s_i: the values at pq % 4 == i (in registers:
-          int64_t pq = 0;                                 // an array kept them in memory, 55% of dw_block)
-          for (; pq + 4 <= PQ; pq += 4)
-            s0 += src[pq], s1 += src[pq + 1], s2 += src[pq + 2], s3 += src[pq + 3];
-          if (pq < PQ) s0 += src[pq++];
-          if (pq < PQ) s1 += src[pq++];
-          if (pq < PQ) s2 += src[pq];
-          dbs[k] += (s0 + s1) + (s2 + s3);
-        }
+      pack_transposed_avx2(dy + (c0 + i) * dys, PQ, K, PQ, Kp, d, Kp);  // filters K .. Kp zero
+      if (dbs)  // in double, pixel after pixel: a fixed order
+        for (int64_t pq = 0; pq < PQ; ++pq)
+          for (int64_t k = 0; k < K; ++k) dbs[k] += d[pq * Kp + k];
     }
-    offbuf.resize(npix);
-    int64_t* boff = offbuf.data();
-    for (int64_t i = 0, j = 0; i < c1 - c0; ++i)
-      for (int64_t p = 0; p < P; ++p)
-        for (int64_t q = 0; q < Q; ++q) boff[j++] = i * xs + p * g.sh * W + q * g.sw;
     const float* xc = x + c0 * xs;
     for (int64_t rt = rt0; rt < rt1; ++rt) {
       const int64_t e0 = rt * MR, m = std::min(MR, CRS - e0);
@@ -271,17 +266,17 @@ void dw_block(const float* dy, const float* x, float* dst, double* dbs, const Co
         const int64_t e = e0 + std::min(i, m - 1), c = e / (R * S), r = e / S % R, s = e % S;
         bp[i] = xc + c * HW + r * W + s;
       }
-      for (int64_t fs = 0; fs < ks; ++fs) {
-        avx2::igemm_6x16(npix, dyt + fs * NR, nullptr, Kp, bp, boff, t, false);
-        const int64_t kn = std::min(NR, K - fs * NR);
-        for (int64_t f = 0; f < kn; ++f) {
-          float* d = dst + (fs * NR + f) * CRS + e0;
-          if (c0 == n0)
-            for (int64_t i = 0; i < m; ++i) d[i] = t[i * NR + f];
-          else
-            for (int64_t i = 0; i < m; ++i) d[i] += t[i * NR + f];
-        }
-      }
+      for (int64_t fs = 0; fs < ks; ++fs)
+        avx2::igemm_6x16(npix, dyt + fs * NR, nullptr, Kp, bp, boff, acc + ((rt - rt0) * ks + fs) * MR * NR,
+                         c0 != n0);
+    }
+  }
+  for (int64_t rt = rt0; rt < rt1; ++rt) {
+    const int64_t e0 = rt * MR, m = std::min(MR, CRS - e0);
+    for (int64_t fs = 0; fs < ks; ++fs) {
+      const float* t = acc + ((rt - rt0) * ks + fs) * MR * NR;
+      for (int64_t f = 0; f < std::min(NR, K - fs * NR); ++f)
+        for (int64_t i = 0; i < m; ++i) dst[(fs * NR + f) * CRS + e0 + i] = t[i * NR + f];
     }
   }
 }
