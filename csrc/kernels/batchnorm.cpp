@@ -4,9 +4,9 @@
 //   batchnorm2d_backward: dy (N,C,H,W), x (N,C,H,W), gamma, mean, invstd (C,)
 //                         -> dx (N,C,H,W), dgamma (C,), dbeta (C,)
 // Channel c is N blocks of H*W contiguous floats starting at (i*C + c)*H*W, i < N. Work is split over
-// channels. Reductions run in double with eight independent partial sums per block (a fixed association:
-// results depend neither on the thread count nor on the SIMD path; batchnorm_avx2.cpp holds the AVX2
-// lanes); the per-element transforms run in float.
+// channels. Reductions run in double with sixteen independent partial sums per channel (a fixed
+// association: results depend neither on the thread count nor on the SIMD path; batchnorm_avx2.cpp holds the
+// AVX2 lanes and transforms); the per-element transforms run in float.
 #include <pybind11/stl.h>
 
 #include <cmath>
@@ -23,93 +23,115 @@ namespace cnnkern {
 
 #ifdef CNNKERN_X86
 namespace avx2 {  // batchnorm_avx2.cpp
-void bn_sum_lanes(const float* x, int64_t n8, double* lane);
-void bn_sq_dev_lanes(const float* x, int64_t n8, double mean, double* lane);
-void bn_dy_lanes(const float* dy, const float* x, int64_t n8, double mean, double* ls, double* ld);
+void bn_sum_lanes(const float* x, int64_t blocks, int64_t stride, int64_t n16, double* lane);
+void bn_sq_dev_lanes(const float* x, int64_t blocks, int64_t stride, int64_t n16, double mean, double* lane);
+void bn_dy_lanes(const float* dy, const float* x, int64_t blocks, int64_t stride, int64_t n16, double mean,
+                 double* ls, double* ld);
+void bn_affine(const float* x, int64_t n, float m, float scale, float shift, float* y);
+void bn_dx(const float* dy, const float* x, int64_t n, float mdy, float m, float k, float a, float* dx);
 }  // namespace avx2
 #endif
 
 namespace {
 
-// The eight-lane partial sums of a block's first n8 (a multiple of 8) elements: lane[j] gathers elements
-// j, j+8, ... The AVX2 versions give the same bits.
-void sum_lanes(const float* x, int64_t n8, double* lane) {
-  for (int64_t i = 0; i < n8; i += 8)
-    for (int j = 0; j < 8; ++j) lane[j] += x[i + j];
+constexpr int kLanes = 16;
+
+// The sixteen-lane partial sums of a channel's blocks (blocks b < blocks at x + b·stride), over each block's
+// first n16 (a multiple of 16) elements: lane[j] gathers elements j, j+16, ... of every block, block after
+// block. The AVX2 versions give the same bits.
+void sum_lanes(const float* x, int64_t blocks, int64_t stride, int64_t n16, double* lane) {
+  for (int64_t b = 0; b < blocks; ++b, x += stride)
+    for (int64_t i = 0; i < n16; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) lane[j] += x[i + j];
 }
 
-void sq_dev_lanes(const float* x, int64_t n8, double mean, double* lane) {
-  for (int64_t i = 0; i < n8; i += 8)
-    for (int j = 0; j < 8; ++j) {
-      const double d = x[i + j] - mean;
-      lane[j] += d * d;
-    }
+void sq_dev_lanes(const float* x, int64_t blocks, int64_t stride, int64_t n16, double mean, double* lane) {
+  for (int64_t b = 0; b < blocks; ++b, x += stride)
+    for (int64_t i = 0; i < n16; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        const double d = x[i + j] - mean;
+        lane[j] += d * d;
+      }
 }
 
-void dy_lanes(const float* dy, const float* x, int64_t n8, double mean, double* ls, double* ld) {
-  for (int64_t i = 0; i < n8; i += 8)
-    for (int j = 0; j < 8; ++j) {
-      ls[j] += dy[i + j];
-      ld[j] += dy[i + j] * (x[i + j] - mean);
-    }
+void dy_lanes(const float* dy, const float* x, int64_t blocks, int64_t stride, int64_t n16, double mean,
+              double* ls, double* ld) {
+  for (int64_t b = 0; b < blocks; ++b, dy += stride, x += stride)
+    for (int64_t i = 0; i < n16; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        ls[j] += dy[i + j];
+        ld[j] += dy[i + j] * (x[i + j] - mean);
+      }
 }
 
-// The lane kernels of the SIMD path in use (the AVX-512 path runs the AVX2 ones).
+void affine(const float* x, int64_t n, float m, float scale, float shift, float* y) {
+  for (int64_t k = 0; k < n; ++k) y[k] = (x[k] - m) * scale + shift;
+}
+
+void train_dx(const float* dy, const float* x, int64_t n, float mdy, float m, float k, float a, float* dx) {
+  for (int64_t j = 0; j < n; ++j) dx[j] = (dy[j] - mdy - (x[j] - m) * k) * a;
+}
+
+// The kernels of the SIMD path in use (the AVX-512 path runs the AVX2 ones).
 struct Lanes {
-  void (*sum)(const float*, int64_t, double*);
-  void (*sq_dev)(const float*, int64_t, double, double*);
-  void (*dy)(const float*, const float*, int64_t, double, double*, double*);
+  void (*sum)(const float*, int64_t, int64_t, int64_t, double*);
+  void (*sq_dev)(const float*, int64_t, int64_t, int64_t, double, double*);
+  void (*dy)(const float*, const float*, int64_t, int64_t, int64_t, double, double*, double*);
+  void (*affine)(const float*, int64_t, float, float, float, float*);
+  void (*dx)(const float*, const float*, int64_t, float, float, float, float, float*);
 };
 
 Lanes lanes_for_simd() {
 #ifdef CNNKERN_X86
-  if (simd_level() != Simd::scalar) return {avx2::bn_sum_lanes, avx2::bn_sq_dev_lanes, avx2::bn_dy_lanes};
+  if (simd_level() != Simd::scalar)
+    return {avx2::bn_sum_lanes, avx2::bn_sq_dev_lanes, avx2::bn_dy_lanes, avx2::bn_affine, avx2::bn_dx};
 #endif
-  return {sum_lanes, sq_dev_lanes, dy_lanes};
+  return {sum_lanes, sq_dev_lanes, dy_lanes, affine, train_dx};
 }
 
-// Each block sum below is: the lanes over the first n8 elements, the tail summed alone, then the eight
-// lanes added to it in order.
+// Each channel sum below (the channel: N blocks of HW values at stride C·HW) is: the lanes over the blocks'
+// first n16 values, the blocks' tails summed alone in block order, then the sixteen lanes added to that.
 
-// Σ x[i] over one block.
-double block_sum(const Lanes& k, const float* x, int64_t n) {
-  double lane[8] = {};
-  const int64_t n8 = n / 8 * 8;
-  k.sum(x, n8, lane);
-  double s = 0.0;
-  for (int64_t i = n8; i < n; ++i) s += x[i];
-  for (int j = 0; j < 8; ++j) s += lane[j];
+// Σ x[i] over one channel.
+double channel_sum(const Lanes& k, const float* x, int64_t blocks, int64_t stride, int64_t n) {
+  double lane[kLanes] = {}, s = 0.0;
+  const int64_t n16 = n / kLanes * kLanes;
+  k.sum(x, blocks, stride, n16, lane);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t i = n16; i < n; ++i) s += x[b * stride + i];
+  for (int j = 0; j < kLanes; ++j) s += lane[j];
   return s;
 }
 
-// Σ (x[i] - mean)² over one block (the second pass of the two-pass variance).
-double block_sq_dev(const Lanes& k, const float* x, int64_t n, double mean) {
-  double lane[8] = {};
-  const int64_t n8 = n / 8 * 8;
-  k.sq_dev(x, n8, mean, lane);
-  double s = 0.0;
-  for (int64_t i = n8; i < n; ++i) s += (x[i] - mean) * (x[i] - mean);
-  for (int j = 0; j < 8; ++j) s += lane[j];
+// Σ (x[i] - mean)² over one channel (the second pass of the two-pass variance).
+double channel_sq_dev(const Lanes& k, const float* x, int64_t blocks, int64_t stride, int64_t n,
+                      double mean) {
+  double lane[kLanes] = {}, s = 0.0;
+  const int64_t n16 = n / kLanes * kLanes;
+  k.sq_dev(x, blocks, stride, n16, mean, lane);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t i = n16; i < n; ++i) s += (x[b * stride + i] - mean) * (x[b * stride + i] - mean);
+  for (int j = 0; j < kLanes; ++j) s += lane[j];
   return s;
 }
 
-// Adds Σ dy[i] to sdy and Σ dy[i]·(x[i] - mean) to dot over one block.
-void block_dy_sums(const Lanes& k, const float* dy, const float* x, int64_t n, double mean, double& sdy,
-                   double& dot) {
-  double ls[8] = {}, ld[8] = {};
-  const int64_t n8 = n / 8 * 8;
-  k.dy(dy, x, n8, mean, ls, ld);
-  double s = 0.0, d = 0.0;
-  for (int64_t i = n8; i < n; ++i) {
-    s += dy[i];
-    d += dy[i] * (x[i] - mean);
-  }
-  for (int j = 0; j < 8; ++j) {
+// Σ dy[i] into sdy and Σ dy[i]·(x[i] - mean) into dot over one channel.
+void channel_dy_sums(const Lanes& k, const float* dy, const float* x, int64_t blocks, int64_t stride,
+                     int64_t n, double mean, double& sdy, double& dot) {
+  double ls[kLanes] = {}, ld[kLanes] = {}, s = 0.0, d = 0.0;
+  const int64_t n16 = n / kLanes * kLanes;
+  k.dy(dy, x, blocks, stride, n16, mean, ls, ld);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t i = b * stride + n16; i < b * stride + n; ++i) {
+      s += dy[i];
+      d += dy[i] * (x[i] - mean);
+    }
+  for (int j = 0; j < kLanes; ++j) {
     s += ls[j];
     d += ld[j];
   }
-  sdy += s;
-  dot += d;
+  sdy = s;
+  dot = d;
 }
 
 struct Dims {
@@ -156,11 +178,9 @@ py::tuple batchnorm2d_forward_act(const carray<float>& x, const carray<float>& g
       for (int64_t c = begin; c < end; ++c) {
         double mean, invstd;
         if (training) {
-          double sum = 0.0, sq = 0.0;
-          for (int64_t i = 0; i < d.N; ++i) sum += block_sum(lanes, xp + (i * d.C + c) * d.HW, d.HW);
-          mean = sum / count;
-          for (int64_t i = 0; i < d.N; ++i) sq += block_sq_dev(lanes, xp + (i * d.C + c) * d.HW, d.HW, mean);
-          const double var = sq / count;
+          const float* xc = xp + c * d.HW;
+          mean = channel_sum(lanes, xc, d.N, d.C * d.HW, d.HW) / count;
+          const double var = channel_sq_dev(lanes, xc, d.N, d.C * d.HW, d.HW, mean) / count;
           invstd = 1.0 / std::sqrt(var + eps);
           rm[c] = static_cast<float>((1.0 - momentum) * rm[c] + momentum * mean);
           rv[c] = static_cast<float>((1.0 - momentum) * rv[c] + momentum * var * count / (count - 1));
@@ -173,7 +193,7 @@ py::tuple batchnorm2d_forward_act(const carray<float>& x, const carray<float>& g
         ip[c] = static_cast<float>(invstd);
         for (int64_t i = 0; i < d.N; ++i) {
           const int64_t off = (i * d.C + c) * d.HW;
-          for (int64_t k = 0; k < d.HW; ++k) yp[off + k] = (xp[off + k] - m) * scale + shift;
+          lanes.affine(xp + off, d.HW, m, scale, shift, yp + off);
           activation_inplace(act, yp + off, d.HW, alpha);
         }
       }
@@ -219,11 +239,8 @@ py::tuple batchnorm2d_backward(const carray<float>& dy, const carray<float>& x, 
     parallel_for(d.C, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         const double is = ip[c];
-        double sdy = 0.0, dot = 0.0;
-        for (int64_t i = 0; i < d.N; ++i) {
-          const int64_t off = (i * d.C + c) * d.HW;
-          block_dy_sums(lanes, dyp + off, xp + off, d.HW, mp[c], sdy, dot);
-        }
+        double sdy, dot;
+        channel_dy_sums(lanes, dyp + c * d.HW, xp + c * d.HW, d.N, d.C * d.HW, d.HW, mp[c], sdy, dot);
         dgp[c] = static_cast<float>(dot * is);
         dbp[c] = static_cast<float>(sdy);
         const float a = static_cast<float>(gp[c] * is), m = mp[c];
@@ -232,8 +249,7 @@ py::tuple batchnorm2d_backward(const carray<float>& dy, const carray<float>& x, 
         for (int64_t i = 0; i < d.N; ++i) {
           const int64_t off = (i * d.C + c) * d.HW;
           if (training)
-            for (int64_t j = 0; j < d.HW; ++j)
-              dxp[off + j] = (dyp[off + j] - mdy - (xp[off + j] - m) * k) * a;
+            lanes.dx(dyp + off, xp + off, d.HW, mdy, m, k, a, dxp + off);
           else
             for (int64_t j = 0; j < d.HW; ++j) dxp[off + j] = dyp[off + j] * a;
         }
