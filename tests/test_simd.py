@@ -279,9 +279,11 @@ def test_batchnorm_same_bits_on_every_simd_path():
                 be.set_simd(path)
                 rm, rv = np.zeros(5, np.float32), np.ones(5, np.float32)
                 args = (x.astype(np.float32), gamma.astype(np.float32), beta.astype(np.float32), rm, rv)
-                y, mean, invstd = ops.batchnorm2d_act_forward(*args, training=True, activation="relu", backend=be)
-                grads = ops.batchnorm2d_backward(dy.astype(np.float32), args[0], args[1], mean, invstd,
-                                                 training=True, backend=be)  # fmt: skip
+                fwd = ops.batchnorm2d_act_forward(*args, training=True, activation="relu", backend=be)
+                y, mean, invstd = fwd
+                grads = ops.batchnorm2d_backward(
+                    dy.astype(np.float32), args[0], args[1], mean, invstd, training=True, backend=be
+                )
                 runs.append((y, mean, invstd, rm, rv, *grads))
         finally:
             be.set_simd(before)

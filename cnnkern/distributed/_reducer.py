@@ -274,8 +274,6 @@ class GradientReducer:
             if full is None:  # the step's first forward through this layer draws for the global batch
                 full = self._masks[id(layer)] = layer._ctx.rng.random((self.global_n,) + tuple(x.shape[1:]))
             start = self.offset + (self.blocks[self.row][0] if self.row < len(self.blocks) else 0)
-            keep = full[start : start + x.shape[0]] >= layer.rate
-            layer._mask = layer._ctx.asarray(keep / (1.0 - layer.rate))
-            return x * layer._mask
+            return layer.apply_mask(x, full[start : start + x.shape[0]])
 
         return forward

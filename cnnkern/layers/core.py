@@ -40,8 +40,15 @@ class Dropout(Layer):
     def forward(self, x: BackendArray, training: bool = False, logits: bool = False) -> BackendArray:
         if not training or self.rate == 0.0:
             return x
-        keep = self._ctx.rng.random(x.shape) >= self.rate
-        self._mask = self._ctx.asarray(keep / (1.0 - self.rate))
+        return self.apply_mask(x, self._ctx.rng.random(x.shape))
+
+    def apply_mask(self, x: BackendArray, draws: np.ndarray) -> BackendArray:
+        """x times the mask of ``draws`` (uniform in [0, 1), x's shape): 0 where a draw is below ``rate``,
+        else 1/(1−rate), kept for the backward. The mask is built in x's dtype directly (the same values as
+        a float64 mask cast down, one temporary fewer); the distributed strategy passes its share of the
+        global batch's draws."""
+        keep = draws >= self.rate
+        self._mask = self._ctx.asarray(np.multiply(keep, 1.0 / (1.0 - self.rate), dtype=np.dtype(x.dtype)))
         return x * self._mask
 
     def backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
