@@ -46,17 +46,26 @@ bool transpose_in_simd() {
 // Packs rows [pc, pc+kc) x columns [jc, jc+nc) of B into ceil(nc/nr) slivers of kc x nr, sliver s at
 // dst + s*kc*nr, element (k, j) at [k*nr + j]; columns past nc are zero.
 void pack_b(MatView B, int64_t pc, int64_t kc, int64_t jc, int64_t nc, int64_t nr, float* dst) {
+  if (B.cs == 1) {
+    // Rows of B contiguous: row by row, each row's nc floats cut into the slivers. Sliver by sliver (nr
+    // floats of every row, the rows B.rs apart) read one line per row of a 6 KiB stride that the prefetcher
+    // did not follow across pages: 21% of the dense backward's dx = dy·w at batch 128 (w 1024 x 1568).
+    const int64_t full = nc / nr, rest = nc - full * nr;
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* s = B.p + (pc + k) * B.rs + jc;
+      float* d = dst + k * nr;
+      for (int64_t j = 0; j < full; ++j, s += nr, d += kc * nr) std::memcpy(d, s, sizeof(float) * nr);
+      if (rest) {
+        std::memcpy(d, s, sizeof(float) * rest);
+        std::memset(d + rest, 0, sizeof(float) * (nr - rest));
+      }
+    }
+    return;
+  }
   for (int64_t j0 = 0; j0 < nc; j0 += nr, dst += kc * nr) {
     const int64_t nv = std::min(nr, nc - j0);
     const float* src = B.p + pc * B.rs + (jc + j0) * B.cs;
-    if (B.cs == 1) {  // rows of B contiguous: copy nv floats per k
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* s = src + k * B.rs;
-        float* d = dst + k * nr;
-        for (int64_t j = 0; j < nv; ++j) d[j] = s[j];
-        for (int64_t j = nv; j < nr; ++j) d[j] = 0.0f;
-      }
-    } else if (B.rs == 1) {  // B^T row-major: nv column streams read along k, each packed row written whole
+    if (B.rs == 1) {  // B^T row-major: nv column streams read along k, each packed row written whole
       if (transpose_in_simd()) {
         pack_transposed_avx2(src, B.cs, nv, kc, nr, dst, nr);
         continue;
