@@ -73,7 +73,7 @@ void train_dx(const float* dy, const float* x, int64_t n, float mdy, float m, fl
 }
 
 // The kernels of the SIMD path in use (the AVX-512 path runs the AVX2 ones).
-struct Lanes {
+struct BnKernels {
   void (*sum)(const float*, int64_t, int64_t, int64_t, double*);
   void (*sq_dev)(const float*, int64_t, int64_t, int64_t, double, double*);
   void (*dy)(const float*, const float*, int64_t, int64_t, int64_t, double, double*, double*);
@@ -81,7 +81,7 @@ struct Lanes {
   void (*dx)(const float*, const float*, int64_t, float, float, float, float, float*);
 };
 
-Lanes lanes_for_simd() {
+BnKernels kernels_for_simd() {
 #ifdef CNNKERN_X86
   if (simd_level() != Simd::scalar)
     return {avx2::bn_sum_lanes, avx2::bn_sq_dev_lanes, avx2::bn_dy_lanes, avx2::bn_affine, avx2::bn_dx};
@@ -93,7 +93,7 @@ Lanes lanes_for_simd() {
 // first n16 values, the blocks' tails summed alone in block order, then the sixteen lanes added to that.
 
 // Σ x[i] over one channel.
-double channel_sum(const Lanes& k, const float* x, int64_t blocks, int64_t stride, int64_t n) {
+double channel_sum(const BnKernels& k, const float* x, int64_t blocks, int64_t stride, int64_t n) {
   double lane[kLanes] = {}, s = 0.0;
   const int64_t n16 = n / kLanes * kLanes;
   k.sum(x, blocks, stride, n16, lane);
@@ -104,7 +104,7 @@ double channel_sum(const Lanes& k, const float* x, int64_t blocks, int64_t strid
 }
 
 // Σ (x[i] - mean)² over one channel (the second pass of the two-pass variance).
-double channel_sq_dev(const Lanes& k, const float* x, int64_t blocks, int64_t stride, int64_t n,
+double channel_sq_dev(const BnKernels& k, const float* x, int64_t blocks, int64_t stride, int64_t n,
                       double mean) {
   double lane[kLanes] = {}, s = 0.0;
   const int64_t n16 = n / kLanes * kLanes;
@@ -116,7 +116,7 @@ double channel_sq_dev(const Lanes& k, const float* x, int64_t blocks, int64_t st
 }
 
 // Σ dy[i] into sdy and Σ dy[i]·(x[i] - mean) into dot over one channel.
-void channel_dy_sums(const Lanes& k, const float* dy, const float* x, int64_t blocks, int64_t stride,
+void channel_dy_sums(const BnKernels& k, const float* dy, const float* x, int64_t blocks, int64_t stride,
                      int64_t n, double mean, double& sdy, double& dot) {
   double ls[kLanes] = {}, ld[kLanes] = {}, s = 0.0, d = 0.0;
   const int64_t n16 = n / kLanes * kLanes;
@@ -171,7 +171,7 @@ py::tuple batchnorm2d_forward_act(const carray<float>& x, const carray<float>& g
   const float *xp = x.data(), *gp = gamma.data(), *bp = beta.data();
   float *rm = running_mean.mutable_data(), *rv = running_var.mutable_data();
   float *yp = y.mutable_data(), *mp = mean_out.mutable_data(), *ip = invstd_out.mutable_data();
-  const Lanes lanes = lanes_for_simd();
+  const BnKernels kern = kernels_for_simd();
   {
     py::gil_scoped_release release;
     parallel_for(d.C, [&](int64_t begin, int64_t end) {
@@ -179,8 +179,8 @@ py::tuple batchnorm2d_forward_act(const carray<float>& x, const carray<float>& g
         double mean, invstd;
         if (training) {
           const float* xc = xp + c * d.HW;
-          mean = channel_sum(lanes, xc, d.N, d.C * d.HW, d.HW) / count;
-          const double var = channel_sq_dev(lanes, xc, d.N, d.C * d.HW, d.HW, mean) / count;
+          mean = channel_sum(kern, xc, d.N, d.C * d.HW, d.HW) / count;
+          const double var = channel_sq_dev(kern, xc, d.N, d.C * d.HW, d.HW, mean) / count;
           invstd = 1.0 / std::sqrt(var + eps);
           rm[c] = static_cast<float>((1.0 - momentum) * rm[c] + momentum * mean);
           rv[c] = static_cast<float>((1.0 - momentum) * rv[c] + momentum * var * count / (count - 1));
@@ -193,7 +193,7 @@ py::tuple batchnorm2d_forward_act(const carray<float>& x, const carray<float>& g
         ip[c] = static_cast<float>(invstd);
         for (int64_t i = 0; i < d.N; ++i) {
           const int64_t off = (i * d.C + c) * d.HW;
-          lanes.affine(xp + off, d.HW, m, scale, shift, yp + off);
+          kern.affine(xp + off, d.HW, m, scale, shift, yp + off);
           activation_inplace(act, yp + off, d.HW, alpha);
         }
       }
@@ -233,14 +233,14 @@ py::tuple batchnorm2d_backward(const carray<float>& dy, const carray<float>& x, 
   carray<float> dgamma(d.C), dbeta(d.C);
   const float *dyp = dy.data(), *xp = x.data(), *gp = gamma.data(), *mp = mean.data(), *ip = invstd.data();
   float *dxp = dx.mutable_data(), *dgp = dgamma.mutable_data(), *dbp = dbeta.mutable_data();
-  const Lanes lanes = lanes_for_simd();
+  const BnKernels kern = kernels_for_simd();
   {
     py::gil_scoped_release release;
     parallel_for(d.C, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         const double is = ip[c];
         double sdy, dot;
-        channel_dy_sums(lanes, dyp + c * d.HW, xp + c * d.HW, d.N, d.C * d.HW, d.HW, mp[c], sdy, dot);
+        channel_dy_sums(kern, dyp + c * d.HW, xp + c * d.HW, d.N, d.C * d.HW, d.HW, mp[c], sdy, dot);
         dgp[c] = static_cast<float>(dot * is);
         dbp[c] = static_cast<float>(sdy);
         const float a = static_cast<float>(gp[c] * is), m = mp[c];
@@ -249,7 +249,7 @@ py::tuple batchnorm2d_backward(const carray<float>& dy, const carray<float>& x, 
         for (int64_t i = 0; i < d.N; ++i) {
           const int64_t off = (i * d.C + c) * d.HW;
           if (training)
-            lanes.dx(dyp + off, xp + off, d.HW, mdy, m, k, a, dxp + off);
+            kern.dx(dyp + off, xp + off, d.HW, mdy, m, k, a, dxp + off);
           else
             for (int64_t j = 0; j < d.HW; ++j) dxp[off + j] = dyp[off + j] * a;
         }
