@@ -38,6 +38,11 @@ CASES = [
     # three channels padded by 2 (the per-channel sum, then the pool)
     ("c1-same-28x28-k6", (2, 1, 28, 28), (6, 1, 3, 3), dict(padding=1), dict(pool_size=2)),
     ("c3-pad2-13x19-k5", (2, 3, 13, 19), (5, 3, 3, 3), dict(padding=2), dict(pool_size=2)),
+    # pools that never read the conv's last rows / columns: the cpp backend's conv is cropped to what is read
+    # (the classic CNN's conv2, 11x11 -> 5x5; rows only; a stride-3 pool leaving one column)
+    ("c8-crop-11x11", (3, 8, 13, 13), (17, 8, 3, 3), {}, dict(pool_size=2)),
+    ("c6-crop-rows-5x5", (2, 6, 11, 12), (7, 6, 5, 5), {}, dict(pool_size=2)),
+    ("c8-crop-stride3", (2, 8, 14, 14), (4, 8, 3, 3), {}, dict(pool_size=2, pool_stride=3)),
 ]
 IDS = [c[0] for c in CASES]
 

@@ -27,6 +27,7 @@
 #include "runtime/bindings.h"
 #include "runtime/common.h"
 #include "kernels/conv.h"
+#include "kernels/conv_igemm.h"
 #include "kernels/gemm.h"
 #include "kernels/pool.h"
 
@@ -44,6 +45,11 @@ void require_shape(const carray<T>& a, const char* name, const std::array<int64_
     throw py::value_error(std::string(name) + " must have shape (" + std::to_string(want[0]) + ", " +
                           std::to_string(want[1]) + ", " + std::to_string(want[2]) + ", " +
                           std::to_string(want[3]) + ") (the pooled conv output), got " + shape_str(a));
+}
+
+// The conv output rows (or columns) [0, extent) a pool of `out` windows reads, of L.
+int64_t extent_read(int64_t L, int64_t out, int64_t k, int64_t s, int64_t p, int64_t d) {
+  return std::min(L, (out - 1) * s - p + (k - 1) * d + 1);
 }
 
 py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>& w,
@@ -109,11 +115,31 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
     });
 #endif
   } else {
-    carray<float> z = new_array<float>({g.N, g.K, g.P, g.Q});
+    // A pool that never reads the conv output's last rows or columns (floor mode: a 2x2 / stride-2 pool of an
+    // odd plane, the classic CNN's conv2 11x11 -> 5x5 leaves 21% of the conv unread) pools a conv cropped to
+    // what it reads. The indirect GEMM computes every output alone, so the values pooled keep their bits;
+    // the argmax is mapped back to the full P*Q plane.
+    ConvGeom gc = g;
+    PoolGeom pc = pg;
+    if (algo == ConvAlgo::igemm && conv_igemm_applies(g) && g.N > 0 && g.K > 0) {
+      gc.P = pc.H = extent_read(g.P, pg.P, pg.kh, pg.sh, pg.ph, pg.dh);
+      gc.Q = pc.W = extent_read(g.Q, pg.Q, pg.kw, pg.sw, pg.pw, pg.dw);
+    }
+    carray<float> z = new_array<float>({g.N, g.K, gc.P, gc.Q});
     float* zp = z.mutable_data();
     py::gil_scoped_release nogil;
-    conv_forward_dispatch(xp, wp, bp, zp, g, act, a_s, algo);
-    maxpool_forward_impl(zp, pg, yp, ap);
+    if (gc.P < g.P || gc.Q < g.Q)
+      conv_igemm_forward(xp, wp, bp, zp, gc, act, a_s);
+    else
+      conv_forward_dispatch(xp, wp, bp, zp, g, act, a_s, algo);
+    maxpool_forward_impl(zp, pc, yp, ap);
+    if (ap && gc.Q < g.Q) {                // (gc.Q == g.Q: the flat indices are the same in both planes)
+      std::vector<int64_t> full(gc.PQ());  // index in the cropped plane -> index in the P*Q plane
+      for (int64_t i = 0; i < gc.PQ(); ++i) full[i] = i / gc.Q * g.Q + i % gc.Q;
+      parallel_for(pg.N * pg.C, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0 * pg.P * pg.Q; i < i1 * pg.P * pg.Q; ++i) ap[i] = full[ap[i]];
+      });
+    }
   }
   return py::make_tuple(y, arg_obj);
 }
