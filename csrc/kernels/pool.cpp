@@ -37,7 +37,7 @@ void maxpool_2x2_rows(const float* xp, int64_t W, int64_t oh0, int64_t oh1, int6
 void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int32_t* off, float* y,
                               int64_t* arg);
 // avgpool_avx2.cpp: window sums in double, four windows at a time, bitwise the scalar loop's
-void avgpool_2wide_sums(const float* x0, int64_t W, int64_t rows, int64_t count, double* sums);
+void avgpool_2wide_avg(const float* x0, int64_t W, int64_t rows, int64_t count, double div, float* y);
 void avgpool_plane_sums(const float* x, int64_t n, int64_t count, double* sums);
 }  // namespace avx2
 #endif
@@ -371,11 +371,12 @@ carray<float> avgpool2d_forward(const carray<float>& x, Pair kernel_size, Pair s
         const AvgSpan hs = avg_span(oh, g.kh, g.sh, g.ph, g.H);
         int64_t v0 = 0, v1 = 0;  // the windows [v0, v1) summed by SIMD
 #ifdef CNNKERN_X86
-        if (simd && hs.begin < hs.end && ow_hi - ow_lo >= 4) {
-          v0 = ow_lo, v1 = ow_lo + (ow_hi - ow_lo) / 4 * 4;
-          avx2::avgpool_2wide_sums(xpl + hs.begin * g.W + ow_lo * g.sw - g.pw, g.W, hs.end - hs.begin,
-                                   v1 - v0, sums.data());
-          for (int64_t ow = v0; ow < v1; ++ow) put(r, ow, hs, sums[ow - v0]);
+        if (simd && hs.begin < hs.end && ow_hi > ow_lo) {
+          v0 = ow_lo, v1 = ow_hi;
+          const AvgSpan whole{0, 2, 2};  // an unclipped window's columns
+          avx2::avgpool_2wide_avg(xpl + hs.begin * g.W + ow_lo * g.sw - g.pw, g.W, hs.end - hs.begin, v1 - v0,
+                                  static_cast<double>(divisor(hs, whole, count_include_pad)),
+                                  yp + r * g.Q + v0);
         }
 #endif
         for (int64_t ow = 0; ow < g.Q; ++ow) {

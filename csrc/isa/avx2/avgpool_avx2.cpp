@@ -6,22 +6,36 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "isa/avx2/avx2_common.h"
+
 namespace cnnkern {
 namespace avx2 {
 
-// Width-2, stride-2 windows: window l covers x0[h*W + 2l], x0[h*W + 2l + 1] for h < rows; count a multiple
-// of 4. sums[l] = its sum in double.
-void avgpool_2wide_sums(const float* x0, int64_t W, int64_t rows, int64_t count, double* sums) {
-  for (int64_t l = 0; l + 4 <= count; l += 4) {
+// Width-2, stride-2 windows: window l covers x0[h*W + 2l], x0[h*W + 2l + 1] for h < rows, l < count.
+// y[l] = float(its sum in double / div), as the scalar loop rounds it; the last group of fewer than four
+// windows reads and writes only its own floats.
+void avgpool_2wide_avg(const float* x0, int64_t W, int64_t rows, int64_t count, double div, float* y) {
+  const __m256d d = _mm256_set1_pd(div);
+  for (int64_t l = 0; l < count; l += 4) {
+    const int64_t m = count - l < 4 ? count - l : 4;
+    const __m256i mask = tail_mask(2 * m);
     __m256d acc = _mm256_setzero_pd();  // lanes: windows l, l+2, l+1, l+3
     for (int64_t h = 0; h < rows; ++h) {
-      const __m256 v = _mm256_loadu_ps(x0 + h * W + 2 * l);
+      const float* p = x0 + h * W + 2 * l;
+      const __m256 v = m == 4 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
       const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)),
                     hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
       acc = _mm256_add_pd(acc, _mm256_unpacklo_pd(lo, hi));  // the windows' first column
       acc = _mm256_add_pd(acc, _mm256_unpackhi_pd(lo, hi));  // their second
     }
-    _mm256_storeu_pd(sums + l, _mm256_permute4x64_pd(acc, _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m128 out = _mm256_cvtpd_ps(_mm256_div_pd(_mm256_permute4x64_pd(acc, _MM_SHUFFLE(3, 1, 2, 0)), d));
+    if (m == 4) {
+      _mm_storeu_ps(y + l, out);
+    } else {
+      alignas(16) float t[4];
+      _mm_store_ps(t, out);
+      for (int64_t i = 0; i < m; ++i) y[l + i] = t[i];
+    }
   }
 }
 
