@@ -90,6 +90,23 @@ def test_conv2d_bias_act_keeps_nan(target):
     assert_close(target.get(got), want, **_tol(27, "float32"), what=f"{target.id} y", dtype="float32")
 
 
+@pytest.mark.parametrize("kind", ("leaky_relu", "sigmoid", "tanh"))
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: c.id)
+def test_cpp_conv2d_bias_act_equals_its_composition(target, case, kind):
+    """On cpp every activation is applied where the conv writes its output (the indirect GEMM's write-out)
+    or by the elementwise kernel after it, with the same vector arithmetic: the fused result equals
+    conv2d_forward then activation_forward bit for bit on every SIMD path."""
+    if target.name != "cpp":
+        pytest.skip("compares the cpp kernels with each other (the other backends compose)")
+    be = target.backend
+    x, w = randn(case.x, 30).astype(np.float32), randn(case.w, 31).astype(np.float32)
+    b = randn((case.w[0],), 32).astype(np.float32) if case.bias else None
+    z = ops.conv2d_forward(x, w, b, backend=be, **case.kwargs())
+    want = ops.activation_forward(z, kind, alpha=0.1, backend=be)
+    got = ops.conv2d_bias_act_forward(x, w, b, activation=kind, alpha=0.1, backend=be, **case.kwargs())
+    assert_equal(got, want, what=f"{target.id} {kind}", dtype="float32")
+
+
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: str(k))
 @pytest.mark.parametrize("case", DENSE_CASES, ids=lambda c: c.id)
 def test_dense_bias_act_forward(target, case, kind):

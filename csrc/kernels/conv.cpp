@@ -475,7 +475,7 @@ void conv_forward_dispatch(const float* xp, const float* wp, const float* bp, fl
     case ConvAlgo::igemm:  // the one variant that fits g
       if (conv_igemm_applies(g))
         conv_igemm_forward(xp, wp, bp, yp, g, act, alpha);
-      else if (conv_igemm_padded_dw_applies(g))  // any channel count (the heuristics ask 8+ for dx's sake)
+      else if (conv_igemm_padded_dw_applies(g))  // any channel count
         conv_igemm_padded_forward(xp, wp, bp, yp, g, act, alpha);
       else if (conv_igemm_grouped_applies(g))
         conv_igemm_grouped_forward(xp, wp, bp, yp, g, act, alpha);

@@ -62,16 +62,17 @@ bool winograd_pays(const ConvGeom& g, bool backward) {
   return g.C >= 32 && g.K >= 32 && PQ >= 256;
 }
 
-// The heuristics: c1 first, then Winograd where it pays, then the
-// indirect GEMMs (the forward of a padded conv only with 8+ channels), the depthwise direct kernels, else
-// im2col + GEMM. The backward takes the direct kernels first and the indirect GEMMs for any padded conv (dw
-// alone below 8 channels).
+// The heuristics: c1 first, then Winograd where it pays, then the indirect GEMMs, the depthwise direct
+// kernels, else im2col + GEMM. The backward takes the direct kernels first. A padded conv of fewer than 8
+// channels runs its forward and dw on the indirect GEMM (its dx stays on im2col + GEMM): measured forward,
+// 1-6 input channels, 5x5 and 7x7, batch 1 / 32 / 128, 1 and 2 threads (benchmarks/NOTES.md), 0.33-0.85x
+// im2col + GEMM's time but for one case of 1.04 (1 -> 6 channels at 28x28, batch 32, 2 threads).
 ConvAlgo heuristic(const ConvGeom& g, bool backward, bool winograd_ok = true) {
   if (backward && conv_direct_applies(g)) return ConvAlgo::direct;
   if (conv_c1_applies(g)) return ConvAlgo::c1;
   if (winograd_ok && winograd_pays(g, backward)) return ConvAlgo::winograd;
-  if (conv_igemm_applies(g) || conv_igemm_padded_applies(g) || conv_igemm_grouped_applies(g) ||
-      conv_igemm_strided_applies(g) || (backward && conv_igemm_padded_dw_applies(g)))
+  if (conv_igemm_applies(g) || conv_igemm_padded_dw_applies(g) || conv_igemm_grouped_applies(g) ||
+      conv_igemm_strided_applies(g))
     return ConvAlgo::igemm;
   if (conv_direct_applies(g)) return ConvAlgo::direct;
   return ConvAlgo::im2col;

@@ -339,8 +339,12 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
       for (int64_t s = 0; s < S; ++s) offbuf[j++] = c * HW + r * W + s;
   const int64_t* boff = offbuf.data();  // the caller's table (a thread_local name would be each worker's own)
   const int64_t ks = (K + NR - 1) / NR, pixels = g.N * PQ, tiles = (pixels + MR - 1) / MR;
-  const bool in_tile = act == Act::none || act == Act::relu || act == Act::leaky_relu;
-  const int act_code = act == Act::relu ? 1 : act == Act::leaky_relu ? 2 : 0;  // others: a pass after
+  // the write-out applies every activation (transpose_bias_act's codes)
+  const int act_code = act == Act::relu         ? 1
+                       : act == Act::leaky_relu ? 2
+                       : act == Act::sigmoid    ? 3
+                       : act == Act::tanh       ? 4
+                                                : 0;
 
   // Slivers [s0, s1) of w^T (CRS x 16 each, zero past K) into dst, by 8x8 register transposes: the scalar
   // gather this replaced cost twice the GEMM at batch 1 (classic conv3, 9 pixels: 13 of 27 us).
@@ -425,10 +429,6 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
       }
     });
   }
-  if (!in_tile)
-    parallel_for(g.N * K, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) activation_inplace(act, y + i / K * KPQ + i % K * PQ, PQ, alpha);
-    });
 }
 
 void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,

@@ -1,4 +1,8 @@
 #pragma GCC target("avx2,fma")
+// The epilogue's sigmoid and tanh must round as the elementwise kernels do (act_math_avx2.h); the
+// micro-kernel's FMAs are explicit, so nothing else here changes.
+#pragma GCC optimize("fp-contract=off")
+#define CNNKERN_FP_CONTRACT_OFF
 // AVX2+FMA micro-kernel of the indirect (implicit) GEMM convolutions (conv_igemm.h): a 6 x 16 tile
 //   t[i][v] (=|+=) sum_{j < kc} a[aoff_j + v] * b_i[boff[j]],   i < 6, v < 16,
 // where aoff_j = aoff[j] when a table is given, else j*lda. The 16 columns are a vector operand read from
@@ -11,6 +15,7 @@
 
 #include <cstdint>
 
+#include "isa/avx2/act_math_avx2.h"
 #include "isa/avx2/avx2_common.h"
 
 namespace cnnkern {
@@ -84,30 +89,65 @@ void igemm_6x16(int64_t kc, const float* a, const int64_t* aoff, int64_t lda, co
     igemm_6x16_impl<false>(kc, a, aoff, lda, b, boff, t, accumulate);
 }
 
-// dst[c*ldd + r] = act(src[r*lds + c] (+ b[c])) for r < rows, c < cols: the forward's write-out (staged
-// pixel-major tiles into filter planes), 8 x 8 blocks transposed in registers and the edges one value at a
-// time, the bias and activation on the way (plain transposes: pack_transposed_avx2). The same IEEE
-// operations as the scalar forms (the bias added only when given: s + 0.0f would turn -0.0f into +0.0f).
-void transpose_bias_act(const float* src, int64_t lds, int64_t rows, int64_t cols, const float* b, int act,
-                        float alpha, float* dst, int64_t ldd) {
+namespace {
+
+// activate()'s codes (0 none, 1 relu, 2 leaky_relu) and the two that need e^x: 3 sigmoid, 4 tanh.
+template <int Act>
+inline __m256 epilogue_act(__m256 v, __m256 alpha) {
+  if constexpr (Act == 3) return sigmoid_ps(v);
+  if constexpr (Act == 4) return tanh_ps(v);
+  return activate(v, Act, alpha);
+}
+
+// transpose_bias_act for one activation code, so the loops carry no branch on it.
+template <int Act>
+void transpose_bias_act_t(const float* src, int64_t lds, int64_t rows, int64_t cols, const float* b,
+                          float alpha, float* dst, int64_t ldd) {
   const __m256 va = _mm256_set1_ps(alpha);
-  const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
-  for (int64_t c0 = 0; c0 < c8; c0 += 8) {
-    for (int64_t r0 = 0; r0 < r8; r0 += 8) {
+  for (int64_t c0 = 0; c0 < cols; c0 += 8) {
+    const int64_t cn = cols - c0 < 8 ? cols - c0 : 8;
+    for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+      const int64_t rn = rows - r0 < 8 ? rows - r0 : 8;
       __m256 v[8];
-      for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(src + (r0 + i) * lds + c0);
+      for (int i = 0; i < 8; ++i)
+        v[i] = i < rn ? _mm256_loadu_ps(src + (r0 + i) * lds + c0) : _mm256_setzero_ps();
       transpose8(v);
-      for (int c = 0; c < 8; ++c) {
+      for (int c = 0; c < cn; ++c) {
         if (b) v[c] = _mm256_add_ps(v[c], _mm256_set1_ps(b[c0 + c]));
-        _mm256_storeu_ps(dst + (c0 + c) * ldd + r0, activate(v[c], act, va));
+        float* d = dst + (c0 + c) * ldd + r0;
+        if (rn == 8) {
+          _mm256_storeu_ps(d, epilogue_act<Act>(v[c], va));
+        } else {  // (a masked store is slow on AMD; these floats are read back by nothing here)
+          alignas(32) float t[8];
+          _mm256_store_ps(t, epilogue_act<Act>(v[c], va));
+          for (int64_t r = 0; r < rn; ++r) d[r] = t[r];
+        }
       }
     }
   }
-  for (int64_t c = 0; c < cols; ++c)
-    for (int64_t r = c < c8 ? r8 : 0; r < rows; ++r) {
-      const float v = b ? src[r * lds + c] + b[c] : src[r * lds + c];
-      dst[c * ldd + r] = _mm256_cvtss_f32(activate(_mm256_set1_ps(v), act, va));
-    }
+}
+
+}  // namespace
+
+// dst[c*ldd + r] = act(src[r*lds + c] (+ b[c])) for r < rows, c < cols: the forward's write-out (staged
+// pixel-major tiles into filter planes), 8 x 8 blocks transposed in registers, the bias and activation on the
+// way (plain transposes: pack_transposed_avx2). src's rows are read up to the next multiple of 8 columns
+// (the staged tiles are 16 wide). The same IEEE operations as the scalar forms and the elementwise kernels
+// (the bias added only when given: s + 0.0f would turn -0.0f into +0.0f).
+void transpose_bias_act(const float* src, int64_t lds, int64_t rows, int64_t cols, const float* b, int act,
+                        float alpha, float* dst, int64_t ldd) {
+  switch (act) {
+    case 1:
+      return transpose_bias_act_t<1>(src, lds, rows, cols, b, alpha, dst, ldd);
+    case 2:
+      return transpose_bias_act_t<2>(src, lds, rows, cols, b, alpha, dst, ldd);
+    case 3:
+      return transpose_bias_act_t<3>(src, lds, rows, cols, b, alpha, dst, ldd);
+    case 4:
+      return transpose_bias_act_t<4>(src, lds, rows, cols, b, alpha, dst, ldd);
+    default:
+      return transpose_bias_act_t<0>(src, lds, rows, cols, b, alpha, dst, ldd);
+  }
 }
 
 }  // namespace avx2
