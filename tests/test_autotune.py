@@ -98,19 +98,26 @@ def cpp_simd(request):
     _cpp.set_simd(before)
 
 
-def test_every_algorithm_is_covered_by_the_cases():
-    """On the best SIMD path the cases above reach every algorithm, forward and backward."""
+@pytest.fixture
+def on_avx2():
+    """The AVX2 path for one test, whatever CNNKERN_SIMD forced (the scalar path runs fewer algorithms)."""
+    if "avx2" not in _cpp.supported_simd():
+        pytest.skip("CPU lacks AVX2: only im2col, winograd and direct run here")
+    before = _cpp.simd()
+    _cpp.set_simd("avx2")
+    yield
+    _cpp.set_simd(before)
+
+
+def test_every_algorithm_is_covered_by_the_cases(on_avx2):
+    """On the AVX2 path the cases above reach every algorithm, forward and backward."""
     seen = {(bw, a) for case in CONV_CASES for bw in (False, True) for a in _algos(case, bw)}
     want = {(bw, a) for bw in (False, True) for a in autotune.ALGOS}
-    if "avx2" not in _cpp.supported_simd():
-        pytest.skip("CPU lacks AVX2: only im2col and direct run here")
     assert want <= seen, f"algorithms no case reaches: {sorted(want - seen)}"
 
 
-def test_forced_algorithm_reaches_the_kernel(monkeypatch, spy):
+def test_forced_algorithm_reaches_the_kernel(monkeypatch, spy, on_avx2):
     """CNNKERN_CONV_ALGO forces the algorithm where it can run: the bits equal the explicit call's."""
-    if "avx2" not in _cpp.supported_simd():
-        pytest.skip("CPU lacks AVX2: only one algorithm runs this conv")
     x = randn((3, 1, 12, 19), 1).astype(np.float32)
     w = randn((9, 1, 3, 3), 2).astype(np.float32)
     kw = dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)
