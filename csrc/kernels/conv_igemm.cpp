@@ -325,7 +325,8 @@ void dw_impl(const float* dy, const float* x, float* dw, float* db, const ConvGe
 }  // namespace
 
 void conv_igemm_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
-                        float alpha, int64_t x_image_stride, int64_t y_image_stride) {
+                        float alpha, int64_t x_image_stride, int64_t y_image_stride,
+                        const ConvGeom* framed_from) {
   const int64_t W = g.W, P = g.P, Q = g.Q, K = g.K, R = g.R, S = g.S;
   const int64_t HW = g.H * W, PQ = g.PQ(), CRS = g.C * R * S;
   // images x + n*CHW (C channels read) and y + n*KPQ (K written): dense unless a group's slice of a wider
@@ -358,7 +359,9 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
   // filter row, with the bias and activation: contiguous runs of y instead of 6-float pieces of K rows per
   // tile (measured: the scattered stores cost as much as the arithmetic for conv2 of the classic CNN, y 1 MB
   // at batch 32).
-  const auto block = [&](int64_t e_lo, int64_t e_hi, const float* A, int64_t s0, int64_t s1, float* st) {
+  // The pixels' images are read at xb + (n - nb) * CHW: x itself (nb 0), or one image's frame (nb = n).
+  const auto block = [&](int64_t e_lo, int64_t e_hi, const float* A, int64_t s0, int64_t s1, float* st,
+                         const float* xb, int64_t nb) {
     const int64_t ld = (s1 - s0) * NR, k0 = s0 * NR, cols = std::min(K, s1 * NR) - k0;
     const float* bp[MR];
     // (n, p, q): the pixel e0, advanced without divisions
@@ -371,7 +374,7 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
         }
       };
       for (int64_t i = 0; i < MR; ++i) {
-        bp[i] = x + n * CHW + p * g.sh * W + q * g.sw;
+        bp[i] = xb + (n - nb) * CHW + p * g.sh * W + q * g.sw;
         if (i < m - 1) next();
       }
       next();
@@ -396,7 +399,23 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
   };
   constexpr int64_t kBlockTiles = 16;  // tiles per block (st: 96 pixels)
   const int64_t nt = num_threads();
-  if (nt > 1 && ks > 1 && CRS * K > g.N * g.C * g.H * W) {
+  if (framed_from) {  // image by image, each padded into the thread's frame first (same tiles' sums)
+    thread_local std::vector<float> abuf;
+    float* A = grow(abuf, ks * CRS * NR);
+    pack(0, ks, A);
+    const ConvGeom& from = *framed_from;
+    const int64_t src_image = from.C * from.H * from.W;
+    parallel_for(g.N, [&](int64_t n0, int64_t n1) {
+      thread_local std::vector<float> stbuf, framebuf;
+      float* st = grow(stbuf, kBlockTiles * MR * ks * NR);
+      float* frame = grow(framebuf, CHW);
+      for (int64_t n = n0; n < n1; ++n) {
+        pad_planes(x + n * src_image, g.C, from, g, frame);
+        for (int64_t e = n * PQ; e < (n + 1) * PQ; e += kBlockTiles * MR)
+          block(e, std::min((n + 1) * PQ, e + kBlockTiles * MR), A, 0, ks, st, frame, n);
+      }
+    });
+  } else if (nt > 1 && ks > 1 && CRS * K > g.N * g.C * g.H * W) {
     // The weights outweigh the images (batch-1 latency): the threads split the slivers, each packing its
     // own, and each reads every image, rather than every thread reading all the weights packed by the
     // caller, from another core. Measured on the 2-core VM, 2 threads, interleaved (batch 1): 0.48-0.91x the
@@ -407,7 +426,7 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
       pack(s0, s1, A);
       float* st = grow(stbuf, kBlockTiles * MR * (s1 - s0) * NR);
       for (int64_t e = 0; e < pixels; e += kBlockTiles * MR)
-        block(e, std::min(pixels, e + kBlockTiles * MR), A, s0, s1, st);
+        block(e, std::min(pixels, e + kBlockTiles * MR), A, s0, s1, st, x, 0);
     });
   } else {
     // The threads split the tiles, in blocks of at most kBlockTiles, the block count a multiple of the thread
@@ -425,7 +444,7 @@ void conv_igemm_forward(const float* x, const float* w, const float* b, float* y
         const int64_t e_lo = blk * bt * MR, e_hi = std::min(pixels, e_lo + bt * MR);
         for (int64_t n = std::max(fetched + 1, e_lo / PQ + 1); n <= std::min(g.N - 1, e_hi / PQ + 1); ++n)
           prefetch_floats(x + n * CHW, g.C * HW), fetched = n;
-        block(e_lo, e_hi, A, 0, ks, st);
+        block(e_lo, e_hi, A, 0, ks, st, x, 0);
       }
     });
   }
@@ -442,7 +461,7 @@ void conv_igemm_backward(const float* dy, const float* x, const float* w, float*
 #else
 
 void conv_igemm_forward(const float*, const float*, const float*, float*, const ConvGeom&, Act, float,
-                        int64_t, int64_t) {}
+                        int64_t, int64_t, const ConvGeom*) {}
 void conv_igemm_backward(const float*, const float*, const float*, float*, float*, float*, const ConvGeom&,
                          int64_t, int64_t) {}
 

@@ -13,9 +13,15 @@ namespace cnnkern {
 // The one place that decides whether a conv takes these kernels.
 bool conv_igemm_applies(const ConvGeom& g);
 // Image n is read at x + n * x_image_stride and written at y + n * y_image_stride (0: dense, C*H*W and
-// K*P*Q); a grouped conv passes its group's channel slices of the whole arrays.
+// K*P*Q); a grouped conv passes its group's channel slices of the whole arrays. With framed_from, x is the
+// unpadded input of that geometry and g its zero frame's (conv_igemm_padded.cpp's unpadded()): each image is
+// padded into a per-thread frame just before its tiles read it (dense images only).
 void conv_igemm_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g, Act act,
-                        float alpha, int64_t x_image_stride = 0, int64_t y_image_stride = 0);
+                        float alpha, int64_t x_image_stride = 0, int64_t y_image_stride = 0,
+                        const ConvGeom* framed_from = nullptr);
+// Planes [0, planes) of x (of geometry g, H*W floats apart) into the interior of frames (of geometry u,
+// u.H*u.W floats apart) at (g.pt, g.pl), the border zero (conv_igemm_padded.cpp).
+void pad_planes(const float* x, int64_t planes, const ConvGeom& g, const ConvGeom& u, float* xp);
 // db, when given with dw, is summed during dw's pass over dy (without dw, db is left to the caller). Images
 // of x and dx at n * x_image_stride, of dy at n * dy_image_stride (0: dense), as in the forward.
 void conv_igemm_backward(const float* dy, const float* x, const float* w, float* dx, float* dw, float* db,

@@ -4,9 +4,10 @@
 // The indirect GEMMs read x in place and so take no padding. A 'same' conv (VGG-style, the zoo's vgg_bn and
 // all_conv) otherwise goes through im2col / col2im, whose backward measured about twice the indirect GEMMs'
 // time on the same arithmetic (vgg_bn's 32-channel 32x32 conv at batch 32, one thread: 120-154 ms against
-// 58-68 ms for the unpadded conv of the same size). Padding x once costs one pass over it:
-//   forward: xp = pad(x) (N,C,H',W'), H' = (P-1)*sh+R, W' = (Q-1)*sw+S (at least the padded image);
-//   y = igemm_forward(xp) (same P, Q).
+// 58-68 ms for the unpadded conv of the same size). Padding x costs one pass over it:
+//   forward: each image padded into a frame (C,H',W'), H' = (P-1)*sh+R, W' = (Q-1)*sw+S (at least the
+//   padded image), by the thread about to read it; y = igemm_forward over the frames (same P, Q). Below two
+//   images per thread, one padded copy of the batch, xp (N,C,H',W'), shared by the threads.
 //   dw (+ db): igemm's dw over xp.  dx: igemm's dx over the padded geometry, then its interior is dx.
 // Fewer than 8 input channels stay on im2col: dx's tiles are 16 channels wide and would be mostly empty.
 #include <algorithm>
@@ -52,22 +53,30 @@ inline void zero_run(float* dst, int64_t n) {
     if (k < n) dst[k] = 0.0f;
 }
 
-// x (N,C,H,W) into the interior of xp (N,C,H',W') at (pt, pl), the border zero. A row's right pad and the
-// next row's left pad are one run.
-void pad_images(const float* x, const ConvGeom& g, const ConvGeom& u, float* xp) {
+}  // namespace
+
+void pad_planes(const float* x, int64_t planes, const ConvGeom& g, const ConvGeom& u, float* xp) {
+  // A row's right pad and the next row's left pad are one run.
   const int64_t HW = g.H * g.W, HWp = u.H * u.W, bottom = u.H - g.pt - g.H, right = u.W - g.pl - g.W;
-  parallel_for(g.N * g.C, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const float* src = x + i * HW;
-      float* dst = xp + i * HWp;
-      std::memset(dst, 0, sizeof(float) * (g.pt * u.W + g.pl));
-      dst += g.pt * u.W + g.pl;
-      for (int64_t h = 0; h < g.H; ++h, dst += u.W, src += g.W) {
-        copy_row(dst, src, g.W);
-        zero_run(dst + g.W, h + 1 < g.H ? right + g.pl : right);
-      }
-      std::memset(dst - g.pl, 0, sizeof(float) * bottom * u.W);
+  for (int64_t i = 0; i < planes; ++i) {
+    const float* src = x + i * HW;
+    float* dst = xp + i * HWp;
+    std::memset(dst, 0, sizeof(float) * (g.pt * u.W + g.pl));
+    dst += g.pt * u.W + g.pl;
+    for (int64_t h = 0; h < g.H; ++h, dst += u.W, src += g.W) {
+      copy_row(dst, src, g.W);
+      zero_run(dst + g.W, h + 1 < g.H ? right + g.pl : right);
     }
+    std::memset(dst - g.pl, 0, sizeof(float) * bottom * u.W);
+  }
+}
+
+namespace {
+
+// x (N,C,H,W) into the interior of xp (N,C,H',W'), all planes, over the threads.
+void pad_images(const float* x, const ConvGeom& g, const ConvGeom& u, float* xp) {
+  parallel_for(g.N * g.C, [&](int64_t i0, int64_t i1) {
+    pad_planes(x + i0 * g.H * g.W, i1 - i0, g, u, xp + i0 * u.H * u.W);
   });
 }
 
@@ -114,10 +123,23 @@ void conv_igemm_padded_dw(const float* dy, const float* x, float* dw, float* db,
   conv_igemm_backward(dy, padded_x(x, g, u), nullptr, nullptr, dw, db, u);
 }
 
+// The forward of g over its frame u: with two images or more per thread, each image is padded by the thread
+// about to read it, into a frame that stays in its cache, instead of a padded copy of the whole batch written
+// to memory and read back (a pass that took 12-15% of a strided 32-channel 32x32 conv at batch 128). Fewer
+// images (batch-1 latency) keep the whole copy, which the threads then share.
+void forward_framed(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
+                    const ConvGeom& u, Act act, float alpha) {
+  if (!needs_copy(g, u))
+    conv_igemm_forward(x, w, b, y, u, act, alpha);
+  else if (g.N >= 2 * num_threads())
+    conv_igemm_forward(x, w, b, y, u, act, alpha, 0, 0, &g);
+  else
+    conv_igemm_forward(padded_x(x, g, u), w, b, y, u, act, alpha);
+}
+
 void conv_igemm_padded_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
                                Act act, float alpha) {
-  const ConvGeom u = unpadded(g);
-  conv_igemm_forward(padded_x(x, g, u), w, b, y, u, act, alpha);
+  forward_framed(x, w, b, y, g, unpadded(g), act, alpha);
 }
 
 void conv_igemm_padded_backward(const float* dy, const float* x, const float* w, float* dx, float* dw,
@@ -144,8 +166,7 @@ bool conv_igemm_strided_applies(const ConvGeom& g) {
 
 void conv_igemm_strided_forward(const float* x, const float* w, const float* b, float* y, const ConvGeom& g,
                                 Act act, float alpha) {
-  const ConvGeom u = unpadded(g);
-  conv_igemm_forward(needs_copy(g, u) ? padded_x(x, g, u) : x, w, b, y, u, act, alpha);
+  forward_framed(x, w, b, y, g, unpadded(g), act, alpha);
 }
 
 void conv_igemm_strided_dw(const float* dy, const float* x, float* dw, float* db, const ConvGeom& g) {
