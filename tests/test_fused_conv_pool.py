@@ -167,16 +167,26 @@ def test_backward(target, case, kind, need):
             assert_close(target.get(g), ref, **tol, what=f"{target.id} {dt} {kind} {name}", dtype=dt)
 
 
-def test_cpp_fused_path_equals_its_composition(target):
-    """On cpp the one-channel path (conv output kept per image) gives bit for bit what the unfused cpp
-    kernels give: conv2d_bias_act_forward + maxpool2d_forward, then maxpool2d_act_backward +
-    conv2d_backward."""
+@pytest.mark.parametrize(
+    "xs, ws, need_dx",
+    [
+        ((5, 1, 28, 28), (32, 1, 3, 3), False),
+        ((4, 8, 13, 13), (16, 8, 3, 3), True),
+        ((3, 6, 11, 12), (7, 6, 5, 5), True),
+    ],
+    ids=["one-channel", "crop-11x11", "crop-rows"],
+)
+def test_cpp_fused_path_equals_its_composition(target, xs, ws, need_dx):
+    """On cpp the one-channel path (conv output kept per image) and the convs cropped to what the pool reads
+    (forward: the rows and columns no window reads are not computed; backward: those whose dz is zero) give
+    bit for bit what the unfused cpp kernels give: conv2d_bias_act_forward + maxpool2d_forward, then
+    maxpool2d_act_backward + conv2d_backward."""
     if target.name != "cpp":
         pytest.skip("compares the cpp kernels (numba's own: tests/test_numba_backend.py; others compose)")
     be = target.backend
-    x = randn((5, 1, 28, 28), 11).astype(np.float32)
-    w = randn((32, 1, 3, 3), 12, 0.3).astype(np.float32)
-    b = randn((32,), 13, 0.1).astype(np.float32)
+    x = randn(xs, 11).astype(np.float32)
+    w = randn(ws, 12, 0.3).astype(np.float32)
+    b = randn((ws[0],), 13, 0.1).astype(np.float32)
     for kind in ("relu", "leaky_relu", "tanh"):
         z = ops.conv2d_bias_act_forward(x, w, b, activation=kind, alpha=0.1, backend=be)
         y0, a0 = ops.maxpool2d_forward(z, kernel_size=2, backend=be)
@@ -185,12 +195,13 @@ def test_cpp_fused_path_equals_its_composition(target):
         np.testing.assert_array_equal(a, a0)
         dy = randn(y.shape, 14).astype(np.float32)
         dz = ops.maxpool2d_act_backward(dy, a0, z, kind, alpha=0.1, backend=be)
-        want = ops.conv2d_backward(dz, x, w, need_dx=False, backend=be)
+        want = ops.conv2d_backward(dz, x, w, need_dx=need_dx, backend=be)
         got = ops.conv2d_act_maxpool_backward(
-            dy, y, a, x, w, activation=kind, alpha=0.1, need_dx=False, backend=be
+            dy, y, a, x, w, activation=kind, alpha=0.1, need_dx=need_dx, backend=be
         )
-        for name, g, r in zip(("dw", "db"), got[1:], want[1:]):
-            np.testing.assert_array_equal(g, r, err_msg=f"{kind} {name}")
+        for name, g, r in zip(("dx", "dw", "db"), got, want):
+            if r is not None:
+                np.testing.assert_array_equal(g, r, err_msg=f"{kind} {name}")
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 * NaN in dw, on purpose

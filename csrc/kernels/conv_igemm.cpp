@@ -47,7 +47,8 @@ void transpose_bias_act(const float* src, int64_t lds, int64_t rows, int64_t col
 bool conv_igemm_applies(const ConvGeom& g) {
 #ifdef CNNKERN_X86
   return simd_level() != Simd::scalar && g.G == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
-         g.pt == 0 && g.pl == 0 && g.P == g.H - g.R + 1 && g.Q == g.W - g.S + 1 && !g.pointwise();
+         g.pt == 0 && g.pl == 0 && g.P <= g.H - g.R + 1 && g.Q <= g.W - g.S + 1 && g.P > 0 && g.Q > 0 &&
+         !g.pointwise();  // (P, Q below the conv's: cropped to what a pool reads, conv_pool.cpp)
 #else
   (void)g;
   return false;

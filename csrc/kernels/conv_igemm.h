@@ -1,7 +1,8 @@
 // Indirect (implicit) GEMM convolutions for stride 1, no padding or dilation, one group, on the SIMD path:
 // the GEMMs of conv.cpp without the im2col / col2im buffers; x and dy are read in place through per-row
 // base pointers and a table of offsets (conv_igemm_avx2.cpp's 6 x 16 micro-kernel).
-//   forward: x (N,C,H,W), w (K,C,R,S), b (K,) | None -> y (N,K,P,Q), P = H-R+1, Q = W-S+1
+//   forward: x (N,C,H,W), w (K,C,R,S), b (K,) | None -> y (N,K,P,Q), P = H-R+1, Q = W-S+1 (or fewer: the
+//            conv cropped to the rows and columns a pool reads, conv_pool.cpp)
 //   backward: dy (N,K,P,Q), x, w -> dx (N,C,H,W) | None, dw (K,C,R,S) | None; db (K,) along with dw
 #pragma once
 

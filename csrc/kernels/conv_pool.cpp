@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <atomic>
 #include <optional>
 #include <string>
@@ -128,10 +129,7 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
     carray<float> z = new_array<float>({g.N, g.K, gc.P, gc.Q});
     float* zp = z.mutable_data();
     py::gil_scoped_release nogil;
-    if (gc.P < g.P || gc.Q < g.Q)
-      conv_igemm_forward(xp, wp, bp, zp, gc, act, a_s);
-    else
-      conv_forward_dispatch(xp, wp, bp, zp, g, act, a_s, algo);
+    conv_forward_dispatch(xp, wp, bp, zp, gc, act, a_s, algo);
     maxpool_forward_impl(zp, pc, yp, ap);
     if (ap && gc.Q < g.Q) {                // (gc.Q == g.Q: the flat indices are the same in both planes)
       std::vector<int64_t> full(gc.PQ());  // index in the cropped plane -> index in the P*Q plane
@@ -142,6 +140,24 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
     }
   }
   return py::make_tuple(y, arg_obj);
+}
+
+// *Pc, *Qc: P and Q less the trailing rows and columns of dz (planes of P x Q) that are zero (+-0) in every
+// plane; at least 1 each. NaN is not zero. Stops at the first non-zero value (a pool that reads the last row
+// finds one in the first plane).
+void zero_tail(const float* dz, int64_t planes, int64_t P, int64_t Q, int64_t* Pc, int64_t* Qc) {
+  const int64_t PQ = P * Q;
+  const auto zero = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    for (int64_t i = 0; i < planes; ++i)
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c)
+          if (dz[i * PQ + r * Q + c] != 0.0f) return false;
+    return true;
+  };
+  int64_t pc = P, qc = Q;
+  while (pc > 1 && zero(pc - 1, pc, 0, Q)) --pc;
+  while (qc > 1 && zero(0, pc, qc - 1, qc)) --qc;
+  *Pc = pc, *Qc = qc;
 }
 
 py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<float>& y,
@@ -192,7 +208,20 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
       activation_backward_inplace(act, yp + i0 * PQo, gd + i0 * PQo, (i1 - i0) * PQo, a_s);
     });
     ok = maxpool_scatter_planes(gd, ap, g.N * g.K, PQo, PQ, dz, Act::none, nullptr, 0.0f);
-    if (ok) conv_backward_impl(dz, xp, wp, dxp, dwp, dbp, g, algo);
+    // Trailing conv rows and columns whose dz is zero in every plane (those a floor-mode pool never reads:
+    // the classic CNN's conv2, 11x11 -> 5x5) add only 0·x terms: the indirect GEMM runs on the conv cropped
+    // to the rest, dz compacted in place. Skipping an exact zero term leaves a sum's bits as they were, so
+    // the gradients equal the full conv's for finite x and w (an Inf or NaN in input rows that only those
+    // outputs read would turn PyTorch's dw into NaN through 0·Inf; here it stays out, as the forward's).
+    ConvGeom gc = g;
+    if (ok && algo == ConvAlgo::igemm && conv_igemm_applies(g) && g.N > 0 && g.K > 0) {
+      zero_tail(dz, g.N * g.K, g.P, g.Q, &gc.P, &gc.Q);
+      if (gc.P < g.P || gc.Q < g.Q)
+        for (int64_t i = 0; i < g.N * g.K; ++i)  // forwards: each row moves to a lower address or stays
+          for (int64_t r = 0; r < gc.P; ++r)
+            std::memmove(dz + i * gc.PQ() + r * gc.Q, dz + i * PQ + r * g.Q, sizeof(float) * gc.Q);
+    }
+    if (ok) conv_backward_impl(dz, xp, wp, dxp, dwp, dbp, gc, algo);
   }
   if (!ok) throw py::value_error(argmax_error(PQ, {g.N, g.K, g.P, g.Q}, "the conv output"));
   return out.tuple();
