@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "isa/gemm_nt_walk.h"
+
 #include "isa/avx2/avx2_common.h"
 
 namespace cnnkern {
@@ -52,38 +54,15 @@ void tile(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t kc, 
     }
 }
 
-template <int MI>
-void row_of_tiles(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t n, int64_t kc, float* c,
-                  int64_t ldc, bool acc) {
-  int64_t j = 0;
-  for (; j + 3 <= n; j += 3) tile<MI, 3>(a, lda, b + j * ldb, ldb, kc, c + j, ldc, acc);
-  switch (n - j) {
-    case 2:
-      return tile<MI, 2>(a, lda, b + j * ldb, ldb, kc, c + j, ldc, acc);
-    case 1:
-      return tile<MI, 1>(a, lda, b + j * ldb, ldb, kc, c + j, ldc, acc);
-    default:
-      return;
-  }
-}
-
 }  // namespace
 
 // C[i*ldc + j] (=|+=) sum_{k < kc} a[i*lda + k] * b[j*ldb + k] for i < m, j < n.
 void sgemm_nt_block_avx2(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t m, int64_t n,
                          int64_t kc, float* c, int64_t ldc, bool accumulate) {
-  int64_t i = 0;
-  for (; i + 4 <= m; i += 4) row_of_tiles<4>(a + i * lda, lda, b, ldb, n, kc, c + i * ldc, ldc, accumulate);
-  switch (m - i) {
-    case 3:
-      return row_of_tiles<3>(a + i * lda, lda, b, ldb, n, kc, c + i * ldc, ldc, accumulate);
-    case 2:
-      return row_of_tiles<2>(a + i * lda, lda, b, ldb, n, kc, c + i * ldc, ldc, accumulate);
-    case 1:
-      return row_of_tiles<1>(a + i * lda, lda, b, ldb, n, kc, c + i * ldc, ldc, accumulate);
-    default:
-      return;
-  }
+  nt_walk<4, 3>(m, n, [&](auto mi, auto nj, int64_t i, int64_t j) {
+    tile<decltype(mi)::value, decltype(nj)::value>(a + i * lda, lda, b + j * ldb, ldb, kc, c + i * ldc + j,
+                                                   ldc, accumulate);
+  });
 }
 
 }  // namespace cnnkern
