@@ -251,7 +251,6 @@ void sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, cons
 #ifdef CNNKERN_X86
   if (simd_level() != Simd::scalar) {
     const int64_t ib = (M + kNtIB - 1) / kNtIB, jb = (N + kNtJB - 1) / kNtJB;
-    const auto block = simd_level() == Simd::avx512 ? sgemm_nt_block_avx512 : sgemm_nt_block_avx2;
     const auto run = [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t i0 = (t % ib) * kNtIB, j0 = (t / ib) * kNtJB;
@@ -259,7 +258,8 @@ void sgemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, cons
         float* c = C + i0 * ldc + j0;
         if (K == 0) zero_or_keep(0, m, n, c, ldc, false);
         for (int64_t p = 0; p < K; p += kNtKC)
-          block(A + i0 * lda + p, lda, B + j0 * ldb + p, ldb, m, n, std::min(kNtKC, K - p), c, ldc, p > 0);
+          sgemm_nt_block_avx2(A + i0 * lda + p, lda, B + j0 * ldb + p, ldb, m, n, std::min(kNtKC, K - p), c,
+                              ldc, p > 0);
       }
     };
     if (run_serial(M, N, K))

@@ -93,9 +93,6 @@ void pack_transposed_avx2(const float* src, int64_t rs, int64_t rows, int64_t kc
 // C[i*ldc + j] (=|+=) sum_{k < kc} a[i*lda + k] * b[j*ldb + k] for i < m, j < n (gemm_nt_avx2.cpp).
 void sgemm_nt_block_avx2(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t m, int64_t n,
                          int64_t kc, float* c, int64_t ldc, bool accumulate);
-// The same with 16-lane zmm dot products (gemm_nt_avx512.cpp): the AVX-512 path's.
-void sgemm_nt_block_avx512(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t m, int64_t n,
-                           int64_t kc, float* c, int64_t ldc, bool accumulate);
 // y[o] = sum_k w[o*ld + k] * x[k] for o in [o0, o1) (gemv_avx2.cpp): dense forward at batch 1.
 void sgemv_rows_avx2(const float* w, int64_t ld, const float* x, int64_t in, int64_t o0, int64_t o1,
                      float* y);

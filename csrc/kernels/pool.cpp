@@ -39,6 +39,7 @@ void maxpool_2x2_plane_gather(const float* xp, int64_t W, int64_t PQ, const int3
 // avgpool_avx2.cpp: window sums in double, four windows at a time, bitwise the scalar loop's
 void avgpool_2wide_avg(const float* x0, int64_t W, int64_t rows, int64_t count, double div, float* y);
 void avgpool_plane_sums(const float* x, int64_t n, int64_t count, double* sums);
+void avgpool_2x2_spread(const float* dy, int64_t Q, float div, float* d0, float* d1);
 }  // namespace avx2
 #endif
 
@@ -404,6 +405,13 @@ carray<float> avgpool2d_backward(const carray<float>& dy, Shape4 x_shape, Pair k
   carray<float> dx = new_array<float>({g.N, g.C, g.H, g.W});
   const float* dyp = dy.data();
   float* dxp = dx.mutable_data();
+  // 2x2 windows at stride 2, unpadded and unclipped (floor mode, or a ceil_mode that adds none): the
+  // windows do not overlap, so the AVX2 path writes each share in place of the scalar loop's adds.
+  [[maybe_unused]] bool spread = false;
+#ifdef CNNKERN_X86
+  spread = simd_level() != Simd::scalar && g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 &&
+           g.pw == 0 && 2 * g.P <= g.H && 2 * g.Q <= g.W;
+#endif
   {
     py::gil_scoped_release release;
     parallel_for(g.N * g.C, [&](int64_t begin, int64_t end) {
@@ -411,6 +419,13 @@ carray<float> avgpool2d_backward(const carray<float>& dy, Shape4 x_shape, Pair k
         float* d = dxp + pl * g.H * g.W;
         std::fill(d, d + g.H * g.W, 0.0f);
         const float* gp = dyp + pl * g.P * g.Q;
+#ifdef CNNKERN_X86
+        if (spread) {  // each dx element in at most one window: its share, written row pair by row pair
+          for (int64_t oh = 0; oh < g.P; ++oh)
+            avx2::avgpool_2x2_spread(gp + oh * g.Q, g.Q, 4.0f, d + 2 * oh * g.W, d + (2 * oh + 1) * g.W);
+          continue;
+        }
+#endif
         for (int64_t oh = 0; oh < g.P; ++oh) {
           const AvgSpan hs = avg_span(oh, g.kh, g.sh, g.ph, g.H);
           for (int64_t ow = 0; ow < g.Q; ++ow) {

@@ -39,6 +39,26 @@ void avgpool_2wide_avg(const float* x0, int64_t W, int64_t rows, int64_t count, 
   }
 }
 
+// The 2x2 / stride-2 backward of one pooled row: d0[2j] = d0[2j+1] = d1[2j] = d1[2j+1] = 0 + dy[j] / div for
+// j < Q, the scalar loop's operations (a share added to the zeroed dx) eight windows at a time.
+void avgpool_2x2_spread(const float* dy, int64_t Q, float div, float* d0, float* d1) {
+  const __m256 dv = _mm256_set1_ps(div), zero = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= Q; j += 8) {
+    const __m256 s = _mm256_add_ps(zero, _mm256_div_ps(_mm256_loadu_ps(dy + j), dv));
+    const __m256 lo = _mm256_unpacklo_ps(s, s), hi = _mm256_unpackhi_ps(s, s);  // s0 s0 s1 s1 | s4 s4 s5 s5
+    const __m256 a = _mm256_permute2f128_ps(lo, hi, 0x20), b = _mm256_permute2f128_ps(lo, hi, 0x31);
+    _mm256_storeu_ps(d0 + 2 * j, a);
+    _mm256_storeu_ps(d0 + 2 * j + 8, b);
+    _mm256_storeu_ps(d1 + 2 * j, a);
+    _mm256_storeu_ps(d1 + 2 * j + 8, b);
+  }
+  for (; j < Q; ++j) {
+    const float v = 0.0f + dy[j] / div;
+    d0[2 * j] = d0[2 * j + 1] = d1[2 * j] = d1[2 * j + 1] = v;
+  }
+}
+
 // Whole planes (global pooling): sums[l] = the sum of plane l's n floats in order, planes n floats apart,
 // count a multiple of 4. Four planes' next four floats are loaded and transposed, one plane per lane.
 void avgpool_plane_sums(const float* x, int64_t n, int64_t count, double* sums) {
