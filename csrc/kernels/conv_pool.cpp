@@ -208,11 +208,12 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
       activation_backward_inplace(act, yp + i0 * PQo, gd + i0 * PQo, (i1 - i0) * PQo, a_s);
     });
     ok = maxpool_scatter_planes(gd, ap, g.N * g.K, PQo, PQ, dz, Act::none, nullptr, 0.0f);
-    // Trailing conv rows and columns whose dz is zero in every plane (those a floor-mode pool never reads:
-    // the classic CNN's conv2, 11x11 -> 5x5) add only 0·x terms: the indirect GEMM runs on the conv cropped
-    // to the rest, dz compacted in place. Skipping an exact zero term leaves a sum's bits as they were, so
-    // the gradients equal the full conv's for finite x and w (an Inf or NaN in input rows that only those
-    // outputs read would turn PyTorch's dw into NaN through 0·Inf; here it stays out, as the forward's).
+    // Trailing conv rows and columns whose dz is zero in every plane (those a floor-mode pool never reads,
+    // the classic CNN's conv2 11x11 -> 5x5, or any whose gradient is all zero) add only 0·x terms: the
+    // indirect GEMM runs on the conv cropped to the rest, dz compacted in place. Skipping an exact zero term
+    // leaves a sum's bits as they were, so the gradients equal the full conv's for finite x and w (an Inf or
+    // NaN in input rows that only those outputs read would turn PyTorch's dw into NaN through 0·Inf; here it
+    // stays out: docs/design.md, non-finite values).
     ConvGeom gc = g;
     if (ok && algo == ConvAlgo::igemm && conv_igemm_applies(g) && g.N > 0 && g.K > 0) {
       zero_tail(dz, g.N * g.K, g.P, g.Q, &gc.P, &gc.Q);
