@@ -17,8 +17,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,6 +46,12 @@ void require_shape(const carray<T>& a, const char* name, const std::array<int64_
     throw py::value_error(std::string(name) + " must have shape (" + std::to_string(want[0]) + ", " +
                           std::to_string(want[1]) + ", " + std::to_string(want[2]) + ", " +
                           std::to_string(want[3]) + ") (the pooled conv output), got " + shape_str(a));
+}
+
+// Whether the conv of g can be cropped to fewer output rows and columns (forward: to those the pool reads;
+// backward: to those with a non-zero gradient): the indirect GEMM computes every output alone.
+bool croppable(const ConvGeom& g, ConvAlgo algo) {
+  return algo == ConvAlgo::igemm && conv_igemm_applies(g) && g.N > 0 && g.K > 0;
 }
 
 // The conv output rows (or columns) [0, extent) a pool of `out` windows reads, of L.
@@ -122,7 +128,7 @@ py::tuple conv2d_act_maxpool_forward(const carray<float>& x, const carray<float>
     // the argmax is mapped back to the full P*Q plane.
     ConvGeom gc = g;
     PoolGeom pc = pg;
-    if (algo == ConvAlgo::igemm && conv_igemm_applies(g) && g.N > 0 && g.K > 0) {
+    if (croppable(g, algo)) {
       gc.P = pc.H = extent_read(g.P, pg.P, pg.kh, pg.sh, pg.ph, pg.dh);
       gc.Q = pc.W = extent_read(g.Q, pg.Q, pg.kw, pg.sw, pg.pw, pg.dw);
     }
@@ -215,7 +221,7 @@ py::tuple conv2d_act_maxpool_backward(const carray<float>& dy, const carray<floa
     // NaN in input rows that only those outputs read would turn PyTorch's dw into NaN through 0·Inf; here it
     // stays out: docs/design.md, non-finite values).
     ConvGeom gc = g;
-    if (ok && algo == ConvAlgo::igemm && conv_igemm_applies(g) && g.N > 0 && g.K > 0) {
+    if (ok && croppable(g, algo)) {
       zero_tail(dz, g.N * g.K, g.P, g.Q, &gc.P, &gc.Q);
       if (gc.P < g.P || gc.Q < g.Q)
         for (int64_t i = 0; i < g.N * g.K; ++i)  // forwards: each row moves to a lower address or stays

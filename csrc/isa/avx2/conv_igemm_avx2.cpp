@@ -117,7 +117,7 @@ void transpose_bias_act_t(const float* src, int64_t lds, int64_t rows, int64_t c
         float* d = dst + (c0 + c) * ldd + r0;
         if (rn == 8) {
           _mm256_storeu_ps(d, epilogue_act<Act>(v[c], va));
-        } else {  // (a masked store is slow on AMD; these floats are read back by nothing here)
+        } else {  // a row tail: through memory, as a masked store is slow on AMD
           alignas(32) float t[8];
           _mm256_store_ps(t, epilogue_act<Act>(v[c], va));
           for (int64_t r = 0; r < rn; ++r) d[r] = t[r];
