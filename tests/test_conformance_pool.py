@@ -88,6 +88,21 @@ def test_avgpool2d_backward(target, case):
         assert_close(target.get(got), dx, **gemm_tol(kh * kw, dt), what=f"{target.id} {dt} dx", dtype=dt)
 
 
+@pytest.mark.parametrize("x_shape", [(2, 3, 15, 14), (2, 3, 14, 15), (1, 2, 9, 9)], ids=str)
+def test_avgpool2d_backward_zero_where_no_window_reaches(target, x_shape):
+    """A floor-mode 2x2 pool of an odd plane leaves its last row / column out of every window: dx is exactly 0
+    there, whatever the memory of dx held before (a first call's result is dropped so that the second may
+    reuse its block)."""
+    y_shape = x_shape[:2] + (x_shape[2] // 2, x_shape[3] // 2)
+    for dt in target.dtypes:
+        target.call("avgpool2d_backward", target.put(np.full(y_shape, 7.0), dt), x_shape, kernel_size=2)
+        dy = randn(y_shape, 6)
+        want = ops.avgpool2d_backward(dy, x_shape, kernel_size=2, backend="reference")
+        got = target.get(target.call("avgpool2d_backward", target.put(dy, dt), x_shape, kernel_size=2))
+        assert_close(got, want, **gemm_tol(4, dt), what=f"{target.id} {dt} dx", dtype=dt)
+        assert not got[:, :, 2 * y_shape[2] :].any() and not got[:, :, :, 2 * y_shape[3] :].any()
+
+
 def test_maxpool2d_nan_and_tie_rules_by_hand(target):
     """One 4x4 plane, 2x2 windows, stated by hand: ties take the first maximum, NaN wins with its last index,
     +inf beats every number, a window of -inf points at its first element."""

@@ -351,8 +351,8 @@ carray<float> avgpool2d_forward(const carray<float>& x, Pair kernel_size, Pair s
     const int64_t ow_hi =
         std::max(ow_lo, std::min(g.Q, g.W + g.pw - g.kw < 0 ? 0 : (g.W + g.pw - g.kw) / g.sw + 1));
     parallel_for(g.N * g.C * g.P, [&](int64_t begin, int64_t end) {
-      thread_local std::vector<double> sums;
-      sums.resize(std::max<int64_t>(end - begin, g.Q));
+      thread_local std::vector<double> sums;  // the global path's plane sums
+      sums.resize(end - begin);
       auto put = [&](int64_t r, int64_t ow, const AvgSpan& hs, double sum) {
         const AvgSpan ws = avg_span(ow, g.kw, g.sw, g.pw, g.W);
         const bool empty = hs.begin >= hs.end || ws.begin >= ws.end;
@@ -417,15 +417,22 @@ carray<float> avgpool2d_backward(const carray<float>& dy, Shape4 x_shape, Pair k
     parallel_for(g.N * g.C, [&](int64_t begin, int64_t end) {
       for (int64_t pl = begin; pl < end; ++pl) {
         float* d = dxp + pl * g.H * g.W;
-        std::fill(d, d + g.H * g.W, 0.0f);
         const float* gp = dyp + pl * g.P * g.Q;
 #ifdef CNNKERN_X86
-        if (spread) {  // each dx element in at most one window: its share, written row pair by row pair
+        // each dx element in at most one window: its share, written row pair by row pair. What no window
+        // covers is zeroed first: the whole plane when some columns are uncovered (one fill per plane
+        // measured faster than per-row fills on small planes), else only the rows below the last window.
+        if (spread) {
+          if (2 * g.Q < g.W)
+            std::fill(d, d + g.H * g.W, 0.0f);
+          else
+            std::fill(d + 2 * g.P * g.W, d + g.H * g.W, 0.0f);
           for (int64_t oh = 0; oh < g.P; ++oh)
             avx2::avgpool_2x2_spread(gp + oh * g.Q, g.Q, 4.0f, d + 2 * oh * g.W, d + (2 * oh + 1) * g.W);
           continue;
         }
 #endif
+        std::fill(d, d + g.H * g.W, 0.0f);
         for (int64_t oh = 0; oh < g.P; ++oh) {
           const AvgSpan hs = avg_span(oh, g.kh, g.sh, g.ph, g.H);
           for (int64_t ow = 0; ow < g.Q; ++ow) {
