@@ -18,7 +18,12 @@ intermediate values need not exist for anyone else), all in the model's own layo
   and bias (compress.fold._folded): folded once and kept until the weights change by the inference path
   (:mod:`cnnkern.plan_infer`), folded at each call by :func:`forward` here (the checked path it falls back
   to, or that ``Plan.fast_inference = False`` selects); training runs the conv,
-  then the batch norm (+ activation) as ``bn_act``, since batch statistics cannot be folded.
+  then the batch norm (+ activation) as ``bn_act``, since batch statistics cannot be folded;
+* ``bn_act_pool`` / ``conv_bn_act_pool``: either of the two with an activation, + MaxPooling2D. Training runs
+  the batch norm, activation and pool as ONE kernel pair (ops.batchnorm2d_act_maxpool_forward / _backward:
+  the activation's output is pooled where it is computed and never stored); inference runs the step
+  without the pool, then the pool (for ``conv_bn_act_pool``: the folded conv with the pool in its kernel,
+  as plan_infer does for a pool after ``conv_bn_act``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from . import ops
 from ._typing import BackendArray
 from .layers import Activation, Add, BatchNormalization, Conv2D, Layer, MaxPooling2D, to_numpy
 
-FUSIONS = ("fuse_conv_pool", "bn_act", "add_act", "fold_bn", "conv_act")
+FUSIONS = ("fuse_conv_pool", "bn_act", "add_act", "fold_bn", "conv_act", "bn_pool")
 
 
 def _own_layout(layer: Layer) -> bool:
@@ -62,6 +67,21 @@ def _links(prev: Layer, layer: Layer, on: dict[str, bool]) -> bool:
     )
 
 
+def _pools_bn_act(
+    layers: Sequence[Layer], joined_to: dict[int, int], j: int, layer: Layer, on: dict[str, bool]
+) -> bool:
+    """Whether ``layer`` is a max pool joining activation j, itself joined to a batch norm's step."""
+    bn = joined_to.get(j)
+    return (
+        on["bn_pool"]
+        and type(layer) is MaxPooling2D
+        and _own_layout(layer)
+        and _kernel_act(layers[j])
+        and bn is not None
+        and isinstance(layers[bn], BatchNormalization)
+    )
+
+
 def groups(
     layers: Sequence[Layer], inputs_of: Sequence[Sequence[int]], on: dict[str, bool]
 ) -> dict[int, list[int]]:
@@ -73,11 +93,14 @@ def groups(
         for j in ins:
             readers[j] += 1
     joins: dict[int, int] = {}  # j -> the layer that joins j's step
+    joined_to: dict[int, int] = {}  # the inverse: i -> the layer whose step i joins
     for i, layer in enumerate(layers):
         if len(inputs_of[i]) == 1:
             j = inputs_of[i][0]
-            if readers[j] == 1 and j != out and _links(layers[j], layer, on):
-                joins[j] = i
+            if readers[j] != 1 or j == out:
+                continue
+            if _links(layers[j], layer, on) or _pools_bn_act(layers, joined_to, j, layer, on):
+                joins[j], joined_to[i] = i, j
     chains: dict[int, list[int]] = {}
     for head in sorted(set(joins) - set(joins.values())):
         chain = [head]
@@ -92,7 +115,9 @@ def kind_of(layers: tuple[Layer, ...]) -> str:
     if len(layers) == 1:
         return "layer"
     if isinstance(layers[-1], MaxPooling2D):
-        return "conv_pool"
+        if len(layers) == 2:
+            return "conv_pool"
+        return "bn_act_pool" if isinstance(layers[0], BatchNormalization) else "conv_bn_act_pool"
     if isinstance(layers[0], Add):
         return "add_act"
     if isinstance(layers[0], BatchNormalization):
@@ -120,6 +145,15 @@ KERNELS = {
         "conv2d_bias_act_forward, batchnorm2d_act_forward (infer: one conv, bn folded)",
         "{act}batchnorm2d_backward, conv2d_backward",
     ),
+    "bn_act_pool": (
+        "batchnorm2d_act_maxpool_forward (infer: batchnorm2d_act_forward, maxpool2d_forward)",
+        "batchnorm2d_act_maxpool_backward",
+    ),
+    "conv_bn_act_pool": (
+        "conv2d_bias_act_forward, batchnorm2d_act_maxpool_forward (infer: conv2d_act_maxpool_forward, bn "
+        "folded)",
+        "batchnorm2d_act_maxpool_backward, conv2d_backward",
+    ),
 }
 
 
@@ -142,6 +176,8 @@ def forward(kind: str, layers: tuple[Layer, ...], x: Any, training: bool, logits
         cv._x = x
         cv._act_fused(y, True, False)
         return ac._act_fused(y, True, logits)
+    if kind in ("bn_act_pool", "conv_bn_act_pool"):
+        return _bn_pool_forward(layers, x, training)
     if kind in ("conv_bn", "conv_bn_act"):
         conv, bn = layers[0], layers[1]
         act = layers[2] if len(layers) == 3 else None
@@ -166,6 +202,11 @@ def backward(kind: str, layers: tuple[Layer, ...], dy: BackendArray, need_dx: bo
     conv's, which runs the fused kernel)."""
     if kind == "conv_pool":
         return layers[0].backward(dy, need_dx=need_dx)
+    if kind in ("bn_act_pool", "conv_bn_act_pool"):
+        bn = layers[-3]
+        assert isinstance(bn, BatchNormalization)
+        dz = bn.backward_pooled(dy, need_dx=need_dx or len(layers) == 4)
+        return dz if len(layers) == 3 else layers[0].backward(dz, need_dx=need_dx)
     for k in range(len(layers) - 1, -1, -1):
         dy = layers[k].backward(dy, need_dx=need_dx or k > 0)
     return dy
@@ -183,3 +224,19 @@ def _folded_forward(conv: Conv2D, bn: BatchNormalization, act: Activation | None
     return ops.conv2d_bias_act_forward(
         x, ctx.asarray(w), ctx.asarray(b), **args, activation=kind, alpha=alpha
     )
+
+
+def _bn_pool_forward(layers: tuple[Layer, ...], x: Any, training: bool) -> Any:
+    """bn_act_pool / conv_bn_act_pool forward (see the module docstring)."""
+    *head, bn, act, pool = layers
+    assert isinstance(bn, BatchNormalization) and isinstance(act, Activation)
+    assert isinstance(pool, MaxPooling2D)
+    if not training:
+        if head:
+            y = _folded_forward(head[0], bn, act, x)  # type: ignore[arg-type]
+        else:
+            y = act._act_fused(bn.forward_act(x, False, act.activation, act.alpha), False, False)
+        return pool.forward(y, training=False)
+    if head:
+        x = head[0].forward(x, training=True)
+    return bn.forward_act_pool(x, act._fused_kind(), act.alpha, pool.fused_geometry())  # type: ignore[arg-type]

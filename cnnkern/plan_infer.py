@@ -2,7 +2,8 @@
 weights prepared once and from arguments compiled once per input shape.
 
 * Prepared weights: a step's kernel and bias, checked by the front door (dtype, layout) and, for
-  ``conv_bn`` / ``conv_bn_act``, with the batch norm folded in (float64, ``cnnkern.compress.fold._folded``).
+  ``conv_bn`` / ``conv_bn_act`` / ``conv_bn_act_pool``, with the batch norm folded in (float64,
+  ``cnnkern.compress.fold._folded``).
   They are kept with the arrays they came from and :func:`cnnkern.layers.base.weights_epoch`, and rebuilt
   when an array was replaced (set_weights, assign, load_weights, to_backend) or the counter moved (an
   optimizer update, a training forward through batch norm, set_weights): never stale.
@@ -13,7 +14,8 @@ weights prepared once and from arguments compiled once per input shape.
   path), and that the batch is not empty (the front door answers those without a kernel).
 
 A max pool that alone reads a conv step runs in that step's call (:func:`pools_after`: the folded
-weights, the activation, then the pool, in one conv2d_act_maxpool_forward). Max / average pools of their
+weights, the activation, then the pool, in one conv2d_act_maxpool_forward), and so does the pool of a
+``conv_bn_act_pool`` step (:mod:`cnnkern.plan_fusions`). Max / average pools of their
 own get compiled calls too. Steps of other kinds (activations, batch norm alone, merges,
 global pools, a user's own layer) run their layers' checked forward as in training.
 ``Plan.fast_inference = False`` turns this module off (the tests compare both ways).
@@ -124,7 +126,7 @@ def compile_step(step: Step, x: Any, pool: MaxPooling2D | None = None) -> Run | 
         return _dense(step, first, x)
     if kind == "layer" and type(first) in (MaxPooling2D, AveragePooling2D):
         return _pool(first, x)
-    conv_kinds = ("layer", "conv_act", "conv_bn", "conv_bn_act", "conv_pool")
+    conv_kinds = ("layer", "conv_act", "conv_bn", "conv_bn_act", "conv_pool", "conv_bn_act_pool")
     if kind not in conv_kinds or type(first) not in _CONVS:
         return None
     return _conv(step, first, x)  # type: ignore[arg-type]
@@ -171,14 +173,15 @@ def _conv(step: Step, conv: Conv2D, x: Any, pool_layer: MaxPooling2D | None = No
         be, x, w, b, conv.strides, conv.padding, conv.dilation_rate, conv.groups
     )
     geom: dict[str, Any] = dict(stride=stride, padding=pad, dilation=dilation, groups=groups)
-    if step.kind in ("conv_act", "conv_bn", "conv_bn_act"):  # the conv applies the activation layer's kind
-        act = step.layers[-1] if step.kind != "conv_bn" else None
+    if step.kind in ("conv_act", "conv_bn", "conv_bn_act", "conv_bn_act_pool"):
+        # the conv applies the activation layer's kind
+        act = None if step.kind == "conv_bn" else step.layers[2 if step.kind == "conv_bn_act_pool" else -1]
         kind, alpha = (None, 0.01) if act is None else (act._fused_kind(), act.alpha)  # type: ignore[attr-defined]
     else:
         kind, alpha = conv._fused_kind(), conv.alpha
     alpha = check.activation_kind(kind, alpha)
-    if step.kind == "conv_pool":
-        pool_layer = step.layers[1]  # type: ignore[assignment]
+    if step.kind in ("conv_pool", "conv_bn_act_pool"):
+        pool_layer = step.layers[-1]  # type: ignore[assignment]
     if pool_layer is not None:
         g = pool_layer.fused_geometry()
         z_shape = (x.shape[0], w.shape[0]) + pq

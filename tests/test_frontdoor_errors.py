@@ -300,6 +300,20 @@ BAD_FUSED = {
         ("activation-elu", lambda d: A(d.pdy, d.pdy, d.arg, d.x, d.w, activation="elu"), ValueError,
          "activation"),
     ],
+    "batchnorm2d_act_maxpool_forward": [
+        ("activation-unknown", lambda d: d.bn(pool_size=2, activation="gelu"), ValueError, "activation"),
+        ("running_var-shape", lambda d: d.bn(rv=d.b, pool_size=2), ValueError, "running_var"),
+        ("pool-larger-than-x", lambda d: d.bn(pool_size=(7, 2)), ValueError, "kernel_size"),
+    ],
+    "batchnorm2d_act_maxpool_backward": [
+        ("argmax-shape", lambda d: A(d.pdy, d.pdy, d.arg[:1], d.x, d.gamma, d.rm, d.rv), ValueError,
+         "argmax"),
+        ("y-shape", lambda d: A(d.pdy, d.pdy[:1], d.arg, d.x, d.gamma, d.rm, d.rv), ValueError, "y"),
+        ("invstd-float64", lambda d: A(d.pdy, d.pdy, d.arg, d.x, d.gamma, d.rm, d.f64(d.rv)), TypeError,
+         "invstd"),
+        ("argmax-outside-x", lambda d: A(d.pdy, d.pdy, d.arg + 36, d.x, d.gamma, d.rm, d.rv), ValueError,
+         "argmax"),
+    ],
     "adam_update_multi": [
         ("params-not-list", lambda d: A(d.param, [d.grad], [d.m], [d.v], step=1), TypeError, "params"),
         ("grads-length", lambda d: A([d.param], [], [d.m], [d.v], step=1), ValueError, "grads"),

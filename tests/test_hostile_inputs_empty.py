@@ -106,6 +106,23 @@ def test_empty_batch_batchnorm_and_loss_follow_torch(plain_target):
         )
         for got, want, what in ((dx, tx.grad, "dx"), (dg, tgam.grad, "dgamma"), (db, tbt.grad, "dbeta")):
             _same(tg, got, want, f"batchnorm2d_backward {what} (training={training})")
+        # the fused batch norm + relu + max pool: the same statistics, a pooled empty y and argmax
+        brm, brv = tg.put(rm), tg.put(rv)
+        yp, arg, mean_p, invstd_p = tg.call(
+            "batchnorm2d_act_maxpool_forward", tg.put(x0), tg.put(g), tg.put(bt), brm, brv,
+            training=training, activation="relu", pool_size=2,
+        )  # fmt: skip
+        _same(tg, yp, F.max_pool2d(F.relu(ty), 2), "batchnorm2d_act_maxpool_forward y")
+        assert tg.get(arg).shape == (0, 3, 2, 2) and tg.get(arg).dtype == np.int64
+        _same(tg, brm, trm, "running_mean (fused)")
+        np.testing.assert_array_equal(tg.get(mean_p), tg.get(mean))
+        np.testing.assert_array_equal(tg.get(invstd_p), tg.get(invstd))
+        dx, dg, db = tg.call(
+            "batchnorm2d_act_maxpool_backward", yp, yp, arg, tg.put(x0), tg.put(g), mean_p, invstd_p,
+            training=training, activation="relu",
+        )  # fmt: skip
+        for got, want, what in ((dx, tx.grad, "dx"), (dg, tgam.grad, "dgamma"), (db, tbt.grad, "dbeta")):
+            _same(tg, got, want, f"batchnorm2d_act_maxpool_backward {what} (training={training})")
     logits = torch.zeros((0, 10), requires_grad=True)
     tloss = F.cross_entropy(logits, torch.zeros(0, dtype=torch.long))
     tloss.backward()

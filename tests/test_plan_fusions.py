@@ -1,8 +1,8 @@
-"""The plan's fused groups (cnnkern/plan_fusions.py): batch norm + activation, Add + activation, and batch
-norm folded into the conv for inference. Fused and unfused plans of the same model give the same losses,
-gradients and predictions (float64 reference: ~1e-12; the fast backends in float32), for a Sequential stack
-and the ResNet-style functional model; fusion is skipped where another layer also reads the intermediate
-output, where a layer is channels_first, or where the activation has no fused kernel; the folded
+"""The plan's fused groups (cnnkern/plan_fusions.py): batch norm + activation (+ max pool), Add +
+activation, and batch norm folded into the conv for inference. Fused and unfused plans of the same model give
+the same losses, gradients and predictions (float64 reference: ~1e-12; the fast backends in float32), for a
+Sequential stack and the ResNet-style functional model; fusion is skipped where another layer also reads the
+intermediate output, where a layer is channels_first, or where the activation has no fused kernel; the folded
 inference never goes stale; and the fused float64 ResNet's predictions match its PyTorch twin in eval."""
 
 import numpy as np
@@ -14,7 +14,7 @@ from cnnkern.plan import Plan
 from tests.conftest import load_backend
 from tests.test_graph_models import TorchTwin, _data, _match_torch, resnet
 
-OFF = dict(bn_act=False, add_act=False, fold_bn=False, conv_act=False)
+OFF = dict(bn_act=False, add_act=False, fold_bn=False, conv_act=False, bn_pool=False)
 
 
 def _replan(model, **flags):
@@ -68,7 +68,7 @@ def _pair(build, backend, dtype):
 
 def _compare(build, shape, backend, dtype, tol):
     fused, plain = _pair(build, backend, dtype)
-    x, y = _data(n=6, shape=shape, classes=3 if build is stack else 5)
+    x, y = _data(n=6, shape=shape, classes=3 if build in (stack, bn_pool_stack) else 5)
     x = x.astype(dtype)
     for _ in range(3):
         a, b = fused.train_on_batch(x, y), plain.train_on_batch(x, y)
@@ -110,6 +110,53 @@ def test_fused_equals_unfused_on_the_fast_backends(name, build):
     load_backend(name)
     shape = (9, 9, 2) if build is stack else (12, 12, 1)
     _compare(build, shape, name, "float32", F32)
+
+
+def bn_pool_stack(**kw):
+    """Batch norm + activation + max pool groups: after a conv whose batch norm folds in inference (2x2
+    pool, Keras's batch-norm convention), and after a conv with its own activation (leaky ReLU, 'same' 3x3
+    pool with overlapping windows, PyTorch's convention)."""
+    return keras.Sequential(
+        [
+            keras.Input((10, 10, 2)),
+            layers.Conv2D(4, 3, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.MaxPooling2D(),
+            layers.Conv2D(5, 3, padding="same", activation="relu"),
+            layers.BatchNormalization(convention="torch"),
+            layers.LeakyReLU(0.2),
+            layers.MaxPooling2D(3, strides=2, padding="same"),
+            layers.Flatten(),
+            layers.Dense(3, activation="softmax"),
+        ],
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("name", ["reference", "cpp", "numba"])
+def test_bn_act_pool_fused_equals_unfused(name):
+    load_backend(name)
+    dtype, tol = ("float64", F64) if name == "reference" else ("float32", F32)
+    fused = _compare(bn_pool_stack, (10, 10, 2), name, dtype, tol)
+    assert _kinds(fused) == ["conv_bn_act_pool", "layer", "bn_act_pool", "layer", "layer"]
+    _, plain = _pair(bn_pool_stack, name, dtype)
+    assert "conv_bn_act_pool" not in _kinds(plain)
+    lines = []
+    fused.summary(print_fn=lines.append, plan=True)
+    assert "batchnorm2d_act_maxpool_forward" in "\n".join(lines)
+
+
+def test_bn_act_pool_needs_the_pool_to_be_the_only_reader():
+    """A second reader of the activation keeps the pool a step of its own (the activation is stored)."""
+    inp = keras.Input((8, 8, 2))
+    z = layers.BatchNormalization()(layers.Conv2D(3, 3, padding="same")(inp))
+    a = layers.ReLU()(z)
+    pooled = [layers.Flatten()(layers.MaxPooling2D()(a)), layers.Flatten()(layers.AveragePooling2D()(a))]
+    out = layers.Add()(pooled)
+    m = keras.Model(inp, layers.Dense(2, activation="softmax")(out))
+    m.build()
+    assert "conv_bn_act_pool" not in _kinds(m) and "conv_bn_act" in _kinds(m)
 
 
 def conv_act_stack(**kw):

@@ -228,6 +228,65 @@ class Backend:
         conv: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         return self.conv2d_backward(dz, x, w, **conv, need_dx=need_dx, need_dw=need_dw, need_db=need_db)
 
+    def batchnorm2d_act_maxpool_forward(
+        self,
+        x: BackendArray,
+        gamma: BackendArray,
+        beta: BackendArray,
+        running_mean: BackendArray,
+        running_var: BackendArray,
+        *,
+        training: bool,
+        momentum: float,
+        eps: float,
+        activation: str | None = None,
+        alpha: float = 0.01,
+        pool_kernel: Sequence[int],
+        pool_stride: Sequence[int],
+        pool_padding: Sequence[int],
+        pool_dilation: Sequence[int],
+        pool_ceil_mode: bool,
+    ) -> tuple[BackendArray, BackendArray, BackendArray, BackendArray]:
+        a, mean, invstd = self.batchnorm2d_act_forward(
+            x,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            training=training,
+            momentum=momentum,
+            eps=eps,
+            activation=activation,
+            alpha=alpha,
+        )
+        y, argmax = self.maxpool2d_forward(
+            a,
+            kernel_size=pool_kernel,
+            stride=pool_stride,
+            padding=pool_padding,
+            dilation=pool_dilation,
+            ceil_mode=pool_ceil_mode,
+        )
+        return y, argmax, mean, invstd
+
+    def batchnorm2d_act_maxpool_backward(
+        self,
+        dy: BackendArray,
+        y: BackendArray,
+        argmax: BackendArray,
+        x: BackendArray,
+        gamma: BackendArray,
+        mean: BackendArray,
+        invstd: BackendArray,
+        *,
+        training: bool,
+        activation: str | None = None,
+        alpha: float = 0.01,
+    ) -> tuple[BackendArray, BackendArray, BackendArray]:
+        g = dy if activation is None else self.activation_backward(dy, y, activation, alpha=alpha)
+        dz = self.maxpool2d_backward(g, argmax, tuple(x.shape))
+        return self.batchnorm2d_backward(dz, x, gamma, mean, invstd, training=training)
+
     def adam_update_multi(
         self,
         params: Sequence[BackendArray],

@@ -12,6 +12,23 @@ def _basic(name: str) -> Kernel:
     return next(kernel for kernel in BASIC if kernel.name == name)
 
 
+# the max pool's keywords of the fused kernels that pool (the front door's names in _FRONT_POOL)
+_POOL = (
+    k("pool_kernel", PAIR),
+    k("pool_stride", PAIR),
+    k("pool_padding", PAIR),
+    k("pool_dilation", PAIR),
+    k("pool_ceil_mode", "bool"),
+)
+_FRONT_POOL = (
+    k("pool_size", PAIR),
+    k("pool_stride", PAIR, front=None),
+    k("pool_padding", PAIR, front=0),
+    k("pool_dilation", PAIR, front=1),
+    k("ceil_mode", "bool", front=False),
+    k("return_argmax", "bool", front=True),
+)
+
 FUSED: tuple[Kernel, ...] = (
     Kernel(
         "conv2d_bias_act_forward",
@@ -73,31 +90,13 @@ FUSED: tuple[Kernel, ...] = (
     Kernel(
         "conv2d_act_maxpool_forward",
         "conv_pool",
-        _basic("conv2d_forward").args
-        + ACT
-        + (
-            k("pool_kernel", PAIR),
-            k("pool_stride", PAIR),
-            k("pool_padding", PAIR),
-            k("pool_dilation", PAIR),
-            k("pool_ceil_mode", "bool"),
-            k("need_argmax", "bool", True),
-        ),
+        _basic("conv2d_forward").args + ACT + _POOL + (k("need_argmax", "bool", True),),
         "(y (N,K,P',Q'), argmax | None): argmax a flat index into the conv output's P*Q plane, None unless "
         "need_argmax",
         "Convolution, bias, activation and max pooling as one kernel.",
         returns_type="tuple[F32, I64 | None]",
         fused="maxpool2d_forward(conv2d_bias_act_forward(x, w, b, ...), kernel_size=pool_kernel, ...)",
-        front_args=_basic("conv2d_forward").args
-        + ACT
-        + (
-            k("pool_size", PAIR),
-            k("pool_stride", PAIR, front=None),
-            k("pool_padding", PAIR, front=0),
-            k("pool_dilation", PAIR, front=1),
-            k("ceil_mode", "bool", front=False),
-            k("return_argmax", "bool", front=True),
-        ),
+        front_args=_basic("conv2d_forward").args + ACT + _FRONT_POOL,
     ),
     Kernel(
         "conv2d_act_maxpool_backward",
@@ -108,6 +107,40 @@ FUSED: tuple[Kernel, ...] = (
         returns_type=DXDWDB,
         fused="conv2d_backward(maxpool2d_backward(activation_backward(dy, y, activation), argmax, z_shape), "
         "x, w): the activation's gradient is taken at the pooled values, which argmax points at",
+    ),
+    Kernel(
+        "batchnorm2d_act_maxpool_forward",
+        "batchnorm",
+        _basic("batchnorm2d_forward").args + ACT + _POOL,
+        "(y (N,C,P,Q), argmax (N,C,P,Q): a flat index into the H*W plane, mean (C,), invstd (C,))",
+        "Batch norm, activation and max pooling as one kernel (the plan's conv + batch norm + activation + "
+        "max pool in training): the normalised values are pooled where they are computed.",
+        returns_type="tuple[F32, I64, F32, F32]",
+        inplace=_basic("batchnorm2d_forward").inplace,
+        fused="maxpool2d_forward(batchnorm2d_act_forward(x, ...)[0], kernel_size=pool_kernel, ...) with "
+        "batchnorm2d_act_forward's mean and invstd",
+        front_args=_basic("batchnorm2d_forward").args + ACT + _FRONT_POOL[:-1],
+    ),
+    Kernel(
+        "batchnorm2d_act_maxpool_backward",
+        "batchnorm",
+        (
+            a("dy", doc="(N,C,P,Q)"),
+            a("y", doc="the forward's pooled output"),
+            a("argmax", "I64"),
+            a("x", doc="(N,C,H,W): the batch norm's input"),
+            a("gamma"),
+            a("mean"),
+            a("invstd"),
+            k("training", "bool", front=True),
+            *ACT,
+        ),
+        "(dx (N,C,H,W), dgamma (C,), dbeta (C,))",
+        "The gradients of batchnorm2d_act_maxpool_forward from dy and its outputs y, argmax, mean, invstd.",
+        returns_type="tuple[F32, F32, F32]",
+        fused="batchnorm2d_backward(maxpool2d_backward(activation_backward(dy, y, activation), argmax, "
+        "x.shape), x, gamma, mean, invstd): the activation's gradient is taken at the pooled values, which "
+        "argmax points at",
     ),
     Kernel(
         "adam_update_multi",

@@ -53,6 +53,7 @@ class BatchNormalization(ChannelsFirstMixin, Layer):
         self.center = bool(center)
         self.scale = bool(scale)
         self._x = None
+        self._pooled: tuple[Any, ...] | None = None  # forward_act_pool's (y, argmax, activation, alpha)
 
     def _build(self, in_shape: Shape, ctx: Context) -> Shape:
         c = in_shape[0]
@@ -73,6 +74,40 @@ class BatchNormalization(ChannelsFirstMixin, Layer):
         gradient first, then this layer's :meth:`backward` as after :meth:`forward`."""
         return self._forward(x, training, activation=activation, alpha=alpha)
 
+    def forward_act_pool(
+        self, x: BackendArray, activation: str, alpha: float, pool: dict[str, Any]
+    ) -> BackendArray:
+        """Training: batch norm, ``activation`` and the max pool of geometry ``pool`` (a MaxPooling2D's
+        fused_geometry) as one kernel (ops.batchnorm2d_act_maxpool_forward), returning the pooled output:
+        the plan's batch norm + activation + max pool step. Backward: :meth:`backward_pooled`."""
+        y, argmax = self._forward(x, True, activation=activation, alpha=alpha, pool=pool)
+        self._pooled = (y, argmax, activation, alpha)
+        return y
+
+    def backward_pooled(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
+        """The gradient before the batch norm from dy, the gradient of :meth:`forward_act_pool`'s output
+        (ops.batchnorm2d_act_maxpool_backward)."""
+        pooled, self._pooled = self._pooled, None
+        if pooled is None:
+            raise RuntimeError(f"{self.name}: backward called without a training forward before it")
+        y, argmax, activation, alpha = pooled
+        x, self._x = self._x, None
+        dx, dgamma, dbeta = ops.batchnorm2d_act_maxpool_backward(
+            dy,
+            y,
+            argmax,
+            x,
+            self.params.get("gamma"),
+            self._mean,
+            self._invstd,
+            training=True,
+            activation=activation,
+            alpha=alpha,
+            backend=self._ctx.backend,
+        )
+        self._keep_grads(dgamma, dbeta)
+        return dx if need_dx else None
+
     def _forward(
         self,
         x: BackendArray,
@@ -80,18 +115,15 @@ class BatchNormalization(ChannelsFirstMixin, Layer):
         logits: bool = False,
         activation: str | None = None,
         alpha: float = 0.01,
-    ) -> BackendArray:
+        pool: dict[str, Any] | None = None,
+    ) -> Any:
         x4 = self._as4d(x)
         keras = self.convention == "keras"
         new_weight = 1.0 - self.momentum if keras else self.momentum
         rv = self.state["moving_variance"]
         rv_old = rv.copy() if training and keras else None
-        y, mean, invstd = ops.batchnorm2d_act_forward(
-            x4,
-            self.params.get("gamma"),
-            self.params.get("beta"),
-            self.state["moving_mean"],
-            rv,
+        gamma, beta, rm = self.params.get("gamma"), self.params.get("beta"), self.state["moving_mean"]
+        kw: dict[str, Any] = dict(
             training=training,
             momentum=new_weight,
             eps=self.epsilon,
@@ -99,6 +131,12 @@ class BatchNormalization(ChannelsFirstMixin, Layer):
             alpha=alpha,
             backend=self._ctx.backend,
         )
+        if pool is None:
+            y, mean, invstd = ops.batchnorm2d_act_forward(x4, gamma, beta, rm, rv, **kw)
+        else:
+            y, argmax, mean, invstd = ops.batchnorm2d_act_maxpool_forward(
+                x4, gamma, beta, rm, rv, **kw, **pool
+            )
         if training:
             weights_changed()  # the kernel updated the running statistics in place
             if rv_old is not None:
@@ -108,7 +146,7 @@ class BatchNormalization(ChannelsFirstMixin, Layer):
                     var = 1.0 / (invstd * invstd) - self.epsilon
                     rv[...] = rv_old * self.momentum + var * new_weight
             self._x, self._mean, self._invstd = x4, mean, invstd
-        return y.reshape(x.shape)
+        return (y, argmax) if pool is not None else y.reshape(x.shape)
 
     def _backward(self, dy: BackendArray, need_dx: bool = True) -> BackendArray | None:
         x4, self._x = self._x, None
@@ -121,14 +159,18 @@ class BatchNormalization(ChannelsFirstMixin, Layer):
             training=True,
             backend=self._ctx.backend,
         )
+        self._keep_grads(dgamma, dbeta)
+        return dx.reshape(dy.shape) if need_dx else None
+
+    def _keep_grads(self, dgamma: BackendArray, dbeta: BackendArray) -> None:
         if self.scale:
             self.grads["gamma"] = dgamma
         if self.center:
             self.grads["beta"] = dbeta
-        return dx.reshape(dy.shape) if need_dx else None
 
     def _clear(self) -> None:
         self._x = None
+        self._pooled = None
 
     def get_config(self) -> dict[str, Any]:
         return {

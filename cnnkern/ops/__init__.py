@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from .activation import activation_backward, activation_forward
 from .augment import augment_affine_forward, augment_color_forward, augment_shift_forward
-from .batchnorm import batchnorm2d_act_forward, batchnorm2d_backward, batchnorm2d_forward
+from .batchnorm import (
+    batchnorm2d_act_forward,
+    batchnorm2d_act_maxpool_backward,
+    batchnorm2d_act_maxpool_forward,
+    batchnorm2d_backward,
+    batchnorm2d_forward,
+)
 from .conv import conv2d_backward, conv2d_bias_act_forward, conv2d_forward
 from .conv_pool import conv2d_act_maxpool_backward, conv2d_act_maxpool_forward
 from .dense import dense_backward, dense_bias_act_forward, dense_forward
@@ -54,6 +60,8 @@ __all__ = [
     "avgpool2d_backward",
     "avgpool2d_forward",
     "batchnorm2d_act_forward",
+    "batchnorm2d_act_maxpool_backward",
+    "batchnorm2d_act_maxpool_forward",
     "batchnorm2d_backward",
     "batchnorm2d_forward",
     "conv2d_act_maxpool_backward",

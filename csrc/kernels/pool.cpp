@@ -160,56 +160,79 @@ void max_row_2x2(const float* xp, const Geom& g, int64_t oh, float* y, int64_t* 
     max_window(xp, g.W, hs, dilated_span(ow, 2, 2, 0, 1, g.W), 1, 1, y + ow, arg + ow);
 }
 
-}  // namespace
+bool classic_2x2(const Geom& g) {
+  return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
+}
 
-// y (and argmax when `ap` is not null; else each row's argmax goes to a scratch row that stays in L1).
-void maxpool_forward_impl(const float* xp, const PoolGeom& g, float* yp, int64_t* ap) {
-  const bool classic =
-      g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
-  const auto row = classic ? max_row_2x2 : max_row;
+// The AVX2 2x2 path takes whole runs of rows of a plane per call (when every window of a row is whole).
+bool rows_in_runs(const Geom& g) {
 #ifdef CNNKERN_X86
-  // the AVX2 2x2 path takes whole runs of rows of a plane per call (when every window of a row is whole)
-  const bool runs = classic && simd_level() != Simd::scalar && g.Q <= g.W / 2;
+  return classic_2x2(g) && simd_level() != Simd::scalar && g.Q <= g.W / 2;
 #else
-  const bool runs = false;
+  (void)g;
+  return false;
 #endif
+}
+
+// Output rows [oh, last) of the plane at xpl; y and arg receive those rows (row oh first).
+void max_rows(const float* xpl, const Geom& g, bool runs, int64_t oh, int64_t last, float* y, int64_t* arg) {
 #ifdef CNNKERN_X86
-  // rows shorter than a vector (pool2: 11x11 -> 5x5): whole planes by gathers, the offsets shared by all
-  // planes
-  if (runs && g.Q < 8 && g.P <= g.H / 2 && g.H * g.W < (int64_t{1} << 30)) {
-    const int64_t PQ = g.P * g.Q;
-    std::vector<int32_t> off((PQ + 7) / 8 * 8, 0);
-    for (int64_t j = 0; j < PQ; ++j) off[j] = static_cast<int32_t>(2 * (j / g.Q) * g.W + 2 * (j % g.Q));
-    parallel_for(g.N * g.C, [&](int64_t begin, int64_t end) {
-      std::vector<int64_t> scratch(ap ? 0 : PQ);
-      for (int64_t pl = begin; pl < end; ++pl)
-        avx2::maxpool_2x2_plane_gather(xp + pl * g.H * g.W, g.W, PQ, off.data(), yp + pl * PQ,
-                                       ap ? ap + pl * PQ : scratch.data());
-    });
+  if (runs) {
+    const int64_t full = std::min(last, g.H / 2);
+    if (full > oh) avx2::maxpool_2x2_rows(xpl, g.W, oh, full, g.Q, g.Q, y, arg);
+    for (int64_t o = std::max(oh, full); o < last; ++o)  // a last row cut by the ceil_mode overhang
+      max_row(xpl, g, o, y + (o - oh) * g.Q, arg + (o - oh) * g.Q);
     return;
   }
 #endif
-  parallel_for(g.N * g.C * g.P, [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> scratch(ap ? 0 : g.P * g.Q);  // the argmax of up to a plane's rows, when unwanted
-    int64_t plane = begin / g.P, oh = begin % g.P;     // advanced by counting, not dividing, per row
-    for (int64_t r = begin; r < end;) {
-      const float* xpl = xp + plane * g.H * g.W;
+  const auto row = classic_2x2(g) ? max_row_2x2 : max_row;
+  for (int64_t o = oh; o < last; ++o) row(xpl, g, o, y + (o - oh) * g.Q, arg + (o - oh) * g.Q);
+}
+
+}  // namespace
+
+MaxPlanePool::MaxPlanePool(const PoolGeom& g) : g_(g), runs_(rows_in_runs(g)) {
 #ifdef CNNKERN_X86
-      if (runs) {  // rows oh .. last of this plane within [begin, end) whose windows lie inside the plane
-        const int64_t last = std::min(g.P, oh + (end - r)), full = std::min(last, g.H / 2);
-        int64_t* arg = ap ? ap + r * g.Q : scratch.data();
-        if (full > oh) avx2::maxpool_2x2_rows(xpl, g.W, oh, full, g.Q, g.Q, yp + r * g.Q, arg);
-        for (int64_t o = std::max(oh, full); o < last; ++o)  // a last row cut by the ceil_mode overhang
-          max_row(xpl, g, o, yp + (r + o - oh) * g.Q, arg + (o - oh) * g.Q);
-        r += last - oh;
-        oh = last;
-        if (oh == g.P) oh = 0, ++plane;
-        continue;
-      }
+  // rows shorter than a vector (pool2: 11x11 -> 5x5): whole planes by gathers, the offsets shared by all
+  // planes
+  if (runs_ && g.Q < 8 && g.P <= g.H / 2 && g.H * g.W < (int64_t{1} << 30)) {
+    const int64_t PQ = g.P * g.Q;
+    gather_.assign((PQ + 7) / 8 * 8, 0);
+    for (int64_t j = 0; j < PQ; ++j) gather_[j] = static_cast<int32_t>(2 * (j / g.Q) * g.W + 2 * (j % g.Q));
+  }
 #endif
-      row(xpl, g, oh, yp + r * g.Q, ap ? ap + r * g.Q : scratch.data());
-      ++r;
-      if (++oh == g.P) oh = 0, ++plane;
+}
+
+void MaxPlanePool::operator()(const float* x, float* y, int64_t* arg) const {
+#ifdef CNNKERN_X86
+  if (gathers()) return avx2::maxpool_2x2_plane_gather(x, g_.W, g_.P * g_.Q, gather_.data(), y, arg);
+#endif
+  max_rows(x, g_, runs_, 0, g_.P, y, arg);
+}
+
+// y (and argmax when `ap` is not null; else each row's argmax goes to a scratch row that stays in L1).
+// Planes pooled by gathers are split over the threads whole, the others by runs of output rows.
+void maxpool_forward_impl(const float* xp, const PoolGeom& g, float* yp, int64_t* ap) {
+  const MaxPlanePool plane(g);
+  const int64_t HW = g.H * g.W, PQ = g.P * g.Q;
+  if (plane.gathers()) {
+    parallel_for(g.N * g.C, [&](int64_t begin, int64_t end) {
+      std::vector<int64_t> scratch(ap ? 0 : PQ);
+      for (int64_t pl = begin; pl < end; ++pl)
+        plane(xp + pl * HW, yp + pl * PQ, ap ? ap + pl * PQ : scratch.data());
+    });
+    return;
+  }
+  const bool runs = rows_in_runs(g);
+  parallel_for(g.N * g.C * g.P, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> scratch(ap ? 0 : PQ);   // the argmax of up to a plane's rows, when unwanted
+    int64_t pl = begin / g.P, oh = begin % g.P;  // advanced by counting, not dividing, per run
+    for (int64_t r = begin; r < end;) {          // rows oh .. last of plane pl within [begin, end)
+      const int64_t last = std::min(g.P, oh + (end - r));
+      max_rows(xp + pl * HW, g, runs, oh, last, yp + r * g.Q, ap ? ap + r * g.Q : scratch.data());
+      r += last - oh;
+      oh = last;
+      if (oh == g.P) oh = 0, ++pl;
     }
   });
 }

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/activation.h"
 
@@ -20,6 +21,22 @@ struct PoolGeom {
 // py::value_error.
 PoolGeom pool_geom(const std::array<int64_t, 4>& x_shape, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
                    std::array<int64_t, 2> p, std::array<int64_t, 2> d, bool ceil_mode);
+// Max pooling of one plane per call, its path chosen once for the geometry (only H, W, P, Q and the window
+// are read): for callers that loop over planes themselves (batch norm + activation + max pool), without a
+// split over the threads or any set-up per plane. Same values and indices as maxpool_forward_impl.
+class MaxPlanePool {
+ public:
+  explicit MaxPlanePool(const PoolGeom& g);
+  // x (H,W) -> y, arg (P,Q); arg must not be null
+  void operator()(const float* x, float* y, int64_t* arg) const;
+  bool gathers() const { return !gather_.empty(); }  // whole planes by the AVX2 gathers (short rows)
+
+ private:
+  PoolGeom g_;
+  bool runs_;
+  std::vector<int32_t> gather_;  // the gathers' window offsets
+};
+
 // y (N,C,P,Q) = max over each window of x (N,C,H,W), and argmax (flat index into the H*W plane) unless ap is
 // null.
 void maxpool_forward_impl(const float* xp, const PoolGeom& g, float* yp, int64_t* ap);

@@ -44,13 +44,14 @@ void bn_sq_dev_lanes(const float* x, int64_t blocks, int64_t stride, int64_t n16
   for (int r = 0; r < 4; ++r) _mm256_storeu_pd(lane + 4 * r, s[r]);
 }
 
-// ls[j] += Σ_b Σ_k dy[16k + j];  ld[j] += Σ_b Σ_k dy[16k + j]·(x[16k + j] - mean)  (block b at b·stride)
-void bn_dy_lanes(const float* dy, const float* x, int64_t blocks, int64_t stride, int64_t n16, double mean,
-                 double* ls, double* ld) {
+// ls[j] += Σ_b Σ_k dy[16k + j];  ld[j] += Σ_b Σ_k dy[16k + j]·(x[16k + j] - mean)  (block b of dy at
+// b·dy_stride, of x at b·x_stride)
+void bn_dy_lanes(const float* dy, int64_t dy_stride, const float* x, int64_t x_stride, int64_t blocks,
+                 int64_t n16, double mean, double* ls, double* ld) {
   const __m256d m = _mm256_set1_pd(mean);
   __m256d s[4], d[4];
   for (int r = 0; r < 4; ++r) s[r] = _mm256_loadu_pd(ls + 4 * r), d[r] = _mm256_loadu_pd(ld + 4 * r);
-  for (int64_t b = 0; b < blocks; ++b, dy += stride, x += stride)
+  for (int64_t b = 0; b < blocks; ++b, dy += dy_stride, x += x_stride)
     for (int64_t i = 0; i < n16; i += 16)
       for (int r = 0; r < 4; ++r) {
         const __m256d g = widen(dy + i + 4 * r), xc = _mm256_sub_pd(widen(x + i + 4 * r), m);
