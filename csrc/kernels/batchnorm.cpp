@@ -318,10 +318,11 @@ py::tuple batchnorm2d_backward(const carray<float>& dy, const carray<float>& x, 
 // The plan's conv -> batch norm -> activation -> max pool in training, from the batch norm on. Forward: per
 // channel (split over the threads) the statistics as batchnorm2d_forward, then per image the normalised,
 // activated plane in a per-thread buffer, max pooled from there: act(batch norm(x)) is never written out nor
-// read back. Backward: per image plane, dy through the activation's gradient at the pooled values (which
-// argmax points at) scattered into a per-thread plane, which feeds the batch norm's sums and then its dx:
-// the unfused path's dz (N,C,H,W) never exists. Every step is the unfused kernels' own operations in their
-// order (the pool's, the scatter's, the sums' association), so the results are theirs bit for bit.
+// read back. Backward: dy through the activation's gradient at the pooled values (which argmax points at),
+// then per channel its planes scattered into a buffer the thread keeps (one channel, in cache), which feeds
+// the batch norm's sums and then its dx: the unfused path's dz (N,C,H,W) never goes to memory, nor act(x)
+// back from it. Every step is the unfused kernels' own operations in their order (the pool's, the
+// scatter's, the sums' association), so the results are theirs bit for bit.
 
 py::tuple batchnorm2d_act_maxpool_forward(const carray<float>& x, const carray<float>& gamma,
                                           const carray<float>& beta, carray<float> running_mean,
