@@ -240,19 +240,9 @@ def _vgg28() -> list[Layer]:
 
 
 def _bn2() -> list[Layer]:
-    from . import layers as L
-    from .bench.zoo import conv_bn_relu as block
+    from .bench.zoo import two_bn_blocks
 
-    return [
-        *block(32),
-        L.MaxPooling2D(2),
-        *block(64),
-        L.MaxPooling2D(2),
-        L.Flatten(),
-        L.Dense(512, activation="relu"),
-        L.Dropout(0.5),
-        L.Dense(10, activation="softmax"),
-    ]
+    return two_bn_blocks(32, 64, 512)
 
 
 def model_layers(name: str) -> list[Layer]:

@@ -138,19 +138,25 @@ def _mobile() -> list[Layer]:
     ]
 
 
-def _wide_head() -> list[Layer]:
+def two_bn_blocks(c1: int, c2: int, units: int) -> list[Layer]:
+    """conv-bn-relu of c1 channels, 2x2 max pool, conv-bn-relu of c2, max pool, then dense ``units`` (ReLU),
+    dropout 0.5 and the 10-way softmax: the zoo's wide_head and the recipe model bn2."""
     from .. import layers as L
 
     return [
-        *conv_bn_relu(16),
+        *conv_bn_relu(c1),
         L.MaxPooling2D(2),
-        *conv_bn_relu(32),
+        *conv_bn_relu(c2),
         L.MaxPooling2D(2),
         L.Flatten(),
-        L.Dense(1024, activation="relu"),
+        L.Dense(units, activation="relu"),
         L.Dropout(0.5),
         L.Dense(10, activation="softmax"),
     ]
+
+
+def _wide_head() -> list[Layer]:
+    return two_bn_blocks(16, 32, 1024)
 
 
 ZOO: dict[str, ZooModel] = {
