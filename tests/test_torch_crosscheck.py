@@ -156,6 +156,45 @@ def test_conv2d_act_maxpool(plain_target, xs, ws, pool, kind):
             assert_close(tg.get(g), n(want), **gemm_tol(kk, dt, 2.0), what=f"{tg.id} {dt} {kind} {name}")
 
 
+@pytest.mark.parametrize("kind", ["relu", "leaky_relu", "tanh"])
+@pytest.mark.parametrize(
+    "xs, pool", [((4, 3, 8, 8), (2, 2, 0)), ((2, 5, 9, 11), (3, 2, 1))], ids=["pool2", "pool3-s2-pad1"]
+)
+def test_batchnorm2d_act_maxpool(plain_target, xs, pool, kind):
+    """The fused batch norm + activation + max pool pair (training) against autograd through batch_norm,
+    the activation and max_pool2d: values, indices (random data: no ties after the batch norm), running
+    statistics and the three gradients."""
+    c = xs[1]
+    x, gamma, beta = randn(xs, 50, offset=0.5), randn((c,), 51), randn((c,), 52)
+    rm, rv = randn((c,), 53), 0.5 + np.abs(randn((c,), 54))
+    k, s, p = pool
+    tx, tgam, tbeta, trm, trv = t(x, True), t(gamma, True), t(beta, True), t(rm), t(rv)
+    tz = F.batch_norm(tx, trm, trv, tgam, tbeta, training=True, momentum=0.1, eps=1e-5)
+    ty, tidx = F.max_pool2d(_TORCH_ACT[kind](tz), k, s, p, return_indices=True)
+    dy = randn(tuple(ty.shape), 55)
+    ty.backward(t(dy))
+    nv = xs[0] * xs[2] * xs[3]
+    tol = 16 * EPS32 * nv**0.5 * 4
+    tg = plain_target
+    for dt in _dtypes(tg):
+        g_rm, g_rv = tg.put(rm, dt), tg.put(rv, dt)
+        y, arg, mean, invstd = tg.call(
+            "batchnorm2d_act_maxpool_forward", tg.put(x, dt), tg.put(gamma, dt), tg.put(beta, dt), g_rm,
+            g_rv, training=True, activation=kind, alpha=0.1, pool_size=k, pool_stride=s, pool_padding=p,
+        )  # fmt: skip
+        what = f"{tg.id} {dt} {kind}"
+        assert_close(tg.get(y), n(ty), **scaled(dt, tol, tol), what=f"{what} y")
+        assert_close(tg.get(arg), tidx.numpy(), atol=0, rtol=0, what=f"{what} indices")
+        assert_close(tg.get(g_rm), n(trm), **scaled(dt, tol, tol), what=f"{what} running_mean")
+        assert_close(tg.get(g_rv), n(trv), **scaled(dt, tol, tol), what=f"{what} running_var")
+        got = tg.call(
+            "batchnorm2d_act_maxpool_backward", tg.put(dy, dt), y, arg, tg.put(x, dt), tg.put(gamma, dt),
+            mean, invstd, training=True, activation=kind, alpha=0.1,
+        )  # fmt: skip
+        for name, g, want in zip(("dx", "dgamma", "dbeta"), got, (tx.grad, tgam.grad, tbeta.grad)):
+            assert_close(tg.get(g), n(want), **scaled(dt, 4 * tol, 4 * tol), what=f"{what} {name}")
+
+
 @pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: c.id)
 def test_avg_pool2d(plain_target, case):
     x = randn(case.x, 8)
