@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from .layers import (
+    Activation,
     AveragePooling2D,
     BatchNormalization,
     Conv2D,
@@ -174,9 +175,9 @@ def _conv(step: Step, conv: Conv2D, x: Any, pool_layer: MaxPooling2D | None = No
     )
     geom: dict[str, Any] = dict(stride=stride, padding=pad, dilation=dilation, groups=groups)
     if step.kind in ("conv_act", "conv_bn", "conv_bn_act", "conv_bn_act_pool"):
-        # the conv applies the activation layer's kind
-        act = None if step.kind == "conv_bn" else step.layers[2 if step.kind == "conv_bn_act_pool" else -1]
-        kind, alpha = (None, 0.01) if act is None else (act._fused_kind(), act.alpha)  # type: ignore[attr-defined]
+        # the conv applies the kind of the step's activation layer (conv_bn has none)
+        act = next((layer for layer in step.layers if isinstance(layer, Activation)), None)
+        kind, alpha = (None, 0.01) if act is None else (act._fused_kind(), act.alpha)
     else:
         kind, alpha = conv._fused_kind(), conv.alpha
     alpha = check.activation_kind(kind, alpha)

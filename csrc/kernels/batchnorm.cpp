@@ -405,23 +405,15 @@ py::tuple batchnorm2d_act_maxpool_backward(const carray<float>& dy, const carray
       // page faults from a fresh allocation per call)
       thread_local std::vector<float> dz;
       dz.resize(d.N * d.HW);
-      const int64_t HW = d.HW;  // a local: the stores below could alias d
       for (int64_t c = begin; c < end; ++c) {
-        // maxpool_scatter_planes' operations, plane after plane
+        // maxpool2d_backward's scatter, plane after plane
         std::fill(dz.begin(), dz.end(), 0.0f);
-        bool outside = false;
+        bool inside = true;
         for (int64_t i = 0; i < d.N; ++i) {
-          const float* gi = gv + (i * d.C + c) * PQ;
-          const int64_t* ai = ap + (i * d.C + c) * PQ;
-          float* plane = dz.data() + i * HW;
-          for (int64_t j = 0; j < PQ; ++j) {
-            const int64_t k = ai[j];
-            const bool ok = static_cast<uint64_t>(k) < static_cast<uint64_t>(HW);
-            outside |= !ok;
-            plane[ok ? k : 0] += ok ? gi[j] : 0.0f;
-          }
+          const int64_t at = (i * d.C + c) * PQ;
+          inside &= maxpool_scatter_plane(gv + at, ap + at, PQ, d.HW, dz.data() + i * d.HW);
         }
-        if (outside) bad.store(true, std::memory_order_relaxed);
+        if (!inside) bad.store(true, std::memory_order_relaxed);
         DySums sums;
         sums.add(kern, dz.data(), d.HW, xp + c * d.HW, d.C * d.HW, d.N, d.HW, mp[c]);
         const DxMap t = dx_map(sums, c, count, training, gp, mp, ip, dgp, dbp);

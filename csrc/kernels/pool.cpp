@@ -240,6 +240,17 @@ void maxpool_forward_impl(const float* xp, const PoolGeom& g, float* yp, int64_t
 // dx = 0 over `planes` planes of HW, then dx[plane][argmax] += dy for each of the PQ outputs of the plane;
 // with an activation, each plane of dx is then mapped through the activation's gradient given its output a
 // (the pool's input), while it is still in cache. Returns false if an index lies outside [0, HW).
+bool maxpool_scatter_plane(const float* g, const int64_t* arg, int64_t PQ, int64_t HW, float* d) {
+  bool inside = true;
+  for (int64_t j = 0; j < PQ; ++j) {
+    const int64_t i = arg[j];
+    const bool ok = static_cast<uint64_t>(i) < static_cast<uint64_t>(HW);
+    inside &= ok;
+    d[ok ? i : 0] += ok ? g[j] : 0.0f;
+  }
+  return inside;
+}
+
 bool maxpool_scatter_planes(const float* dyp, const int64_t* ap, int64_t planes, int64_t PQ, int64_t HW,
                             float* dxp, Act act, const float* a, float alpha) {
   std::atomic<bool> bad{false};
@@ -247,16 +258,8 @@ bool maxpool_scatter_planes(const float* dyp, const int64_t* ap, int64_t planes,
     for (int64_t pl = begin; pl < end; ++pl) {
       float* d = dxp + pl * HW;
       std::fill(d, d + HW, 0.0f);
-      const float* g = dyp + pl * PQ;
-      const int64_t* ai = ap + pl * PQ;
-      bool out_of_plane = false;
-      for (int64_t j = 0; j < PQ; ++j) {
-        const int64_t i = ai[j];
-        const bool ok = static_cast<uint64_t>(i) < static_cast<uint64_t>(HW);
-        out_of_plane |= !ok;
-        d[ok ? i : 0] += ok ? g[j] : 0.0f;
-      }
-      if (out_of_plane) bad.store(true, std::memory_order_relaxed);
+      if (!maxpool_scatter_plane(dyp + pl * PQ, ap + pl * PQ, PQ, HW, d))
+        bad.store(true, std::memory_order_relaxed);
       if (act != Act::none) activation_backward_inplace(act, a + pl * HW, d, HW, alpha);
     }
   });

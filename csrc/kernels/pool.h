@@ -40,6 +40,9 @@ class MaxPlanePool {
 // y (N,C,P,Q) = max over each window of x (N,C,H,W), and argmax (flat index into the H*W plane) unless ap is
 // null.
 void maxpool_forward_impl(const float* xp, const PoolGeom& g, float* yp, int64_t* ap);
+// d[arg[j]] += g[j] for the PQ outputs of one plane of HW (d zeroed by the caller). Returns false if an index
+// lies outside [0, HW) (nothing is written for it).
+bool maxpool_scatter_plane(const float* g, const int64_t* arg, int64_t PQ, int64_t HW, float* d);
 // dx (planes, HW) = 0, then dx[plane][argmax[j]] += dy[j] for the PQ outputs of each plane; with an
 // activation, each plane is then mapped through the activation's gradient given its output a (planes, HW).
 // Returns false if an index lies outside [0, HW) (nothing is written for it).
