@@ -37,6 +37,21 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_augment_cost_argument(p: argparse.ArgumentParser) -> None:
+    """`cnnkern bench --recipe NAME --augment-cost [STEPS]` (cnnkern.bench.augment_cost)."""
+    p.add_argument(
+        "--augment-cost",
+        type=_positive_int,
+        nargs="?",
+        const=200,
+        default=None,
+        metavar="STEPS",
+        help="with --recipe: instead of the comparison with PyTorch, the recipe's training images/s with its "
+        "augmentation on against off (same weights, batches and threads; STEPS timed steps a side, "
+        "default 200)",
+    )
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -82,14 +97,18 @@ def _describe(recipe: Recipe, data: list, source: str, seed: int) -> None:
     print(
         f"data: {source}: {len(data[0])} train, {len(data[2])} held out for validation, {len(data[4])} test"
     )
-    aug = ", ".join(
-        a for a, on in (("flip", recipe.flip), (f"shift {recipe.translate:g}", recipe.translate)) if on
-    )
+    aug = _augmentation(recipe)
     print(
         f"recipe {recipe.name}: model {recipe.model}, {recipe.epochs} epoch(s) of "
         f"{recipes.steps_per_epoch(recipe, len(data[0]))} steps, batch {recipe.batch_size}, "
         f"Adam lr {recipe.lr:g} "
         f"{recipe.schedule}, augmentation: {aug or 'none'}, seed {seed}"
+    )
+
+
+def _augmentation(recipe: Recipe) -> str:
+    return ", ".join(
+        a for a, on in (("flip", recipe.flip), (f"shift {recipe.translate:g}", recipe.translate)) if on
     )
 
 
@@ -138,7 +157,8 @@ def bench_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from .bench.recipe import curve_table, run_torch
     from .bench.runner import apply_threads, default_threads
 
-    if torch_ref.torch_version() is None:
+    cost = args.augment_cost is not None
+    if not cost and torch_ref.torch_version() is None:
         parser.error(
             '--recipe compares against PyTorch, which is not installed: pip install "cnnkern[torch]"'
         )
@@ -150,10 +170,18 @@ def bench_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     except (backends.BackendUnavailableError, ValueError) as exc:
         parser.error(str(exc))
     recipe = _recipe(args, parser)
+    if cost and not (recipe.flip or recipe.translate):
+        parser.error(f"--augment-cost: recipe {recipe.name} has no augmentation to measure")
     threads = args.threads or default_threads()
-    apply_threads(threads, [backend.name], True)
+    apply_threads(threads, [backend.name], not cost)
     data, source = _data(args, recipe)
     _describe(recipe, data, source, args.seed)
+    if cost:
+        from .bench import augment_cost
+
+        measured = augment_cost.measure(recipe, data, backend, args.seed, args.augment_cost)
+        print(augment_cost.report(measured, _augmentation(recipe), backend.name, threads))
+        return 0
     print(f"cnnkern backend: {backend.name}; {threads} thread(s) each")
     model = recipes.build(recipe, backend=backend, seed=args.seed)
     weights, rng_state = model.get_weights(), model.rng.bit_generator.state

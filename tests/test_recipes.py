@@ -31,6 +31,21 @@ def test_recipe_list(command, capsys):
     assert names == list(recipes.RECIPES)
 
 
+@pytest.mark.parametrize("name", list(recipes.RECIPES))
+def test_every_recipe_builds_its_model(name):
+    recipe = recipes.get(name)
+    model = recipes.build(recipe, backend="reference", seed=0)
+    assert model.layers[-1].output_shape == (10,)
+    n_aug = len(recipes.augment_layers(recipe))
+    assert n_aug == int(recipe.flip) + int(recipe.translate > 0)
+    assert len(model.layers) == n_aug + len(recipes.model_layers(recipe.model))
+
+
+def test_unknown_recipe_model_names_the_choices():
+    with pytest.raises(ValueError, match="'vgg28', 'bn2', 'bn64' nor a 28x28x1 zoo model"):
+        recipes.model_layers("resnet50")
+
+
 def test_unknown_recipe_exits_2(capsys):
     status, _, err = run(["train", "--recipe", "fastest", "--data", "bundled"], capsys)
     assert status == 2 and "unknown recipe 'fastest'" in err
@@ -163,6 +178,30 @@ def test_bench_recipe_command_and_plot(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     status, _, err = run(["bench", "--recipe", "smoke", "--zoo"], capsys)
     assert status == 2 and "does not combine" in err
+
+
+def test_augment_cost_times_both_sides_on_the_same_batches(data, capsys):
+    from cnnkern.bench import augment_cost
+
+    recipe = recipes.get("smoke")
+    cost = augment_cost.measure(recipe, data, "cpp", seed=0, steps=13)
+    assert len(cost.step_s["on"]) == len(cost.step_s["off"]) == 13  # a warm-up block, then two blocks
+    assert all(t > 0 for side in cost.step_s.values() for t in side)
+    assert cost.ratio == pytest.approx(cost.images_per_s("on") / cost.images_per_s("off"))
+    status, out, err = run(
+        ["bench", "--recipe", "smoke", "--augment-cost", "5", "--data", "bundled", "--threads", "1"], capsys
+    )
+    assert status == 0, err
+    assert "augmentation cost of recipe smoke (flip, shift 0.1), batch 32" in out
+    assert "augmentation on " in out and "augmentation off" in out and "images/s on / off: " in out
+    for argv, message in (
+        (["--recipe", "classic", "--augment-cost", "5"], "has no augmentation to measure"),
+        (["--recipe", "smoke", "--augment-cost", "5", "--target", "0.9"], "does not combine"),
+        (["--augment-cost", "5"], "apply to --recipe runs"),
+        (["--recipe", "smoke", "--augment-cost", "0"], "must be > 0"),
+    ):
+        status, _, err = run(["bench", *argv, "--data", "bundled"], capsys)
+        assert status == 2 and message in err, (argv, err)
 
 
 def test_plots_are_written(tmp_path, data):

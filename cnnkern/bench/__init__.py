@@ -134,9 +134,10 @@ def add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="PNG",
         help="save a bar chart (with --recipe: both time-to-accuracy curves on one chart; needs matplotlib)",
     )
-    from ..recipe_cli import add_recipe_arguments
+    from ..recipe_cli import add_augment_cost_argument, add_recipe_arguments
 
     add_recipe_arguments(p)
+    add_augment_cost_argument(p)
     p.add_argument(
         "--data",
         default=None,
@@ -253,8 +254,14 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return bench_models(args, parser)
     if args.int8 is not None:
         return _bench_int8(args, parser)
-    if args.target is not None or args.steps is not None or args.data or args.epochs is not None:
-        parser.error("--target, --steps, --data and --epochs apply to --recipe runs")
+    if (
+        args.target is not None
+        or args.steps is not None
+        or args.data
+        or args.epochs is not None
+        or args.augment_cost is not None
+    ):
+        parser.error("--target, --steps, --data, --epochs and --augment-cost apply to --recipe runs")
     settings = _settings(args, parser)
     from . import report, runner
 
@@ -343,6 +350,10 @@ def _bench_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error(
             "--recipe times a training run: it does not combine with --zoo, --int8, --model, --profile, "
             "--json, --batch, --only, --simd, --quick or --repeat"
+        )
+    if args.augment_cost is not None and (args.target is not None or args.plot or args.epochs is not None):
+        parser.error(
+            "--augment-cost times training steps: it does not combine with --target, --plot or --epochs"
         )
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
