@@ -188,6 +188,10 @@ def test_augment_cost_times_both_sides_on_the_same_batches(data, capsys):
     assert len(cost.step_s["on"]) == len(cost.step_s["off"]) == 13  # a warm-up block, then two blocks
     assert all(t > 0 for side in cost.step_s.values() for t in side)
     assert cost.ratio == pytest.approx(cost.images_per_s("on") / cost.images_per_s("off"))
+    # 45 images in batches of 32: every epoch ends with a short batch, trained on but never timed
+    short = [data[0][:45], data[1][:45], *data[2:]]
+    cost = augment_cost.measure(recipes.with_overrides(recipe, steps_per_epoch=None), short, "cpp", 0, 5)
+    assert len(cost.step_s["on"]) == len(cost.step_s["off"]) == 5 and cost.batch_size == 32
     status, out, err = run(
         ["bench", "--recipe", "smoke", "--augment-cost", "5", "--data", "bundled", "--threads", "1"], capsys
     )

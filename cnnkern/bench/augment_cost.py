@@ -52,10 +52,10 @@ def measure(
     }
     n_train, bs = len(data[0]), recipe.batch_size
     per_epoch = recipes.steps_per_epoch(recipe, n_train)
-    result = AugmentCost(recipe.name, bs)
+    result = AugmentCost(recipe.name, min(bs, n_train))  # the images in a full batch
     orders: dict[int, np.ndarray] = {}
-    blocks = 1 + -(-steps // BLOCK)
-    for block in range(blocks):
+    block = 0
+    while min(len(t) for t in result.step_s.values()) < steps:
         for side, trainer in trainers.items():
             for k in range(BLOCK):
                 step = block * BLOCK + k  # both sides train on the same batches in the same order
@@ -65,8 +65,10 @@ def measure(
                 idx = orders[epoch][s * bs : (s + 1) * bs]
                 t0 = time.perf_counter()
                 trainer.step(idx, recipe.lr)  # the peak rate throughout: the time does not depend on it
-                if block > 0 and len(result.step_s[side]) < steps:
+                full = len(idx) == result.batch_size  # an epoch's short last batch: trained, not timed
+                if block > 0 and full and len(result.step_s[side]) < steps:
                     result.step_s[side].append(time.perf_counter() - t0)
+        block += 1
     return result
 
 
