@@ -118,8 +118,8 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "bn64",
-            "bn2 with the channels swapped (64 then 32): the same accuracy, its time spent where cnnkern "
-            "leads PyTorch most (batch norm and pooling at 28x28)",
+            "bn2 with the widths swapped (64 then 32): the 93% recipe, its time spent where cnnkern leads "
+            "PyTorch most (batch norm and pooling at 28x28); 93.7% test to bn2's 94.0%",
             "bn64",
             epochs=30,
             batch_size=128,
