@@ -97,18 +97,12 @@ def _describe(recipe: Recipe, data: list, source: str, seed: int) -> None:
     print(
         f"data: {source}: {len(data[0])} train, {len(data[2])} held out for validation, {len(data[4])} test"
     )
-    aug = _augmentation(recipe)
+    aug = recipes.augmentation_text(recipe)
     print(
         f"recipe {recipe.name}: model {recipe.model}, {recipe.epochs} epoch(s) of "
         f"{recipes.steps_per_epoch(recipe, len(data[0]))} steps, batch {recipe.batch_size}, "
         f"Adam lr {recipe.lr:g} "
         f"{recipe.schedule}, augmentation: {aug or 'none'}, seed {seed}"
-    )
-
-
-def _augmentation(recipe: Recipe) -> str:
-    return ", ".join(
-        a for a, on in (("flip", recipe.flip), (f"shift {recipe.translate:g}", recipe.translate)) if on
     )
 
 
@@ -180,7 +174,7 @@ def bench_recipe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         from .bench import augment_cost
 
         measured = augment_cost.measure(recipe, data, backend, args.seed, args.augment_cost)
-        print(augment_cost.report(measured, _augmentation(recipe), backend.name, threads))
+        print(augment_cost.report(measured, recipes.augmentation_text(recipe), backend.name, threads))
         return 0
     print(f"cnnkern backend: {backend.name}; {threads} thread(s) each")
     model = recipes.build(recipe, backend=backend, seed=args.seed)
